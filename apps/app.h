@@ -1,0 +1,49 @@
+// What every ltk app shares: exceptions become one line on stderr and an exit code
+// (0 success, 2 usage or config error, 1 anything else).
+#pragma once
+
+#include <cxxopts.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <string>
+
+#include <c10/util/Exception.h>
+
+#include "ltk/core/error.h"
+
+namespace ltk::app {
+
+template <typename Fn>
+int guarded_main(const char* name, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::cerr << name << ": " << e.what() << " (see " << name << " --help)\n";
+    return 2;
+  } catch (const ltk::UsageError& e) {
+    std::cerr << name << ": " << e.what() << " (see " << name << " --help)\n";
+    return 2;
+  } catch (const ltk::ConfigError& e) {
+    std::cerr << name << ": error: " << e.what() << "\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << name << ": error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << name << ": error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+/// Parses argv; --help prints the help to stdout and sets `help`.
+inline cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, bool& help) {
+  auto result = options.parse(argc, argv);
+  help = result.count("help") > 0;
+  if (help) std::cout << options.help() << std::flush;
+  if (!result.unmatched().empty()) throw ltk::UsageError("unexpected argument '" + result.unmatched()[0] + "'");
+  return result;
+}
+
+}  // namespace ltk::app

@@ -1,0 +1,195 @@
+// ltk-data: corpus preparation and inspection.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include "app.h"
+#include "ltk/config/config.h"
+#include "ltk/core/strings.h"
+#include "ltk/data/dataset.h"
+#include "ltk/data/split.h"
+#include "ltk/data/tokenizer.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kUsage =
+    "usage: ltk-data COMMAND [options]\n"
+    "commands:\n"
+    "  fortunes  build a label<TAB>text corpus from fortune(6) files and split it\n"
+    "  split     split a label<TAB>text file: seeded, stratified, duplicates kept together\n"
+    "  tokenize  tokenize lines from stdin, print tokens joined by spaces\n"
+    "  stats     samples, labels and token lengths of label<TAB>text files\n"
+    "run 'ltk-data COMMAND --help' for a command's options\n";
+
+void write_splits(const std::vector<ltk::Example>& all, const std::string& out_dir, const std::string& ratios_text,
+                  uint64_t seed) {
+  auto ratios = ltk::parse_ratios(ratios_text);
+  std::vector<std::string> names = ratios.size() == 3 ? std::vector<std::string>{"train", "valid", "test"}
+                                   : ratios.size() == 2 ? std::vector<std::string>{"train", "test"}
+                                                        : std::vector<std::string>{};
+  for (size_t i = names.size(); i < ratios.size(); ++i) names.push_back("part" + std::to_string(i + 1));
+  ltk::SplitReport report;
+  auto parts = ltk::stratified_split(all, ratios, seed, &report);
+  fs::create_directories(out_dir);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    std::string path = out_dir + "/" + names[i] + ".tsv";
+    ltk::write_tsv(path, all, parts[i]);
+    std::cerr << "wrote " << path << ": " << parts[i].size() << " samples\n";
+  }
+  if (report.duplicate_texts)
+    std::cerr << report.duplicate_texts << " duplicate text(s) kept in the split of their first copy ("
+              << report.conflicting_duplicates << " with a different label)\n";
+}
+
+int cmd_fortunes(int argc, char** argv) {
+  cxxopts::Options options("ltk-data fortunes",
+                           "Build a corpus from fortune files: label = the file's name, text = one quote with its "
+                           "whitespace folded; files with fewer than --min-quotes quotes are dropped.");
+  options.add_options()
+      ("o,out", "output directory (train.tsv, valid.tsv, test.tsv)", cxxopts::value<std::string>())
+      ("min-quotes", "drop files with fewer quotes", cxxopts::value<int64_t>()->default_value("100"))
+      ("ratios", "split ratios", cxxopts::value<std::string>()->default_value("0.8,0.1,0.1"))
+      ("seed", "split seed", cxxopts::value<uint64_t>()->default_value("13"))
+      ("files", "fortune files", cxxopts::value<std::vector<std::string>>())
+      ("h,help", "show this help");
+  options.parse_positional({"files"});
+  options.positional_help("FILE...");
+  bool help = false;
+  auto args = ltk::app::parse(options, argc, argv, help);
+  if (help) return 0;
+  if (!args.count("out")) throw ltk::UsageError("--out is required");
+  if (!args.count("files")) throw ltk::UsageError("give the fortune files to read");
+  std::vector<ltk::Example> all;
+  int64_t min_quotes = args["min-quotes"].as<int64_t>();
+  for (const auto& path : args["files"].as<std::vector<std::string>>()) {
+    std::string label = fs::path(path).filename().string();
+    auto quotes = ltk::read_fortune_file(path, label);
+    if (static_cast<int64_t>(quotes.size()) < min_quotes) {
+      std::cerr << "skip " << label << ": " << quotes.size() << " quotes < " << min_quotes << "\n";
+      continue;
+    }
+    std::cerr << "read " << label << ": " << quotes.size() << " quotes\n";
+    all.insert(all.end(), quotes.begin(), quotes.end());
+  }
+  if (all.empty()) throw ltk::DataError("no fortune file had enough quotes; nothing written");
+  write_splits(all, args["out"].as<std::string>(), args["ratios"].as<std::string>(), args["seed"].as<uint64_t>());
+  return 0;
+}
+
+int cmd_split(int argc, char** argv) {
+  cxxopts::Options options("ltk-data split", "Split a label<TAB>text file into train/valid/test files.");
+  options.add_options()
+      ("i,input", "label<TAB>text file", cxxopts::value<std::string>())
+      ("o,out", "output directory", cxxopts::value<std::string>())
+      ("ratios", "split ratios (2 parts: train,test; 3: train,valid,test)",
+       cxxopts::value<std::string>()->default_value("0.8,0.1,0.1"))
+      ("seed", "split seed", cxxopts::value<uint64_t>()->default_value("13"))
+      ("h,help", "show this help");
+  bool help = false;
+  auto args = ltk::app::parse(options, argc, argv, help);
+  if (help) return 0;
+  if (!args.count("input") || !args.count("out")) throw ltk::UsageError("--input and --out are required");
+  write_splits(ltk::read_tsv(args["input"].as<std::string>()), args["out"].as<std::string>(),
+               args["ratios"].as<std::string>(), args["seed"].as<uint64_t>());
+  return 0;
+}
+
+ltk::TokenizerConfig tokenizer_from_args(const cxxopts::ParseResult& args) {
+  if (args.count("config")) return ltk::load_config(args["config"].as<std::string>()).data.tokenizer;
+  nlohmann::json section = {{"type", args["tokenizer"].as<std::string>()},
+                            {"lowercase", args.count("no-lowercase") == 0}};
+  nlohmann::json doc = {{"data", {{"train", "-"}, {"tokenizer", section}}}};
+  return ltk::parse_config(doc).data.tokenizer;
+}
+
+int cmd_tokenize(int argc, char** argv) {
+  cxxopts::Options options("ltk-data tokenize", "Tokenize stdin line by line; tokens joined by single spaces.");
+  options.add_options()
+      ("c,config", "take data.tokenizer from this experiment config", cxxopts::value<std::string>())
+      ("tokenizer", "basic, whitespace or char", cxxopts::value<std::string>()->default_value("basic"))
+      ("no-lowercase", "keep case")
+      ("h,help", "show this help");
+  bool help = false;
+  auto args = ltk::app::parse(options, argc, argv, help);
+  if (help) return 0;
+  auto tokenizer = ltk::make_tokenizer(tokenizer_from_args(args));
+  std::string line, scratch;
+  std::vector<std::string_view> tokens;
+  while (std::getline(std::cin, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    tokenizer->tokenize(line, scratch, tokens);
+    for (size_t i = 0; i < tokens.size(); ++i) std::cout << (i ? " " : "") << tokens[i];
+    std::cout << '\n';
+  }
+  return 0;
+}
+
+int cmd_stats(int argc, char** argv) {
+  cxxopts::Options options("ltk-data stats", "Samples, label distribution and token-length percentiles.");
+  options.add_options()
+      ("c,config", "take data.tokenizer from this experiment config", cxxopts::value<std::string>())
+      ("tokenizer", "basic, whitespace or char", cxxopts::value<std::string>()->default_value("basic"))
+      ("no-lowercase", "keep case")
+      ("max-len", "also count samples longer than this", cxxopts::value<int64_t>()->default_value("0"))
+      ("files", "label<TAB>text files", cxxopts::value<std::vector<std::string>>())
+      ("h,help", "show this help");
+  options.parse_positional({"files"});
+  options.positional_help("FILE...");
+  bool help = false;
+  auto args = ltk::app::parse(options, argc, argv, help);
+  if (help) return 0;
+  if (!args.count("files")) throw ltk::UsageError("give at least one label<TAB>text file");
+  auto tokenizer = ltk::make_tokenizer(tokenizer_from_args(args));
+  int64_t max_len = args["max-len"].as<int64_t>();
+  for (const auto& path : args["files"].as<std::vector<std::string>>()) {
+    auto examples = ltk::read_tsv(path);
+    std::map<std::string, int64_t> labels;
+    std::vector<int64_t> lengths;
+    std::string scratch;
+    std::vector<std::string_view> tokens;
+    for (const auto& e : examples) {
+      labels[e.label]++;
+      tokenizer->tokenize(e.text, scratch, tokens);
+      lengths.push_back(static_cast<int64_t>(tokens.size()));
+    }
+    std::sort(lengths.begin(), lengths.end());
+    auto pct = [&](double q) { return lengths[static_cast<size_t>(q * static_cast<double>(lengths.size() - 1))]; };
+    std::cout << path << ": " << examples.size() << " samples, " << labels.size() << " labels\n";
+    std::cout << "  tokens per sample: min " << lengths.front() << "  p50 " << pct(0.5) << "  p90 " << pct(0.9)
+              << "  p99 " << pct(0.99) << "  max " << lengths.back() << "\n";
+    if (max_len > 0) {
+      auto over = lengths.end() - std::upper_bound(lengths.begin(), lengths.end(), max_len);
+      std::cout << "  longer than max_len " << max_len << ": " << over << " samples\n";
+    }
+    for (const auto& [label, n] : labels)
+      std::cout << "  " << label << "\t" << n << "\t"
+                << fmt::format("{:.1f}%", 100.0 * static_cast<double>(n) / static_cast<double>(examples.size()))
+                << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return ltk::app::guarded_main("ltk-data", [&] {
+    std::string cmd = argc > 1 ? argv[1] : "";
+    if (cmd == "-h" || cmd == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    // Each command parses the arguments after its name.
+    if (cmd == "fortunes") return cmd_fortunes(argc - 1, argv + 1);
+    if (cmd == "split") return cmd_split(argc - 1, argv + 1);
+    if (cmd == "tokenize") return cmd_tokenize(argc - 1, argv + 1);
+    if (cmd == "stats") return cmd_stats(argc - 1, argv + 1);
+    std::cerr << kUsage;
+    if (cmd.empty()) throw ltk::UsageError("a command is required");
+    throw ltk::UsageError("unknown command '" + cmd + "'" +
+                          ltk::did_you_mean(cmd, {"fortunes", "split", "tokenize", "stats"}));
+  });
+}

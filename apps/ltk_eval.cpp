@@ -1,0 +1,47 @@
+// ltk-eval: scores a run's checkpoint on labelled data.
+#include <iostream>
+
+#include "app.h"
+#include "ltk/core/runtime.h"
+#include "ltk/eval/evaluator.h"
+#include "ltk/io/run.h"
+
+int main(int argc, char** argv) {
+  return ltk::app::guarded_main("ltk-eval", [&] {
+    cxxopts::Options options("ltk-eval", "Evaluate a trained run on labelled data (label<TAB>text lines).");
+    options.add_options()
+        ("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())
+        ("d,data", "labelled file(s) to score", cxxopts::value<std::vector<std::string>>())
+        ("checkpoint", "best, last, or a weights file", cxxopts::value<std::string>()->default_value("best"))
+        ("device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))
+        ("threads", "LibTorch threads (0 = all cores)", cxxopts::value<int64_t>()->default_value("0"))
+        ("batch-size", "evaluation batch size (default: the run's trainer.eval_batch_size)",
+         cxxopts::value<int64_t>()->default_value("0"))
+        ("json", "print the metrics as one JSON object per file on stdout")
+        ("h,help", "show this help");
+    bool help = false;
+    auto args = ltk::app::parse(options, argc, argv, help);
+    if (help) return 0;
+    if (!args.count("run")) throw ltk::UsageError("--run is required");
+    if (!args.count("data")) throw ltk::UsageError("--data is required");
+    ltk::apply_threads(args["threads"].as<int64_t>());
+    auto run = ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
+                             args["device"].as<std::string>());
+    int64_t batch_size = args["batch-size"].as<int64_t>();
+    if (batch_size < 0) throw ltk::UsageError("--batch-size must be >= 1");
+    if (batch_size == 0) batch_size = run.config.trainer.eval_batch_size;
+    for (const auto& path : args["data"].as<std::vector<std::string>>()) {
+      auto data = run.encode(ltk::read_tsv(path), path, /*labelled=*/true);
+      auto metrics = ltk::score(ltk::predict(*run.model, *run.task, data, batch_size, run.device, run.vocab.size()),
+                                run.labels.size());
+      std::cerr << "== " << path << " (" << run.checkpoint_path << ")\n" << metrics.table(run.labels.names());
+      if (args.count("json")) {
+        auto j = metrics.to_json(run.labels.names());
+        j["file"] = path;
+        j["checkpoint"] = run.checkpoint_path;
+        std::cout << j.dump() << std::endl;
+      }
+    }
+    return 0;
+  });
+}

@@ -1,0 +1,103 @@
+// The typed configuration of an experiment. Flow: JSON file -> --set overrides -> these
+// structs (defaults filled, unknown keys and wrong types rejected) -> validation. The
+// resolved config (to_json) is written to the run directory and printed by --dump-config.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ltk {
+
+struct TokenizerConfig {
+  std::string type = "basic";  ///< basic | whitespace | char
+  bool lowercase = true;       ///< lowercase before splitting
+};
+
+struct VocabConfig {
+  int64_t min_freq = 1;  ///< tokens seen fewer times in the training split map to <unk>
+  int64_t max_size = 0;  ///< most frequent tokens kept, specials included; 0 = no limit
+};
+
+struct DataConfig {
+  std::string train;           ///< training file (required)
+  std::string valid;           ///< validation file: picks the best checkpoint ("" = none)
+  std::string test;            ///< test file, evaluated with the best checkpoint at the end
+  std::string format = "tsv";  ///< tsv: label<TAB>text per line
+  TokenizerConfig tokenizer;
+  VocabConfig vocab;
+  int64_t max_len = 0;            ///< tokens kept per sample; 0 = no limit
+  std::string truncation = "head";  ///< head | tail | head+tail: which part of a long text is kept
+};
+
+struct TaskConfig {
+  std::string type = "multiclass";  ///< multiclass
+  std::string reduction = "mean";   ///< mean | sum over the batch
+};
+
+struct ModelConfig {
+  std::string type = "bow";  ///< a name in the model registry
+  nlohmann::json options;    ///< the section resolved by the model's own parser (defaults filled)
+};
+
+struct OptimizerConfig {
+  std::string type = "adam";  ///< sgd | adam | adamw
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  double momentum = 0.0;  ///< sgd only
+  bool nesterov = false;  ///< sgd only
+  double beta1 = 0.9;     ///< adam/adamw
+  double beta2 = 0.999;   ///< adam/adamw
+  double eps = 1e-8;      ///< adam/adamw
+};
+
+struct SchedulerConfig {
+  std::string type = "constant";  ///< constant | linear (warmup, then linear decay to 0)
+  int64_t warmup_steps = 0;       ///< linear: steps of linear warmup from 0
+};
+
+struct TrainerConfig {
+  int64_t epochs = 5;
+  int64_t batch_size = 64;
+  int64_t eval_batch_size = 256;
+  bool shuffle = true;     ///< reshuffle the training set every epoch (seeded)
+  bool drop_last = false;  ///< drop the last incomplete training batch
+  int64_t log_every = 50;  ///< a progress line every N steps
+  std::string select_metric = "accuracy";  ///< accuracy | macro_f1 | loss: picks the best checkpoint
+};
+
+struct Config {
+  std::string name;          ///< default: the config file's name without extension
+  uint64_t seed = 13;
+  std::string device = "auto";  ///< auto | cpu | cuda | cuda:N
+  int64_t threads = 0;          ///< LibTorch intra-op threads; 0 = all cores
+  std::string output_dir;       ///< default: runs/<name>
+  std::string log_level = "info";
+  DataConfig data;
+  TaskConfig task;
+  ModelConfig model;
+  OptimizerConfig optimizer;
+  SchedulerConfig scheduler;
+  TrainerConfig trainer;
+};
+
+/// Parses a JSON document (already overridden) into a validated Config. `source` names the
+/// file for messages; `default_name` fills `name` when the document has none.
+Config parse_config(const nlohmann::json& j, const std::string& default_name = "experiment");
+
+/// Reads a JSON file (errors name file:line:column), applies `overrides` ("a.b=value", the
+/// value parsed as JSON when it parses, else taken as a string) and parses it.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+/// Reads a JSON file into a document; a syntax error names file:line:column.
+nlohmann::json read_json_file(const std::string& path);
+
+/// Applies one "a.b.c=value" override to a JSON document.
+void apply_override(nlohmann::json& j, const std::string& assignment);
+
+/// The resolved config, every default filled in.
+nlohmann::json to_json(const Config& c);
+
+}  // namespace ltk

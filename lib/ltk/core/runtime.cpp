@@ -1,0 +1,96 @@
+#include "ltk/core/runtime.h"
+
+#include <dlfcn.h>
+#include <fmt/format.h>
+#include <torch/cuda.h>
+#include <torch/utils.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "ltk/core/error.h"
+
+namespace ltk {
+
+torch::Device resolve_device(const std::string& spec, const std::string& key) {
+  if (spec == "auto") return torch::cuda::is_available() ? torch::Device("cuda") : torch::Device("cpu");
+  if (spec == "cpu") return torch::Device("cpu");
+  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available())
+      throw ConfigError("config key '" + key + "': '" + spec +
+                        "' asked for, but this LibTorch sees no CUDA device; use \"cpu\" or \"auto\"");
+    torch::Device device("cpu");
+    try {
+      device = torch::Device(spec);
+    } catch (const std::exception&) {
+      throw ConfigError("config key '" + key + "': cannot parse device '" + spec + "'; use cuda or cuda:N");
+    }
+    if (device.has_index() && device.index() >= static_cast<int>(torch::cuda::device_count()))
+      throw ConfigError(fmt::format("config key '{}': '{}' asked for, but only {} CUDA device(s) exist",
+                                    key, spec, torch::cuda::device_count()));
+    return device;
+  }
+  throw ConfigError("config key '" + key + "': unknown device '" + spec +
+                    "'; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"");
+}
+
+int apply_threads(int64_t requested) {
+  if (requested < 0) throw ConfigError("config key 'threads' must be >= 0 (0 = all cores)");
+  int n = static_cast<int>(requested);
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  torch::set_num_threads(n);
+  return n;
+}
+
+void seed_everything(uint64_t seed) { torch::manual_seed(seed); }
+
+namespace {
+
+std::string loaded_blas_path() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    auto pos = line.find('/');
+    if (pos == std::string::npos) continue;
+    std::string path = line.substr(pos);
+    std::string file = std::filesystem::path(path).filename().string();
+    if (file.rfind("libblas", 0) == 0 || file.rfind("libopenblas", 0) == 0 ||
+        file.rfind("libmkl_rt", 0) == 0 || file.rfind("libblis", 0) == 0) {
+      std::error_code ec;
+      auto real = std::filesystem::canonical(path, ec);
+      return ec ? path : real.string();
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string describe_blas() {
+  std::string path = loaded_blas_path();
+  std::string name = "unknown BLAS";
+  using ConfigFn = char* (*)();
+  using ThreadsFn = int (*)();
+  if (auto cfg = reinterpret_cast<ConfigFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
+    name = cfg();
+    if (auto th = reinterpret_cast<ThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads")))
+      name += fmt::format(", {} BLAS thread(s)", th());
+  } else if (dlsym(RTLD_DEFAULT, "bli_info_get_version_str")) {
+    name = "BLIS";
+  } else if (dlsym(RTLD_DEFAULT, "mkl_get_max_threads")) {
+    name = "MKL";
+  } else if (!path.empty() && path.find("/blas/") != std::string::npos) {
+    name = "reference BLAS (slow)";
+  }
+  if (path.empty()) return name + " (no BLAS library mapped)";
+  return name + " (" + path + ")";
+}
+
+bool blas_is_reference() {
+  std::string path = loaded_blas_path();
+  return !path.empty() && path.find("/blas/") != std::string::npos &&
+         !dlsym(RTLD_DEFAULT, "openblas_get_config");
+}
+
+}  // namespace ltk

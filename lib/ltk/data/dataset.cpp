@@ -1,0 +1,156 @@
+#include "ltk/data/dataset.h"
+
+#include <fmt/format.h>
+
+#include <random>
+
+#include "ltk/core/error.h"
+#include "ltk/core/strings.h"
+
+namespace ltk {
+
+Batch Batch::to(const torch::Device& device) const {
+  if (ids.device() == device) return *this;
+  Batch b;
+  b.ids = ids.to(device);
+  b.lengths = lengths.to(device);
+  b.mask = mask.to(device);
+  if (labels.defined()) b.labels = labels.to(device);
+  b.indices = indices;  // bookkeeping stays on the CPU
+  return b;
+}
+
+void truncate_ids(std::vector<int32_t>& ids, int64_t max_len, const std::string& policy) {
+  if (max_len <= 0 || static_cast<int64_t>(ids.size()) <= max_len) return;
+  auto n = static_cast<size_t>(max_len);
+  if (policy == "head") {
+    ids.resize(n);
+  } else if (policy == "tail") {
+    ids.erase(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(n));
+  } else if (policy == "head+tail") {
+    size_t head = (n + 1) / 2, tail = n - head;
+    ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(head), ids.end() - static_cast<std::ptrdiff_t>(tail));
+  } else {
+    throw ConfigError("config key 'data.truncation': unknown policy '" + policy + "'");
+  }
+}
+
+size_t TextDataset::memory_bytes() const {
+  return ids_.capacity() * sizeof(int32_t) + offsets_.capacity() * sizeof(int64_t) +
+         labels_.capacity() * sizeof(int64_t) + full_lengths_.capacity() * sizeof(int32_t) +
+         lines_.capacity() * sizeof(int64_t);
+}
+
+void TextDataset::add(const std::vector<int32_t>& ids, int64_t full_length, int64_t label, int64_t line) {
+  ids_.insert(ids_.end(), ids.begin(), ids.end());
+  offsets_.push_back(static_cast<int64_t>(ids_.size()));
+  labels_.push_back(label);
+  full_lengths_.push_back(static_cast<int32_t>(full_length));
+  lines_.push_back(line);
+}
+
+TokenCounter count_tokens(const std::vector<Example>& examples, const Tokenizer& tokenizer) {
+  TokenCounter counter;
+  std::string scratch;
+  std::vector<std::string_view> tokens;
+  for (const auto& ex : examples) {
+    tokenizer.tokenize(ex.text, scratch, tokens);
+    for (auto t : tokens) counter.add(t);
+  }
+  return counter;
+}
+
+TextDataset encode_examples(const std::vector<Example>& examples, const std::string& source,
+                            const Tokenizer& tokenizer, const Vocabulary& vocab,
+                            const LabelMap* labels, const EncodeOptions& options) {
+  TextDataset data;
+  data.set_source(source, labels != nullptr);
+  std::string scratch;
+  std::vector<std::string_view> tokens;
+  std::vector<int32_t> ids;
+  for (const auto& ex : examples) {
+    int64_t label = -1;
+    if (labels) {
+      label = labels->find(ex.label);
+      if (label < 0) {
+        std::vector<std::string> known = labels->names();
+        std::string listed = known.size() <= 20 ? quoted_list(known) : fmt::format("{} labels", known.size());
+        throw DataError(fmt::format("{}:{}: label '{}' is not one of the model's labels ({}){}; "
+                                    "a model can only be evaluated on the labels it was trained on",
+                                    source, ex.line, ex.label, listed, did_you_mean(ex.label, known)));
+      }
+    }
+    tokenizer.tokenize(ex.text, scratch, tokens);
+    ids.clear();
+    for (auto t : tokens) ids.push_back(vocab.id(t));
+    int64_t full = static_cast<int64_t>(ids.size());
+    truncate_ids(ids, options.max_len, options.truncation);
+    data.add(ids, full, label, ex.line);
+  }
+  return data;
+}
+
+Batch PadCollate::operator()(const TextDataset& data, const std::vector<int64_t>& indices) const {
+  const auto B = static_cast<int64_t>(indices.size());
+  int64_t T = fixed_len_;
+  if (T == 0) {
+    for (int64_t i : indices) T = std::max(T, data.length(i));
+    T = std::max<int64_t>(T, 1);  // an all-empty batch still has one (padding) column
+  }
+  auto ids = torch::full({B, T}, pad_id_, torch::kLong);
+  auto lengths = torch::empty({B}, torch::kLong);
+  auto idx = torch::empty({B}, torch::kLong);
+  auto labels = torch::empty({B}, torch::kLong);
+  int64_t* ip = ids.data_ptr<int64_t>();
+  int64_t* lp = lengths.data_ptr<int64_t>();
+  int64_t* xp = idx.data_ptr<int64_t>();
+  int64_t* yp = labels.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t i = indices[b];
+    if (i < 0 || i >= data.size())
+      throw DataError(fmt::format("sample index {} out of range [0, {})", i, data.size()));
+    int64_t n = std::min(data.length(i), T);
+    const int32_t* src = data.tokens(i);
+    for (int64_t t = 0; t < n; ++t) ip[b * T + t] = src[t];
+    lp[b] = n;
+    xp[b] = i;
+    yp[b] = data.label(i);
+  }
+  Batch batch;
+  batch.ids = ids;
+  batch.lengths = lengths;
+  batch.mask = torch::arange(T, torch::kLong).unsqueeze(0) < lengths.unsqueeze(1);
+  batch.indices = idx;
+  if (data.has_labels()) batch.labels = labels;
+  return batch;
+}
+
+BatchSampler::BatchSampler(int64_t size, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed)
+    : size_(size), batch_size_(batch_size), shuffle_(shuffle), drop_last_(drop_last), seed_(seed) {
+  if (batch_size <= 0) throw ConfigError("batch size must be >= 1");
+}
+
+int64_t BatchSampler::batches_per_epoch() const {
+  return drop_last_ ? size_ / batch_size_ : (size_ + batch_size_ - 1) / batch_size_;
+}
+
+std::vector<std::vector<int64_t>> BatchSampler::epoch(int64_t epoch) const {
+  std::vector<int64_t> order(static_cast<size_t>(size_));
+  for (int64_t i = 0; i < size_; ++i) order[i] = i;
+  if (shuffle_) {
+    std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch) + 1);
+    for (int64_t i = size_ - 1; i > 0; --i) {  // Fisher-Yates, portable across standard libraries
+      auto j = static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
+      std::swap(order[i], order[j]);
+    }
+  }
+  std::vector<std::vector<int64_t>> batches;
+  for (int64_t start = 0; start < size_; start += batch_size_) {
+    int64_t end = std::min(size_, start + batch_size_);
+    if (drop_last_ && end - start < batch_size_) break;
+    batches.emplace_back(order.begin() + start, order.begin() + end);
+  }
+  return batches;
+}
+
+}  // namespace ltk

@@ -1,0 +1,51 @@
+#include "ltk/data/labels.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <set>
+
+#include "ltk/core/error.h"
+#include "ltk/core/strings.h"
+#include "ltk/data/reader.h"
+
+namespace ltk {
+
+LabelMap LabelMap::from_labels(const std::vector<std::string>& labels) {
+  std::set<std::string> unique(labels.begin(), labels.end());
+  LabelMap m;
+  for (const auto& l : unique) {
+    m.index_[l] = static_cast<int64_t>(m.names_.size());
+    m.names_.push_back(l);
+  }
+  return m;
+}
+
+LabelMap LabelMap::load(const std::string& path) {
+  std::string data = read_file(path);
+  LabelMap m;
+  int64_t line_no = 0;
+  for (std::string_view line : split(data, '\n')) {
+    ++line_no;
+    if (line.empty()) continue;
+    std::string l(line);
+    if (m.index_.count(l)) throw DataError(fmt::format("{}:{}: duplicate label '{}'", path, line_no, l));
+    m.index_[l] = static_cast<int64_t>(m.names_.size());
+    m.names_.push_back(l);
+  }
+  if (m.names_.empty()) throw DataError(path + ": no labels");
+  return m;
+}
+
+void LabelMap::save(const std::string& path) const {
+  std::ofstream out(path, std::ios::binary);
+  for (const auto& n : names_) out << n << '\n';
+  if (!out) throw Error("cannot write " + path);
+}
+
+int64_t LabelMap::find(const std::string& label) const {
+  auto it = index_.find(label);
+  return it == index_.end() ? -1 : it->second;
+}
+
+}  // namespace ltk

@@ -1,0 +1,27 @@
+// Readers turn a text file into examples; every error names file:line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ltk {
+
+struct Example {
+  std::string label;  ///< empty for unlabelled input
+  std::string text;
+  int64_t line = 0;  ///< 1-based line in the source file
+};
+
+/// Reads label<TAB>text lines (the text is everything after the first tab). UTF-8 with or
+/// without BOM, LF or CRLF; blank lines are skipped. A line without a tab, an empty label or
+/// text, or invalid UTF-8 throws ltk::DataError "file:line: ...".
+std::vector<Example> read_tsv(const std::string& path);
+
+/// Reads a whole file; throws ltk::DataError naming the file when it cannot be read.
+std::string read_file(const std::string& path);
+
+/// Throws DataError "where: invalid UTF-8 at byte N" when `text` is not valid UTF-8.
+void check_utf8(const std::string& text, const std::string& where);
+
+}  // namespace ltk

@@ -1,0 +1,156 @@
+#include "ltk/data/tokenizer.h"
+
+#include <utf8proc.h>
+
+#include "ltk/core/error.h"
+#include "ltk/data/utf8.h"
+
+namespace ltk {
+
+std::vector<std::string> Tokenizer::tokenize(std::string_view text) const {
+  std::string scratch;
+  std::vector<std::string_view> views;
+  tokenize(text, scratch, views);
+  return std::vector<std::string>(views.begin(), views.end());
+}
+
+bool is_unicode_space(char32_t cp) {
+  if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D)) return true;
+  if (cp < 0x80) return false;
+  return cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
+         cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+bool is_control(char32_t cp) {
+  if (cp < 0x20 || cp == 0x7F) return !is_unicode_space(cp);
+  if (cp < 0x80) return false;
+  if (cp == 0xFFFD) return false;
+  auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
+  return cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_CF;
+}
+
+bool is_punctuation(char32_t cp) {
+  // ASCII symbols count as punctuation, as in BERT's basic tokenizer.
+  if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) ||
+      (cp >= 123 && cp <= 126))
+    return true;
+  if (cp < 0x80) return false;
+  auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
+  return cat >= UTF8PROC_CATEGORY_PC && cat <= UTF8PROC_CATEGORY_PO;
+}
+
+bool is_cjk_ideograph(char32_t cp) {
+  return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
+         (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
+         (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B820 && cp <= 0x2CEAF) ||
+         (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
+}
+
+void lowercase_utf8(std::string_view text, std::string& out) {
+  out.clear();
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    auto b = static_cast<unsigned char>(text[i]);
+    if (b < 0x80) {
+      out += static_cast<char>(b >= 'A' && b <= 'Z' ? b + 32 : b);
+      ++i;
+      continue;
+    }
+    size_t start = i;
+    char32_t cp = utf8::next(text, i);
+    auto lower = static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(cp)));
+    if (lower == cp) {
+      out.append(text.data() + start, i - start);  // keep the original bytes
+    } else {
+      utf8::append(out, lower);
+    }
+  }
+}
+
+namespace {
+
+// Picks the text to split: the input itself, or its lowercased copy in `scratch`.
+std::string_view normalised(std::string_view text, std::string& scratch, bool lowercase) {
+  if (!lowercase) return text;
+  lowercase_utf8(text, scratch);
+  return scratch;
+}
+
+}  // namespace
+
+void WhitespaceTokenizer::tokenize(std::string_view text, std::string& scratch,
+                                   std::vector<std::string_view>& tokens) const {
+  tokens.clear();
+  std::string_view s = normalised(text, scratch, lowercase_);
+  size_t i = 0, start = std::string_view::npos;
+  while (i < s.size()) {
+    size_t here = i;
+    char32_t cp = utf8::next(s, i);
+    if (is_unicode_space(cp)) {
+      if (start != std::string_view::npos) tokens.push_back(s.substr(start, here - start));
+      start = std::string_view::npos;
+    } else if (start == std::string_view::npos) {
+      start = here;
+    }
+  }
+  if (start != std::string_view::npos) tokens.push_back(s.substr(start));
+}
+
+void BasicTokenizer::tokenize(std::string_view text, std::string& scratch,
+                              std::vector<std::string_view>& tokens) const {
+  tokens.clear();
+  std::string_view s = normalised(text, scratch, lowercase_);
+  size_t i = 0, start = std::string_view::npos;
+  auto flush = [&](size_t end) {
+    if (start != std::string_view::npos) tokens.push_back(s.substr(start, end - start));
+    start = std::string_view::npos;
+  };
+  while (i < s.size()) {
+    size_t here = i;
+    auto b = static_cast<unsigned char>(s[i]);
+    if (b < 0x80) {  // ASCII fast path
+      ++i;
+      if ((b >= 'a' && b <= 'z') || (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z')) {
+        if (start == std::string_view::npos) start = here;
+      } else if (is_unicode_space(b) || is_control(b)) {
+        flush(here);
+      } else {  // ASCII punctuation and symbols
+        flush(here);
+        tokens.push_back(s.substr(here, 1));
+      }
+      continue;
+    }
+    char32_t cp = utf8::next(s, i);
+    if (is_unicode_space(cp) || is_control(cp)) {
+      flush(here);
+    } else if (is_punctuation(cp) || is_cjk_ideograph(cp)) {
+      flush(here);
+      tokens.push_back(s.substr(here, i - here));
+    } else if (start == std::string_view::npos) {
+      start = here;
+    }
+  }
+  flush(s.size());
+}
+
+void CharTokenizer::tokenize(std::string_view text, std::string& scratch,
+                             std::vector<std::string_view>& tokens) const {
+  tokens.clear();
+  std::string_view s = normalised(text, scratch, lowercase_);
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t here = i;
+    char32_t cp = utf8::next(s, i);
+    if (!is_unicode_space(cp) && !is_control(cp)) tokens.push_back(s.substr(here, i - here));
+  }
+}
+
+std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerConfig& config) {
+  if (config.type == "basic") return std::make_unique<BasicTokenizer>(config.lowercase);
+  if (config.type == "whitespace") return std::make_unique<WhitespaceTokenizer>(config.lowercase);
+  if (config.type == "char") return std::make_unique<CharTokenizer>(config.lowercase);
+  throw ConfigError("config key 'data.tokenizer.type': unknown tokenizer '" + config.type + "'");
+}
+
+}  // namespace ltk

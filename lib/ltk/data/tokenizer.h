@@ -1,0 +1,74 @@
+// Tokenizers: one interface, one class per `data.tokenizer.type`.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ltk/config/config.h"
+
+namespace ltk {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  /// Splits `text` into tokens. The views point into `text` or into `scratch` (which holds
+  /// the normalised text), so they are valid until either changes.
+  virtual void tokenize(std::string_view text, std::string& scratch,
+                        std::vector<std::string_view>& tokens) const = 0;
+
+  /// Convenience: the tokens as strings.
+  std::vector<std::string> tokenize(std::string_view text) const;
+};
+
+/// Splits on whitespace only.
+class WhitespaceTokenizer : public Tokenizer {
+ public:
+  explicit WhitespaceTokenizer(bool lowercase) : lowercase_(lowercase) {}
+  using Tokenizer::tokenize;
+  void tokenize(std::string_view text, std::string& scratch,
+                std::vector<std::string_view>& tokens) const override;
+
+ private:
+  bool lowercase_;
+};
+
+/// Unicode-aware words and punctuation: every punctuation mark and every CJK ideograph is a
+/// token of its own (as BERT's basic tokenizer does); control characters are dropped.
+class BasicTokenizer : public Tokenizer {
+ public:
+  explicit BasicTokenizer(bool lowercase) : lowercase_(lowercase) {}
+  using Tokenizer::tokenize;
+  void tokenize(std::string_view text, std::string& scratch,
+                std::vector<std::string_view>& tokens) const override;
+
+ private:
+  bool lowercase_;
+};
+
+/// Every non-space code point is a token.
+class CharTokenizer : public Tokenizer {
+ public:
+  explicit CharTokenizer(bool lowercase) : lowercase_(lowercase) {}
+  using Tokenizer::tokenize;
+  void tokenize(std::string_view text, std::string& scratch,
+                std::vector<std::string_view>& tokens) const override;
+
+ private:
+  bool lowercase_;
+};
+
+std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerConfig& config);
+
+/// Lowercases UTF-8 text (full Unicode simple case mapping) into `out`.
+void lowercase_utf8(std::string_view text, std::string& out);
+
+/// Unicode character classes used by the tokenizers.
+bool is_unicode_space(char32_t cp);
+bool is_punctuation(char32_t cp);
+bool is_cjk_ideograph(char32_t cp);
+bool is_control(char32_t cp);
+
+}  // namespace ltk

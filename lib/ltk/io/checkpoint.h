@@ -1,0 +1,27 @@
+// Checkpoint files. Weights are a name -> tensor dictionary written with torch::pickle_save, so
+// Python reads them with torch.load(path). Every file is written to a temporary name and
+// renamed, so a crash mid-write leaves the previous file intact.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+
+#include <string>
+
+namespace ltk {
+
+/// Writes `data` to `path` through a temporary file and a rename.
+void write_file_atomic(const std::string& path, const std::string& data);
+
+/// Saves every parameter and buffer of `model` by its dotted name.
+void save_weights(const torch::nn::Module& model, const std::string& path);
+
+/// Loads weights saved by save_weights. A missing, truncated or foreign file, or one whose
+/// parameter names or shapes differ from the model's, is a CheckpointError naming the file and
+/// listing the differences.
+void load_weights(torch::nn::Module& model, const std::string& path);
+
+void save_optimizer(torch::optim::Optimizer& optimizer, const std::string& path);
+void load_optimizer(torch::optim::Optimizer& optimizer, const std::string& path);
+
+}  // namespace ltk

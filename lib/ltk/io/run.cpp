@@ -1,0 +1,36 @@
+#include "ltk/io/run.h"
+
+#include "ltk/core/error.h"
+#include "ltk/core/runtime.h"
+#include "ltk/io/checkpoint.h"
+#include "ltk/models/registry.h"
+
+namespace ltk {
+
+TextDataset LoadedRun::encode(const std::vector<Example>& examples, const std::string& source, bool labelled) const {
+  return encode_examples(examples, source, *tokenizer, vocab, labelled ? &labels : nullptr,
+                         EncodeOptions{config.data.max_len, config.data.truncation});
+}
+
+LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const std::string& device) {
+  LoadedRun run{RunDirectory::open(dir), Config{}, nullptr, Vocabulary{}, LabelMap{}, nullptr, nullptr, torch::kCPU, ""};
+  try {
+    run.config = parse_config(read_json_file(run.dir.config_path()));
+  } catch (const ConfigError& e) {
+    throw CheckpointError(run.dir.config_path() + ": " + e.what());
+  }
+  run.tokenizer = make_tokenizer(run.config.data.tokenizer);
+  run.vocab = Vocabulary::load(run.dir.vocab_path());
+  run.labels = LabelMap::load(run.dir.labels_path());
+  run.task = make_task(run.config.task, run.labels.size());
+  run.device = resolve_device(device.empty() ? run.config.device : device, device.empty() ? "device" : "--device");
+  run.model = build_model(run.config.model,
+                          ModelContext{run.vocab.size(), run.task->num_outputs(), Vocabulary::kPadId});
+  run.checkpoint_path = run.dir.checkpoint(checkpoint);
+  load_weights(*run.model, run.checkpoint_path);
+  run.model->to(run.device);
+  run.model->eval();
+  return run;
+}
+
+}  // namespace ltk

@@ -1,0 +1,35 @@
+// A trained run loaded from its directory: everything ltk-eval and ltk-predict need.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ltk/config/config.h"
+#include "ltk/data/dataset.h"
+#include "ltk/io/run_dir.h"
+#include "ltk/models/text_model.h"
+#include "ltk/train/task.h"
+
+namespace ltk {
+
+struct LoadedRun {
+  RunDirectory dir;
+  Config config;
+  std::unique_ptr<Tokenizer> tokenizer;
+  Vocabulary vocab;
+  LabelMap labels;
+  std::unique_ptr<Task> task;
+  std::shared_ptr<TextModel> model;  ///< in eval mode, on `device`
+  torch::Device device{torch::kCPU};
+  std::string checkpoint_path;
+
+  /// Tokenises examples with the run's own tokenizer, vocabulary and truncation. With
+  /// `labelled`, each label must be one the model knows (DataError naming file:line otherwise).
+  TextDataset encode(const std::vector<Example>& examples, const std::string& source, bool labelled) const;
+};
+
+/// Opens `dir`, rebuilds the model from its config and loads `checkpoint` ("best", "last" or a
+/// path). `device` overrides the config's device when not empty.
+LoadedRun load_run(const std::string& dir, const std::string& checkpoint = "best", const std::string& device = "");
+
+}  // namespace ltk

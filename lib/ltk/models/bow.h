@@ -1,0 +1,46 @@
+// Bag of words: embeddings averaged over a sample's real tokens (an EmbeddingBag with offsets,
+// so padding never enters the sum), an optional hidden layer, then a linear layer to the logits.
+#pragma once
+
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "ltk/config/json_reader.h"
+#include "ltk/models/text_model.h"
+
+namespace ltk {
+
+struct BowOptions {
+  BowOptions(int64_t vocab_size, int64_t num_outputs) : vocab_size_(vocab_size), num_outputs_(num_outputs) {}
+  /// Rows of the embedding table.
+  TORCH_ARG(int64_t, vocab_size);
+  /// Logits per sample.
+  TORCH_ARG(int64_t, num_outputs);
+  /// Width of the word embeddings.
+  TORCH_ARG(int64_t, embed_dim) = 128;
+  /// Width of a ReLU hidden layer after pooling; 0 = none.
+  TORCH_ARG(int64_t, hidden_dim) = 0;
+  /// Dropout on the pooled vector (training only).
+  TORCH_ARG(double, dropout) = 0.0;
+};
+
+class BowImpl : public TextModel {
+ public:
+  explicit BowImpl(const BowOptions& options);
+  void reset();
+  torch::Tensor forward(const Batch& batch) override;
+
+  BowOptions options;
+  torch::nn::EmbeddingBag embedding{nullptr};
+  torch::nn::Linear hidden{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+  torch::nn::Linear output{nullptr};
+};
+TORCH_MODULE(Bow);
+
+nlohmann::json resolve_bow(JsonReader& r);
+std::shared_ptr<TextModel> build_bow(const nlohmann::json& options, const ModelContext& context);
+
+}  // namespace ltk

@@ -1,0 +1,40 @@
+#include "ltk/models/registry.h"
+
+#include "ltk/core/strings.h"
+#include "ltk/models/bow.h"
+
+namespace ltk {
+
+const std::vector<ModelEntry>& model_registry() {
+  static const std::vector<ModelEntry> entries = {
+      {"bow", "mean of word embeddings over the real tokens, then a linear layer", resolve_bow, build_bow},
+  };
+  return entries;
+}
+
+static const ModelEntry& find_entry(const std::string& type, const std::string& path) {
+  std::vector<std::string> names;
+  for (const auto& e : model_registry()) {
+    if (e.name == type) return e;
+    names.push_back(e.name);
+  }
+  config_fail(path + ".type", "unknown model '" + type + "'" + did_you_mean(type, names) +
+                                  "; models: " + quoted_list(names));
+}
+
+ModelConfig resolve_model_config(const nlohmann::json& section, const std::string& path) {
+  JsonReader r(section, path);
+  ModelConfig config;
+  r.get("type", config.type);
+  const ModelEntry& entry = find_entry(config.type, path);
+  config.options = entry.resolve(r);
+  r.finish();
+  config.options["type"] = config.type;
+  return config;
+}
+
+std::shared_ptr<TextModel> build_model(const ModelConfig& config, const ModelContext& context) {
+  return find_entry(config.type, "model").build(config.options, context);
+}
+
+}  // namespace ltk

@@ -1,0 +1,24 @@
+// The interface every ltk model implements: a padded Batch in, logits out. A model never
+// computes its loss or steps an optimiser; the trainer does (the five steps, in one place).
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include "ltk/data/batch.h"
+
+namespace ltk {
+
+/// What a model needs to know about the data when it is built.
+struct ModelContext {
+  int64_t vocab_size = 0;   ///< rows of the embedding table
+  int64_t num_outputs = 0;  ///< logits per sample, decided by the task
+  int64_t pad_id = 0;
+};
+
+class TextModel : public torch::nn::Module {
+ public:
+  /// Logits [B, num_outputs]. Returns tensors only (P9).
+  virtual torch::Tensor forward(const Batch& batch) = 0;
+};
+
+}  // namespace ltk

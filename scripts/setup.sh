@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs, with apt, the system packages ltk needs that are missing. Idempotent.
+#   scripts/setup.sh          build + run dependencies
+#   scripts/setup.sh --test   also what the tests use (python3-torch as the reference)
+set -euo pipefail
+
+packages=(
+  cmake g++ make ccache
+  libtorch-dev libspdlog-dev libfmt-dev libcxxopts-dev nlohmann-json3-dev catch2 libutf8proc-dev
+  # Debian's LibTorch calls the system BLAS: without this it gets the slow reference one.
+  libopenblas0-openmp
+  # Real corpora.
+  fortunes fortunes-min
+)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(python3-torch)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present" >&2
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}" >&2
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,107 @@
+#include <catch2/catch.hpp>
+
+#include "ltk/config/config.h"
+#include "ltk/core/error.h"
+#include "test_util.h"
+
+using ltk::ConfigError;
+using Catch::Matchers::Contains;
+using nlohmann::json;
+
+namespace {
+json minimal() { return json{{"data", {{"train", "train.tsv"}}}}; }
+}  // namespace
+
+TEST_CASE("config: defaults are filled in and the resolved config round-trips", "[config]") {
+  ltk::Config c = ltk::parse_config(minimal(), "exp");
+  CHECK(c.name == "exp");
+  CHECK(c.output_dir == "runs/exp");
+  CHECK(c.trainer.epochs == 5);
+  CHECK(c.trainer.batch_size == 64);
+  CHECK(c.optimizer.type == "adam");
+  CHECK(c.model.type == "bow");
+  CHECK(c.model.options.at("embed_dim") == 128);
+  CHECK(c.data.tokenizer.type == "basic");
+  json resolved = ltk::to_json(c);
+  CHECK(resolved.at("trainer").at("eval_batch_size") == 256);
+  CHECK(ltk::to_json(ltk::parse_config(resolved)) == resolved);
+}
+
+TEST_CASE("config: an unknown key is an error naming its path, with a suggestion", "[config]") {
+  json j = minimal();
+  j["trainer"] = {{"epoch", 3}};
+  REQUIRE_THROWS_AS(ltk::parse_config(j), ConfigError);
+  REQUIRE_THROWS_WITH(ltk::parse_config(j), Contains("'trainer.epoch'") && Contains("did you mean 'epochs'"));
+  json top = minimal();
+  top["sead"] = 1;
+  REQUIRE_THROWS_WITH(ltk::parse_config(top), Contains("'sead'") && Contains("did you mean 'seed'"));
+  json model = minimal();
+  model["model"] = {{"type", "bow"}, {"embed_dimm", 3}};
+  REQUIRE_THROWS_WITH(ltk::parse_config(model), Contains("'model.embed_dimm'") && Contains("'embed_dim'"));
+}
+
+TEST_CASE("config: a wrong type names the key and the value", "[config]") {
+  json j = minimal();
+  j["trainer"] = {{"epochs", "five"}};
+  REQUIRE_THROWS_WITH(ltk::parse_config(j), Contains("'trainer.epochs'") && Contains("integer") && Contains("five"));
+  json k = minimal();
+  k["optimizer"] = {{"lr", "fast"}};
+  REQUIRE_THROWS_WITH(ltk::parse_config(k), Contains("'optimizer.lr'") && Contains("number"));
+  json l = minimal();
+  l["trainer"] = 3;
+  REQUIRE_THROWS_WITH(ltk::parse_config(l), Contains("'trainer'") && Contains("object"));
+  json m = minimal();
+  m["trainer"] = {{"shuffle", 1}};
+  REQUIRE_THROWS_WITH(ltk::parse_config(m), Contains("'trainer.shuffle'") && Contains("true or false"));
+}
+
+TEST_CASE("config: enum values and ranges are checked", "[config]") {
+  json j = minimal();
+  j["optimizer"] = {{"type", "adamm"}};
+  REQUIRE_THROWS_WITH(ltk::parse_config(j), Contains("'optimizer.type'") && Contains("did you mean 'adam'"));
+  json k = minimal();
+  k["trainer"] = {{"epochs", 0}};
+  REQUIRE_THROWS_WITH(ltk::parse_config(k), Contains("'trainer.epochs'") && Contains(">= 1"));
+  json l = minimal();
+  l["optimizer"] = {{"lr", -1}};
+  REQUIRE_THROWS_WITH(ltk::parse_config(l), Contains("'optimizer.lr'") && Contains("> 0"));
+  json m = minimal();
+  m["model"] = {{"type", "bag"}};
+  REQUIRE_THROWS_WITH(ltk::parse_config(m), Contains("'model.type'") && Contains("did you mean 'bow'"));
+  json n = json::object();
+  REQUIRE_THROWS_WITH(ltk::parse_config(n), Contains("'data.train'") && Contains("required"));
+  json o = minimal();
+  o["optimizer"] = {{"type", "adam"}, {"momentum", 0.9}};
+  REQUIRE_THROWS_WITH(ltk::parse_config(o), Contains("'optimizer.momentum'") && Contains("sgd"));
+}
+
+TEST_CASE("config: --set overrides parse JSON values and create nested keys", "[config]") {
+  json j = minimal();
+  ltk::apply_override(j, "trainer.epochs=3");
+  ltk::apply_override(j, "optimizer.type=sgd");
+  ltk::apply_override(j, "optimizer.lr=0.5");
+  ltk::apply_override(j, "trainer.shuffle=false");
+  ltk::Config c = ltk::parse_config(j);
+  CHECK(c.trainer.epochs == 3);
+  CHECK(c.optimizer.type == "sgd");
+  CHECK(c.optimizer.lr == Approx(0.5));
+  CHECK_FALSE(c.trainer.shuffle);
+  REQUIRE_THROWS_WITH(ltk::apply_override(j, "no-equals-sign"), Contains("key.path=value"));
+  REQUIRE_THROWS_WITH(ltk::apply_override(j, "trainer.epochs.x=1"), Contains("not an object"));
+  ltk::apply_override(j, "trainer.epochz=3");
+  REQUIRE_THROWS_WITH(ltk::parse_config(j), Contains("did you mean 'epochs'"));
+}
+
+TEST_CASE("config: a JSON syntax error names file:line:column", "[config]") {
+  ltk::test::TempDir dir;
+  ltk::test::write_file(dir.file("bad.json"), "{\n  \"seed\": 1,\n  \"data\": {\"train\": \"x\",}\n}\n");
+  REQUIRE_THROWS_AS(ltk::load_config(dir.file("bad.json")), ConfigError);
+  REQUIRE_THROWS_WITH(ltk::load_config(dir.file("bad.json")), Contains("bad.json:3:"));
+  REQUIRE_THROWS_WITH(ltk::load_config(dir.file("missing.json")), Contains("missing.json"));
+  ltk::test::write_file(dir.file("unknown.json"), R"({"data": {"train": "x", "tokeniser": {}}})");
+  REQUIRE_THROWS_WITH(ltk::load_config(dir.file("unknown.json")),
+                      Contains("unknown.json") && Contains("'data.tokeniser'") && Contains("'tokenizer'"));
+  ltk::test::write_file(dir.file("ok.json"), R"({"data": {"train": "x"}})");
+  CHECK(ltk::load_config(dir.file("ok.json"), {"trainer.epochs=2"}).trainer.epochs == 2);
+  CHECK(ltk::load_config(dir.file("ok.json")).name == "ok");
+}

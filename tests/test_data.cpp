@@ -1,0 +1,220 @@
+#include <catch2/catch.hpp>
+
+#include <set>
+
+#include "ltk/core/error.h"
+#include "ltk/data/dataset.h"
+#include "ltk/data/reader.h"
+#include "ltk/data/split.h"
+#include "ltk/data/tokenizer.h"
+#include "ltk/data/vocab.h"
+#include "test_util.h"
+
+using Catch::Matchers::Contains;
+using ltk::DataError;
+using ltk::test::TempDir;
+using ltk::test::write_file;
+
+TEST_CASE("reader: TSV with BOM, CRLF and blank lines", "[data][reader]") {
+  TempDir dir;
+  write_file(dir.file("a.tsv"), "\xEF\xBB\xBFpos\tgood  film\r\n\r\nneg\tbad\tfilm\r\n");
+  auto ex = ltk::read_tsv(dir.file("a.tsv"));
+  REQUIRE(ex.size() == 2);
+  CHECK(ex[0].label == "pos");
+  CHECK(ex[0].text == "good  film");
+  CHECK(ex[0].line == 1);
+  CHECK(ex[1].text == "bad\tfilm");  // the text is everything after the first tab
+  CHECK(ex[1].line == 3);
+}
+
+TEST_CASE("reader: every malformed row names file:line", "[data][reader]") {
+  TempDir dir;
+  write_file(dir.file("notab.tsv"), "pos\tok\nno tab here\n");
+  REQUIRE_THROWS_AS(ltk::read_tsv(dir.file("notab.tsv")), DataError);
+  REQUIRE_THROWS_WITH(ltk::read_tsv(dir.file("notab.tsv")), Contains("notab.tsv:2") && Contains("no tab"));
+  write_file(dir.file("empty_text.tsv"), "pos\tok\nneg\t   \n");
+  REQUIRE_THROWS_WITH(ltk::read_tsv(dir.file("empty_text.tsv")), Contains("empty_text.tsv:2") && Contains("empty text"));
+  write_file(dir.file("empty_label.tsv"), "\ttext\n");
+  REQUIRE_THROWS_WITH(ltk::read_tsv(dir.file("empty_label.tsv")), Contains(":1") && Contains("empty label"));
+  write_file(dir.file("utf8.tsv"), "pos\tok\nneg\tab\xFF" "cd\n");
+  REQUIRE_THROWS_WITH(ltk::read_tsv(dir.file("utf8.tsv")), Contains("utf8.tsv:2") && Contains("invalid UTF-8 at byte 6"));
+  write_file(dir.file("blank.tsv"), "\n\n");
+  REQUIRE_THROWS_WITH(ltk::read_tsv(dir.file("blank.tsv")), Contains("no examples"));
+  REQUIRE_THROWS_WITH(ltk::read_tsv(dir.file("nope.tsv")), Contains("cannot open") && Contains("nope.tsv"));
+}
+
+TEST_CASE("tokenizer: basic splits words and punctuation, CJK per character, lowercases", "[data][tokenizer]") {
+  ltk::BasicTokenizer basic(true);
+  using V = std::vector<std::string>;
+  CHECK(basic.tokenize("Hello, World! It's 42.") == V{"hello", ",", "world", "!", "it", "'", "s", "42", "."});
+  CHECK(basic.tokenize("  ÉCOLE  naïve  ") == V{"école", "naïve"});
+  CHECK(basic.tokenize("我爱北京。ok") == V{"我", "爱", "北", "京", "。", "ok"});
+  CHECK(basic.tokenize("a\xE2\x80\x94" "b") == V{"a", "\xE2\x80\x94", "b"});  // em dash is punctuation
+  CHECK(basic.tokenize("a\xE2\x80\x8B" "b") == V{"a", "b"});                  // zero-width space dropped
+  CHECK(basic.tokenize("").empty());
+  ltk::BasicTokenizer keep(false);
+  CHECK(keep.tokenize("Hi THERE") == V{"Hi", "THERE"});
+}
+
+TEST_CASE("tokenizer: whitespace and char", "[data][tokenizer]") {
+  using V = std::vector<std::string>;
+  CHECK(ltk::WhitespaceTokenizer(true).tokenize(" A,b\tC\u3000d ") == V{"a,b", "c", "d"});
+  CHECK(ltk::CharTokenizer(false).tokenize("ab 中文") == V{"a", "b", "中", "文"});
+  ltk::TokenizerConfig cfg;
+  cfg.type = "char";
+  CHECK(ltk::make_tokenizer(cfg)->tokenize("xy") == V{"x", "y"});
+}
+
+TEST_CASE("vocab: specials first, frequency order with a stable tie-break, min_freq and max_size", "[data][vocab]") {
+  ltk::TokenCounter counter;
+  for (auto t : {"b", "a", "c", "a", "b", "d", "a"}) counter.add(t);
+  auto v = ltk::Vocabulary::build(counter, 1, 0);
+  REQUIRE(v.size() == 6);
+  CHECK(v.token(0) == "<pad>");
+  CHECK(v.token(1) == "<unk>");
+  CHECK(v.token(2) == "a");
+  CHECK(v.token(3) == "b");
+  CHECK(v.token(4) == "c");  // c and d tie: byte order
+  CHECK(v.token(5) == "d");
+  CHECK(v.id("zzz") == ltk::Vocabulary::kUnkId);
+  CHECK(ltk::Vocabulary::build(counter, 2, 0).size() == 4);
+  CHECK(ltk::Vocabulary::build(counter, 1, 3).size() == 3);
+
+  TempDir dir;
+  v.save(dir.file("vocab.txt"));
+  auto loaded = ltk::Vocabulary::load(dir.file("vocab.txt"));
+  REQUIRE(loaded.size() == v.size());
+  for (int32_t i = 0; i < v.size(); ++i) CHECK(loaded.token(i) == v.token(i));
+  CHECK(loaded.id("b") == 3);
+  ltk::Vocabulary copy = loaded;  // the index must follow the copy
+  CHECK(copy.id("c") == 4);
+  write_file(dir.file("bad.txt"), "<pad>\t0\n<unk>\t0\nx\ty\n");
+  REQUIRE_THROWS_WITH(ltk::Vocabulary::load(dir.file("bad.txt")), Contains("bad.txt:3"));
+}
+
+namespace {
+ltk::TextDataset make_dataset(const std::vector<std::string>& texts, int64_t max_len = 0,
+                              const std::string& truncation = "head") {
+  std::vector<ltk::Example> ex;
+  for (size_t i = 0; i < texts.size(); ++i) ex.push_back({"x", texts[i], static_cast<int64_t>(i + 1)});
+  ltk::WhitespaceTokenizer tok(false);
+  static ltk::Vocabulary vocab;
+  vocab = ltk::Vocabulary::build(ltk::count_tokens(ex, tok), 1, 0);
+  auto labels = ltk::LabelMap::from_labels({"x", "y"});
+  return ltk::encode_examples(ex, "mem", tok, vocab, &labels, {max_len, truncation});
+}
+}  // namespace
+
+TEST_CASE("pitfall P2: collate pads with the pad id to the longest sample, with lengths and mask", "[data][collate]") {
+  auto data = make_dataset({"a b c", "a", "b c"});
+  ltk::PadCollate collate(/*pad_id=*/0);
+  auto batch = collate(data, {0, 1, 2});
+  REQUIRE(batch.ids.sizes() == torch::IntArrayRef({3, 3}));
+  CHECK(batch.lengths.equal(torch::tensor({3, 1, 2}, torch::kLong)));
+  CHECK(batch.ids[1][1].item<int64_t>() == 0);
+  CHECK(batch.ids[1][2].item<int64_t>() == 0);
+  CHECK(batch.mask.sum().item<int64_t>() == 6);
+  CHECK(batch.mask[2][2].item<bool>() == false);
+  CHECK(batch.labels.equal(torch::zeros({3}, torch::kLong)));
+  // A non-zero pad id is really used (the article's pad() ignored its pad_value).
+  auto padded7 = ltk::PadCollate(7)(data, {1, 0});
+  CHECK(padded7.ids[0][1].item<int64_t>() == 7);
+  // A fixed length pads further.
+  CHECK(ltk::PadCollate(0, 5)(data, {1}).ids.size(1) == 5);
+}
+
+TEST_CASE("pitfall P2: truncation keeps head, tail or head+tail, and remembers the full length", "[data][collate]") {
+  std::vector<int32_t> ids = {1, 2, 3, 4, 5, 6, 7};
+  auto h = ids, t = ids, ht = ids;
+  ltk::truncate_ids(h, 4, "head");
+  ltk::truncate_ids(t, 4, "tail");
+  ltk::truncate_ids(ht, 5, "head+tail");
+  CHECK(h == std::vector<int32_t>{1, 2, 3, 4});
+  CHECK(t == std::vector<int32_t>{4, 5, 6, 7});
+  CHECK(ht == std::vector<int32_t>{1, 2, 3, 6, 7});
+  auto data = make_dataset({"a b c d e", "a"}, 3, "tail");
+  CHECK(data.length(0) == 3);
+  CHECK(data.full_length(0) == 5);
+  CHECK(data.truncated(0));
+  CHECK_FALSE(data.truncated(1));
+}
+
+TEST_CASE("dataset: ids are stored in one flat buffer", "[data][dataset]") {
+  auto data = make_dataset({"a b c", "a", "b c"});
+  CHECK(data.total_tokens() == 6);
+  CHECK(data.size() == 3);
+  CHECK(data.memory_bytes() < 6 * 4 + 4 * 8 + 3 * (8 + 4 + 8) + 64);
+}
+
+TEST_CASE("pitfall P8: a label the model does not know is caught when data is read", "[data][labels]") {
+  std::vector<ltk::Example> ex = {{"pos", "good", 1}, {"neutral", "meh", 2}};
+  ltk::WhitespaceTokenizer tok(true);
+  ltk::Vocabulary vocab;
+  auto labels = ltk::LabelMap::from_labels({"pos", "neg"});
+  REQUIRE_THROWS_AS(ltk::encode_examples(ex, "eval.tsv", tok, vocab, &labels, {}), DataError);
+  REQUIRE_THROWS_WITH(ltk::encode_examples(ex, "eval.tsv", tok, vocab, &labels, {}),
+                      Contains("eval.tsv:2") && Contains("'neutral'") && Contains("'neg'"));
+}
+
+TEST_CASE("labels: sorted ids, save and load", "[data][labels]") {
+  auto labels = ltk::LabelMap::from_labels({"b", "a", "c", "a"});
+  CHECK(labels.size() == 3);
+  CHECK(labels.find("a") == 0);
+  CHECK(labels.find("c") == 2);
+  CHECK(labels.find("z") == -1);
+  TempDir dir;
+  labels.save(dir.file("labels.txt"));
+  CHECK(ltk::LabelMap::load(dir.file("labels.txt")).names() == labels.names());
+}
+
+TEST_CASE("sampler: seeded shuffling, every sample once, drop_last", "[data][sampler]") {
+  ltk::BatchSampler s(10, 3, true, false, 42);
+  auto e1 = s.epoch(1), e1b = s.epoch(1), e2 = s.epoch(2);
+  CHECK(e1 == e1b);
+  CHECK(e1 != e2);
+  REQUIRE(e1.size() == 4);
+  CHECK(s.batches_per_epoch() == 4);
+  std::set<int64_t> seen;
+  for (const auto& b : e1) seen.insert(b.begin(), b.end());
+  CHECK(seen.size() == 10);
+  ltk::BatchSampler d(10, 3, false, true, 42);
+  auto batches = d.epoch(1);
+  REQUIRE(batches.size() == 3);
+  CHECK(batches[0] == std::vector<int64_t>{0, 1, 2});
+}
+
+TEST_CASE("split: stratified by label, seeded, duplicates never straddle splits", "[data][split]") {
+  std::vector<ltk::Example> ex;
+  for (int i = 0; i < 100; ++i) ex.push_back({"a", "text a " + std::to_string(i), i + 1});
+  for (int i = 0; i < 50; ++i) ex.push_back({"b", "text b " + std::to_string(i), i + 101});
+  for (int i = 0; i < 10; ++i) ex.push_back({"b", "same text", i + 151});
+  ltk::SplitReport report;
+  auto parts = ltk::stratified_split(ex, {0.8, 0.1, 0.1}, 5, &report);
+  CHECK(report.duplicate_texts == 9);
+  REQUIRE(parts.size() == 3);
+  CHECK(parts[0].size() + parts[1].size() + parts[2].size() == ex.size());
+  auto count = [&](const std::vector<int64_t>& p, const std::string& label) {
+    return std::count_if(p.begin(), p.end(), [&](int64_t i) { return ex[i].label == label; });
+  };
+  CHECK(count(parts[0], "a") == 80);
+  CHECK(count(parts[1], "a") == 10);
+  CHECK(count(parts[2], "a") == 10);
+  int holding_dup = 0;
+  for (const auto& p : parts)
+    holding_dup += std::any_of(p.begin(), p.end(), [&](int64_t i) { return ex[i].text == "same text"; });
+  CHECK(holding_dup == 1);
+  CHECK(ltk::stratified_split(ex, {0.8, 0.1, 0.1}, 5) == parts);
+  CHECK(ltk::stratified_split(ex, {0.8, 0.1, 0.1}, 6) != parts);
+  REQUIRE_THROWS_WITH(ltk::parse_ratios("0.8,0.3"), Contains("sum"));
+  REQUIRE_THROWS_WITH(ltk::parse_ratios("0.8,x"), Contains("'x'"));
+}
+
+TEST_CASE("fortunes: quotes separated by % lines, whitespace folded", "[data][split]") {
+  TempDir dir;
+  write_file(dir.file("f"), "First  quote\n\tline two\n%\n%\nSecond\n%\n");
+  auto q = ltk::read_fortune_file(dir.file("f"), "f");
+  REQUIRE(q.size() == 2);
+  CHECK(q[0].text == "First quote line two");
+  CHECK(q[1].text == "Second");
+  CHECK(q[1].line == 5);
+}

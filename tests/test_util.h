@@ -1,0 +1,116 @@
+// Helpers shared by the test files: temporary directories, files, and running the apps.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace ltk::test {
+
+namespace fs = std::filesystem;
+
+/// A fresh directory, removed when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("LTK_TEST_TMP");
+    fs::path root = base ? fs::path(base) : fs::temp_directory_path() / "ltk-tests";
+    fs::create_directories(root);
+    std::random_device rd;
+    path_ = root / ("t" + std::to_string(rd()) + std::to_string(rd()));
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+inline void write_file(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct RunResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+/// Runs an app of build/bin with `args` (already shell-quoted where needed) and optional stdin.
+inline RunResult run_app(const std::string& app, const std::string& args, const std::string& stdin_text = "",
+                         const std::string& workdir = "") {
+  static int counter = 0;
+  fs::path tmp = fs::temp_directory_path() / ("ltk-run-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  std::string in = tmp.string() + ".in", out = tmp.string() + ".out", err = tmp.string() + ".err";
+  write_file(in, stdin_text);
+  std::string cmd = (workdir.empty() ? "" : "cd '" + workdir + "' && ") + "OMP_NUM_THREADS=1 '" LTK_BIN_DIR "/" +
+                    app + "' " + args + " <'" + in + "' >'" + out + "' 2>'" + err + "'";
+  int status = std::system(cmd.c_str());
+  RunResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_text(out);
+  r.err = read_text(err);
+  fs::remove(in);
+  fs::remove(out);
+  fs::remove(err);
+  return r;
+}
+
+/// A small separable corpus: each label has its own words, so a model can reach 100%.
+inline std::string toy_corpus(int per_label = 20, uint32_t seed = 1) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> words = {
+      {"sport", {"goal", "match", "team", "score", "coach", "league"}},
+      {"food", {"bread", "cheese", "soup", "apple", "salad", "pasta"}},
+      {"tech", {"linux", "kernel", "compiler", "cpu", "memory", "bug"}}};
+  std::mt19937 rng(seed);
+  std::ostringstream out;
+  for (int i = 0; i < per_label; ++i) {
+    for (const auto& [label, vocab] : words) {
+      int n = 2 + static_cast<int>(rng() % 6);
+      out << label << '\t';
+      for (int k = 0; k < n; ++k) out << (k ? " " : "") << vocab[rng() % vocab.size()];
+      out << '\n';
+    }
+  }
+  return out.str();
+}
+
+/// A config for the toy corpus in `dir` (train.tsv and valid.tsv written there).
+inline std::string toy_config(const TempDir& dir, const std::string& extra_trainer = "") {
+  write_file(dir.file("train.tsv"), toy_corpus(20, 1));
+  write_file(dir.file("valid.tsv"), toy_corpus(5, 2));
+  std::string cfg = R"({
+  "name": "toy", "seed": 7, "device": "cpu", "threads": 1,
+  "output_dir": ")" + dir.file("run") + R"(",
+  "data": {"train": ")" + dir.file("train.tsv") + R"(", "valid": ")" + dir.file("valid.tsv") + R"(",
+           "test": ")" + dir.file("valid.tsv") + R"("},
+  "model": {"type": "bow", "embed_dim": 16},
+  "optimizer": {"type": "adam", "lr": 0.05},
+  "trainer": {"epochs": 15, "batch_size": 8, "log_every": 5)" + extra_trainer + R"(}
+})";
+  write_file(dir.file("config.json"), cfg);
+  return dir.file("config.json");
+}
+
+}  // namespace ltk::test
