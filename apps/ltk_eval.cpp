@@ -32,11 +32,10 @@ int main(int argc, char** argv) {
     if (batch_size == 0) batch_size = run.config.trainer.eval_batch_size;
     for (const auto& path : args["data"].as<std::vector<std::string>>()) {
       auto data = run.encode(ltk::read_tsv(path), path, /*labelled=*/true);
-      auto metrics = ltk::score(ltk::predict(*run.model, *run.task, data, batch_size, run.device, run.vocab.size()),
-                                run.labels.size());
-      std::cerr << "== " << path << " (" << run.checkpoint_path << ")\n" << metrics.table(run.labels.names());
+      auto report = run.task->evaluate(ltk::predict(*run.model, *run.task, data, batch_size, run.device, run.vocab.size()));
+      std::cerr << "== " << path << " (" << run.checkpoint_path << ")\n" << report.table;
       if (args.count("json")) {
-        auto j = metrics.to_json(run.labels.names());
+        auto j = report.metrics;
         j["file"] = path;
         j["checkpoint"] = run.checkpoint_path;
         std::cout << j.dump() << std::endl;

@@ -15,8 +15,6 @@
 
 namespace {
 
-double round6(double x) { return std::round(x * 1e6) / 1e6; }
-
 struct Pending {
   int64_t line;
   std::string text;
@@ -30,7 +28,7 @@ void flush(const ltk::LoadedRun& run, std::vector<Pending>& pending, int64_t bat
   torch::Tensor probs;
   if (!examples.empty()) {
     auto data = run.encode(examples, "input", /*labelled=*/false);
-    probs = ltk::predict(*run.model, *run.task, data, batch_size, run.device, run.vocab.size()).probabilities;
+    probs = ltk::predict(*run.model, *run.task, data, batch_size, run.device, run.vocab.size()).scores;
   }
   int64_t row = 0;
   for (const auto& p : pending) {
@@ -39,14 +37,8 @@ void flush(const ltk::LoadedRun& run, std::vector<Pending>& pending, int64_t bat
       j["error"] = p.error;
       j["line"] = p.line;
     } else {
-      auto r = probs[row++];
-      const float* pr = r.data_ptr<float>();
-      int64_t best = r.argmax().item<int64_t>();
-      j["label"] = run.labels.name(best);
-      j["score"] = round6(pr[best]);
-      nlohmann::ordered_json scores;
-      for (int64_t c = 0; c < run.labels.size(); ++c) scores[run.labels.name(c)] = round6(pr[c]);
-      j["scores"] = scores;
+      auto r = probs[row++].contiguous();
+      j = run.task->prediction(r.data_ptr<float>());
     }
     std::cout << j.dump() << '\n';
   }
@@ -60,7 +52,8 @@ int main(int argc, char** argv) {
   return ltk::app::guarded_main("ltk-predict", [&] {
     cxxopts::Options options("ltk-predict",
                              "Classify texts, one per line, from --input or stdin. Prints one JSON object per line:\n"
-                             "  {\"label\": ..., \"score\": ..., \"scores\": {label: probability, ...}}\n"
+                             "  multiclass and binary: {\"label\": ..., \"score\": ..., \"scores\": {label: probability, ...}}\n"
+                             "  multilabel: {\"labels\": [...], \"scores\": {...}};  regression: {\"value\": ...}\n"
                              "or {\"error\": ..., \"line\": N} for a line that cannot be scored.");
     options.add_options()
         ("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())

@@ -36,8 +36,7 @@ int main(int argc, char** argv) {
                           {"epochs", s.epochs},           {"best_epoch", s.best_epoch},
                           {"seconds", s.seconds},         {"samples_per_s", s.samples_per_s},
                           {"train_loss", s.last_train_loss}};
-      if (s.test) j["test"] = {{"accuracy", s.test->accuracy}, {"macro_f1", s.test->macro_f1},
-                               {"loss", s.test->loss}, {"samples", s.test->samples}};
+      if (s.test) j["test"] = s.test->headline();
       std::cout << j.dump() << std::endl;
     }
     return 0;

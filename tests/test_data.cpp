@@ -100,8 +100,9 @@ ltk::TextDataset make_dataset(const std::vector<std::string>& texts, int64_t max
   ltk::WhitespaceTokenizer tok(false);
   static ltk::Vocabulary vocab;
   vocab = ltk::Vocabulary::build(ltk::count_tokens(ex, tok), 1, 0);
-  auto labels = ltk::LabelMap::from_labels({"x", "y"});
-  return ltk::encode_examples(ex, "mem", tok, vocab, &labels, {max_len, truncation});
+  static auto labels = ltk::LabelMap::from_labels({"x", "y"});
+  auto targets = ltk::class_targets(labels);
+  return ltk::encode_examples(ex, "mem", tok, vocab, &targets, {max_len, truncation});
 }
 }  // namespace
 
@@ -151,8 +152,9 @@ TEST_CASE("pitfall P8: a label the model does not know is caught when data is re
   ltk::WhitespaceTokenizer tok(true);
   ltk::Vocabulary vocab;
   auto labels = ltk::LabelMap::from_labels({"pos", "neg"});
-  REQUIRE_THROWS_AS(ltk::encode_examples(ex, "eval.tsv", tok, vocab, &labels, {}), DataError);
-  REQUIRE_THROWS_WITH(ltk::encode_examples(ex, "eval.tsv", tok, vocab, &labels, {}),
+  auto targets = ltk::class_targets(labels);
+  REQUIRE_THROWS_AS(ltk::encode_examples(ex, "eval.tsv", tok, vocab, &targets, {}), DataError);
+  REQUIRE_THROWS_WITH(ltk::encode_examples(ex, "eval.tsv", tok, vocab, &targets, {}),
                       Contains("eval.tsv:2") && Contains("'neutral'") && Contains("'neg'"));
 }
 

@@ -72,14 +72,15 @@ TEST_CASE("pitfall P5: evaluation runs in eval mode and restores the mode - outp
   ltk::WhitespaceTokenizer tok(true);
   auto vocab = ltk::Vocabulary::build(ltk::count_tokens(ex, tok), 1, 0);
   auto labels = ltk::LabelMap::from_labels({"a", "b", "c"});
-  auto data = ltk::encode_examples(ex, "mem", tok, vocab, &labels, {});
+  auto targets = ltk::class_targets(labels);
+  auto data = ltk::encode_examples(ex, "mem", tok, vocab, &targets, {});
   ltk::MulticlassTask task(3, "mean");
   auto p1 = ltk::predict(*model, task, data, 2, torch::kCPU, 20);
   CHECK(model->is_training());
   auto p2 = ltk::predict(*model, task, data, 2, torch::kCPU, 20);
-  CHECK(p1.probabilities.equal(p2.probabilities));
-  CHECK_FALSE(p1.probabilities.requires_grad());  // P6: no graph kept
-  CHECK(p1.probabilities.device().is_cpu());
+  CHECK(p1.scores.equal(p2.scores));
+  CHECK_FALSE(p1.scores.requires_grad());  // P6: no graph kept
+  CHECK(p1.scores.device().is_cpu());
 }
 
 TEST_CASE("pitfall P8: a token id past the vocabulary is caught before the embedding", "[models][eval]") {
@@ -87,7 +88,8 @@ TEST_CASE("pitfall P8: a token id past the vocabulary is caught before the embed
   ltk::WhitespaceTokenizer tok(true);
   auto vocab = ltk::Vocabulary::build(ltk::count_tokens(ex, tok), 1, 0);
   auto labels = ltk::LabelMap::from_labels({"a", "b"});
-  auto data = ltk::encode_examples(ex, "data.tsv", tok, vocab, &labels, {});
+  auto targets = ltk::class_targets(labels);
+  auto data = ltk::encode_examples(ex, "data.tsv", tok, vocab, &targets, {});
   auto batch = ltk::PadCollate()(data, {0});
   CHECK_NOTHROW(ltk::check_token_ids(batch, vocab.size(), data));
   REQUIRE_THROWS_WITH(ltk::check_token_ids(batch, 3, data), Contains("data.tsv:1") && Contains("token id 3"));

@@ -53,8 +53,8 @@ TEST_CASE("train: a bow model reaches 100% training accuracy on a separable toy 
   CHECK(summary.steps == 15 * 8);  // 60 samples / batch 8 = 8 batches per epoch
   auto run = ltk::load_run(config.output_dir, "last");
   auto train = run.encode(ltk::read_tsv(config.data.train), config.data.train, true);
-  auto m = ltk::score(ltk::predict(*run.model, *run.task, train, 32, run.device, run.vocab.size()), 3);
-  CHECK(m.accuracy == 1.0);
+  auto report = run.task->evaluate(ltk::predict(*run.model, *run.task, train, 32, run.device, run.vocab.size()));
+  CHECK(report.get("accuracy") == 1.0);
   // The run directory is a complete artefact.
   for (const char* f : {"config.json", "vocab.txt", "labels.txt", "metrics.jsonl", "train.log",
                         "checkpoints/best.pt", "checkpoints/last.pt", "checkpoints/best.optim.pt",

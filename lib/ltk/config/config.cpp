@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -41,7 +42,7 @@ void parse_data(JsonReader r, DataConfig& d) {
 }
 
 void parse_optimizer(JsonReader r, OptimizerConfig& o) {
-  r.get_enum("type", o.type, {"sgd", "adam", "adamw"});
+  r.get_enum("type", o.type, {"sgd", "adam", "adamw", "adagrad"});
   r.get("lr", o.lr);
   check_min(r.key_path("lr"), o.lr, 0, /*inclusive=*/false);
   r.get("weight_decay", o.weight_decay);
@@ -58,11 +59,57 @@ void parse_optimizer(JsonReader r, OptimizerConfig& o) {
   }
   r.get("eps", o.eps);
   check_min(r.key_path("eps"), o.eps, 0, /*inclusive=*/false);
+  r.get("lr_decay", o.lr_decay);
+  check_min(r.key_path("lr_decay"), o.lr_decay, 0);
+  r.get("no_decay_bias_norm", o.no_decay_bias_norm);
   r.finish();
+  if (o.type != "adagrad" && o.lr_decay != 0)
+    config_fail("optimizer.lr_decay", "applies to adagrad only (optimizer.type is '" + o.type + "')");
   if (o.type != "sgd" && (o.momentum != 0 || o.nesterov))
     config_fail("optimizer.momentum", "applies to sgd only (optimizer.type is '" + o.type + "')");
   if (o.nesterov && o.momentum <= 0)
     config_fail("optimizer.nesterov", "needs optimizer.momentum > 0");
+}
+
+void parse_task(JsonReader r, TaskConfig& t) {
+  r.get_enum("type", t.type, {"multiclass", "binary", "multilabel", "regression"});
+  r.get_enum("reduction", t.reduction, {"mean", "sum"});
+  const nlohmann::json& cw = r.raw("class_weights");
+  if (!cw.is_null()) {
+    if (cw.is_string()) {
+      std::string v = cw.get<std::string>();
+      if (v != "none" && v != "auto")
+        config_fail("task.class_weights", "unknown value '" + v + "'; use \"none\", \"auto\" or {label: weight}");
+    } else if (cw.is_object()) {
+      for (auto it = cw.begin(); it != cw.end(); ++it)
+        if (!it.value().is_number() || it.value().get<double>() < 0)
+          config_fail("task.class_weights." + it.key(), "must be a number >= 0, got " + json_type_name(it.value()));
+    } else {
+      config_fail("task.class_weights", "expected \"none\", \"auto\" or an object {label: weight}, got " +
+                                            json_type_name(cw));
+    }
+    t.class_weights = cw;
+  }
+  r.get("label_smoothing", t.label_smoothing);
+  check_min(r.key_path("label_smoothing"), t.label_smoothing, 0);
+  check_max(r.key_path("label_smoothing"), t.label_smoothing, 1, /*inclusive=*/false);
+  r.get("threshold", t.threshold);
+  check_min(r.key_path("threshold"), t.threshold, 0, /*inclusive=*/false);
+  check_max(r.key_path("threshold"), t.threshold, 1, /*inclusive=*/false);
+  r.get("positive_label", t.positive_label);
+  r.get("label_separator", t.label_separator);
+  if (t.label_separator.size() != 1 || t.label_separator == "\t" || t.label_separator == "\n")
+    config_fail("task.label_separator", "must be one character other than tab or newline (got '" + t.label_separator + "')");
+  r.get_enum("loss", t.loss, {"mse", "l1", "huber"});
+  r.get("huber_delta", t.huber_delta);
+  check_min(r.key_path("huber_delta"), t.huber_delta, 0, /*inclusive=*/false);
+  r.finish();
+  if (t.label_smoothing > 0 && t.type != "multiclass")
+    config_fail("task.label_smoothing", "applies to multiclass only (task.type is '" + t.type + "')");
+  if (!t.positive_label.empty() && t.type != "binary")
+    config_fail("task.positive_label", "applies to binary only (task.type is '" + t.type + "')");
+  if (t.type == "regression" && !(t.class_weights.is_string() && t.class_weights.get<std::string>() == "none"))
+    config_fail("task.class_weights", "a regression task has no classes");
 }
 
 void parse_trainer(JsonReader r, TrainerConfig& t) {
@@ -76,7 +123,7 @@ void parse_trainer(JsonReader r, TrainerConfig& t) {
   r.get("drop_last", t.drop_last);
   r.get("log_every", t.log_every);
   check_min(r.key_path("log_every"), t.log_every, 1);
-  r.get_enum("select_metric", t.select_metric, {"accuracy", "macro_f1", "loss"});
+  r.get_enum("select_metric", t.select_metric, {"auto", "accuracy", "macro_f1", "loss", "mae", "rmse"});
   r.finish();
 }
 
@@ -100,12 +147,7 @@ Config parse_config(const nlohmann::json& j, const std::string& default_name) {
   r.get("output_dir", c.output_dir);
   r.get_enum("log_level", c.log_level, {"debug", "info", "warn", "error", "off"});
   parse_data(r.child("data"), c.data);
-  {
-    JsonReader t = r.child("task");
-    t.get_enum("type", c.task.type, {"multiclass"});
-    t.get_enum("reduction", c.task.reduction, {"mean", "sum"});
-    t.finish();
-  }
+  parse_task(r.child("task"), c.task);
   c.model = resolve_model_config(r.raw("model"), "model");
   parse_optimizer(r.child("optimizer"), c.optimizer);
   {
@@ -117,6 +159,26 @@ Config parse_config(const nlohmann::json& j, const std::string& default_name) {
   }
   parse_trainer(r.child("trainer"), c.trainer);
   r.finish();
+  // Checks that span sections.
+  if (c.model.options.value("sparse", false)) {
+    const auto& o = c.optimizer;
+    if (!(o.type == "sgd" || o.type == "adagrad") || o.weight_decay != 0 || o.momentum != 0)
+      config_fail("model.sparse", "sparse gradients need optimizer.type sgd (without momentum) or adagrad, and "
+                                  "optimizer.weight_decay 0 (got " + o.type + ")");
+  }
+  if (c.model.type == "transformer") {
+    int64_t max_positions = c.model.options.at("max_positions").get<int64_t>();
+    if (c.data.max_len == 0 || c.data.max_len > max_positions)
+      config_fail("data.max_len", fmt::format("must be between 1 and model.max_positions ({}) for a transformer "
+                                              "(got {})",
+                                              max_positions, c.data.max_len));
+  }
+  const std::string& m = c.trainer.select_metric;
+  bool regression = c.task.type == "regression";
+  if (regression && (m == "accuracy" || m == "macro_f1"))
+    config_fail("trainer.select_metric", "'" + m + "' needs classes; a regression task selects by loss, mae or rmse");
+  if (!regression && (m == "mae" || m == "rmse"))
+    config_fail("trainer.select_metric", "'" + m + "' applies to regression; use accuracy, macro_f1 or loss");
   return c;
 }
 
@@ -204,21 +266,31 @@ nlohmann::json to_json(const Config& c) {
                {"vocab", {{"min_freq", d.vocab.min_freq}, {"max_size", d.vocab.max_size}}},
                {"max_len", d.max_len},
                {"truncation", d.truncation}};
-  j["task"] = {{"type", c.task.type}, {"reduction", c.task.reduction}};
+  const auto& t = c.task;
+  j["task"] = {{"type", t.type},
+               {"reduction", t.reduction},
+               {"class_weights", t.class_weights},
+               {"label_smoothing", t.label_smoothing},
+               {"threshold", t.threshold},
+               {"positive_label", t.positive_label},
+               {"label_separator", t.label_separator},
+               {"loss", t.loss},
+               {"huber_delta", t.huber_delta}};
   j["model"] = c.model.options;
   const auto& o = c.optimizer;
   j["optimizer"] = {{"type", o.type},         {"lr", o.lr},       {"weight_decay", o.weight_decay},
                     {"momentum", o.momentum}, {"nesterov", o.nesterov}, {"beta1", o.beta1},
-                    {"beta2", o.beta2},       {"eps", o.eps}};
+                    {"beta2", o.beta2},       {"eps", o.eps},          {"lr_decay", o.lr_decay},
+                    {"no_decay_bias_norm", o.no_decay_bias_norm}};
   j["scheduler"] = {{"type", c.scheduler.type}, {"warmup_steps", c.scheduler.warmup_steps}};
-  const auto& t = c.trainer;
-  j["trainer"] = {{"epochs", t.epochs},
-                  {"batch_size", t.batch_size},
-                  {"eval_batch_size", t.eval_batch_size},
-                  {"shuffle", t.shuffle},
-                  {"drop_last", t.drop_last},
-                  {"log_every", t.log_every},
-                  {"select_metric", t.select_metric}};
+  const auto& tr = c.trainer;
+  j["trainer"] = {{"epochs", tr.epochs},
+                  {"batch_size", tr.batch_size},
+                  {"eval_batch_size", tr.eval_batch_size},
+                  {"shuffle", tr.shuffle},
+                  {"drop_last", tr.drop_last},
+                  {"log_every", tr.log_every},
+                  {"select_metric", tr.select_metric}};
   return j;
 }
 

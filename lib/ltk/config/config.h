@@ -33,8 +33,17 @@ struct DataConfig {
 };
 
 struct TaskConfig {
-  std::string type = "multiclass";  ///< multiclass
-  std::string reduction = "mean";   ///< mean | sum over the batch
+  std::string type = "multiclass";  ///< multiclass | binary | multilabel | regression
+  std::string reduction = "mean";   ///< mean | sum over the batch (PyTorch's semantics)
+  /// "none", "auto" (multiclass: N / (C * n_c); binary and multilabel: pos_weight = negatives /
+  /// positives) or an object {label: weight}.
+  nlohmann::json class_weights = "none";
+  double label_smoothing = 0.0;       ///< multiclass only, in [0, 1)
+  double threshold = 0.5;             ///< binary and multilabel: probability that predicts a label
+  std::string positive_label;         ///< binary: the positive label ("" = the second in sorted order)
+  std::string label_separator = ",";  ///< multilabel: separates the labels of one sample
+  std::string loss = "mse";           ///< regression: mse | l1 | huber
+  double huber_delta = 1.0;           ///< regression with loss huber
 };
 
 struct ModelConfig {
@@ -43,14 +52,17 @@ struct ModelConfig {
 };
 
 struct OptimizerConfig {
-  std::string type = "adam";  ///< sgd | adam | adamw
+  std::string type = "adam";  ///< sgd | adam | adamw | adagrad
   double lr = 1e-3;
   double weight_decay = 0.0;
   double momentum = 0.0;  ///< sgd only
   bool nesterov = false;  ///< sgd only
   double beta1 = 0.9;     ///< adam/adamw
   double beta2 = 0.999;   ///< adam/adamw
-  double eps = 1e-8;      ///< adam/adamw
+  double eps = 1e-8;      ///< adam/adamw/adagrad
+  double lr_decay = 0.0;  ///< adagrad
+  /// Exempt biases and normalisation weights (every parameter of 1 dimension) from weight decay.
+  bool no_decay_bias_norm = false;
 };
 
 struct SchedulerConfig {
@@ -65,7 +77,9 @@ struct TrainerConfig {
   bool shuffle = true;     ///< reshuffle the training set every epoch (seeded)
   bool drop_last = false;  ///< drop the last incomplete training batch
   int64_t log_every = 50;  ///< a progress line every N steps
-  std::string select_metric = "accuracy";  ///< accuracy | macro_f1 | loss: picks the best checkpoint
+  /// Picks the best checkpoint: auto (accuracy; loss for regression) | accuracy | macro_f1 | loss |
+  /// mae | rmse.
+  std::string select_metric = "auto";
 };
 
 struct Config {

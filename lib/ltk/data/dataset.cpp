@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <random>
 
 #include "ltk/core/error.h"
@@ -37,16 +38,53 @@ void truncate_ids(std::vector<int32_t>& ids, int64_t max_len, const std::string&
 
 size_t TextDataset::memory_bytes() const {
   return ids_.capacity() * sizeof(int32_t) + offsets_.capacity() * sizeof(int64_t) +
-         labels_.capacity() * sizeof(int64_t) + full_lengths_.capacity() * sizeof(int32_t) +
+         class_ids_.capacity() * sizeof(int32_t) + class_offsets_.capacity() * sizeof(int64_t) +
+         values_.capacity() * sizeof(float) + full_lengths_.capacity() * sizeof(int32_t) +
          lines_.capacity() * sizeof(int64_t);
 }
 
-void TextDataset::add(const std::vector<int32_t>& ids, int64_t full_length, int64_t label, int64_t line) {
+void TextDataset::add(const std::vector<int32_t>& ids, int64_t full_length, const std::vector<int64_t>& class_ids,
+                      float value, int64_t line) {
   ids_.insert(ids_.end(), ids.begin(), ids.end());
   offsets_.push_back(static_cast<int64_t>(ids_.size()));
-  labels_.push_back(label);
+  for (int64_t c : class_ids) class_ids_.push_back(static_cast<int32_t>(c));
+  class_offsets_.push_back(static_cast<int64_t>(class_ids_.size()));
+  values_.push_back(value);
   full_lengths_.push_back(static_cast<int32_t>(full_length));
   lines_.push_back(line);
+}
+
+torch::Tensor TextDataset::targets(const std::vector<int64_t>& indices) const {
+  const auto B = static_cast<int64_t>(indices.size());
+  switch (kind_) {
+    case TargetKind::none: return {};
+    case TargetKind::class_id: {
+      auto t = torch::empty({B}, torch::kLong);
+      for (int64_t b = 0; b < B; ++b) t[b] = label(indices[b]);
+      return t;
+    }
+    case TargetKind::binary: {
+      auto t = torch::empty({B}, torch::kFloat);
+      for (int64_t b = 0; b < B; ++b) t[b] = label(indices[b]) == positive_ ? 1.0f : 0.0f;
+      return t;
+    }
+    case TargetKind::multi_hot: {
+      auto t = torch::zeros({B, num_classes_}, torch::kFloat);
+      float* p = t.data_ptr<float>();
+      for (int64_t b = 0; b < B; ++b) {
+        int64_t i = indices[b];
+        for (int64_t k = class_offsets_[i]; k < class_offsets_[i + 1]; ++k) p[b * num_classes_ + class_ids_[k]] = 1.0f;
+      }
+      return t;
+    }
+    case TargetKind::value: {
+      auto t = torch::empty({B}, torch::kFloat);
+      float* p = t.data_ptr<float>();
+      for (int64_t b = 0; b < B; ++b) p[b] = values_[indices[b]];
+      return t;
+    }
+  }
+  return {};
 }
 
 TokenCounter count_tokens(const std::vector<Example>& examples, const Tokenizer& tokenizer) {
@@ -61,33 +99,62 @@ TokenCounter count_tokens(const std::vector<Example>& examples, const Tokenizer&
 }
 
 TextDataset encode_examples(const std::vector<Example>& examples, const std::string& source,
-                            const Tokenizer& tokenizer, const Vocabulary& vocab,
-                            const LabelMap* labels, const EncodeOptions& options) {
+                            const Tokenizer& tokenizer, const Vocabulary& vocab, const TargetEncoder* targets,
+                            const EncodeOptions& options) {
   TextDataset data;
-  data.set_source(source, labels != nullptr);
+  TargetKind kind = targets ? targets->kind : TargetKind::none;
+  const LabelMap* labels = targets ? targets->labels : nullptr;
+  if (kind != TargetKind::none && kind != TargetKind::value && !labels)
+    throw Error("encode_examples: a class task needs a label map");
+  data.set_source(source, kind, labels ? labels->size() : 0, targets ? targets->positive : 1);
+  auto class_id = [&](std::string_view name, const Example& ex) {
+    int64_t id = labels->find(std::string(name));
+    if (id < 0) {
+      std::vector<std::string> known = labels->names();
+      std::string listed = known.size() <= 20 ? quoted_list(known) : fmt::format("{} labels", known.size());
+      throw DataError(fmt::format("{}:{}: label '{}' is not one of the model's labels ({}){}; "
+                                  "a model can only be evaluated on the labels it was trained on",
+                                  source, ex.line, name, listed, did_you_mean(std::string(name), known)));
+    }
+    return id;
+  };
   std::string scratch;
   std::vector<std::string_view> tokens;
   std::vector<int32_t> ids;
+  std::vector<int64_t> classes;
   for (const auto& ex : examples) {
-    int64_t label = -1;
-    if (labels) {
-      label = labels->find(ex.label);
-      if (label < 0) {
-        std::vector<std::string> known = labels->names();
-        std::string listed = known.size() <= 20 ? quoted_list(known) : fmt::format("{} labels", known.size());
-        throw DataError(fmt::format("{}:{}: label '{}' is not one of the model's labels ({}){}; "
-                                    "a model can only be evaluated on the labels it was trained on",
-                                    source, ex.line, ex.label, listed, did_you_mean(ex.label, known)));
+    classes.clear();
+    float value = 0;
+    if (kind == TargetKind::class_id || kind == TargetKind::binary) {
+      classes.push_back(class_id(ex.label, ex));
+    } else if (kind == TargetKind::multi_hot) {
+      for (auto part : split(ex.label, targets->separator.empty() ? ',' : targets->separator[0])) {
+        part = trim(part);
+        if (part.empty()) continue;  // "a,,b" and a trailing separator are tolerated
+        int64_t id = class_id(part, ex);
+        if (std::find(classes.begin(), classes.end(), id) == classes.end()) classes.push_back(id);
       }
+    } else if (kind == TargetKind::value) {
+      value = parse_target_value(ex.label, source, ex.line);
     }
     tokenizer.tokenize(ex.text, scratch, tokens);
     ids.clear();
     for (auto t : tokens) ids.push_back(vocab.id(t));
     int64_t full = static_cast<int64_t>(ids.size());
     truncate_ids(ids, options.max_len, options.truncation);
-    data.add(ids, full, label, ex.line);
+    data.add(ids, full, classes, value, ex.line);
   }
   return data;
+}
+
+float parse_target_value(const std::string& label, const std::string& source, int64_t line) {
+  try {
+    size_t used = 0;
+    double v = std::stod(label, &used);
+    if (used == label.size() && std::isfinite(v)) return static_cast<float>(v);
+  } catch (const std::exception&) {
+  }
+  throw DataError(fmt::format("{}:{}: regression target '{}' is not a finite number", source, line, label));
 }
 
 Batch PadCollate::operator()(const TextDataset& data, const std::vector<int64_t>& indices) const {
@@ -100,11 +167,9 @@ Batch PadCollate::operator()(const TextDataset& data, const std::vector<int64_t>
   auto ids = torch::full({B, T}, pad_id_, torch::kLong);
   auto lengths = torch::empty({B}, torch::kLong);
   auto idx = torch::empty({B}, torch::kLong);
-  auto labels = torch::empty({B}, torch::kLong);
   int64_t* ip = ids.data_ptr<int64_t>();
   int64_t* lp = lengths.data_ptr<int64_t>();
   int64_t* xp = idx.data_ptr<int64_t>();
-  int64_t* yp = labels.data_ptr<int64_t>();
   for (int64_t b = 0; b < B; ++b) {
     int64_t i = indices[b];
     if (i < 0 || i >= data.size())
@@ -114,14 +179,13 @@ Batch PadCollate::operator()(const TextDataset& data, const std::vector<int64_t>
     for (int64_t t = 0; t < n; ++t) ip[b * T + t] = src[t];
     lp[b] = n;
     xp[b] = i;
-    yp[b] = data.label(i);
   }
   Batch batch;
   batch.ids = ids;
   batch.lengths = lengths;
   batch.mask = torch::arange(T, torch::kLong).unsqueeze(0) < lengths.unsqueeze(1);
   batch.indices = idx;
-  if (data.has_labels()) batch.labels = labels;
+  if (data.has_labels()) batch.labels = data.targets(indices);
   return batch;
 }
 

@@ -14,6 +14,23 @@
 
 namespace ltk {
 
+/// What a sample's label becomes, decided by the task (task.type).
+enum class TargetKind {
+  none,       ///< unlabelled input (prediction)
+  class_id,   ///< multiclass: one label -> int64 class id, targets [B]
+  binary,     ///< binary: one of two labels -> float 0/1, targets [B]
+  multi_hot,  ///< multilabel: labels joined by a separator -> float multi-hot, targets [B, C]
+  value,      ///< regression: the label is a number -> float, targets [B]
+};
+
+/// Turns label strings into targets; every error names file:line.
+struct TargetEncoder {
+  TargetKind kind = TargetKind::none;
+  const LabelMap* labels = nullptr;  ///< class tasks
+  std::string separator = ",";       ///< multilabel
+  int64_t positive = 1;              ///< binary: the label id that is the positive class
+};
+
 struct EncodeOptions {
   int64_t max_len = 0;              ///< 0 = keep every token
   std::string truncation = "head";  ///< head | tail | head+tail
@@ -25,43 +42,72 @@ void truncate_ids(std::vector<int32_t>& ids, int64_t max_len, const std::string&
 
 class TextDataset {
  public:
-  int64_t size() const { return static_cast<int64_t>(labels_.size()); }
+  int64_t size() const { return static_cast<int64_t>(lines_.size()); }
   int64_t length(int64_t i) const { return offsets_[i + 1] - offsets_[i]; }
   const int32_t* tokens(int64_t i) const { return ids_.data() + offsets_[i]; }
-  int64_t label(int64_t i) const { return labels_[i]; }
+  /// The first class id of sample i (class tasks), -1 when unlabelled.
+  int64_t label(int64_t i) const { return class_offsets_[i + 1] > class_offsets_[i] ? class_ids_[class_offsets_[i]] : -1; }
+  /// All class ids of sample i (multilabel).
+  std::vector<int64_t> labels(int64_t i) const {
+    return std::vector<int64_t>(class_ids_.begin() + class_offsets_[i], class_ids_.begin() + class_offsets_[i + 1]);
+  }
+  /// The regression target of sample i.
+  float value(int64_t i) const { return values_[i]; }
+  TargetKind target_kind() const { return kind_; }
+  int64_t num_classes() const { return num_classes_; }
+  int64_t positive_class() const { return positive_; }
   /// Tokens before truncation.
   int64_t full_length(int64_t i) const { return full_lengths_[i]; }
   bool truncated(int64_t i) const { return full_lengths_[i] > length(i); }
   int64_t source_line(int64_t i) const { return lines_[i]; }
   const std::string& source() const { return source_; }
-  bool has_labels() const { return has_labels_; }
+  bool has_labels() const { return kind_ != TargetKind::none; }
   int64_t total_tokens() const { return static_cast<int64_t>(ids_.size()); }
   /// Bytes held by the id, offset, label and length buffers.
   size_t memory_bytes() const;
 
-  /// Appends one sample (ids already truncated); label -1 means unlabelled.
-  void add(const std::vector<int32_t>& ids, int64_t full_length, int64_t label, int64_t line);
+  /// Appends one sample (ids already truncated) with its class ids (class tasks) or value.
+  void add(const std::vector<int32_t>& ids, int64_t full_length, const std::vector<int64_t>& class_ids, float value,
+           int64_t line);
 
-  void set_source(std::string source, bool has_labels) {
+  void set_source(std::string source, TargetKind kind, int64_t num_classes, int64_t positive = 1) {
     source_ = std::move(source);
-    has_labels_ = has_labels;
+    kind_ = kind;
+    num_classes_ = num_classes;
+    positive_ = positive;
   }
+  /// The targets of `indices` as the task's loss takes them (see TargetKind).
+  torch::Tensor targets(const std::vector<int64_t>& indices) const;
 
  private:
   std::vector<int32_t> ids_;
   std::vector<int64_t> offsets_{0};
-  std::vector<int64_t> labels_;
+  std::vector<int32_t> class_ids_;
+  std::vector<int64_t> class_offsets_{0};
+  std::vector<float> values_;
   std::vector<int32_t> full_lengths_;
   std::vector<int64_t> lines_;
   std::string source_;
-  bool has_labels_ = true;
+  TargetKind kind_ = TargetKind::none;
+  int64_t num_classes_ = 0;
+  int64_t positive_ = 1;
 };
 
-/// Tokenises and numericalises examples. Every label must be in `labels` (else DataError naming
-/// file:line, the label and the known ones: pitfall P8 caught when data is read).
+/// Tokenises and numericalises examples and encodes their labels by `targets` (nullptr or kind
+/// none: unlabelled). Every class label must be in the label map (else DataError naming file:line,
+/// the label and the known ones: pitfall P8 caught when data is read); a regression label must be
+/// a finite number.
 TextDataset encode_examples(const std::vector<Example>& examples, const std::string& source,
-                            const Tokenizer& tokenizer, const Vocabulary& vocab,
-                            const LabelMap* labels, const EncodeOptions& options);
+                            const Tokenizer& tokenizer, const Vocabulary& vocab, const TargetEncoder* targets,
+                            const EncodeOptions& options);
+
+/// Parses a regression target; DataError naming source:line when it is not a finite number.
+float parse_target_value(const std::string& label, const std::string& source, int64_t line);
+
+/// A multiclass encoder over `labels` (the common case, and the one tests use).
+inline TargetEncoder class_targets(const LabelMap& labels) {
+  return TargetEncoder{TargetKind::class_id, &labels, ",", 1};
+}
 
 /// Counts the tokens of the examples (for building a vocabulary).
 TokenCounter count_tokens(const std::vector<Example>& examples, const Tokenizer& tokenizer);

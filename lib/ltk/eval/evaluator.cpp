@@ -20,40 +20,38 @@ void check_token_ids(const Batch& batch, int64_t vocab_size, const TextDataset& 
                               data.source(), data.source_line(sample), bad, vocab_size));
 }
 
+void check_same_device(const torch::nn::Module& model, const torch::Device& device) {
+  for (const auto& p : model.named_parameters())
+    if (p.value().device() != device)
+      throw TrainError(fmt::format("parameter {} of the model is on {} but the batches go to {}; move the model "
+                                   "with model->to(device) before training or evaluating",
+                                   p.key(), p.value().device().str(), device.str()));
+}
+
 Predictions predict(TextModel& model, const Task& task, const TextDataset& data, int64_t batch_size,
                     const torch::Device& device, int64_t vocab_size) {
+  check_same_device(model, device);
   EvalModeGuard eval_mode(model);
   torch::NoGradGuard no_grad;
   PadCollate collate;
   BatchSampler sampler(data.size(), batch_size, /*shuffle=*/false, /*drop_last=*/false, 0);
   Predictions out;
-  std::vector<torch::Tensor> probs;
+  std::vector<torch::Tensor> scores, targets;
   for (const auto& indices : sampler.epoch(0)) {
     Batch batch = collate(data, indices);
     check_token_ids(batch, vocab_size, data);
     Batch on_device = batch.to(device);
-    auto logits = model.forward(on_device);
+    auto outputs = model.forward(on_device);
     if (data.has_labels()) {
-      out.loss_sum += task.per_sample_loss(logits, on_device.labels).sum().item<double>();
+      out.loss_sum += task.per_sample_loss(outputs, on_device.labels).sum().item<double>();
+      targets.push_back(batch.labels);
     }
-    auto p = task.probabilities(logits).to(torch::kCPU, torch::kFloat);
-    probs.push_back(p);
+    scores.push_back(task.scores(outputs).to(torch::kCPU, torch::kFloat));
   }
-  out.probabilities = probs.empty() ? torch::empty({0, task.num_outputs()}) : torch::cat(probs, 0);
-  auto argmax = out.probabilities.argmax(1);
-  const int64_t* ap = argmax.data_ptr<int64_t>();
-  out.predicted.assign(ap, ap + argmax.numel());
-  if (data.has_labels()) {
-    out.gold.reserve(static_cast<size_t>(data.size()));
-    for (int64_t i = 0; i < data.size(); ++i) out.gold.push_back(data.label(i));
-  }
+  out.samples = data.size();
+  out.scores = scores.empty() ? torch::empty({0, task.num_outputs()}) : torch::cat(scores, 0);
+  if (!targets.empty()) out.targets = torch::cat(targets, 0);
   return out;
-}
-
-ClassificationMetrics score(const Predictions& p, int64_t num_classes) {
-  auto m = classification_metrics(p.gold, p.predicted, num_classes);
-  m.loss = m.samples ? p.loss_sum / static_cast<double>(m.samples) : 0.0;
-  return m;
 }
 
 }  // namespace ltk

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "ltk/data/dataset.h"
-#include "ltk/eval/metrics.h"
 #include "ltk/models/text_model.h"
 #include "ltk/train/task.h"
 
@@ -29,21 +28,14 @@ class EvalModeGuard {
   bool was_training_;
 };
 
-struct Predictions {
-  torch::Tensor probabilities;   ///< [N, C] float, on the CPU, in dataset order
-  std::vector<int64_t> predicted;
-  std::vector<int64_t> gold;     ///< empty for unlabelled data
-  double loss_sum = 0;           ///< summed per-sample loss (labelled data only)
-};
-
 /// Checks that every token id of the batch is below `vocab_size` (P8), before any device.
 void check_token_ids(const Batch& batch, int64_t vocab_size, const TextDataset& data);
 
-/// Runs the model over `data` in order.
+/// Throws TrainError naming both devices unless every parameter of `model` is on `device` (P1).
+void check_same_device(const torch::nn::Module& model, const torch::Device& device);
+
+/// Runs the model over `data` in order: scores, gold targets and summed loss on the CPU.
 Predictions predict(TextModel& model, const Task& task, const TextDataset& data, int64_t batch_size,
                     const torch::Device& device, int64_t vocab_size);
-
-/// Metrics of labelled predictions.
-ClassificationMetrics score(const Predictions& p, int64_t num_classes);
 
 }  // namespace ltk

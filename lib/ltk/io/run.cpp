@@ -1,5 +1,7 @@
 #include "ltk/io/run.h"
 
+#include <filesystem>
+
 #include "ltk/core/error.h"
 #include "ltk/core/runtime.h"
 #include "ltk/io/checkpoint.h"
@@ -8,7 +10,8 @@
 namespace ltk {
 
 TextDataset LoadedRun::encode(const std::vector<Example>& examples, const std::string& source, bool labelled) const {
-  return encode_examples(examples, source, *tokenizer, vocab, labelled ? &labels : nullptr,
+  TargetEncoder targets = task->target_encoder();
+  return encode_examples(examples, source, *tokenizer, vocab, labelled ? &targets : nullptr,
                          EncodeOptions{config.data.max_len, config.data.truncation});
 }
 
@@ -21,8 +24,13 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
   }
   run.tokenizer = make_tokenizer(run.config.data.tokenizer);
   run.vocab = Vocabulary::load(run.dir.vocab_path());
-  run.labels = LabelMap::load(run.dir.labels_path());
-  run.task = make_task(run.config.task, run.labels.size());
+  if (task_has_labels(run.config.task.type)) run.labels = LabelMap::load(run.dir.labels_path());
+  std::vector<double> weights;
+  if (std::filesystem::exists(run.dir.file("task.json"))) {
+    auto j = read_json_file(run.dir.file("task.json"));
+    weights = j.value("class_weights", std::vector<double>{});
+  }
+  run.task = make_task(run.config.task, run.labels, weights);
   run.device = resolve_device(device.empty() ? run.config.device : device, device.empty() ? "device" : "--device");
   run.model = build_model(run.config.model,
                           ModelContext{run.vocab.size(), run.task->num_outputs(), Vocabulary::kPadId});

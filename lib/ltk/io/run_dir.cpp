@@ -25,7 +25,7 @@ RunDirectory RunDirectory::create(const std::string& path, bool overwrite) {
 
 RunDirectory RunDirectory::open(const std::string& path) {
   if (!fs::is_directory(path)) throw CheckpointError("run directory " + path + " does not exist");
-  for (const char* f : {"config.json", "vocab.txt", "labels.txt"})
+  for (const char* f : {"config.json", "vocab.txt"})
     if (!fs::exists(path + "/" + f))
       throw CheckpointError("run directory " + path + " has no " + f + "; is it an ltk run made by ltk-train?");
   return RunDirectory(path);

@@ -2,12 +2,19 @@
 
 #include "ltk/core/strings.h"
 #include "ltk/models/bow.h"
+#include "ltk/models/rnn.h"
+#include "ltk/models/textcnn.h"
+#include "ltk/models/transformer.h"
 
 namespace ltk {
 
 const std::vector<ModelEntry>& model_registry() {
   static const std::vector<ModelEntry> entries = {
-      {"bow", "mean of word embeddings over the real tokens, then a linear layer", resolve_bow, build_bow},
+      {"bow", "mean of word (and hashed n-gram) embeddings over the real tokens, then a linear layer", resolve_bow,
+       build_bow},
+      {"textcnn", "convolutions of several widths, max over time (Kim 2014)", resolve_textcnn, build_textcnn},
+      {"rnn", "LSTM or GRU over packed sequences, last/max/mean pooling", resolve_rnn, build_rnn},
+      {"transformer", "Transformer encoder from scratch, CLS or mean pooling", resolve_transformer, build_transformer},
   };
   return entries;
 }

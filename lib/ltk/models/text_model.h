@@ -5,6 +5,7 @@
 #include <torch/nn/module.h>
 
 #include "ltk/data/batch.h"
+#include "ltk/data/vocab.h"
 
 namespace ltk {
 
@@ -13,11 +14,13 @@ struct ModelContext {
   int64_t vocab_size = 0;   ///< rows of the embedding table
   int64_t num_outputs = 0;  ///< logits per sample, decided by the task
   int64_t pad_id = 0;
+  /// The vocabulary, for pretrained vectors; null when a run is loaded from its checkpoint.
+  const Vocabulary* vocab = nullptr;
 };
 
 class TextModel : public torch::nn::Module {
  public:
-  /// Logits [B, num_outputs]. Returns tensors only (P9).
+  /// Outputs [B, num_outputs]. Returns tensors only (P9).
   virtual torch::Tensor forward(const Batch& batch) = 0;
 };
 

@@ -74,35 +74,40 @@ TrainSummary run_training(const Config& config, bool overwrite) {
   auto tokenizer = make_tokenizer(config.data.tokenizer);
   Vocabulary vocab = Vocabulary::build(count_tokens(train.examples, *tokenizer), config.data.vocab.min_freq,
                                        config.data.vocab.max_size);
-  std::vector<std::string> names;
-  names.reserve(train.examples.size());
-  for (const auto& e : train.examples) names.push_back(e.label);
-  LabelMap labels = LabelMap::from_labels(names);
+  const bool has_labels = task_has_labels(config.task.type);
+  LabelMap labels = has_labels ? labels_from_examples(config.task, train.examples) : LabelMap();
   vocab.save(run.vocab_path());
-  labels.save(run.labels_path());
-  auto task = make_task(config.task, labels.size());
+  if (has_labels) labels.save(run.labels_path());
+  // The task is built twice: first to learn how labels become targets, then with the class
+  // weights that need the encoded training split.
+  auto encoder_task = make_task(config.task, labels);
+  TargetEncoder targets = encoder_task->target_encoder();
   log::info("[data] vocabulary {} tokens (min_freq {}, max_size {}), {} labels", vocab.size(),
             config.data.vocab.min_freq, config.data.vocab.max_size, labels.size());
 
   EncodeOptions enc{config.data.max_len, config.data.truncation};
-  TextDataset train_set = encode_examples(train.examples, train.path, *tokenizer, vocab, &labels, enc);
+  TextDataset train_set = encode_examples(train.examples, train.path, *tokenizer, vocab, &targets, enc);
   train.examples.clear();
   train.examples.shrink_to_fit();
   log_dataset("train", train_set);
+  std::vector<double> weights = resolve_class_weights(config.task, labels, train_set);
+  auto task = make_task(config.task, labels, weights);
+  write_file_atomic(run.file("task.json"), nlohmann::json{{"class_weights", weights}}.dump() + "\n");
+  if (!weights.empty()) log::info("[task] class weights {}", nlohmann::json(weights).dump());
   std::optional<TextDataset> valid_set, test_set;
   if (!config.data.valid.empty()) {
     valid_set = encode_examples(read_split(config.data.valid, "valid").examples, config.data.valid, *tokenizer, vocab,
-                                &labels, enc);
+                                &targets, enc);
     log_dataset("valid", *valid_set);
   }
   if (!config.data.test.empty()) {
     test_set = encode_examples(read_split(config.data.test, "test").examples, config.data.test, *tokenizer, vocab,
-                               &labels, enc);
+                               &targets, enc);
     log_dataset("test", *test_set);
   }
 
   // Model first, on its device; the optimiser is built from its parameters afterwards (P3).
-  auto model = build_model(config.model, ModelContext{vocab.size(), task->num_outputs(), Vocabulary::kPadId});
+  auto model = build_model(config.model, ModelContext{vocab.size(), task->num_outputs(), Vocabulary::kPadId, &vocab});
   model->to(device);
   int64_t n_params = 0;
   for (const auto& p : model->parameters()) n_params += p.numel();
@@ -115,18 +120,13 @@ TrainSummary run_training(const Config& config, bool overwrite) {
 
   if (test_set) {
     load_weights(*model, run.checkpoint("best"));
-    auto m = score(predict(*model, *task, *test_set, config.trainer.eval_batch_size, device, vocab.size()),
-                   task->num_outputs());
-    log::info("[test] best checkpoint (epoch {}): accuracy {:.4f} macro_f1 {:.4f} loss {:.4f} on {} samples",
-              summary.best_epoch, m.accuracy, m.macro_f1, m.loss, m.samples);
-    run.append_metrics({{"kind", "test"},
-                        {"epoch", summary.best_epoch},
-                        {"step", summary.steps},
-                        {"accuracy", m.accuracy},
-                        {"macro_f1", m.macro_f1},
-                        {"loss", m.loss},
-                        {"samples", m.samples}});
-    summary.test = m;
+    auto report = task->evaluate(predict(*model, *task, *test_set, config.trainer.eval_batch_size, device, vocab.size()));
+    log::info("[test] best checkpoint (epoch {}): {} on {} samples", summary.best_epoch, report.summary(),
+              test_set->size());
+    nlohmann::json record = {{"kind", "test"}, {"epoch", summary.best_epoch}, {"step", summary.steps}};
+    record.update(report.headline());
+    run.append_metrics(record);
+    summary.test = report;
   }
   return summary;
 }

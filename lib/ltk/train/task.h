@@ -1,52 +1,162 @@
-// A task (`task.type`) owns its output size, its loss, the dtype and shape of its targets and
-// how logits decode to predictions. The checks here turn the article's loss pitfalls
-// (P4, P7, P8, P10) into clear errors.
+// A task (`task.type`) owns its output size, its loss, the dtype and shape of its targets, how
+// outputs decode to predictions and which metrics it reports. Its checks turn the article's
+// loss pitfalls (P4, P7, P8, P10) into clear errors.
 #pragma once
 
 #include <torch/types.h>
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ltk/config/config.h"
+#include "ltk/data/dataset.h"
+#include "ltk/data/labels.h"
 
 namespace ltk {
 
+/// What an evaluation produced, on the CPU, in dataset order.
+struct Predictions {
+  torch::Tensor scores;   ///< [N, K] probabilities (class tasks) or values (regression), float
+  torch::Tensor targets;  ///< the gold targets as the task's loss takes them; undefined when unlabelled
+  double loss_sum = 0;    ///< summed per-sample loss (labelled data only)
+  int64_t samples = 0;
+};
+
+/// The metrics of one evaluation.
+struct EvalReport {
+  nlohmann::json metrics;  ///< every figure, by name ("samples", "loss", "accuracy", ...)
+  std::string table;       ///< the same for people
+  /// A figure by name (e.g. trainer.select_metric); throws when the task has no such figure.
+  double get(const std::string& name) const;
+  /// The headline figures on one line ("accuracy 0.4983 macro_f1 0.5038 loss 2.0688").
+  std::string summary() const;
+  /// The headline figures as a JSON object (for metrics.jsonl).
+  nlohmann::json headline() const;
+};
+
 class Task {
  public:
-  explicit Task(std::string reduction) : reduction_(std::move(reduction)) {}
+  Task(TaskConfig config, std::vector<double> class_weights)
+      : config_(std::move(config)), class_weights_(std::move(class_weights)) {}
   virtual ~Task() = default;
-  virtual std::string type() const = 0;
-  /// Logits per sample the model must produce.
+  const std::string& type() const { return config_.type; }
+  /// Outputs per sample the model must produce.
   virtual int64_t num_outputs() const = 0;
-  /// The loss of every sample [B]. Checks the targets first.
-  virtual torch::Tensor per_sample_loss(const torch::Tensor& logits, const torch::Tensor& targets) const = 0;
-  /// Class probabilities [B, C].
-  virtual torch::Tensor probabilities(const torch::Tensor& logits) const = 0;
-  /// The loss of a batch: per_sample_loss reduced by task.reduction (mean or sum), a scalar.
-  torch::Tensor loss(const torch::Tensor& logits, const torch::Tensor& targets) const;
+  /// How this task turns label strings into targets.
+  virtual TargetEncoder target_encoder() const = 0;
+  /// The loss of a batch, reduced by task.reduction with PyTorch's semantics: a scalar.
+  virtual torch::Tensor loss(const torch::Tensor& outputs, const torch::Tensor& targets) const = 0;
+  /// The loss of every sample [B] (evaluation reports their mean).
+  virtual torch::Tensor per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const = 0;
+  /// Probabilities (class tasks) or values (regression), [B, K].
+  virtual torch::Tensor scores(const torch::Tensor& outputs) const = 0;
+  /// One prediction as a JSON object, from a row of scores().
+  virtual nlohmann::ordered_json prediction(const float* scores) const = 0;
+  /// Metrics of labelled predictions.
+  virtual EvalReport evaluate(const Predictions& p) const = 0;
+  /// True when a larger value of `metric` is better.
+  static bool higher_is_better(const std::string& metric);
+  /// trainer.select_metric with "auto" resolved for this task.
+  std::string selection_metric(const std::string& configured) const;
+
+  const std::vector<double>& class_weights() const { return class_weights_; }
+  const TaskConfig& config() const { return config_; }
 
  protected:
-  std::string reduction_;
+  TaskConfig config_;
+  std::vector<double> class_weights_;  ///< resolved task.class_weights (empty = none)
 };
 
-/// C classes, cross-entropy; targets are 1-D int64 class ids in [0, C). A [N, 1] column is
-/// squeezed; one-hot or float targets are an error naming the shape expected (P10).
+/// C classes, cross-entropy with optional class weights and label smoothing; targets are 1-D
+/// int64 class ids in [0, C). A [N, 1] column is squeezed; one-hot or float targets are an error
+/// naming the shape expected (P10).
 class MulticlassTask : public Task {
  public:
-  MulticlassTask(int64_t num_classes, std::string reduction);
-  std::string type() const override { return "multiclass"; }
-  int64_t num_outputs() const override { return num_classes_; }
-  torch::Tensor per_sample_loss(const torch::Tensor& logits, const torch::Tensor& targets) const override;
-  torch::Tensor probabilities(const torch::Tensor& logits) const override;
-  /// The checked, squeezed targets (exposed for tests).
-  torch::Tensor check_targets(const torch::Tensor& logits, const torch::Tensor& targets) const;
+  MulticlassTask(TaskConfig config, const LabelMap& labels, std::vector<double> class_weights = {});
+  /// Convenience for tests: plain cross-entropy over `num_classes` unnamed classes.
+  MulticlassTask(int64_t num_classes, const std::string& reduction);
+  int64_t num_outputs() const override { return labels_.size(); }
+  TargetEncoder target_encoder() const override { return class_targets(labels_); }
+  torch::Tensor loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
+  torch::Tensor per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
+  torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs.softmax(1); }
+  nlohmann::ordered_json prediction(const float* scores) const override;
+  EvalReport evaluate(const Predictions& p) const override;
+  /// The checked, squeezed targets.
+  torch::Tensor check_targets(const torch::Tensor& outputs, const torch::Tensor& targets) const;
 
  private:
-  int64_t num_classes_;
+  LabelMap labels_;
 };
 
-std::unique_ptr<Task> make_task(const TaskConfig& config, int64_t num_labels);
+/// Two labels, one logit, BCE-with-logits; targets are floats in [0, 1] (P7); the positive class
+/// is predicted when its probability reaches task.threshold.
+class BinaryTask : public Task {
+ public:
+  BinaryTask(TaskConfig config, const LabelMap& labels, std::vector<double> class_weights = {});
+  int64_t num_outputs() const override { return 1; }
+  TargetEncoder target_encoder() const override;
+  torch::Tensor loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
+  torch::Tensor per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
+  torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs.sigmoid(); }
+  nlohmann::ordered_json prediction(const float* scores) const override;
+  EvalReport evaluate(const Predictions& p) const override;
+  int64_t positive() const { return positive_; }
+
+ private:
+  torch::Tensor check(const torch::Tensor& outputs, const torch::Tensor& targets) const;
+  LabelMap labels_;
+  int64_t positive_ = 1;
+};
+
+/// C labels, any number per sample, C logits, BCE-with-logits on multi-hot float targets.
+class MultilabelTask : public Task {
+ public:
+  MultilabelTask(TaskConfig config, const LabelMap& labels, std::vector<double> class_weights = {});
+  int64_t num_outputs() const override { return labels_.size(); }
+  TargetEncoder target_encoder() const override;
+  torch::Tensor loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
+  torch::Tensor per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
+  torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs.sigmoid(); }
+  nlohmann::ordered_json prediction(const float* scores) const override;
+  EvalReport evaluate(const Predictions& p) const override;
+
+ private:
+  torch::Tensor check(const torch::Tensor& outputs, const torch::Tensor& targets) const;
+  LabelMap labels_;
+};
+
+/// One output, MSE, L1 or Huber loss against a float target.
+class RegressionTask : public Task {
+ public:
+  explicit RegressionTask(TaskConfig config);
+  int64_t num_outputs() const override { return 1; }
+  TargetEncoder target_encoder() const override { return TargetEncoder{TargetKind::value, nullptr, ",", 1}; }
+  torch::Tensor loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
+  torch::Tensor per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
+  torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs; }
+  nlohmann::ordered_json prediction(const float* scores) const override;
+  EvalReport evaluate(const Predictions& p) const override;
+
+ private:
+  torch::Tensor check(const torch::Tensor& outputs, const torch::Tensor& targets) const;
+  torch::Tensor raw_loss(const torch::Tensor& out, const torch::Tensor& t, bool reduce) const;
+};
+
+/// True when the task has class labels (and so a labels.txt).
+bool task_has_labels(const std::string& type);
+
+/// The labels of the training examples (multilabel fields split by task.label_separator).
+LabelMap labels_from_examples(const TaskConfig& config, const std::vector<Example>& examples);
+
+/// Resolves task.class_weights ("none", "auto" or a map by label) against the training data.
+std::vector<double> resolve_class_weights(const TaskConfig& config, const LabelMap& labels,
+                                          const TextDataset& train);
+
+/// Builds the task; `labels` is ignored by regression.
+std::unique_ptr<Task> make_task(const TaskConfig& config, const LabelMap& labels,
+                                std::vector<double> class_weights = {});
 
 /// Throws TrainError unless `loss` is a scalar (P4): backward() needs one.
 void check_scalar_loss(const torch::Tensor& loss);

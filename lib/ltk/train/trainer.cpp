@@ -18,24 +18,14 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 bool better(const std::string& metric, double candidate, double best) {
-  return metric == "loss" ? candidate < best : candidate > best;
-}
-
-double metric_value(const ClassificationMetrics& m, const std::string& metric) {
-  if (metric == "loss") return m.loss;
-  if (metric == "macro_f1") return m.macro_f1;
-  return m.accuracy;
+  return Task::higher_is_better(metric) ? candidate > best : candidate < best;
 }
 }  // namespace
 
 Trainer::Trainer(const Config& config, std::shared_ptr<TextModel> model, const Task& task, torch::Device device,
                  const RunDirectory& run, int64_t vocab_size)
     : config_(config), model_(std::move(model)), task_(task), device_(device), run_(run), vocab_size_(vocab_size) {
-  for (const auto& p : model_->parameters())
-    if (p.device() != device_)
-      throw TrainError(fmt::format("the model has a parameter on {} but training runs on {}; move the model "
-                                   "before building the trainer",
-                                   p.device().str(), device_.str()));
+  check_same_device(*model_, device_);  // P1, and P3: the optimiser comes after the move
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
 }
 
@@ -77,8 +67,8 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
   LrSchedule schedule(config_.scheduler, config_.optimizer.lr, total);
   PadCollate collate;
   TrainSummary summary;
-  std::string metric = valid ? tc.select_metric : "none";
-  double best = metric == "loss" ? INFINITY : -INFINITY;
+  std::string metric = task_.selection_metric(tc.select_metric);
+  double best = Task::higher_is_better(metric) ? -INFINITY : INFINITY;
   int64_t step = 0;
   auto start = Clock::now();
   int64_t samples_seen = 0;
@@ -127,19 +117,14 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
     summary.last_train_loss = epoch_loss / static_cast<double>(std::max<int64_t>(epoch_steps, 1));
     nlohmann::json meta = {{"epoch", epoch}, {"step", step}, {"train_loss", summary.last_train_loss}};
     if (valid) {
-      auto m = score(predict(*model_, task_, *valid, tc.eval_batch_size, device_, vocab_size_), task_.num_outputs());
-      double value = metric_value(m, metric);
+      auto report = task_.evaluate(predict(*model_, task_, *valid, tc.eval_batch_size, device_, vocab_size_));
+      double value = report.get(metric);
       bool improved = better(metric, value, best);
-      log::info("[valid] epoch {} accuracy {:.4f} macro_f1 {:.4f} loss {:.4f}{}", epoch, m.accuracy, m.macro_f1,
-                m.loss, improved ? "  (best so far)" : "");
-      run_.append_metrics({{"kind", "valid"},
-                           {"epoch", epoch},
-                           {"step", step},
-                           {"accuracy", m.accuracy},
-                           {"macro_f1", m.macro_f1},
-                           {"loss", m.loss},
-                           {"samples", m.samples}});
-      meta["valid"] = {{"accuracy", m.accuracy}, {"macro_f1", m.macro_f1}, {"loss", m.loss}};
+      log::info("[valid] epoch {} {}{}", epoch, report.summary(), improved ? "  (best so far)" : "");
+      nlohmann::json record = {{"kind", "valid"}, {"epoch", epoch}, {"step", step}};
+      record.update(report.headline());
+      run_.append_metrics(record);
+      meta["valid"] = report.headline();
       if (improved) {
         best = value;
         summary.best_epoch = epoch;

@@ -9,7 +9,6 @@
 
 #include "ltk/config/config.h"
 #include "ltk/data/dataset.h"
-#include "ltk/eval/metrics.h"
 #include "ltk/io/run_dir.h"
 #include "ltk/models/text_model.h"
 #include "ltk/train/optim.h"
@@ -25,7 +24,7 @@ struct TrainSummary {
   double seconds = 0;         ///< wall time of the training loop
   double samples_per_s = 0;   ///< training throughput
   double last_train_loss = 0; ///< mean loss over the last epoch
-  std::optional<ClassificationMetrics> test;  ///< the best checkpoint on data.test
+  std::optional<EvalReport> test;  ///< the best checkpoint on data.test
 };
 
 class Trainer {
