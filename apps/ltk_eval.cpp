@@ -18,15 +18,27 @@ int main(int argc, char** argv) {
         ("batch-size", "evaluation batch size (default: the run's trainer.eval_batch_size)",
          cxxopts::value<int64_t>()->default_value("0"))
         ("json", "print the metrics as one JSON object per file on stdout")
+        ("export", "write the checkpoint for Python into DIR (weights.pt, model.json, vocab.txt, labels.txt) and exit",
+         cxxopts::value<std::string>())
         ("h,help", "show this help");
     bool help = false;
     auto args = ltk::app::parse(options, argc, argv, help);
     if (help) return 0;
     if (!args.count("run")) throw ltk::UsageError("--run is required");
-    if (!args.count("data")) throw ltk::UsageError("--data is required");
+    if (!args.count("data") && !args.count("export")) throw ltk::UsageError("--data (or --export) is required");
     ltk::apply_threads(args["threads"].as<int64_t>());
     auto run = ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
                              args["device"].as<std::string>());
+    if (args.count("export")) {
+      std::string dir = args["export"].as<std::string>();
+      ltk::export_run(run, dir);
+      std::cerr << "exported " << run.checkpoint_path << " to " << dir << "; in Python:\n"
+                << "  import json, torch, sys; sys.path.insert(0, 'bench'); import ltk_torch\n"
+                << "  spec = json.load(open('" << dir << "/model.json'))\n"
+                << "  model = ltk_torch.build_model(spec['model'], spec['vocab_size'], spec['num_outputs'])\n"
+                << "  model.load_state_dict(torch.load('" << dir << "/weights.pt'))\n";
+      if (!args.count("data")) return 0;
+    }
     int64_t batch_size = args["batch-size"].as<int64_t>();
     if (batch_size < 0) throw ltk::UsageError("--batch-size must be >= 1");
     if (batch_size == 0) batch_size = run.config.trainer.eval_batch_size;

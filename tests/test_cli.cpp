@@ -173,3 +173,34 @@ TEST_CASE("cli: ltk-data split and tokenize", "[cli]") {
   CHECK(stats.code == 0);
   CHECK_THAT(stats.out, Contains("60 samples, 3 labels") && Contains("longer than max_len 4"));
 }
+
+TEST_CASE("cli: ltk-eval --export writes a checkpoint that PyTorch in Python loads and agrees with", "[cli][parity]") {
+  TempDir dir;
+  std::string run = trained_run(dir);
+  auto r = run_app("ltk-eval", "--run '" + run + "' --export '" + dir.file("export") + "'");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  for (const char* f : {"weights.pt", "model.json", "vocab.txt", "labels.txt"})
+    CHECK(std::filesystem::exists(dir.file(std::string("export/") + f)));
+  // Python rebuilds the model and predicts the same label as ltk-predict.
+  ltk::test::write_file(dir.file("check.py"), R"(import json, sys, torch
+sys.path.insert(0, sys.argv[2])
+import ltk_torch
+d = sys.argv[1]
+spec = json.load(open(d + "/model.json"))
+model = ltk_torch.build_model(spec["model"], spec["vocab_size"], spec["num_outputs"])
+model.load_state_dict(torch.load(d + "/weights.pt"))
+model.eval()
+vocab = [line.split("\t")[0] for line in open(d + "/vocab.txt", encoding="utf-8")]
+labels = [line.strip() for line in open(d + "/labels.txt", encoding="utf-8")]
+ids = torch.tensor([[vocab.index(w) for w in "bread soup cheese".split()]])
+out = model(ids, torch.tensor([3]), torch.ones(1, 3, dtype=torch.bool))
+print(labels[out.argmax(1).item()])
+)");
+  std::string cmd = "/usr/bin/python3 '" + dir.file("check.py") + "' '" + dir.file("export") +
+                    "' '" LTK_SOURCE_DIR "/bench' > '" + dir.file("py.out") + "' 2>&1";
+  int status = std::system(cmd.c_str());
+  INFO(ltk::test::read_text(dir.file("py.out")));
+  CHECK(status == 0);
+  CHECK(ltk::test::read_text(dir.file("py.out")) == "food\n");
+}

@@ -7,6 +7,8 @@
 #include "ltk/io/checkpoint.h"
 #include "ltk/models/bow.h"
 #include "ltk/models/registry.h"
+#include "ltk/config/config.h"
+#include "ltk/train/optim.h"
 #include "ltk/train/task.h"
 #include "test_util.h"
 
@@ -146,4 +148,162 @@ TEST_CASE("pitfall P13: weights round-trip - another structure is refused with t
   ltk::test::write_file(dir.file("trunc.pt"), raw.substr(0, raw.size() / 2));
   REQUIRE_THROWS_WITH(ltk::load_weights(*b, dir.file("trunc.pt")), Contains("trunc.pt") && Contains("truncated"));
   REQUIRE_THROWS_WITH(ltk::load_weights(*b, dir.file("none.pt")), Contains("does not exist"));
+}
+
+namespace {
+
+std::shared_ptr<ltk::TextModel> model_from(const nlohmann::json& section, int64_t outputs = 3,
+                                           const ltk::Vocabulary* vocab = nullptr, int64_t V = 20) {
+  return ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{V, outputs, 0, vocab});
+}
+
+}  // namespace
+
+TEST_CASE("padding invariance: every model gives a sample the same output alone and in a padded batch",
+          "[models][padding]") {
+  std::vector<nlohmann::json> sections = {
+      {{"type", "bow"}, {"embed_dim", 8}, {"ngrams", 2}, {"buckets", 13}, {"hidden_dim", 4}},
+      {{"type", "textcnn"}, {"embed_dim", 8}, {"kernel_sizes", {2, 3}}, {"channels", 4}},
+      {{"type", "textcnn"}, {"embed_dim", 8}, {"kernel_sizes", {5}}, {"channels", 4}},  // wider than the sample
+      {{"type", "rnn"}, {"embed_dim", 8}, {"hidden_dim", 6}, {"pooling", "last"}},
+      {{"type", "rnn"}, {"cell", "gru"}, {"embed_dim", 8}, {"hidden_dim", 6}, {"pooling", "max"}, {"layers", 2}},
+      {{"type", "rnn"}, {"embed_dim", 8}, {"hidden_dim", 6}, {"pooling", "mean"}, {"bidirectional", false}},
+      {{"type", "transformer"}, {"embed_dim", 8}, {"heads", 2}, {"layers", 2}, {"ff_dim", 16}, {"max_positions", 16}},
+      {{"type", "transformer"}, {"embed_dim", 8}, {"heads", 2}, {"ff_dim", 16}, {"norm", "pre"}, {"pooling", "mean"},
+       {"max_positions", 16}},
+  };
+  for (const auto& section : sections) {
+    INFO(section.dump());
+    torch::manual_seed(5);
+    auto model = model_from(section);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    auto alone = model->forward(batch_of({{4, 7, 9}}));
+    auto padded = model->forward(batch_of({{9, 8, 7, 6, 5, 4, 3, 2}, {4, 7, 9}, {11}}));
+    auto wide = model->forward(batch_of({{4, 7, 9}, {2}}, /*pad_to=*/10));
+    CHECK(torch::allclose(alone[0], padded[1], 1e-5, 1e-6));
+    CHECK(torch::allclose(alone[0], wide[0], 1e-5, 1e-6));
+    CHECK(torch::isfinite(model->forward(batch_of({{}, {3}}))).all().item<bool>());  // an empty sample
+  }
+}
+
+TEST_CASE("models: config errors name the key", "[models][config]") {
+  using nlohmann::json;
+  json base = {{"data", {{"train", "x.tsv"}, {"max_len", 64}}}};
+  auto with = [&](json model, json extra = json::object()) {
+    json j = base;
+    j["model"] = model;
+    j.update(extra);
+    return j;
+  };
+  REQUIRE_THROWS_WITH(ltk::parse_config(with({{"type", "transformer"}, {"embed_dim", 10}, {"heads", 4}})),
+                      Contains("'model.heads'") && Contains("divide"));
+  json long_input = with({{"type", "transformer"}, {"max_positions", 32}});
+  REQUIRE_THROWS_WITH(ltk::parse_config(long_input), Contains("'data.max_len'") && Contains("32"));
+  REQUIRE_THROWS_WITH(ltk::parse_config(with({{"type", "bow"}, {"sparse", true}})),
+                      Contains("'model.sparse'") && Contains("adagrad"));
+  CHECK_NOTHROW(ltk::parse_config(with({{"type", "bow"}, {"sparse", true}}, {{"optimizer", {{"type", "sgd"}}}})));
+  REQUIRE_THROWS_WITH(ltk::parse_config(with({{"type", "rnn"}, {"cell", "lstn"}})),
+                      Contains("'model.cell'") && Contains("did you mean 'lstm'"));
+  REQUIRE_THROWS_WITH(ltk::parse_config(with({{"type", "textcnn"}, {"kernel_sizes", json::array()}})),
+                      Contains("'model.kernel_sizes'"));
+  REQUIRE_THROWS_WITH(ltk::parse_config(with({{"type", "bow"}, {"freeze_embeddings", true}})),
+                      Contains("'model.freeze_embeddings'") && Contains("pretrained"));
+}
+
+TEST_CASE("pretrained vectors: rows copied by token, the rest keep their init, frozen on request",
+          "[models][pretrained]") {
+  ltk::test::TempDir dir;
+  ltk::test::write_file(dir.file("vec.txt"), "3 4\nhello 1 2 3 4\nunknownword 9 9 9 9\nworld 0.5 0.5 0.5 0.5\n");
+  ltk::TokenCounter counter;
+  for (auto t : {"hello", "world", "other"}) counter.add(t);
+  auto vocab = ltk::Vocabulary::build(counter, 1, 0);
+  nlohmann::json section = {{"type", "textcnn"}, {"embed_dim", 4}, {"kernel_sizes", {1}}, {"channels", 2},
+                            {"pretrained", dir.file("vec.txt")}, {"freeze_embeddings", true}};
+  torch::manual_seed(6);
+  auto model = model_from(section, 2, &vocab, vocab.size());
+  auto weight = model->named_parameters()["embedding.weight"];
+  CHECK(weight[vocab.id("hello")].equal(torch::tensor({1.f, 2.f, 3.f, 4.f})));
+  CHECK(weight[vocab.id("world")].equal(torch::full({4}, 0.5f)));
+  CHECK(weight[vocab.id("other")].abs().sum().item<float>() > 0);  // random init kept
+  CHECK_FALSE(weight.requires_grad());
+  // Frozen rows stay out of the optimiser.
+  ltk::OptimizerConfig oc;
+  auto opt = ltk::make_optimizer(oc, model->parameters());
+  size_t in_optimizer = 0;
+  for (const auto& g : opt->param_groups()) in_optimizer += g.params().size();
+  CHECK(in_optimizer == model->parameters().size() - 1);
+
+  ltk::test::write_file(dir.file("bad.txt"), "hello 1 2 3\n");
+  section["pretrained"] = dir.file("bad.txt");
+  REQUIRE_THROWS_WITH(model_from(section, 2, &vocab, vocab.size()),
+                      Contains("bad.txt:1") && Contains("dimension 3") && Contains("embed_dim"));
+}
+
+TEST_CASE("tasks: binary, multilabel and regression targets (pitfall P7)", "[models][task]") {
+  ltk::TaskConfig tc;
+  tc.type = "binary";
+  auto labels = ltk::LabelMap::from_labels({"neg", "pos"});
+  ltk::BinaryTask binary(tc, labels);
+  auto out = torch::randn({3, 1});
+  CHECK(binary.loss(out, torch::tensor({0.f, 1.f, 1.f})).dim() == 0);
+  CHECK(binary.loss(out, torch::tensor({0.f, 1.f, 1.f}).unsqueeze(1)).dim() == 0);
+  // The article's example: targets 1, 2, 3 give a negative BCE.
+  REQUIRE_THROWS_WITH(binary.loss(out, torch::tensor({1.f, 2.f, 3.f})), Contains("[0, 1]") && Contains("3"));
+  REQUIRE_THROWS_WITH(binary.loss(out, torch::tensor({0, 1, 1}, torch::kLong)), Contains("float"));
+  auto pred = binary.prediction(std::vector<float>{0.8f}.data());
+  CHECK(pred["label"] == "pos");
+  CHECK(pred["scores"]["neg"].get<double>() == Approx(0.2));
+  REQUIRE_THROWS_WITH(ltk::BinaryTask(tc, ltk::LabelMap::from_labels({"a", "b", "c"})), Contains("exactly 2 labels"));
+
+  tc.type = "multilabel";
+  auto three = ltk::LabelMap::from_labels({"a", "b", "c"});
+  ltk::MultilabelTask multi(tc, three);
+  auto logits = torch::randn({2, 3});
+  CHECK(multi.loss(logits, torch::tensor({{1.f, 0.f, 1.f}, {0.f, 0.f, 0.f}})).dim() == 0);
+  REQUIRE_THROWS_WITH(multi.loss(logits, torch::tensor({0, 2}, torch::kLong)), Contains("[2, 3]"));
+  auto mp = multi.prediction(std::vector<float>{0.9f, 0.1f, 0.6f}.data());
+  CHECK(mp["labels"].dump() == R"(["a","c"])");
+
+  tc.type = "regression";
+  ltk::RegressionTask reg(tc);
+  ltk::Predictions p;
+  p.scores = torch::tensor({1.f, 2.f, 4.f}).unsqueeze(1);
+  p.targets = torch::tensor({1.f, 3.f, 2.f});
+  p.samples = 3;
+  auto report = reg.evaluate(p);
+  CHECK(report.get("mae") == Approx(1.0));
+  CHECK(report.get("rmse") == Approx(std::sqrt(5.0 / 3)));
+  REQUIRE_THROWS_WITH(report.get("accuracy"), Contains("no 'accuracy'"));
+}
+
+TEST_CASE("tasks: multilabel metrics and label encoding", "[models][task]") {
+  ltk::TaskConfig tc;
+  tc.type = "multilabel";
+  std::vector<ltk::Example> ex = {{"a,c", "x", 1}, {"b", "y", 2}, {"c, a", "z", 3}};
+  auto labels = ltk::labels_from_examples(tc, ex);
+  REQUIRE(labels.names() == std::vector<std::string>{"a", "b", "c"});
+  ltk::MultilabelTask task(tc, labels);
+  ltk::WhitespaceTokenizer tok(true);
+  ltk::Vocabulary vocab;
+  auto enc = task.target_encoder();
+  auto data = ltk::encode_examples(ex, "m.tsv", tok, vocab, &enc, {});
+  auto t = data.targets({0, 1, 2});
+  CHECK(t.equal(torch::tensor({{1.f, 0.f, 1.f}, {0.f, 1.f, 0.f}, {1.f, 0.f, 1.f}})));
+  ltk::Predictions p;
+  p.scores = torch::tensor({{0.9f, 0.1f, 0.8f}, {0.2f, 0.1f, 0.7f}, {0.9f, 0.2f, 0.9f}});
+  p.targets = t;
+  p.samples = 3;
+  auto r = task.evaluate(p);
+  CHECK(r.get("subset_accuracy") == Approx(2.0 / 3));
+  CHECK(r.get("hamming_loss") == Approx(2.0 / 9));
+  CHECK(r.get("micro_f1") == Approx(2 * 4.0 / (2 * 4 + 1 + 1)));
+  std::vector<ltk::Example> bad = {{"a,zz", "x", 7}};
+  REQUIRE_THROWS_WITH(ltk::encode_examples(bad, "m.tsv", tok, vocab, &enc, {}), Contains("m.tsv:7") && Contains("'zz'"));
+  ltk::TaskConfig rc;
+  rc.type = "regression";
+  ltk::RegressionTask reg(rc);
+  auto renc = reg.target_encoder();
+  std::vector<ltk::Example> nan = {{"1.5", "x", 1}, {"abc", "y", 2}};
+  REQUIRE_THROWS_WITH(ltk::encode_examples(nan, "r.tsv", tok, vocab, &renc, {}), Contains("r.tsv:2") && Contains("'abc'"));
 }

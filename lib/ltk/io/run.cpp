@@ -41,4 +41,21 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
   return run;
 }
 
+void export_run(const LoadedRun& run, const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw Error("cannot create " + dir + ": " + ec.message());
+  save_weights(*run.model, dir + "/weights.pt");
+  nlohmann::json resolved = to_json(run.config);
+  nlohmann::json spec = {{"model", run.config.model.options},
+                         {"task", resolved["task"]},
+                         {"class_weights", run.task->class_weights()},
+                         {"vocab_size", run.vocab.size()},
+                         {"num_outputs", run.task->num_outputs()},
+                         {"checkpoint", run.checkpoint_path}};
+  write_file_atomic(dir + "/model.json", spec.dump(2) + "\n");
+  run.vocab.save(dir + "/vocab.txt");
+  if (run.labels.size() > 0) run.labels.save(dir + "/labels.txt");
+}
+
 }  // namespace ltk

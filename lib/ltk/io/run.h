@@ -28,6 +28,11 @@ struct LoadedRun {
   TextDataset encode(const std::vector<Example>& examples, const std::string& source, bool labelled) const;
 };
 
+/// Writes what Python needs to rebuild the model into `dir`: weights.pt (name -> tensor, read by
+/// torch.load), model.json (the resolved model and task sections, vocab_size, num_outputs),
+/// vocab.txt and labels.txt.
+void export_run(const LoadedRun& run, const std::string& dir);
+
 /// Opens `dir`, rebuilds the model from its config and loads `checkpoint` ("best", "last" or a
 /// path). `device` overrides the config's device when not empty.
 LoadedRun load_run(const std::string& dir, const std::string& checkpoint = "best", const std::string& device = "");

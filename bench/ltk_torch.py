@@ -1,0 +1,193 @@
+"""ltk's models, tasks and optimisers written in plain PyTorch (Python).
+
+The same architectures, parameter names and computations as lib/ltk/models and lib/ltk/train:
+the parity tests (tests/parity/check_parity.py) check that LibTorch-in-ltk and PyTorch-in-Python
+agree on outputs, losses, gradients and one optimiser step, and the benchmarks (bench/) use
+these modules as "the same pipeline as a PyTorch user writes it". A run's weights load with
+    model.load_state_dict(torch.load("runs/NAME/checkpoints/best.pt"))
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+HASH_PRIME = 116049371
+
+
+def hashed_ngrams(ids, mask, n, vocab_size, buckets):
+    T = ids.size(1)
+    if T < n:
+        return ids[:, :0], mask[:, :0]
+    h = ids[:, : T - n + 1].remainder(buckets)
+    for k in range(1, n):
+        h = (h * HASH_PRIME + ids[:, k : k + T - n + 1]).remainder(buckets)
+    return h + vocab_size, mask[:, n - 1 :]
+
+
+class Bow(nn.Module):
+    def __init__(self, vocab_size, num_outputs, embed_dim=128, ngrams=1, buckets=100000, hidden_dim=0,
+                 dropout=0.0, sparse=False, **_):
+        super().__init__()
+        self.vocab_size, self.ngrams, self.buckets = vocab_size, ngrams, buckets
+        rows = vocab_size + (buckets if ngrams > 1 else 0)
+        self.embedding = nn.EmbeddingBag(rows, embed_dim, mode="mean", sparse=sparse)
+        self.hidden = nn.Linear(embed_dim, hidden_dim) if hidden_dim > 0 else None
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(hidden_dim if hidden_dim > 0 else embed_dim, num_outputs)
+
+    def forward(self, ids, lengths, mask):
+        all_ids, all_mask = [ids], [mask]
+        for n in range(2, self.ngrams + 1):
+            h, valid = hashed_ngrams(ids, mask, n, self.vocab_size, self.buckets)
+            all_ids.append(h)
+            all_mask.append(valid)
+        ids, mask = torch.cat(all_ids, 1), torch.cat(all_mask, 1)
+        counts = mask.sum(1)
+        pooled = self.embedding(ids[mask], counts.cumsum(0) - counts)
+        if self.hidden is not None:
+            pooled = torch.relu(self.hidden(pooled))
+        return self.output(self.dropout(pooled))
+
+
+class TextCnn(nn.Module):
+    def __init__(self, vocab_size, num_outputs, embed_dim=128, kernel_sizes=(3, 4, 5), channels=100, dropout=0.5, **_):
+        super().__init__()
+        self.kernel_sizes = list(kernel_sizes)
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.convs = nn.ModuleList([nn.Conv1d(embed_dim, channels, k) for k in self.kernel_sizes])
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(channels * len(self.kernel_sizes), num_outputs)
+
+    def forward(self, ids, lengths, mask):
+        x = self.embedding(ids) * mask.unsqueeze(2).float()
+        kmax = max(self.kernel_sizes)
+        if x.size(1) < kmax:
+            x = F.pad(x, (0, 0, 0, kmax - x.size(1)))
+        x = x.transpose(1, 2)
+        pooled = []
+        for conv, k in zip(self.convs, self.kernel_sizes):
+            y = torch.relu(conv(x))
+            valid = (lengths - k + 1).clamp(min=1)
+            keep = torch.arange(y.size(2), device=y.device).unsqueeze(0) < valid.unsqueeze(1)
+            pooled.append(y.masked_fill(~keep.unsqueeze(1), float("-inf")).max(2).values)
+        return self.output(self.dropout(torch.cat(pooled, 1)))
+
+
+class Rnn(nn.Module):
+    def __init__(self, vocab_size, num_outputs, embed_dim=128, cell="lstm", hidden_dim=128, layers=1,
+                 bidirectional=True, pooling="last", dropout=0.0, **_):
+        super().__init__()
+        self.pooling, self.layers, self.hidden_dim = pooling, layers, hidden_dim
+        self.dirs = 2 if bidirectional else 1
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        kind = nn.GRU if cell == "gru" else nn.LSTM
+        self.rnn = kind(embed_dim, hidden_dim, num_layers=layers, bidirectional=bidirectional, batch_first=True,
+                        dropout=dropout if layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(hidden_dim * self.dirs, num_outputs)
+
+    def forward(self, ids, lengths, mask):
+        x = self.embedding(ids)
+        lens = lengths.clamp(min=1).cpu()
+        out, h = self.rnn(pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False))
+        if isinstance(h, tuple):
+            h = h[0]
+        B = ids.size(0)
+        if self.pooling == "last":
+            pooled = h.view(self.layers, self.dirs, B, self.hidden_dim)[-1].transpose(0, 1).reshape(B, -1)
+        else:
+            padded, _ = pad_packed_sequence(out, batch_first=True)
+            real = (torch.arange(padded.size(1)).unsqueeze(0) < lens.unsqueeze(1)).unsqueeze(2).to(padded.device)
+            if self.pooling == "max":
+                pooled = padded.masked_fill(~real, float("-inf")).max(1).values
+            else:
+                pooled = (padded * real.float()).sum(1) / lens.to(padded.device).unsqueeze(1).float()
+        return self.output(self.dropout(pooled))
+
+
+class Transformer(nn.Module):
+    def __init__(self, vocab_size, num_outputs, embed_dim=128, heads=4, layers=2, ff_dim=256, dropout=0.1,
+                 norm="post", activation="relu", pooling="cls", max_positions=512, **_):
+        super().__init__()
+        self.use_cls = pooling == "cls"
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.positions = nn.Embedding(max_positions + (1 if self.use_cls else 0), embed_dim)
+        if self.use_cls:
+            self.cls = nn.Parameter(torch.empty(embed_dim).normal_(0, 0.02))
+        self.layers = nn.ModuleList([
+            nn.TransformerEncoderLayer(embed_dim, heads, ff_dim, dropout, activation=activation,
+                                       norm_first=(norm == "pre")) for _ in range(layers)])
+        self.norm = nn.LayerNorm(embed_dim) if norm == "pre" else None
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(embed_dim, num_outputs)
+
+    def forward(self, ids, lengths, mask):
+        B = ids.size(0)
+        x, real = self.embedding(ids), mask
+        if self.use_cls:
+            x = torch.cat([self.cls.view(1, 1, -1).expand(B, 1, -1), x], 1)
+            real = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=mask.device), mask], 1)
+        T = x.size(1)
+        x = self.dropout(x + self.positions(torch.arange(T, device=x.device)).unsqueeze(0))
+        attendable = real.clone()
+        attendable[:, 0] = True
+        x = x.transpose(0, 1)
+        for layer in self.layers:
+            x = layer(x, src_key_padding_mask=~attendable)
+        if self.norm is not None:
+            x = self.norm(x)
+        x = x.transpose(0, 1)
+        if self.use_cls:
+            pooled = x[:, 0]
+        else:
+            w = real.unsqueeze(2).float()
+            pooled = (x * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return self.output(self.dropout(pooled))
+
+
+MODELS = {"bow": Bow, "textcnn": TextCnn, "rnn": Rnn, "transformer": Transformer}
+
+
+def build_model(options, vocab_size, num_outputs):
+    """`options` is a resolved ltk model section (config.json's "model")."""
+    return MODELS[options["type"]](vocab_size, num_outputs, **{k: v for k, v in options.items() if k != "type"})
+
+
+def task_loss(task, outputs, targets, class_weights=None):
+    """ltk's task losses (task is a resolved config.json "task" section)."""
+    r = task["reduction"]
+    w = torch.tensor(class_weights, dtype=outputs.dtype) if class_weights else None
+    kind = task["type"]
+    if kind == "multiclass":
+        return F.cross_entropy(outputs, targets, weight=w, label_smoothing=task["label_smoothing"], reduction=r)
+    if kind == "binary":
+        return F.binary_cross_entropy_with_logits(outputs.squeeze(1), targets, pos_weight=w, reduction=r)
+    if kind == "multilabel":
+        return F.binary_cross_entropy_with_logits(outputs, targets, pos_weight=w, reduction=r)
+    out = outputs.squeeze(1)
+    if task["loss"] == "l1":
+        return F.l1_loss(out, targets, reduction=r)
+    if task["loss"] == "huber":
+        return F.huber_loss(out, targets, reduction=r, delta=task["huber_delta"])
+    return F.mse_loss(out, targets, reduction=r)
+
+
+def build_optimizer(model, o):
+    """ltk's optimisers (o is a resolved config.json "optimizer" section)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if o["no_decay_bias_norm"]:
+        groups = [{"params": [p for p in params if p.dim() > 1]},
+                  {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
+        groups = [g for g in groups if g["params"]]
+    else:
+        groups = [{"params": params}]
+    t, lr, wd = o["type"], o["lr"], o["weight_decay"]
+    if t == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=o["momentum"], nesterov=o["nesterov"], weight_decay=wd)
+    if t == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=(o["beta1"], o["beta2"]), eps=o["eps"], weight_decay=wd)
+    if t == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(o["beta1"], o["beta2"]), eps=o["eps"], weight_decay=wd)
+    if t == "adagrad":
+        return torch.optim.Adagrad(groups, lr=lr, lr_decay=o["lr_decay"], eps=o["eps"], weight_decay=wd)
+    raise ValueError(t)
