@@ -1,16 +1,41 @@
 // ltk-train: trains a model from a JSON config into a run directory.
+#include <unistd.h>
+
+#include <csignal>
 #include <iostream>
 
 #include "app.h"
 #include "ltk/config/config.h"
 #include "ltk/core/log.h"
+#include "ltk/core/stop.h"
 #include "ltk/train/trainer.h"
+
+namespace {
+
+// The first SIGINT/SIGTERM asks the trainer to stop after the current step and write a
+// checkpoint; a second one exits at once.
+extern "C" void on_signal(int sig) {
+  if (ltk::stop_signal() != 0) _exit(128 + sig);
+  ltk::request_stop(sig);
+}
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   return ltk::app::guarded_main("ltk-train", [&] {
     cxxopts::Options options("ltk-train", "Train a text classifier from a JSON config into a run directory.");
     options.add_options()
         ("c,config", "experiment config (JSON)", cxxopts::value<std::string>())
+        ("resume", "continue the run in DIR from its last checkpoint (its config, with any --set)",
+         cxxopts::value<std::string>())
         ("s,set", "override a config key, e.g. --set trainer.epochs=3 (repeatable)",
          cxxopts::value<std::vector<std::string>>())
         ("dump-config", "print the resolved config (every default filled in) and exit")
@@ -20,15 +45,20 @@ int main(int argc, char** argv) {
     bool help = false;
     auto args = ltk::app::parse(options, argc, argv, help);
     if (help) return 0;
-    if (!args.count("config")) throw ltk::UsageError("--config is required");
+    bool resume = args.count("resume") > 0;
+    if (!args.count("config") && !resume) throw ltk::UsageError("--config (or --resume DIR) is required");
+    if (args.count("config") && resume) throw ltk::UsageError("--resume takes the run's own config; drop --config");
     std::vector<std::string> overrides;
     if (args.count("set")) overrides = args["set"].as<std::vector<std::string>>();
-    ltk::Config config = ltk::load_config(args["config"].as<std::string>(), overrides);
+    ltk::Config config = resume ? ltk::resume_config(args["resume"].as<std::string>(), overrides)
+                                : ltk::load_config(args["config"].as<std::string>(), overrides);
     if (args.count("dump-config")) {
       std::cout << ltk::to_json(config).dump(2) << std::endl;
       return 0;
     }
-    ltk::TrainSummary s = ltk::run_training(config, args.count("overwrite") > 0);
+    install_signal_handlers();
+    ltk::TrainSummary s = ltk::run_training(config, args.count("overwrite") > 0, resume);
+    if (s.interrupted) return 128 + s.interrupted;
     ltk::log::info("run directory: {} (evaluate: ltk-eval --run {} --data FILE)", config.output_dir,
                    config.output_dir);
     if (args.count("json")) {

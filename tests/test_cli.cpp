@@ -2,7 +2,14 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <torch/serialize.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include "test_util.h"
@@ -44,7 +51,7 @@ TEST_CASE("cli: --help and usage errors", "[cli]") {
   }
   auto r = run_app("ltk-train", "");
   CHECK(r.code == 2);
-  CHECK_THAT(r.err, Contains("--config is required"));
+  CHECK_THAT(r.err, Contains("--config (or --resume DIR) is required"));
   check_one_line_error(r);
   auto bogus = run_app("ltk-eval", "--bogus");
   CHECK(bogus.code == 2);
@@ -203,4 +210,132 @@ print(labels[out.argmax(1).item()])
   INFO(ltk::test::read_text(dir.file("py.out")));
   CHECK(status == 0);
   CHECK(ltk::test::read_text(dir.file("py.out")) == "food\n");
+}
+
+namespace {
+
+std::map<std::string, torch::Tensor> last_weights(const std::string& run) {
+  auto pointer = nlohmann::json::parse(ltk::test::read_text(run + "/checkpoints/last.json"));
+  auto raw = ltk::test::read_text(run + "/checkpoints/" + pointer["dir"].get<std::string>() + "/weights.pt");
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& kv : torch::pickle_load(std::vector<char>(raw.begin(), raw.end())).toGenericDict())
+    out[kv.key().toStringRef()] = kv.value().toTensor();
+  return out;
+}
+
+void check_same_run(const std::string& a, const std::string& b) {
+  auto wa = last_weights(a), wb = last_weights(b);
+  REQUIRE(wa.size() == wb.size());
+  for (const auto& [name, t] : wa) {
+    INFO(name);
+    CHECK(t.equal(wb[name]));  // bit-identical
+  }
+  CHECK(ltk::test::strip_timing(ltk::test::read_text(a + "/metrics.jsonl")) ==
+        ltk::test::strip_timing(ltk::test::read_text(b + "/metrics.jsonl")));
+}
+
+// Starts an app in the background with stderr to `err`; returns its pid.
+pid_t spawn_app(const std::string& app, const std::vector<std::string>& args, const std::string& err) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int null = ::open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(fd, 2);
+    setenv("OMP_NUM_THREADS", "1", 1);
+    std::string path = std::string(LTK_BIN_DIR) + "/" + app;
+    std::vector<char*> argv{path.data()};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(path.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit_code(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+TEST_CASE("resume: a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted one", "[cli][resume]") {
+  TempDir dir;
+  std::string cfg = "--config '" + ltk::test::toy_config(dir) + "' --set model.dropout=0.3 --set trainer.epochs=4 "
+                    "--set trainer.checkpoint_every=3 --set trainer.log_every=2";
+  auto ref = run_app("ltk-train", cfg + " --set output_dir=" + dir.file("ref"));
+  REQUIRE(ref.code == 0);
+  // Kill points: before any checkpoint, between checkpoints, while a checkpoint is written, just
+  // after an epoch's end, and twice in one run.
+  std::vector<std::vector<std::string>> kills = {{"LTK_TEST_KILL_AT_STEP=1"},
+                                                  {"LTK_TEST_KILL_AT_STEP=5"},
+                                                  {"LTK_TEST_KILL_IN_CHECKPOINT=6"},
+                                                  {"LTK_TEST_KILL_AT_STEP=17"},
+                                                  {"LTK_TEST_KILL_AT_STEP=4", "LTK_TEST_KILL_AT_STEP=26"}};
+  for (size_t k = 0; k < kills.size(); ++k) {
+    std::string out = dir.file("kill" + std::to_string(k));
+    INFO(kills[k][0]);
+    auto first = run_app("ltk-train", cfg + " --set output_dir=" + out, "", "", kills[k][0]);
+    CHECK(first.code == 137);
+    for (size_t again = 1; again < kills[k].size(); ++again) {
+      auto r = run_app("ltk-train", "--resume '" + out + "'", "", "", kills[k][again]);
+      CHECK(r.code == 137);
+    }
+    auto resumed = run_app("ltk-train", "--resume '" + out + "'");
+    INFO(resumed.err);
+    REQUIRE(resumed.code == 0);
+    check_same_run(dir.file("ref"), out);
+  }
+}
+
+TEST_CASE("resume: a changed model, data or task is refused with a diff - epochs may change", "[cli][resume]") {
+  TempDir dir;
+  std::string run = trained_run(dir);
+  auto r = run_app("ltk-train", "--resume '" + run + "' --set model.embed_dim=32 --set data.max_len=9");
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Contains("model.embed_dim: 16 -> 32") && Contains("data.max_len: 0 -> 9"));
+  auto more = run_app("ltk-train", "--resume '" + run + "' --set trainer.epochs=17");
+  INFO(more.err);
+  CHECK(more.code == 0);
+  CHECK_THAT(more.err, Contains("[resume] trainer.epochs: 15 -> 17") && Contains("step 136/136"));
+  auto both = run_app("ltk-train", "--resume '" + run + "' --config x.json");
+  CHECK(both.code == 2);
+}
+
+TEST_CASE("signals: SIGINT and SIGTERM stop after the step with a checkpoint, exit 130 and 143", "[cli][signals]") {
+  for (int sig : {SIGINT, SIGTERM}) {
+    TempDir dir;
+    std::string cfg = ltk::test::toy_config(dir);
+    std::string err = dir.file("err.txt");
+    pid_t pid = spawn_app("ltk-train", {"--config", cfg, "--set", "trainer.epochs=100000", "--set", "trainer.log_every=1"},
+                          err);
+    // Wait until training runs (a progress record exists), at most 60 s.
+    for (int i = 0; i < 600 && ltk::test::read_text(dir.file("run/metrics.jsonl")).find("train") == std::string::npos; ++i)
+      usleep(100000);
+    kill(pid, sig);
+    int code = wait_exit_code(pid);
+    std::string text = ltk::test::read_text(err);
+    INFO(text);
+    CHECK(code == 128 + sig);
+    CHECK_THAT(text, Contains("checkpoint written. Resume with: ltk-train --resume"));
+    CHECK(std::filesystem::exists(dir.file("run/checkpoints/last.json")));
+    auto resumed = run_app("ltk-train", "--resume '" + dir.file("run") + "' --set trainer.epochs=1");
+    CHECK(resumed.code == 0);
+    CHECK_THAT(resumed.err, Contains("[resume] trainer.epochs: 100000 -> 1"));
+  }
+}
+
+TEST_CASE("progress: a live bar with ETA when asked (or on a terminal), plain lines otherwise", "[cli]") {
+  TempDir dir;
+  std::string cfg = "--config '" + ltk::test::toy_config(dir) + "' --set trainer.epochs=2";
+  auto bar = run_app("ltk-train", cfg + " --set trainer.progress=bar");
+  REQUIRE(bar.code == 0);
+  CHECK_THAT(bar.err, Contains("\r") && Contains("ETA") && Contains("[train] epoch 2/2"));
+  auto lines = run_app("ltk-train", cfg + " --overwrite");
+  REQUIRE(lines.code == 0);
+  CHECK_THAT(lines.err, !Contains("\r") && Contains("[train] epoch 2/2"));
+  CHECK_THAT(ltk::test::read_text(dir.file("run/train.log")), !Contains("ETA"));
 }

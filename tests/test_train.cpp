@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
+
+#include <torch/serialize.h>
 
 #include "ltk/config/config.h"
 #include "ltk/core/error.h"
@@ -56,10 +59,12 @@ TEST_CASE("train: a bow model reaches 100% training accuracy on a separable toy 
   auto report = run.task->evaluate(ltk::predict(*run.model, *run.task, train, 32, run.device, run.vocab.size()));
   CHECK(report.get("accuracy") == 1.0);
   // The run directory is a complete artefact.
-  for (const char* f : {"config.json", "vocab.txt", "labels.txt", "metrics.jsonl", "train.log",
-                        "checkpoints/best.pt", "checkpoints/last.pt", "checkpoints/best.optim.pt",
-                        "checkpoints/best.json"})
+  for (const char* f : {"config.json", "vocab.txt", "labels.txt", "task.json", "metrics.jsonl", "train.log",
+                        "checkpoints/best.json", "checkpoints/last.json"})
     CHECK(std::filesystem::exists(config.output_dir + "/" + f));
+  for (const char* which : {"best", "last"})
+    for (const char* f : {"weights.pt", "optim.pt", "state.pt", "meta.json"})
+      CHECK(std::filesystem::exists(run.dir.checkpoint_dir(which) + "/" + f));
   auto metrics = ltk::test::read_text(config.output_dir + "/metrics.jsonl");
   CHECK_THAT(metrics, Contains("\"kind\":\"valid\"") && Contains("\"kind\":\"test\""));
   // The resolved config is written back and parses to the same config.
@@ -70,9 +75,13 @@ TEST_CASE("train: the same config and seed give identical weights", "[train][det
   TempDir dir;
   ltk::Config config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=2"});
   ltk::run_training(config, false);
-  auto first = ltk::test::read_text(config.output_dir + "/checkpoints/last.pt");
+  auto last = [&] { return ltk::RunDirectory::open(config.output_dir).checkpoint("last"); };
+  auto first = ltk::test::read_text(last());
+  auto metrics = ltk::test::read_text(config.output_dir + "/metrics.jsonl");
   ltk::run_training(config, /*overwrite=*/true);
-  CHECK(ltk::test::read_text(config.output_dir + "/checkpoints/last.pt") == first);
+  CHECK(ltk::test::read_text(last()) == first);
+  CHECK(ltk::test::strip_timing(ltk::test::read_text(config.output_dir + "/metrics.jsonl")) ==
+        ltk::test::strip_timing(metrics));
   REQUIRE_THROWS_WITH(ltk::run_training(config, false), Contains("already holds a run") && Contains("--overwrite"));
 }
 
@@ -108,4 +117,154 @@ TEST_CASE("train: missing data files are reported before the run directory is ma
   ltk::Config config = ltk::load_config(ltk::test::toy_config(dir), {"data.valid=" + dir.file("nope.tsv")});
   REQUIRE_THROWS_WITH(ltk::run_training(config, false), Contains("data.valid") && Contains("nope.tsv"));
   CHECK_FALSE(std::filesystem::exists(config.output_dir));
+}
+
+TEST_CASE("schedules: step, cosine, plateau scale and warmup ratio", "[train][optim]") {
+  ltk::SchedulerConfig c;
+  c.type = "step";
+  c.step_size = 3;
+  c.gamma = 0.5;
+  ltk::LrSchedule step(c, 1.0, 20);
+  CHECK(step.at(2) == Approx(1.0));
+  CHECK(step.at(3) == Approx(0.5));
+  CHECK(step.at(7) == Approx(0.25));
+  c.type = "cosine";
+  c.min_lr = 0.1;
+  c.warmup_ratio = 0.1;
+  ltk::LrSchedule cosine(c, 1.0, 20);
+  CHECK(cosine.warmup_steps() == 2);
+  CHECK(cosine.at(0) == Approx(0.5));
+  CHECK(cosine.at(2) == Approx(1.0));
+  CHECK(cosine.at(11) == Approx(0.55));
+  CHECK(cosine.at(20) == Approx(0.1));
+  c.type = "plateau";
+  c.warmup_ratio = 0;
+  CHECK(ltk::LrSchedule(c, 0.2, 20).at(5, 0.25) == Approx(0.05));
+}
+
+TEST_CASE("clipping: by global norm and by value", "[train][optim]") {
+  auto a = torch::zeros({2}, torch::requires_grad()), b = torch::zeros({1}, torch::requires_grad());
+  a.mutable_grad() = torch::tensor({3.f, 0.f});
+  b.mutable_grad() = torch::tensor({4.f});
+  double norm = ltk::clip_gradients({a, b}, 1.0, 0.0);
+  CHECK(norm == Approx(5.0));
+  CHECK(a.grad()[0].item<float>() == Approx(0.6).epsilon(1e-4));
+  CHECK(b.grad()[0].item<float>() == Approx(0.8).epsilon(1e-4));
+  b.mutable_grad() = torch::tensor({4.f});
+  ltk::clip_gradients({b}, 0.0, 0.5);
+  CHECK(b.grad()[0].item<float>() == Approx(0.5));
+}
+
+namespace {
+std::map<std::string, torch::Tensor> weights_of(const std::string& path) {
+  auto raw = ltk::test::read_text(path);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& kv : torch::pickle_load(std::vector<char>(raw.begin(), raw.end())).toGenericDict())
+    out[kv.key().toStringRef()] = kv.value().toTensor();
+  return out;
+}
+}  // namespace
+
+TEST_CASE("accumulation: k micro-batches make the same step as one batch k times larger", "[train][accumulate]") {
+  for (const char* optimizer : {"sgd", "adam"}) {
+    INFO(optimizer);
+    TempDir dir;
+    std::string cfg = ltk::test::toy_config(dir);
+    std::vector<std::string> common = {"trainer.shuffle=false", "trainer.epochs=2", "data.valid=",
+                                       "data.test=", std::string("optimizer.type=") + optimizer, "optimizer.lr=0.1"};
+    auto big = common, small = common;
+    big.insert(big.end(), {"trainer.batch_size=12", "output_dir=" + dir.file("big")});
+    small.insert(small.end(), {"trainer.batch_size=3", "trainer.accumulate=4", "output_dir=" + dir.file("small")});
+    auto sa = ltk::run_training(ltk::load_config(cfg, big), false);
+    auto sb = ltk::run_training(ltk::load_config(cfg, small), false);
+    CHECK(sa.steps == 10);  // 60 samples / 12
+    CHECK(sb.steps == 10);
+    auto wa = weights_of(ltk::RunDirectory::open(dir.file("big")).checkpoint("last"));
+    auto wb = weights_of(ltk::RunDirectory::open(dir.file("small")).checkpoint("last"));
+    for (const auto& [name, t] : wa) {
+      INFO(name);
+      CHECK(torch::allclose(t, wb[name], 1e-5, 1e-6));
+    }
+  }
+}
+
+TEST_CASE("early stopping, keep_best and the best/last pointers", "[train][early]") {
+  TempDir dir;
+  // min_delta 10 on accuracy: nothing after the first validation counts as an improvement.
+  auto config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=10", "trainer.patience=2",
+                                                              "trainer.min_delta=10", "trainer.keep_best=2"});
+  auto summary = ltk::run_training(config, false);
+  CHECK(summary.early_stopped);
+  CHECK(summary.steps == 3 * 8);
+  CHECK(summary.best_step == 8);
+  auto metrics = ltk::test::read_text(config.output_dir + "/metrics.jsonl");
+  CHECK(std::count(metrics.begin(), metrics.end(), '\n') > 0);
+  size_t valid_records = 0;
+  for (size_t pos = 0; (pos = metrics.find("\"kind\":\"valid\"", pos)) != std::string::npos; ++pos) ++valid_records;
+  CHECK(valid_records == 3);
+  auto run = ltk::RunDirectory::open(config.output_dir);
+  CHECK_THAT(run.checkpoint_dir("best"), Contains("step-8"));
+  CHECK_THAT(run.checkpoint_dir("last"), Contains("step-24"));
+  int dirs = 0;
+  for (const auto& e : std::filesystem::directory_iterator(config.output_dir + "/checkpoints")) dirs += e.is_directory();
+  CHECK(dirs == 3);  // the last and the two best
+  CHECK(std::filesystem::exists(run.checkpoint("step-16")));
+  REQUIRE_THROWS_WITH(run.checkpoint("step-5"), Contains("no checkpoint step-5") && Contains("step-8"));
+}
+
+TEST_CASE("guards: on_nonfinite skip counts skipped batches instead of stopping", "[train][step]") {
+  TempDir dir;
+  ltk::Config config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.on_nonfinite=skip", "trainer.epochs=1"});
+  auto run_dir = ltk::RunDirectory::create(config.output_dir, false);
+  ltk::TokenCounter counter;
+  auto model = ltk::build_model(config.model, ltk::ModelContext{10, 3, 0, nullptr});
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.fill_(NAN);
+  }
+  ltk::MulticlassTask task(3, "mean");
+  ltk::Trainer trainer(config, model, task, torch::kCPU, run_dir, 10);
+  ltk::TextDataset data;
+  data.set_source("mem", ltk::TargetKind::class_id, 3);
+  for (int i = 0; i < 10; ++i) data.add({2, 3}, 2, {i % 3}, 0.f, i + 1);
+  auto summary = trainer.fit(data, nullptr);
+  CHECK(summary.nonfinite_skipped == 2);  // 10 samples, batch 8
+  CHECK(summary.steps == 0);
+}
+
+TEST_CASE("fine-tuning: init_from another run reuses its vocabulary, strict by default, freeze", "[train][finetune]") {
+  TempDir dir;
+  auto base = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=2"});
+  ltk::run_training(base, false);
+  auto tuned = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=1", "output_dir=" + dir.file("tuned"),
+                                                             "model.init_from=" + base.output_dir,
+                                                             "model.freeze=[\"embedding\"]"});
+  ltk::run_training(tuned, false);
+  CHECK(ltk::test::read_text(dir.file("tuned/vocab.txt")) == ltk::test::read_text(base.output_dir + "/vocab.txt"));
+  auto before = weights_of(ltk::RunDirectory::open(base.output_dir).checkpoint("best"));
+  auto after = weights_of(ltk::RunDirectory::open(dir.file("tuned")).checkpoint("last"));
+  CHECK(before["embedding.weight"].equal(after["embedding.weight"]));   // frozen
+  CHECK_FALSE(before["output.weight"].equal(after["output.weight"]));  // trained
+  auto other = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file("other"), "model.embed_dim=8",
+                                                             "model.init_from=" + base.output_dir});
+  REQUIRE_THROWS_WITH(ltk::run_training(other, false), Contains("embedding.weight") && Contains("[20, 16]"));
+  auto loose = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file("loose"), "model.embed_dim=8",
+                                                             "model.init_from=" + base.output_dir,
+                                                             "model.init_strict=false", "trainer.epochs=1"});
+  CHECK_NOTHROW(ltk::run_training(loose, false));
+  auto typo = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file("typo"), "model.freeze=[\"embeding\"]"});
+  REQUIRE_THROWS_WITH(ltk::run_training(typo, false), Contains("'model.freeze'") && Contains("did you mean"));
+}
+
+TEST_CASE("sampler: class-balanced sampling evens out an imbalanced split", "[train][sampler]") {
+  std::vector<int64_t> classes(100, 0);
+  for (int i = 0; i < 10; ++i) classes[i * 10] = 1;
+  ltk::BatchSampler s(100, 10, true, false, 3);
+  s.set_balanced(classes);
+  int64_t minority = 0;
+  for (const auto& b : s.epoch(1))
+    for (int64_t i : b) minority += classes[i];
+  CHECK(minority > 35);
+  CHECK(minority < 65);
+  CHECK(s.epoch(1) == s.epoch(1));
 }

@@ -59,12 +59,12 @@ struct RunResult {
 
 /// Runs an app of build/bin with `args` (already shell-quoted where needed) and optional stdin.
 inline RunResult run_app(const std::string& app, const std::string& args, const std::string& stdin_text = "",
-                         const std::string& workdir = "") {
+                         const std::string& workdir = "", const std::string& env = "") {
   static int counter = 0;
   fs::path tmp = fs::temp_directory_path() / ("ltk-run-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
   std::string in = tmp.string() + ".in", out = tmp.string() + ".out", err = tmp.string() + ".err";
   write_file(in, stdin_text);
-  std::string cmd = (workdir.empty() ? "" : "cd '" + workdir + "' && ") + "OMP_NUM_THREADS=1 '" LTK_BIN_DIR "/" +
+  std::string cmd = (workdir.empty() ? "" : "cd '" + workdir + "' && ") + env + " OMP_NUM_THREADS=1 '" LTK_BIN_DIR "/" +
                     app + "' " + args + " <'" + in + "' >'" + out + "' 2>'" + err + "'";
   int status = std::system(cmd.c_str());
   RunResult r;
@@ -75,6 +75,21 @@ inline RunResult run_app(const std::string& app, const std::string& args, const 
   fs::remove(out);
   fs::remove(err);
   return r;
+}
+
+/// metrics.jsonl without its wall-clock fields (samples_per_s), for comparing two runs.
+inline std::string strip_timing(const std::string& jsonl) {
+  std::istringstream in(jsonl);
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    auto pos = line.find(",\"samples_per_s\":");
+    if (pos != std::string::npos) {
+      auto end = line.find_first_of(",}", pos + 1);
+      line.erase(pos, end - pos);
+    }
+    out += line + "\n";
+  }
+  return out;
 }
 
 /// A small separable corpus: each label has its own words, so a model can reach 100%.

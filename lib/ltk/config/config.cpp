@@ -124,6 +124,26 @@ void parse_trainer(JsonReader r, TrainerConfig& t) {
   r.get("log_every", t.log_every);
   check_min(r.key_path("log_every"), t.log_every, 1);
   r.get_enum("select_metric", t.select_metric, {"auto", "accuracy", "macro_f1", "loss", "mae", "rmse"});
+  r.get_enum("select_mode", t.select_mode, {"auto", "max", "min"});
+  r.get("accumulate", t.accumulate);
+  check_min(r.key_path("accumulate"), t.accumulate, 1);
+  r.get("clip_norm", t.clip_norm);
+  check_min(r.key_path("clip_norm"), t.clip_norm, 0);
+  r.get("clip_value", t.clip_value);
+  check_min(r.key_path("clip_value"), t.clip_value, 0);
+  r.get("eval_every", t.eval_every);
+  check_min(r.key_path("eval_every"), t.eval_every, 0);
+  r.get("checkpoint_every", t.checkpoint_every);
+  check_min(r.key_path("checkpoint_every"), t.checkpoint_every, 0);
+  r.get("patience", t.patience);
+  check_min(r.key_path("patience"), t.patience, 0);
+  r.get("min_delta", t.min_delta);
+  check_min(r.key_path("min_delta"), t.min_delta, 0);
+  r.get("keep_best", t.keep_best);
+  check_min(r.key_path("keep_best"), t.keep_best, 1);
+  r.get_enum("on_nonfinite", t.on_nonfinite, {"stop", "skip"});
+  r.get_enum("sampler", t.sampler, {"random", "balanced"});
+  r.get_enum("progress", t.progress, {"auto", "bar", "lines"});
   r.finish();
 }
 
@@ -152,9 +172,24 @@ Config parse_config(const nlohmann::json& j, const std::string& default_name) {
   parse_optimizer(r.child("optimizer"), c.optimizer);
   {
     JsonReader s = r.child("scheduler");
-    s.get_enum("type", c.scheduler.type, {"constant", "linear"});
-    s.get("warmup_steps", c.scheduler.warmup_steps);
-    check_min(s.key_path("warmup_steps"), c.scheduler.warmup_steps, 0);
+    auto& sc = c.scheduler;
+    s.get_enum("type", sc.type, {"constant", "step", "cosine", "linear", "plateau"});
+    s.get("warmup_steps", sc.warmup_steps);
+    check_min(s.key_path("warmup_steps"), sc.warmup_steps, 0);
+    s.get("warmup_ratio", sc.warmup_ratio);
+    check_min(s.key_path("warmup_ratio"), sc.warmup_ratio, 0);
+    check_max(s.key_path("warmup_ratio"), sc.warmup_ratio, 1, /*inclusive=*/false);
+    s.get("step_size", sc.step_size);
+    check_min(s.key_path("step_size"), sc.step_size, 1);
+    s.get("gamma", sc.gamma);
+    check_min(s.key_path("gamma"), sc.gamma, 0, /*inclusive=*/false);
+    s.get("min_lr", sc.min_lr);
+    check_min(s.key_path("min_lr"), sc.min_lr, 0);
+    s.get("factor", sc.factor);
+    check_min(s.key_path("factor"), sc.factor, 0, /*inclusive=*/false);
+    check_max(s.key_path("factor"), sc.factor, 1, /*inclusive=*/false);
+    s.get("patience", sc.patience);
+    check_min(s.key_path("patience"), sc.patience, 0);
     s.finish();
   }
   parse_trainer(r.child("trainer"), c.trainer);
@@ -282,7 +317,10 @@ nlohmann::json to_json(const Config& c) {
                     {"momentum", o.momentum}, {"nesterov", o.nesterov}, {"beta1", o.beta1},
                     {"beta2", o.beta2},       {"eps", o.eps},          {"lr_decay", o.lr_decay},
                     {"no_decay_bias_norm", o.no_decay_bias_norm}};
-  j["scheduler"] = {{"type", c.scheduler.type}, {"warmup_steps", c.scheduler.warmup_steps}};
+  const auto& sc = c.scheduler;
+  j["scheduler"] = {{"type", sc.type},           {"warmup_steps", sc.warmup_steps}, {"warmup_ratio", sc.warmup_ratio},
+                    {"step_size", sc.step_size}, {"gamma", sc.gamma},               {"min_lr", sc.min_lr},
+                    {"factor", sc.factor},       {"patience", sc.patience}};
   const auto& tr = c.trainer;
   j["trainer"] = {{"epochs", tr.epochs},
                   {"batch_size", tr.batch_size},
@@ -290,7 +328,19 @@ nlohmann::json to_json(const Config& c) {
                   {"shuffle", tr.shuffle},
                   {"drop_last", tr.drop_last},
                   {"log_every", tr.log_every},
-                  {"select_metric", tr.select_metric}};
+                  {"select_metric", tr.select_metric},
+                  {"select_mode", tr.select_mode},
+                  {"accumulate", tr.accumulate},
+                  {"clip_norm", tr.clip_norm},
+                  {"clip_value", tr.clip_value},
+                  {"eval_every", tr.eval_every},
+                  {"checkpoint_every", tr.checkpoint_every},
+                  {"patience", tr.patience},
+                  {"min_delta", tr.min_delta},
+                  {"keep_best", tr.keep_best},
+                  {"on_nonfinite", tr.on_nonfinite},
+                  {"sampler", tr.sampler},
+                  {"progress", tr.progress}};
   return j;
 }
 

@@ -49,6 +49,9 @@ struct TaskConfig {
 struct ModelConfig {
   std::string type = "bow";  ///< a name in the model registry
   nlohmann::json options;    ///< the section resolved by the model's own parser (defaults filled)
+  std::string init_from;     ///< start from another run's weights (a run directory or a weights file)
+  bool init_strict = true;   ///< init_from must match every parameter name and shape
+  std::vector<std::string> freeze;  ///< parameter name prefixes kept fixed (e.g. "embedding")
 };
 
 struct OptimizerConfig {
@@ -66,8 +69,15 @@ struct OptimizerConfig {
 };
 
 struct SchedulerConfig {
-  std::string type = "constant";  ///< constant | linear (warmup, then linear decay to 0)
-  int64_t warmup_steps = 0;       ///< linear: steps of linear warmup from 0
+  /// constant | step | cosine | linear (to 0 at the last step) | plateau (reduce on plateau)
+  std::string type = "constant";
+  int64_t warmup_steps = 0;   ///< linear warmup from 0 over this many optimiser steps (any type)
+  double warmup_ratio = 0.0;  ///< or over this share of all steps (used when warmup_steps is 0)
+  int64_t step_size = 1000;   ///< step: multiply the lr by gamma every step_size steps
+  double gamma = 0.1;         ///< step
+  double min_lr = 0.0;        ///< cosine: the lr at the last step
+  double factor = 0.5;        ///< plateau: multiply the lr by factor ...
+  int64_t patience = 2;       ///< plateau: ... after this many validations without improvement
 };
 
 struct TrainerConfig {
@@ -80,6 +90,18 @@ struct TrainerConfig {
   /// Picks the best checkpoint: auto (accuracy; loss for regression) | accuracy | macro_f1 | loss |
   /// mae | rmse.
   std::string select_metric = "auto";
+  std::string select_mode = "auto";  ///< auto | max | min: whether a larger select_metric is better
+  int64_t accumulate = 1;     ///< micro-batches per optimiser step (effective batch = batch_size * accumulate)
+  double clip_norm = 0.0;     ///< clip the gradients' global L2 norm to this; 0 = off
+  double clip_value = 0.0;    ///< clip every gradient element to [-v, v]; 0 = off
+  int64_t eval_every = 0;     ///< validate every N optimiser steps; 0 = at the end of every epoch
+  int64_t checkpoint_every = 0;  ///< also write a resumable checkpoint every N steps; 0 = at validations only
+  int64_t patience = 0;       ///< early stopping: stop after N validations without improvement; 0 = off
+  double min_delta = 0.0;     ///< early stopping: the least change that counts as an improvement
+  int64_t keep_best = 1;      ///< checkpoints kept besides the last: the k best by select_metric
+  std::string on_nonfinite = "stop";  ///< stop | skip: what a NaN/inf loss does
+  std::string sampler = "random";     ///< random | balanced (every class equally likely, with replacement)
+  std::string progress = "auto";      ///< auto (a live bar when stderr is a terminal) | bar | lines
 };
 
 struct Config {

@@ -4,6 +4,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <mutex>
 
 #include "ltk/core/error.h"
@@ -16,6 +19,7 @@ struct State {
   std::shared_ptr<spdlog::sinks::sink> file;
   std::shared_ptr<spdlog::logger> logger;
   std::mutex mutex;
+  bool bar_shown = false;
 
   State() {
     // The color sink prints plain text when stderr is not a terminal.
@@ -54,7 +58,28 @@ spdlog::level::level_enum to_spd(Level level) {
 void write(Level level, const std::string& message) {
   auto& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.bar_shown) {
+    std::fputs("\r\033[K", stderr);  // the bar is redrawn by the next progress()
+    s.bar_shown = false;
+  }
   s.logger->log(to_spd(level), message);
+}
+
+bool stderr_is_terminal() { return isatty(STDERR_FILENO) == 1; }
+
+void progress(const std::string& line) {
+  auto& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  std::fprintf(stderr, "\r%s\033[K", line.c_str());
+  std::fflush(stderr);
+  s.bar_shown = true;
+}
+
+void progress_done() {
+  auto& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.bar_shown) std::fputs("\n", stderr);
+  s.bar_shown = false;
 }
 
 void set_level(Level level) {

@@ -25,6 +25,14 @@ void set_file(const std::string& path);
 /// Removes the log file sink (tests open many runs in one process).
 void close_file();
 
+/// Shows `line` as a live progress bar on stderr when it is a terminal (overwritten in place,
+/// never written to the log file); log lines printed meanwhile appear above it.
+void progress(const std::string& line);
+/// Ends the live progress bar (moves to a fresh line).
+void progress_done();
+/// True when stderr is a terminal.
+bool stderr_is_terminal();
+
 template <typename... Args>
 void debug(fmt::format_string<Args...> f, Args&&... args) {
   write(Level::debug, fmt::format(f, std::forward<Args>(args)...));

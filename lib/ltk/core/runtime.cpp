@@ -40,6 +40,9 @@ int apply_threads(int64_t requested) {
   int n = static_cast<int>(requested);
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   torch::set_num_threads(n);
+  // OpenBLAS keeps a thread count of its own: make it agree.
+  using SetThreadsFn = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(n);
   return n;
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "ltk/core/error.h"
@@ -198,10 +199,24 @@ int64_t BatchSampler::batches_per_epoch() const {
   return drop_last_ ? size_ / batch_size_ : (size_ + batch_size_ - 1) / batch_size_;
 }
 
+void BatchSampler::set_balanced(std::vector<int64_t> classes) {
+  if (static_cast<int64_t>(classes.size()) != size_) throw Error("balanced sampler: one class per sample needed");
+  std::map<int64_t, std::vector<int64_t>> groups;
+  for (int64_t i = 0; i < size_; ++i) groups[classes[i]].push_back(i);
+  by_class_.clear();
+  for (auto& [c, members] : groups) by_class_.push_back(std::move(members));
+}
+
 std::vector<std::vector<int64_t>> BatchSampler::epoch(int64_t epoch) const {
   std::vector<int64_t> order(static_cast<size_t>(size_));
   for (int64_t i = 0; i < size_; ++i) order[i] = i;
-  if (shuffle_) {
+  if (!by_class_.empty()) {
+    std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch) + 7);
+    for (int64_t i = 0; i < size_; ++i) {
+      const auto& members = by_class_[rng() % by_class_.size()];
+      order[i] = members[rng() % members.size()];
+    }
+  } else if (shuffle_) {
     std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch) + 1);
     for (int64_t i = size_ - 1; i > 0; --i) {  // Fisher-Yates, portable across standard libraries
       auto j = static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));

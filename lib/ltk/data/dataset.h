@@ -130,6 +130,9 @@ class PadCollate {
 class BatchSampler {
  public:
   BatchSampler(int64_t size, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed);
+  /// Class-balanced sampling: each epoch draws `size` samples with replacement, every class
+  /// (`classes[i]` is sample i's class) equally likely, then a sample of it uniformly.
+  void set_balanced(std::vector<int64_t> classes);
   std::vector<std::vector<int64_t>> epoch(int64_t epoch) const;
   int64_t batches_per_epoch() const;
 
@@ -137,6 +140,7 @@ class BatchSampler {
   int64_t size_, batch_size_;
   bool shuffle_, drop_last_;
   uint64_t seed_;
+  std::vector<std::vector<int64_t>> by_class_;  // non-empty: balanced
 };
 
 }  // namespace ltk

@@ -52,7 +52,7 @@ void save_weights(const torch::nn::Module& model, const std::string& path) {
   write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
 }
 
-void load_weights(torch::nn::Module& model, const std::string& path) {
+std::vector<std::string> load_weights(torch::nn::Module& model, const std::string& path, bool strict) {
   if (!fs::exists(path)) throw CheckpointError("checkpoint " + path + " does not exist");
   std::string raw = read_file(path);
   c10::IValue value;
@@ -82,12 +82,16 @@ void load_weights(torch::nn::Module& model, const std::string& path) {
   }
   for (const auto& [name, tensor] : stored)
     if (!expected.count(name)) problems.push_back(fmt::format("unexpected {} {}", name, shape_str(tensor)));
-  if (!problems.empty())
+  if (!problems.empty() && strict)
     throw CheckpointError(fmt::format("checkpoint {} does not match the model's structure ({}); it was saved "
                                       "from a different model config",
                                       path, fmt::join(problems, "; ")));
   torch::NoGradGuard no_grad;
-  for (auto& [name, tensor] : expected) tensor.copy_(stored[name]);
+  for (auto& [name, tensor] : expected) {
+    auto it = stored.find(name);
+    if (it != stored.end() && it->second.sizes() == tensor.sizes()) tensor.copy_(it->second);
+  }
+  return problems;
 }
 
 void save_optimizer(torch::optim::Optimizer& optimizer, const std::string& path) {

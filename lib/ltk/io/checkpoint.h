@@ -16,10 +16,11 @@ void write_file_atomic(const std::string& path, const std::string& data);
 /// Saves every parameter and buffer of `model` by its dotted name.
 void save_weights(const torch::nn::Module& model, const std::string& path);
 
-/// Loads weights saved by save_weights. A missing, truncated or foreign file, or one whose
-/// parameter names or shapes differ from the model's, is a CheckpointError naming the file and
-/// listing the differences.
-void load_weights(torch::nn::Module& model, const std::string& path);
+/// Loads weights saved by save_weights. A missing, truncated or foreign file is a CheckpointError
+/// naming the file. With `strict`, parameter names or shapes that differ from the model's are a
+/// CheckpointError listing the differences; otherwise the matching ones are loaded and the
+/// differences returned.
+std::vector<std::string> load_weights(torch::nn::Module& model, const std::string& path, bool strict = true);
 
 void save_optimizer(torch::optim::Optimizer& optimizer, const std::string& path);
 void load_optimizer(torch::optim::Optimizer& optimizer, const std::string& path);

@@ -1,7 +1,9 @@
 #include "ltk/io/run_dir.h"
 
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
+#include <vector>
 
 #include "ltk/core/error.h"
 
@@ -31,8 +33,41 @@ RunDirectory RunDirectory::open(const std::string& path) {
   return RunDirectory(path);
 }
 
+std::string RunDirectory::checkpoint_dir(const std::string& which) const {
+  std::string pointer = file("checkpoints/" + which + ".json");
+  if (!fs::exists(pointer)) return "";
+  std::ifstream in(pointer);
+  nlohmann::json j;
+  try {
+    in >> j;
+    return file("checkpoints/" + j.at("dir").get<std::string>());
+  } catch (const std::exception&) {
+    throw CheckpointError(pointer + " is damaged; point it at a checkpoints/step-N directory or pass --checkpoint step-N");
+  }
+}
+
 std::string RunDirectory::checkpoint(const std::string& which) const {
-  if (which == "best" || which == "last") return file("checkpoints/" + which + ".pt");
+  if (which == "best" || which == "last") {
+    std::string dir = checkpoint_dir(which);
+    if (dir.empty())
+      throw CheckpointError("run " + path_ + " has no " + which + " checkpoint yet (checkpoints/" + which +
+                            ".json is missing); was training interrupted before its first checkpoint?");
+    return dir + "/weights.pt";
+  }
+  if (which.rfind("step-", 0) == 0 && which.find('/') == std::string::npos) {
+    std::string dir = file("checkpoints/" + which);
+    if (!fs::is_directory(dir)) {
+      std::vector<std::string> have;
+      for (const auto& e : fs::directory_iterator(file("checkpoints")))
+        if (e.is_directory()) have.push_back(e.path().filename().string());
+      std::sort(have.begin(), have.end());
+      std::string listed;
+      for (const auto& h : have) listed += (listed.empty() ? "" : ", ") + h;
+      throw CheckpointError("run " + path_ + " has no checkpoint " + which + " (it has: " + listed + ")");
+    }
+    return dir + "/weights.pt";
+  }
+  if (fs::is_directory(which)) return which + "/weights.pt";
   return which;
 }
 

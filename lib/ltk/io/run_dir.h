@@ -23,8 +23,13 @@ class RunDirectory {
   std::string metrics_path() const { return file("metrics.jsonl"); }
   std::string log_path() const { return file("train.log"); }
 
-  /// The weights file of a checkpoint: "best" or "last" -> checkpoints/NAME.pt; a path as is.
+  /// The weights file of a checkpoint: "best" or "last" (through checkpoints/best.json and
+  /// last.json), "step-N" (checkpoints/step-N/weights.pt), a checkpoint directory, or a file path.
   std::string checkpoint(const std::string& which) const;
+  /// The directory of checkpoint "best" or "last", or "" when there is none yet.
+  std::string checkpoint_dir(const std::string& which) const;
+  /// The directory name of the checkpoint at `step` ("step-N").
+  static std::string step_dir_name(int64_t step) { return "step-" + std::to_string(step); }
 
   /// Appends one JSON object as a line of metrics.jsonl.
   void append_metrics(const nlohmann::json& record) const;

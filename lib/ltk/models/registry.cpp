@@ -34,9 +34,23 @@ ModelConfig resolve_model_config(const nlohmann::json& section, const std::strin
   ModelConfig config;
   r.get("type", config.type);
   const ModelEntry& entry = find_entry(config.type, path);
+  // Keys every model has: where its weights start from and which stay fixed.
+  r.get("init_from", config.init_from);
+  r.get("init_strict", config.init_strict);
+  const nlohmann::json& freeze = r.raw("freeze");
+  if (!freeze.is_null()) {
+    if (!freeze.is_array()) config_fail(path + ".freeze", "expected an array of parameter name prefixes");
+    for (const auto& f : freeze) {
+      if (!f.is_string()) config_fail(path + ".freeze", "expected strings, found " + json_type_name(f));
+      config.freeze.push_back(f.get<std::string>());
+    }
+  }
   config.options = entry.resolve(r);
   r.finish();
   config.options["type"] = config.type;
+  config.options["init_from"] = config.init_from;
+  config.options["init_strict"] = config.init_strict;
+  config.options["freeze"] = config.freeze;
   return config;
 }
 

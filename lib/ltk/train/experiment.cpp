@@ -1,9 +1,11 @@
 // run_training: from a validated Config to a finished run directory.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "ltk/core/error.h"
 #include "ltk/core/log.h"
@@ -39,9 +41,36 @@ void log_dataset(const char* name, const TextDataset& d) {
             truncated, human_bytes(static_cast<double>(d.memory_bytes())), d.source());
 }
 
+// init_from names a run directory (its best checkpoint and vocabulary are used) or a weights file.
+std::string init_from_run_dir(const std::string& init_from) {
+  if (init_from.empty() || !std::filesystem::is_directory(init_from)) return "";
+  return init_from;
+}
+
+void freeze_parameters(torch::nn::Module& model, const std::vector<std::string>& prefixes) {
+  auto named = model.named_parameters();
+  for (const auto& prefix : prefixes) {
+    int64_t matched = 0;
+    std::vector<std::string> names;
+    for (auto& p : named) {
+      names.push_back(p.key());
+      if (p.key().rfind(prefix, 0) == 0) {
+        p.value().set_requires_grad(false);
+        ++matched;
+      }
+    }
+    std::vector<std::string> candidates = names;  // whole names and their module prefixes
+    for (const auto& n : names) candidates.push_back(n.substr(0, n.rfind('.')));
+    if (!matched)
+      throw ConfigError("config key 'model.freeze': '" + prefix + "' matches no parameter" + did_you_mean(prefix, candidates) +
+                        "; parameters: " + join(names, ", "));
+    log::info("[model] frozen: {} ({} tensor(s))", prefix, matched);
+  }
+}
+
 }  // namespace
 
-TrainSummary run_training(const Config& config, bool overwrite) {
+TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
   log::set_level(log::parse_level(config.log_level));
   // Everything that can fail on the config is checked before the run directory is touched.
   torch::Device device = resolve_device(config.device);
@@ -54,7 +83,7 @@ TrainSummary run_training(const Config& config, bool overwrite) {
       throw DataError("config key '" + std::string(key) + "': " + *path +
                       " does not exist (run ./scripts/data.sh to make the corpora)");
 
-  RunDirectory run = RunDirectory::create(config.output_dir, overwrite);
+  RunDirectory run = resume ? RunDirectory::open(config.output_dir) : RunDirectory::create(config.output_dir, overwrite);
   log::set_file(run.log_path());
   struct CloseLog {
     ~CloseLog() { log::close_file(); }
@@ -72,10 +101,22 @@ TrainSummary run_training(const Config& config, bool overwrite) {
   // Data: read, then the vocabulary and labels from the training split only.
   Split train = read_split(config.data.train, "train");
   auto tokenizer = make_tokenizer(config.data.tokenizer);
-  Vocabulary vocab = Vocabulary::build(count_tokens(train.examples, *tokenizer), config.data.vocab.min_freq,
-                                       config.data.vocab.max_size);
   const bool has_labels = task_has_labels(config.task.type);
-  LabelMap labels = has_labels ? labels_from_examples(config.task, train.examples) : LabelMap();
+  // A resumed run, and a run fine-tuned from another run, reuse that run's vocabulary: the
+  // embedding rows must keep meaning the same tokens.
+  std::string init_run = init_from_run_dir(config.model.init_from);
+  Vocabulary vocab;
+  if (resume) {
+    vocab = Vocabulary::load(run.vocab_path());
+  } else if (!init_run.empty()) {
+    vocab = Vocabulary::load(RunDirectory::open(init_run).vocab_path());
+    log::info("[data] vocabulary of {} reused ({} tokens)", init_run, vocab.size());
+  } else {
+    vocab = Vocabulary::build(count_tokens(train.examples, *tokenizer), config.data.vocab.min_freq,
+                              config.data.vocab.max_size);
+  }
+  LabelMap labels;
+  if (has_labels) labels = resume ? LabelMap::load(run.labels_path()) : labels_from_examples(config.task, train.examples);
   vocab.save(run.vocab_path());
   if (has_labels) labels.save(run.labels_path());
   // The task is built twice: first to learn how labels become targets, then with the class
@@ -90,6 +131,8 @@ TrainSummary run_training(const Config& config, bool overwrite) {
   train.examples.clear();
   train.examples.shrink_to_fit();
   log_dataset("train", train_set);
+  if (config.trainer.sampler == "balanced" && !has_labels)
+    throw ConfigError("config key 'trainer.sampler': \"balanced\" needs classes; a regression task has none");
   std::vector<double> weights = resolve_class_weights(config.task, labels, train_set);
   auto task = make_task(config.task, labels, weights);
   write_file_atomic(run.file("task.json"), nlohmann::json{{"class_weights", weights}}.dump() + "\n");
@@ -108,18 +151,41 @@ TrainSummary run_training(const Config& config, bool overwrite) {
 
   // Model first, on its device; the optimiser is built from its parameters afterwards (P3).
   auto model = build_model(config.model, ModelContext{vocab.size(), task->num_outputs(), Vocabulary::kPadId, &vocab});
+  if (!config.model.init_from.empty() && !resume) {
+    std::string weights = init_run.empty() ? config.model.init_from : RunDirectory::open(init_run).checkpoint("best");
+    auto skipped = load_weights(*model, weights, config.model.init_strict);
+    log::info("[model] initialised from {}{}", weights,
+              skipped.empty() ? "" : fmt::format(" except {} parameter(s): {}", skipped.size(), fmt::join(skipped, "; ")));
+  }
+  freeze_parameters(*model, config.model.freeze);
   model->to(device);
-  int64_t n_params = 0;
-  for (const auto& p : model->parameters()) n_params += p.numel();
-  log::info("[model] {} with {} parameters", config.model.type, n_params);
+  int64_t n_params = 0, n_trainable = 0;
+  for (const auto& p : model->parameters()) {
+    n_params += p.numel();
+    if (p.requires_grad()) n_trainable += p.numel();
+  }
+  log::info("[model] {} with {} parameters ({} trainable)", config.model.type, n_params, n_trainable);
 
   Trainer trainer(config, model, *task, device, run, vocab.size());
+  if (resume) {
+    std::string last = run.checkpoint_dir("last");
+    if (last.empty()) {
+      log::warn("[resume] {} has no checkpoint yet: training starts from the beginning", run.path());
+      if (std::filesystem::exists(run.metrics_path())) std::filesystem::resize_file(run.metrics_path(), 0);
+    } else {
+      trainer.restore(last);
+      log::info("[resume] continuing from {} (epoch {}, step {})", last, trainer.state().epoch, trainer.state().step);
+    }
+  }
   TrainSummary summary = trainer.fit(train_set, valid_set ? &*valid_set : nullptr);
-  log::info("[train] done: {} steps in {:.1f}s ({:.0f} samples/s), best epoch {}", summary.steps, summary.seconds,
-            summary.samples_per_s, summary.best_epoch);
+  if (summary.interrupted) return summary;
+  log::info("[train] done: {} steps in {:.1f}s ({:.0f} samples/s), best: epoch {} step {}{}", summary.steps,
+            summary.seconds, summary.samples_per_s, summary.best_epoch, summary.best_step,
+            summary.early_stopped ? " (stopped early)" : "");
 
   if (test_set) {
     load_weights(*model, run.checkpoint("best"));
+    model->to(device);
     auto report = task->evaluate(predict(*model, *task, *test_set, config.trainer.eval_batch_size, device, vocab.size()));
     log::info("[test] best checkpoint (epoch {}): {} on {} samples", summary.best_epoch, report.summary(),
               test_set->size());
@@ -129,6 +195,50 @@ TrainSummary run_training(const Config& config, bool overwrite) {
     summary.test = report;
   }
   return summary;
+}
+
+namespace {
+
+void flatten(const nlohmann::json& j, const std::string& prefix, std::map<std::string, std::string>& out) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
+  } else {
+    out[prefix] = j.dump();
+  }
+}
+
+}  // namespace
+
+Config resume_config(const std::string& run_dir, const std::vector<std::string>& overrides) {
+  RunDirectory run = RunDirectory::open(run_dir);
+  nlohmann::json saved = read_json_file(run.config_path());
+  nlohmann::json j = saved;
+  for (const auto& o : overrides) apply_override(j, o);
+  Config config;
+  try {
+    config = parse_config(j);
+  } catch (const ConfigError& e) {
+    throw ConfigError(run.config_path() + ": " + e.what());
+  }
+  config.output_dir = run_dir;  // the run continues where it is, wherever it was moved
+  std::map<std::string, std::string> before, after;
+  flatten(saved, "", before);
+  flatten(to_json(config), "", after);
+  std::vector<std::string> refused, allowed;
+  for (const auto& [key, value] : after) {
+    auto it = before.find(key);
+    std::string old = it == before.end() ? "(unset)" : it->second;
+    if (old == value || key == "output_dir") continue;
+    std::string change = key + ": " + old + " -> " + value;
+    bool structural = key.rfind("data.", 0) == 0 || key.rfind("model.", 0) == 0 || key.rfind("task.", 0) == 0 ||
+                      key == "seed";
+    (structural ? refused : allowed).push_back(change);
+  }
+  if (!refused.empty())
+    throw ConfigError("cannot resume " + run_dir + " with a changed data, task, model or seed (" + join(refused, "; ") +
+                      "); start a new run, or fine-tune from this one with model.init_from=" + run_dir);
+  for (const auto& change : allowed) log::info("[resume] {}", change);
+  return config;
 }
 
 }  // namespace ltk

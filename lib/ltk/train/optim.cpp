@@ -5,6 +5,10 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
+#include <torch/nn/utils/clip_grad.h>
+
+#include <cmath>
+
 #include "ltk/core/error.h"
 
 namespace ltk {
@@ -59,15 +63,33 @@ void set_lr(torch::optim::Optimizer& optimizer, double lr) {
 }
 
 LrSchedule::LrSchedule(const SchedulerConfig& config, double base_lr, int64_t total_steps)
-    : config_(config), base_lr_(base_lr), total_steps_(std::max<int64_t>(total_steps, 1)) {}
+    : config_(config), base_lr_(base_lr), total_steps_(std::max<int64_t>(total_steps, 1)) {
+  warmup_ = config.warmup_steps > 0 ? config.warmup_steps
+                                    : static_cast<int64_t>(std::llround(config.warmup_ratio * static_cast<double>(total_steps_)));
+}
 
-double LrSchedule::at(int64_t step) const {
-  if (config_.type == "constant") return base_lr_;
-  // linear: warmup from 0 to base_lr, then decay linearly to 0 at the last step.
-  int64_t warmup = config_.warmup_steps;
-  if (step < warmup) return base_lr_ * static_cast<double>(step + 1) / static_cast<double>(warmup);
-  double left = static_cast<double>(total_steps_ - step) / static_cast<double>(std::max<int64_t>(total_steps_ - warmup, 1));
-  return base_lr_ * std::clamp(left, 0.0, 1.0);
+double LrSchedule::at(int64_t step, double plateau_scale) const {
+  if (step < warmup_) return base_lr_ * static_cast<double>(step + 1) / static_cast<double>(warmup_);
+  const double after = static_cast<double>(step - warmup_);
+  const double span = static_cast<double>(std::max<int64_t>(total_steps_ - warmup_, 1));
+  const std::string& t = config_.type;
+  if (t == "linear") return base_lr_ * std::clamp((span - after) / span, 0.0, 1.0);
+  if (t == "cosine") {
+    double progress = std::clamp(after / span, 0.0, 1.0);
+    return config_.min_lr + (base_lr_ - config_.min_lr) * 0.5 * (1.0 + std::cos(M_PI * progress));
+  }
+  if (t == "step") return base_lr_ * std::pow(config_.gamma, std::floor(after / static_cast<double>(config_.step_size)));
+  if (t == "plateau") return base_lr_ * plateau_scale;
+  return base_lr_;
+}
+
+double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm, double max_value) {
+  std::vector<torch::Tensor> with_grad;
+  for (const auto& p : params)
+    if (p.grad().defined()) with_grad.push_back(p);
+  if (max_value > 0) torch::nn::utils::clip_grad_value_(with_grad, max_value);
+  if (max_norm > 0) return torch::nn::utils::clip_grad_norm_(with_grad, max_norm);
+  return 0.0;
 }
 
 }  // namespace ltk

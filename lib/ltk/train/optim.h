@@ -17,16 +17,24 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerConfig& c
 /// Sets the learning rate of every parameter group.
 void set_lr(torch::optim::Optimizer& optimizer, double lr);
 
-/// The learning rate of `step` (0-based) out of `total_steps`.
+/// The learning rate of optimiser step `step` (0-based) out of `total_steps`: warmup, then the
+/// schedule's shape. "plateau" is the base lr times the factor the trainer applied so far
+/// (plateau_scale), which the trainer keeps in its resumable state.
 class LrSchedule {
  public:
   LrSchedule(const SchedulerConfig& config, double base_lr, int64_t total_steps);
-  double at(int64_t step) const;
+  double at(int64_t step, double plateau_scale = 1.0) const;
+  int64_t warmup_steps() const { return warmup_; }
 
  private:
   SchedulerConfig config_;
   double base_lr_;
   int64_t total_steps_;
+  int64_t warmup_;
 };
+
+/// Clips gradients by global norm and/or by value (0 = off); returns the norm before clipping
+/// (0 when norm clipping is off).
+double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm, double max_value);
 
 }  // namespace ltk

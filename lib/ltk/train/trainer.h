@@ -1,5 +1,6 @@
-// The training loop: the article's five steps, written once (train_step), plus validation,
-// checkpoints and progress lines.
+// The training loop: the article's five steps (forward, loss, zero_grad, backward, step),
+// written once, with gradient accumulation and clipping, learning-rate schedules, validation,
+// early stopping, resumable checkpoints, non-finite guards and stop requests.
 #pragma once
 
 #include <torch/optim/optimizer.h>
@@ -18,13 +19,43 @@ namespace ltk {
 
 struct TrainSummary {
   int64_t steps = 0;
-  int64_t epochs = 0;
+  int64_t epochs = 0;          ///< epochs begun
   int64_t best_epoch = 0;
-  double best_metric = 0;     ///< value of trainer.select_metric at the best epoch (valid split)
-  double seconds = 0;         ///< wall time of the training loop
-  double samples_per_s = 0;   ///< training throughput
-  double last_train_loss = 0; ///< mean loss over the last epoch
+  int64_t best_step = 0;
+  double best_metric = 0;      ///< trainer.select_metric at the best checkpoint (valid split)
+  double seconds = 0;          ///< wall time of this process's training loop
+  double samples_per_s = 0;    ///< training throughput of this process
+  double last_train_loss = 0;  ///< mean loss over the last epoch's steps
+  int64_t nonfinite_skipped = 0;
+  bool early_stopped = false;
+  int interrupted = 0;         ///< the signal that stopped training early, or 0
   std::optional<EvalReport> test;  ///< the best checkpoint on data.test
+};
+
+/// Everything needed to continue training exactly where it stopped; saved in every checkpoint.
+struct TrainState {
+  int64_t epoch = 1;      ///< the epoch in progress
+  int64_t batch_pos = 0;  ///< its next batch (always at an optimiser-step boundary)
+  int64_t step = 0;       ///< optimiser steps done
+  int64_t samples_seen = 0;
+  double window_loss = 0;  ///< since the last progress line
+  int64_t window_steps = 0;
+  double epoch_loss = 0;
+  int64_t epoch_steps = 0;
+  double plateau_scale = 1.0;
+  int64_t bad_evals = 0;  ///< validations since the last improvement
+  bool has_best = false;
+  double best_value = 0;
+  int64_t best_step = 0, best_epoch = 0;
+  std::vector<std::pair<double, int64_t>> kept;  ///< (value, step) of the kept best checkpoints
+  int64_t nonfinite_skipped = 0;
+  bool early_stopped = false;
+  bool epoch_closed = false;   ///< the epoch's end (validation, checkpoint) is done
+  double last_epoch_loss = 0;  ///< mean loss of the last finished epoch
+  uint64_t metrics_bytes = 0;  ///< size of metrics.jsonl when the checkpoint was written
+
+  nlohmann::json to_json() const;
+  static TrainState from_json(const nlohmann::json& j);
 };
 
 class Trainer {
@@ -33,18 +64,26 @@ class Trainer {
   Trainer(const Config& config, std::shared_ptr<TextModel> model, const Task& task, torch::Device device,
           const RunDirectory& run, int64_t vocab_size);
 
-  /// Trains for trainer.epochs, validating on `valid` (if any) after each epoch and keeping
-  /// checkpoints/best.pt and checkpoints/last.pt.
+  /// Loads the checkpoint in `dir` (weights, optimiser, RNG and loop state) to continue from it.
+  void restore(const std::string& dir);
+
+  /// Trains until trainer.epochs are done, early stopping triggers or a stop is requested.
   TrainSummary fit(const TextDataset& train, const TextDataset* valid);
 
-  /// One optimisation step on a batch already on the device: forward, loss (checked scalar and
-  /// finite), zero_grad, backward, step. Returns the loss.
+  /// One optimisation step on one batch already on the device, in the article's order: forward,
+  /// loss (checked scalar and finite), zero_grad, backward, step. Returns the loss.
   double train_step(const Batch& batch, int64_t step);
 
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
+  const TrainState& state() const { return state_; }
 
  private:
-  void save_checkpoint(const std::string& which, const nlohmann::json& meta);
+  /// Forward + loss of one micro-batch, scaled by `scale`; false when the loss is not finite
+  /// and trainer.on_nonfinite is "skip".
+  bool micro_step(const Batch& batch, double scale, bool first, int64_t step, double& loss_out);
+  void validate_and_checkpoint(const TextDataset* valid, bool evaluate);
+  void write_checkpoint(bool improved);
+  void log_progress(int64_t total_steps, int64_t per_epoch, bool force);
 
   const Config& config_;
   std::shared_ptr<TextModel> model_;
@@ -53,10 +92,24 @@ class Trainer {
   const RunDirectory& run_;
   int64_t vocab_size_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  TrainState state_;
+  std::string metric_;
+  bool higher_better_ = true;
+  double current_lr_ = 0;
+  int64_t last_checkpoint_step_ = -1;
+  int64_t window_samples_ = 0;
+  double window_start_ = 0;  // seconds since the trainer started
+  double bar_shown_at_ = -1;
 };
 
 /// The whole training command: threads, seed, device, run directory, data, vocabulary, model,
-/// training, and the test split evaluated with the best checkpoint. Used by ltk-train and tests.
-TrainSummary run_training(const Config& config, bool overwrite);
+/// training, and the test split evaluated with the best checkpoint. With `resume`, continues the
+/// run in config.output_dir from its last checkpoint (its vocabulary and labels are reused).
+/// Used by ltk-train and the tests.
+TrainSummary run_training(const Config& config, bool overwrite, bool resume = false);
+
+/// For `ltk-train --resume DIR`: the run's saved config with `overrides` applied. A change to the
+/// data, task or model sections is refused with the keys that differ; other changes are logged.
+Config resume_config(const std::string& run_dir, const std::vector<std::string>& overrides);
 
 }  // namespace ltk
