@@ -1,32 +1,102 @@
-// ltk-eval: scores a run's checkpoint on labelled data.
+// ltk-eval: scores a run's checkpoint on labelled data, writes the misclassified samples and a
+// report, compares two runs, or exports a checkpoint for Python.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "app.h"
 #include "ltk/core/runtime.h"
+#include "ltk/eval/compare.h"
 #include "ltk/eval/evaluator.h"
+#include "ltk/eval/report.h"
 #include "ltk/io/run.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Scored {
+  std::vector<ltk::Example> examples;
+  ltk::TextDataset data;
+  ltk::Predictions predictions;
+  ltk::EvalReport report;
+};
+
+Scored score_file(const ltk::LoadedRun& run, const std::string& path, int64_t batch_size) {
+  Scored s;
+  s.examples = ltk::read_tsv(path);
+  s.data = run.encode(s.examples, path, /*labelled=*/true);
+  s.predictions = ltk::predict(*run.model, *run.task, s.data, batch_size, run.device, run.vocab.size());
+  s.report = run.task->evaluate(s.predictions);
+  return s;
+}
+
+int compare(const cxxopts::ParseResult& args, int64_t batch_size) {
+  auto runs = args["compare"].as<std::vector<std::string>>();
+  if (runs.size() != 2) throw ltk::UsageError("--compare takes two run directories: --compare RUN_A RUN_B");
+  if (!args.count("data")) throw ltk::UsageError("--compare needs --data");
+  auto a = ltk::load_run(runs[0], args["checkpoint"].as<std::string>(), args["device"].as<std::string>());
+  auto b = ltk::load_run(runs[1], args["checkpoint"].as<std::string>(), args["device"].as<std::string>());
+  for (const auto& path : args["data"].as<std::vector<std::string>>()) {
+    auto sa = score_file(a, path, batch_size ? batch_size : a.config.trainer.eval_batch_size);
+    auto sb = score_file(b, path, batch_size ? batch_size : b.config.trainer.eval_batch_size);
+    auto c = ltk::compare_runs(ltk::per_sample_correct(*a.task, sa.data, sa.predictions),
+                               ltk::per_sample_correct(*b.task, sb.data, sb.predictions));
+    std::cerr << fmt::format(
+        "== {}: {} samples\n  A {}: accuracy {:.4f}\n  B {}: accuracy {:.4f}\n  A - B = {:+.4f} (95% paired bootstrap "
+        "[{:+.4f}, {:+.4f}])\n  only A right: {}   only B right: {}   McNemar exact p = {:.4g}\n  {}\n",
+        path, c.samples, runs[0], c.accuracy_a, runs[1], c.accuracy_b, c.accuracy_a - c.accuracy_b, c.diff_low,
+        c.diff_high, c.only_a, c.only_b, c.p_value,
+        c.p_value < 0.05 ? "the difference is significant at the 5% level"
+                         : "the difference is NOT significant at the 5% level");
+    if (args.count("json")) {
+      auto j = c.to_json();
+      j["file"] = path;
+      j["run_a"] = runs[0];
+      j["run_b"] = runs[1];
+      std::cout << j.dump() << std::endl;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   return ltk::app::guarded_main("ltk-eval", [&] {
-    cxxopts::Options options("ltk-eval", "Evaluate a trained run on labelled data (label<TAB>text lines).");
+    cxxopts::Options options("ltk-eval",
+                             "Evaluate a trained run on labelled data (label<TAB>text lines): metrics on stderr (and "
+                             "stdout with --json), misclassified samples and metrics under --out, a report with "
+                             "--report, two runs side by side with --compare.");
     options.add_options()
         ("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())
         ("d,data", "labelled file(s) to score", cxxopts::value<std::vector<std::string>>())
-        ("checkpoint", "best, last, or a weights file", cxxopts::value<std::string>()->default_value("best"))
+        ("checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))
         ("device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))
         ("threads", "LibTorch threads (0 = all cores)", cxxopts::value<int64_t>()->default_value("0"))
         ("batch-size", "evaluation batch size (default: the run's trainer.eval_batch_size)",
          cxxopts::value<int64_t>()->default_value("0"))
         ("json", "print the metrics as one JSON object per file on stdout")
-        ("export", "write the checkpoint for Python into DIR (weights.pt, model.json, vocab.txt, labels.txt) and exit",
+        ("out", "where metrics.json and badcases.tsv go, per data file (default: RUN/eval/FILE-STEM)",
+         cxxopts::value<std::string>())
+        ("report", "write RUN/report.html (training curves, confusions, calibration) from the first --data file")
+        ("compare", "compare two runs on --data: ltk-eval --compare RUN_A RUN_B --data F",
+         cxxopts::value<std::vector<std::string>>())
+        ("export", "write the checkpoint for Python into DIR (weights.pt, model.json, vocab.txt, labels.txt)",
          cxxopts::value<std::string>())
         ("h,help", "show this help");
+    options.parse_positional({"compare"});
     bool help = false;
     auto args = ltk::app::parse(options, argc, argv, help);
     if (help) return 0;
+    ltk::apply_threads(args["threads"].as<int64_t>());
+    int64_t batch_size = args["batch-size"].as<int64_t>();
+    if (batch_size < 0) throw ltk::UsageError("--batch-size must be >= 1");
+    if (args.count("compare")) return compare(args, batch_size);
     if (!args.count("run")) throw ltk::UsageError("--run is required");
     if (!args.count("data") && !args.count("export")) throw ltk::UsageError("--data (or --export) is required");
-    ltk::apply_threads(args["threads"].as<int64_t>());
     auto run = ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
                              args["device"].as<std::string>());
     if (args.count("export")) {
@@ -39,19 +109,29 @@ int main(int argc, char** argv) {
                 << "  model.load_state_dict(torch.load('" << dir << "/weights.pt'))\n";
       if (!args.count("data")) return 0;
     }
-    int64_t batch_size = args["batch-size"].as<int64_t>();
-    if (batch_size < 0) throw ltk::UsageError("--batch-size must be >= 1");
     if (batch_size == 0) batch_size = run.config.trainer.eval_batch_size;
+    bool first = true;
     for (const auto& path : args["data"].as<std::vector<std::string>>()) {
-      auto data = run.encode(ltk::read_tsv(path), path, /*labelled=*/true);
-      auto report = run.task->evaluate(ltk::predict(*run.model, *run.task, data, batch_size, run.device, run.vocab.size()));
-      std::cerr << "== " << path << " (" << run.checkpoint_path << ")\n" << report.table;
-      if (args.count("json")) {
-        auto j = report.metrics;
-        j["file"] = path;
-        j["checkpoint"] = run.checkpoint_path;
-        std::cout << j.dump() << std::endl;
+      Scored s = score_file(run, path, batch_size);
+      std::string stem = fs::path(path).stem().string();
+      std::string out = args.count("out") ? args["out"].as<std::string>() + "/" + stem : run.dir.file("eval/" + stem);
+      fs::create_directories(out);
+      auto bad = ltk::write_badcases(out + "/badcases.tsv", *run.task, run.labels, s.examples, s.data, s.predictions);
+      nlohmann::json j = s.report.metrics;
+      j["file"] = path;
+      j["checkpoint"] = run.checkpoint_path;
+      std::ofstream(out + "/metrics.json") << j.dump(2) << "\n";
+      std::cerr << "== " << path << " (" << run.checkpoint_path << ")\n"
+                << s.report.table << "wrote " << out << "/metrics.json and " << bad << " bad case(s) to " << out
+                << "/badcases.tsv\n";
+      if (args.count("json")) std::cout << j.dump() << std::endl;
+      if (first && args.count("report")) {
+        auto stats = ltk::dataset_stats(stem, s.data);
+        std::string written = ltk::write_run_report(run.dir.path(), ltk::to_json(run.config), &s.report,
+                                                    path + " (" + run.checkpoint_path + ")", stats);
+        std::cerr << "wrote " << written << "\n";
       }
+      first = false;
     }
     return 0;
   });

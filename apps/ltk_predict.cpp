@@ -1,4 +1,4 @@
-// ltk-predict: one JSON line per input text on stdout, in input order.
+// ltk-predict: one JSON line per input on stdout, in input order.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,27 +18,92 @@ namespace {
 struct Pending {
   int64_t line;
   std::string text;
-  std::string error;  // non-empty: the line cannot be scored
+  nlohmann::ordered_json id;  // carried through from the input (null: none)
+  std::string error;          // non-empty: the line cannot be scored
 };
 
-void flush(const ltk::LoadedRun& run, std::vector<Pending>& pending, int64_t batch_size) {
+struct Options {
+  std::string format = "plain";  // plain | tsv | jsonl
+  std::string text_field = "text";
+  std::string id_field = "id";
+  int64_t top_k = 0;
+};
+
+// Turns one input line into a Pending entry; malformed lines get an error, never a crash.
+Pending parse_line(const std::string& raw, int64_t line_no, const Options& o) {
+  Pending p{line_no, "", nullptr, ""};
+  std::string_view line = line_no == 1 ? ltk::utf8::strip_bom(raw) : std::string_view(raw);
+  size_t bad = ltk::utf8::find_invalid(line);
+  if (bad != std::string::npos) {
+    p.error = "invalid UTF-8 at byte " + std::to_string(bad);
+    return p;
+  }
+  if (o.format == "jsonl") {
+    if (ltk::trim(line).empty()) {
+      p.error = "empty line";
+      return p;
+    }
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error&) {
+      p.error = "not a JSON object";
+      return p;
+    }
+    if (!j.is_object()) {
+      p.error = "not a JSON object";
+      return p;
+    }
+    if (j.contains(o.id_field)) p.id = j.at(o.id_field);
+    if (!j.contains(o.text_field) || !j.at(o.text_field).is_string()) {
+      p.error = "no string field '" + o.text_field + "'";
+      return p;
+    }
+    p.text = std::string(ltk::trim(j.at(o.text_field).get<std::string>()));
+  } else if (o.format == "tsv") {
+    // id<TAB>text (a line without a tab is text alone)
+    size_t tab = line.find('\t');
+    if (tab != std::string_view::npos) {
+      p.id = std::string(line.substr(0, tab));
+      line = line.substr(tab + 1);
+    }
+    p.text = std::string(ltk::trim(line));
+  } else {
+    p.text = std::string(ltk::trim(line));
+  }
+  if (p.text.empty() && p.error.empty()) p.error = "empty text";
+  return p;
+}
+
+void flush(const ltk::LoadedRun& run, std::vector<Pending>& pending, int64_t batch_size, const Options& o) {
   std::vector<ltk::Example> examples;
   for (const auto& p : pending)
     if (p.error.empty()) examples.push_back(ltk::Example{"", p.text, p.line});
-  torch::Tensor probs;
+  torch::Tensor scores;
   if (!examples.empty()) {
     auto data = run.encode(examples, "input", /*labelled=*/false);
-    probs = ltk::predict(*run.model, *run.task, data, batch_size, run.device, run.vocab.size()).scores;
+    scores = ltk::predict(*run.model, *run.task, data, batch_size, run.device, run.vocab.size()).scores;
   }
   int64_t row = 0;
   for (const auto& p : pending) {
     nlohmann::ordered_json j;
+    if (!p.id.is_null()) j["id"] = p.id;
     if (!p.error.empty()) {
       j["error"] = p.error;
       j["line"] = p.line;
     } else {
-      auto r = probs[row++].contiguous();
-      j = run.task->prediction(r.data_ptr<float>());
+      auto r = scores[row++].contiguous();
+      auto prediction = run.task->prediction(r.data_ptr<float>());
+      for (auto& [k, v] : prediction.items()) j[k] = v;
+      if (o.top_k > 0 && j.contains("scores")) {
+        std::vector<std::pair<double, std::string>> ranked;
+        for (auto& [label, v] : j["scores"].items()) ranked.emplace_back(v.get<double>(), label);
+        std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+        nlohmann::ordered_json top = nlohmann::ordered_json::array();
+        for (size_t k = 0; k < ranked.size() && k < static_cast<size_t>(o.top_k); ++k)
+          top.push_back({{"label", ranked[k].second}, {"score", ranked[k].first}});
+        j["top"] = top;
+      }
     }
     std::cout << j.dump() << '\n';
   }
@@ -51,23 +116,37 @@ void flush(const ltk::LoadedRun& run, std::vector<Pending>& pending, int64_t bat
 int main(int argc, char** argv) {
   return ltk::app::guarded_main("ltk-predict", [&] {
     cxxopts::Options options("ltk-predict",
-                             "Classify texts, one per line, from --input or stdin. Prints one JSON object per line:\n"
+                             "Classify texts from --input or stdin. Prints one JSON object per input line, in order:\n"
                              "  multiclass and binary: {\"label\": ..., \"score\": ..., \"scores\": {label: probability, ...}}\n"
                              "  multilabel: {\"labels\": [...], \"scores\": {...}};  regression: {\"value\": ...}\n"
-                             "or {\"error\": ..., \"line\": N} for a line that cannot be scored.");
+                             "with \"id\" first when the input has one, \"top\" with --top-k, and\n"
+                             "{\"error\": ..., \"line\": N} in place of a line that cannot be scored.");
     options.add_options()
         ("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())
-        ("i,input", "file of texts, one per line (default: stdin)", cxxopts::value<std::string>())
-        ("checkpoint", "best, last, or a weights file", cxxopts::value<std::string>()->default_value("best"))
+        ("i,input", "input file (default: stdin)", cxxopts::value<std::string>())
+        ("format", "plain (a text per line), tsv (id<TAB>text) or jsonl (objects with text and id fields)",
+         cxxopts::value<std::string>()->default_value("plain"))
+        ("text-field", "jsonl: the field holding the text", cxxopts::value<std::string>()->default_value("text"))
+        ("id-field", "jsonl: the field carried through as \"id\"", cxxopts::value<std::string>()->default_value("id"))
+        ("top-k", "also list the k most probable labels (\"top\")", cxxopts::value<int64_t>()->default_value("0"))
+        ("checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))
         ("device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))
         ("threads", "LibTorch threads (0 = all cores)", cxxopts::value<int64_t>()->default_value("1"))
-        ("batch-size", "texts per batch (default 256; 1 when reading a terminal or pipe, so each line is "
+        ("batch-size", "texts per batch (default 256; 1 when reading a terminal or pipe, so that each line is "
                        "answered at once)", cxxopts::value<int64_t>()->default_value("0"))
         ("h,help", "show this help");
     bool help = false;
     auto args = ltk::app::parse(options, argc, argv, help);
     if (help) return 0;
     if (!args.count("run")) throw ltk::UsageError("--run is required");
+    Options o;
+    o.format = args["format"].as<std::string>();
+    if (o.format != "plain" && o.format != "tsv" && o.format != "jsonl")
+      throw ltk::UsageError("--format must be plain, tsv or jsonl (got '" + o.format + "')");
+    o.text_field = args["text-field"].as<std::string>();
+    o.id_field = args["id-field"].as<std::string>();
+    o.top_k = args["top-k"].as<int64_t>();
+    if (o.top_k < 0) throw ltk::UsageError("--top-k must be >= 0");
     ltk::apply_threads(args["threads"].as<int64_t>());
     auto run = ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
                              args["device"].as<std::string>());
@@ -92,15 +171,10 @@ int main(int argc, char** argv) {
     while (std::getline(*in, line)) {
       ++line_no;
       if (!line.empty() && line.back() == '\r') line.pop_back();
-      std::string_view text = line_no == 1 ? ltk::utf8::strip_bom(line) : std::string_view(line);
-      Pending p{line_no, std::string(ltk::trim(text)), ""};
-      size_t bad = ltk::utf8::find_invalid(p.text);
-      if (p.text.empty()) p.error = "empty text";
-      else if (bad != std::string::npos) p.error = "invalid UTF-8 at byte " + std::to_string(bad);
-      pending.push_back(std::move(p));
-      if (static_cast<int64_t>(pending.size()) >= batch_size) flush(run, pending, batch_size);
+      pending.push_back(parse_line(line, line_no, o));
+      if (static_cast<int64_t>(pending.size()) >= batch_size) flush(run, pending, batch_size, o);
     }
-    if (!pending.empty()) flush(run, pending, batch_size);
+    if (!pending.empty()) flush(run, pending, batch_size, o);
     return 0;
   });
 }

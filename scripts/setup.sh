@@ -13,7 +13,8 @@ packages=(
   fortunes fortunes-min
 )
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(python3-torch)
+  # The reference implementations (PyTorch, scikit-learn) and a browser that renders the report.
+  packages+=(python3-torch python3-sklearn python3-scipy chromium)
 fi
 
 missing=()

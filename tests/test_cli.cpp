@@ -339,3 +339,74 @@ TEST_CASE("progress: a live bar with ETA when asked (or on a terminal), plain li
   CHECK_THAT(lines.err, !Contains("\r") && Contains("[train] epoch 2/2"));
   CHECK_THAT(ltk::test::read_text(dir.file("run/train.log")), !Contains("ETA"));
 }
+
+TEST_CASE("pitfall P12: ltk-eval writes bad cases, ranked confusions and metrics per file", "[cli][eval]") {
+  TempDir dir;
+  std::string run = trained_run(dir);
+  // A file the model must get partly wrong: tech words labelled food.
+  ltk::test::write_file(dir.file("hard.tsv"), "food\tlinux kernel bug\nfood\tbread soup\nsport\tgoal team\n");
+  auto r = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("hard.tsv") + "' --data '" +
+                                   dir.file("valid.tsv") + "' --out '" + dir.file("out") + "' --checkpoint last --json");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(count_lines(r.out) == 2);
+  std::string bad = ltk::test::read_text(dir.file("out/hard/badcases.tsv"));
+  CHECK_THAT(bad, Contains("text\tgold\tpredicted\tconfidence\ttruncated\n") &&
+                      Contains("linux kernel bug\tfood\ttech\t") && !Contains("bread soup"));
+  auto metrics = nlohmann::json::parse(ltk::test::read_text(dir.file("out/hard/metrics.json")));
+  CHECK(metrics["samples"] == 3);
+  CHECK(metrics["top_confusions"][0]["gold"] == "food");
+  CHECK(metrics["top_confusions"][0]["predicted"] == "tech");
+  CHECK(metrics.contains("ece"));
+  CHECK(std::filesystem::exists(dir.file("out/valid/metrics.json")));
+  CHECK_THAT(r.err, Contains("most frequent confusions") && Contains("food -> tech: 1"));
+}
+
+TEST_CASE("cli: ltk-eval --compare reports McNemar and a bootstrap interval", "[cli][eval]") {
+  TempDir dir;
+  std::string good = trained_run(dir);
+  auto weak = run_app("ltk-train", "--config '" + ltk::test::toy_config(dir) + "' --set trainer.epochs=1 "
+                                   "--set optimizer.lr=0.001 --set output_dir=" + dir.file("weak"));
+  REQUIRE(weak.code == 0);
+  auto r = run_app("ltk-eval", "--compare '" + good + "' '" + dir.file("weak") + "' --data '" + dir.file("train.tsv") +
+                                   "' --json");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  auto j = nlohmann::json::parse(r.out);
+  CHECK(j["samples"] == 60);
+  CHECK(j["accuracy_a"] == 1.0);
+  CHECK(j["only_a_right"].get<int>() > j["only_b_right"].get<int>());
+  CHECK(j["mcnemar_p"].get<double>() < 0.05);
+  CHECK(j["bootstrap_95"][0].get<double>() > 0);
+  CHECK_THAT(r.err, Contains("McNemar exact p") && Contains("significant"));
+  auto same = run_app("ltk-eval", "--compare '" + good + "' '" + good + "' --data '" + dir.file("train.tsv") + "' --json");
+  CHECK(nlohmann::json::parse(same.out)["mcnemar_p"] == 1.0);
+  auto one = run_app("ltk-eval", "--compare '" + good + "' --data x");
+  CHECK(one.code == 2);
+}
+
+TEST_CASE("cli: ltk-predict reads TSV and JSONL with ids, lists the top k, and answers bad lines in place", "[cli]") {
+  TempDir dir;
+  std::string run = trained_run(dir);
+  auto j = run_app("ltk-predict", "--run '" + run + "' --format jsonl --top-k 2",
+                   "{\"id\": 7, \"text\": \"goal team\"}\nnot json\n{\"id\": \"x\"}\n{\"text\": \"bread\"}\n");
+  INFO(j.err);
+  REQUIRE(j.code == 0);
+  std::istringstream lines(j.out);
+  std::vector<nlohmann::json> rows;
+  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  REQUIRE(rows.size() == 4);
+  CHECK(rows[0]["id"] == 7);
+  CHECK(rows[0]["label"] == "sport");
+  CHECK(rows[0]["top"].size() == 2);
+  CHECK(rows[0]["top"][0]["label"] == "sport");
+  CHECK(rows[1]["error"] == "not a JSON object");
+  CHECK(rows[2]["id"] == "x");
+  CHECK_THAT(rows[2]["error"].get<std::string>(), Contains("'text'"));
+  CHECK(rows[3]["label"] == "food");
+  auto t = run_app("ltk-predict", "--run '" + run + "' --format tsv", "a1\tcpu memory\nplain words\n");
+  CHECK_THAT(t.out, Contains("{\"id\":\"a1\",\"label\":\"tech\""));
+  CHECK(count_lines(t.out) == 2);
+  auto bad = run_app("ltk-predict", "--run '" + run + "' --format xml");
+  CHECK(bad.code == 2);
+}

@@ -12,6 +12,7 @@
 #include "ltk/core/runtime.h"
 #include "ltk/core/strings.h"
 #include "ltk/eval/evaluator.h"
+#include "ltk/eval/report.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/models/registry.h"
 #include "ltk/train/trainer.h"
@@ -194,6 +195,23 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
     run.append_metrics(record);
     summary.test = report;
   }
+  // The report: the test split when there is one, else the validation split, with the best weights.
+  std::vector<std::pair<std::string, std::string>> stats = {
+      {"vocabulary", fmt::format("{} tokens", vocab.size())}, {"labels", fmt::format("{}", labels.size())}};
+  for (const auto& [name, set] : {std::pair<const char*, const TextDataset*>{"train", &train_set},
+                                  {"valid", valid_set ? &*valid_set : nullptr},
+                                  {"test", test_set ? &*test_set : nullptr}})
+    if (set) for (auto& row : dataset_stats(name, *set)) stats.push_back(row);
+  std::optional<EvalReport> shown = summary.test;
+  std::string shown_name = "test: " + config.data.test;
+  if (!shown && valid_set) {
+    load_weights(*model, run.checkpoint("best"));
+    shown = task->evaluate(predict(*model, *task, *valid_set, config.trainer.eval_batch_size, device, vocab.size()));
+    shown_name = "valid: " + config.data.valid;
+  }
+  std::string report_path = write_run_report(run.path(), to_json(config), shown ? &*shown : nullptr,
+                                             shown_name + " (best checkpoint)", stats);
+  log::info("[report] {}", report_path);
   return summary;
 }
 

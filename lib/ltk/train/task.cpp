@@ -10,6 +10,7 @@
 #include "ltk/core/error.h"
 #include "ltk/core/strings.h"
 #include "ltk/eval/metrics.h"
+#include "ltk/eval/scores.h"
 
 namespace ltk {
 
@@ -177,6 +178,54 @@ nlohmann::ordered_json MulticlassTask::prediction(const float* scores) const {
   return j;
 }
 
+// Averages over classes (macro = unweighted over the classes present, weighted = by support) and
+// the most frequent confusions.
+static void add_class_averages(EvalReport& r, const LabelMap& labels) {
+  const auto& per = r.metrics.at("per_class");
+  double wp = 0, wr = 0, wf = 0, mp = 0, mr = 0, n = 0;
+  int present = 0;
+  for (const auto& name : labels.names()) {
+    const auto& c = per.at(name);
+    double support = c.at("support").get<double>();
+    wp += c.at("precision").get<double>() * support;
+    wr += c.at("recall").get<double>() * support;
+    wf += c.at("f1").get<double>() * support;
+    n += support;
+  }
+  const auto& confusion = r.metrics.at("confusion");
+  const size_t C = labels.names().size();
+  for (size_t c = 0; c < C; ++c) {
+    double predicted = 0;
+    for (size_t g = 0; g < C; ++g) predicted += confusion[g][c].get<double>();
+    if (per.at(labels.name(static_cast<int64_t>(c))).at("support").get<double>() > 0 || predicted > 0) {
+      mp += per.at(labels.name(static_cast<int64_t>(c))).at("precision").get<double>();
+      mr += per.at(labels.name(static_cast<int64_t>(c))).at("recall").get<double>();
+      ++present;
+    }
+  }
+  r.metrics["macro_precision"] = present ? mp / present : 0.0;
+  r.metrics["macro_recall"] = present ? mr / present : 0.0;
+  r.metrics["micro_f1"] = r.metrics.at("accuracy");  // single-label: micro P = R = F1 = accuracy
+  r.metrics["weighted_precision"] = n ? wp / n : 0.0;
+  r.metrics["weighted_recall"] = n ? wr / n : 0.0;
+  r.metrics["weighted_f1"] = n ? wf / n : 0.0;
+  std::vector<std::tuple<int64_t, size_t, size_t>> pairs;
+  for (size_t g = 0; g < C; ++g)
+    for (size_t q = 0; q < C; ++q)
+      if (g != q && confusion[g][q].get<int64_t>() > 0) pairs.emplace_back(confusion[g][q].get<int64_t>(), g, q);
+  std::stable_sort(pairs.begin(), pairs.end(), [](const auto& a, const auto& b) { return std::get<0>(a) > std::get<0>(b); });
+  nlohmann::json ranked = nlohmann::json::array();
+  std::string lines;
+  for (size_t i = 0; i < pairs.size() && i < 10; ++i) {
+    auto [count, g, q] = pairs[i];
+    ranked.push_back({{"gold", labels.name(static_cast<int64_t>(g))}, {"predicted", labels.name(static_cast<int64_t>(q))},
+                      {"count", count}});
+    lines += fmt::format("  {} -> {}: {}\n", labels.name(static_cast<int64_t>(g)), labels.name(static_cast<int64_t>(q)), count);
+  }
+  r.metrics["top_confusions"] = ranked;
+  if (!lines.empty()) r.table += "most frequent confusions (gold -> predicted):\n" + lines;
+}
+
 static EvalReport classification_report(const std::vector<int64_t>& gold, const std::vector<int64_t>& pred,
                                         const LabelMap& labels, double loss) {
   auto m = classification_metrics(gold, pred, labels.size());
@@ -189,7 +238,23 @@ EvalReport MulticlassTask::evaluate(const Predictions& p) const {
   auto gold = p.targets.contiguous();
   std::vector<int64_t> g(gold.data_ptr<int64_t>(), gold.data_ptr<int64_t>() + gold.numel());
   std::vector<int64_t> q(pred.data_ptr<int64_t>(), pred.data_ptr<int64_t>() + pred.numel());
-  return classification_report(g, q, labels_, p.samples ? p.loss_sum / static_cast<double>(p.samples) : 0.0);
+  auto r = classification_report(g, q, labels_, p.samples ? p.loss_sum / static_cast<double>(p.samples) : 0.0);
+  add_class_averages(r, labels_);
+  const int64_t C = labels_.size(), N = static_cast<int64_t>(g.size());
+  for (int64_t k : {3, 5}) {
+    if (k >= C || N == 0) continue;
+    auto topk = std::get<1>(p.scores.topk(k, 1));
+    double hit = (topk == gold.unsqueeze(1)).any(1).to(torch::kDouble).mean().item<double>();
+    r.metrics[fmt::format("top{}_accuracy", k)] = hit;
+  }
+  auto conf = std::get<0>(p.scores.max(1)).to(torch::kDouble).contiguous();
+  std::vector<double> c(conf.data_ptr<double>(), conf.data_ptr<double>() + N);
+  std::vector<int> correct(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) correct[i] = g[i] == q[i];
+  auto cal = calibration(c, correct);
+  r.metrics["ece"] = cal.ece;
+  r.metrics["calibration"] = cal.to_json();
+  return r;
 }
 
 // ---- binary ----
@@ -252,8 +317,28 @@ EvalReport BinaryTask::evaluate(const Predictions& p) const {
     q.push_back(probs.data_ptr<float>()[i] >= config_.threshold ? positive_ : negative);
   }
   auto r = classification_report(g, q, labels_, p.samples ? p.loss_sum / static_cast<double>(p.samples) : 0.0);
+  add_class_averages(r, labels_);
   r.metrics["threshold"] = config_.threshold;
   r.metrics["positive_label"] = labels_.name(positive_);
+  std::vector<double> score(probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());
+  std::vector<int> truth, correct;
+  std::vector<double> conf;
+  for (size_t i = 0; i < score.size(); ++i) {
+    truth.push_back(g[i] == positive_);
+    correct.push_back(g[i] == q[i]);
+    conf.push_back(q[i] == positive_ ? score[i] : 1.0 - score[i]);
+  }
+  r.metrics["roc_auc"] = roc_auc(score, truth);
+  r.metrics["pr_auc"] = average_precision(score, truth);
+  auto sweep = threshold_sweep(score, truth);
+  r.metrics["best_threshold"] = {{"threshold", sweep.best.threshold}, {"f1", sweep.best.f1},
+                                 {"precision", sweep.best.precision}, {"recall", sweep.best.recall}};
+  auto cal = calibration(conf, correct);
+  r.metrics["ece"] = cal.ece;
+  r.metrics["calibration"] = cal.to_json();
+  r.table += fmt::format("roc_auc {:.4f}  pr_auc {:.4f}  best F1 {:.4f} at threshold {:.4f}  ece {:.4f}\n",
+                         r.metrics["roc_auc"].get<double>(), r.metrics["pr_auc"].get<double>(), sweep.best.f1,
+                         sweep.best.threshold, cal.ece);
   return r;
 }
 
@@ -324,10 +409,21 @@ EvalReport MultilabelTask::evaluate(const Predictions& p) const {
   }
   double macro = present ? macro_sum / present : 0.0;
   double loss = p.samples ? p.loss_sum / static_cast<double>(p.samples) : 0.0;
+  auto flat = p.scores.to(torch::kDouble).contiguous().view(-1);
+  auto flat_gold = gold.contiguous().view(-1), flat_pred = pred.contiguous().view(-1);
+  std::vector<double> conf;
+  std::vector<int> correct;
+  for (int64_t i = 0; i < flat.numel(); ++i) {
+    double s = flat[i].item<double>();
+    conf.push_back(std::max(s, 1.0 - s));
+    correct.push_back(flat_gold[i].item<bool>() == flat_pred[i].item<bool>());
+  }
+  auto cal = calibration(conf, correct);
   EvalReport r;
   r.metrics = {{"samples", N},        {"accuracy", exact}, {"subset_accuracy", exact}, {"hamming_loss", hamming},
                {"micro_f1", micro},   {"macro_f1", macro}, {"loss", loss},             {"per_class", per},
-               {"threshold", config_.threshold}, {"labels", labels_.names()}};
+               {"threshold", config_.threshold}, {"labels", labels_.names()}, {"ece", cal.ece},
+               {"calibration", cal.to_json()}};
   r.table = fmt::format("samples {}  subset_accuracy {:.4f}  hamming_loss {:.4f}  micro_f1 {:.4f}  macro_f1 {:.4f}  "
                         "loss {:.4f}\n",
                         N, exact, hamming, micro, macro, loss) +
@@ -388,9 +484,14 @@ EvalReport RegressionTask::evaluate(const Predictions& p) const {
   double mae = n ? err.abs().mean().item<double>() : 0.0;
   double rmse = n ? std::sqrt(err.pow(2).mean().item<double>()) : 0.0;
   double loss = p.samples ? p.loss_sum / static_cast<double>(p.samples) : 0.0;
+  auto pc = pred.contiguous(), gc = gold.contiguous();
+  std::vector<double> x(pc.data_ptr<double>(), pc.data_ptr<double>() + n), y(gc.data_ptr<double>(), gc.data_ptr<double>() + n);
+  double r2 = r2_score(y, x), pr = pearson(y, x), sp = spearman(y, x);
   EvalReport r;
-  r.metrics = {{"samples", n}, {"mae", mae}, {"rmse", rmse}, {"loss", loss}};
-  r.table = fmt::format("samples {}  mae {:.4f}  rmse {:.4f}  loss {:.4f}\n", n, mae, rmse, loss);
+  r.metrics = {{"samples", n}, {"mae", mae},      {"rmse", rmse},    {"r2", r2},
+               {"pearson", pr}, {"spearman", sp}, {"loss", loss}};
+  r.table = fmt::format("samples {}  mae {:.4f}  rmse {:.4f}  r2 {:.4f}  pearson {:.4f}  spearman {:.4f}  loss {:.4f}\n",
+                        n, mae, rmse, r2, pr, sp, loss);
   return r;
 }
 

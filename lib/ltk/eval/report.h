@@ -1,0 +1,53 @@
+// Result analysis files: the misclassified samples (badcases.tsv) and a self-contained HTML
+// report (inline SVG, no network, no scripts) with training curves, confusion heatmap, per-class
+// F1, reliability diagram, the config and the data statistics.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "ltk/data/dataset.h"
+#include "ltk/data/reader.h"
+#include "ltk/train/task.h"
+
+namespace ltk {
+
+/// Writes the samples the model got wrong, most confident first: text, gold, predicted,
+/// confidence, truncated (multiclass/binary: wrong label; multilabel: any label wrong;
+/// regression: the `limit` largest absolute errors). Returns how many rows were written.
+int64_t write_badcases(const std::string& path, const Task& task, const LabelMap& labels,
+                       const std::vector<Example>& examples, const TextDataset& data, const Predictions& p,
+                       int64_t limit = 1000);
+
+struct ReportInput {
+  std::string title;
+  nlohmann::json config;                  ///< the resolved config
+  std::vector<nlohmann::json> records;    ///< metrics.jsonl
+  nlohmann::json evaluation;              ///< EvalReport::metrics of the evaluated split (may be null)
+  std::string evaluation_name;            ///< e.g. "test: data/fortunes_en/test.tsv"
+  std::vector<std::pair<std::string, std::string>> data_stats;  ///< (name, value) rows
+};
+
+/// The report as one HTML document.
+std::string render_report(const ReportInput& input);
+
+/// Writes <run_dir>/report.html (or `path` when given) from the run's config and metrics.jsonl
+/// and an evaluation. Returns the path written.
+std::string write_run_report(const std::string& run_dir, const nlohmann::json& config, const EvalReport* evaluation,
+                             const std::string& evaluation_name,
+                             const std::vector<std::pair<std::string, std::string>>& data_stats,
+                             const std::string& path = "");
+
+/// Whether each sample was predicted right: the label (multiclass, binary) or the exact label set
+/// (multilabel). A regression task has no right or wrong: a ConfigError.
+std::vector<int> per_sample_correct(const Task& task, const TextDataset& data, const Predictions& p);
+
+/// Data statistics rows for the report: samples, tokens per sample, truncated samples.
+std::vector<std::pair<std::string, std::string>> dataset_stats(const std::string& name, const TextDataset& data);
+
+/// Reads metrics.jsonl (one JSON object per line); a malformed line names file:line.
+std::vector<nlohmann::json> read_jsonl(const std::string& path);
+
+}  // namespace ltk

@@ -1,0 +1,204 @@
+// Evaluation: metrics against scikit-learn, calibration, and the evaluator's memory behaviour.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+
+#include "ltk/eval/evaluator.h"
+#include "ltk/eval/scores.h"
+#include "ltk/models/registry.h"
+#include "ltk/train/task.h"
+#include "test_util.h"
+
+using Catch::Matchers::Contains;
+using nlohmann::json;
+
+TEST_CASE("metrics: every task's figures agree with scikit-learn on random data", "[eval][sklearn]") {
+  std::mt19937 rng(11);
+  json cases = json::array();
+  for (int rep = 0; rep < 3; ++rep) {
+    // binary, with tied scores
+    ltk::TaskConfig bc;
+    bc.type = "binary";
+    ltk::BinaryTask binary(bc, ltk::LabelMap::from_labels({"neg", "pos"}));
+    const int64_t N = 200;
+    ltk::Predictions p;
+    p.scores = (torch::rand({N, 1}) * 20).round() / 20;
+    p.targets = torch::randint(0, 2, {N}).to(torch::kFloat);
+    p.samples = N;
+    auto r = binary.evaluate(p);
+    json c = {{"kind", "binary"}};
+    std::vector<int> truth, correct;
+    std::vector<double> scores, conf;
+    for (int64_t i = 0; i < N; ++i) {
+      double s = p.scores[i][0].item<double>();
+      int y = p.targets[i].item<float>() > 0.5f;
+      int q = s >= 0.5;
+      scores.push_back(s);
+      truth.push_back(y);
+      correct.push_back(q == y);
+      conf.push_back(q ? s : 1 - s);
+    }
+    c["scores"] = scores;
+    c["truth"] = truth;
+    c["conf"] = conf;
+    c["correct"] = correct;
+    c["roc_auc"] = r.get("roc_auc");
+    c["pr_auc"] = r.get("pr_auc");
+    c["best_f1"] = r.metrics["best_threshold"]["f1"];
+    c["ece"] = r.get("ece");
+    cases.push_back(c);
+
+    // multiclass
+    auto labels = ltk::LabelMap::from_labels({"a", "b", "c", "d", "e", "f"});
+    ltk::TaskConfig mc;
+    ltk::MulticlassTask multi(mc, labels);
+    ltk::Predictions m;
+    m.scores = torch::softmax(torch::randn({N, 6}) * 2, 1);
+    m.targets = torch::randint(0, 6, {N});
+    m.samples = N;
+    auto mr = multi.evaluate(m);
+    json mcase = {{"kind", "multiclass"}};
+    std::vector<std::vector<double>> probs;
+    for (int64_t i = 0; i < N; ++i) {
+      std::vector<double> row;
+      for (int64_t k = 0; k < 6; ++k) row.push_back(m.scores[i][k].item<float>());
+      probs.push_back(row);
+    }
+    auto pred = m.scores.argmax(1);
+    mcase["probs"] = probs;
+    mcase["gold"] = std::vector<int64_t>(m.targets.data_ptr<int64_t>(), m.targets.data_ptr<int64_t>() + N);
+    mcase["pred"] = std::vector<int64_t>(pred.data_ptr<int64_t>(), pred.data_ptr<int64_t>() + N);
+    for (const char* k : {"accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "micro_f1",
+                          "top3_accuracy", "ece"})
+      mcase[k] = mr.get(k);
+    cases.push_back(mcase);
+
+    // multilabel
+    ltk::TaskConfig lc;
+    lc.type = "multilabel";
+    ltk::MultilabelTask ml(lc, ltk::LabelMap::from_labels({"x", "y", "z", "w"}));
+    ltk::Predictions l;
+    l.scores = torch::rand({N, 4});
+    l.targets = torch::randint(0, 2, {N, 4}).to(torch::kFloat);
+    l.samples = N;
+    auto lr = ml.evaluate(l);
+    auto lp = (l.scores >= 0.5).to(torch::kLong);
+    json lcase = {{"kind", "multilabel"}};
+    std::vector<std::vector<int64_t>> gold_rows, pred_rows;
+    for (int64_t i = 0; i < N; ++i) {
+      std::vector<int64_t> gr, pr;
+      for (int64_t k = 0; k < 4; ++k) {
+        gr.push_back(l.targets[i][k].item<float>() > 0.5f);
+        pr.push_back(lp[i][k].item<int64_t>());
+      }
+      gold_rows.push_back(gr);
+      pred_rows.push_back(pr);
+    }
+    lcase["gold"] = gold_rows;
+    lcase["pred"] = pred_rows;
+    for (const char* k : {"subset_accuracy", "hamming_loss", "micro_f1", "macro_f1"}) lcase[k] = lr.get(k);
+    cases.push_back(lcase);
+
+    // regression
+    ltk::TaskConfig rc;
+    rc.type = "regression";
+    ltk::RegressionTask reg(rc);
+    ltk::Predictions g;
+    g.targets = torch::randn({N});
+    g.scores = (g.targets + torch::randn({N}) * 0.5).round().unsqueeze(1);  // ties for Spearman
+    g.samples = N;
+    auto gr = reg.evaluate(g);
+    json gcase = {{"kind", "regression"}};
+    std::vector<double> t, q;
+    for (int64_t i = 0; i < N; ++i) {
+      t.push_back(g.targets[i].item<float>());
+      q.push_back(g.scores[i][0].item<float>());
+    }
+    gcase["truth"] = t;
+    gcase["pred"] = q;
+    for (const char* k : {"mae", "rmse", "r2", "pearson", "spearman"}) gcase[k] = gr.get(k);
+    cases.push_back(gcase);
+  }
+  ltk::test::TempDir dir;
+  ltk::test::write_file(dir.file("cases.json"), cases.dump());
+  std::string cmd = "/usr/bin/python3 '" LTK_SOURCE_DIR "/tests/metrics/check_sklearn.py' '" + dir.file("cases.json") +
+                    "' > '" + dir.file("out.txt") + "' 2>&1";
+  int status = std::system(cmd.c_str());
+  std::string out = ltk::test::read_text(dir.file("out.txt"));
+  INFO(out);
+  CHECK(status == 0);
+  CHECK_THAT(out, Contains("sklearn: 0 mismatches"));
+}
+
+TEST_CASE("calibration: equal-width bins and the expected calibration error", "[eval]") {
+  auto c = ltk::calibration({0.95, 0.95, 0.55, 0.55, 1.0}, {1, 0, 1, 1, 1}, 10);
+  CHECK(c.bins[9].count == 3);
+  CHECK(c.bins[5].count == 2);
+  CHECK(c.bins[5].accuracy == Approx(1.0));
+  double expected = (std::fabs(2.0 / 3 - (0.95 + 0.95 + 1.0) / 3) * 3 + std::fabs(1.0 - 0.55) * 2) / 5;
+  CHECK(c.ece == Approx(expected));
+  CHECK(ltk::roc_auc({0.1, 0.4, 0.35, 0.8}, {0, 0, 1, 1}) == Approx(0.75));
+  CHECK(std::isnan(ltk::roc_auc({0.1, 0.2}, {1, 1})));
+}
+
+namespace {
+int64_t rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+}  // namespace
+
+TEST_CASE("pitfall P6: evaluation memory stays flat over a long file (no graph, outputs on the CPU)", "[eval][memory]") {
+  torch::manual_seed(1);
+  nlohmann::json section = {{"type", "bow"}, {"embed_dim", 512}, {"hidden_dim", 512}};
+  auto model = ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{100, 3, 0, nullptr});
+  model->train();  // predict() must switch to eval and to no-grad by itself
+  ltk::MulticlassTask task(3, "mean");
+  auto make = [](int64_t n) {
+    ltk::TextDataset d;
+    d.set_source("mem", ltk::TargetKind::class_id, 3);
+    for (int64_t i = 0; i < n; ++i) d.add({2 + static_cast<int32_t>(i % 90), 5, 7}, 3, {i % 3}, 0.f, i + 1);
+    return d;
+  };
+  auto small = make(2000), large = make(40000);
+  ltk::predict(*model, task, small, 256, torch::kCPU, 100);  // warm the allocator
+  int64_t before = rss_bytes();
+  ltk::predict(*model, task, small, 256, torch::kCPU, 100);
+  int64_t after_small = rss_bytes();
+  auto p = ltk::predict(*model, task, large, 256, torch::kCPU, 100);
+  int64_t after_large = rss_bytes();
+  CHECK(p.scores.size(0) == 40000);
+  CHECK_FALSE(p.scores.requires_grad());
+  // A kept graph would hold ~1.5 MB of activations per batch (157 batches: ~240 MB); the outputs
+  // themselves are 40000 x 3 floats.
+  INFO("rss growth small " << (after_small - before) << " large " << (after_large - after_small));
+  CHECK(after_large - after_small < 40LL * 1024 * 1024);
+  CHECK(model->is_training());
+}
+
+TEST_CASE("report: report.html is self-contained and renders in headless Chromium", "[eval][report]") {
+  ltk::test::TempDir dir;
+  auto r = ltk::test::run_app("ltk-train", "--config '" + ltk::test::toy_config(dir) + "' --set trainer.epochs=3");
+  REQUIRE(r.code == 0);
+  std::string html = ltk::test::read_text(dir.file("run/report.html"));
+  CHECK_THAT(html, Contains("<svg") && Contains("Confusion matrix") && Contains("Reliability") &&
+                       Contains("F1 per class") && Contains("Learning rate") && Contains("&quot;epochs&quot;"));
+  CHECK_THAT(html, !Contains("<script") && !Contains("src=") && !Contains("href="));
+  std::string png = dir.file("shot.png");
+  std::string cmd = "timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+                    "--disable-background-networking --disable-component-update --disable-sync --hide-scrollbars "
+                    "--user-data-dir='" + dir.file("profile") + "' --window-size=1200,1600 --screenshot='" + png +
+                    "' 'file://" + dir.file("run/report.html") + "' > /dev/null 2>&1 && /usr/bin/python3 '" LTK_SOURCE_DIR
+                    "/tests/metrics/png_colors.py' '" + png + "' > '" + dir.file("colors.txt") + "' 2>&1";
+  int status = std::system(cmd.c_str());
+  std::string colors = ltk::test::read_text(dir.file("colors.txt"));
+  INFO(colors);
+  REQUIRE(status == 0);
+  int n = std::atoi(colors.substr(colors.find(' ') + 1).c_str());
+  CHECK(n > 50);  // a blank page has 1
+}
