@@ -2,6 +2,12 @@
 
 #include "ltk/config/config.h"
 #include "ltk/core/error.h"
+#include "ltk/core/runtime.h"
+#include "ltk/io/checkpoint.h"
+
+#include <torch/cuda.h>
+
+#include <filesystem>
 #include "test_util.h"
 
 using ltk::ConfigError;
@@ -104,4 +110,25 @@ TEST_CASE("config: a JSON syntax error names file:line:column", "[config]") {
   ltk::test::write_file(dir.file("ok.json"), R"({"data": {"train": "x"}})");
   CHECK(ltk::load_config(dir.file("ok.json"), {"trainer.epochs=2"}).trainer.epochs == 2);
   CHECK(ltk::load_config(dir.file("ok.json")).name == "ok");
+}
+
+TEST_CASE("runtime: devices are parsed and checked", "[config][runtime]") {
+  CHECK(ltk::resolve_device("cpu").is_cpu());
+  CHECK(ltk::resolve_device("auto").type() == (torch::cuda::is_available() ? torch::kCUDA : torch::kCPU));
+  REQUIRE_THROWS_WITH(ltk::resolve_device("gpu"), Contains("'device'") && Contains("unknown device 'gpu'"));
+  if (!torch::cuda::is_available()) {
+    REQUIRE_THROWS_WITH(ltk::resolve_device("cuda"), Contains("no CUDA device") && Contains("\"cpu\""));
+  } else {
+    CHECK(ltk::resolve_device("cuda") == torch::Device(torch::kCUDA, 0));  // "cuda" is cuda:0
+  }
+}
+
+TEST_CASE("io: remove_tree removes nested directories and ignores missing paths", "[config][io]") {
+  ltk::test::TempDir dir;
+  std::filesystem::create_directories(dir.file("a/b/c"));
+  ltk::test::write_file(dir.file("a/b/c/f.txt"), "x");
+  ltk::test::write_file(dir.file("a/g.txt"), "y");
+  ltk::remove_tree(dir.file("a"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("a")));
+  CHECK_NOTHROW(ltk::remove_tree(dir.file("missing")));
 }

@@ -14,7 +14,7 @@
 namespace ltk {
 
 torch::Device resolve_device(const std::string& spec, const std::string& key) {
-  if (spec == "auto") return torch::cuda::is_available() ? torch::Device("cuda") : torch::Device("cpu");
+  if (spec == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device("cpu");
   if (spec == "cpu") return torch::Device("cpu");
   if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
     if (!torch::cuda::is_available())
@@ -29,7 +29,8 @@ torch::Device resolve_device(const std::string& spec, const std::string& key) {
     if (device.has_index() && device.index() >= static_cast<int>(torch::cuda::device_count()))
       throw ConfigError(fmt::format("config key '{}': '{}' asked for, but only {} CUDA device(s) exist",
                                     key, spec, torch::cuda::device_count()));
-    return device;
+    // "cuda" means cuda:0: tensors moved there report index 0, and devices are compared exactly.
+    return device.has_index() ? device : torch::Device(torch::kCUDA, 0);
   }
   throw ConfigError("config key '" + key + "': unknown device '" + spec +
                     "'; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"");

@@ -10,6 +10,11 @@
 
 namespace ltk {
 
+/// Removes a file or a directory tree; a missing path is fine. Throws Error naming the path.
+/// (POSIX nftw rather than std::filesystem::remove_all, which crashed in a CUDA build linked
+/// against a PyTorch wheel's LibTorch.)
+void remove_tree(const std::string& path);
+
 /// Writes `data` to `path` through a temporary file and a rename.
 void write_file_atomic(const std::string& path, const std::string& data);
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ltk/core/error.h"
+#include "ltk/io/checkpoint.h"
 
 namespace ltk {
 
@@ -17,8 +18,7 @@ RunDirectory RunDirectory::create(const std::string& path, bool overwrite) {
     if (!overwrite)
       throw ConfigError("run directory " + path + " already holds a run; pass --overwrite to replace it, "
                         "or choose another output_dir (e.g. --set output_dir=" + path + "-2)");
-    fs::remove_all(path, ec);
-    if (ec) throw Error("cannot remove " + path + ": " + ec.message());
+    remove_tree(path);
   }
   fs::create_directories(path + "/checkpoints", ec);
   if (ec) throw Error("cannot create run directory " + path + ": " + ec.message());

@@ -182,7 +182,7 @@ void Trainer::write_checkpoint(bool improved) {
   std::string name = RunDirectory::step_dir_name(state_.step);
   std::string dir = run_.file("checkpoints/" + name), tmp = dir + ".tmp";
   state_.metrics_bytes = fs::exists(run_.metrics_path()) ? fs::file_size(run_.metrics_path()) : 0;
-  fs::remove_all(tmp);
+  remove_tree(tmp);
   fs::create_directories(tmp);
   save_weights(*model_, tmp + "/weights.pt");
   if (env_step("LTK_TEST_KILL_IN_CHECKPOINT") == state_.step) std::raise(SIGKILL);
@@ -193,7 +193,7 @@ void Trainer::write_checkpoint(bool improved) {
   write_file_atomic(tmp + "/state.pt", std::string(bytes.begin(), bytes.end()));
   nlohmann::json meta = {{"step", state_.step}, {"epoch", state_.epoch}, {"state", state_.to_json()}};
   write_file_atomic(tmp + "/meta.json", meta.dump(2) + "\n");
-  fs::remove_all(dir);
+  remove_tree(dir);
   fs::rename(tmp, dir);
   // The pointers move only once the directory is complete: a crash leaves the previous one.
   nlohmann::json pointer = {{"dir", name}, {"step", state_.step}, {"epoch", state_.epoch}};
@@ -211,7 +211,7 @@ void Trainer::write_checkpoint(bool improved) {
   for (const auto& [v, s] : state_.kept) keep.insert(RunDirectory::step_dir_name(s));
   for (const auto& e : fs::directory_iterator(run_.file("checkpoints"))) {
     std::string f = e.path().filename().string();
-    if (e.is_directory() && f.rfind("step-", 0) == 0 && !keep.count(f)) fs::remove_all(e.path());
+    if (e.is_directory() && f.rfind("step-", 0) == 0 && !keep.count(f)) remove_tree(e.path().string());
   }
 }
 
