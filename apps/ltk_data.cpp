@@ -9,6 +9,7 @@
 #include "ltk/config/config.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/dataset.h"
+#include "ltk/data/formats.h"
 #include "ltk/data/split.h"
 #include "ltk/data/tokenizer.h"
 
@@ -93,7 +94,7 @@ int cmd_split(int argc, char** argv) {
   auto args = ltk::app::parse(options, argc, argv, help);
   if (help) return 0;
   if (!args.count("input") || !args.count("out")) throw ltk::UsageError("--input and --out are required");
-  write_splits(ltk::read_tsv(args["input"].as<std::string>()), args["out"].as<std::string>(),
+  write_splits(ltk::read_examples(args["input"].as<std::string>(), ltk::ReaderOptions{}).examples, args["out"].as<std::string>(),
                args["ratios"].as<std::string>(), args["seed"].as<uint64_t>());
   return 0;
 }
@@ -146,7 +147,7 @@ int cmd_stats(int argc, char** argv) {
   auto tokenizer = ltk::make_tokenizer(tokenizer_from_args(args));
   int64_t max_len = args["max-len"].as<int64_t>();
   for (const auto& path : args["files"].as<std::vector<std::string>>()) {
-    auto examples = ltk::read_tsv(path);
+    auto examples = ltk::read_examples(path, ltk::ReaderOptions{}).examples;
     std::map<std::string, int64_t> labels;
     std::vector<int64_t> lengths;
     std::string scratch;

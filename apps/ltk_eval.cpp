@@ -8,6 +8,7 @@
 
 #include "app.h"
 #include "ltk/core/runtime.h"
+#include "ltk/data/formats.h"
 #include "ltk/eval/compare.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
@@ -24,9 +25,13 @@ struct Scored {
   ltk::EvalReport report;
 };
 
-Scored score_file(const ltk::LoadedRun& run, const std::string& path, int64_t batch_size) {
+Scored score_file(const ltk::LoadedRun& run, const std::string& path, int64_t batch_size, const std::string& format) {
   Scored s;
-  s.examples = ltk::read_tsv(path);
+  auto options = ltk::reader_options(run.config.data, run.config.task);
+  options.format = format.empty() ? "auto" : format;  // eval files may come in another format
+  auto read = ltk::read_examples(path, options);
+  if (read.skipped) std::cerr << path << ": skipped " << read.skipped << " bad row(s); the first: " << read.first_skip << "\n";
+  s.examples = std::move(read.examples);
   s.data = run.encode(s.examples, path, /*labelled=*/true);
   s.predictions = ltk::predict(*run.model, *run.task, s.data, batch_size, run.device, run.vocab.size());
   s.report = run.task->evaluate(s.predictions);
@@ -40,8 +45,8 @@ int compare(const cxxopts::ParseResult& args, int64_t batch_size) {
   auto a = ltk::load_run(runs[0], args["checkpoint"].as<std::string>(), args["device"].as<std::string>());
   auto b = ltk::load_run(runs[1], args["checkpoint"].as<std::string>(), args["device"].as<std::string>());
   for (const auto& path : args["data"].as<std::vector<std::string>>()) {
-    auto sa = score_file(a, path, batch_size ? batch_size : a.config.trainer.eval_batch_size);
-    auto sb = score_file(b, path, batch_size ? batch_size : b.config.trainer.eval_batch_size);
+    auto sa = score_file(a, path, batch_size ? batch_size : a.config.trainer.eval_batch_size, args["format"].as<std::string>());
+    auto sb = score_file(b, path, batch_size ? batch_size : b.config.trainer.eval_batch_size, args["format"].as<std::string>());
     auto c = ltk::compare_runs(ltk::per_sample_correct(*a.task, sa.data, sa.predictions),
                                ltk::per_sample_correct(*b.task, sb.data, sb.predictions));
     std::cerr << fmt::format(
@@ -73,6 +78,8 @@ int main(int argc, char** argv) {
     options.add_options()
         ("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())
         ("d,data", "labelled file(s) to score", cxxopts::value<std::vector<std::string>>())
+        ("format", "format of the --data files: auto (by extension), tsv, csv or jsonl; columns and fields as in "
+                   "the run's config", cxxopts::value<std::string>()->default_value("auto"))
         ("checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))
         ("device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))
         ("threads", "LibTorch threads (0 = all cores)", cxxopts::value<int64_t>()->default_value("0"))
@@ -112,7 +119,7 @@ int main(int argc, char** argv) {
     if (batch_size == 0) batch_size = run.config.trainer.eval_batch_size;
     bool first = true;
     for (const auto& path : args["data"].as<std::vector<std::string>>()) {
-      Scored s = score_file(run, path, batch_size);
+      Scored s = score_file(run, path, batch_size, args["format"].as<std::string>());
       std::string stem = fs::path(path).stem().string();
       std::string out = args.count("out") ? args["out"].as<std::string>() + "/" + stem : run.dir.file("eval/" + stem);
       fs::create_directories(out);

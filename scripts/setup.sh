@@ -10,7 +10,7 @@ packages=(
   # Debian's LibTorch calls the system BLAS: without this it gets the slow reference one.
   libopenblas0-openmp
   # Real corpora.
-  fortunes fortunes-min
+  fortunes fortunes-min fortunes-zh
 )
 if [[ "${1:-}" == "--test" ]]; then
   # The reference implementations (PyTorch, scikit-learn) and a browser that renders the report.

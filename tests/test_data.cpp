@@ -4,6 +4,7 @@
 
 #include "ltk/core/error.h"
 #include "ltk/data/dataset.h"
+#include "ltk/data/formats.h"
 #include "ltk/data/reader.h"
 #include "ltk/data/split.h"
 #include "ltk/data/tokenizer.h"
@@ -219,4 +220,64 @@ TEST_CASE("fortunes: quotes separated by % lines, whitespace folded", "[data][sp
   CHECK(q[0].text == "First quote line two");
   CHECK(q[1].text == "Second");
   CHECK(q[1].line == 5);
+}
+
+TEST_CASE("formats: CSV with RFC 4180 quoting, a header and columns by name", "[data][formats]") {
+  TempDir dir;
+  write_file(dir.file("a.csv"), "id,text,label\r\n1,\"Hello, \"\"world\"\"\",pos\r\n2,\"two\nlines\",neg\r\n3,plain,pos\r\n");
+  ltk::ReaderOptions o;
+  o.header = true;
+  o.text_column = "text";
+  o.label_column = "label";
+  auto r = ltk::read_examples(dir.file("a.csv"), o);
+  REQUIRE(r.examples.size() == 3);
+  CHECK(r.examples[0].text == "Hello, \"world\"");
+  CHECK(r.examples[0].label == "pos");
+  CHECK(r.examples[1].text == "two\nlines");
+  CHECK(r.examples[2].line == 5);  // the quoted newline counts
+  o.text_column = "txt";
+  REQUIRE_THROWS_WITH(ltk::read_examples(dir.file("a.csv"), o), Contains("no column 'txt'") && Contains("'text'"));
+  write_file(dir.file("open.csv"), "pos,\"never closed\n");
+  REQUIRE_THROWS_WITH(ltk::read_examples(dir.file("open.csv"), ltk::ReaderOptions{}), Contains("open.csv:1") && Contains("never closed"));
+  ltk::ReaderOptions by_index;
+  by_index.format = "tsv";
+  by_index.label_column = "2";
+  by_index.text_column = "0";
+  write_file(dir.file("cols.tsv"), "some text\tx\tlab\n");
+  auto t = ltk::read_examples(dir.file("cols.tsv"), by_index);
+  CHECK(t.examples[0].label == "lab");
+  CHECK(t.examples[0].text == "some text");
+}
+
+TEST_CASE("formats: JSON Lines labels as strings, numbers and lists", "[data][formats]") {
+  TempDir dir;
+  write_file(dir.file("a.jsonl"), "{\"text\": \"a\", \"label\": \"x\"}\n{\"text\": \"b\", \"label\": 3}\n"
+                                  "{\"text\": \"c\", \"label\": [\"p\", \"q\"]}\n{\"text\": \"d\", \"label\": 0.25}\n");
+  auto r = ltk::read_examples(dir.file("a.jsonl"), ltk::ReaderOptions{});
+  REQUIRE(r.examples.size() == 4);
+  CHECK(r.examples[1].label == "3");
+  CHECK(r.examples[2].label == "p,q");
+  CHECK(r.examples[3].label == "0.25");
+  write_file(dir.file("bad.jsonl"), "{\"text\": \"a\", \"label\": \"x\"}\n{broken\n{\"label\": \"y\"}\n{\"text\": \"ok\", \"label\": \"z\"}\n");
+  REQUIRE_THROWS_WITH(ltk::read_examples(dir.file("bad.jsonl"), ltk::ReaderOptions{}),
+                      Contains("bad.jsonl:2") && Contains("not valid JSON") && Contains("on_bad_row"));
+  ltk::ReaderOptions skip;
+  skip.on_bad_row = "skip";
+  auto s = ltk::read_examples(dir.file("bad.jsonl"), skip);
+  CHECK(s.examples.size() == 2);
+  CHECK(s.skipped == 2);
+  CHECK_THAT(s.first_skip, Contains("bad.jsonl:2"));
+}
+
+TEST_CASE("normalisation: NFKC turns full-width forms half-width, accents can be stripped", "[data][tokenizer]") {
+  using V = std::vector<std::string>;
+  ltk::BasicTokenizer nfkc(ltk::Normalizer{true, true, false});
+  CHECK(nfkc.tokenize("ＡＢＣ１２３，ｘ") == V{"abc123", ",", "x"});
+  CHECK(nfkc.tokenize("ﬁne") == V{"fine"});  // ligature
+  ltk::BasicTokenizer plain(true);
+  CHECK(plain.tokenize("ＡＢＣ") == V{"ａｂｃ"});
+  ltk::WhitespaceTokenizer strip(ltk::Normalizer{false, false, true});
+  CHECK(strip.tokenize("Café naïve e\xCC\x81") == V{"Cafe", "naive", "e"});  // precomposed and combining
+  ltk::CharTokenizer emoji(true);
+  CHECK(emoji.tokenize("a😀b") == V{"a", "😀", "b"});
 }

@@ -19,11 +19,29 @@ void parse_data(JsonReader r, DataConfig& d) {
   r.get("train", d.train);
   r.get("valid", d.valid);
   r.get("test", d.test);
-  r.get_enum("format", d.format, {"tsv"});
+  r.get_enum("format", d.format, {"auto", "tsv", "csv", "jsonl"});
+  r.get("header", d.header);
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"label_column", &d.label_column},
+                          {"text_column", &d.text_column}}) {
+    const nlohmann::json& v = r.raw(key);
+    if (v.is_null()) continue;
+    if (v.is_number_integer() && v.get<int64_t>() >= 0) {
+      *out = std::to_string(v.get<int64_t>());
+    } else if (v.is_string()) {
+      *out = v.get<std::string>();  // "" = the default column
+    } else {
+      config_fail(r.key_path(key), "expected a column name or a 0-based index, got " + json_type_name(v));
+    }
+  }
+  r.get("label_field", d.label_field);
+  r.get("text_field", d.text_field);
+  r.get_enum("on_bad_row", d.on_bad_row, {"error", "skip"});
   {
     JsonReader t = r.child("tokenizer");
     t.get_enum("type", d.tokenizer.type, {"basic", "whitespace", "char"});
     t.get("lowercase", d.tokenizer.lowercase);
+    t.get("nfkc", d.tokenizer.nfkc);
+    t.get("strip_accents", d.tokenizer.strip_accents);
     t.finish();
   }
   {
@@ -297,7 +315,17 @@ nlohmann::json to_json(const Config& c) {
                {"valid", d.valid},
                {"test", d.test},
                {"format", d.format},
-               {"tokenizer", {{"type", d.tokenizer.type}, {"lowercase", d.tokenizer.lowercase}}},
+               {"header", d.header},
+               {"label_column", d.label_column},
+               {"text_column", d.text_column},
+               {"label_field", d.label_field},
+               {"text_field", d.text_field},
+               {"on_bad_row", d.on_bad_row},
+               {"tokenizer",
+                {{"type", d.tokenizer.type},
+                 {"lowercase", d.tokenizer.lowercase},
+                 {"nfkc", d.tokenizer.nfkc},
+                 {"strip_accents", d.tokenizer.strip_accents}}},
                {"vocab", {{"min_freq", d.vocab.min_freq}, {"max_size", d.vocab.max_size}}},
                {"max_len", d.max_len},
                {"truncation", d.truncation}};

@@ -14,6 +14,8 @@ namespace ltk {
 struct TokenizerConfig {
   std::string type = "basic";  ///< basic | whitespace | char
   bool lowercase = true;       ///< lowercase before splitting
+  bool nfkc = false;           ///< Unicode NFKC first (full-width forms to half-width, ligatures split, ...)
+  bool strip_accents = false;  ///< drop combining marks after canonical decomposition (é -> e)
 };
 
 struct VocabConfig {
@@ -25,7 +27,13 @@ struct DataConfig {
   std::string train;           ///< training file (required)
   std::string valid;           ///< validation file: picks the best checkpoint ("" = none)
   std::string test;            ///< test file, evaluated with the best checkpoint at the end
-  std::string format = "tsv";  ///< tsv: label<TAB>text per line
+  std::string format = "auto";  ///< auto (by extension) | tsv | csv | jsonl
+  bool header = false;           ///< tsv/csv: the first row names the columns
+  std::string label_column;      ///< tsv/csv: column name (with header) or 0-based index; "" = 0
+  std::string text_column;       ///< tsv/csv: as above; "" = 1 (tsv: the rest of the line after the first tab)
+  std::string label_field = "label";  ///< jsonl
+  std::string text_field = "text";    ///< jsonl
+  std::string on_bad_row = "error";   ///< error | skip (skipped rows are counted in the log)
   TokenizerConfig tokenizer;
   VocabConfig vocab;
   int64_t max_len = 0;            ///< tokens kept per sample; 0 = no limit

@@ -13,6 +13,21 @@
 
 namespace ltk {
 
+std::string strip_ansi(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\x1b' && i + 1 < s.size() && s[i + 1] == '[') {  // CSI ... final byte in @..~
+      size_t j = i + 2;
+      while (j < s.size() && !(s[j] >= '@' && s[j] <= '~')) ++j;
+      i = j;
+      continue;
+    }
+    out += s[i];
+  }
+  return out;
+}
+
 std::vector<Example> read_fortune_file(const std::string& path, const std::string& label) {
   std::string data = read_file(path);
   check_utf8(data, path);
@@ -20,7 +35,7 @@ std::vector<Example> read_fortune_file(const std::string& path, const std::strin
   std::string current;
   int64_t line_no = 0, first = 1;
   auto emit = [&] {
-    std::string text = fold_whitespace(current);
+    std::string text = fold_whitespace(strip_ansi(current));
     if (!text.empty()) out.push_back(Example{label, std::move(text), first});
     current.clear();
   };

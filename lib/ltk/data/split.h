@@ -9,6 +9,9 @@
 
 namespace ltk {
 
+/// `s` without ANSI terminal escape sequences (ESC [ ... letter), as some fortune files colour text.
+std::string strip_ansi(const std::string& s);
+
 /// The quotes of a fortune(6) file (separated by lines holding only "%"), each with its
 /// whitespace folded to single spaces; empty quotes are dropped. `line` is the quote's first line.
 std::vector<Example> read_fortune_file(const std::string& path, const std::string& label);

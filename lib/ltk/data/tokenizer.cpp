@@ -2,6 +2,8 @@
 
 #include <utf8proc.h>
 
+#include <cstdlib>
+
 #include "ltk/core/error.h"
 #include "ltk/data/utf8.h"
 
@@ -68,21 +70,35 @@ void lowercase_utf8(std::string_view text, std::string& out) {
   }
 }
 
-namespace {
-
-// Picks the text to split: the input itself, or its lowercased copy in `scratch`.
-std::string_view normalised(std::string_view text, std::string& scratch, bool lowercase) {
-  if (!lowercase) return text;
-  lowercase_utf8(text, scratch);
-  return scratch;
+std::string_view Normalizer::apply(std::string_view text, std::string& scratch) const {
+  std::string_view s = text;
+  std::string mapped;
+  if (nfkc || strip_accents) {
+    int options = UTF8PROC_STABLE | UTF8PROC_COMPOSE | (nfkc ? UTF8PROC_COMPAT : 0) | (strip_accents ? UTF8PROC_STRIPMARK : 0);
+    utf8proc_uint8_t* out = nullptr;
+    auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
+                          static_cast<utf8proc_ssize_t>(text.size()), &out, static_cast<utf8proc_option_t>(options));
+    if (n >= 0) {
+      mapped.assign(reinterpret_cast<char*>(out), static_cast<size_t>(n));
+      std::free(out);
+      s = mapped;
+    }  // invalid UTF-8 (n < 0) is left as it is; the readers reject it earlier
+  }
+  if (lowercase) {
+    lowercase_utf8(s, scratch);
+    return scratch;
+  }
+  if (!mapped.empty() || s.data() != text.data()) {
+    scratch = std::move(mapped);
+    return scratch;
+  }
+  return text;
 }
-
-}  // namespace
 
 void WhitespaceTokenizer::tokenize(std::string_view text, std::string& scratch,
                                    std::vector<std::string_view>& tokens) const {
   tokens.clear();
-  std::string_view s = normalised(text, scratch, lowercase_);
+  std::string_view s = norm_.apply(text, scratch);
   size_t i = 0, start = std::string_view::npos;
   while (i < s.size()) {
     size_t here = i;
@@ -100,7 +116,7 @@ void WhitespaceTokenizer::tokenize(std::string_view text, std::string& scratch,
 void BasicTokenizer::tokenize(std::string_view text, std::string& scratch,
                               std::vector<std::string_view>& tokens) const {
   tokens.clear();
-  std::string_view s = normalised(text, scratch, lowercase_);
+  std::string_view s = norm_.apply(text, scratch);
   size_t i = 0, start = std::string_view::npos;
   auto flush = [&](size_t end) {
     if (start != std::string_view::npos) tokens.push_back(s.substr(start, end - start));
@@ -137,7 +153,7 @@ void BasicTokenizer::tokenize(std::string_view text, std::string& scratch,
 void CharTokenizer::tokenize(std::string_view text, std::string& scratch,
                              std::vector<std::string_view>& tokens) const {
   tokens.clear();
-  std::string_view s = normalised(text, scratch, lowercase_);
+  std::string_view s = norm_.apply(text, scratch);
   size_t i = 0;
   while (i < s.size()) {
     size_t here = i;
@@ -147,9 +163,10 @@ void CharTokenizer::tokenize(std::string_view text, std::string& scratch,
 }
 
 std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerConfig& config) {
-  if (config.type == "basic") return std::make_unique<BasicTokenizer>(config.lowercase);
-  if (config.type == "whitespace") return std::make_unique<WhitespaceTokenizer>(config.lowercase);
-  if (config.type == "char") return std::make_unique<CharTokenizer>(config.lowercase);
+  Normalizer n{config.lowercase, config.nfkc, config.strip_accents};
+  if (config.type == "basic") return std::make_unique<BasicTokenizer>(n);
+  if (config.type == "whitespace") return std::make_unique<WhitespaceTokenizer>(n);
+  if (config.type == "char") return std::make_unique<CharTokenizer>(n);
   throw ConfigError("config key 'data.tokenizer.type': unknown tokenizer '" + config.type + "'");
 }
 

@@ -10,8 +10,18 @@
 
 namespace ltk {
 
+/// What happens to text before it is split: Unicode NFKC, lowercasing, accent stripping.
+struct Normalizer {
+  bool lowercase = true;
+  bool nfkc = false;
+  bool strip_accents = false;
+  /// The normalised text: `text` itself when nothing applies, else a view of `scratch`.
+  std::string_view apply(std::string_view text, std::string& scratch) const;
+};
+
 class Tokenizer {
  public:
+  explicit Tokenizer(Normalizer normalizer) : norm_(normalizer) {}
   virtual ~Tokenizer() = default;
 
   /// Splits `text` into tokens. The views point into `text` or into `scratch` (which holds
@@ -21,43 +31,40 @@ class Tokenizer {
 
   /// Convenience: the tokens as strings.
   std::vector<std::string> tokenize(std::string_view text) const;
+
+ protected:
+  Normalizer norm_;
 };
 
 /// Splits on whitespace only.
 class WhitespaceTokenizer : public Tokenizer {
  public:
-  explicit WhitespaceTokenizer(bool lowercase) : lowercase_(lowercase) {}
+  explicit WhitespaceTokenizer(bool lowercase) : Tokenizer(Normalizer{lowercase, false, false}) {}
+  explicit WhitespaceTokenizer(Normalizer n) : Tokenizer(n) {}
   using Tokenizer::tokenize;
   void tokenize(std::string_view text, std::string& scratch,
                 std::vector<std::string_view>& tokens) const override;
-
- private:
-  bool lowercase_;
 };
 
 /// Unicode-aware words and punctuation: every punctuation mark and every CJK ideograph is a
 /// token of its own (as BERT's basic tokenizer does); control characters are dropped.
 class BasicTokenizer : public Tokenizer {
  public:
-  explicit BasicTokenizer(bool lowercase) : lowercase_(lowercase) {}
+  explicit BasicTokenizer(bool lowercase) : Tokenizer(Normalizer{lowercase, false, false}) {}
+  explicit BasicTokenizer(Normalizer n) : Tokenizer(n) {}
   using Tokenizer::tokenize;
   void tokenize(std::string_view text, std::string& scratch,
                 std::vector<std::string_view>& tokens) const override;
-
- private:
-  bool lowercase_;
 };
 
 /// Every non-space code point is a token.
 class CharTokenizer : public Tokenizer {
  public:
-  explicit CharTokenizer(bool lowercase) : lowercase_(lowercase) {}
+  explicit CharTokenizer(bool lowercase) : Tokenizer(Normalizer{lowercase, false, false}) {}
+  explicit CharTokenizer(Normalizer n) : Tokenizer(n) {}
   using Tokenizer::tokenize;
   void tokenize(std::string_view text, std::string& scratch,
                 std::vector<std::string_view>& tokens) const override;
-
- private:
-  bool lowercase_;
 };
 
 std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerConfig& config);

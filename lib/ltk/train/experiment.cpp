@@ -11,6 +11,7 @@
 #include "ltk/core/log.h"
 #include "ltk/core/runtime.h"
 #include "ltk/core/strings.h"
+#include "ltk/data/formats.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
 #include "ltk/io/checkpoint.h"
@@ -26,9 +27,13 @@ struct Split {
   std::string path;
 };
 
-Split read_split(const std::string& path, const char* key) {
+Split read_split(const std::string& path, const char* key, const Config& config) {
   try {
-    return Split{read_tsv(path), path};
+    auto r = read_examples(path, reader_options(config.data, config.task));
+    if (r.skipped)
+      log::warn("[data] {}: skipped {} bad row(s) (data.on_bad_row is \"skip\"); the first: {}", path, r.skipped,
+                r.first_skip);
+    return Split{std::move(r.examples), path};
   } catch (const DataError& e) {
     throw DataError(std::string(e.what()) + " (config key 'data." + key + "')");
   }
@@ -100,7 +105,7 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
               "libopenblas0-openmp)");
 
   // Data: read, then the vocabulary and labels from the training split only.
-  Split train = read_split(config.data.train, "train");
+  Split train = read_split(config.data.train, "train", config);
   auto tokenizer = make_tokenizer(config.data.tokenizer);
   const bool has_labels = task_has_labels(config.task.type);
   // A resumed run, and a run fine-tuned from another run, reuse that run's vocabulary: the
@@ -140,12 +145,12 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
   if (!weights.empty()) log::info("[task] class weights {}", nlohmann::json(weights).dump());
   std::optional<TextDataset> valid_set, test_set;
   if (!config.data.valid.empty()) {
-    valid_set = encode_examples(read_split(config.data.valid, "valid").examples, config.data.valid, *tokenizer, vocab,
+    valid_set = encode_examples(read_split(config.data.valid, "valid", config).examples, config.data.valid, *tokenizer, vocab,
                                 &targets, enc);
     log_dataset("valid", *valid_set);
   }
   if (!config.data.test.empty()) {
-    test_set = encode_examples(read_split(config.data.test, "test").examples, config.data.test, *tokenizer, vocab,
+    test_set = encode_examples(read_split(config.data.test, "test", config).examples, config.data.test, *tokenizer, vocab,
                                &targets, enc);
     log_dataset("test", *test_set);
   }

@@ -1,0 +1,273 @@
+#include "ltk/data/formats.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+
+#include "ltk/core/error.h"
+#include "ltk/core/strings.h"
+#include "ltk/data/utf8.h"
+
+namespace ltk {
+
+namespace {
+
+struct Column {
+  int64_t index = -1;
+  std::string name;
+};
+
+Column parse_column(const std::string& spec, int64_t fallback) {
+  Column c;
+  if (spec.empty()) {
+    c.index = fallback;
+  } else if (std::all_of(spec.begin(), spec.end(), ::isdigit)) {
+    c.index = std::stoll(spec);
+  } else {
+    c.name = spec;
+  }
+  return c;
+}
+
+int64_t column_index(const Column& c, const std::vector<std::string>& header, const std::string& path,
+                     const char* key) {
+  if (c.index >= 0) return c.index;
+  if (header.empty())
+    throw ConfigError(fmt::format("config key 'data.{}': column '{}' is named, so the file needs a header row "
+                                  "(set data.header to true) or give a 0-based index",
+                                  key, c.name));
+  for (size_t i = 0; i < header.size(); ++i)
+    if (header[i] == c.name) return static_cast<int64_t>(i);
+  throw DataError(fmt::format("{}:1: no column '{}' in the header ({}){}", path, c.name, join(header, ", "),
+                              did_you_mean(c.name, header)));
+}
+
+// Applies the bad-row policy: rethrows, or counts the row as skipped.
+class BadRows {
+ public:
+  BadRows(ReadResult& r, const std::string& policy) : r_(r), skip_(policy == "skip") {}
+  void handle(const std::string& message) {
+    if (!skip_) throw DataError(message + " (set data.on_bad_row to \"skip\" to skip such rows)");
+    if (r_.skipped++ == 0) r_.first_skip = message;
+  }
+
+ private:
+  ReadResult& r_;
+  bool skip_;
+};
+
+std::string json_label(const nlohmann::json& v, const ReaderOptions& o) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  if (v.is_number()) return v.dump();
+  if (v.is_boolean()) return v.get<bool>() ? "1" : "0";
+  if (v.is_array()) {
+    std::vector<std::string> parts;
+    for (const auto& e : v) {
+      if (!e.is_string() && !e.is_number()) throw std::invalid_argument("a label list holds strings or numbers");
+      parts.push_back(e.is_string() ? e.get<std::string>() : e.dump());
+    }
+    return join(parts, o.label_separator);
+  }
+  throw std::invalid_argument("a label must be a string, a number or a list");
+}
+
+}  // namespace
+
+ReaderOptions reader_options(const DataConfig& d, const TaskConfig& task) {
+  ReaderOptions o;
+  o.format = d.format;
+  o.header = d.header;
+  o.label_column = d.label_column;
+  o.text_column = d.text_column;
+  o.label_field = d.label_field;
+  o.text_field = d.text_field;
+  o.on_bad_row = d.on_bad_row;
+  o.label_separator = task.label_separator;
+  return o;
+}
+
+std::string resolve_format(const std::string& path, const std::string& format) {
+  if (format != "auto") return format;
+  std::string ext = std::filesystem::path(path).extension().string();
+  if (ext == ".csv") return "csv";
+  if (ext == ".jsonl" || ext == ".json" || ext == ".ndjson") return "jsonl";
+  return "tsv";
+}
+
+std::vector<std::string> next_csv_record(const std::string& data, size_t& pos, int64_t& line, char sep,
+                                         const std::string& path) {
+  std::vector<std::string> fields(1);
+  bool quoted = false, was_quoted = false;
+  int64_t start_line = line;
+  while (pos < data.size()) {
+    char c = data[pos++];
+    if (quoted) {
+      if (c == '"') {
+        if (pos < data.size() && data[pos] == '"') {
+          fields.back() += '"';
+          ++pos;
+        } else {
+          quoted = false;
+        }
+      } else {
+        if (c == '\n') ++line;
+        fields.back() += c;
+      }
+    } else if (c == '"' && fields.back().empty() && !was_quoted) {
+      quoted = was_quoted = true;
+    } else if (c == sep) {
+      fields.emplace_back();
+      was_quoted = false;
+    } else if (c == '\n') {
+      ++line;
+      break;
+    } else if (c == '\r' && pos < data.size() && data[pos] == '\n') {
+      // CRLF: the \n ends the record next
+    } else {
+      fields.back() += c;
+    }
+  }
+  if (quoted) throw DataError(fmt::format("{}:{}: a quoted field is never closed", path, start_line));
+  return fields;
+}
+
+ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
+  std::string format = resolve_format(path, o.format);
+  std::string data = read_file(path);
+  std::string_view body = utf8::strip_bom(data);
+  size_t offset = data.size() - body.size();
+  ReadResult result;
+  BadRows bad(result, o.on_bad_row);
+
+  if (format == "jsonl") {
+    int64_t line_no = 0;
+    size_t pos = offset;
+    while (pos < data.size()) {
+      size_t nl = data.find('\n', pos);
+      std::string_view line(data.data() + pos, (nl == std::string::npos ? data.size() : nl) - pos);
+      pos = nl == std::string::npos ? data.size() : nl + 1;
+      ++line_no;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (trim(line).empty()) continue;
+      std::string where = fmt::format("{}:{}", path, line_no);
+      size_t invalid = utf8::find_invalid(line);
+      if (invalid != std::string::npos) {
+        bad.handle(fmt::format("{}: invalid UTF-8 at byte {} of the line", where, invalid));
+        continue;
+      }
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::parse_error& e) {
+        bad.handle(where + ": not valid JSON");
+        continue;
+      }
+      if (!j.is_object()) {
+        bad.handle(where + ": expected a JSON object per line");
+        continue;
+      }
+      if (!j.contains(o.text_field) || !j.at(o.text_field).is_string()) {
+        bad.handle(fmt::format("{}: no string field '{}' (data.text_field)", where, o.text_field));
+        continue;
+      }
+      Example ex{"", std::string(trim(j.at(o.text_field).get<std::string>())), line_no};
+      if (ex.text.empty()) {
+        bad.handle(where + ": empty text");
+        continue;
+      }
+      if (j.contains(o.label_field) && !j.at(o.label_field).is_null()) {
+        try {
+          ex.label = std::string(trim(json_label(j.at(o.label_field), o)));
+        } catch (const std::invalid_argument& e) {
+          bad.handle(fmt::format("{}: field '{}': {}", where, o.label_field, e.what()));
+          continue;
+        }
+      }
+      if (o.require_label && ex.label.empty()) {
+        bad.handle(fmt::format("{}: no label (field '{}', data.label_field)", where, o.label_field));
+        continue;
+      }
+      result.examples.push_back(std::move(ex));
+    }
+  } else if (format == "tsv" || format == "csv") {
+    const char sep = format == "csv" ? ',' : '\t';
+    const bool simple_tsv = format == "tsv" && !o.header && o.label_column.empty() && o.text_column.empty();
+    Column label_col = parse_column(o.label_column, 0), text_col = parse_column(o.text_column, 1);
+    std::vector<std::string> header;
+    size_t pos = offset;
+    int64_t line = 1;
+    int64_t li = -1, ti = -1;
+    bool first = true;
+    while (pos < data.size()) {
+      int64_t row_line = line;
+      const size_t record_start = pos;
+      std::vector<std::string> fields;
+      if (format == "csv") {
+        fields = next_csv_record(data, pos, line, sep, path);
+      } else {
+        size_t nl = data.find('\n', pos);
+        std::string_view l(data.data() + pos, (nl == std::string::npos ? data.size() : nl) - pos);
+        pos = nl == std::string::npos ? data.size() : nl + 1;
+        ++line;
+        if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+        if (simple_tsv) {  // label<TAB>text: the text is everything after the first tab
+          size_t tab = l.find('\t');
+          fields = {std::string(l.substr(0, tab == std::string_view::npos ? l.size() : tab))};
+          if (tab != std::string_view::npos) fields.emplace_back(l.substr(tab + 1));
+        } else {
+          for (auto f : split(l, '\t')) fields.emplace_back(f);
+        }
+      }
+      std::string where = fmt::format("{}:{}", path, row_line);
+      bool blank = fields.size() == 1 && trim(fields[0]).empty();
+      if (blank) continue;
+      if (first && o.header) {
+        header = fields;
+        first = false;
+        continue;
+      }
+      first = false;
+      if (li < 0) {
+        li = column_index(label_col, header, path, "label_column");
+        ti = column_index(text_col, header, path, "text_column");
+      }
+      size_t invalid = utf8::find_invalid(std::string_view(data.data() + record_start, pos - record_start));
+      if (invalid != std::string::npos) {
+        bad.handle(fmt::format("{}: invalid UTF-8 at byte {} of the line (0x{:02X}); convert the file to UTF-8", where,
+                               invalid, static_cast<unsigned char>(data[record_start + invalid])));
+        continue;
+      }
+      int64_t need = std::max(o.require_label ? li : 0, ti) + 1;
+      if (static_cast<int64_t>(fields.size()) < need) {
+        if (simple_tsv)
+          bad.handle(where + ": expected label<TAB>text, found no tab in \"" + fields[0].substr(0, 60) +
+                     (fields[0].size() > 60 ? "...\"" : "\""));
+        else
+          bad.handle(fmt::format("{}: {} column(s), but the {} column is number {} (0-based)", where, fields.size(),
+                                 ti >= li ? "text" : "label", std::max(li, ti)));
+        continue;
+      }
+      Example ex{li < static_cast<int64_t>(fields.size()) ? std::string(trim(fields[li])) : "",
+                 std::string(trim(fields[ti])), row_line};
+      if (o.require_label && ex.label.empty()) {
+        bad.handle(where + ": empty label");
+        continue;
+      }
+      if (ex.text.empty()) {
+        bad.handle(where + ": empty text" + (ex.label.empty() ? "" : " (label '" + ex.label + "')"));
+        continue;
+      }
+      result.examples.push_back(std::move(ex));
+    }
+  } else {
+    throw ConfigError("config key 'data.format': unknown format '" + format + "'; use auto, tsv, csv or jsonl");
+  }
+  if (result.examples.empty())
+    throw DataError(path + ": no examples (the file is empty, has only blank lines" +
+                    std::string(result.skipped ? ", or every row was bad" : "") + ")");
+  return result;
+}
+
+}  // namespace ltk

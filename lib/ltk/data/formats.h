@@ -1,0 +1,48 @@
+// The input formats people bring: TSV and CSV (RFC 4180 quoting, an optional header, columns
+// by name or index) and JSON Lines (text and label keys; a label may be a string, a number, or
+// a list for multilabel). Every error names file:line; with on_bad_row "skip" a bad row is
+// skipped and counted instead.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ltk/config/config.h"
+#include "ltk/data/reader.h"
+
+namespace ltk {
+
+struct ReaderOptions {
+  std::string format = "auto";  ///< auto (by extension: .csv, .jsonl/.json, else tsv) | tsv | csv | jsonl
+  bool header = false;          ///< tsv/csv: the first row names the columns
+  std::string label_column;     ///< tsv/csv: a column name (needs header) or a 0-based index; "" = 0
+  std::string text_column;      ///< tsv/csv: as above; "" = 1 (tsv without header: the rest of the line)
+  std::string label_field = "label";  ///< jsonl
+  std::string text_field = "text";    ///< jsonl
+  std::string on_bad_row = "error";   ///< error | skip
+  std::string label_separator = ",";  ///< joins a JSON list label (multilabel)
+  bool require_label = true;          ///< false: unlabelled input (the label may be missing)
+};
+
+struct ReadResult {
+  std::vector<Example> examples;
+  int64_t skipped = 0;
+  std::string first_skip;  ///< the first skipped row's error
+};
+
+/// The reader options of a data config (and the task's multilabel separator).
+ReaderOptions reader_options(const DataConfig& data, const TaskConfig& task);
+
+/// Reads `path` in the chosen format.
+ReadResult read_examples(const std::string& path, const ReaderOptions& options);
+
+/// The format "auto" resolves to for `path`.
+std::string resolve_format(const std::string& path, const std::string& format);
+
+/// One CSV record per call (RFC 4180: quoted fields, "" inside quotes, newlines inside quotes).
+/// Advances `pos` and `line` past the record; throws DataError(where) on an unterminated quote.
+std::vector<std::string> next_csv_record(const std::string& data, size_t& pos, int64_t& line, char sep,
+                                         const std::string& path);
+
+}  // namespace ltk
