@@ -254,10 +254,16 @@ pid_t spawn_app(const std::string& app, const std::vector<std::string>& args, co
   return pid;
 }
 
-int wait_exit_code(pid_t pid) {
+// Waits at most `seconds` for the process, then kills it (a test never leaves a trainer running).
+int wait_exit_code(pid_t pid, int seconds = 120) {
   int status = 0;
+  for (int i = 0; i < seconds * 10; ++i) {
+    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    usleep(100000);
+  }
+  kill(pid, SIGKILL);
   waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return -1;
 }
 
 }  // namespace
