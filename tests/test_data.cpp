@@ -281,3 +281,43 @@ TEST_CASE("normalisation: NFKC turns full-width forms half-width, accents can be
   ltk::CharTokenizer emoji(true);
   CHECK(emoji.tokenize("a😀b") == V{"a", "😀", "b"});
 }
+
+TEST_CASE("sampler: length bucketing and max-tokens batching are seeded, cover every sample and pad less",
+          "[data][sampler]") {
+  std::mt19937 rng(3);
+  std::vector<int64_t> lengths(1000);
+  for (auto& l : lengths) l = 1 + static_cast<int64_t>(rng() % 200);
+  auto padded = [&](const std::vector<std::vector<int64_t>>& batches) {
+    int64_t total = 0;
+    for (const auto& b : batches) {
+      int64_t longest = 0;
+      for (int64_t i : b) longest = std::max(longest, lengths[i]);
+      total += longest * static_cast<int64_t>(b.size());
+    }
+    return total;
+  };
+  ltk::BatchSampler plain(1000, 32, true, false, 9);
+  ltk::BatchSampler bucketed(1000, 32, true, false, 9);
+  bucketed.set_length_batching(lengths, 20, 0);
+  auto e1 = bucketed.epoch(1);
+  CHECK(e1 == bucketed.epoch(1));
+  CHECK(e1 != bucketed.epoch(2));
+  std::set<int64_t> seen;
+  for (const auto& b : e1) {
+    CHECK(b.size() <= 32);
+    seen.insert(b.begin(), b.end());
+  }
+  CHECK(seen.size() == 1000);
+  CHECK(padded(e1) < padded(plain.epoch(1)) * 7 / 10);  // far less padding
+  ltk::BatchSampler capped(1000, 64, true, false, 9);
+  capped.set_length_batching(lengths, 10, 2000);
+  int64_t count = 0;
+  for (const auto& b : capped.epoch(1)) {
+    int64_t longest = 0;
+    for (int64_t i : b) longest = std::max(longest, lengths[i]);
+    CHECK((longest * static_cast<int64_t>(b.size()) <= 2000 || b.size() == 1));
+    count += static_cast<int64_t>(b.size());
+  }
+  CHECK(count == 1000);
+  CHECK(capped.batches_per_epoch() == static_cast<int64_t>(capped.epoch(1).size()));
+}

@@ -268,3 +268,16 @@ TEST_CASE("sampler: class-balanced sampling evens out an imbalanced split", "[tr
   CHECK(minority < 65);
   CHECK(s.epoch(1) == s.epoch(1));
 }
+
+TEST_CASE("train: length bucketing with max_tokens trains, deterministically", "[train][sampler]") {
+  TempDir dir;
+  auto config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=3", "trainer.bucket_pool=3",
+                                                              "trainer.max_tokens=24", "trainer.accumulate=2"});
+  auto a = ltk::run_training(config, false);
+  auto first = ltk::test::read_text(ltk::RunDirectory::open(config.output_dir).checkpoint("last"));
+  auto b = ltk::run_training(config, true);
+  CHECK(a.steps == b.steps);
+  CHECK(ltk::test::read_text(ltk::RunDirectory::open(config.output_dir).checkpoint("last")) == first);
+  REQUIRE(a.test.has_value());
+  CHECK(a.test->get("accuracy") > 0.8);
+}

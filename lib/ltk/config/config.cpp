@@ -162,6 +162,10 @@ void parse_trainer(JsonReader r, TrainerConfig& t) {
   r.get_enum("on_nonfinite", t.on_nonfinite, {"stop", "skip"});
   r.get_enum("sampler", t.sampler, {"random", "balanced"});
   r.get_enum("progress", t.progress, {"auto", "bar", "lines"});
+  r.get("bucket_pool", t.bucket_pool);
+  check_min(r.key_path("bucket_pool"), t.bucket_pool, 0);
+  r.get("max_tokens", t.max_tokens);
+  check_min(r.key_path("max_tokens"), t.max_tokens, 0);
   r.finish();
 }
 
@@ -368,7 +372,9 @@ nlohmann::json to_json(const Config& c) {
                   {"keep_best", tr.keep_best},
                   {"on_nonfinite", tr.on_nonfinite},
                   {"sampler", tr.sampler},
-                  {"progress", tr.progress}};
+                  {"progress", tr.progress},
+                  {"bucket_pool", tr.bucket_pool},
+                  {"max_tokens", tr.max_tokens}};
   return j;
 }
 

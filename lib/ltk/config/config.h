@@ -110,6 +110,8 @@ struct TrainerConfig {
   std::string on_nonfinite = "stop";  ///< stop | skip: what a NaN/inf loss does
   std::string sampler = "random";     ///< random | balanced (every class equally likely, with replacement)
   std::string progress = "auto";      ///< auto (a live bar when stderr is a terminal) | bar | lines
+  int64_t bucket_pool = 0;  ///< length bucketing: sort pools of N batches by length; 0 = off
+  int64_t max_tokens = 0;   ///< cap samples x longest sample per batch (padded tokens); 0 = off
 };
 
 struct Config {

@@ -133,6 +133,11 @@ class BatchSampler {
   /// Class-balanced sampling: each epoch draws `size` samples with replacement, every class
   /// (`classes[i]` is sample i's class) equally likely, then a sample of it uniformly.
   void set_balanced(std::vector<int64_t> classes);
+  /// Length bucketing: within pools of `pool_batches` batches (in the epoch's sample order), sort
+  /// by length, cut into batches, then shuffle the batches; less padding, still seeded.
+  /// `max_tokens` > 0 cuts batches so that samples x longest length stays within it (then
+  /// batch_size is the most samples per batch). `lengths[i]` is sample i's token count.
+  void set_length_batching(std::vector<int64_t> lengths, int64_t pool_batches, int64_t max_tokens);
   std::vector<std::vector<int64_t>> epoch(int64_t epoch) const;
   int64_t batches_per_epoch() const;
 
@@ -141,6 +146,8 @@ class BatchSampler {
   bool shuffle_, drop_last_;
   uint64_t seed_;
   std::vector<std::vector<int64_t>> by_class_;  // non-empty: balanced
+  std::vector<int64_t> lengths_;                // non-empty: length bucketing and/or max_tokens
+  int64_t pool_batches_ = 0, max_tokens_ = 0;
 };
 
 }  // namespace ltk

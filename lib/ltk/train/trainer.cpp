@@ -271,12 +271,18 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
     for (int64_t i = 0; i < train.size(); ++i) classes[i] = train.label(i);
     sampler.set_balanced(std::move(classes));
   }
-  const int64_t batches = sampler.batches_per_epoch();
-  if (batches == 0)
+  if (tc.bucket_pool > 0 || tc.max_tokens > 0) {
+    std::vector<int64_t> lengths(static_cast<size_t>(train.size()));
+    for (int64_t i = 0; i < train.size(); ++i) lengths[i] = train.length(i);
+    sampler.set_length_batching(std::move(lengths), tc.bucket_pool, tc.max_tokens);
+  }
+  const int64_t first_epoch_batches = sampler.batches_per_epoch();
+  if (first_epoch_batches == 0)
     throw ConfigError(fmt::format("config key 'trainer.batch_size': {} is larger than the {} training samples and "
                                   "trainer.drop_last is true, so no batch is left",
                                   tc.batch_size, train.size()));
-  const int64_t per_epoch = (batches + tc.accumulate - 1) / tc.accumulate;
+  // With max_tokens the batch count can differ by epoch; the schedule uses the first epoch's.
+  const int64_t per_epoch = (first_epoch_batches + tc.accumulate - 1) / tc.accumulate;
   const int64_t total = per_epoch * tc.epochs;
   LrSchedule schedule(config_.scheduler, config_.optimizer.lr, total);
   PadCollate collate;
@@ -294,6 +300,7 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
       continue;
     }
     auto order = sampler.epoch(state_.epoch);
+    const auto batches = static_cast<int64_t>(order.size());
     while (state_.batch_pos < batches) {
       // One optimiser step over `accumulate` micro-batches; with a mean loss each is weighted by
       // its share of the samples, so the step equals one batch `accumulate` times larger.
