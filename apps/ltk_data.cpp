@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include "app.h"
 #include "ltk/config/config.h"
@@ -136,7 +137,9 @@ int cmd_stats(int argc, char** argv) {
       ("tokenizer", "basic, whitespace or char", cxxopts::value<std::string>()->default_value("basic"))
       ("no-lowercase", "keep case")
       ("max-len", "also count samples longer than this", cxxopts::value<int64_t>()->default_value("0"))
-      ("files", "label<TAB>text files", cxxopts::value<std::vector<std::string>>())
+      ("vocab", "also report the out-of-vocabulary rate against this vocab.txt (e.g. a run's)",
+       cxxopts::value<std::string>())
+      ("files", "data files (format by extension)", cxxopts::value<std::vector<std::string>>())
       ("h,help", "show this help");
   options.parse_positional({"files"});
   options.positional_help("FILE...");
@@ -146,7 +149,10 @@ int cmd_stats(int argc, char** argv) {
   if (!args.count("files")) throw ltk::UsageError("give at least one label<TAB>text file");
   auto tokenizer = ltk::make_tokenizer(tokenizer_from_args(args));
   int64_t max_len = args["max-len"].as<int64_t>();
+  std::optional<ltk::Vocabulary> vocab;
+  if (args.count("vocab")) vocab = ltk::Vocabulary::load(args["vocab"].as<std::string>());
   for (const auto& path : args["files"].as<std::vector<std::string>>()) {
+    int64_t tokens_total = 0, oov = 0;
     auto examples = ltk::read_examples(path, ltk::ReaderOptions{}).examples;
     std::map<std::string, int64_t> labels;
     std::vector<int64_t> lengths;
@@ -156,12 +162,20 @@ int cmd_stats(int argc, char** argv) {
       labels[e.label]++;
       tokenizer->tokenize(e.text, scratch, tokens);
       lengths.push_back(static_cast<int64_t>(tokens.size()));
+      if (vocab) {
+        tokens_total += static_cast<int64_t>(tokens.size());
+        for (auto t : tokens) oov += !vocab->contains(t);
+      }
     }
     std::sort(lengths.begin(), lengths.end());
     auto pct = [&](double q) { return lengths[static_cast<size_t>(q * static_cast<double>(lengths.size() - 1))]; };
     std::cout << path << ": " << examples.size() << " samples, " << labels.size() << " labels\n";
     std::cout << "  tokens per sample: min " << lengths.front() << "  p50 " << pct(0.5) << "  p90 " << pct(0.9)
               << "  p99 " << pct(0.99) << "  max " << lengths.back() << "\n";
+    if (vocab)
+      std::cout << "  out of vocabulary: " << oov << " of " << tokens_total << " tokens ("
+                << fmt::format("{:.2f}%", tokens_total ? 100.0 * static_cast<double>(oov) / static_cast<double>(tokens_total) : 0.0)
+                << ") against " << args["vocab"].as<std::string>() << " (" << vocab->size() << " entries)\n";
     if (max_len > 0) {
       auto over = lengths.end() - std::upper_bound(lengths.begin(), lengths.end(), max_len);
       std::cout << "  longer than max_len " << max_len << ": " << over << " samples\n";

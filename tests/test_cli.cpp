@@ -179,6 +179,10 @@ TEST_CASE("cli: ltk-data split and tokenize", "[cli]") {
   auto stats = run_app("ltk-data", "stats '" + dir.file("all.tsv") + "' --max-len 4");
   CHECK(stats.code == 0);
   CHECK_THAT(stats.out, Contains("60 samples, 3 labels") && Contains("longer than max_len 4"));
+  ltk::test::write_file(dir.file("vocab.txt"), "<pad>\t0\n<unk>\t0\nhello\t1\n");
+  ltk::test::write_file(dir.file("two.tsv"), "a\thello world\n");
+  auto oov = run_app("ltk-data", "stats '" + dir.file("two.tsv") + "' --vocab '" + dir.file("vocab.txt") + "'");
+  CHECK_THAT(oov.out, Contains("out of vocabulary: 1 of 2 tokens (50.00%)"));
 }
 
 TEST_CASE("cli: ltk-eval --export writes a checkpoint that PyTorch in Python loads and agrees with", "[cli][parity]") {
