@@ -104,6 +104,8 @@ ltk::TokenizerConfig tokenizer_from_args(const cxxopts::ParseResult& args) {
   if (args.count("config")) return ltk::load_config(args["config"].as<std::string>()).data.tokenizer;
   nlohmann::json section = {{"type", args["tokenizer"].as<std::string>()},
                             {"lowercase", args.count("no-lowercase") == 0}};
+  if (args.count("dict") && !args["dict"].as<std::string>().empty()) section["dict"] = args["dict"].as<std::string>();
+  if (args.count("nfkc")) section["nfkc"] = true;
   nlohmann::json doc = {{"data", {{"train", "-"}, {"tokenizer", section}}}};
   return ltk::parse_config(doc).data.tokenizer;
 }
@@ -112,7 +114,9 @@ int cmd_tokenize(int argc, char** argv) {
   cxxopts::Options options("ltk-data tokenize", "Tokenize stdin line by line; tokens joined by single spaces.");
   options.add_options()
       ("c,config", "take data.tokenizer from this experiment config", cxxopts::value<std::string>())
-      ("tokenizer", "basic, whitespace or char", cxxopts::value<std::string>()->default_value("basic"))
+      ("tokenizer", "basic, whitespace, char or jieba", cxxopts::value<std::string>()->default_value("basic"))
+      ("dict", "jieba: dict.txt (default: python3-jieba's)", cxxopts::value<std::string>()->default_value(""))
+      ("nfkc", "Unicode NFKC first")
       ("no-lowercase", "keep case")
       ("h,help", "show this help");
   bool help = false;

@@ -11,6 +11,8 @@ packages=(
   libopenblas0-openmp
   # Real corpora.
   fortunes fortunes-min fortunes-zh
+  # The jieba tokenizer's default dictionary.
+  python3-jieba
 )
 if [[ "${1:-}" == "--test" ]]; then
   # The reference implementations (PyTorch, scikit-learn) and a browser that renders the report.

@@ -1,10 +1,13 @@
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <random>
 #include <set>
 
 #include "ltk/core/error.h"
 #include "ltk/data/dataset.h"
 #include "ltk/data/formats.h"
+#include "ltk/data/jieba.h"
 #include "ltk/data/reader.h"
 #include "ltk/data/split.h"
 #include "ltk/data/tokenizer.h"
@@ -320,4 +323,38 @@ TEST_CASE("sampler: length bucketing and max-tokens batching are seeded, cover e
   }
   CHECK(count == 1000);
   CHECK(capped.batches_per_epoch() == static_cast<int64_t>(capped.epoch(1).size()));
+}
+
+TEST_CASE("jieba: segmentation identical to python3-jieba's lcut(HMM=False)", "[data][tokenizer][jieba]") {
+  std::vector<std::string> texts = {
+      "我来到北京清华大学", "他来到了网易杭研大厦", "小明硕士毕业于中国科学院计算所，后在日本京都大学深造",
+      "工信处女干事每月经过下属科室都要亲口交代24口交换机等技术性器件的安装工作",
+      "结婚的和尚未结婚的", "我们中出了一个叛徒", "Python是一门编程语言，PyTorch 1.13 很好用！",
+      "今天的温度是25.5度，湿度80%", "C++和C#都是语言；e-mail地址是abc_def@example.com",
+      "“引号”与《书名号》以及（括号）", "ＡＢＣ全角字母１２３", "一九四九年十月一日", "",
+      "   空格   之间  ", "iPhone 15 Pro Max售价7999元", "人工智能和机器学习是热门方向",
+      "长江大桥上的南京市长江大桥", "乒乓球拍卖完了", "研究生命的起源", "他说的确实在理"};
+  std::string fortunes = "/usr/share/games/fortunes/tang300";
+  if (std::filesystem::exists(fortunes))
+    for (const auto& q : ltk::read_fortune_file(fortunes, "t")) texts.push_back(q.text);
+  ltk::JiebaTokenizer jieba(ltk::kDefaultJiebaDict, ltk::Normalizer{false, false, false});
+  CHECK(jieba.words() > 300000);
+  std::string out;
+  for (const auto& t : texts) {
+    auto tokens = jieba.tokenize(t);
+    out += t + "\t";
+    for (size_t i = 0; i < tokens.size(); ++i) out += (i ? "\x01" : "") + tokens[i];
+    out += "\n";
+  }
+  TempDir dir;
+  write_file(dir.file("cases.txt"), out);
+  std::string cmd = "/usr/bin/python3 '" LTK_SOURCE_DIR "/tests/metrics/check_jieba.py' '" + dir.file("cases.txt") +
+                    "' > '" + dir.file("out.txt") + "' 2>&1";
+  int status = std::system(cmd.c_str());
+  std::string result = ltk::test::read_text(dir.file("out.txt"));
+  INFO(result);
+  CHECK(status == 0);
+  CHECK_THAT(result, Contains(std::to_string(texts.size()) + " of " + std::to_string(texts.size()) + " lines identical"));
+  write_file(dir.file("bad.txt"), "词 12\n坏行\n");
+  REQUIRE_THROWS_WITH(ltk::JiebaTokenizer(dir.file("bad.txt"), ltk::Normalizer{}), Contains("bad.txt:2"));
 }

@@ -38,7 +38,8 @@ void parse_data(JsonReader r, DataConfig& d) {
   r.get_enum("on_bad_row", d.on_bad_row, {"error", "skip"});
   {
     JsonReader t = r.child("tokenizer");
-    t.get_enum("type", d.tokenizer.type, {"basic", "whitespace", "char"});
+    t.get_enum("type", d.tokenizer.type, {"basic", "whitespace", "char", "jieba"});
+    t.get("dict", d.tokenizer.dict);
     t.get("lowercase", d.tokenizer.lowercase);
     t.get("nfkc", d.tokenizer.nfkc);
     t.get("strip_accents", d.tokenizer.strip_accents);
@@ -327,6 +328,7 @@ nlohmann::json to_json(const Config& c) {
                {"on_bad_row", d.on_bad_row},
                {"tokenizer",
                 {{"type", d.tokenizer.type},
+                 {"dict", d.tokenizer.dict},
                  {"lowercase", d.tokenizer.lowercase},
                  {"nfkc", d.tokenizer.nfkc},
                  {"strip_accents", d.tokenizer.strip_accents}}},

@@ -12,7 +12,8 @@
 namespace ltk {
 
 struct TokenizerConfig {
-  std::string type = "basic";  ///< basic | whitespace | char
+  std::string type = "basic";  ///< basic | whitespace | char | jieba
+  std::string dict;            ///< jieba: dict.txt path ("" = python3-jieba's)
   bool lowercase = true;       ///< lowercase before splitting
   bool nfkc = false;           ///< Unicode NFKC first (full-width forms to half-width, ligatures split, ...)
   bool strip_accents = false;  ///< drop combining marks after canonical decomposition (é -> e)

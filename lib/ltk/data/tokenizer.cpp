@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "ltk/core/error.h"
+#include "ltk/data/jieba.h"
 #include "ltk/data/utf8.h"
 
 namespace ltk {
@@ -167,6 +168,7 @@ std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerConfig& config) {
   if (config.type == "basic") return std::make_unique<BasicTokenizer>(n);
   if (config.type == "whitespace") return std::make_unique<WhitespaceTokenizer>(n);
   if (config.type == "char") return std::make_unique<CharTokenizer>(n);
+  if (config.type == "jieba") return std::make_unique<JiebaTokenizer>(config.dict.empty() ? kDefaultJiebaDict : config.dict, n);
   throw ConfigError("config key 'data.tokenizer.type': unknown tokenizer '" + config.type + "'");
 }
 
