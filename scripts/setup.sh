@@ -17,6 +17,8 @@ packages=(
 if [[ "${1:-}" == "--test" ]]; then
   # The reference implementations (PyTorch, scikit-learn) and a browser that renders the report.
   packages+=(python3-torch python3-sklearn python3-scipy chromium)
+  # node runs the Hugging Face tokenizers for the WordPiece parity test (Debian's, unless one is there).
+  command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 
 missing=()

@@ -2,12 +2,16 @@
 
 #include <filesystem>
 #include <random>
+#include <map>
 #include <set>
+#include <sstream>
 
 #include "ltk/core/error.h"
 #include "ltk/data/dataset.h"
 #include "ltk/data/formats.h"
 #include "ltk/data/jieba.h"
+#include "ltk/data/utf8.h"
+#include "ltk/data/wordpiece.h"
 #include "ltk/data/reader.h"
 #include "ltk/data/split.h"
 #include "ltk/data/tokenizer.h"
@@ -357,4 +361,70 @@ TEST_CASE("jieba: segmentation identical to python3-jieba's lcut(HMM=False)", "[
   CHECK_THAT(result, Contains(std::to_string(texts.size()) + " of " + std::to_string(texts.size()) + " lines identical"));
   write_file(dir.file("bad.txt"), "词 12\n坏行\n");
   REQUIRE_THROWS_WITH(ltk::JiebaTokenizer(dir.file("bad.txt"), ltk::Normalizer{}), Contains("bad.txt:2"));
+}
+
+TEST_CASE("wordpiece: identical to Hugging Face's BertNormalizer + BertPreTokenizer + WordPiece", "[data][tokenizer][wordpiece]") {
+  std::vector<std::string> texts = {
+      "Hello, World! unbelievable", "Café naïve résumé — Ünïcödé", "The quick brown fox jumps over the lazy dog.",
+      "我爱北京天安门，PyTorch很好用！", "e-mail: abc_def@example.com (2024)", "tabs\tand  spaces\u3000ideographic",
+      "ＡＢＣ full-width", "don't stop-believing...", "a\u0301 combining", "xylophone7 unknown-digits 7 77",
+      "supercalifragilisticexpialidociousandmuchmuchmuchlongerthanahundredcharacterswithoutanybreakatallforthewordpiecelimittest",
+      ""};
+  for (const char* f : {"/usr/share/games/fortunes/fortunes", "/usr/share/games/fortunes/tang300"})
+    if (std::filesystem::exists(f)) {
+      auto quotes = ltk::read_fortune_file(f, "x");
+      for (size_t i = 0; i < quotes.size() && i < 200; ++i) texts.push_back(quotes[i].text);
+    }
+  // A vocabulary from the texts: specials, frequent words, every character alone and as "##"
+  // continuation (but no digit 7, to exercise [UNK]), and a few common suffixes.
+  ltk::BasicTokenizer basic(ltk::Normalizer{true, false, true});
+  std::map<std::string, int> counts;
+  std::set<std::string> chars;
+  for (const auto& t : texts)
+    for (const auto& w : basic.tokenize(t)) {
+      counts[w]++;
+      size_t i = 0;
+      while (i < w.size()) {
+        size_t start = i;
+        ltk::utf8::next(w, i);
+        chars.insert(w.substr(start, i - start));
+      }
+    }
+  std::string vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n##ing\n##ed\n##s\n##ly\n##able\n";
+  for (const auto& [w, n] : counts)
+    if (n >= 3 && w.find('7') == std::string::npos) vocab += w + "\n";
+  for (const auto& c : chars)
+    if (c != "7") vocab += c + "\n##" + c + "\n";
+  TempDir dir;
+  write_file(dir.file("vocab.txt"), vocab);
+  std::string lines;
+  for (const auto& t : texts) lines += t + "\n";
+  lines.pop_back();
+  write_file(dir.file("lines.txt"), lines);
+  ltk::WordPieceTokenizer wp(dir.file("vocab.txt"), true);
+  std::string ours;
+  for (size_t k = 0; k < texts.size(); ++k) {
+    auto tokens = wp.tokenize(texts[k]);
+    for (size_t i = 0; i < tokens.size(); ++i) ours += (i ? "\x01" : "") + tokens[i];
+    if (k + 1 < texts.size()) ours += "\n";
+  }
+  std::string cmd = "cd '" LTK_SOURCE_DIR "/tests/parity' && node hf_wordpiece.mjs '" + dir.file("vocab.txt") + "' '" +
+                    dir.file("lines.txt") + "' 1 > '" + dir.file("hf.txt") + "' 2> '" + dir.file("hf.err") + "'";
+  int status = std::system(cmd.c_str());
+  INFO(ltk::test::read_text(dir.file("hf.err")));
+  REQUIRE(status == 0);
+  std::string theirs = ltk::test::read_text(dir.file("hf.txt"));
+  std::istringstream a(ours), b(theirs);
+  std::string la, lb;
+  int line = 0, same = 0;
+  while (std::getline(a, la)) {
+    std::getline(b, lb);
+    ++line;
+    INFO("line " << line << ": " << texts[static_cast<size_t>(line - 1)]);
+    CHECK(la == lb);
+    same += la == lb;
+  }
+  CHECK(line == static_cast<int>(texts.size()) - 0);
+  CHECK_THAT(ours, Contains("[UNK]") && Contains("##"));
+  REQUIRE_THROWS_WITH(ltk::WordPieceTokenizer(dir.file("lines.txt"), true), Contains("[UNK]"));
 }

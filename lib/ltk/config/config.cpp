@@ -38,8 +38,10 @@ void parse_data(JsonReader r, DataConfig& d) {
   r.get_enum("on_bad_row", d.on_bad_row, {"error", "skip"});
   {
     JsonReader t = r.child("tokenizer");
-    t.get_enum("type", d.tokenizer.type, {"basic", "whitespace", "char", "jieba"});
+    t.get_enum("type", d.tokenizer.type, {"basic", "whitespace", "char", "jieba", "wordpiece"});
     t.get("dict", d.tokenizer.dict);
+    if (d.tokenizer.type == "wordpiece" && d.tokenizer.dict.empty())
+      config_fail(t.key_path("dict"), "wordpiece needs a BERT-style vocab.txt (one token per line, with [UNK])");
     t.get("lowercase", d.tokenizer.lowercase);
     t.get("nfkc", d.tokenizer.nfkc);
     t.get("strip_accents", d.tokenizer.strip_accents);

@@ -12,8 +12,8 @@
 namespace ltk {
 
 struct TokenizerConfig {
-  std::string type = "basic";  ///< basic | whitespace | char | jieba
-  std::string dict;            ///< jieba: dict.txt path ("" = python3-jieba's)
+  std::string type = "basic";  ///< basic | whitespace | char | jieba | wordpiece
+  std::string dict;            ///< jieba: dict.txt path ("" = python3-jieba's); wordpiece: a BERT vocab.txt
   bool lowercase = true;       ///< lowercase before splitting
   bool nfkc = false;           ///< Unicode NFKC first (full-width forms to half-width, ligatures split, ...)
   bool strip_accents = false;  ///< drop combining marks after canonical decomposition (é -> e)

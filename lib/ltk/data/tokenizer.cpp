@@ -6,6 +6,7 @@
 
 #include "ltk/core/error.h"
 #include "ltk/data/jieba.h"
+#include "ltk/data/wordpiece.h"
 #include "ltk/data/utf8.h"
 
 namespace ltk {
@@ -168,6 +169,7 @@ std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerConfig& config) {
   if (config.type == "basic") return std::make_unique<BasicTokenizer>(n);
   if (config.type == "whitespace") return std::make_unique<WhitespaceTokenizer>(n);
   if (config.type == "char") return std::make_unique<CharTokenizer>(n);
+  if (config.type == "wordpiece") return std::make_unique<WordPieceTokenizer>(config.dict, config.lowercase);
   if (config.type == "jieba") return std::make_unique<JiebaTokenizer>(config.dict.empty() ? kDefaultJiebaDict : config.dict, n);
   throw ConfigError("config key 'data.tokenizer.type': unknown tokenizer '" + config.type + "'");
 }
