@@ -116,7 +116,6 @@ std::string heatmap(const std::string& title, const std::vector<std::string>& na
   for (size_t g = 0; g < C; ++g) {
     double row_total = 0;
     for (size_t q = 0; q < C; ++q) row_total += matrix[g][q].get<double>();
-    int y = 30 + label_w + static_cast<int>(g) * cell - label_w;
     svg += fmt::format(R"(<text x="{}" y="{}" font-size="10" text-anchor="end">{}</text>)", label_w - 4,
                        30 + static_cast<int>(g) * cell + cell / 2 + 4, escape(names[g].substr(0, 20)));
     for (size_t q = 0; q < C; ++q) {
@@ -131,7 +130,6 @@ std::string heatmap(const std::string& title, const std::vector<std::string>& na
                            label_w + static_cast<int>(q) * cell + cell / 2, 30 + static_cast<int>(g) * cell + cell / 2 + 3,
                            static_cast<int64_t>(v));
     }
-    (void)y;
   }
   svg += fmt::format(R"(<text x="{}" y="{}" font-size="11" text-anchor="middle">predicted (columns, in label order) / gold (rows)</text>)",
                      label_w + cell * static_cast<int>(C) / 2, 30 + cell * static_cast<int>(C) + 16);
@@ -192,7 +190,7 @@ int64_t write_badcases(const std::string& path, const Task& task, const LabelMap
       rows.push_back({0.0, fmt::format("{}\t{}\t{}\t\t{}", tsv_field(ex.text), join(gold, ","), join(got, ","), trunc)});
       continue;
     }
-    std::string gold = type == "binary" ? labels.name(data.label(i)) : labels.name(data.label(i));
+    std::string gold = labels.name(data.label(i));
     std::string got = pred.at("label").get<std::string>();
     if (gold == got) continue;
     double conf = pred.at("score").get<double>();
