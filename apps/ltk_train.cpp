@@ -65,7 +65,8 @@ int main(int argc, char** argv) {
       nlohmann::json j = {{"run", config.output_dir},     {"steps", s.steps},
                           {"epochs", s.epochs},           {"best_epoch", s.best_epoch},
                           {"seconds", s.seconds},         {"samples_per_s", s.samples_per_s},
-                          {"train_loss", s.last_train_loss}};
+                          {"train_loss", s.last_train_loss}, {"data_seconds", s.data_seconds},
+                          {"eval_seconds", s.eval_seconds}};
       if (s.test) j["test"] = s.test->headline();
       std::cout << j.dump() << std::endl;
     }

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "ltk/core/error.h"
 #include "ltk/data/dataset.h"
@@ -14,6 +15,7 @@
 #include "ltk/data/wordpiece.h"
 #include "ltk/data/reader.h"
 #include "ltk/data/split.h"
+#include "ltk/data/token_index.h"
 #include "ltk/data/tokenizer.h"
 #include "ltk/data/vocab.h"
 #include "test_util.h"
@@ -153,6 +155,59 @@ TEST_CASE("dataset: ids are stored in one flat buffer", "[data][dataset]") {
   CHECK(data.total_tokens() == 6);
   CHECK(data.size() == 3);
   CHECK(data.memory_bytes() < 6 * 4 + 4 * 8 + 3 * (8 + 4 + 8) + 64);
+}
+
+TEST_CASE("token index: every token keeps its id through growth, prefixes, NUL bytes and long tokens", "[data][vocab]") {
+  ltk::TokenIndex index;
+  std::vector<std::string> tokens = {"", "a", std::string("a\0", 2), "ab", "abc", "abcd", "abcde", "abcdefgh",
+                                     "abcdefghi", std::string("abcdefgh\0", 9), "abcdefghijklmnopq", "abcdefghijklmnopr", "\xe4\xb8\xad"};
+  for (int i = 0; i < 20000; ++i) tokens.push_back("t" + std::to_string(i * 7919));
+  for (size_t i = 0; i < tokens.size(); ++i) REQUIRE(index.insert(tokens[i]) == static_cast<int32_t>(i));
+  REQUIRE(index.size() == tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    CHECK(index.find(tokens[i]) == static_cast<int32_t>(i));
+    CHECK(index.insert(tokens[i]) == static_cast<int32_t>(i));
+    CHECK(index.token_at(static_cast<int32_t>(i)) == tokens[i]);
+  }
+  CHECK(index.find("abcdefghijklmnops") == -1);
+  CHECK(index.find(std::string("a\0\0", 3)) == -1);
+  CHECK(index.find("t1") == -1);
+}
+
+TEST_CASE("vocab: built in the same pass as the ids, equal to counting first, specials never looked up",
+          "[data][vocab]") {
+  std::vector<ltk::Example> ex;
+  std::mt19937 rng(5);
+  for (int i = 0; i < 300; ++i) {
+    std::string text;
+    for (int k = 0, n = static_cast<int>(rng() % 12); k <= n; ++k) text += "w" + std::to_string(rng() % (k + 3) * (rng() % 40)) + " ";
+    if (i == 7) text += "<pad> <unk>";
+    ex.push_back({i % 3 ? "x" : "y", text, i + 1});
+  }
+  ltk::WhitespaceTokenizer tok(false);
+  auto labels = ltk::LabelMap::from_labels({"x", "y"});
+  auto targets = ltk::class_targets(labels);
+  for (auto [min_freq, max_size, max_len] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 0, 0}, {3, 0, 5}, {1, 20, 4}}) {
+    auto vocab = ltk::Vocabulary::build(ltk::count_tokens(ex, tok), min_freq, max_size);
+    auto two_pass = ltk::encode_examples(ex, "m", tok, vocab, &targets, {max_len, "head+tail"});
+    auto [vocab1, one_pass] = ltk::build_vocab_and_encode(ex, "m", tok, min_freq, max_size, &targets, {max_len, "head+tail"});
+    REQUIRE(vocab1.size() == vocab.size());
+    for (int32_t i = 0; i < vocab.size(); ++i) REQUIRE(vocab1.token(i) == vocab.token(i));
+    REQUIRE(one_pass.total_tokens() == two_pass.total_tokens());
+    for (int64_t i = 0; i < one_pass.size(); ++i) {
+      REQUIRE(one_pass.full_length(i) == two_pass.full_length(i));
+      REQUIRE(std::vector<int32_t>(one_pass.tokens(i), one_pass.tokens(i) + one_pass.length(i)) ==
+              std::vector<int32_t>(two_pass.tokens(i), two_pass.tokens(i) + two_pass.length(i)));
+      REQUIRE(one_pass.label(i) == two_pass.label(i));
+    }
+    // A text token spelled like a special is unknown, never padding.
+    const int32_t* t7 = one_pass.tokens(7);
+    CHECK(t7[one_pass.length(7) - 1] == ltk::Vocabulary::kUnkId);
+    CHECK(vocab1.id("<pad>") == ltk::Vocabulary::kUnkId);
+    CHECK_FALSE(vocab1.contains("<pad>"));
+    // Stored ids: 4 bytes a token, no spare capacity.
+    CHECK(one_pass.id_bytes() == static_cast<size_t>(one_pass.total_tokens()) * 4);
+  }
 }
 
 TEST_CASE("pitfall P8: a label the model does not know is caught when data is read", "[data][labels]") {

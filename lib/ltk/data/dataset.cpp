@@ -99,14 +99,18 @@ TokenCounter count_tokens(const std::vector<Example>& examples, const Tokenizer&
   return counter;
 }
 
-TextDataset encode_examples(const std::vector<Example>& examples, const std::string& source,
-                            const Tokenizer& tokenizer, const Vocabulary& vocab, const TargetEncoder* targets,
-                            const EncodeOptions& options) {
+namespace {
+
+/// The one encoding loop: `token_id(view)` numericalises a token (a vocabulary lookup, or the
+/// token counter's running id when the vocabulary is built in the same pass).
+template <typename TokenId>
+TextDataset encode_with(const std::vector<Example>& examples, const std::string& source, const Tokenizer& tokenizer,
+                        TokenId&& token_id, const TargetEncoder* targets, const EncodeOptions& options) {
   TextDataset data;
   TargetKind kind = targets ? targets->kind : TargetKind::none;
   const LabelMap* labels = targets ? targets->labels : nullptr;
   if (kind != TargetKind::none && kind != TargetKind::value && !labels)
-    throw Error("encode_examples: a class task needs a label map");
+    throw Error("encoding a dataset: a class task needs a label map");
   data.set_source(source, kind, labels ? labels->size() : 0, targets ? targets->positive : 1);
   auto class_id = [&](std::string_view name, const Example& ex) {
     int64_t id = labels->find(std::string(name));
@@ -140,12 +144,51 @@ TextDataset encode_examples(const std::vector<Example>& examples, const std::str
     }
     tokenizer.tokenize(ex.text, scratch, tokens);
     ids.clear();
-    for (auto t : tokens) ids.push_back(vocab.id(t));
+    for (auto t : tokens) ids.push_back(token_id(t));
     int64_t full = static_cast<int64_t>(ids.size());
     truncate_ids(ids, options.max_len, options.truncation);
     data.add(ids, full, classes, value, ex.line);
   }
+  data.shrink_to_fit();
   return data;
+}
+
+}  // namespace
+
+TextDataset encode_examples(const std::vector<Example>& examples, const std::string& source,
+                            const Tokenizer& tokenizer, const Vocabulary& vocab, const TargetEncoder* targets,
+                            const EncodeOptions& options) {
+  return encode_with(examples, source, tokenizer, [&](std::string_view t) { return vocab.id(t); }, targets, options);
+}
+
+std::pair<Vocabulary, TextDataset> build_vocab_and_encode(const std::vector<Example>& examples,
+                                                          const std::string& source, const Tokenizer& tokenizer,
+                                                          int64_t min_freq, int64_t max_size,
+                                                          const TargetEncoder* targets, const EncodeOptions& options) {
+  // One tokenisation pass: every token is counted and stored under the counter's id; once the
+  // vocabulary is known those ids are mapped to its ids (one lookup per distinct token).
+  TokenCounter counter;
+  TextDataset data = encode_with(examples, source, tokenizer, [&](std::string_view t) { return counter.add(t); },
+                                 targets, options);
+  Vocabulary vocab = Vocabulary::build(counter, min_freq, max_size);
+  std::vector<int32_t> table(counter.size());
+  for (size_t i = 0; i < table.size(); ++i) table[i] = vocab.id(counter.token(static_cast<int32_t>(i)));
+  data.map_ids(table);
+  return {std::move(vocab), std::move(data)};
+}
+
+void TextDataset::map_ids(const std::vector<int32_t>& table) {
+  for (auto& id : ids_) id = table[static_cast<size_t>(id)];
+}
+
+void TextDataset::shrink_to_fit() {
+  ids_.shrink_to_fit();
+  offsets_.shrink_to_fit();
+  class_ids_.shrink_to_fit();
+  class_offsets_.shrink_to_fit();
+  values_.shrink_to_fit();
+  full_lengths_.shrink_to_fit();
+  lines_.shrink_to_fit();
 }
 
 float parse_target_value(const std::string& label, const std::string& source, int64_t line) {

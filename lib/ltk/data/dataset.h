@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ltk/data/batch.h"
@@ -76,6 +77,12 @@ class TextDataset {
     num_classes_ = num_classes;
     positive_ = positive;
   }
+  /// Replaces every token id i by table[i].
+  void map_ids(const std::vector<int32_t>& table);
+  /// Frees the buffers' spare capacity (called once a dataset is complete).
+  void shrink_to_fit();
+  /// Bytes held by the token ids alone.
+  size_t id_bytes() const { return ids_.capacity() * sizeof(int32_t); }
   /// The targets of `indices` as the task's loss takes them (see TargetKind).
   torch::Tensor targets(const std::vector<int64_t>& indices) const;
 
@@ -100,6 +107,14 @@ class TextDataset {
 TextDataset encode_examples(const std::vector<Example>& examples, const std::string& source,
                             const Tokenizer& tokenizer, const Vocabulary& vocab, const TargetEncoder* targets,
                             const EncodeOptions& options);
+
+/// Builds the vocabulary of a training split (min_freq, max_size, as Vocabulary::build) and
+/// encodes the split in the same tokenisation pass; the result equals count_tokens +
+/// Vocabulary::build + encode_examples, in about half the time.
+std::pair<Vocabulary, TextDataset> build_vocab_and_encode(const std::vector<Example>& examples,
+                                                          const std::string& source, const Tokenizer& tokenizer,
+                                                          int64_t min_freq, int64_t max_size,
+                                                          const TargetEncoder* targets, const EncodeOptions& options);
 
 /// Parses a regression target; DataError naming source:line when it is not a finite number.
 float parse_target_value(const std::string& label, const std::string& source, int64_t line);

@@ -195,7 +195,8 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
     const char sep = format == "csv" ? ',' : '\t';
     const bool simple_tsv = format == "tsv" && !o.header && o.label_column.empty() && o.text_column.empty();
     Column label_col = parse_column(o.label_column, 0), text_col = parse_column(o.text_column, 1);
-    std::vector<std::string> header;
+    std::vector<std::string> header, csv_fields;
+    std::vector<std::string_view> fields;
     size_t pos = offset;
     int64_t line = 1;
     int64_t li = -1, ti = -1;
@@ -203,9 +204,11 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
     while (pos < data.size()) {
       int64_t row_line = line;
       const size_t record_start = pos;
-      std::vector<std::string> fields;
+      // Fields are views into the file (or, for CSV, into the unquoted record).
+      fields.clear();
       if (format == "csv") {
-        fields = next_csv_record(data, pos, line, sep, path);
+        csv_fields = next_csv_record(data, pos, line, sep, path);
+        fields.assign(csv_fields.begin(), csv_fields.end());
       } else {
         size_t nl = data.find('\n', pos);
         std::string_view l(data.data() + pos, (nl == std::string::npos ? data.size() : nl) - pos);
@@ -214,17 +217,17 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
         if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
         if (simple_tsv) {  // label<TAB>text: the text is everything after the first tab
           size_t tab = l.find('\t');
-          fields = {std::string(l.substr(0, tab == std::string_view::npos ? l.size() : tab))};
-          if (tab != std::string_view::npos) fields.emplace_back(l.substr(tab + 1));
+          fields.push_back(l.substr(0, tab == std::string_view::npos ? l.size() : tab));
+          if (tab != std::string_view::npos) fields.push_back(l.substr(tab + 1));
         } else {
-          for (auto f : split(l, '\t')) fields.emplace_back(f);
+          fields = split(l, '\t');
         }
       }
-      std::string where = fmt::format("{}:{}", path, row_line);
+      auto where = [&] { return fmt::format("{}:{}", path, row_line); };  // built only for an error
       bool blank = fields.size() == 1 && trim(fields[0]).empty();
       if (blank) continue;
       if (first && o.header) {
-        header = fields;
+        header.assign(fields.begin(), fields.end());
         first = false;
         continue;
       }
@@ -235,28 +238,28 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
       }
       size_t invalid = utf8::find_invalid(std::string_view(data.data() + record_start, pos - record_start));
       if (invalid != std::string::npos) {
-        bad.handle(fmt::format("{}: invalid UTF-8 at byte {} of the line (0x{:02X}); convert the file to UTF-8", where,
+        bad.handle(fmt::format("{}: invalid UTF-8 at byte {} of the line (0x{:02X}); convert the file to UTF-8", where(),
                                invalid, static_cast<unsigned char>(data[record_start + invalid])));
         continue;
       }
       int64_t need = std::max(o.require_label ? li : 0, ti) + 1;
       if (static_cast<int64_t>(fields.size()) < need) {
         if (simple_tsv)
-          bad.handle(where + ": expected label<TAB>text, found no tab in \"" + fields[0].substr(0, 60) +
+          bad.handle(where() + ": expected label<TAB>text, found no tab in \"" + std::string(fields[0].substr(0, 60)) +
                      (fields[0].size() > 60 ? "...\"" : "\""));
         else
-          bad.handle(fmt::format("{}: {} column(s), but the {} column is number {} (0-based)", where, fields.size(),
+          bad.handle(fmt::format("{}: {} column(s), but the {} column is number {} (0-based)", where(), fields.size(),
                                  ti >= li ? "text" : "label", std::max(li, ti)));
         continue;
       }
       Example ex{li < static_cast<int64_t>(fields.size()) ? std::string(trim(fields[li])) : "",
                  std::string(trim(fields[ti])), row_line};
       if (o.require_label && ex.label.empty()) {
-        bad.handle(where + ": empty label");
+        bad.handle(where() + ": empty label");
         continue;
       }
       if (ex.text.empty()) {
-        bad.handle(where + ": empty text" + (ex.label.empty() ? "" : " (label '" + ex.label + "')"));
+        bad.handle(where() + ": empty text" + (ex.label.empty() ? "" : " (label '" + ex.label + "')"));
         continue;
       }
       result.examples.push_back(std::move(ex));

@@ -54,12 +54,20 @@ void lowercase_utf8(std::string_view text, std::string& out) {
   out.clear();
   out.reserve(text.size());
   size_t i = 0;
-  while (i < text.size()) {
-    auto b = static_cast<unsigned char>(text[i]);
-    if (b < 0x80) {
-      out += static_cast<char>(b >= 'A' && b <= 'Z' ? b + 32 : b);
-      ++i;
-      continue;
+  const size_t n = text.size();
+  while (i < n) {
+    size_t j = i;
+    while (j < n && static_cast<unsigned char>(text[j]) < 0x80) ++j;
+    if (j > i) {  // an ASCII run, mapped in bulk
+      size_t o = out.size();
+      out.resize(o + (j - i));
+      char* d = out.data() + o;
+      for (size_t k = i; k < j; ++k) {
+        char c = text[k];
+        *d++ = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+      }
+      i = j;
+      if (i >= n) break;
     }
     size_t start = i;
     char32_t cp = utf8::next(text, i);
@@ -115,6 +123,24 @@ void WhitespaceTokenizer::tokenize(std::string_view text, std::string& scratch,
   if (start != std::string_view::npos) tokens.push_back(s.substr(start));
 }
 
+namespace {
+
+/// What BasicTokenizer does with each ASCII byte: part of a word, a separator (space, control)
+/// or a punctuation token of its own.
+struct AsciiClass {
+  enum Kind : unsigned char { word, separator, punctuation };
+  Kind of[128];
+  AsciiClass() {
+    for (int b = 0; b < 128; ++b) {
+      bool alnum = (b >= 'a' && b <= 'z') || (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z');
+      of[b] = alnum ? word : (is_unicode_space(b) || is_control(b)) ? separator : punctuation;
+    }
+  }
+};
+const AsciiClass kAsciiClass;
+
+}  // namespace
+
 void BasicTokenizer::tokenize(std::string_view text, std::string& scratch,
                               std::vector<std::string_view>& tokens) const {
   tokens.clear();
@@ -129,13 +155,15 @@ void BasicTokenizer::tokenize(std::string_view text, std::string& scratch,
     auto b = static_cast<unsigned char>(s[i]);
     if (b < 0x80) {  // ASCII fast path
       ++i;
-      if ((b >= 'a' && b <= 'z') || (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z')) {
-        if (start == std::string_view::npos) start = here;
-      } else if (is_unicode_space(b) || is_control(b)) {
-        flush(here);
-      } else {  // ASCII punctuation and symbols
-        flush(here);
-        tokens.push_back(s.substr(here, 1));
+      switch (kAsciiClass.of[b]) {
+        case AsciiClass::word:
+          if (start == std::string_view::npos) start = here;
+          break;
+        case AsciiClass::separator: flush(here); break;
+        case AsciiClass::punctuation:
+          flush(here);
+          tokens.push_back(s.substr(here, 1));
+          break;
       }
       continue;
     }

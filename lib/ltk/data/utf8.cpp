@@ -1,5 +1,7 @@
 #include "ltk/data/utf8.h"
 
+#include <cstring>
+
 namespace ltk::utf8 {
 
 char32_t next(std::string_view s, size_t& i) {
@@ -53,6 +55,14 @@ void append(std::string& out, char32_t cp) {
 size_t find_invalid(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
+    // ASCII eight bytes at a time.
+    while (i + 8 <= s.size()) {
+      uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      if (w & 0x8080808080808080ULL) break;
+      i += 8;
+    }
+    if (i >= s.size()) break;
     auto b = static_cast<unsigned char>(s[i]);
     if (b < 0x80) {
       ++i;

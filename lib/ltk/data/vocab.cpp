@@ -11,32 +11,10 @@
 
 namespace ltk {
 
-void TokenCounter::add(std::string_view token) {
-  auto it = counts_.find(std::string(token));
-  if (it == counts_.end()) {
-    counts_.emplace(std::string(token), 1);
-  } else {
-    ++it->second;
-  }
-}
-
 Vocabulary::Vocabulary() {
   add(kPad, 0);
   add(kUnk, 0);
   rebuild_index();
-}
-
-Vocabulary::Vocabulary(const Vocabulary& other) : tokens_(other.tokens_), counts_(other.counts_) {
-  rebuild_index();
-}
-
-Vocabulary& Vocabulary::operator=(const Vocabulary& other) {
-  if (this != &other) {
-    tokens_ = other.tokens_;
-    counts_ = other.counts_;
-    rebuild_index();
-  }
-  return *this;
 }
 
 void Vocabulary::add(std::string token, int64_t count) {
@@ -45,16 +23,20 @@ void Vocabulary::add(std::string token, int64_t count) {
 }
 
 void Vocabulary::rebuild_index() {
-  index_.clear();
-  index_.reserve(tokens_.size());
-  for (size_t i = 0; i < tokens_.size(); ++i)
-    index_.emplace(std::string_view(tokens_[i]), static_cast<int32_t>(i));
+  index_ = TokenIndex();
+  for (size_t i = kFirstWordId; i < tokens_.size(); ++i) {
+    if (index_.insert(tokens_[i]) != static_cast<int32_t>(i) - kFirstWordId)
+      throw DataError("duplicate token '" + tokens_[i] + "' in the vocabulary");
+  }
 }
 
 Vocabulary Vocabulary::build(const TokenCounter& counter, int64_t min_freq, int64_t max_size) {
   std::vector<std::pair<std::string_view, int64_t>> items;
-  for (const auto& [tok, n] : counter.counts())
+  for (int32_t i = 0; i < static_cast<int32_t>(counter.size()); ++i) {
+    std::string_view tok = counter.token(i);
+    int64_t n = counter.count(i);
     if (n >= min_freq && tok != kPad && tok != kUnk) items.emplace_back(tok, n);
+  }
   std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) {
     return a.second != b.second ? a.second > b.second : a.first < b.first;
   });
@@ -94,8 +76,11 @@ Vocabulary Vocabulary::load(const std::string& path) {
   }
   if (v.tokens_.size() < 2 || v.tokens_[0] != kPad || v.tokens_[1] != kUnk)
     throw DataError(path + ": a vocabulary must start with <pad> and <unk>; is this an ltk vocab.txt?");
-  v.rebuild_index();
-  if (v.index_.size() != v.tokens_.size()) throw DataError(path + ": duplicate tokens");
+  try {
+    v.rebuild_index();
+  } catch (const DataError& e) {
+    throw DataError(path + ": " + e.what());
+  }
   return v;
 }
 

@@ -4,34 +4,40 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
+
+#include "ltk/data/token_index.h"
 
 namespace ltk {
 
 /// Counts tokens while a training split is read.
 class TokenCounter {
  public:
-  void add(std::string_view token);
-  const std::unordered_map<std::string, int64_t>& counts() const { return counts_; }
+  /// Counts one occurrence; returns the token's id in this counter (first-seen order).
+  int32_t add(std::string_view token) {
+    int32_t id = index_.insert(token);
+    if (static_cast<size_t>(id) == counts_.size()) counts_.push_back(0);
+    ++counts_[static_cast<size_t>(id)];
+    return id;
+  }
+  size_t size() const { return counts_.size(); }
+  std::string_view token(int32_t id) const { return index_.token_at(id); }
+  int64_t count(int32_t id) const { return counts_[static_cast<size_t>(id)]; }
 
  private:
-  std::unordered_map<std::string, int64_t> counts_;
+  TokenIndex index_;
+  std::vector<int64_t> counts_;
 };
 
 class Vocabulary {
  public:
   static constexpr int32_t kPadId = 0;
   static constexpr int32_t kUnkId = 1;
+  static constexpr int32_t kFirstWordId = 2;
   static constexpr const char* kPad = "<pad>";
   static constexpr const char* kUnk = "<unk>";
 
   Vocabulary();
-  // The index holds views into tokens_: a copy rebuilds it (a move keeps the strings in place).
-  Vocabulary(const Vocabulary& other);
-  Vocabulary& operator=(const Vocabulary& other);
-  Vocabulary(Vocabulary&&) noexcept = default;
-  Vocabulary& operator=(Vocabulary&&) noexcept = default;
 
   /// Keeps tokens seen at least `min_freq` times, the `max_size` most frequent in all
   /// (specials included; 0 = no limit).
@@ -41,12 +47,13 @@ class Vocabulary {
   static Vocabulary load(const std::string& path);
   void save(const std::string& path) const;
 
-  /// The id of `token`, or kUnkId.
+  /// The id of `token`, or kUnkId. The specials are not looked up: a text token that reads
+  /// "<pad>" is unknown, never padding.
   int32_t id(std::string_view token) const {
-    auto it = index_.find(token);
-    return it == index_.end() ? kUnkId : it->second;
+    int32_t i = index_.find(token);
+    return i < 0 ? kUnkId : i + kFirstWordId;
   }
-  bool contains(std::string_view token) const { return index_.count(token) != 0; }
+  bool contains(std::string_view token) const { return index_.find(token) >= 0; }
   const std::string& token(int32_t id) const { return tokens_.at(static_cast<size_t>(id)); }
   int64_t count(int32_t id) const { return counts_.at(static_cast<size_t>(id)); }
   int64_t size() const { return static_cast<int64_t>(tokens_.size()); }
@@ -57,7 +64,7 @@ class Vocabulary {
 
   std::vector<std::string> tokens_;
   std::vector<int64_t> counts_;
-  std::unordered_map<std::string_view, int32_t> index_;  // views into tokens_
+  TokenIndex index_;  // the tokens after the specials: index id i is vocabulary id i + 2
 };
 
 }  // namespace ltk

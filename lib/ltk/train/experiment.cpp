@@ -111,29 +111,28 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
   // A resumed run, and a run fine-tuned from another run, reuse that run's vocabulary: the
   // embedding rows must keep meaning the same tokens.
   std::string init_run = init_from_run_dir(config.model.init_from);
-  Vocabulary vocab;
-  if (resume) {
-    vocab = Vocabulary::load(run.vocab_path());
-  } else if (!init_run.empty()) {
-    vocab = Vocabulary::load(RunDirectory::open(init_run).vocab_path());
-    log::info("[data] vocabulary of {} reused ({} tokens)", init_run, vocab.size());
-  } else {
-    vocab = Vocabulary::build(count_tokens(train.examples, *tokenizer), config.data.vocab.min_freq,
-                              config.data.vocab.max_size);
-  }
   LabelMap labels;
   if (has_labels) labels = resume ? LabelMap::load(run.labels_path()) : labels_from_examples(config.task, train.examples);
-  vocab.save(run.vocab_path());
-  if (has_labels) labels.save(run.labels_path());
   // The task is built twice: first to learn how labels become targets, then with the class
   // weights that need the encoded training split.
   auto encoder_task = make_task(config.task, labels);
   TargetEncoder targets = encoder_task->target_encoder();
+  EncodeOptions enc{config.data.max_len, config.data.truncation};
+  Vocabulary vocab;
+  TextDataset train_set;
+  if (resume || !init_run.empty()) {
+    vocab = Vocabulary::load(resume ? run.vocab_path() : RunDirectory::open(init_run).vocab_path());
+    if (!resume) log::info("[data] vocabulary of {} reused ({} tokens)", init_run, vocab.size());
+    train_set = encode_examples(train.examples, train.path, *tokenizer, vocab, &targets, enc);
+  } else {
+    std::tie(vocab, train_set) = build_vocab_and_encode(train.examples, train.path, *tokenizer,
+                                                        config.data.vocab.min_freq, config.data.vocab.max_size,
+                                                        &targets, enc);
+  }
+  vocab.save(run.vocab_path());
+  if (has_labels) labels.save(run.labels_path());
   log::info("[data] vocabulary {} tokens (min_freq {}, max_size {}), {} labels", vocab.size(),
             config.data.vocab.min_freq, config.data.vocab.max_size, labels.size());
-
-  EncodeOptions enc{config.data.max_len, config.data.truncation};
-  TextDataset train_set = encode_examples(train.examples, train.path, *tokenizer, vocab, &targets, enc);
   train.examples.clear();
   train.examples.shrink_to_fit();
   log_dataset("train", train_set);
@@ -188,6 +187,12 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
   log::info("[train] done: {} steps in {:.1f}s ({:.0f} samples/s), best: epoch {} step {}{}", summary.steps,
             summary.seconds, summary.samples_per_s, summary.best_epoch, summary.best_step,
             summary.early_stopped ? " (stopped early)" : "");
+  // Where the time went: the batches (the loader) should be a small share of the steps.
+  const double step_seconds = summary.seconds - summary.data_seconds - summary.eval_seconds;
+  log::info("[train] time: steps {:.1f}s, making batches {:.2f}s ({:.1f}% of the loop), validation and "
+            "checkpoints {:.1f}s",
+            step_seconds, summary.data_seconds, 100.0 * summary.data_seconds / std::max(summary.seconds, 1e-9),
+            summary.eval_seconds);
 
   if (test_set) {
     load_weights(*model, run.checkpoint("best"));

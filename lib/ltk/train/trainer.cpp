@@ -310,9 +310,11 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
       double group_loss = 0;
       bool finite = true;
       for (int64_t b = state_.batch_pos; b < end && finite; ++b) {
+        const double t_batch = now_s();
         Batch cpu = collate(train, order[b]);
         check_token_ids(cpu, vocab_size_, train);  // P8, before the device
         Batch batch = cpu.to(device_);              // P1: the one place batches move
+        summary.data_seconds += now_s() - t_batch;
         double share = static_cast<double>(batch.size()) / static_cast<double>(group_samples);
         double loss = 0;
         finite = micro_step(batch, mean_reduction && end - state_.batch_pos > 1 ? share : 1.0,
@@ -341,11 +343,13 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
       log_progress(total, per_epoch, state_.batch_pos == batches);
       if (state_.step == kill_at) std::raise(SIGKILL);
       bool epoch_end = state_.batch_pos == batches;
+      const double t_eval = now_s();
       if (tc.eval_every > 0 && state_.step % tc.eval_every == 0) {
         validate_and_checkpoint(valid, true);
       } else if (tc.checkpoint_every > 0 && state_.step % tc.checkpoint_every == 0 && !epoch_end) {
         validate_and_checkpoint(valid, false);
       }
+      summary.eval_seconds += now_s() - t_eval;
       if (state_.early_stopped) break;
       if (int sig = stop_signal()) {
         if (last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, false);
@@ -362,12 +366,16 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
     state_.epoch_steps = 0;
     state_.epoch_closed = true;
     // The end of an epoch: validate (per-epoch mode) and write a checkpoint (unless this step has one).
+    const double t_eval = now_s();
     if (tc.eval_every == 0 || last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, tc.eval_every == 0);
+    summary.eval_seconds += now_s() - t_eval;
     state_.epoch_closed = false;
     state_.batch_pos = 0;
   }
   log::progress_done();
+  const double t_eval = now_s();
   if (!summary.interrupted && last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, valid != nullptr);
+  summary.eval_seconds += now_s() - t_eval;
   summary.last_train_loss = state_.last_epoch_loss;
   summary.steps = state_.step;
   summary.epochs = std::min(state_.epoch, tc.epochs);

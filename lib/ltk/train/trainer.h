@@ -25,6 +25,8 @@ struct TrainSummary {
   double best_metric = 0;      ///< trainer.select_metric at the best checkpoint (valid split)
   double seconds = 0;          ///< wall time of this process's training loop
   double samples_per_s = 0;    ///< training throughput of this process
+  double data_seconds = 0;     ///< of `seconds`: making batches (collate, id checks, device copy)
+  double eval_seconds = 0;     ///< of `seconds`: validation and checkpoints
   double last_train_loss = 0;  ///< mean loss over the last epoch's steps
   int64_t nonfinite_skipped = 0;
   bool early_stopped = false;

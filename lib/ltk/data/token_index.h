@@ -1,0 +1,132 @@
+// A string -> dense id table for tokens: open addressing with linear probing over one byte
+// arena, so interning a token costs one hash of its bytes and (almost always) one comparison,
+// with no allocation per token. The vocabulary and the token counter are built on it; the
+// data path spends most of its time here (bench/data_bench.cpp).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ltk {
+
+class TokenIndex {
+ public:
+  TokenIndex() { slots_.assign(kMinSlots, Slot{}); }
+
+  /// The id of `token`, or -1.
+  int32_t find(std::string_view token) const {
+    const uint64_t head = head_of(token);
+    const uint64_t h = hash(head, token);
+    const auto tag = static_cast<uint32_t>(h >> 32);
+    for (size_t s = h & mask();; s = (s + 1) & mask()) {
+      const Slot& slot = slots_[s];
+      if (slot.id < 0) return -1;
+      if (slot.tag == tag && matches(slot.id, head, token)) return slot.id;
+    }
+  }
+
+  /// The id of `token`, added (as the next id) when it is new.
+  int32_t insert(std::string_view token) {
+    const uint64_t head = head_of(token);
+    const uint64_t h = hash(head, token);
+    const auto tag = static_cast<uint32_t>(h >> 32);
+    size_t s = h & mask();
+    for (;; s = (s + 1) & mask()) {
+      const Slot& slot = slots_[s];
+      if (slot.id < 0) break;
+      if (slot.tag == tag && matches(slot.id, head, token)) return slot.id;
+    }
+    auto id = static_cast<int32_t>(size());
+    arena_.append(token.data(), token.size());
+    starts_.push_back(arena_.size());
+    heads_.push_back(head);
+    slots_[s] = Slot{tag, id};
+    if (size() * 2 > slots_.size()) grow();
+    return id;
+  }
+
+  std::string_view token_at(int32_t id) const {
+    return std::string_view(arena_.data() + starts_[id], starts_[id + 1] - starts_[id]);
+  }
+  size_t size() const { return starts_.size() - 1; }
+
+ private:
+  // A slot is 8 bytes (half the table fits the cache that a 16-byte slot would need): 32 bits
+  // of the hash and the id. Each id keeps its token's first eight bytes, so that a token of up
+  // to eight bytes (most words) is compared without touching the arena; ids are given in
+  // first-seen order, so the frequent tokens' heads share a few cache lines.
+  struct Slot {
+    uint32_t tag = 0;
+    int32_t id = -1;  // -1: empty
+  };
+  static constexpr size_t kMinSlots = 64;
+
+  /// The first eight bytes, zero-padded, read without a byte loop (whose stores would stall
+  /// the 8-byte load that follows).
+  static uint64_t head_of(std::string_view s) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const size_t n = s.size();
+    if (n >= 8) {
+      uint64_t w;
+      std::memcpy(&w, p, 8);
+      return w;
+    }
+    if (n >= 4) {  // two overlapping 4-byte reads
+      uint32_t lo, hi;
+      std::memcpy(&lo, p, 4);
+      std::memcpy(&hi, p + n - 4, 4);
+      return static_cast<uint64_t>(lo) | (static_cast<uint64_t>(hi) << (8 * (n - 4)));
+    }
+    if (n == 0) return 0;
+    return static_cast<uint64_t>(p[0]) | (static_cast<uint64_t>(p[n >> 1]) << (8 * (n >> 1))) |
+           (static_cast<uint64_t>(p[n - 1]) << (8 * (n - 1)));
+  }
+  bool matches(int32_t id, uint64_t head, std::string_view token) const {
+    if (heads_[id] != head) return false;
+    if (token.size() <= 8) return starts_[id + 1] - starts_[id] == token.size();
+    return token_at(id) == token;
+  }
+  static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+  /// FxHash-style over the head and the rest eight bytes at a time, then a finalising mix
+  /// (the slot is taken from the low bits).
+  static uint64_t hash(uint64_t head, std::string_view s) {
+    uint64_t h = (rotl(s.size(), 5) ^ head) * 0x517cc1b727220a95ULL;
+    if (s.size() > 8) {
+      const char* p = s.data() + 8;
+      size_t n = s.size() - 8;
+      for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        std::memcpy(&w, p, 8);
+        h = (rotl(h, 5) ^ w) * 0x517cc1b727220a95ULL;
+      }
+      if (n > 0) {
+        uint64_t w = 0;
+        std::memcpy(&w, p, n);
+        h = (rotl(h, 5) ^ w) * 0x517cc1b727220a95ULL;
+      }
+    }
+    return h ^ (h >> 29) ^ (h >> 43);
+  }
+  size_t mask() const { return slots_.size() - 1; }
+
+  void grow() {
+    std::vector<Slot> old(slots_.size() * 2);
+    old.swap(slots_);
+    for (const Slot& slot : old) {
+      if (slot.id < 0) continue;
+      size_t s = hash(heads_[slot.id], token_at(slot.id)) & mask();
+      while (slots_[s].id >= 0) s = (s + 1) & mask();
+      slots_[s] = slot;
+    }
+  }
+
+  std::vector<Slot> slots_;
+  std::string arena_;
+  std::vector<size_t> starts_{0};
+  std::vector<uint64_t> heads_;
+};
+
+}  // namespace ltk
