@@ -101,7 +101,15 @@ int cmd_split(int argc, char** argv) {
 }
 
 ltk::TokenizerConfig tokenizer_from_args(const cxxopts::ParseResult& args) {
-  if (args.count("config")) return ltk::load_config(args["config"].as<std::string>()).data.tokenizer;
+  if (args.count("config")) {
+    // A run directory's config.json: the tokenizer file the run keeps beside it.
+    std::string path = args["config"].as<std::string>();
+    ltk::TokenizerConfig tok = ltk::load_config(path).data.tokenizer;
+    std::string resource = ltk::tokenizer_resource(tok.type);
+    auto kept = std::filesystem::path(path).parent_path() / resource;
+    if (!resource.empty() && std::filesystem::is_regular_file(kept)) tok.dict = kept.string();
+    return tok;
+  }
   nlohmann::json section = {{"type", args["tokenizer"].as<std::string>()},
                             {"lowercase", args.count("no-lowercase") == 0}};
   if (args.count("dict") && !args["dict"].as<std::string>().empty()) section["dict"] = args["dict"].as<std::string>();
@@ -114,8 +122,10 @@ int cmd_tokenize(int argc, char** argv) {
   cxxopts::Options options("ltk-data tokenize", "Tokenize stdin line by line; tokens joined by single spaces.");
   options.add_options()
       ("c,config", "take data.tokenizer from this experiment config", cxxopts::value<std::string>())
-      ("tokenizer", "basic, whitespace, char or jieba", cxxopts::value<std::string>()->default_value("basic"))
-      ("dict", "jieba: dict.txt (default: python3-jieba's)", cxxopts::value<std::string>()->default_value(""))
+      ("tokenizer", "basic, whitespace, char, jieba, wordpiece or sentencepiece",
+       cxxopts::value<std::string>()->default_value("basic"))
+      ("dict", "jieba: dict.txt (default: python3-jieba's); wordpiece: vocab.txt; sentencepiece: a .model",
+       cxxopts::value<std::string>()->default_value(""))
       ("nfkc", "Unicode NFKC first")
       ("no-lowercase", "keep case")
       ("h,help", "show this help");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, with apt, the system packages ltk needs that are missing. Idempotent.
 #   scripts/setup.sh          build + run dependencies
-#   scripts/setup.sh --test   also what the tests use (python3-torch as the reference)
+#   scripts/setup.sh --test   also what the tests and benchmarks use (python3-torch as the
+#                             reference, fastText)
 set -euo pipefail
 
 packages=(
@@ -11,12 +12,14 @@ packages=(
   libopenblas0-openmp
   # Real corpora.
   fortunes fortunes-min fortunes-zh
-  # The jieba tokenizer's default dictionary.
-  python3-jieba
+  # The jieba tokenizer's default dictionary; the sentencepiece tokenizer's library.
+  python3-jieba libsentencepiece-dev
 )
 if [[ "${1:-}" == "--test" ]]; then
   # The reference implementations (PyTorch, scikit-learn) and a browser that renders the report.
   packages+=(python3-torch python3-sklearn python3-scipy chromium)
+  # fastText, the bag-of-words baseline of scripts/bench.sh.
+  packages+=(fasttext)
   # node runs the Hugging Face tokenizers for the WordPiece parity test (Debian's, unless one is there).
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi

@@ -420,3 +420,34 @@ TEST_CASE("cli: ltk-predict reads TSV and JSONL with ids, lists the top k, and a
   auto bad = run_app("ltk-predict", "--run '" + run + "' --format xml");
   CHECK(bad.code == 2);
 }
+
+TEST_CASE("sentencepiece: ltk-train trains a model into the run - eval, predict and tokenize use it from there",
+          "[cli][sentencepiece]") {
+  TempDir dir;
+  std::string cfg = ltk::test::toy_config(dir);
+  const std::string spm = " --set data.tokenizer.type=sentencepiece --set data.tokenizer.vocab_size=40";
+  auto r = run_app("ltk-train", "--config '" + cfg + "'" + spm + " --json");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE(std::filesystem::exists(dir.file("run/spm.model")));
+  CHECK(nlohmann::json::parse(r.out)["test"]["accuracy"].get<double>() > 0.9);
+  // The run keeps its tokenizer: moved elsewhere, it still evaluates and predicts.
+  std::filesystem::rename(dir.file("run"), dir.file("moved"));
+  auto p = run_app("ltk-predict", "--run '" + dir.file("moved") + "'", "goal match team\nlinux kernel bug\n");
+  INFO(p.err);
+  REQUIRE(p.code == 0);
+  CHECK_THAT(p.out, Contains("\"label\":\"sport\"") && Contains("\"label\":\"tech\""));
+  auto e = run_app("ltk-eval", "--run '" + dir.file("moved") + "' --data '" + dir.file("valid.tsv") + "' --json");
+  REQUIRE(e.code == 0);
+  auto t = run_app("ltk-data", "tokenize --config '" + dir.file("moved/config.json") + "'", "goal linux\n");
+  CHECK(t.code == 0);
+  CHECK_THAT(t.out, Contains("\xe2\x96\x81"));  // U+2581 starts each word's first piece
+  auto bpe = run_app("ltk-train", "--config '" + cfg + "'" + spm + " --set data.tokenizer.model_type=bpe --overwrite");
+  CHECK(bpe.code == 0);
+  auto bad = run_app("ltk-train", "--config '" + cfg + "'" + spm + " --set data.tokenizer.model_type=wordpiece --overwrite");
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.err, Contains("data.tokenizer.model_type"));
+  auto none = run_app("ltk-data", "tokenize --tokenizer sentencepiece --dict '" + dir.file("none.model") + "'", "x\n");
+  CHECK(none.code == 2);
+  CHECK_THAT(none.err, Contains("none.model"));
+}

@@ -14,6 +14,7 @@
 #include "ltk/data/utf8.h"
 #include "ltk/data/wordpiece.h"
 #include "ltk/data/reader.h"
+#include "ltk/data/sentencepiece.h"
 #include "ltk/data/split.h"
 #include "ltk/data/token_index.h"
 #include "ltk/data/tokenizer.h"
@@ -482,4 +483,54 @@ TEST_CASE("wordpiece: identical to Hugging Face's BertNormalizer + BertPreTokeni
   CHECK(line == static_cast<int>(texts.size()) - 0);
   CHECK_THAT(ours, Contains("[UNK]") && Contains("##"));
   REQUIRE_THROWS_WITH(ltk::WordPieceTokenizer(dir.file("lines.txt"), true), Contains("[UNK]"));
+}
+
+TEST_CASE("sentencepiece: unigram and bpe models trained on a split - pieces cover the text, CJK and emoji included",
+          "[data][tokenizer][sentencepiece]") {
+  std::string why;
+  INFO(why);
+  REQUIRE(ltk::sentencepiece_available(&why));
+  TempDir dir;
+  std::vector<ltk::Example> ex;
+  std::mt19937 rng(3);
+  const std::vector<std::string> words = {"goal", "match", "team", "bread", "cheese", "linux", "kernel",
+                                          "中文", "分词", "\xf0\x9f\x99\x82", "caf\xc3\xa9"};
+  for (int i = 0; i < 200; ++i) {
+    std::string text;
+    for (int k = 0, n = 3 + static_cast<int>(rng() % 5); k < n; ++k) text += (k ? " " : "") + words[rng() % words.size()];
+    ex.push_back({"x", i == 0 ? "Goal  MATCH\nline two" : text, i + 1});
+  }
+  for (std::string type : {"unigram", "bpe"}) {
+    ltk::TokenizerConfig tc;
+    tc.type = "sentencepiece";
+    tc.vocab_size = 40;
+    tc.model_type = type;
+    tc.character_coverage = 1.0;
+    ltk::train_sentencepiece(ex, tc, dir.file(type + ".model"), 1);
+    REQUIRE(std::filesystem::exists(dir.file(type + ".model")));
+    CHECK_FALSE(std::filesystem::exists(dir.file(type + ".train.txt")));  // the input file is removed
+    tc.dict = dir.file(type + ".model");
+    auto tok = ltk::make_tokenizer(tc);
+    auto pieces = tok->tokenize("Goal match \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x99\x82 kernel");
+    std::string joined;
+    for (const auto& p : pieces) joined += p;
+    // U+2581 marks where a word starts; the text is lowercased first.
+    std::string expected = "\xe2\x96\x81goal\xe2\x96\x81match\xe2\x96\x81\xe4\xb8\xad\xe6\x96\x87\xe2\x96\x81\xf0\x9f\x99\x82\xe2\x96\x81kernel";
+    CHECK(joined == expected);
+    CHECK(pieces.size() >= 5);
+    CHECK(tok->tokenize("").empty());
+    // Long texts need a bigger buffer than the first guess.
+    std::string longer;
+    for (int i = 0; i < 2000; ++i) longer += "goal \xe4\xb8\xad ";
+    CHECK(tok->tokenize(longer).size() >= 2000);
+  }
+  ltk::TokenizerConfig missing;
+  missing.type = "sentencepiece";
+  missing.dict = dir.file("none.model");
+  REQUIRE_THROWS_WITH(ltk::make_tokenizer(missing), Contains("none.model"));
+  missing.dict = "";
+  REQUIRE_THROWS_WITH(ltk::make_tokenizer(missing), Contains("data.tokenizer.dict"));
+  ltk::test::write_file(dir.file("junk.model"), "not a model");
+  missing.dict = dir.file("junk.model");
+  REQUIRE_THROWS_WITH(ltk::make_tokenizer(missing), Contains("junk.model"));
 }

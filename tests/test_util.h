@@ -77,14 +77,17 @@ inline RunResult run_app(const std::string& app, const std::string& args, const 
   return r;
 }
 
-/// metrics.jsonl without its wall-clock fields (samples_per_s), for comparing two runs.
+/// metrics.jsonl without its wall-clock fields (samples_per_s, eval_samples_per_s, elapsed_s), for
+/// comparing two runs.
 inline std::string strip_timing(const std::string& jsonl) {
   std::istringstream in(jsonl);
   std::string out;
   for (std::string line; std::getline(in, line);) {
-    auto pos = line.find(",\"samples_per_s\":");
-    if (pos != std::string::npos) {
-      auto end = line.find_first_of(",}", pos + 1);
+    for (const char* key : {"\"samples_per_s\":", "\"eval_samples_per_s\":", "\"elapsed_s\":"}) {
+      auto pos = line.find(key);
+      if (pos == std::string::npos) continue;
+      auto end = line.find_first_of(",}", pos);
+      if (end != std::string::npos && line[end] == ',') ++end;  // the field and its comma
       line.erase(pos, end - pos);
     }
     out += line + "\n";

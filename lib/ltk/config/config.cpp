@@ -38,13 +38,19 @@ void parse_data(JsonReader r, DataConfig& d) {
   r.get_enum("on_bad_row", d.on_bad_row, {"error", "skip"});
   {
     JsonReader t = r.child("tokenizer");
-    t.get_enum("type", d.tokenizer.type, {"basic", "whitespace", "char", "jieba", "wordpiece"});
+    t.get_enum("type", d.tokenizer.type, {"basic", "whitespace", "char", "jieba", "wordpiece", "sentencepiece"});
     t.get("dict", d.tokenizer.dict);
     if (d.tokenizer.type == "wordpiece" && d.tokenizer.dict.empty())
       config_fail(t.key_path("dict"), "wordpiece needs a BERT-style vocab.txt (one token per line, with [UNK])");
     t.get("lowercase", d.tokenizer.lowercase);
     t.get("nfkc", d.tokenizer.nfkc);
     t.get("strip_accents", d.tokenizer.strip_accents);
+    t.get("vocab_size", d.tokenizer.vocab_size);
+    if (d.tokenizer.vocab_size < 2) config_fail(t.key_path("vocab_size"), "must be at least 2");
+    t.get_enum("model_type", d.tokenizer.model_type, {"unigram", "bpe"});
+    t.get("character_coverage", d.tokenizer.character_coverage);
+    if (!(d.tokenizer.character_coverage > 0 && d.tokenizer.character_coverage <= 1))
+      config_fail(t.key_path("character_coverage"), "must be in (0, 1]");
     t.finish();
   }
   {
@@ -333,7 +339,10 @@ nlohmann::json to_json(const Config& c) {
                  {"dict", d.tokenizer.dict},
                  {"lowercase", d.tokenizer.lowercase},
                  {"nfkc", d.tokenizer.nfkc},
-                 {"strip_accents", d.tokenizer.strip_accents}}},
+                 {"strip_accents", d.tokenizer.strip_accents},
+                 {"vocab_size", d.tokenizer.vocab_size},
+                 {"model_type", d.tokenizer.model_type},
+                 {"character_coverage", d.tokenizer.character_coverage}}},
                {"vocab", {{"min_freq", d.vocab.min_freq}, {"max_size", d.vocab.max_size}}},
                {"max_len", d.max_len},
                {"truncation", d.truncation}};

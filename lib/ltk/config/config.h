@@ -12,11 +12,16 @@
 namespace ltk {
 
 struct TokenizerConfig {
-  std::string type = "basic";  ///< basic | whitespace | char | jieba | wordpiece
-  std::string dict;            ///< jieba: dict.txt path ("" = python3-jieba's); wordpiece: a BERT vocab.txt
+  std::string type = "basic";  ///< basic | whitespace | char | jieba | wordpiece | sentencepiece
+  /// jieba: dict.txt path ("" = python3-jieba's); wordpiece: a BERT vocab.txt; sentencepiece: a
+  /// trained .model ("" = train one on the training split). Copied into the run directory.
+  std::string dict;
   bool lowercase = true;       ///< lowercase before splitting
   bool nfkc = false;           ///< Unicode NFKC first (full-width forms to half-width, ligatures split, ...)
   bool strip_accents = false;  ///< drop combining marks after canonical decomposition (é -> e)
+  int64_t vocab_size = 8000;   ///< sentencepiece: pieces to train
+  std::string model_type = "unigram";  ///< sentencepiece: unigram | bpe
+  double character_coverage = 0.9995;  ///< sentencepiece: share of characters the pieces must cover
 };
 
 struct VocabConfig {

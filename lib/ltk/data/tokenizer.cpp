@@ -6,6 +6,7 @@
 
 #include "ltk/core/error.h"
 #include "ltk/data/jieba.h"
+#include "ltk/data/sentencepiece.h"
 #include "ltk/data/wordpiece.h"
 #include "ltk/data/utf8.h"
 
@@ -192,6 +193,13 @@ void CharTokenizer::tokenize(std::string_view text, std::string& scratch,
   }
 }
 
+std::string tokenizer_resource(const std::string& type) {
+  if (type == "sentencepiece") return "spm.model";
+  if (type == "jieba") return "jieba_dict.txt";
+  if (type == "wordpiece") return "wordpiece_vocab.txt";
+  return "";
+}
+
 std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerConfig& config) {
   Normalizer n{config.lowercase, config.nfkc, config.strip_accents};
   if (config.type == "basic") return std::make_unique<BasicTokenizer>(n);
@@ -199,6 +207,7 @@ std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerConfig& config) {
   if (config.type == "char") return std::make_unique<CharTokenizer>(n);
   if (config.type == "wordpiece") return std::make_unique<WordPieceTokenizer>(config.dict, config.lowercase);
   if (config.type == "jieba") return std::make_unique<JiebaTokenizer>(config.dict.empty() ? kDefaultJiebaDict : config.dict, n);
+  if (config.type == "sentencepiece") return std::make_unique<SentencePieceTokenizer>(config.dict, n);
   throw ConfigError("config key 'data.tokenizer.type': unknown tokenizer '" + config.type + "'");
 }
 

@@ -69,6 +69,11 @@ class CharTokenizer : public Tokenizer {
 
 std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerConfig& config);
 
+/// The file a run directory keeps for a tokenizer of this type (its dictionary, vocabulary or
+/// model), so that eval, predict, resume and fine-tuning use exactly the training tokenizer; ""
+/// for the types that need none.
+std::string tokenizer_resource(const std::string& type);
+
 /// Lowercases UTF-8 text (full Unicode simple case mapping) into `out`.
 void lowercase_utf8(std::string_view text, std::string& out);
 

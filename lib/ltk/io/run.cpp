@@ -22,6 +22,10 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
   } catch (const ConfigError& e) {
     throw CheckpointError(run.dir.config_path() + ": " + e.what());
   }
+  // The tokenizer's file as the run keeps it (runs made before ltk kept one use the configured path).
+  const std::string resource = tokenizer_resource(run.config.data.tokenizer.type);
+  if (!resource.empty() && std::filesystem::exists(run.dir.file(resource)))
+    run.config.data.tokenizer.dict = run.dir.file(resource);
   run.tokenizer = make_tokenizer(run.config.data.tokenizer);
   run.vocab = Vocabulary::load(run.dir.vocab_path());
   if (task_has_labels(run.config.task.type)) run.labels = LabelMap::load(run.dir.labels_path());

@@ -12,6 +12,8 @@
 #include "ltk/core/runtime.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/formats.h"
+#include "ltk/data/jieba.h"
+#include "ltk/data/sentencepiece.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
 #include "ltk/io/checkpoint.h"
@@ -74,6 +76,40 @@ void freeze_parameters(torch::nn::Module& model, const std::vector<std::string>&
   }
 }
 
+/// The tokenizer config the run uses: its file (dictionary, vocabulary, sentencepiece model) is
+/// kept in the run directory, copied or trained there on a fresh run and reused from there on a
+/// resumed or fine-tuned one.
+TokenizerConfig run_tokenizer(TokenizerConfig tok, const RunDirectory& run, const Split& train,
+                              const std::string& init_run, bool resume, int threads) {
+  const std::string resource = tokenizer_resource(tok.type);
+  if (resource.empty()) return tok;
+  namespace fs = std::filesystem;
+  const std::string kept = run.file(resource);
+  std::string source;
+  if (resume) {
+    if (fs::exists(kept)) tok.dict = kept;  // a run made before ltk kept tokenizer files: as configured
+    return tok;
+  }
+  if (!init_run.empty() && fs::exists(RunDirectory::open(init_run).file(resource))) {
+    source = RunDirectory::open(init_run).file(resource);
+  } else if (tok.type == "sentencepiece" && tok.dict.empty()) {
+    log::info("[data] training a sentencepiece {} model of {} pieces on {} texts", tok.model_type, tok.vocab_size,
+              train.examples.size());
+    train_sentencepiece(train.examples, tok, kept, threads);
+    tok.dict = kept;
+    return tok;
+  } else {
+    source = tok.dict.empty() && tok.type == "jieba" ? kDefaultJiebaDict : tok.dict;
+  }
+  if (!fs::is_regular_file(source))
+    throw ConfigError("config key 'data.tokenizer.dict': " + source + " does not exist");
+  std::error_code ec;
+  fs::copy_file(source, kept, fs::copy_options::overwrite_existing, ec);
+  if (ec) throw Error("cannot copy " + source + " to " + kept + ": " + ec.message());
+  tok.dict = kept;
+  return tok;
+}
+
 }  // namespace
 
 TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
@@ -106,11 +142,11 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
 
   // Data: read, then the vocabulary and labels from the training split only.
   Split train = read_split(config.data.train, "train", config);
-  auto tokenizer = make_tokenizer(config.data.tokenizer);
   const bool has_labels = task_has_labels(config.task.type);
-  // A resumed run, and a run fine-tuned from another run, reuse that run's vocabulary: the
-  // embedding rows must keep meaning the same tokens.
+  // A resumed run, and a run fine-tuned from another run, reuse that run's tokenizer and
+  // vocabulary: the embedding rows must keep meaning the same tokens.
   std::string init_run = init_from_run_dir(config.model.init_from);
+  auto tokenizer = make_tokenizer(run_tokenizer(config.data.tokenizer, run, train, init_run, resume, threads));
   LabelMap labels;
   if (has_labels) labels = resume ? LabelMap::load(run.labels_path()) : labels_from_examples(config.task, train.examples);
   // The task is built twice: first to learn how labels become targets, then with the class

@@ -218,8 +218,10 @@ void Trainer::write_checkpoint(bool improved) {
 void Trainer::validate_and_checkpoint(const TextDataset* valid, bool evaluate) {
   bool improved = false;
   if (valid && evaluate) {
+    const double t0 = now_s();
     auto report =
         task_.evaluate(predict(*model_, task_, *valid, config_.trainer.eval_batch_size, device_, vocab_size_));
+    const double eval_seconds = now_s() - t0;
     double value = report.get(metric_);
     double delta = config_.trainer.min_delta;
     improved = !state_.has_best || (higher_better_ ? value > state_.best_value + delta : value < state_.best_value - delta);
@@ -236,6 +238,8 @@ void Trainer::validate_and_checkpoint(const TextDataset* valid, bool evaluate) {
               improved ? "  (best so far)" : fmt::format("  ({} without improvement)", state_.bad_evals));
     nlohmann::json record = {{"kind", "valid"}, {"epoch", state_.epoch}, {"step", state_.step}};
     record.update(report.headline());
+    record["elapsed_s"] = now_s() - loop_start_;
+    record["eval_samples_per_s"] = eval_seconds > 0 ? static_cast<double>(valid->size()) / eval_seconds : 0.0;
     run_.append_metrics(record);
     // The k best checkpoints by the selection metric.
     state_.kept.emplace_back(value, state_.step);
@@ -291,6 +295,7 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
   TrainSummary summary;
   const double start = now_s();
   window_start_ = start;
+  loop_start_ = start;
   const int64_t samples_at_start = state_.samples_seen;
   model_->train();
   for (; state_.epoch <= tc.epochs && !state_.early_stopped; ++state_.epoch) {

@@ -101,6 +101,7 @@ class Trainer {
   int64_t last_checkpoint_step_ = -1;
   int64_t window_samples_ = 0;
   double window_start_ = 0;  // seconds since the trainer started
+  double loop_start_ = 0;  // when this process's training loop began (metrics "elapsed_s")
   double bar_shown_at_ = -1;
 };
 
