@@ -26,12 +26,14 @@ CASES = [
     ("bow sparse", "configs/fortunes_bow_sparse.json", [], [], "en", True, 3),
     ("textcnn", "configs/fortunes_textcnn.json", [], BUCKETS, "en", False, 1),
     ("rnn", "configs/fortunes_rnn.json", [], BUCKETS, "en", False, 1),
-    ("transformer", "configs/fortunes_transformer.json", ["trainer.epochs=4"], BUCKETS, "en", False, 1),
+    ("transformer", "configs/fortunes_transformer.json", [], BUCKETS, "en", False, 1),
     ("bow", "configs/fortunes_bow.json", ["trainer.epochs=1"], [], "synthetic", False, 1),
     ("bow sparse", "configs/fortunes_bow_sparse.json", ["trainer.epochs=1"], [], "synthetic", True, 2),
 ]
-FASTTEXT_ARGS = {"en": ["-dim", "128", "-lr", "1.0", "-epoch", "50"],
-                 "synthetic": ["-dim", "128", "-lr", "1.0", "-epoch", "3"]}
+# fastText's best settings found on fortunes_en (lr 1.0/epoch 50 and lr 0.5/epoch 50 were unstable:
+# 0.21-0.45 test accuracy from run to run); the synthetic corpus is 20 copies, so 100/20 epochs.
+FASTTEXT_ARGS = {"en": ["-dim", "128", "-lr", "0.5", "-epoch", "100"],
+                 "synthetic": ["-dim", "128", "-lr", "0.5", "-epoch", "5"]}
 
 
 def log(msg):
@@ -116,6 +118,13 @@ def run_fasttext(files, corpus, threads, tmp):
             "args": " ".join(FASTTEXT_ARGS[corpus])}
 
 
+def fmt_acc(r):
+    """Mean test accuracy over the runs, with the range when there were several."""
+    accs = r.get("test_accuracy_runs", [r["test_accuracy"]])
+    mean = sum(accs) / len(accs)
+    return f"{mean:.4f}" if len(accs) == 1 else f"{mean:.4f} ({min(accs):.3f}-{max(accs):.3f})"
+
+
 def fmt_time(t):
     return "not reached" if t is None else f"{t:.1f} s"
 
@@ -165,7 +174,12 @@ def main():
             paths = en if corpus == "en" else synth
             sets = sets + [f"data.{k}={v}" for k, v in paths.items()]
             label = f"{name} ({'fortunes_en' if corpus == 'en' else 'synthetic 20x'})"
-            best = lambda xs: max(xs, key=lambda r: r["train_samples_per_s"])
+            def best(xs):
+                """The fastest run, with the test accuracy of every run."""
+                top = dict(max(xs, key=lambda r: r["train_samples_per_s"]))
+                top["test_accuracy_runs"] = [r["test_accuracy"] for r in xs]
+                return top
+
             log(f"{label}: ltk x{runs}")
             ltk = best([run_ltk(config, sets + ltk_sets, a.threads, os.path.join(tmp, "run")) for _ in range(runs)])
             log(f"{label}: python x{runs}")
@@ -197,7 +211,8 @@ def write_report(results, threads):
              "nn.Module, the five-step loop, no_grad evaluation). Throughputs leave out validation; evaluation "
              "samples/s is the mean over the per-epoch validation passes. Time to accuracy: seconds from the "
              f"start of the training loop to the first validation accuracy >= {TARGET_ACC}. "
-             "Test accuracy: the best-validation checkpoint on the test split. Peak RSS of the whole process.", "",
+             "Test accuracy: the best-validation checkpoint on the test split, the mean over the runs (range in "
+             "brackets). Other columns: the fastest run. Peak RSS of the whole process.", "",
              "| model (corpus) | train samples/s ltk / Python | ratio | eval samples/s ltk / Python | ratio | "
              f"time to {TARGET_ACC:.2f} valid acc ltk / Python | test acc ltk / Python | peak RSS ltk / Python | "
              "wall ltk / Python |",
@@ -212,7 +227,7 @@ def write_report(results, threads):
             f"| {label} | {l['train_samples_per_s']:.0f} / {p['train_samples_per_s']:.0f} | **{tr:.2f}x** | "
             f"{l['eval_samples_per_s']:.0f} / {p['eval_samples_per_s']:.0f} | **{ev:.2f}x** | "
             f"{fmt_time(first_reaching(l['curve'], TARGET_ACC))} / {fmt_time(first_reaching(p['curve'], TARGET_ACC))} | "
-            f"{l['test_accuracy']:.4f} / {p['test_accuracy']:.4f} | {l['peak_rss_mb']:.0f} / {p['peak_rss_mb']:.0f} MB | "
+            f"{fmt_acc(l)} / {fmt_acc(p)} | {l['peak_rss_mb']:.0f} / {p['peak_rss_mb']:.0f} MB | "
             f"{l['wall_seconds']:.1f} / {p['wall_seconds']:.1f} s |")
     lines += ["", "¹ ltk with length bucketing (`trainer.bucket_pool 50`: batches of similar lengths, shuffled; the "
               "same batch size). Python's DataLoader batches at random, as a PyTorch user's does. Each program ran "
@@ -226,12 +241,12 @@ def write_report(results, threads):
         for r in fts:
             l, f = r["ltk"], r["fasttext"]
             lines.append(f"| {r['label']} | `{f['args']}` | {f['train_seconds']:.1f} s | {l['loop_seconds']:.1f} s "
-                         f"(process {l['wall_seconds']:.1f} s) | {f['test_accuracy']:.4f} | {l['test_accuracy']:.4f} | "
+                         f"(process {l['wall_seconds']:.1f} s) | {fmt_acc(f)} | {fmt_acc(l)} | "
                          f"{l['train_samples_per_s']:.0f} / {f['train_samples_per_s']:.0f} | "
                          f"**{l['train_samples_per_s'] / f['train_samples_per_s']:.2f}x** | "
                          f"{l['peak_rss_mb']:.0f} / {f['peak_rss_mb']:.0f} MB |")
     lines += ["", "![ltk / Python throughput](benchmarks.svg)", "",
-              "Raw figures: `docs/benchmarks.json`. Rerun: `./scripts/bench.sh` (about 30 minutes here)."]
+              "Raw figures: `docs/benchmarks.json`. Rerun: `./scripts/bench.sh` (about 40 minutes here)."]
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
     open(os.path.join(ROOT, "docs", "benchmarks.md"), "w").write("\n".join(lines) + "\n")
     json.dump(results, open(os.path.join(ROOT, "docs", "benchmarks.json"), "w"), indent=1)

@@ -2,7 +2,7 @@
 # Benchmarks (issue #7): ltk against the same pipeline in PyTorch-in-Python (bench/py_train.py)
 # and fastText, on fortunes_en and on a synthetic corpus 20x larger (fortunes_en's training split
 # repeated and shuffled), one program at a time. Prints the table and writes docs/benchmarks.md,
-# docs/benchmarks.svg and docs/benchmarks.json. Takes about half an hour on 2 cores; run it
+# docs/benchmarks.svg and docs/benchmarks.json. Takes about 40 minutes on 2 cores; run it
 # alone (a busy second core makes OpenMP collapse and the figures meaningless).
 #   scripts/bench.sh [--threads N] [--only "bow,textcnn"]
 set -euo pipefail

@@ -1,4 +1,6 @@
 #include <catch2/catch.hpp>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
 #include <torch/serialize.h>
 
 #include "ltk/core/error.h"
@@ -83,6 +85,25 @@ TEST_CASE("pitfall P5: evaluation runs in eval mode and restores the mode - outp
   CHECK(p1.scores.equal(p2.scores));
   CHECK_FALSE(p1.scores.requires_grad());  // P6: no graph kept
   CHECK(p1.scores.device().is_cpu());
+}
+
+TEST_CASE("evaluation batches samples by length and answers in the data's order", "[models][eval]") {
+  torch::manual_seed(4);
+  auto model = make_bow(16, /*dropout=*/0.0);
+  std::vector<ltk::Example> ex;
+  const char* texts[] = {"x y z x y z x", "y", "z x", "x y z x y", "y y", "z", "x x x x x x x x x", "y z"};
+  for (int i = 0; i < 8; ++i) ex.push_back({i % 2 ? "a" : "b", texts[i], i + 1});
+  ltk::WhitespaceTokenizer tok(true);
+  auto vocab = ltk::Vocabulary::build(ltk::count_tokens(ex, tok), 1, 0);
+  auto labels = ltk::LabelMap::from_labels({"a", "b", "c"});
+  auto targets = ltk::class_targets(labels);
+  auto data = ltk::encode_examples(ex, "mem", tok, vocab, &targets, {});
+  ltk::MulticlassTask task(3, "mean");
+  auto one = ltk::predict(*model, task, data, 1, torch::kCPU, 20);
+  auto three = ltk::predict(*model, task, data, 3, torch::kCPU, 20);
+  CHECK(torch::allclose(one.scores, three.scores, 1e-5, 1e-6));
+  CHECK(three.targets.equal(data.targets({0, 1, 2, 3, 4, 5, 6, 7})));
+  CHECK(one.loss_sum == Approx(three.loss_sum).epsilon(1e-5));
 }
 
 TEST_CASE("pitfall P8: a token id past the vocabulary is caught before the embedding", "[models][eval]") {
@@ -306,4 +327,35 @@ TEST_CASE("tasks: multilabel metrics and label encoding", "[models][task]") {
   auto renc = reg.target_encoder();
   std::vector<ltk::Example> nan = {{"1.5", "x", 1}, {"abc", "y", 2}};
   REQUIRE_THROWS_WITH(ltk::encode_examples(nan, "r.tsv", tok, vocab, &renc, {}), Contains("r.tsv:2") && Contains("'abc'"));
+}
+
+TEST_CASE("optimiser: ltk's Adam and AdamW give LibTorch's numbers exactly, step after step", "[models][optim]") {
+  for (std::string type : {"adam", "adamw"}) {
+    for (double wd : {0.0, 0.01}) {
+      torch::manual_seed(11);
+      auto a = torch::randn({50, 7}).requires_grad_(true);
+      auto b = a.detach().clone().requires_grad_(true);
+      ltk::OptimizerConfig oc;
+      oc.type = type;
+      oc.lr = 0.01;
+      oc.weight_decay = wd;
+      auto ours = ltk::make_optimizer(oc, {a});
+      std::unique_ptr<torch::optim::Optimizer> theirs;
+      if (type == "adam")
+        theirs = std::make_unique<torch::optim::Adam>(
+            std::vector<torch::Tensor>{b}, torch::optim::AdamOptions(0.01).betas({oc.beta1, oc.beta2}).eps(oc.eps).weight_decay(wd));
+      else
+        theirs = std::make_unique<torch::optim::AdamW>(
+            std::vector<torch::Tensor>{b}, torch::optim::AdamWOptions(0.01).betas({oc.beta1, oc.beta2}).eps(oc.eps).weight_decay(wd));
+      for (int step = 0; step < 6; ++step) {
+        auto g = torch::randn({50, 7});
+        a.mutable_grad() = g.clone();
+        b.mutable_grad() = g.clone();
+        ours->step();
+        theirs->step();
+        INFO(type << " weight_decay " << wd << " step " << step);
+        REQUIRE(a.equal(b));
+      }
+    }
+  }
 }

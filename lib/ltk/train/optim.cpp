@@ -7,7 +7,10 @@
 
 #include <torch/nn/utils/clip_grad.h>
 
+#include <c10/util/string_utils.h>
+
 #include <cmath>
+#include <unordered_map>
 
 #include "ltk/core/error.h"
 
@@ -34,6 +37,75 @@ std::vector<torch::optim::OptimizerParamGroup> groups(const std::vector<torch::T
   return out;
 }
 
+/// LibTorch's Adam and AdamW, step for step the same tensor operations (so the same numbers),
+/// except that `denom` lives in a buffer kept per parameter instead of a fresh tensor each step.
+/// Profiled on fortunes_en's bow model (3.5 M parameters, most in the embedding), Adam.step was
+/// 80% of a training step, and the division that makes the fresh `denom` alone 46%: a new
+/// 14 MB tensor every step is page faults and zeroing. With the buffer the optimiser step is
+/// 3x faster. The buffers are scratch: checkpoints hold LibTorch's own state, unchanged.
+template <typename Base, typename Options, typename State, bool kDecoupled>
+class BufferedAdam : public Base {
+ public:
+  using Base::Base;
+
+  torch::Tensor step(torch::optim::Optimizer::LossClosure closure = nullptr) override {
+    for (const auto& group : this->param_groups_)
+      if (static_cast<const Options&>(group.options()).amsgrad()) return Base::step(std::move(closure));
+    torch::NoGradGuard no_grad;
+    torch::Tensor loss;
+    if (closure) {
+      at::AutoGradMode enable_grad(true);
+      loss = closure();
+    }
+    for (auto& group : this->param_groups_) {
+      auto& o = static_cast<Options&>(group.options());
+      const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
+      for (auto& p : group.params()) {
+        if (!p.grad().defined()) continue;
+        auto grad = p.grad();
+        TORCH_CHECK(!grad.is_sparse(), "Adam does not support sparse gradients");
+        const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+        if (this->state_.find(key) == this->state_.end()) {
+          auto fresh = std::make_unique<State>();
+          fresh->step(0);
+          fresh->exp_avg(torch::zeros_like(p, at::MemoryFormat::Preserve));
+          fresh->exp_avg_sq(torch::zeros_like(p, at::MemoryFormat::Preserve));
+          this->state_[key] = std::move(fresh);
+        }
+        auto& state = static_cast<State&>(*this->state_[key]);
+        auto& exp_avg = state.exp_avg();
+        auto& exp_avg_sq = state.exp_avg_sq();
+        state.step(state.step() + 1);
+        const double bias_correction1 = 1 - std::pow(beta1, static_cast<double>(state.step()));
+        const double bias_correction2 = 1 - std::pow(beta2, static_cast<double>(state.step()));
+        if (o.weight_decay() != 0) {
+          if (kDecoupled) {
+            p.mul_(1 - o.lr() * o.weight_decay());
+          } else {
+            grad = grad.add(p, o.weight_decay());
+          }
+        }
+        exp_avg.mul_(beta1).add_(grad, 1 - beta1);
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+        torch::Tensor& denom = denom_[key];
+        if (!denom.defined() || denom.sizes() != p.sizes() || denom.device() != p.device())
+          denom = torch::empty_like(exp_avg_sq);
+        at::sqrt_out(denom, exp_avg_sq);
+        denom.div_(std::sqrt(bias_correction2)).add_(o.eps());
+        p.addcdiv_(exp_avg, denom, -(o.lr() / bias_correction1));
+      }
+    }
+    return loss;
+  }
+
+ private:
+  std::unordered_map<std::string, torch::Tensor> denom_;
+};
+
+using AdamOptimizer = BufferedAdam<torch::optim::Adam, torch::optim::AdamOptions, torch::optim::AdamParamState, false>;
+using AdamWOptimizer =
+    BufferedAdam<torch::optim::AdamW, torch::optim::AdamWOptions, torch::optim::AdamWParamState, true>;
+
 }  // namespace
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerConfig& c, std::vector<torch::Tensor> params) {
@@ -45,11 +117,11 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerConfig& c
   }
   if (c.type == "adam") {
     auto o = torch::optim::AdamOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay);
-    return std::make_unique<torch::optim::Adam>(groups(params, o, nd), o);
+    return std::make_unique<AdamOptimizer>(groups(params, o, nd), o);
   }
   if (c.type == "adamw") {
     auto o = torch::optim::AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay);
-    return std::make_unique<torch::optim::AdamW>(groups(params, o, nd), o);
+    return std::make_unique<AdamWOptimizer>(groups(params, o, nd), o);
   }
   if (c.type == "adagrad") {
     auto o = torch::optim::AdagradOptions(c.lr).lr_decay(c.lr_decay).eps(c.eps).weight_decay(c.weight_decay);
