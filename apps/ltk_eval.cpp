@@ -2,6 +2,7 @@
 // report, compares two runs, or exports a checkpoint for Python.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -23,6 +24,7 @@ struct Scored {
   ltk::TextDataset data;
   ltk::Predictions predictions;
   ltk::EvalReport report;
+  double seconds = 0;  ///< the model's pass over the file (batches, forward, scores)
 };
 
 Scored score_file(const ltk::LoadedRun& run, const std::string& path, int64_t batch_size, const std::string& format) {
@@ -33,7 +35,9 @@ Scored score_file(const ltk::LoadedRun& run, const std::string& path, int64_t ba
   if (read.skipped) std::cerr << path << ": skipped " << read.skipped << " bad row(s); the first: " << read.first_skip << "\n";
   s.examples = std::move(read.examples);
   s.data = run.encode(s.examples, path, /*labelled=*/true);
+  const auto t0 = std::chrono::steady_clock::now();
   s.predictions = ltk::predict(*run.model, *run.task, s.data, batch_size, run.device, run.vocab.size());
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   s.report = run.task->evaluate(s.predictions);
   return s;
 }
@@ -128,6 +132,8 @@ int main(int argc, char** argv) {
       j["file"] = path;
       j["checkpoint"] = run.checkpoint_path;
       std::ofstream(out + "/metrics.json") << j.dump(2) << "\n";
+      j["seconds"] = s.seconds;  // timings on stdout only: metrics.json stays comparable between runs
+      j["samples_per_s"] = s.seconds > 0 ? static_cast<double>(s.data.size()) / s.seconds : 0.0;
       std::cerr << "== " << path << " (" << run.checkpoint_path << ")\n"
                 << s.report.table << "wrote " << out << "/metrics.json and " << bad << " bad case(s) to " << out
                 << "/badcases.tsv\n";
