@@ -5,7 +5,7 @@ build a vocabulary, map each sample to a LongTensor of ids. Prints one JSON obje
 ltk-data-bench's (bench/data_bench.cpp). Run by /usr/bin/python3 (python3-torch)."""
 import collections
 import json
-import re
+import os
 import sys
 import time
 
@@ -13,17 +13,9 @@ import torch
 
 torch.set_num_threads(1)
 
-# Words (letters, digits, underscore) or a single non-space, non-word character: the usual
-# stand-in for a basic tokenizer in Python code.
-TOKEN_RE = re.compile(r"\w+|[^\w\s]")
-
-
-def peak_rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return -1
+# The regular expression and the RSS reading of bench/py_train.py (the training benchmark).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from py_train import TOKEN_RE, peak_rss_mb  # noqa: E402
 
 
 def main():

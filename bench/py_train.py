@@ -28,6 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ltk_torch  # noqa: E402
 
+# Words (letters, digits, underscore) or a single non-space, non-word character: the usual
+# stand-in for a basic tokenizer in Python code.
 TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -101,7 +102,7 @@ def fasttext_files(split_paths, tmp):
     out = {}
     for name, path in split_paths.items():
         labels = [l.split("\t", 1)[0] for l in open(path, encoding="utf-8") if l.strip()]
-        texts = subprocess.run(f"cut -f2- {path} | {BIN}/ltk-data tokenize --tokenizer basic", shell=True,
+        texts = subprocess.run(f"cut -f2- {shlex.quote(path)} | {shlex.quote(BIN)}/ltk-data tokenize --tokenizer basic", shell=True,
                                capture_output=True, text=True, check=True).stdout.splitlines()
         dest = os.path.join(tmp, f"{name}.ft")
         with open(dest, "w", encoding="utf-8") as f:

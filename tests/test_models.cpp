@@ -68,16 +68,23 @@ TEST_CASE("pitfall P2: bow gives a sample the same output alone and inside a pad
   CHECK(torch::allclose(alone[0], wide[0], 1e-5, 1e-6));
 }
 
+namespace {
+/// Whitespace-tokenised examples labelled a, b or c, encoded with their own vocabulary.
+ltk::TextDataset abc_dataset(const std::vector<ltk::Example>& ex) {
+  ltk::WhitespaceTokenizer tok(true);
+  auto vocab = ltk::Vocabulary::build(ltk::count_tokens(ex, tok), 1, 0);
+  auto labels = ltk::LabelMap::from_labels({"a", "b", "c"});
+  auto targets = ltk::class_targets(labels);
+  return ltk::encode_examples(ex, "mem", tok, vocab, &targets, {});
+}
+}  // namespace
+
 TEST_CASE("pitfall P5: evaluation runs in eval mode and restores the mode - outputs repeat", "[models][eval]") {
   torch::manual_seed(2);
   auto model = make_bow(16, /*dropout=*/0.5);
   model->train();
   std::vector<ltk::Example> ex = {{"a", "x y", 1}, {"b", "y z", 2}, {"a", "x", 3}};
-  ltk::WhitespaceTokenizer tok(true);
-  auto vocab = ltk::Vocabulary::build(ltk::count_tokens(ex, tok), 1, 0);
-  auto labels = ltk::LabelMap::from_labels({"a", "b", "c"});
-  auto targets = ltk::class_targets(labels);
-  auto data = ltk::encode_examples(ex, "mem", tok, vocab, &targets, {});
+  auto data = abc_dataset(ex);
   ltk::MulticlassTask task(3, "mean");
   auto p1 = ltk::predict(*model, task, data, 2, torch::kCPU, 20);
   CHECK(model->is_training());
@@ -93,11 +100,7 @@ TEST_CASE("evaluation batches samples by length and answers in the data's order"
   std::vector<ltk::Example> ex;
   const char* texts[] = {"x y z x y z x", "y", "z x", "x y z x y", "y y", "z", "x x x x x x x x x", "y z"};
   for (int i = 0; i < 8; ++i) ex.push_back({i % 2 ? "a" : "b", texts[i], i + 1});
-  ltk::WhitespaceTokenizer tok(true);
-  auto vocab = ltk::Vocabulary::build(ltk::count_tokens(ex, tok), 1, 0);
-  auto labels = ltk::LabelMap::from_labels({"a", "b", "c"});
-  auto targets = ltk::class_targets(labels);
-  auto data = ltk::encode_examples(ex, "mem", tok, vocab, &targets, {});
+  auto data = abc_dataset(ex);
   ltk::MulticlassTask task(3, "mean");
   auto one = ltk::predict(*model, task, data, 1, torch::kCPU, 20);
   auto three = ltk::predict(*model, task, data, 3, torch::kCPU, 20);

@@ -142,9 +142,8 @@ void train_sentencepiece(const std::vector<Example>& examples, const TokenizerCo
   const SpmPlugin& p = require_plugin();
   if (config.model_type != "unigram" && config.model_type != "bpe")
     throw ConfigError("config key 'data.tokenizer.model_type': '" + config.model_type + "'; use unigram or bpe");
-  const std::string prefix = model_path.substr(0, model_path.size() - (model_path.size() > 6 &&
-                                                                        model_path.substr(model_path.size() - 6) == ".model"
-                                                                            ? 6 : 0));
+  // sentencepiece writes PREFIX.model and PREFIX.vocab.
+  const std::string prefix = fs::path(model_path).replace_extension().string();
   const std::string input = prefix + ".train.txt";
   {
     // One normalised text per line (sentencepiece reads lines): newlines inside a text become spaces.

@@ -41,7 +41,7 @@ Predictions predict(TextModel& model, const Task& task, const TextDataset& data,
   // the outputs go back to the data's order at the end. Models are padding-invariant (tested),
   // so this changes the speed, not the predictions.
   const int64_t n = data.size();
-  if (batch_size <= 0) throw ConfigError("evaluation batch size must be >= 1");
+  if (batch_size <= 0) throw ConfigError(fmt::format("evaluation batch size {}: must be >= 1 (config key 'trainer.eval_batch_size', or --batch-size)", batch_size));
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), int64_t{0});
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return data.length(a) < data.length(b); });

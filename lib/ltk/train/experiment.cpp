@@ -90,8 +90,9 @@ TokenizerConfig run_tokenizer(TokenizerConfig tok, const RunDirectory& run, cons
     if (fs::exists(kept)) tok.dict = kept;  // a run made before ltk kept tokenizer files: as configured
     return tok;
   }
-  if (!init_run.empty() && fs::exists(RunDirectory::open(init_run).file(resource))) {
-    source = RunDirectory::open(init_run).file(resource);
+  const std::string inherited = init_run.empty() ? "" : RunDirectory::open(init_run).file(resource);
+  if (!inherited.empty() && fs::exists(inherited)) {
+    source = inherited;
   } else if (tok.type == "sentencepiece" && tok.dict.empty()) {
     log::info("[data] training a sentencepiece {} model of {} pieces on {} texts", tok.model_type, tok.vocab_size,
               train.examples.size());
