@@ -2,6 +2,10 @@
 // (0 success, 2 usage or config error, 1 anything else).
 #pragma once
 
+// A repeated option's value arrives whole: cxxopts would otherwise split every value of a vector
+// option on commas, so `--set 'model.kernel_sizes=[3,4,5]'` became three broken overrides and a
+// path with a comma two paths. A NUL byte cannot occur in an argument.
+#define CXXOPTS_VECTOR_DELIMITER '\0'
 #include <cxxopts.hpp>
 
 #include <cstdio>
@@ -11,13 +15,17 @@
 
 #include <c10/util/Exception.h>
 
+#include "ltk/core/blas.h"
 #include "ltk/core/error.h"
 
 namespace ltk::app {
 
+/// Runs an app's body: first the BLAS kernel check (which may re-execute the program, see
+/// ltk/core/blas.h), then `fn`, turning its exceptions into one line and an exit code.
 template <typename Fn>
-int guarded_main(const char* name, Fn&& fn) {
+int guarded_main(const char* name, char** argv, Fn&& fn) {
   try {
+    ltk::ensure_blas_kernel(argv);
     return fn();
   } catch (const cxxopts::exceptions::exception& e) {
     std::cerr << name << ": " << e.what() << " (see " << name << " --help)\n";

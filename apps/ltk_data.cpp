@@ -13,6 +13,7 @@
 #include "ltk/data/formats.h"
 #include "ltk/data/split.h"
 #include "ltk/data/tokenizer.h"
+#include "ltk/models/registry.h"
 
 namespace fs = std::filesystem;
 
@@ -205,7 +206,7 @@ int cmd_stats(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return ltk::app::guarded_main("ltk-data", [&] {
+  return ltk::app::guarded_main("ltk-data", argv, [&] {
     std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "-h" || cmd == "--help") {
       std::cout << kUsage;

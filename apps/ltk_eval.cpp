@@ -10,7 +10,7 @@
 #include "app.h"
 #include "ltk/core/runtime.h"
 #include "ltk/data/formats.h"
-#include "ltk/eval/compare.h"
+#include "ltk/metrics/compare.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
 #include "ltk/io/run.h"
@@ -74,7 +74,7 @@ int compare(const cxxopts::ParseResult& args, int64_t batch_size) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return ltk::app::guarded_main("ltk-eval", [&] {
+  return ltk::app::guarded_main("ltk-eval", argv, [&] {
     cxxopts::Options options("ltk-eval",
                              "Evaluate a trained run on labelled data (label<TAB>text lines): metrics on stderr (and "
                              "stdout with --json), misclassified samples and metrics under --out, a report with "

@@ -114,7 +114,7 @@ void flush(const ltk::LoadedRun& run, std::vector<Pending>& pending, int64_t bat
 }  // namespace
 
 int main(int argc, char** argv) {
-  return ltk::app::guarded_main("ltk-predict", [&] {
+  return ltk::app::guarded_main("ltk-predict", argv, [&] {
     cxxopts::Options options("ltk-predict",
                              "Classify texts from --input or stdin. Prints one JSON object per input line, in order:\n"
                              "  multiclass and binary: {\"label\": ..., \"score\": ..., \"scores\": {label: probability, ...}}\n"

@@ -8,6 +8,7 @@
 #include "ltk/config/config.h"
 #include "ltk/core/log.h"
 #include "ltk/core/stop.h"
+#include "ltk/models/registry.h"
 #include "ltk/train/trainer.h"
 
 namespace {
@@ -30,7 +31,7 @@ void install_signal_handlers() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return ltk::app::guarded_main("ltk-train", [&] {
+  return ltk::app::guarded_main("ltk-train", argv, [&] {
     cxxopts::Options options("ltk-train", "Train a text classifier from a JSON config into a run directory.");
     options.add_options()
         ("c,config", "experiment config (JSON)", cxxopts::value<std::string>())

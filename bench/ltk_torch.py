@@ -59,7 +59,8 @@ class TextCnn(nn.Module):
         self.output = nn.Linear(channels * len(self.kernel_sizes), num_outputs)
 
     def forward(self, ids, lengths, mask):
-        x = self.embedding(ids) * mask.unsqueeze(2).float()
+        x = self.embedding(ids)
+        x = x * mask.unsqueeze(2).to(x.dtype)
         kmax = max(self.kernel_sizes)
         if x.size(1) < kmax:
             x = F.pad(x, (0, 0, 0, kmax - x.size(1)))
@@ -101,7 +102,7 @@ class Rnn(nn.Module):
             if self.pooling == "max":
                 pooled = padded.masked_fill(~real, float("-inf")).max(1).values
             else:
-                pooled = (padded * real.float()).sum(1) / lens.to(padded.device).unsqueeze(1).float()
+                pooled = (padded * real.to(padded.dtype)).sum(1) / lens.to(padded.device).unsqueeze(1).to(padded.dtype)
         return self.output(self.dropout(pooled))
 
 
@@ -140,7 +141,7 @@ class Transformer(nn.Module):
         if self.use_cls:
             pooled = x[:, 0]
         else:
-            w = real.unsqueeze(2).float()
+            w = real.unsqueeze(2).to(x.dtype)
             pooled = (x * w).sum(1) / w.sum(1).clamp(min=1.0)
         return self.output(self.dropout(pooled))
 

@@ -61,6 +61,25 @@ TEST_CASE("cli: --help and usage errors", "[cli]") {
   CHECK_THAT(cmd.err, Contains("did you mean 'split'"));
 }
 
+TEST_CASE("cli: a --set value arrives whole - lists, objects and strings with commas", "[cli]") {
+  TempDir dir;
+  std::string config = "--config '" + ltk::test::toy_config(dir) + "' --dump-config";
+  auto r = run_app("ltk-train", config + " --set model.type=textcnn --set 'model.kernel_sizes=[3,4,5]' "
+                   "--set 'task.class_weights={\"a\":1,\"b\":2.5}' --set 'name=one,two' "
+                   "--set 'model.freeze=[\"embedding\",\"output\"]'");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  auto resolved = nlohmann::json::parse(r.out);
+  CHECK(resolved["model"]["kernel_sizes"] == nlohmann::json::array({3, 4, 5}));
+  CHECK(resolved["task"]["class_weights"] == nlohmann::json({{"a", 1}, {"b", 2.5}}));
+  CHECK(resolved["name"] == "one,two");
+  CHECK(resolved["model"]["freeze"] == nlohmann::json::array({"embedding", "output"}));
+  // A file name with a comma stays one name.
+  auto stats = run_app("ltk-data", "stats '" + dir.file("a,b.tsv") + "'");
+  CHECK(stats.code == 1);
+  CHECK_THAT(stats.err, Contains("a,b.tsv"));
+}
+
 TEST_CASE("cli: ltk-train writes a run directory - --json and --dump-config print to stdout", "[cli]") {
   TempDir dir;
   std::string config = ltk::test::toy_config(dir);
@@ -280,18 +299,27 @@ TEST_CASE("resume: a run killed with SIGKILL and resumed ends bit-identical to a
   REQUIRE(ref.code == 0);
   // Kill points: before any checkpoint, between checkpoints, while a checkpoint is written, just
   // after an epoch's end, and twice in one run.
-  std::vector<std::vector<std::string>> kills = {{"LTK_TEST_KILL_AT_STEP=1"},
-                                                  {"LTK_TEST_KILL_AT_STEP=5"},
-                                                  {"LTK_TEST_KILL_IN_CHECKPOINT=6"},
-                                                  {"LTK_TEST_KILL_AT_STEP=17"},
-                                                  {"LTK_TEST_KILL_AT_STEP=4", "LTK_TEST_KILL_AT_STEP=26"}};
+  // (ltk-train-faults is ltk-train with a test-only fault hook, tests/fault_train.cpp.)
+  std::vector<std::vector<std::string>> kills = {{"LTK_TEST_KILL=after_step:1"},
+                                                  {"LTK_TEST_KILL=after_step:5"},
+                                                  {"LTK_TEST_KILL=in_checkpoint:6"},
+                                                  {"LTK_TEST_KILL=before_pointer:9"},
+                                                  {"LTK_TEST_KILL=after_step:17"},
+                                                  {"LTK_TEST_KILL=after_step:4", "LTK_TEST_KILL=after_step:26"}};
   for (size_t k = 0; k < kills.size(); ++k) {
     std::string out = dir.file("kill" + std::to_string(k));
     INFO(kills[k][0]);
-    auto first = run_app("ltk-train", cfg + " --set output_dir=" + out, "", "", kills[k][0]);
+    auto first = run_app("ltk-train-faults", cfg + " --set output_dir=" + out, "", "", kills[k][0]);
     CHECK(first.code == 137);
+    if (kills[k][0] == "LTK_TEST_KILL=before_pointer:9") {
+      // Killed between a complete checkpoint directory and the pointer: the pointer still names
+      // the previous checkpoint, and the new directory is whole.
+      CHECK_THAT(ltk::test::read_text(out + "/checkpoints/last.json"), Contains("\"step-8\""));  // 8 steps an epoch
+      for (const char* f : {"weights.pt", "optim.pt", "state.pt", "meta.json"})
+        CHECK(std::filesystem::exists(out + "/checkpoints/step-9/" + f));
+    }
     for (size_t again = 1; again < kills[k].size(); ++again) {
-      auto r = run_app("ltk-train", "--resume '" + out + "'", "", "", kills[k][again]);
+      auto r = run_app("ltk-train-faults", "--resume '" + out + "'", "", "", kills[k][again]);
       CHECK(r.code == 137);
     }
     auto resumed = run_app("ltk-train", "--resume '" + out + "'");

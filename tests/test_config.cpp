@@ -2,8 +2,10 @@
 
 #include "ltk/config/config.h"
 #include "ltk/core/error.h"
+#include "ltk/core/files.h"
 #include "ltk/core/runtime.h"
 #include "ltk/io/checkpoint.h"
+#include "ltk/models/registry.h"
 
 #include <torch/cuda.h>
 

@@ -7,9 +7,9 @@
 #include <random>
 
 #include "ltk/eval/evaluator.h"
-#include "ltk/eval/scores.h"
+#include "ltk/metrics/scores.h"
 #include "ltk/models/registry.h"
-#include "ltk/train/task.h"
+#include "ltk/task/task.h"
 #include "test_util.h"
 
 using Catch::Matchers::Contains;

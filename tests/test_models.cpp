@@ -11,7 +11,7 @@
 #include "ltk/models/registry.h"
 #include "ltk/config/config.h"
 #include "ltk/train/optim.h"
-#include "ltk/train/task.h"
+#include "ltk/task/task.h"
 #include "test_util.h"
 
 using Catch::Matchers::Contains;

@@ -9,7 +9,7 @@
 #include "ltk/config/config.h"
 #include "ltk/core/error.h"
 #include "ltk/eval/evaluator.h"
-#include "ltk/eval/metrics.h"
+#include "ltk/metrics/metrics.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/io/run.h"
 #include "ltk/models/bow.h"

@@ -9,7 +9,6 @@
 
 #include "ltk/config/json_reader.h"
 #include "ltk/core/strings.h"
-#include "ltk/models/registry.h"
 
 namespace ltk {
 
@@ -180,7 +179,31 @@ void parse_trainer(JsonReader r, TrainerConfig& t) {
 
 }  // namespace
 
-Config parse_config(const nlohmann::json& j, const std::string& default_name) {
+ModelConfig parse_model_section(const nlohmann::json& section, const ModelSchema& models) {
+  JsonReader r(section, "model");
+  ModelConfig config;
+  r.get("type", config.type);
+  // Keys every model has: where its weights start from and which stay fixed.
+  r.get("init_from", config.init_from);
+  r.get("init_strict", config.init_strict);
+  const nlohmann::json& freeze = r.raw("freeze");
+  if (!freeze.is_null()) {
+    if (!freeze.is_array()) config_fail("model.freeze", "expected an array of parameter name prefixes");
+    for (const auto& f : freeze) {
+      if (!f.is_string()) config_fail("model.freeze", "expected strings, found " + json_type_name(f));
+      config.freeze.push_back(f.get<std::string>());
+    }
+  }
+  config.options = models.resolve(config.type, r);
+  r.finish();
+  config.options["type"] = config.type;
+  config.options["init_from"] = config.init_from;
+  config.options["init_strict"] = config.init_strict;
+  config.options["freeze"] = config.freeze;
+  return config;
+}
+
+Config parse_config(const nlohmann::json& j, const ModelSchema& models, const std::string& default_name) {
   Config c;
   JsonReader r(j, "");
   c.name = default_name;
@@ -199,7 +222,7 @@ Config parse_config(const nlohmann::json& j, const std::string& default_name) {
   r.get_enum("log_level", c.log_level, {"debug", "info", "warn", "error", "off"});
   parse_data(r.child("data"), c.data);
   parse_task(r.child("task"), c.task);
-  c.model = resolve_model_config(r.raw("model"), "model");
+  c.model = parse_model_section(r.raw("model"), models);
   parse_optimizer(r.child("optimizer"), c.optimizer);
   {
     JsonReader s = r.child("scheduler");
@@ -226,19 +249,7 @@ Config parse_config(const nlohmann::json& j, const std::string& default_name) {
   parse_trainer(r.child("trainer"), c.trainer);
   r.finish();
   // Checks that span sections.
-  if (c.model.options.value("sparse", false)) {
-    const auto& o = c.optimizer;
-    if (!(o.type == "sgd" || o.type == "adagrad") || o.weight_decay != 0 || o.momentum != 0)
-      config_fail("model.sparse", "sparse gradients need optimizer.type sgd (without momentum) or adagrad, and "
-                                  "optimizer.weight_decay 0 (got " + o.type + ")");
-  }
-  if (c.model.type == "transformer") {
-    int64_t max_positions = c.model.options.at("max_positions").get<int64_t>();
-    if (c.data.max_len == 0 || c.data.max_len > max_positions)
-      config_fail("data.max_len", fmt::format("must be between 1 and model.max_positions ({}) for a transformer "
-                                              "(got {})",
-                                              max_positions, c.data.max_len));
-  }
+  models.check(c);
   const std::string& m = c.trainer.select_metric;
   bool regression = c.task.type == "regression";
   if (regression && (m == "accuracy" || m == "macro_f1"))
@@ -303,13 +314,13 @@ void apply_override(nlohmann::json& j, const std::string& assignment) {
   *node = parsed;
 }
 
-Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+Config load_config(const std::string& path, const std::vector<std::string>& overrides, const ModelSchema& models) {
   nlohmann::json j = read_json_file(path);
   if (!j.is_object()) throw ConfigError(path + ": the config must be a JSON object {...}");
   for (const auto& o : overrides) apply_override(j, o);
   std::string stem = std::filesystem::path(path).stem().string();
   try {
-    return parse_config(j, stem);
+    return parse_config(j, models, stem);
   } catch (const ConfigError& e) {
     throw ConfigError(path + ": " + e.what());
   }

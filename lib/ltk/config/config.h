@@ -135,13 +135,34 @@ struct Config {
   TrainerConfig trainer;
 };
 
-/// Parses a JSON document (already overridden) into a validated Config. `source` names the
-/// file for messages; `default_name` fills `name` when the document has none.
-Config parse_config(const nlohmann::json& j, const std::string& default_name = "experiment");
+class JsonReader;
+
+/// What the config layer needs to know of models, supplied by the layer that has them (the model
+/// registry, ltk/models/registry.h: model_schema()). Config stays free of any model, while every
+/// key of a model section is still checked when a config is parsed.
+class ModelSchema {
+ public:
+  virtual ~ModelSchema() = default;
+  /// Reads the keys of model `type` from its section (each read key becomes known to `section`)
+  /// and returns them with their defaults filled in; throws ConfigError naming the key at fault,
+  /// or the type when no model has that name.
+  virtual nlohmann::json resolve(const std::string& type, JsonReader& section) const = 0;
+  /// Checks that involve other sections (a sparse embedding needs an optimiser that takes sparse
+  /// gradients, a transformer a data.max_len within its positions); throws ConfigError.
+  virtual void check(const Config& config) const = 0;
+};
+
+/// Parses a JSON document (already overridden) into a validated Config, the model section through
+/// `models`. `default_name` fills `name` when the document has none.
+Config parse_config(const nlohmann::json& j, const ModelSchema& models, const std::string& default_name = "experiment");
 
 /// Reads a JSON file (errors name file:line:column), applies `overrides` ("a.b=value", the
 /// value parsed as JSON when it parses, else taken as a string) and parses it.
-Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+Config load_config(const std::string& path, const std::vector<std::string>& overrides, const ModelSchema& models);
+
+/// The `model` section: the keys every model has (type, init_from, init_strict, freeze), and the
+/// model's own keys through `models`. `options` holds them all, defaults filled in.
+ModelConfig parse_model_section(const nlohmann::json& section, const ModelSchema& models);
 
 /// Reads a JSON file into a document; a syntax error names file:line:column.
 nlohmann::json read_json_file(const std::string& path);

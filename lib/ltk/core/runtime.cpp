@@ -5,8 +5,6 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
-#include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include "ltk/core/error.h"
@@ -48,53 +46,5 @@ int apply_threads(int64_t requested) {
 }
 
 void seed_everything(uint64_t seed) { torch::manual_seed(seed); }
-
-namespace {
-
-std::string loaded_blas_path() {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  while (std::getline(maps, line)) {
-    auto pos = line.find('/');
-    if (pos == std::string::npos) continue;
-    std::string path = line.substr(pos);
-    std::string file = std::filesystem::path(path).filename().string();
-    if (file.rfind("libblas", 0) == 0 || file.rfind("libopenblas", 0) == 0 ||
-        file.rfind("libmkl_rt", 0) == 0 || file.rfind("libblis", 0) == 0) {
-      std::error_code ec;
-      auto real = std::filesystem::canonical(path, ec);
-      return ec ? path : real.string();
-    }
-  }
-  return "";
-}
-
-}  // namespace
-
-std::string describe_blas() {
-  std::string path = loaded_blas_path();
-  std::string name = "unknown BLAS";
-  using ConfigFn = char* (*)();
-  using ThreadsFn = int (*)();
-  if (auto cfg = reinterpret_cast<ConfigFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
-    name = cfg();
-    if (auto th = reinterpret_cast<ThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads")))
-      name += fmt::format(", {} BLAS thread(s)", th());
-  } else if (dlsym(RTLD_DEFAULT, "bli_info_get_version_str")) {
-    name = "BLIS";
-  } else if (dlsym(RTLD_DEFAULT, "mkl_get_max_threads")) {
-    name = "MKL";
-  } else if (!path.empty() && path.find("/blas/") != std::string::npos) {
-    name = "reference BLAS (slow)";
-  }
-  if (path.empty()) return name + " (no BLAS library mapped)";
-  return name + " (" + path + ")";
-}
-
-bool blas_is_reference() {
-  std::string path = loaded_blas_path();
-  return !path.empty() && path.find("/blas/") != std::string::npos &&
-         !dlsym(RTLD_DEFAULT, "openblas_get_config");
-}
 
 }  // namespace ltk

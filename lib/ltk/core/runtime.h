@@ -1,4 +1,4 @@
-// Device, threads, seeding and the BLAS in use: chosen once at start-up and passed down.
+// Device, threads and seeding: chosen once at start-up and passed down (the BLAS: blas.h).
 #pragma once
 
 #include <torch/types.h>
@@ -17,12 +17,5 @@ int apply_threads(int64_t requested);
 
 /// Seeds LibTorch's generators (CPU and, when present, CUDA).
 void seed_everything(uint64_t seed);
-
-/// Which BLAS library this process loaded, and its thread count, e.g.
-/// "OpenBLAS 0.3.21 (/usr/lib/.../openblas-openmp/libblas.so.3), 2 threads".
-std::string describe_blas();
-
-/// True when the loaded BLAS is the slow reference implementation.
-bool blas_is_reference();
 
 }  // namespace ltk

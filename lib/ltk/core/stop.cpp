@@ -13,4 +13,8 @@ void request_stop(int signal) noexcept { g_stop.store(signal); }
 int stop_signal() noexcept { return g_stop.load(); }
 void clear_stop() noexcept { g_stop.store(0); }
 
+void throw_if_stop_requested() {
+  if (int sig = g_stop.load()) throw StopRequested(sig);
+}
+
 }  // namespace ltk

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "ltk/core/error.h"
+#include "ltk/core/files.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/reader.h"
 

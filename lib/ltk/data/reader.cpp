@@ -14,20 +14,6 @@
 
 namespace ltk {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError("cannot open " + path + ": " + std::strerror(errno));
-  std::string data;
-  in.seekg(0, std::ios::end);
-  auto size = in.tellg();
-  if (size < 0) throw DataError("cannot read " + path);
-  data.resize(static_cast<size_t>(size));
-  in.seekg(0);
-  in.read(data.data(), size);
-  if (!in) throw DataError("cannot read " + path + ": " + std::strerror(errno));
-  return data;
-}
-
 void check_utf8(const std::string& text, const std::string& where) {
   size_t bad = utf8::find_invalid(text);
   if (bad != std::string::npos)

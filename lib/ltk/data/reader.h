@@ -18,9 +18,6 @@ struct Example {
 /// text, or invalid UTF-8 throws ltk::DataError "file:line: ...".
 std::vector<Example> read_tsv(const std::string& path);
 
-/// Reads a whole file; throws ltk::DataError naming the file when it cannot be read.
-std::string read_file(const std::string& path);
-
 /// Throws DataError "where: invalid UTF-8 at byte N" when `text` is not valid UTF-8.
 void check_utf8(const std::string& text, const std::string& where);
 

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "ltk/core/error.h"
+#include "ltk/core/files.h"
 #include "ltk/core/strings.h"
 
 namespace ltk {

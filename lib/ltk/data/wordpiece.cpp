@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "ltk/core/error.h"
+#include "ltk/core/files.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/reader.h"
 #include "ltk/data/utf8.h"

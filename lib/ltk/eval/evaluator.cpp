@@ -7,6 +7,7 @@
 #include <torch/utils.h>
 
 #include "ltk/core/error.h"
+#include "ltk/core/stop.h"
 
 namespace ltk {
 
@@ -49,6 +50,7 @@ Predictions predict(TextModel& model, const Task& task, const TextDataset& data,
   std::vector<torch::Tensor> scores, targets;
   std::vector<int64_t> indices;
   for (int64_t start = 0; start < n; start += batch_size) {
+    throw_if_stop_requested();  // Ctrl-C during a long evaluation acts now, not after it
     indices.assign(order.begin() + start, order.begin() + std::min(n, start + batch_size));
     Batch batch = collate(data, indices);
     check_token_ids(batch, vocab_size, data);

@@ -9,7 +9,7 @@
 
 #include "ltk/data/dataset.h"
 #include "ltk/models/text_model.h"
-#include "ltk/train/task.h"
+#include "ltk/task/task.h"
 
 namespace ltk {
 
@@ -34,7 +34,8 @@ void check_token_ids(const Batch& batch, int64_t vocab_size, const TextDataset& 
 /// Throws TrainError naming both devices unless every parameter of `model` is on `device` (P1).
 void check_same_device(const torch::nn::Module& model, const torch::Device& device);
 
-/// Runs the model over `data` in order: scores, gold targets and summed loss on the CPU.
+/// Runs the model over `data` in order: scores, gold targets and summed loss on the CPU. Polls the
+/// stop flag between batches (StopRequested, ltk/core/stop.h).
 Predictions predict(TextModel& model, const Task& task, const TextDataset& data, int64_t batch_size,
                     const torch::Device& device, int64_t vocab_size);
 

@@ -10,7 +10,7 @@
 
 #include "ltk/data/dataset.h"
 #include "ltk/data/reader.h"
-#include "ltk/train/task.h"
+#include "ltk/task/task.h"
 
 namespace ltk {
 

@@ -1,6 +1,6 @@
 // Checkpoint files. Weights are a name -> tensor dictionary written with torch::pickle_save, so
-// Python reads them with torch.load(path). Every file is written to a temporary name and
-// renamed, so a crash mid-write leaves the previous file intact.
+// Python reads them with torch.load(path). Every file is written with write_file_atomic
+// (ltk/core/files.h): a crash or power loss mid-write leaves the previous file intact.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -9,14 +9,6 @@
 #include <string>
 
 namespace ltk {
-
-/// Removes a file or a directory tree; a missing path is fine. Throws Error naming the path.
-/// (POSIX nftw rather than std::filesystem::remove_all, which crashed in a CUDA build linked
-/// against a PyTorch wheel's LibTorch.)
-void remove_tree(const std::string& path);
-
-/// Writes `data` to `path` through a temporary file and a rename.
-void write_file_atomic(const std::string& path, const std::string& data);
 
 /// Saves every parameter and buffer of `model` by its dotted name.
 void save_weights(const torch::nn::Module& model, const std::string& path);

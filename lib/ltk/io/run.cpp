@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "ltk/core/error.h"
+#include "ltk/core/files.h"
 #include "ltk/core/runtime.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/models/registry.h"

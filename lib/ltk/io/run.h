@@ -8,7 +8,7 @@
 #include "ltk/data/dataset.h"
 #include "ltk/io/run_dir.h"
 #include "ltk/models/text_model.h"
-#include "ltk/train/task.h"
+#include "ltk/task/task.h"
 
 namespace ltk {
 

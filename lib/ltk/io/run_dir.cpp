@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "ltk/core/error.h"
-#include "ltk/io/checkpoint.h"
+#include "ltk/core/files.h"
 
 namespace ltk {
 
@@ -14,15 +14,32 @@ namespace fs = std::filesystem;
 
 RunDirectory RunDirectory::create(const std::string& path, bool overwrite) {
   std::error_code ec;
-  if (fs::exists(path + "/config.json")) {
+  fs::create_directories(path, ec);
+  if (ec) throw Error("cannot create run directory " + path + ": " + ec.message());
+  RunDirectory run(path);
+  run.lock();  // before anything is deleted: another ltk-train may be writing there
+  std::vector<fs::path> entries;
+  for (const auto& e : fs::directory_iterator(path))
+    if (e.path().filename() != ".lock") entries.push_back(e.path());
+  if (!entries.empty()) {
+    const bool ours = fs::exists(path + "/" + kMarker);
+    if (!ours)
+      throw ConfigError("output_dir " + path + " is not empty and was not made by ltk-train (it has no " + kMarker +
+                        " file); nothing was changed there. Choose a new or empty directory, e.g. --set output_dir=" +
+                        path + "/run");
     if (!overwrite)
       throw ConfigError("run directory " + path + " already holds a run; pass --overwrite to replace it, "
                         "or choose another output_dir (e.g. --set output_dir=" + path + "-2)");
-    remove_tree(path);
+    for (const auto& e : entries) remove_tree(e.string());
   }
   fs::create_directories(path + "/checkpoints", ec);
   if (ec) throw Error("cannot create run directory " + path + ": " + ec.message());
-  return RunDirectory(path);
+  write_file_atomic(path + "/" + kMarker, "made by ltk-train; ltk-train --overwrite may delete this directory\n");
+  return run;
+}
+
+void RunDirectory::lock() {
+  if (!lock_) lock_ = std::make_shared<DirectoryLock>(path_);
 }
 
 RunDirectory RunDirectory::open(const std::string& path) {
@@ -72,9 +89,7 @@ std::string RunDirectory::checkpoint(const std::string& which) const {
 }
 
 void RunDirectory::append_metrics(const nlohmann::json& record) const {
-  std::ofstream out(metrics_path(), std::ios::app);
-  out << record.dump() << '\n';
-  if (!out) throw Error("cannot append to " + metrics_path());
+  append_file_durable(metrics_path(), record.dump() + "\n");
 }
 
 }  // namespace ltk

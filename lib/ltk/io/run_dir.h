@@ -4,16 +4,28 @@
 
 #include <nlohmann/json.hpp>
 
+#include <memory>
 #include <string>
 
 namespace ltk {
 
+class DirectoryLock;
+
 class RunDirectory {
  public:
-  /// Creates `path` for a new run. An existing run there is an error unless `overwrite`.
+  /// The file that marks a directory as made by ltk-train: --overwrite deletes nothing else.
+  static constexpr const char* kMarker = ".ltk-run";
+
+  /// Creates `path` for a new run and locks it (lock()). A directory that already holds a run is
+  /// an error unless `overwrite`, and even then only one that ltk made (it holds kMarker) is
+  /// emptied; a directory with files of anything else is refused.
   static RunDirectory create(const std::string& path, bool overwrite);
   /// Opens an existing run; throws CheckpointError when `path` holds no run.
   static RunDirectory open(const std::string& path);
+
+  /// Takes the run's lock for writing (ltk/core/files.h DirectoryLock), held while this object or a
+  /// copy lives: a second ltk-train on the same directory gets an error naming this process.
+  void lock();
 
   const std::string& path() const { return path_; }
   std::string file(const std::string& name) const { return path_ + "/" + name; }
@@ -31,12 +43,13 @@ class RunDirectory {
   /// The directory name of the checkpoint at `step` ("step-N").
   static std::string step_dir_name(int64_t step) { return "step-" + std::to_string(step); }
 
-  /// Appends one JSON object as a line of metrics.jsonl.
+  /// Appends one JSON object as a line of metrics.jsonl, on disk when this returns.
   void append_metrics(const nlohmann::json& record) const;
 
  private:
   explicit RunDirectory(std::string path) : path_(std::move(path)) {}
   std::string path_;
+  std::shared_ptr<DirectoryLock> lock_;
 };
 
 }  // namespace ltk

@@ -94,4 +94,12 @@ std::shared_ptr<TextModel> build_bow(const nlohmann::json& j, const ModelContext
   return model.ptr();
 }
 
+void check_bow(const nlohmann::json& options, const Config& config) {
+  if (!options.value("sparse", false)) return;
+  const auto& o = config.optimizer;
+  if (!(o.type == "sgd" || o.type == "adagrad") || o.weight_decay != 0 || o.momentum != 0)
+    config_fail("model.sparse", "sparse gradients need optimizer.type sgd (without momentum) or adagrad, and "
+                                "optimizer.weight_decay 0 (got " + o.type + ")");
+}
+
 }  // namespace ltk

@@ -8,6 +8,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "ltk/config/config.h"
 #include "ltk/config/json_reader.h"
 #include "ltk/models/text_model.h"
 
@@ -55,5 +56,7 @@ TORCH_MODULE(Bow);
 
 nlohmann::json resolve_bow(JsonReader& r);
 std::shared_ptr<TextModel> build_bow(const nlohmann::json& options, const ModelContext& context);
+/// Sparse embedding gradients need an optimiser that takes them (sgd without momentum, adagrad).
+void check_bow(const nlohmann::json& options, const Config& config);
 
 }  // namespace ltk

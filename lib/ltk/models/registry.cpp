@@ -11,10 +11,11 @@ namespace ltk {
 const std::vector<ModelEntry>& model_registry() {
   static const std::vector<ModelEntry> entries = {
       {"bow", "mean of word (and hashed n-gram) embeddings over the real tokens, then a linear layer", resolve_bow,
-       build_bow},
+       build_bow, check_bow},
       {"textcnn", "convolutions of several widths, max over time (Kim 2014)", resolve_textcnn, build_textcnn},
       {"rnn", "LSTM or GRU over packed sequences, last/max/mean pooling", resolve_rnn, build_rnn},
-      {"transformer", "Transformer encoder from scratch, CLS or mean pooling", resolve_transformer, build_transformer},
+      {"transformer", "Transformer encoder from scratch, CLS or mean pooling", resolve_transformer, build_transformer,
+       check_transformer},
   };
   return entries;
 }
@@ -29,29 +30,34 @@ static const ModelEntry& find_entry(const std::string& type, const std::string& 
                                   "; models: " + quoted_list(names));
 }
 
-ModelConfig resolve_model_config(const nlohmann::json& section, const std::string& path) {
-  JsonReader r(section, path);
-  ModelConfig config;
-  r.get("type", config.type);
-  const ModelEntry& entry = find_entry(config.type, path);
-  // Keys every model has: where its weights start from and which stay fixed.
-  r.get("init_from", config.init_from);
-  r.get("init_strict", config.init_strict);
-  const nlohmann::json& freeze = r.raw("freeze");
-  if (!freeze.is_null()) {
-    if (!freeze.is_array()) config_fail(path + ".freeze", "expected an array of parameter name prefixes");
-    for (const auto& f : freeze) {
-      if (!f.is_string()) config_fail(path + ".freeze", "expected strings, found " + json_type_name(f));
-      config.freeze.push_back(f.get<std::string>());
-    }
+namespace {
+
+class RegistrySchema final : public ModelSchema {
+ public:
+  nlohmann::json resolve(const std::string& type, JsonReader& section) const override {
+    return find_entry(type, "model").resolve(section);
   }
-  config.options = entry.resolve(r);
-  r.finish();
-  config.options["type"] = config.type;
-  config.options["init_from"] = config.init_from;
-  config.options["init_strict"] = config.init_strict;
-  config.options["freeze"] = config.freeze;
-  return config;
+  void check(const Config& config) const override {
+    const ModelEntry& entry = find_entry(config.model.type, "model");
+    if (entry.check) entry.check(config.model.options, config);
+  }
+};
+
+}  // namespace
+
+const ModelSchema& model_schema() {
+  static const RegistrySchema schema;
+  return schema;
+}
+
+ModelConfig resolve_model_config(const nlohmann::json& section) { return parse_model_section(section, model_schema()); }
+
+Config parse_config(const nlohmann::json& j, const std::string& default_name) {
+  return parse_config(j, model_schema(), default_name);
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return load_config(path, overrides, model_schema());
 }
 
 std::shared_ptr<TextModel> build_model(const ModelConfig& config, const ModelContext& context) {

@@ -19,12 +19,22 @@ struct ModelEntry {
   std::function<nlohmann::json(JsonReader&)> resolve;
   /// Builds the model from a resolved section.
   std::function<std::shared_ptr<TextModel>(const nlohmann::json&, const ModelContext&)> build;
+  /// Checks of the model's keys against other sections (may be empty); throws ConfigError.
+  std::function<void(const nlohmann::json& options, const Config& config)> check;
 };
 
 const std::vector<ModelEntry>& model_registry();
 
+/// The registry as the config layer sees it: each entry validates its own section.
+const ModelSchema& model_schema();
+
 /// Validates a `model` section (its `type` picks the registry entry) and fills its defaults.
-ModelConfig resolve_model_config(const nlohmann::json& section, const std::string& path = "model");
+ModelConfig resolve_model_config(const nlohmann::json& section);
+
+/// parse_config and load_config of ltk/config/config.h with this registry's schema: the whole
+/// config checked, the model section by its own entry.
+Config parse_config(const nlohmann::json& j, const std::string& default_name = "experiment");
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 
 /// Builds the model a resolved config describes.
 std::shared_ptr<TextModel> build_model(const ModelConfig& config, const ModelContext& context);

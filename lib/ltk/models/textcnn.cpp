@@ -22,7 +22,8 @@ void TextCnnImpl::reset() {
 torch::Tensor TextCnnImpl::forward(const Batch& batch) {
   int64_t kmax = *std::max_element(options.kernel_sizes().begin(), options.kernel_sizes().end());
   // Zero vectors at padded positions: whatever the pad row holds, padding contributes nothing.
-  auto x = embedding->forward(batch.ids) * batch.mask.unsqueeze(2).to(torch::kFloat);  // [B, T, E]
+  auto x = embedding->forward(batch.ids);  // [B, T, E]
+  x = x * batch.mask.unsqueeze(2).to(x.dtype());
   int64_t T = x.size(1);
   if (T < kmax) x = torch::nn::functional::pad(x, torch::nn::functional::PadFuncOptions({0, 0, 0, kmax - T}));
   x = x.transpose(1, 2);  // [B, E, T']

@@ -140,4 +140,11 @@ std::shared_ptr<TextModel> build_transformer(const nlohmann::json& j, const Mode
   return model.ptr();
 }
 
+void check_transformer(const nlohmann::json& options, const Config& config) {
+  const int64_t max_positions = options.at("max_positions").get<int64_t>();
+  if (config.data.max_len == 0 || config.data.max_len > max_positions)
+    config_fail("data.max_len", fmt::format("must be between 1 and model.max_positions ({}) for a transformer (got {})",
+                                            max_positions, config.data.max_len));
+}
+
 }  // namespace ltk

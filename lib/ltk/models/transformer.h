@@ -11,6 +11,7 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include "ltk/config/config.h"
 #include "ltk/config/json_reader.h"
 #include "ltk/models/text_model.h"
 
@@ -77,5 +78,7 @@ TORCH_MODULE(Transformer);
 
 nlohmann::json resolve_transformer(JsonReader& r);
 std::shared_ptr<TextModel> build_transformer(const nlohmann::json& options, const ModelContext& context);
+/// data.max_len must be set and within max_positions.
+void check_transformer(const nlohmann::json& options, const Config& config);
 
 }  // namespace ltk

@@ -8,8 +8,11 @@
 #include <map>
 
 #include "ltk/core/error.h"
+#include "ltk/core/files.h"
 #include "ltk/core/log.h"
+#include "ltk/core/blas.h"
 #include "ltk/core/runtime.h"
+#include "ltk/core/stop.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/formats.h"
 #include "ltk/data/jieba.h"
@@ -113,7 +116,12 @@ TokenizerConfig run_tokenizer(TokenizerConfig tok, const RunDirectory& run, cons
 
 }  // namespace
 
-TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
+namespace {
+
+// What run_training is doing, for the message when a stop request interrupts it.
+enum class Phase { data, training, test };
+
+TrainSummary run_training_phases(const Config& config, bool overwrite, bool resume, Phase& phase) {
   log::set_level(log::parse_level(config.log_level));
   // Everything that can fail on the config is checked before the run directory is touched.
   torch::Device device = resolve_device(config.device);
@@ -127,6 +135,7 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
                       " does not exist (run ./scripts/data.sh to make the corpora)");
 
   RunDirectory run = resume ? RunDirectory::open(config.output_dir) : RunDirectory::create(config.output_dir, overwrite);
+  run.lock();  // one ltk-train per run directory
   log::set_file(run.log_path());
   struct CloseLog {
     ~CloseLog() { log::close_file(); }
@@ -143,6 +152,7 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
 
   // Data: read, then the vocabulary and labels from the training split only.
   Split train = read_split(config.data.train, "train", config);
+  throw_if_stop_requested();  // Ctrl-C while the data loads stops here, not after the first step
   const bool has_labels = task_has_labels(config.task.type);
   // A resumed run, and a run fine-tuned from another run, reuse that run's tokenizer and
   // vocabulary: the embedding rows must keep meaning the same tokens.
@@ -173,6 +183,7 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
   train.examples.clear();
   train.examples.shrink_to_fit();
   log_dataset("train", train_set);
+  throw_if_stop_requested();
   if (config.trainer.sampler == "balanced" && !has_labels)
     throw ConfigError("config key 'trainer.sampler': \"balanced\" needs classes; a regression task has none");
   std::vector<double> weights = resolve_class_weights(config.task, labels, train_set);
@@ -191,6 +202,8 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
     log_dataset("test", *test_set);
   }
 
+  throw_if_stop_requested();
+  phase = Phase::training;
   // Model first, on its device; the optimiser is built from its parameters afterwards (P3).
   auto model = build_model(config.model, ModelContext{vocab.size(), task->num_outputs(), Vocabulary::kPadId, &vocab});
   if (!config.model.init_from.empty() && !resume) {
@@ -231,6 +244,7 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
             step_seconds, summary.data_seconds, 100.0 * summary.data_seconds / std::max(summary.seconds, 1e-9),
             summary.eval_seconds);
 
+  phase = Phase::test;
   if (test_set) {
     load_weights(*model, run.checkpoint("best"));
     model->to(device);
@@ -260,6 +274,26 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
                                              shown_name + " (best checkpoint)", stats);
   log::info("[report] {}", report_path);
   return summary;
+}
+
+}  // namespace
+
+TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
+  Phase phase = Phase::data;
+  try {
+    return run_training_phases(config, overwrite, resume, phase);
+  } catch (const StopRequested& stop) {
+    log::progress_done();
+    if (phase == Phase::test)
+      log::warn("[test] stopped by signal {} during the final evaluation; training is complete. Evaluate the best "
+                "checkpoint with: ltk-eval --run {} --data {}",
+                stop.signal(), config.output_dir, config.data.test.empty() ? config.data.valid : config.data.test);
+    else
+      log::warn("[data] stopped by signal {} before training began; nothing was trained", stop.signal());
+    TrainSummary summary;
+    summary.interrupted = stop.signal();
+    return summary;
+  }
 }
 
 namespace {

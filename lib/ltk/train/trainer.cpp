@@ -1,19 +1,19 @@
 #include "ltk/train/trainer.h"
 
 #include <fmt/format.h>
+#include <torch/cuda.h>
 #include <torch/serialize.h>
 
 #include <chrono>
 #include <cmath>
-#include <csignal>
-#include <cstdlib>
 #include <filesystem>
 #include <set>
 
 #include "ltk/core/error.h"
+#include "ltk/core/fault.h"
+#include "ltk/core/files.h"
 #include "ltk/core/log.h"
 #include "ltk/core/stop.h"
-#include "ltk/data/reader.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/io/checkpoint.h"
 
@@ -27,11 +27,33 @@ using Clock = std::chrono::steady_clock;
 const Clock::time_point kStart = Clock::now();
 double now_s() { return std::chrono::duration<double>(Clock::now() - kStart).count(); }
 
-// Test hooks: the resume tests kill the real process with SIGKILL at a chosen step, either after
-// the optimiser step or in the middle of writing that step's checkpoint.
-int64_t env_step(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? std::atoll(v) : -1;
+// The RNG states a checkpoint keeps: the CPU generator's, and each CUDA device's when there is one.
+c10::Dict<std::string, torch::Tensor> rng_states() {
+  c10::Dict<std::string, torch::Tensor> rng;
+  rng.insert("rng_cpu", at::globalContext().defaultGenerator(torch::kCPU).get_state());
+  if (torch::cuda::is_available())
+    for (int64_t i = 0; i < static_cast<int64_t>(torch::cuda::device_count()); ++i)
+      rng.insert("rng_cuda_" + std::to_string(i),
+                 at::globalContext().defaultGenerator(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(i)))
+                     .get_state());
+  return rng;
+}
+
+void restore_rng_states(const c10::Dict<std::string, torch::Tensor>& rng, const std::string& path) {
+  auto cpu = at::globalContext().defaultGenerator(torch::kCPU);  // a handle to the global generator
+  cpu.set_state(rng.at("rng_cpu"));
+  if (!torch::cuda::is_available()) return;
+  for (int64_t i = 0; i < static_cast<int64_t>(torch::cuda::device_count()); ++i) {
+    const std::string key = "rng_cuda_" + std::to_string(i);
+    if (!rng.contains(key)) {
+      log::warn("[resume] {} holds no RNG state for cuda:{} (written without CUDA): its dropout and sampling "
+                "differ from an uninterrupted run",
+                path, i);
+      continue;
+    }
+    auto gen = at::globalContext().defaultGenerator(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(i)));
+    gen.set_state(rng.at(key));
+  }
 }
 
 std::string format_duration(double s) {
@@ -64,7 +86,8 @@ nlohmann::json TrainState::to_json() const {
           {"early_stopped", early_stopped},
           {"epoch_closed", epoch_closed},
           {"last_epoch_loss", last_epoch_loss},
-          {"metrics_bytes", metrics_bytes}};
+          {"metrics_bytes", metrics_bytes},
+          {"validation_pending", validation_pending}};
 }
 
 TrainState TrainState::from_json(const nlohmann::json& j) {
@@ -89,6 +112,7 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   s.epoch_closed = j.at("epoch_closed");
   s.last_epoch_loss = j.at("last_epoch_loss");
   s.metrics_bytes = j.at("metrics_bytes");
+  s.validation_pending = j.value("validation_pending", false);  // absent in runs made before it existed
   return s;
 }
 
@@ -109,9 +133,10 @@ void Trainer::restore(const std::string& dir) {
   auto meta = read_json_file(dir + "/meta.json");
   state_ = TrainState::from_json(meta.at("state"));
   std::string raw = read_file(dir + "/state.pt");
-  auto dict = torch::pickle_load(std::vector<char>(raw.begin(), raw.end())).toGenericDict();
-  auto gen = at::globalContext().defaultGenerator(torch::kCPU);  // a handle to the global generator
-  gen.set_state(dict.at("rng_cpu").toTensor());
+  c10::Dict<std::string, torch::Tensor> rng;
+  for (const auto& item : torch::pickle_load(std::vector<char>(raw.begin(), raw.end())).toGenericDict())
+    rng.insert(item.key().toStringRef(), item.value().toTensor());
+  restore_rng_states(rng, dir + "/state.pt");
   last_checkpoint_step_ = state_.step;
   // Records written after this checkpoint belong to the lost part of the run: drop them.
   if (fs::exists(run_.metrics_path())) fs::resize_file(run_.metrics_path(), state_.metrics_bytes);
@@ -185,17 +210,18 @@ void Trainer::write_checkpoint(bool improved) {
   remove_tree(tmp);
   fs::create_directories(tmp);
   save_weights(*model_, tmp + "/weights.pt");
-  if (env_step("LTK_TEST_KILL_IN_CHECKPOINT") == state_.step) std::raise(SIGKILL);
+  fault_point("in_checkpoint", state_.step);
   save_optimizer(*optimizer_, tmp + "/optim.pt");
-  c10::Dict<std::string, torch::Tensor> rng;
-  rng.insert("rng_cpu", at::globalContext().defaultGenerator(torch::kCPU).get_state());
-  auto bytes = torch::pickle_save(rng);
+  auto bytes = torch::pickle_save(rng_states());
   write_file_atomic(tmp + "/state.pt", std::string(bytes.begin(), bytes.end()));
   nlohmann::json meta = {{"step", state_.step}, {"epoch", state_.epoch}, {"state", state_.to_json()}};
   write_file_atomic(tmp + "/meta.json", meta.dump(2) + "\n");
+  // Each file is on disk (write_file_atomic fsyncs); the rename of the directory is made durable
+  // before the pointers move, so that after a power loss last.json never names a step-N directory
+  // that is missing or partial.
   remove_tree(dir);
-  fs::rename(tmp, dir);
-  // The pointers move only once the directory is complete: a crash leaves the previous one.
+  rename_durable(tmp, dir);
+  fault_point("before_pointer", state_.step);
   nlohmann::json pointer = {{"dir", name}, {"step", state_.step}, {"epoch", state_.epoch}};
   write_file_atomic(run_.file("checkpoints/last.json"), pointer.dump() + "\n");
   if (improved) {
@@ -219,8 +245,18 @@ void Trainer::validate_and_checkpoint(const TextDataset* valid, bool evaluate) {
   bool improved = false;
   if (valid && evaluate) {
     const double t0 = now_s();
-    auto report =
-        task_.evaluate(predict(*model_, task_, *valid, config_.trainer.eval_batch_size, device_, vocab_size_));
+    std::optional<EvalReport> evaluated;
+    try {
+      evaluated = task_.evaluate(predict(*model_, task_, *valid, config_.trainer.eval_batch_size, device_, vocab_size_));
+    } catch (const StopRequested&) {
+      // Stopped mid-validation: checkpoint the state before it, marked so that a resumed run
+      // validates first and goes on exactly as an uninterrupted one.
+      state_.validation_pending = true;
+      write_checkpoint(false);
+      throw;
+    }
+    state_.validation_pending = false;
+    const EvalReport& report = *evaluated;
     const double eval_seconds = now_s() - t0;
     double value = report.get(metric_);
     double delta = config_.trainer.min_delta;
@@ -291,96 +327,105 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
   LrSchedule schedule(config_.scheduler, config_.optimizer.lr, total);
   PadCollate collate;
   const bool mean_reduction = config_.task.reduction == "mean";
-  const int64_t kill_at = env_step("LTK_TEST_KILL_AT_STEP");
   TrainSummary summary;
   const double start = now_s();
   window_start_ = start;
   loop_start_ = start;
   const int64_t samples_at_start = state_.samples_seen;
-  model_->train();
-  for (; state_.epoch <= tc.epochs && !state_.early_stopped; ++state_.epoch) {
-    if (state_.epoch_closed) {  // resumed from the checkpoint written at this epoch's end
-      state_.epoch_closed = false;
-      state_.batch_pos = 0;
-      continue;
-    }
-    auto order = sampler.epoch(state_.epoch);
-    const auto batches = static_cast<int64_t>(order.size());
-    while (state_.batch_pos < batches) {
-      // One optimiser step over `accumulate` micro-batches; with a mean loss each is weighted by
-      // its share of the samples, so the step equals one batch `accumulate` times larger.
-      int64_t end = std::min(batches, state_.batch_pos + tc.accumulate);
-      int64_t group_samples = 0;
-      for (int64_t b = state_.batch_pos; b < end; ++b) group_samples += static_cast<int64_t>(order[b].size());
-      double group_loss = 0;
-      bool finite = true;
-      for (int64_t b = state_.batch_pos; b < end && finite; ++b) {
-        const double t_batch = now_s();
-        Batch cpu = collate(train, order[b]);
-        check_token_ids(cpu, vocab_size_, train);  // P8, before the device
-        Batch batch = cpu.to(device_);              // P1: the one place batches move
-        summary.data_seconds += now_s() - t_batch;
-        double share = static_cast<double>(batch.size()) / static_cast<double>(group_samples);
-        double loss = 0;
-        finite = micro_step(batch, mean_reduction && end - state_.batch_pos > 1 ? share : 1.0,
-                            b == state_.batch_pos, state_.step + 1, loss);
-        group_loss += mean_reduction ? loss * share : loss;
-      }
-      state_.batch_pos = end;
-      if (!finite) {
-        optimizer_->zero_grad();
-        ++state_.nonfinite_skipped;
-        log::warn("[train] step {}: non-finite loss, batch skipped ({} so far)", state_.step + 1,
-                  state_.nonfinite_skipped);
+  try {
+    if (state_.validation_pending) validate_and_checkpoint(valid, true);  // stopped during it last time
+    model_->train();
+    for (; state_.epoch <= tc.epochs && !state_.early_stopped; ++state_.epoch) {
+      if (state_.epoch_closed) {  // resumed from the checkpoint written at this epoch's end
+        state_.epoch_closed = false;
+        state_.batch_pos = 0;
         continue;
       }
-      clip_gradients(model_->parameters(), tc.clip_norm, tc.clip_value);
-      current_lr_ = schedule.at(state_.step, state_.plateau_scale);
-      set_lr(*optimizer_, current_lr_);
-      optimizer_->step();  // 5. update
-      ++state_.step;
-      state_.samples_seen += group_samples;
-      window_samples_ += group_samples;
-      state_.window_loss += group_loss;
-      ++state_.window_steps;
-      state_.epoch_loss += group_loss;
-      ++state_.epoch_steps;
-      log_progress(total, per_epoch, state_.batch_pos == batches);
-      if (state_.step == kill_at) std::raise(SIGKILL);
-      bool epoch_end = state_.batch_pos == batches;
+      auto order = sampler.epoch(state_.epoch);
+      const auto batches = static_cast<int64_t>(order.size());
+      while (state_.batch_pos < batches) {
+        // One optimiser step over `accumulate` micro-batches; with a mean loss each is weighted by
+        // its share of the samples, so the step equals one batch `accumulate` times larger.
+        int64_t end = std::min(batches, state_.batch_pos + tc.accumulate);
+        int64_t group_samples = 0;
+        for (int64_t b = state_.batch_pos; b < end; ++b) group_samples += static_cast<int64_t>(order[b].size());
+        double group_loss = 0;
+        bool finite = true;
+        for (int64_t b = state_.batch_pos; b < end && finite; ++b) {
+          const double t_batch = now_s();
+          Batch cpu = collate(train, order[b]);
+          check_token_ids(cpu, vocab_size_, train);  // P8, before the device
+          Batch batch = cpu.to(device_);              // P1: the one place batches move
+          summary.data_seconds += now_s() - t_batch;
+          double share = static_cast<double>(batch.size()) / static_cast<double>(group_samples);
+          double loss = 0;
+          finite = micro_step(batch, mean_reduction && end - state_.batch_pos > 1 ? share : 1.0,
+                              b == state_.batch_pos, state_.step + 1, loss);
+          group_loss += mean_reduction ? loss * share : loss;
+        }
+        state_.batch_pos = end;
+        if (!finite) {
+          optimizer_->zero_grad();
+          ++state_.nonfinite_skipped;
+          log::warn("[train] step {}: non-finite loss, batch skipped ({} so far)", state_.step + 1,
+                    state_.nonfinite_skipped);
+          continue;
+        }
+        clip_gradients(model_->parameters(), tc.clip_norm, tc.clip_value);
+        current_lr_ = schedule.at(state_.step, state_.plateau_scale);
+        set_lr(*optimizer_, current_lr_);
+        optimizer_->step();  // 5. update
+        ++state_.step;
+        state_.samples_seen += group_samples;
+        window_samples_ += group_samples;
+        state_.window_loss += group_loss;
+        ++state_.window_steps;
+        state_.epoch_loss += group_loss;
+        ++state_.epoch_steps;
+        log_progress(total, per_epoch, state_.batch_pos == batches);
+        fault_point("after_step", state_.step);
+        bool epoch_end = state_.batch_pos == batches;
+        const double t_eval = now_s();
+        if (tc.eval_every > 0 && state_.step % tc.eval_every == 0) {
+          validate_and_checkpoint(valid, true);
+        } else if (tc.checkpoint_every > 0 && state_.step % tc.checkpoint_every == 0 && !epoch_end) {
+          validate_and_checkpoint(valid, false);
+        }
+        summary.eval_seconds += now_s() - t_eval;
+        if (state_.early_stopped) break;
+        if (int sig = stop_signal()) {
+          if (last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, false);
+          log::progress_done();
+          log::warn("[train] stopped by signal {} at step {}; checkpoint written. Resume with: ltk-train --resume {}", sig,
+                    state_.step, run_.path());
+          summary.interrupted = sig;
+          break;
+        }
+      }
+      if (summary.interrupted || state_.early_stopped) break;
+      state_.last_epoch_loss = state_.epoch_loss / static_cast<double>(std::max<int64_t>(state_.epoch_steps, 1));
+      state_.epoch_loss = 0;
+      state_.epoch_steps = 0;
+      state_.epoch_closed = true;
+      // The end of an epoch: validate (per-epoch mode) and write a checkpoint (unless this step has one).
       const double t_eval = now_s();
-      if (tc.eval_every > 0 && state_.step % tc.eval_every == 0) {
-        validate_and_checkpoint(valid, true);
-      } else if (tc.checkpoint_every > 0 && state_.step % tc.checkpoint_every == 0 && !epoch_end) {
-        validate_and_checkpoint(valid, false);
-      }
+      if (tc.eval_every == 0 || last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, tc.eval_every == 0);
       summary.eval_seconds += now_s() - t_eval;
-      if (state_.early_stopped) break;
-      if (int sig = stop_signal()) {
-        if (last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, false);
-        log::progress_done();
-        log::warn("[train] stopped by signal {} at step {}; checkpoint written. Resume with: ltk-train --resume {}", sig,
-                  state_.step, run_.path());
-        summary.interrupted = sig;
-        break;
-      }
+      state_.epoch_closed = false;
+      state_.batch_pos = 0;
     }
-    if (summary.interrupted || state_.early_stopped) break;
-    state_.last_epoch_loss = state_.epoch_loss / static_cast<double>(std::max<int64_t>(state_.epoch_steps, 1));
-    state_.epoch_loss = 0;
-    state_.epoch_steps = 0;
-    state_.epoch_closed = true;
-    // The end of an epoch: validate (per-epoch mode) and write a checkpoint (unless this step has one).
+    log::progress_done();
     const double t_eval = now_s();
-    if (tc.eval_every == 0 || last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, tc.eval_every == 0);
+    if (!summary.interrupted && last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, valid != nullptr);
     summary.eval_seconds += now_s() - t_eval;
-    state_.epoch_closed = false;
-    state_.batch_pos = 0;
+  } catch (const StopRequested& stop) {
+    // A stop during a validation (validate_and_checkpoint wrote the checkpoint).
+    log::progress_done();
+    log::warn("[train] stopped by signal {} during the validation at step {} (it runs first when resumed); "
+              "checkpoint written. Resume with: ltk-train --resume {}",
+              stop.signal(), state_.step, run_.path());
+    summary.interrupted = stop.signal();
   }
-  log::progress_done();
-  const double t_eval = now_s();
-  if (!summary.interrupted && last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, valid != nullptr);
-  summary.eval_seconds += now_s() - t_eval;
   summary.last_train_loss = state_.last_epoch_loss;
   summary.steps = state_.step;
   summary.epochs = std::min(state_.epoch, tc.epochs);

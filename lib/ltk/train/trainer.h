@@ -13,7 +13,7 @@
 #include "ltk/io/run_dir.h"
 #include "ltk/models/text_model.h"
 #include "ltk/train/optim.h"
-#include "ltk/train/task.h"
+#include "ltk/task/task.h"
 
 namespace ltk {
 
@@ -55,6 +55,7 @@ struct TrainState {
   bool epoch_closed = false;   ///< the epoch's end (validation, checkpoint) is done
   double last_epoch_loss = 0;  ///< mean loss of the last finished epoch
   uint64_t metrics_bytes = 0;  ///< size of metrics.jsonl when the checkpoint was written
+  bool validation_pending = false;  ///< stopped during this step's validation: resume runs it first
 
   nlohmann::json to_json() const;
   static TrainState from_json(const nlohmann::json& j);

@@ -1,4 +1,4 @@
-#include "ltk/eval/scores.h"
+#include "ltk/metrics/scores.h"
 
 #include <algorithm>
 #include <cmath>

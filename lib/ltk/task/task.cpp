@@ -1,4 +1,4 @@
-#include "ltk/train/task.h"
+#include "ltk/task/task.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -9,8 +9,8 @@
 
 #include "ltk/core/error.h"
 #include "ltk/core/strings.h"
-#include "ltk/eval/metrics.h"
-#include "ltk/eval/scores.h"
+#include "ltk/metrics/metrics.h"
+#include "ltk/metrics/scores.h"
 
 namespace ltk {
 

@@ -1,4 +1,4 @@
-#include "ltk/eval/metrics.h"
+#include "ltk/metrics/metrics.h"
 
 #include <fmt/format.h>
 

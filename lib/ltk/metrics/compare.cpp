@@ -1,4 +1,4 @@
-#include "ltk/eval/compare.h"
+#include "ltk/metrics/compare.h"
 
 #include <algorithm>
 #include <cmath>

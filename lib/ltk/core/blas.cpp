@@ -1,0 +1,228 @@
+#include "ltk/core/blas.h"
+
+#include <dlfcn.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <vector>
+
+#include "ltk/core/log.h"
+
+namespace ltk {
+
+namespace {
+
+constexpr const char* kGuard = "LTK_BLAS_REEXEC";
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+template <typename Fn>
+Fn blas_symbol(const char* name) {
+  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
+}
+
+std::string& note() {
+  static std::string text;
+  return text;
+}
+
+std::string loaded_blas_path() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    auto pos = line.find('/');
+    if (pos == std::string::npos) continue;
+    std::string path = line.substr(pos);
+    std::string file = std::filesystem::path(path).filename().string();
+    if (file.rfind("libblas", 0) == 0 || file.rfind("libopenblas", 0) == 0 || file.rfind("libmkl_rt", 0) == 0 ||
+        file.rfind("libblis", 0) == 0) {
+      std::error_code ec;
+      auto real = std::filesystem::canonical(path, ec);
+      return ec ? path : real.string();
+    }
+  }
+  return "";
+}
+
+// Re-executes this program with OPENBLAS_CORETYPE=core; returns only when exec fails.
+void reexec_with_core(char** argv, const std::string& core, const std::string& guard_value) {
+  setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+  setenv(kGuard, guard_value.c_str(), 1);
+  execv("/proc/self/exe", argv);
+  log::warn("[runtime] could not re-execute with OPENBLAS_CORETYPE={}: {}; continuing with OpenBLAS's own choice",
+            core, std::strerror(errno));
+  unsetenv("OPENBLAS_CORETYPE");
+  unsetenv(kGuard);
+}
+
+}  // namespace
+
+CpuFeatures detect_cpu_features() {
+  CpuFeatures f;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  f.avx = __builtin_cpu_supports("avx");
+  f.avx2 = __builtin_cpu_supports("avx2");
+  f.fma = __builtin_cpu_supports("fma");
+  f.avx512f = __builtin_cpu_supports("avx512f");
+  f.avx512bw = __builtin_cpu_supports("avx512bw");
+  f.avx512dq = __builtin_cpu_supports("avx512dq");
+  f.avx512vl = __builtin_cpu_supports("avx512vl");
+#endif
+  return f;
+}
+
+std::string best_openblas_core(const CpuFeatures& cpu) {
+  if (cpu.avx512f && cpu.avx512bw && cpu.avx512dq && cpu.avx512vl && cpu.avx2 && cpu.fma) return "SkylakeX";
+  if (cpu.avx2 && cpu.fma) return "Haswell";
+  if (cpu.avx) return "Sandybridge";
+  return "";
+}
+
+int openblas_core_rank(const std::string& core) {
+  static const std::vector<std::pair<int, std::vector<const char*>>> ranks = {
+      {0, {"katmai", "coppermine", "northwood", "prescott", "banias", "core2", "penryn", "dunnington", "nehalem",
+           "atom", "athlon", "opteron", "opteron_sse3", "barcelona", "bobcat", "nano"}},
+      {1, {"sandybridge", "bulldozer", "piledriver", "steamroller", "excavator"}},
+      {2, {"haswell", "zen"}},
+      {3, {"skylakex", "cooperlake", "sapphirerapids"}},
+  };
+  const std::string name = lower(core);
+  for (const auto& [rank, names] : ranks)
+    for (const char* n : names)
+      if (name == n) return rank;
+  return -1;
+}
+
+BlasDecision decide_blas_core(const CpuFeatures& cpu, const std::string& chosen, const char* openblas_coretype,
+                              const char* ltk_blas_coretype, const char* reexec_guard) {
+  BlasDecision d;
+  if (chosen.empty()) return d;  // not OpenBLAS
+  if (reexec_guard && *reexec_guard) return d;  // this process is the re-executed one: never loop
+  if (ltk_blas_coretype && std::string(ltk_blas_coretype) == "keep") return d;
+  if (openblas_coretype && *openblas_coretype) return d;  // the user's or the system's choice stands
+  const std::string best = best_openblas_core(cpu);
+  const int have = openblas_core_rank(chosen), can = openblas_core_rank(best);
+  if (best.empty() || have < 0 || have >= can) return d;
+  d.reexec = true;
+  d.core = best;
+  d.reason = fmt::format("OpenBLAS chose its {} kernels on a CPU that runs {} ones; re-executing with "
+                         "OPENBLAS_CORETYPE={} (LTK_BLAS_CORETYPE=keep turns this off)",
+                         chosen, best, best);
+  return d;
+}
+
+bool blas_gemm_is_correct() {
+  // cblas_sgemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+  using Sgemm = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*,
+                         int);
+  auto sgemm = blas_symbol<Sgemm>("cblas_sgemm");
+  if (!sgemm) return true;
+  constexpr int kRowMajor = 101, kNoTrans = 111;
+  // Sizes past one register block of every kernel family, with edges that are not multiples of it.
+  const int M = 37, N = 45, K = 67;
+  std::vector<float> a(static_cast<size_t>(M * K)), b(static_cast<size_t>(K * N)), c(static_cast<size_t>(M * N));
+  uint32_t x = 12345;
+  auto next = [&x] {  // deterministic values in [-1, 1)
+    x = x * 1664525u + 1013904223u;
+    return static_cast<float>(x >> 8) / static_cast<float>(1u << 23) - 1.0f;
+  };
+  for (auto& v : a) v = next();
+  for (auto& v : b) v = next();
+  sgemm(kRowMajor, kNoTrans, kNoTrans, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, c.data(), N);
+  // A float dot product of K terms is within K * u * sum|a_k b_k| of the exact one (u = 2^-24);
+  // twice that bound allows for the inputs' own rounding. A wrong kernel is off by O(1).
+  const double u = std::numeric_limits<float>::epsilon() / 2;
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double exact = 0, magnitude = 0;
+      for (int k = 0; k < K; ++k) {
+        double p = static_cast<double>(a[i * K + k]) * static_cast<double>(b[k * N + j]);
+        exact += p;
+        magnitude += std::fabs(p);
+      }
+      double got = c[static_cast<size_t>(i * N + j)];
+      if (!(std::fabs(got - exact) <= 2.0 * K * u * magnitude + 1e-30)) return false;
+    }
+  return true;
+}
+
+std::string openblas_core() {
+  using CoreFn = char* (*)();
+  auto core = blas_symbol<CoreFn>("openblas_get_corename");
+  return core ? std::string(core()) : std::string();
+}
+
+void ensure_blas_kernel(char** argv) {
+  const char* guard = std::getenv(kGuard);
+  if (guard && *guard) {
+    // This process was re-executed with a kernel ltk chose (guard = the kernel OpenBLAS chose;
+    // "fallback:" once the chosen one failed the check).
+    std::string g = guard;
+    if (g.rfind("fallback:", 0) == 0) {
+      note() = fmt::format("OpenBLAS kernel {} computed a wrong GEMM; back on {}", g.substr(9), openblas_core());
+      log::warn("[runtime] {}", note());
+      return;
+    }
+    const std::string core = openblas_core();
+    if (!blas_gemm_is_correct()) {
+      log::warn("[runtime] the OpenBLAS {} kernels compute a wrong GEMM here; re-executing with OpenBLAS's own "
+                "choice, {}",
+                core, g);
+      reexec_with_core(argv, g, "fallback:" + core);
+      return;
+    }
+    note() = fmt::format("OpenBLAS kernel {} set by ltk (OpenBLAS chose {}; LTK_BLAS_CORETYPE=keep turns this off)",
+                         core, g);
+    return;
+  }
+  const std::string chosen = openblas_core();
+  BlasDecision d = decide_blas_core(detect_cpu_features(), chosen, std::getenv("OPENBLAS_CORETYPE"),
+                                    std::getenv("LTK_BLAS_CORETYPE"), guard);
+  if (!d.reexec) return;
+  log::info("[runtime] {}", d.reason);
+  reexec_with_core(argv, d.core, chosen);
+}
+
+const std::string& blas_kernel_note() { return note(); }
+
+std::string describe_blas() {
+  std::string path = loaded_blas_path();
+  std::string name = "unknown BLAS";
+  using ConfigFn = char* (*)();
+  using ThreadsFn = int (*)();
+  if (auto cfg = blas_symbol<ConfigFn>("openblas_get_config")) {
+    name = cfg();
+    std::string core = openblas_core();
+    if (!core.empty() && name.find(core) == std::string::npos) name += ", kernel " + core;
+    if (auto th = blas_symbol<ThreadsFn>("openblas_get_num_threads")) name += fmt::format(", {} BLAS thread(s)", th());
+  } else if (dlsym(RTLD_DEFAULT, "bli_info_get_version_str")) {
+    name = "BLIS";
+  } else if (dlsym(RTLD_DEFAULT, "mkl_get_max_threads")) {
+    name = "MKL";
+  } else if (!path.empty() && path.find("/blas/") != std::string::npos) {
+    name = "reference BLAS (slow)";
+  }
+  if (!note().empty()) name += "; " + note();
+  if (path.empty()) return name + " (no BLAS library mapped)";
+  return name + " (" + path + ")";
+}
+
+bool blas_is_reference() {
+  std::string path = loaded_blas_path();
+  return !path.empty() && path.find("/blas/") != std::string::npos && !dlsym(RTLD_DEFAULT, "openblas_get_config");
+}
+
+}  // namespace ltk

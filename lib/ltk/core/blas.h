@@ -1,0 +1,72 @@
+// The BLAS this process runs on, and the fix for OpenBLAS picking its slowest kernels.
+//
+// Debian's OpenBLAS (DYNAMIC_ARCH) chooses its kernels by CPU model when the library loads. On a
+// virtual machine whose CPU reports an unknown model ("Intel(R) Xeon(R) Processor" with AVX-512)
+// it falls back to its generic Prescott kernels: a 1024^3 matmul ran at 21 instead of 81-125
+// GFLOP/s, transformer training 3.6x slower. The kernel can only change before the library loads,
+// so an app that finds a weaker kernel than its CPU supports re-executes itself once with
+// OPENBLAS_CORETYPE set.
+#pragma once
+
+#include <string>
+
+namespace ltk {
+
+/// The x86 features that decide which OpenBLAS kernels a CPU can run.
+struct CpuFeatures {
+  bool avx = false, avx2 = false, fma = false;
+  bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false;
+};
+
+/// This CPU's features (with the operating system's support for their registers).
+CpuFeatures detect_cpu_features();
+
+/// The strongest OpenBLAS kernel family the CPU runs: "SkylakeX" (AVX-512 F/BW/DQ/VL), "Haswell"
+/// (AVX2 + FMA), "Sandybridge" (AVX), or "" (nothing beyond what every x86-64 runs).
+std::string best_openblas_core(const CpuFeatures& cpu);
+
+/// How capable an OpenBLAS core's kernels are: 0 (SSE: Prescott, Nehalem, ...), 1 (AVX), 2 (AVX2:
+/// Haswell, Zen), 3 (AVX-512: SkylakeX, Cooperlake, SapphireRapids); -1 for a name not known
+/// here, which is never judged weak. Case-insensitive.
+int openblas_core_rank(const std::string& core);
+
+/// What to do about the kernel OpenBLAS chose.
+struct BlasDecision {
+  bool reexec = false;   ///< re-execute with OPENBLAS_CORETYPE=core
+  std::string core;      ///< the kernel to ask for
+  std::string reason;    ///< one line for the log (empty when there is nothing to say)
+};
+
+/// The decision, from its inputs alone (tested on every combination): the CPU, the kernel OpenBLAS
+/// chose ("" = no OpenBLAS loaded), and the environment: OPENBLAS_CORETYPE (a value the user or the
+/// system set is never overridden: some machines set it because newer kernels misbehave there),
+/// LTK_BLAS_CORETYPE ("keep" turns the fix off) and LTK_BLAS_REEXEC (set by ltk on the re-executed
+/// process: it never re-executes twice). A null pointer is an unset variable.
+BlasDecision decide_blas_core(const CpuFeatures& cpu, const std::string& chosen, const char* openblas_coretype,
+                              const char* ltk_blas_coretype, const char* reexec_guard);
+
+/// Checks a small single-precision GEMM of the loaded BLAS against a plain loop in double; true
+/// when every element is within the rounding bound of its dot product (or no BLAS is loaded).
+bool blas_gemm_is_correct();
+
+/// Call first thing in every app's main(), before LibTorch runs anything. Applies
+/// decide_blas_core (re-executing /proc/self/exe with the same arguments when it says so) and, in
+/// a process re-executed with a kernel ltk chose, checks that kernel's GEMM: a wrong result
+/// re-executes once more with the kernel OpenBLAS had chosen itself, and warns. Returns when the
+/// process keeps its kernel.
+void ensure_blas_kernel(char** argv);
+
+/// What ensure_blas_kernel did, for the log ("" when it changed nothing).
+const std::string& blas_kernel_note();
+
+/// Which BLAS library this process loaded, its kernel and thread count, e.g.
+/// "OpenBLAS 0.3.21 ... Haswell ..., 2 BLAS thread(s) (/usr/lib/.../libblas.so.3)".
+std::string describe_blas();
+
+/// The kernel OpenBLAS runs ("Haswell", ...), or "" without OpenBLAS.
+std::string openblas_core();
+
+/// True when the loaded BLAS is the slow reference implementation.
+bool blas_is_reference();
+
+}  // namespace ltk

@@ -1,0 +1,148 @@
+#include "ltk/core/files.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+
+#include "ltk/core/error.h"
+
+namespace ltk {
+
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Writes all of `data` to `fd`, retrying short writes and EINTR.
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// Closes `fd` on scope exit.
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
+
+}  // namespace
+
+std::string read_file(const std::string& path) {
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) throw DataError("cannot open " + path + ": " + errno_text());
+  struct stat st {};
+  if (::fstat(f.fd, &st) != 0) throw DataError("cannot read " + path + ": " + errno_text());
+  if (S_ISDIR(st.st_mode)) throw DataError("cannot read " + path + ": it is a directory");
+  std::string data;
+  data.reserve(static_cast<size_t>(st.st_size));
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(f.fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw DataError("cannot read " + path + ": " + errno_text());
+    }
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+  }
+  return data;
+}
+
+std::string parent_directory(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+void sync_path(const std::string& path) {
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) throw Error("cannot open " + path + " to sync it: " + errno_text());
+  if (::fsync(f.fd) != 0 && errno != EINVAL)  // EINVAL: a file system without fsync on directories
+    throw Error("cannot sync " + path + " to disk: " + errno_text());
+}
+
+void write_file_atomic(const std::string& path, const std::string& data) {
+  std::string tmp = path + ".tmp";
+  {
+    Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
+    if (f.fd < 0) throw Error("cannot write " + tmp + ": " + errno_text());
+    if (!write_all(f.fd, data)) throw Error("cannot write " + tmp + ": " + errno_text() + " (disk full?)");
+    if (::fsync(f.fd) != 0) throw Error("cannot sync " + tmp + " to disk: " + errno_text());
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    throw Error("cannot rename " + tmp + " to " + path + ": " + errno_text());
+  sync_path(parent_directory(path));
+}
+
+void append_file_durable(const std::string& path, const std::string& data) {
+  struct stat st {};
+  const bool is_new = ::stat(path.c_str(), &st) != 0;
+  Fd f{::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)};
+  if (f.fd < 0) throw Error("cannot append to " + path + ": " + errno_text());
+  if (!write_all(f.fd, data)) throw Error("cannot append to " + path + ": " + errno_text() + " (disk full?)");
+  if (::fdatasync(f.fd) != 0) throw Error("cannot sync " + path + " to disk: " + errno_text());
+  if (is_new) sync_path(parent_directory(path));
+}
+
+void rename_durable(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0)
+    throw Error("cannot rename " + from + " to " + to + ": " + errno_text());
+  std::string to_parent = parent_directory(to), from_parent = parent_directory(from);
+  sync_path(to_parent);
+  if (from_parent != to_parent) sync_path(from_parent);
+}
+
+void remove_tree(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;  // nothing there
+  if (::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+    throw Error("cannot remove " + path + ": " + errno_text());
+}
+
+DirectoryLock::DirectoryLock(const std::string& dir) {
+  const std::string path = dir + "/.lock";
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error("cannot open the lock file " + path + ": " + errno_text());
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[32] = {};
+    ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    ::close(fd_);
+    fd_ = -1;
+    if (err == EWOULDBLOCK)
+      throw Error(dir + " is in use by another ltk-train (pid " + (holder.empty() ? "unknown" : holder) +
+                  "); wait for it to finish or stop it, or choose another output_dir");
+    throw Error("cannot lock " + path + ": " + std::strerror(err));
+  }
+  // Record the holder for the error message of the next process that tries.
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+    // The lock holds without the pid; only the message of a second process is poorer.
+  }
+}
+
+DirectoryLock::~DirectoryLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the last descriptor releases the flock
+}
+
+}  // namespace ltk

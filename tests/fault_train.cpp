@@ -1,0 +1,32 @@
+// Linked into ltk-train-faults, a test-only build of ltk-train (never installed): it kills its own
+// process with SIGKILL at the fault point that LTK_TEST_KILL names, as POINT:STEP (after_step:5,
+// in_checkpoint:6, before_pointer:3; see ltk/core/fault.h). The shipped ltk-train has no hook.
+#include <csignal>
+#include <cstdlib>
+#include <string>
+
+#include "ltk/core/fault.h"
+
+namespace {
+
+std::string g_point;
+int64_t g_step = -1;
+
+void kill_at(const char* point, int64_t step) {
+  if (step == g_step && g_point == point) std::raise(SIGKILL);
+}
+
+struct InstallHook {
+  InstallHook() {
+    const char* spec = std::getenv("LTK_TEST_KILL");
+    if (!spec) return;
+    std::string s = spec;
+    auto colon = s.find(':');
+    if (colon == std::string::npos) return;
+    g_point = s.substr(0, colon);
+    g_step = std::atoll(s.c_str() + colon + 1);
+    ltk::set_fault_hook(kill_at);
+  }
+} install_hook;
+
+}  // namespace

@@ -1,0 +1,135 @@
+// core: durable files, the run-directory lock, and the OpenBLAS kernel decision.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "ltk/core/blas.h"
+#include "ltk/core/error.h"
+#include "ltk/core/files.h"
+#include "test_util.h"
+
+using Catch::Matchers::Contains;
+
+namespace {
+
+ltk::CpuFeatures sse_only() { return {}; }
+ltk::CpuFeatures avx_only() {
+  ltk::CpuFeatures f;
+  f.avx = true;
+  return f;
+}
+ltk::CpuFeatures avx2() {
+  ltk::CpuFeatures f = avx_only();
+  f.avx2 = f.fma = true;
+  return f;
+}
+ltk::CpuFeatures avx512() {
+  ltk::CpuFeatures f = avx2();
+  f.avx512f = f.avx512bw = f.avx512dq = f.avx512vl = true;
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("files: an atomic write replaces the file whole and leaves no temporary", "[core]") {
+  ltk::test::TempDir dir;
+  std::string path = dir.file("a.json");
+  ltk::write_file_atomic(path, "one\n");
+  ltk::write_file_atomic(path, "two\n");
+  CHECK(ltk::read_file(path) == "two\n");
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  ltk::append_file_durable(dir.file("m.jsonl"), "a\n");
+  ltk::append_file_durable(dir.file("m.jsonl"), "b\n");
+  CHECK(ltk::read_file(dir.file("m.jsonl")) == "a\nb\n");
+  std::filesystem::create_directories(dir.file("d.tmp/x"));
+  ltk::rename_durable(dir.file("d.tmp"), dir.file("d"));
+  CHECK(std::filesystem::is_directory(dir.file("d/x")));
+  ltk::remove_tree(dir.file("d"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("d")));
+  ltk::remove_tree(dir.file("never-existed"));  // fine
+  CHECK_THROWS_WITH(ltk::write_file_atomic(dir.file("no/such/dir/f"), "x"), Contains("no/such/dir/f.tmp"));
+  CHECK_THROWS_AS(ltk::read_file(dir.file("missing")), ltk::DataError);
+  CHECK(ltk::parent_directory("a/b/c") == "a/b");
+  CHECK(ltk::parent_directory("c") == ".");
+}
+
+TEST_CASE("files: a second lock on a run directory fails naming the holder's pid", "[core]") {
+  ltk::test::TempDir dir;
+  {
+    ltk::DirectoryLock first(dir.path().string());
+    // flock locks belong to an open file description: a second open conflicts even in-process.
+    CHECK_THROWS_WITH(ltk::DirectoryLock(dir.path().string()),
+                      Contains("in use by another ltk-train (pid " + std::to_string(::getpid()) + ")"));
+  }
+  ltk::DirectoryLock again(dir.path().string());  // released with the first
+}
+
+TEST_CASE("blas: the strongest kernel a CPU runs, and how kernels rank", "[core][blas]") {
+  CHECK(ltk::best_openblas_core(avx512()) == "SkylakeX");
+  CHECK(ltk::best_openblas_core(avx2()) == "Haswell");
+  CHECK(ltk::best_openblas_core(avx_only()) == "Sandybridge");
+  CHECK(ltk::best_openblas_core(sse_only()).empty());
+  ltk::CpuFeatures partial = avx2();
+  partial.avx512f = true;  // AVX-512F without BW/DQ/VL (Knights Landing) does not run SkylakeX kernels
+  CHECK(ltk::best_openblas_core(partial) == "Haswell");
+  CHECK(ltk::openblas_core_rank("Prescott") == 0);
+  CHECK(ltk::openblas_core_rank("SANDYBRIDGE") == 1);
+  CHECK(ltk::openblas_core_rank("Zen") == 2);
+  CHECK(ltk::openblas_core_rank("Cooperlake") == 3);
+  CHECK(ltk::openblas_core_rank("SomeFutureCore") == -1);
+}
+
+TEST_CASE("blas: the kernel decision from CPU, chosen kernel and environment", "[core][blas]") {
+  struct Row {
+    ltk::CpuFeatures cpu;
+    std::string chosen;
+    const char* openblas_coretype;
+    const char* ltk_blas_coretype;
+    const char* guard;
+    bool reexec;
+    std::string core;
+  };
+  const std::vector<Row> rows = {
+      // The VM: AVX-512 present, OpenBLAS fell back to Prescott.
+      {avx512(), "Prescott", nullptr, nullptr, nullptr, true, "SkylakeX"},
+      {avx2(), "Prescott", nullptr, nullptr, nullptr, true, "Haswell"},
+      {avx_only(), "Core2", nullptr, nullptr, nullptr, true, "Sandybridge"},
+      {avx512(), "Haswell", nullptr, nullptr, nullptr, true, "SkylakeX"},
+      {avx512(), "Sandybridge", "", nullptr, nullptr, true, "SkylakeX"},  // set but empty = unset
+      // Nothing to fix: the kernel matches the CPU, or is stronger, or is unknown here.
+      {avx512(), "SkylakeX", nullptr, nullptr, nullptr, false, ""},
+      {avx512(), "Cooperlake", nullptr, nullptr, nullptr, false, ""},
+      {avx2(), "Zen", nullptr, nullptr, nullptr, false, ""},
+      {avx2(), "Haswell", nullptr, nullptr, nullptr, false, ""},
+      {sse_only(), "Prescott", nullptr, nullptr, nullptr, false, ""},
+      {avx512(), "NewCore", nullptr, nullptr, nullptr, false, ""},
+      {avx512(), "", nullptr, nullptr, nullptr, false, ""},  // not OpenBLAS
+      // A value the user or the system set is kept, whatever it is.
+      {avx512(), "Prescott", "Prescott", nullptr, nullptr, false, ""},
+      {avx512(), "Haswell", "Haswell", nullptr, nullptr, false, ""},
+      // LTK_BLAS_CORETYPE=keep turns the fix off; any other value leaves it on.
+      {avx512(), "Prescott", nullptr, "keep", nullptr, false, ""},
+      {avx512(), "Prescott", nullptr, "auto", nullptr, true, "SkylakeX"},
+      // The loop guard: a re-executed process never re-executes again.
+      {avx512(), "Prescott", nullptr, nullptr, "Prescott", false, ""},
+      {avx512(), "Prescott", nullptr, nullptr, "fallback:SkylakeX", false, ""},
+  };
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    INFO("row " << i << ": chosen " << r.chosen);
+    auto d = ltk::decide_blas_core(r.cpu, r.chosen, r.openblas_coretype, r.ltk_blas_coretype, r.guard);
+    CHECK(d.reexec == r.reexec);
+    CHECK(d.core == r.core);
+    if (d.reexec) CHECK_THAT(d.reason, Contains(r.chosen) && Contains("OPENBLAS_CORETYPE=" + r.core));
+  }
+}
+
+TEST_CASE("blas: the loaded BLAS computes a correct GEMM and names its kernel", "[core][blas]") {
+  CHECK(ltk::blas_gemm_is_correct());
+  std::string described = ltk::describe_blas();
+  INFO(described);
+  std::string core = ltk::openblas_core();
+  if (!core.empty()) CHECK_THAT(described, Contains(core));
+}
