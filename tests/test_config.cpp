@@ -61,6 +61,18 @@ TEST_CASE("config: a wrong type names the key and the value", "[config]") {
   json m = minimal();
   m["trainer"] = {{"shuffle", 1}};
   REQUIRE_THROWS_WITH(ltk::parse_config(m), Contains("'trainer.shuffle'") && Contains("true or false"));
+  // Integers written as doubles must fit int64: the cast of 1e30 was undefined behaviour.
+  for (double huge : {1e30, -1e30, 9223372036854775808.0}) {
+    json n = minimal();
+    n["trainer"] = {{"epochs", huge}};
+    REQUIRE_THROWS_WITH(ltk::parse_config(n), Contains("'trainer.epochs'") && Contains("expected an integer"));
+  }
+  json big = minimal();
+  big["trainer"] = {{"epochs", 18446744073709551615ull}};
+  REQUIRE_THROWS_WITH(ltk::parse_config(big), Contains("'trainer.epochs'"));
+  json whole = minimal();
+  whole["trainer"] = {{"epochs", 3.0}};
+  CHECK(ltk::parse_config(whole).trainer.epochs == 3);
 }
 
 TEST_CASE("config: enum values and ranges are checked", "[config]") {

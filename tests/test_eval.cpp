@@ -7,6 +7,7 @@
 #include <random>
 
 #include "ltk/eval/evaluator.h"
+#include "ltk/metrics/compare.h"
 #include "ltk/metrics/scores.h"
 #include "ltk/models/registry.h"
 #include "ltk/task/task.h"
@@ -131,6 +132,13 @@ TEST_CASE("metrics: every task's figures agree with scikit-learn on random data"
   INFO(out);
   CHECK(status == 0);
   CHECK_THAT(out, Contains("sklearn: 0 mismatches"));
+}
+
+TEST_CASE("compare: zero bootstrap resamples is an error, not an empty-vector index", "[eval]") {
+  std::vector<int> a = {1, 0, 1}, b = {1, 1, 0};
+  CHECK_THROWS_WITH(ltk::compare_runs(a, b, 0), Catch::Matchers::Contains("at least 1 resample"));
+  auto c = ltk::compare_runs(a, b, 1);
+  CHECK(c.diff_low == c.diff_high);
 }
 
 TEST_CASE("calibration: equal-width bins and the expected calibration error", "[eval]") {

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -8,7 +9,12 @@
 
 #include "ltk/config/config.h"
 #include "ltk/core/error.h"
+#include "ltk/core/fault.h"
+#include "ltk/core/files.h"
+#include "ltk/core/stop.h"
+#include "ltk/data/formats.h"
 #include "ltk/eval/evaluator.h"
+#include "ltk/eval/report.h"
 #include "ltk/metrics/metrics.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/io/run.h"
@@ -266,7 +272,10 @@ TEST_CASE("sampler: class-balanced sampling evens out an imbalanced split", "[tr
     for (int64_t i : b) minority += classes[i];
   CHECK(minority > 35);
   CHECK(minority < 65);
-  CHECK(s.epoch(1) == s.epoch(1));
+  ltk::BatchSampler again(100, 10, true, false, 3);  // the same seed draws the same batches
+  again.set_balanced(classes);
+  CHECK(s.epoch(1) == again.epoch(1));
+  CHECK(s.epoch(1) != s.epoch(2));
 }
 
 TEST_CASE("train: length bucketing with max_tokens trains, deterministically", "[train][sampler]") {
@@ -280,4 +289,80 @@ TEST_CASE("train: length bucketing with max_tokens trains, deterministically", "
   CHECK(ltk::test::read_text(ltk::RunDirectory::open(config.output_dir).checkpoint("last")) == first);
   REQUIRE(a.test.has_value());
   CHECK(a.test->get("accuracy") > 0.8);
+}
+
+TEST_CASE("run directory: --overwrite deletes only what ltk made - a second trainer is refused naming the first",
+          "[train][io]") {
+  TempDir dir;
+  // A user's folder with files of their own, not made by ltk: refused even with --overwrite.
+  std::filesystem::create_directories(dir.file("project"));
+  ltk::test::write_file(dir.file("project/notes.txt"), "mine");
+  auto project = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file("project")});
+  REQUIRE_THROWS_WITH(ltk::run_training(project, true), Contains("not made by ltk-train") && Contains(".ltk-run"));
+  CHECK(ltk::test::read_text(dir.file("project/notes.txt")) == "mine");
+  // An ltk run is replaced with --overwrite only.
+  auto config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=1"});
+  ltk::run_training(config, false);
+  CHECK(std::filesystem::exists(config.output_dir + "/.ltk-run"));
+  REQUIRE_THROWS_WITH(ltk::run_training(config, false), Contains("--overwrite"));
+  {
+    // Another process training there (a second lock on the directory): refused, naming its pid.
+    ltk::DirectoryLock held(config.output_dir);
+    REQUIRE_THROWS_WITH(ltk::run_training(config, true), Contains("in use by another ltk-train (pid "));
+    CHECK(std::filesystem::exists(config.output_dir + "/checkpoints/last.json"));  // nothing deleted
+  }
+  ltk::run_training(config, true);
+}
+
+TEST_CASE("signals: a stop during a validation checkpoints the state before it - resumed, the run validates first "
+          "and ends identical",
+          "[train][signals]") {
+  TempDir dir;
+  const std::vector<std::string> common = {"trainer.epochs=2", "trainer.eval_every=4", "model.dropout=0.3"};
+  auto with_dir = [&](const std::string& out) {
+    auto o = common;
+    o.push_back("output_dir=" + dir.file(out));
+    return ltk::load_config(ltk::test::toy_config(dir), o);
+  };
+  auto ref = with_dir("ref");
+  ltk::run_training(ref, false);
+  // A stop request lands at step 4, just before its validation, which polls the flag and stops.
+  ltk::set_fault_hook([](const char* point, int64_t step) {
+    if (std::string(point) == "after_step" && step == 4) ltk::request_stop(SIGINT);
+  });
+  auto stopped = with_dir("stopped");
+  auto s = ltk::run_training(stopped, false);
+  ltk::set_fault_hook(nullptr);
+  ltk::clear_stop();
+  CHECK(s.interrupted == SIGINT);
+  auto run = ltk::RunDirectory::open(stopped.output_dir);
+  auto meta = ltk::read_json_file(run.checkpoint_dir("last") + "/meta.json");
+  CHECK(meta["step"] == 4);
+  CHECK(meta["state"]["validation_pending"] == true);
+  auto resumed = ltk::run_training(ltk::resume_config(stopped.output_dir, {}), false, true);
+  CHECK(resumed.interrupted == 0);
+  CHECK(ltk::test::read_text(run.checkpoint("last")) ==
+        ltk::test::read_text(ltk::RunDirectory::open(ref.output_dir).checkpoint("last")));
+  auto valid_records = [](const std::string& path) {
+    std::vector<double> out;
+    for (const auto& r : ltk::read_jsonl(path))
+      if (r["kind"] == "valid") out.push_back(r["loss"].get<double>());
+    return out;
+  };
+  CHECK(valid_records(run.metrics_path()) == valid_records(ref.output_dir + "/metrics.jsonl"));
+  CHECK(valid_records(run.metrics_path()).size() == 4);
+}
+
+TEST_CASE("signals: an evaluation polls the stop flag between batches", "[train][signals]") {
+  TempDir dir;
+  auto config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=1"});
+  ltk::run_training(config, false);
+  auto loaded = ltk::load_run(config.output_dir);
+  auto examples = ltk::read_examples(config.data.valid, ltk::reader_options(config.data, config.task)).examples;
+  auto data = loaded.encode(examples, config.data.valid, true);
+  ltk::request_stop(SIGTERM);
+  REQUIRE_THROWS_AS(ltk::predict(*loaded.model, *loaded.task, data, 4, loaded.device, loaded.vocab.size()),
+                    ltk::StopRequested);
+  ltk::clear_stop();
+  CHECK(ltk::predict(*loaded.model, *loaded.task, data, 4, loaded.device, loaded.vocab.size()).samples == data.size());
 }

@@ -51,6 +51,43 @@ inline std::string read_text(const std::string& path) {
   return ss.str();
 }
 
+/// `n` lines of text made from a fixed seed, the same on every machine: English words (some
+/// capitalised, some accented, some with digits), punctuation, and, for a `cjk_share` of the lines,
+/// Chinese words and characters (full-width punctuation included). For the tokenizer parity tests.
+inline std::vector<std::string> generated_corpus(int n, uint32_t seed, double cjk_share) {
+  static const char* latin[] = {"the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "kernel", "panic",
+                                "unbelievable", "running", "jumped", "happily", "Café", "naïve", "résumé", "Zoë",
+                                "don't", "e-mail", "C++", "x86_64", "2024", "3.14", "hello", "WORLD", "Ünïcödé",
+                                "tokenization", "self-attention", "GPU", "naïvely", "façade"};
+  static const char* cjk[] = {"我们", "北京", "大学", "计算机", "语言", "模型", "学习", "今天", "天气", "很好",
+                              "中国", "科学院", "研究", "生命", "起源", "人工智能", "长江", "大桥", "的", "了",
+                              "和", "是", "在", "一", "个", "说", "确实", "乒乓球", "拍卖", "完"};
+  static const char* punct[] = {",", ".", "!", "?", ";", ":", "(", ")", "\"", "-", "...", "，", "。", "！", "“", "”",
+                                "《", "》", "、", "％", "ＡＢＣ", "１２３"};
+  uint64_t x = seed;
+  auto next = [&x](uint64_t m) {  // a fixed LCG, not std::uniform_*_distribution (library-defined)
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<size_t>((x >> 33) % m);
+  };
+  std::vector<std::string> lines;
+  for (int i = 0; i < n; ++i) {
+    const bool chinese = static_cast<double>(next(1000)) < cjk_share * 1000;
+    std::string line;
+    size_t words = 3 + next(14);
+    for (size_t w = 0; w < words; ++w) {
+      if (chinese) {
+        line += next(5) == 0 ? latin[next(std::size(latin))] : cjk[next(std::size(cjk))];
+      } else {
+        if (!line.empty()) line += next(6) == 0 ? "  " : " ";
+        line += latin[next(std::size(latin))];
+      }
+      if (next(5) == 0) line += punct[next(std::size(punct))];
+    }
+    lines.push_back(line);
+  }
+  return lines;
+}
+
 struct RunResult {
   int code = -1;
   std::string out;

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <cstdint>
+
 #include "ltk/core/strings.h"
 
 namespace ltk {
@@ -63,12 +66,17 @@ void JsonReader::get(const char* key, std::string& out) {
 void JsonReader::get(const char* key, int64_t& out) {
   if (auto v = find(key)) {
     if (v->is_number_float()) {
-      double d = v->get<double>();
-      if (d != static_cast<double>(static_cast<int64_t>(d)))
+      // A double converts to int64 only inside its range (beyond it the cast is undefined):
+      // [-2^63, 2^63) holds exactly the doubles that fit.
+      const double d = v->get<double>();
+      constexpr double kLimit = 9223372036854775808.0;  // 2^63
+      if (!(d >= -kLimit && d < kLimit) || d != std::trunc(d))
         config_fail(key_path(key), "expected an integer, got " + json_type_name(*v));
       out = static_cast<int64_t>(d);
       return;
     }
+    if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+      config_fail(key_path(key), "expected an integer up to 2^63-1, got " + json_type_name(*v));
     if (!v->is_number_integer())
       config_fail(key_path(key), "expected an integer, got " + json_type_name(*v));
     out = v->get<int64_t>();

@@ -23,7 +23,8 @@ Column parse_column(const std::string& spec, int64_t fallback) {
   Column c;
   if (spec.empty()) {
     c.index = fallback;
-  } else if (std::all_of(spec.begin(), spec.end(), ::isdigit)) {
+  } else if (std::all_of(spec.begin(), spec.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+    if (spec.size() > 9) throw ConfigError("column index " + spec + " is too large: give a 0-based column index");
     c.index = std::stoll(spec);
   } else {
     c.name = spec;

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "ltk/core/error.h"
+#include "ltk/core/log.h"
 
 namespace ltk {
 namespace {
@@ -17,6 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kPluginName = "libltk_spm.so";
+constexpr int kPluginAbi = 1;  ///< ltk_spm_abi_version() of the plugin this build speaks to
 
 /// The plugin's C interface (lib/spm_plugin/ltk_spm_plugin.cpp).
 struct SpmPlugin {
@@ -30,7 +32,7 @@ struct SpmPlugin {
 
 std::vector<std::string> plugin_candidates() {
   std::vector<std::string> out;
-  if (const char* env = std::getenv("LTK_SPM_PLUGIN"); env && *env) return {env};
+  if (const char* env = std::getenv("LTK_SPM_PLUGIN"); env && *env) out.push_back(env);  // tried first
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
@@ -48,31 +50,49 @@ const SpmPlugin& plugin() {
   static SpmPlugin p;
   static std::once_flag once;
   std::call_once(once, [] {
-    std::string tried;
+    // Each candidate that exists is tried in turn; one that fails to load, or is another
+    // version of the plugin, is named in the error and the search goes on.
+    std::vector<std::string> problems;
     for (const auto& path : plugin_candidates()) {
       if (!fs::exists(path)) {
-        tried += (tried.empty() ? "" : ", ") + path;
+        problems.push_back(path + ": not there");
         continue;
       }
       // A namespace of its own: the plugin's libsentencepiece (with its protobuf-lite) never
       // meets LibTorch's libprotobuf.
       void* lib = dlmopen(LM_ID_NEWLM, path.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (!lib) {
-        p.error = fmt::format("cannot load {}: {}", path, dlerror());
-        return;
+        const char* why = dlerror();
+        problems.push_back(fmt::format("{}: cannot load: {}", path, why ? why : "unknown error"));
+        continue;
       }
-      p.train = reinterpret_cast<decltype(p.train)>(dlsym(lib, "ltk_spm_train"));
-      p.load = reinterpret_cast<decltype(p.load)>(dlsym(lib, "ltk_spm_load"));
-      p.free = reinterpret_cast<decltype(p.free)>(dlsym(lib, "ltk_spm_free"));
-      p.size = reinterpret_cast<decltype(p.size)>(dlsym(lib, "ltk_spm_size"));
-      p.encode = reinterpret_cast<decltype(p.encode)>(dlsym(lib, "ltk_spm_encode"));
-      if (!p.train || !p.load || !p.free || !p.size || !p.encode) {
-        p.error = path + " is not an ltk sentencepiece plugin (a function is missing)";
-        p.train = nullptr;
+      auto abi = reinterpret_cast<int (*)()>(dlsym(lib, "ltk_spm_abi_version"));
+      if (!abi || abi() != kPluginAbi) {
+        problems.push_back(fmt::format("{}: plugin interface version {}, this ltk needs {}; rebuild it", path,
+                                       abi ? std::to_string(abi()) : "unknown", kPluginAbi));
+        dlclose(lib);
+        continue;
       }
+      SpmPlugin found;
+      found.train = reinterpret_cast<decltype(found.train)>(dlsym(lib, "ltk_spm_train"));
+      found.load = reinterpret_cast<decltype(found.load)>(dlsym(lib, "ltk_spm_load"));
+      found.free = reinterpret_cast<decltype(found.free)>(dlsym(lib, "ltk_spm_free"));
+      found.size = reinterpret_cast<decltype(found.size)>(dlsym(lib, "ltk_spm_size"));
+      found.encode = reinterpret_cast<decltype(found.encode)>(dlsym(lib, "ltk_spm_encode"));
+      if (!found.train || !found.load || !found.free || !found.size || !found.encode) {
+        problems.push_back(path + ": not an ltk sentencepiece plugin (a function is missing)");
+        dlclose(lib);
+        continue;
+      }
+      p = found;
+      for (const auto& problem : problems)
+        if (problem.find(": not there") == std::string::npos)
+          log::warn("[data] sentencepiece plugin {} skipped; using {}", problem, path);
       return;
     }
-    p.error = fmt::format("the sentencepiece plugin {} is not installed (looked for {}); install libsentencepiece-dev "
+    std::string tried;
+    for (const auto& problem : problems) tried += (tried.empty() ? "" : "; ") + problem;
+    p.error = fmt::format("no usable sentencepiece plugin {} ({}); install libsentencepiece-dev "
                           "(scripts/setup.sh) and rebuild (scripts/build.sh), or set LTK_SPM_PLUGIN to its path",
                           kPluginName, tried);
   });

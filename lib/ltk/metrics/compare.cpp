@@ -20,6 +20,7 @@ double binomial_two_sided(int64_t k, int64_t n) {
 
 Comparison compare_runs(const std::vector<int>& a, const std::vector<int>& b, int resamples, uint64_t seed) {
   if (a.size() != b.size()) throw Error("compare: both runs must score the same samples");
+  if (resamples < 1) throw Error("compare: the bootstrap needs at least 1 resample (got " + std::to_string(resamples) + ")");
   Comparison c;
   const auto N = static_cast<int64_t>(a.size());
   c.samples = N;

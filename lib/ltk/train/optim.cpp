@@ -66,6 +66,7 @@ class BufferedAdam : public Base {
         TORCH_CHECK(!grad.is_sparse(), "Adam does not support sparse gradients");
         const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
         if (this->state_.find(key) == this->state_.end()) {
+          check_no_orphan_state();
           auto fresh = std::make_unique<State>();
           fresh->step(0);
           fresh->exp_avg(torch::zeros_like(p, at::MemoryFormat::Preserve));
@@ -99,6 +100,24 @@ class BufferedAdam : public Base {
   }
 
  private:
+  // The state is keyed the way LibTorch's own Adam keys it (the parameter's TensorImpl address as
+  // a string), so that checkpoints hold LibTorch's format. That format is LibTorch's private
+  // detail: if an upgrade changed it, a resumed optimiser would find no state under the keys
+  // computed here and silently start from zero moments. A parameter without state while the
+  // state holds entries for no current parameter is exactly that case: fail loudly.
+  void check_no_orphan_state() const {
+    if (this->state_.empty()) return;
+    std::unordered_map<std::string, bool> current;
+    for (const auto& group : this->param_groups_)
+      for (const auto& q : group.params()) current[c10::guts::to_string(q.unsafeGetTensorImpl())] = true;
+    for (const auto& [k, v] : this->state_)
+      if (!current.count(k))
+        throw CheckpointError("the optimizer state holds an entry ('" + k + "') for no parameter of this model: "
+                              "LibTorch keys Adam's state differently from what ltk expects (a LibTorch upgrade?); "
+                              "resuming would restart the moments from zero. Start a new run or fine-tune with "
+                              "model.init_from");
+  }
+
   std::unordered_map<std::string, torch::Tensor> denom_;
 };
 
