@@ -12,6 +12,7 @@
 #include "ltk/data/formats.h"
 #include "ltk/metrics/compare.h"
 #include "ltk/eval/evaluator.h"
+#include "ltk/eval/badcases.h"
 #include "ltk/eval/report.h"
 #include "ltk/io/run.h"
 
@@ -127,7 +128,7 @@ int main(int argc, char** argv) {
       std::string stem = fs::path(path).stem().string();
       std::string out = args.count("out") ? args["out"].as<std::string>() + "/" + stem : run.dir.file("eval/" + stem);
       fs::create_directories(out);
-      auto bad = ltk::write_badcases(out + "/badcases.tsv", *run.task, run.labels, s.examples, s.data, s.predictions);
+      auto bad = ltk::write_badcases(out + "/badcases.tsv", *run.task, s.examples, s.data, s.predictions);
       nlohmann::json j = s.report.metrics;
       j["file"] = path;
       j["checkpoint"] = run.checkpoint_path;

@@ -1,4 +1,4 @@
-// Result analysis files: the misclassified samples (badcases.tsv) and a self-contained HTML
+// Result analysis: a self-contained HTML
 // report (inline SVG, no network, no scripts) with training curves, confusion heatmap, per-class
 // F1, reliability diagram, the config and the data statistics.
 #pragma once
@@ -13,13 +13,6 @@
 #include "ltk/task/task.h"
 
 namespace ltk {
-
-/// Writes the samples the model got wrong, most confident first: text, gold, predicted,
-/// confidence, truncated (multiclass/binary: wrong label; multilabel: any label wrong;
-/// regression: the `limit` largest absolute errors). Returns how many rows were written.
-int64_t write_badcases(const std::string& path, const Task& task, const LabelMap& labels,
-                       const std::vector<Example>& examples, const TextDataset& data, const Predictions& p,
-                       int64_t limit = 1000);
 
 struct ReportInput {
   std::string title;
@@ -39,10 +32,6 @@ std::string write_run_report(const std::string& run_dir, const nlohmann::json& c
                              const std::string& evaluation_name,
                              const std::vector<std::pair<std::string, std::string>>& data_stats,
                              const std::string& path = "");
-
-/// Whether each sample was predicted right: the label (multiclass, binary) or the exact label set
-/// (multilabel). A regression task has no right or wrong: a ConfigError.
-std::vector<int> per_sample_correct(const Task& task, const TextDataset& data, const Predictions& p);
 
 /// Data statistics rows for the report: samples, tokens per sample, truncated samples.
 std::vector<std::pair<std::string, std::string>> dataset_stats(const std::string& name, const TextDataset& data);

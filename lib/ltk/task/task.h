@@ -6,6 +6,7 @@
 #include <torch/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,13 @@ struct EvalReport {
   nlohmann::json headline() const;
 };
 
+/// One row of badcases.tsv: how wrong the sample is (rows sort by it, largest first), its gold
+/// and predicted labels or values, and the figure column.
+struct BadCase {
+  double key = 0;
+  std::string gold, predicted, figure;
+};
+
 class Task {
  public:
   Task(TaskConfig config, std::vector<double> class_weights)
@@ -55,6 +63,13 @@ class Task {
   virtual nlohmann::ordered_json prediction(const float* scores) const = 0;
   /// Metrics of labelled predictions.
   virtual EvalReport evaluate(const Predictions& p) const = 0;
+  /// Whether sample `i` of `data` is predicted right from its row of scores() (the label, or the
+  /// exact label set). A regression task has no right or wrong: ConfigError.
+  virtual bool is_correct(const float* scores, const TextDataset& data, int64_t i) const = 0;
+  /// Sample i's row of badcases.tsv, or nothing when it is predicted right.
+  virtual std::optional<BadCase> bad_case(const float* scores, const TextDataset& data, int64_t i) const = 0;
+  /// The name of badcases.tsv's figure column.
+  virtual const char* bad_case_figure() const { return "confidence"; }
   /// True when a larger value of `metric` is better.
   static bool higher_is_better(const std::string& metric);
   /// trainer.select_metric with "auto" resolved for this task.
@@ -83,6 +98,8 @@ class MulticlassTask : public Task {
   torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs.softmax(1); }
   nlohmann::ordered_json prediction(const float* scores) const override;
   EvalReport evaluate(const Predictions& p) const override;
+  bool is_correct(const float* scores, const TextDataset& data, int64_t i) const override;
+  std::optional<BadCase> bad_case(const float* scores, const TextDataset& data, int64_t i) const override;
   /// The checked, squeezed targets.
   torch::Tensor check_targets(const torch::Tensor& outputs, const torch::Tensor& targets) const;
 
@@ -102,6 +119,8 @@ class BinaryTask : public Task {
   torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs.sigmoid(); }
   nlohmann::ordered_json prediction(const float* scores) const override;
   EvalReport evaluate(const Predictions& p) const override;
+  bool is_correct(const float* scores, const TextDataset& data, int64_t i) const override;
+  std::optional<BadCase> bad_case(const float* scores, const TextDataset& data, int64_t i) const override;
   int64_t positive() const { return positive_; }
 
  private:
@@ -121,6 +140,8 @@ class MultilabelTask : public Task {
   torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs.sigmoid(); }
   nlohmann::ordered_json prediction(const float* scores) const override;
   EvalReport evaluate(const Predictions& p) const override;
+  bool is_correct(const float* scores, const TextDataset& data, int64_t i) const override;
+  std::optional<BadCase> bad_case(const float* scores, const TextDataset& data, int64_t i) const override;
 
  private:
   torch::Tensor check(const torch::Tensor& outputs, const torch::Tensor& targets) const;
@@ -130,6 +151,7 @@ class MultilabelTask : public Task {
 /// One output, MSE, L1 or Huber loss against a float target.
 class RegressionTask : public Task {
  public:
+  const char* bad_case_figure() const override { return "abs_error"; }
   explicit RegressionTask(TaskConfig config);
   int64_t num_outputs() const override { return 1; }
   TargetEncoder target_encoder() const override { return TargetEncoder{TargetKind::value, nullptr, ",", 1}; }
@@ -138,6 +160,8 @@ class RegressionTask : public Task {
   torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs; }
   nlohmann::ordered_json prediction(const float* scores) const override;
   EvalReport evaluate(const Predictions& p) const override;
+  bool is_correct(const float* scores, const TextDataset& data, int64_t i) const override;
+  std::optional<BadCase> bad_case(const float* scores, const TextDataset& data, int64_t i) const override;
 
  private:
   torch::Tensor check(const torch::Tensor& outputs, const torch::Tensor& targets) const;

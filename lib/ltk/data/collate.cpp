@@ -1,0 +1,53 @@
+// The padding collate: samples to one padded Batch.
+#include "ltk/data/dataset.h"
+
+#include <fmt/format.h>
+
+#include "ltk/core/error.h"
+
+namespace ltk {
+
+Batch Batch::to(const torch::Device& device) const {
+  if (ids.device() == device) return *this;
+  Batch b;
+  b.ids = ids.to(device);
+  b.lengths = lengths.to(device);
+  b.mask = mask.to(device);
+  if (labels.defined()) b.labels = labels.to(device);
+  b.indices = indices;  // bookkeeping stays on the CPU
+  return b;
+}
+
+Batch PadCollate::operator()(const TextDataset& data, const std::vector<int64_t>& indices) const {
+  const auto B = static_cast<int64_t>(indices.size());
+  int64_t T = fixed_len_;
+  if (T == 0) {
+    for (int64_t i : indices) T = std::max(T, data.length(i));
+    T = std::max<int64_t>(T, 1);  // an all-empty batch still has one (padding) column
+  }
+  auto ids = torch::full({B, T}, pad_id_, torch::kLong);
+  auto lengths = torch::empty({B}, torch::kLong);
+  auto idx = torch::empty({B}, torch::kLong);
+  int64_t* ip = ids.data_ptr<int64_t>();
+  int64_t* lp = lengths.data_ptr<int64_t>();
+  int64_t* xp = idx.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t i = indices[b];
+    if (i < 0 || i >= data.size())
+      throw DataError(fmt::format("sample index {} out of range [0, {})", i, data.size()));
+    int64_t n = std::min(data.length(i), T);
+    const int32_t* src = data.tokens(i);
+    for (int64_t t = 0; t < n; ++t) ip[b * T + t] = src[t];
+    lp[b] = n;
+    xp[b] = i;
+  }
+  Batch batch;
+  batch.ids = ids;
+  batch.lengths = lengths;
+  batch.mask = torch::arange(T, torch::kLong).unsqueeze(0) < lengths.unsqueeze(1);
+  batch.indices = idx;
+  if (data.has_labels()) batch.labels = data.targets(indices);
+  return batch;
+}
+
+}  // namespace ltk

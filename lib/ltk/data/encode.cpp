@@ -1,0 +1,115 @@
+// Text to ids: tokenise, truncate, numericalise, encode targets (the one encoding loop).
+#include "ltk/data/dataset.h"
+
+#include <fmt/format.h>
+
+#include "ltk/core/error.h"
+#include "ltk/core/strings.h"
+
+namespace ltk {
+
+void truncate_ids(std::vector<int32_t>& ids, int64_t max_len, const std::string& policy) {
+  if (max_len <= 0 || static_cast<int64_t>(ids.size()) <= max_len) return;
+  auto n = static_cast<size_t>(max_len);
+  if (policy == "head") {
+    ids.resize(n);
+  } else if (policy == "tail") {
+    ids.erase(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(n));
+  } else if (policy == "head+tail") {
+    size_t head = (n + 1) / 2, tail = n - head;
+    ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(head), ids.end() - static_cast<std::ptrdiff_t>(tail));
+  } else {
+    throw ConfigError("config key 'data.truncation': unknown policy '" + policy + "'");
+  }
+}
+
+TokenCounter count_tokens(const std::vector<Example>& examples, const Tokenizer& tokenizer) {
+  TokenCounter counter;
+  std::string scratch;
+  std::vector<std::string_view> tokens;
+  for (const auto& ex : examples) {
+    tokenizer.tokenize(ex.text, scratch, tokens);
+    for (auto t : tokens) counter.add(t);
+  }
+  return counter;
+}
+
+namespace {
+
+/// The one encoding loop: `token_id(view)` numericalises a token (a vocabulary lookup, or the
+/// token counter's running id when the vocabulary is built in the same pass).
+template <typename TokenId>
+TextDataset encode_with(const std::vector<Example>& examples, const std::string& source, const Tokenizer& tokenizer,
+                        TokenId&& token_id, const TargetEncoder* targets, const EncodeOptions& options) {
+  TextDataset data;
+  TargetKind kind = targets ? targets->kind : TargetKind::none;
+  const LabelMap* labels = targets ? targets->labels : nullptr;
+  if (kind != TargetKind::none && kind != TargetKind::value && !labels)
+    throw Error("encoding a dataset: a class task needs a label map");
+  data.set_source(source, kind, labels ? labels->size() : 0, targets ? targets->positive : 1);
+  auto class_id = [&](std::string_view name, const Example& ex) {
+    int64_t id = labels->find(std::string(name));
+    if (id < 0) {
+      std::vector<std::string> known = labels->names();
+      std::string listed = known.size() <= 20 ? quoted_list(known) : fmt::format("{} labels", known.size());
+      throw DataError(fmt::format("{}:{}: label '{}' is not one of the model's labels ({}){}; "
+                                  "a model can only be evaluated on the labels it was trained on",
+                                  source, ex.line, name, listed, did_you_mean(std::string(name), known)));
+    }
+    return id;
+  };
+  std::string scratch;
+  std::vector<std::string_view> tokens;
+  std::vector<int32_t> ids;
+  std::vector<int64_t> classes;
+  for (const auto& ex : examples) {
+    classes.clear();
+    float value = 0;
+    if (kind == TargetKind::class_id || kind == TargetKind::binary) {
+      classes.push_back(class_id(ex.label, ex));
+    } else if (kind == TargetKind::multi_hot) {
+      for (auto part : split(ex.label, targets->separator.empty() ? ',' : targets->separator[0])) {
+        part = trim(part);
+        if (part.empty()) continue;  // "a,,b" and a trailing separator are tolerated
+        int64_t id = class_id(part, ex);
+        if (std::find(classes.begin(), classes.end(), id) == classes.end()) classes.push_back(id);
+      }
+    } else if (kind == TargetKind::value) {
+      value = parse_target_value(ex.label, source, ex.line);
+    }
+    tokenizer.tokenize(ex.text, scratch, tokens);
+    ids.clear();
+    for (auto t : tokens) ids.push_back(token_id(t));
+    int64_t full = static_cast<int64_t>(ids.size());
+    truncate_ids(ids, options.max_len, options.truncation);
+    data.add(ids, full, classes, value, ex.line);
+  }
+  data.shrink_to_fit();
+  return data;
+}
+
+}  // namespace
+
+TextDataset encode_examples(const std::vector<Example>& examples, const std::string& source,
+                            const Tokenizer& tokenizer, const Vocabulary& vocab, const TargetEncoder* targets,
+                            const EncodeOptions& options) {
+  return encode_with(examples, source, tokenizer, [&](std::string_view t) { return vocab.id(t); }, targets, options);
+}
+
+std::pair<Vocabulary, TextDataset> build_vocab_and_encode(const std::vector<Example>& examples,
+                                                          const std::string& source, const Tokenizer& tokenizer,
+                                                          int64_t min_freq, int64_t max_size,
+                                                          const TargetEncoder* targets, const EncodeOptions& options) {
+  // One tokenisation pass: every token is counted and stored under the counter's id; once the
+  // vocabulary is known those ids are mapped to its ids (one lookup per distinct token).
+  TokenCounter counter;
+  TextDataset data = encode_with(examples, source, tokenizer, [&](std::string_view t) { return counter.add(t); },
+                                 targets, options);
+  Vocabulary vocab = Vocabulary::build(counter, min_freq, max_size);
+  std::vector<int32_t> table(counter.size());
+  for (size_t i = 0; i < table.size(); ++i) table[i] = vocab.id(counter.token(static_cast<int32_t>(i)));
+  data.map_ids(table);
+  return {std::move(vocab), std::move(data)};
+}
+
+}  // namespace ltk

@@ -1,0 +1,135 @@
+#include "ltk/task/task.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "ltk/core/error.h"
+#include "ltk/core/strings.h"
+#include "ltk/metrics/scores.h"
+#include "ltk/task/task_util.h"
+
+namespace ltk {
+
+namespace F = torch::nn::functional;
+using namespace task_detail;
+
+// ---- multilabel ----
+
+MultilabelTask::MultilabelTask(TaskConfig config, const LabelMap& labels, std::vector<double> class_weights)
+    : Task(std::move(config), std::move(class_weights)), labels_(labels) {
+  if (labels_.size() < 1) throw DataError("a multilabel task needs at least 1 label in the training data");
+}
+
+TargetEncoder MultilabelTask::target_encoder() const {
+  return TargetEncoder{TargetKind::multi_hot, &labels_, config_.label_separator, 1};
+}
+
+torch::Tensor MultilabelTask::check(const torch::Tensor& outputs, const torch::Tensor& targets) const {
+  check_outputs(outputs, labels_.size(), "multilabel");
+  return check_float_targets(targets, {outputs.size(0), labels_.size()}, "multilabel");
+}
+
+torch::Tensor MultilabelTask::loss(const torch::Tensor& outputs, const torch::Tensor& targets) const {
+  auto t = check(outputs, targets);
+  auto opts = with_reduction(F::BinaryCrossEntropyWithLogitsFuncOptions(), config_.reduction);
+  if (!class_weights_.empty()) opts.pos_weight(weights_tensor(class_weights_, outputs));
+  return F::binary_cross_entropy_with_logits(outputs, t, opts);
+}
+
+torch::Tensor MultilabelTask::per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const {
+  auto t = check(outputs, targets);
+  auto opts = F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone);
+  if (!class_weights_.empty()) opts.pos_weight(weights_tensor(class_weights_, outputs));
+  return F::binary_cross_entropy_with_logits(outputs, t, opts).mean(1);
+}
+
+nlohmann::ordered_json MultilabelTask::prediction(const float* scores) const {
+  nlohmann::ordered_json j, all;
+  j["labels"] = nlohmann::ordered_json::array();
+  for (int64_t c = 0; c < labels_.size(); ++c) {
+    if (scores[c] >= config_.threshold) j["labels"].push_back(labels_.name(c));
+    all[labels_.name(c)] = round6(scores[c]);
+  }
+  j["scores"] = all;
+  return j;
+}
+
+EvalReport MultilabelTask::evaluate(const Predictions& p) const {
+  const int64_t C = labels_.size(), N = p.scores.size(0);
+  auto pred = (p.scores >= config_.threshold).to(torch::kBool);
+  auto gold = (p.targets >= 0.5).to(torch::kBool);
+  auto exact = (pred == gold).all(1).to(torch::kDouble).mean().item<double>();
+  auto hamming = (pred != gold).to(torch::kDouble).mean().item<double>();
+  auto tp = (pred & gold).sum(0).to(torch::kDouble), fp = (pred & ~gold).sum(0).to(torch::kDouble),
+       fn = (~pred & gold).sum(0).to(torch::kDouble);
+  auto f1_of = [](double t, double f_p, double f_n) { return t > 0 ? 2 * t / (2 * t + f_p + f_n) : 0.0; };
+  double micro = f1_of(tp.sum().item<double>(), fp.sum().item<double>(), fn.sum().item<double>());
+  double macro_sum = 0;
+  int present = 0;
+  nlohmann::json per = nlohmann::json::object();
+  std::string rows;
+  for (int64_t c = 0; c < C; ++c) {
+    double t = tp[c].item<double>(), f_p = fp[c].item<double>(), f_n = fn[c].item<double>();
+    double f1 = f1_of(t, f_p, f_n);
+    if (t + f_p + f_n > 0) {
+      macro_sum += f1;
+      ++present;
+    }
+    per[labels_.name(c)] = {{"f1", f1}, {"support", static_cast<int64_t>(t + f_n)}};
+    rows += fmt::format("{:<20}  f1 {:.4f}  support {}\n", labels_.name(c), f1, static_cast<int64_t>(t + f_n));
+  }
+  double macro = present ? macro_sum / present : 0.0;
+  double loss = p.samples ? p.loss_sum / static_cast<double>(p.samples) : 0.0;
+  auto flat = p.scores.to(torch::kDouble).contiguous().view(-1);
+  auto flat_gold = gold.contiguous().view(-1), flat_pred = pred.contiguous().view(-1);
+  std::vector<double> conf;
+  std::vector<int> correct;
+  for (int64_t i = 0; i < flat.numel(); ++i) {
+    double s = flat[i].item<double>();
+    conf.push_back(std::max(s, 1.0 - s));
+    correct.push_back(flat_gold[i].item<bool>() == flat_pred[i].item<bool>());
+  }
+  auto cal = calibration(conf, correct);
+  EvalReport r;
+  r.metrics = {{"samples", N},        {"accuracy", exact}, {"subset_accuracy", exact}, {"hamming_loss", hamming},
+               {"micro_f1", micro},   {"macro_f1", macro}, {"loss", loss},             {"per_class", per},
+               {"threshold", config_.threshold}, {"labels", labels_.names()}, {"ece", cal.ece},
+               {"calibration", cal.to_json()}};
+  r.table = fmt::format("samples {}  subset_accuracy {:.4f}  hamming_loss {:.4f}  micro_f1 {:.4f}  macro_f1 {:.4f}  "
+                        "loss {:.4f}\n",
+                        N, exact, hamming, micro, macro, loss) +
+            rows;
+  return r;
+}
+
+namespace {
+
+// The label set of a sample and of its prediction, sorted by name.
+std::pair<std::vector<std::string>, std::vector<std::string>> label_sets(const LabelMap& labels, double threshold,
+                                                                         const float* scores,
+                                                                         const TextDataset& data, int64_t i) {
+  std::vector<std::string> gold, got;
+  for (int64_t c : data.labels(i)) gold.push_back(labels.name(c));
+  for (int64_t c = 0; c < labels.size(); ++c)
+    if (scores[c] >= threshold) got.push_back(labels.name(c));
+  std::sort(gold.begin(), gold.end());
+  std::sort(got.begin(), got.end());
+  return {gold, got};
+}
+
+}  // namespace
+
+bool MultilabelTask::is_correct(const float* scores, const TextDataset& data, int64_t i) const {
+  auto [gold, got] = label_sets(labels_, config_.threshold, scores, data, i);
+  return gold == got;
+}
+
+std::optional<BadCase> MultilabelTask::bad_case(const float* scores, const TextDataset& data, int64_t i) const {
+  auto [gold, got] = label_sets(labels_, config_.threshold, scores, data, i);
+  if (gold == got) return std::nullopt;
+  return BadCase{0.0, join(gold, ","), join(got, ","), ""};
+}
+
+}  // namespace ltk

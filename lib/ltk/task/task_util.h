@@ -1,0 +1,52 @@
+// Helpers the task types share: target and output checks, loss options, class-metric reports.
+// Internal to lib/ltk/task.
+#pragma once
+
+#include <torch/nn/functional/loss.h>
+#include <torch/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ltk/task/task.h"
+
+namespace ltk::task_detail {
+
+std::string shape_of(const torch::Tensor& t);
+
+/// Rounds to 6 decimals (the scores ltk-predict prints).
+double round6(double x);
+
+/// `o` with task.reduction ("mean" or "sum").
+template <typename Options>
+Options with_reduction(Options o, const std::string& reduction) {
+  if (reduction == "sum") {
+    o.reduction(torch::kSum);
+  } else {
+    o.reduction(torch::kMean);
+  }
+  return o;
+}
+
+/// Class weights as a tensor of `like`'s dtype and device.
+torch::Tensor weights_tensor(const std::vector<double>& w, const torch::Tensor& like);
+
+/// Float targets in [0, 1] of the given shape: the BCE pitfall (P7).
+torch::Tensor check_float_targets(const torch::Tensor& targets, at::IntArrayRef shape, const char* task);
+
+/// Outputs must be [batch, width].
+void check_outputs(const torch::Tensor& outputs, int64_t width, const char* task);
+
+/// Accuracy, per-class scores and the confusion matrix of class ids.
+EvalReport classification_report(const std::vector<int64_t>& gold, const std::vector<int64_t>& pred,
+                                 const LabelMap& labels, double loss);
+
+/// The badcases.tsv row of a single-label prediction (ltk-predict's JSON), or nothing when its
+/// label is `gold`.
+std::optional<BadCase> single_label_bad_case(const nlohmann::ordered_json& prediction, const std::string& gold);
+
+/// Macro and weighted averages over the classes, and the most frequent confusions.
+void add_class_averages(EvalReport& r, const LabelMap& labels);
+
+}  // namespace ltk::task_detail

@@ -1,0 +1,106 @@
+// Writing and restoring resumable checkpoints: weights, optimiser, RNG and loop state.
+#include "ltk/train/trainer.h"
+
+#include <torch/cuda.h>
+#include <torch/serialize.h>
+
+#include <filesystem>
+#include <set>
+
+#include "ltk/config/config.h"
+#include "ltk/core/fault.h"
+#include "ltk/core/files.h"
+#include "ltk/core/log.h"
+#include "ltk/io/checkpoint.h"
+
+namespace ltk {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The RNG states a checkpoint keeps: the CPU generator's, and each CUDA device's when there is one.
+c10::Dict<std::string, torch::Tensor> rng_states() {
+  c10::Dict<std::string, torch::Tensor> rng;
+  rng.insert("rng_cpu", at::globalContext().defaultGenerator(torch::kCPU).get_state());
+  if (torch::cuda::is_available())
+    for (int64_t i = 0; i < static_cast<int64_t>(torch::cuda::device_count()); ++i)
+      rng.insert("rng_cuda_" + std::to_string(i),
+                 at::globalContext().defaultGenerator(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(i)))
+                     .get_state());
+  return rng;
+}
+
+void restore_rng_states(const c10::Dict<std::string, torch::Tensor>& rng, const std::string& path) {
+  auto cpu = at::globalContext().defaultGenerator(torch::kCPU);  // a handle to the global generator
+  cpu.set_state(rng.at("rng_cpu"));
+  if (!torch::cuda::is_available()) return;
+  for (int64_t i = 0; i < static_cast<int64_t>(torch::cuda::device_count()); ++i) {
+    const std::string key = "rng_cuda_" + std::to_string(i);
+    if (!rng.contains(key)) {
+      log::warn("[resume] {} holds no RNG state for cuda:{} (written without CUDA): its dropout and sampling "
+                "differ from an uninterrupted run",
+                path, i);
+      continue;
+    }
+    auto gen = at::globalContext().defaultGenerator(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(i)));
+    gen.set_state(rng.at(key));
+  }
+}
+
+}  // namespace
+
+void Trainer::restore(const std::string& dir) {
+  load_weights(*model_, dir + "/weights.pt");
+  load_optimizer(*optimizer_, dir + "/optim.pt");
+  auto meta = read_json_file(dir + "/meta.json");
+  state_ = TrainState::from_json(meta.at("state"));
+  std::string raw = read_file(dir + "/state.pt");
+  c10::Dict<std::string, torch::Tensor> rng;
+  for (const auto& item : torch::pickle_load(std::vector<char>(raw.begin(), raw.end())).toGenericDict())
+    rng.insert(item.key().toStringRef(), item.value().toTensor());
+  restore_rng_states(rng, dir + "/state.pt");
+  last_checkpoint_step_ = state_.step;
+  // Records written after this checkpoint belong to the lost part of the run: drop them.
+  if (fs::exists(run_.metrics_path())) fs::resize_file(run_.metrics_path(), state_.metrics_bytes);
+}
+
+void Trainer::write_checkpoint(bool improved) {
+  std::string name = RunDirectory::step_dir_name(state_.step);
+  std::string dir = run_.file("checkpoints/" + name), tmp = dir + ".tmp";
+  state_.metrics_bytes = fs::exists(run_.metrics_path()) ? fs::file_size(run_.metrics_path()) : 0;
+  remove_tree(tmp);
+  fs::create_directories(tmp);
+  save_weights(*model_, tmp + "/weights.pt");
+  fault_point("in_checkpoint", state_.step);
+  save_optimizer(*optimizer_, tmp + "/optim.pt");
+  auto bytes = torch::pickle_save(rng_states());
+  write_file_atomic(tmp + "/state.pt", std::string(bytes.begin(), bytes.end()));
+  nlohmann::json meta = {{"step", state_.step}, {"epoch", state_.epoch}, {"state", state_.to_json()}};
+  write_file_atomic(tmp + "/meta.json", meta.dump(2) + "\n");
+  // Each file is on disk (write_file_atomic fsyncs); the rename of the directory is made durable
+  // before the pointers move, so that after a power loss last.json never names a step-N directory
+  // that is missing or partial.
+  remove_tree(dir);
+  rename_durable(tmp, dir);
+  fault_point("before_pointer", state_.step);
+  nlohmann::json pointer = {{"dir", name}, {"step", state_.step}, {"epoch", state_.epoch}};
+  write_file_atomic(run_.file("checkpoints/last.json"), pointer.dump() + "\n");
+  if (improved) {
+    nlohmann::json best = pointer;
+    if (state_.has_best) best[metric_] = state_.best_value;
+    write_file_atomic(run_.file("checkpoints/best.json"), best.dump() + "\n");
+  }
+  last_checkpoint_step_ = state_.step;
+  // Keep the last, the best and the keep_best best; remove the rest.
+  std::set<std::string> keep{name};
+  std::string best_dir = run_.checkpoint_dir("best");
+  if (!best_dir.empty()) keep.insert(fs::path(best_dir).filename().string());
+  for (const auto& [v, s] : state_.kept) keep.insert(RunDirectory::step_dir_name(s));
+  for (const auto& e : fs::directory_iterator(run_.file("checkpoints"))) {
+    std::string f = e.path().filename().string();
+    if (e.is_directory() && f.rfind("step-", 0) == 0 && !keep.count(f)) remove_tree(e.path().string());
+  }
+}
+
+}  // namespace ltk
