@@ -6,6 +6,8 @@ agree on outputs, losses, gradients and one optimiser step, and the benchmarks (
 these modules as "the same pipeline as a PyTorch user writes it". A run's weights load with
     model.load_state_dict(torch.load("runs/NAME/checkpoints/best.pt"))
 """
+import os
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -192,3 +194,18 @@ def build_optimizer(model, o):
     if t == "adagrad":
         return torch.optim.Adagrad(groups, lr=lr, lr_decay=o["lr_decay"], eps=o["eps"], weight_decay=wd)
     raise ValueError(t)
+
+
+def openblas_core():
+    """The kernel family the OpenBLAS under this torch runs ("Haswell", ...), or "" without OpenBLAS."""
+    import ctypes
+    for line in open("/proc/self/maps"):
+        path = line.split()[-1]
+        if "blas" in os.path.basename(path) and path.startswith("/"):
+            try:
+                lib = ctypes.CDLL(path)
+                lib.openblas_get_corename.restype = ctypes.c_char_p
+                return lib.openblas_get_corename().decode()
+            except (OSError, AttributeError):
+                continue
+    return ""

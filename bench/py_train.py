@@ -185,7 +185,7 @@ def main():
         "eval_samples_per_s_epochs": eval_rates,
         "test_eval_samples_per_s": test_rate, "curve": curve, "best_valid_accuracy": best_acc,
         "test_accuracy": test_acc, "peak_rss_mb": peak_rss_mb(),
-        "wall_seconds": time.perf_counter() - t_start,
+        "wall_seconds": time.perf_counter() - t_start, "blas_core": ltk_torch.openblas_core(),
     }))
 
 

@@ -79,19 +79,23 @@ def run_ltk(config, sets, threads, run_dir):
         "curve": [[v["elapsed_s"], v["accuracy"]] for v in valid],
         "test_accuracy": j["test"]["accuracy"], "peak_rss_mb": rss, "wall_seconds": wall,
         "loop_seconds": j["seconds"], "data_seconds_in_loop": j["data_seconds"],
-        "blas": blas.group(1).strip() if blas else "?",
+        "blas": blas.group(1).strip() if blas else "?", "blas_core": j.get("blas_core", ""),
     }
 
 
-def run_python(config, sets, threads, tmp):
+def run_python(config, sets, threads, tmp, coretype=None):
+    """Python as a user runs it, or (coretype) with OPENBLAS_CORETYPE set to ltk's kernel."""
     args = [os.path.join(BIN, "ltk-train"), "--config", config, "--dump-config", "--set", f"threads={threads}"]
     for s in sets:
         args += ["--set", s]
     resolved = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     path = os.path.join(tmp, "resolved.json")
     open(path, "w").write(resolved)
+    env = dict(os.environ)
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
     out, _, wall, rss = timed(["/usr/bin/python3", os.path.join(ROOT, "bench", "py_train.py"), path,
-                               "--threads", str(threads)], cwd=ROOT)
+                               "--threads", str(threads)], cwd=ROOT, env=env)
     j = json.loads(out.strip().splitlines()[-1])
     j["peak_rss_mb"], j["wall_seconds"] = rss, wall
     return j
@@ -192,6 +196,12 @@ def main():
             ltk = best([run_ltk(config, sets + ltk_sets, a.threads, os.path.join(tmp, "run")) for _ in range(runs)])
             log(f"{label}: python x{runs}")
             py = best([run_python(config, sets, a.threads, tmp) for _ in range(runs)])
+            # When ltk ran another OpenBLAS kernel than Python (ltk fixes a mis-detected one), Python
+            # again with ltk's kernel: the table then separates the frontend from the kernel choice.
+            py_same = None
+            if ltk["blas_core"] and py.get("blas_core") != ltk["blas_core"]:
+                log(f"{label}: python x{runs} with OPENBLAS_CORETYPE={ltk['blas_core']}")
+                py_same = best([run_python(config, sets, a.threads, tmp, ltk["blas_core"]) for _ in range(runs)])
             ft = None
             if with_ft:
                 log(f"{label}: fasttext x{runs}")
@@ -199,7 +209,7 @@ def main():
                     ft_files[corpus] = fasttext_files(paths, tempfile.mkdtemp(dir=tmp))
                 ft = best([run_fasttext(ft_files[corpus], corpus, a.threads, tmp) for _ in range(runs)])
             results.append({"label": label, "config": config, "sets": sets, "ltk_sets": ltk_sets, "runs": runs,
-                            "ltk": ltk, "python": py, "fasttext": ft})
+                            "ltk": ltk, "python": py, "python_same_kernel": py_same, "fasttext": ft})
             log(f"{label}: ltk {ltk['train_samples_per_s']:.0f}/s acc {ltk['test_accuracy']:.4f}, python "
                 f"{py['train_samples_per_s']:.0f}/s acc {py['test_accuracy']:.4f}")
     write_report(results, a.threads)
@@ -224,8 +234,8 @@ def write_report(results, threads):
              "brackets). Other columns: the fastest run. Peak RSS of the whole process.", "",
              "| model (corpus) | train samples/s ltk / Python | ratio | eval samples/s ltk / Python | ratio | "
              f"time to {TARGET_ACC:.2f} valid acc ltk / Python | test acc ltk / Python | peak RSS ltk / Python | "
-             "wall ltk / Python |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "wall ltk / Python | OpenBLAS kernel ltk / Python |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     rows = []
     for r in results:
         l, p = r["ltk"], r["python"]
@@ -237,7 +247,14 @@ def write_report(results, threads):
             f"{l['eval_samples_per_s']:.0f} / {p['eval_samples_per_s']:.0f} | **{ev:.2f}x** | "
             f"{fmt_time(first_reaching(l['curve'], TARGET_ACC))} / {fmt_time(first_reaching(p['curve'], TARGET_ACC))} | "
             f"{fmt_acc(l)} / {fmt_acc(p)} | {l['peak_rss_mb']:.0f} / {p['peak_rss_mb']:.0f} MB | "
-            f"{l['wall_seconds']:.1f} / {p['wall_seconds']:.1f} s |")
+            f"{l['wall_seconds']:.1f} / {p['wall_seconds']:.1f} s | {l.get('blas_core') or '?'} / "
+            f"{p.get('blas_core') or '?'} |")
+        if r.get("python_same_kernel"):
+            q = r["python_same_kernel"]
+            lines.append(f"| ... Python with ltk's kernel ({l.get('blas_core')}) | {l['train_samples_per_s']:.0f} / "
+                         f"{q['train_samples_per_s']:.0f} | **{l['train_samples_per_s'] / q['train_samples_per_s']:.2f}x** | "
+                         f"{l['eval_samples_per_s']:.0f} / {q['eval_samples_per_s']:.0f} | "
+                         f"**{l['eval_samples_per_s'] / q['eval_samples_per_s']:.2f}x** | | {fmt_acc(l)} / {fmt_acc(q)} | | | |")
     lines += ["", "¹ ltk with length bucketing (`trainer.bucket_pool 50`: batches of similar lengths, shuffled; the "
               "same batch size). Python's DataLoader batches at random, as a PyTorch user's does. Each program ran "
               "the number of times in `runs` of docs/benchmarks.json and the fastest run is shown."]

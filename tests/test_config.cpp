@@ -10,6 +10,9 @@
 #include <torch/cuda.h>
 
 #include <filesystem>
+#include <set>
+#include <sstream>
+
 #include "test_util.h"
 
 using ltk::ConfigError;
@@ -145,4 +148,68 @@ TEST_CASE("io: remove_tree removes nested directories and ignores missing paths"
   ltk::remove_tree(dir.file("a"));
   CHECK_FALSE(std::filesystem::exists(dir.file("a")));
   CHECK_NOTHROW(ltk::remove_tree(dir.file("missing")));
+}
+
+namespace {
+
+void flatten_keys(const json& j, const std::string& prefix, std::set<std::string>& out) {
+  if (j.is_object() && !j.empty() && prefix != "task.class_weights") {
+    for (auto it = j.begin(); it != j.end(); ++it)
+      flatten_keys(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
+  } else {
+    out.insert(prefix);
+  }
+}
+
+// The backticked names in one cell of a Markdown table row ("`a`, `b`" -> a, b).
+std::vector<std::string> backticked(const std::string& cell) {
+  std::vector<std::string> out;
+  for (size_t a = cell.find('`'); a != std::string::npos; a = cell.find('`', a + 1)) {
+    size_t b = cell.find('`', a + 1);
+    if (b == std::string::npos) break;
+    out.push_back(cell.substr(a + 1, b - a - 1));
+    a = b;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("config: the README's config reference lists exactly the keys the parser accepts", "[config][docs]") {
+  // What the parser accepts: the resolved config (every key it reads is written back from the same
+  // field tables), with every model's own keys.
+  std::set<std::string> accepted;
+  json resolved = ltk::to_json(ltk::parse_config(minimal()));
+  resolved.erase("model");
+  flatten_keys(resolved, "", accepted);
+  for (const auto& entry : ltk::model_registry()) {
+    const json options = ltk::resolve_model_config(json{{"type", entry.name}}).options;
+    for (auto it = options.begin(); it != options.end(); ++it) accepted.insert("model." + it.key());
+  }
+  // What the README documents: the key column of each table under "## Config reference".
+  std::string readme = ltk::test::read_text(LTK_SOURCE_DIR "/README.md");
+  size_t start = readme.find("## Config reference");
+  REQUIRE(start != std::string::npos);
+  size_t end = readme.find("\n## ", start + 1);
+  std::istringstream lines(readme.substr(start, end - start));
+  std::set<std::string> documented;
+  bool model_table = false;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("| model | key |", 0) == 0) model_table = true;
+    if (line.rfind("| ", 0) != 0) continue;
+    std::vector<std::string> cells;
+    for (size_t a = 1, b; (b = line.find(" |", a)) != std::string::npos; a = b + 2) cells.push_back(line.substr(a, b - a));
+    if (cells.size() < 2) continue;
+    for (const auto& key : backticked(model_table ? cells[1] : cells[0]))
+      documented.insert(model_table ? "model." + key : key);
+  }
+  std::vector<std::string> undocumented, unknown;
+  for (const auto& k : accepted)
+    if (!documented.count(k)) undocumented.push_back(k);
+  for (const auto& k : documented)
+    if (!accepted.count(k)) unknown.push_back(k);
+  INFO("accepted but not in the README: " << nlohmann::json(undocumented).dump());
+  INFO("in the README but not accepted: " << nlohmann::json(unknown).dump());
+  CHECK(undocumented.empty());
+  CHECK(unknown.empty());
 }

@@ -1,0 +1,239 @@
+// The config sections: each key defined once in a field table (name, member, check), then the
+// checks that involve several keys. config.cpp assembles the sections; to_json writes them back
+// from the same tables.
+#include "ltk/config/sections.h"
+
+#include <fmt/format.h>
+
+#include "ltk/config/fields.h"
+
+namespace ltk::config_detail {
+
+namespace {
+
+const std::vector<Field<Config>>& top_fields() {
+  static const std::vector<Field<Config>> f = {
+      {"device", &Config::device},
+      {"threads", &Config::threads, at_least(0)},
+      {"log_level", &Config::log_level, one_of({"debug", "info", "warn", "error", "off"})},
+  };
+  return f;
+}
+
+const std::vector<Field<DataConfig>>& data_fields() {
+  static const std::vector<Field<DataConfig>> f = {
+      {"train", &DataConfig::train},
+      {"valid", &DataConfig::valid},
+      {"test", &DataConfig::test},
+      {"format", &DataConfig::format, one_of({"auto", "tsv", "csv", "jsonl"})},
+      {"header", &DataConfig::header},
+      {"label_field", &DataConfig::label_field},
+      {"text_field", &DataConfig::text_field},
+      {"on_bad_row", &DataConfig::on_bad_row, one_of({"error", "skip"})},
+      {"max_len", &DataConfig::max_len, at_least(0)},
+      {"truncation", &DataConfig::truncation, one_of({"head", "tail", "head+tail"})},
+  };
+  return f;
+}
+
+const std::vector<Field<TokenizerConfig>>& tokenizer_fields() {
+  static const std::vector<Field<TokenizerConfig>> f = {
+      {"type", &TokenizerConfig::type, one_of({"basic", "whitespace", "char", "jieba", "wordpiece", "sentencepiece"})},
+      {"dict", &TokenizerConfig::dict},
+      {"lowercase", &TokenizerConfig::lowercase},
+      {"nfkc", &TokenizerConfig::nfkc},
+      {"strip_accents", &TokenizerConfig::strip_accents},
+      {"vocab_size", &TokenizerConfig::vocab_size, at_least(2)},
+      {"model_type", &TokenizerConfig::model_type, one_of({"unigram", "bpe"})},
+      {"character_coverage", &TokenizerConfig::character_coverage, between(0, 1, false, true)},
+  };
+  return f;
+}
+
+const std::vector<Field<VocabConfig>>& vocab_fields() {
+  static const std::vector<Field<VocabConfig>> f = {
+      {"min_freq", &VocabConfig::min_freq, at_least(1)},
+      {"max_size", &VocabConfig::max_size, at_least(0)},
+  };
+  return f;
+}
+
+const std::vector<Field<TaskConfig>>& task_fields() {
+  static const std::vector<Field<TaskConfig>> f = {
+      {"type", &TaskConfig::type, one_of({"multiclass", "binary", "multilabel", "regression"})},
+      {"reduction", &TaskConfig::reduction, one_of({"mean", "sum"})},
+      {"label_smoothing", &TaskConfig::label_smoothing, between(0, 1, true, false)},
+      {"threshold", &TaskConfig::threshold, between(0, 1, false, false)},
+      {"positive_label", &TaskConfig::positive_label},
+      {"label_separator", &TaskConfig::label_separator},
+      {"loss", &TaskConfig::loss, one_of({"mse", "l1", "huber"})},
+      {"huber_delta", &TaskConfig::huber_delta, at_least(0, false)},
+  };
+  return f;
+}
+
+const std::vector<Field<OptimizerConfig>>& optimizer_fields() {
+  static const std::vector<Field<OptimizerConfig>> f = {
+      {"type", &OptimizerConfig::type, one_of({"sgd", "adam", "adamw", "adagrad"})},
+      {"lr", &OptimizerConfig::lr, at_least(0, false)},
+      {"weight_decay", &OptimizerConfig::weight_decay, at_least(0)},
+      {"momentum", &OptimizerConfig::momentum, at_least(0)},
+      {"nesterov", &OptimizerConfig::nesterov},
+      {"beta1", &OptimizerConfig::beta1, between(0, 1, true, false)},
+      {"beta2", &OptimizerConfig::beta2, between(0, 1, true, false)},
+      {"eps", &OptimizerConfig::eps, at_least(0, false)},
+      {"lr_decay", &OptimizerConfig::lr_decay, at_least(0)},
+      {"no_decay_bias_norm", &OptimizerConfig::no_decay_bias_norm},
+  };
+  return f;
+}
+
+const std::vector<Field<SchedulerConfig>>& scheduler_fields() {
+  static const std::vector<Field<SchedulerConfig>> f = {
+      {"type", &SchedulerConfig::type, one_of({"constant", "step", "cosine", "linear", "plateau"})},
+      {"warmup_steps", &SchedulerConfig::warmup_steps, at_least(0)},
+      {"warmup_ratio", &SchedulerConfig::warmup_ratio, between(0, 1, true, false)},
+      {"step_size", &SchedulerConfig::step_size, at_least(1)},
+      {"gamma", &SchedulerConfig::gamma, at_least(0, false)},
+      {"min_lr", &SchedulerConfig::min_lr, at_least(0)},
+      {"factor", &SchedulerConfig::factor, between(0, 1, false, false)},
+      {"patience", &SchedulerConfig::patience, at_least(0)},
+  };
+  return f;
+}
+
+const std::vector<Field<TrainerConfig>>& trainer_fields() {
+  static const std::vector<Field<TrainerConfig>> f = {
+      {"epochs", &TrainerConfig::epochs, at_least(1)},
+      {"batch_size", &TrainerConfig::batch_size, at_least(1)},
+      {"eval_batch_size", &TrainerConfig::eval_batch_size, at_least(1)},
+      {"shuffle", &TrainerConfig::shuffle},
+      {"drop_last", &TrainerConfig::drop_last},
+      {"log_every", &TrainerConfig::log_every, at_least(1)},
+      {"select_metric", &TrainerConfig::select_metric, one_of({"auto", "accuracy", "macro_f1", "loss", "mae", "rmse"})},
+      {"select_mode", &TrainerConfig::select_mode, one_of({"auto", "max", "min"})},
+      {"accumulate", &TrainerConfig::accumulate, at_least(1)},
+      {"clip_norm", &TrainerConfig::clip_norm, at_least(0)},
+      {"clip_value", &TrainerConfig::clip_value, at_least(0)},
+      {"eval_every", &TrainerConfig::eval_every, at_least(0)},
+      {"checkpoint_every", &TrainerConfig::checkpoint_every, at_least(0)},
+      {"patience", &TrainerConfig::patience, at_least(0)},
+      {"min_delta", &TrainerConfig::min_delta, at_least(0)},
+      {"keep_best", &TrainerConfig::keep_best, at_least(1)},
+      {"on_nonfinite", &TrainerConfig::on_nonfinite, one_of({"stop", "skip"})},
+      {"sampler", &TrainerConfig::sampler, one_of({"random", "balanced"})},
+      {"progress", &TrainerConfig::progress, one_of({"auto", "bar", "lines"})},
+      {"bucket_pool", &TrainerConfig::bucket_pool, at_least(0)},
+      {"max_tokens", &TrainerConfig::max_tokens, at_least(0)},
+  };
+  return f;
+}
+
+// data.label_column / data.text_column: a header name or a 0-based index.
+void read_column(JsonReader& r, const char* key, std::string& out) {
+  const nlohmann::json& v = r.raw(key);
+  if (v.is_null()) return;
+  if (v.is_number_integer() && v.get<int64_t>() >= 0) {
+    out = std::to_string(v.get<int64_t>());
+  } else if (v.is_string()) {
+    out = v.get<std::string>();  // "" = the default column
+  } else {
+    config_fail(r.key_path(key), "expected a column name or a 0-based index, got " + json_type_name(v));
+  }
+}
+
+}  // namespace
+
+void read_top(JsonReader& r, Config& c) { read_fields(r, c, top_fields()); }
+
+void read_data(JsonReader r, DataConfig& d) {
+  read_fields(r, d, data_fields());
+  read_column(r, "label_column", d.label_column);
+  read_column(r, "text_column", d.text_column);
+  {
+    JsonReader t = r.child("tokenizer");
+    read_fields(t, d.tokenizer, tokenizer_fields());
+    if (d.tokenizer.type == "wordpiece" && d.tokenizer.dict.empty())
+      config_fail(t.key_path("dict"), "wordpiece needs a BERT-style vocab.txt (one token per line, with [UNK])");
+    t.finish();
+  }
+  {
+    JsonReader v = r.child("vocab");
+    read_fields(v, d.vocab, vocab_fields());
+    if (d.vocab.max_size != 0) check_min(v.key_path("max_size"), static_cast<double>(d.vocab.max_size), 3);
+    v.finish();
+  }
+  r.finish();
+  if (d.train.empty()) config_fail("data.train", "is required: the path of the training file");
+}
+
+void read_task(JsonReader r, TaskConfig& t) {
+  read_fields(r, t, task_fields());
+  const nlohmann::json& cw = r.raw("class_weights");
+  if (!cw.is_null()) {
+    if (cw.is_string()) {
+      std::string v = cw.get<std::string>();
+      if (v != "none" && v != "auto")
+        config_fail("task.class_weights", "unknown value '" + v + "'; use \"none\", \"auto\" or {label: weight}");
+    } else if (cw.is_object()) {
+      for (auto it = cw.begin(); it != cw.end(); ++it)
+        if (!it.value().is_number() || it.value().get<double>() < 0)
+          config_fail("task.class_weights." + it.key(), "must be a number >= 0, got " + json_type_name(it.value()));
+    } else {
+      config_fail("task.class_weights",
+                  "expected \"none\", \"auto\" or an object {label: weight}, got " + json_type_name(cw));
+    }
+    t.class_weights = cw;
+  }
+  r.finish();
+  if (t.label_separator.size() != 1 || t.label_separator == "\t" || t.label_separator == "\n")
+    config_fail("task.label_separator",
+                "must be one character other than tab or newline (got '" + t.label_separator + "')");
+  if (t.label_smoothing > 0 && t.type != "multiclass")
+    config_fail("task.label_smoothing", "applies to multiclass only (task.type is '" + t.type + "')");
+  if (!t.positive_label.empty() && t.type != "binary")
+    config_fail("task.positive_label", "applies to binary only (task.type is '" + t.type + "')");
+  if (t.type == "regression" && !(t.class_weights.is_string() && t.class_weights.get<std::string>() == "none"))
+    config_fail("task.class_weights", "a regression task has no classes");
+}
+
+void read_optimizer(JsonReader r, OptimizerConfig& o) {
+  read_fields(r, o, optimizer_fields());
+  r.finish();
+  if (o.type != "adagrad" && o.lr_decay != 0)
+    config_fail("optimizer.lr_decay", "applies to adagrad only (optimizer.type is '" + o.type + "')");
+  if (o.type != "sgd" && (o.momentum != 0 || o.nesterov))
+    config_fail("optimizer.momentum", "applies to sgd only (optimizer.type is '" + o.type + "')");
+  if (o.nesterov && o.momentum <= 0) config_fail("optimizer.nesterov", "needs optimizer.momentum > 0");
+}
+
+void read_scheduler(JsonReader r, SchedulerConfig& s) {
+  read_fields(r, s, scheduler_fields());
+  r.finish();
+}
+
+void read_trainer(JsonReader r, TrainerConfig& t) {
+  read_fields(r, t, trainer_fields());
+  r.finish();
+}
+
+nlohmann::json write_sections(const Config& c) {
+  nlohmann::json j = write_fields(c, top_fields());
+  j["name"] = c.name;
+  j["seed"] = c.seed;
+  j["output_dir"] = c.output_dir;
+  j["data"] = write_fields(c.data, data_fields());
+  j["data"]["label_column"] = c.data.label_column;
+  j["data"]["text_column"] = c.data.text_column;
+  j["data"]["tokenizer"] = write_fields(c.data.tokenizer, tokenizer_fields());
+  j["data"]["vocab"] = write_fields(c.data.vocab, vocab_fields());
+  j["task"] = write_fields(c.task, task_fields());
+  j["task"]["class_weights"] = c.task.class_weights;
+  j["model"] = c.model.options;
+  j["optimizer"] = write_fields(c.optimizer, optimizer_fields());
+  j["scheduler"] = write_fields(c.scheduler, scheduler_fields());
+  j["trainer"] = write_fields(c.trainer, trainer_fields());
+  return j;
+}
+
+}  // namespace ltk::config_detail
