@@ -176,6 +176,7 @@ TEST_CASE("cli: ltk-predict answers one JSON line per input line, in order", "[c
   for (auto& [k, v] : rows[0]["scores"].items())
     if (v.get<double>() > highest) highest = v.get<double>(), argmax = k;
   CHECK(argmax == "sport");
+  CHECK(rows[0]["score"].get<double>() == highest);  // the score is the predicted label's probability
 
   ltk::test::write_file(dir.file("in.txt"), "cheese apple\ncompiler memory\n");
   auto f = run_app("ltk-predict", "--run '" + run + "' --input '" + dir.file("in.txt") + "' --batch-size 1");

@@ -294,12 +294,22 @@ TEST_CASE("train: length bucketing with max_tokens trains, deterministically", "
 TEST_CASE("run directory: --overwrite deletes only what ltk made - a second trainer is refused naming the first",
           "[train][io]") {
   TempDir dir;
-  // A user's folder with files of their own, not made by ltk: refused even with --overwrite.
+  // A user's project folder with a config.json of its own: refused untouched, even with --overwrite.
   std::filesystem::create_directories(dir.file("project"));
-  ltk::test::write_file(dir.file("project/notes.txt"), "mine");
+  ltk::test::write_file(dir.file("project/config.json"), "{\"mine\": true}");
   auto project = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file("project")});
-  REQUIRE_THROWS_WITH(ltk::run_training(project, true), Contains("not made by ltk-train") && Contains(".ltk-run"));
-  CHECK(ltk::test::read_text(dir.file("project/notes.txt")) == "mine");
+  REQUIRE_THROWS_WITH(ltk::run_training(project, true), Contains("did not write") && Contains(".ltk-run"));
+  CHECK(ltk::test::read_text(dir.file("project/config.json")) == "{\"mine\": true}");
+  CHECK_FALSE(std::filesystem::exists(dir.file("project/.lock")));
+  // A folder with other files (a log the shell made, say): the run goes there, and --overwrite
+  // removes ltk's files only.
+  std::filesystem::create_directories(dir.file("mixed"));
+  ltk::test::write_file(dir.file("mixed/stderr.log"), "mine");
+  auto mixed = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file("mixed"), "trainer.epochs=1"});
+  ltk::run_training(mixed, false);
+  ltk::run_training(mixed, true);
+  CHECK(ltk::test::read_text(dir.file("mixed/stderr.log")) == "mine");
+  CHECK(std::filesystem::exists(dir.file("mixed/checkpoints/last.json")));
   // An ltk run is replaced with --overwrite only.
   auto config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=1"});
   ltk::run_training(config, false);
@@ -353,6 +363,19 @@ TEST_CASE("signals: a stop during a validation checkpoints the state before it -
   CHECK(valid_records(run.metrics_path()).size() == 4);
 }
 
+namespace {
+
+// A model whose second forward pass asks to stop, as a Ctrl-C arriving mid-evaluation would.
+struct StopOnSecondBatch : ltk::TextModel {
+  int calls = 0;
+  torch::Tensor forward(const ltk::Batch& batch) override {
+    if (++calls == 2) ltk::request_stop(SIGTERM);
+    return torch::zeros({batch.size(), 3});
+  }
+};
+
+}  // namespace
+
 TEST_CASE("signals: an evaluation polls the stop flag between batches", "[train][signals]") {
   TempDir dir;
   auto config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=1"});
@@ -360,9 +383,10 @@ TEST_CASE("signals: an evaluation polls the stop flag between batches", "[train]
   auto loaded = ltk::load_run(config.output_dir);
   auto examples = ltk::read_examples(config.data.valid, ltk::reader_options(config.data, config.task)).examples;
   auto data = loaded.encode(examples, config.data.valid, true);
-  ltk::request_stop(SIGTERM);
-  REQUIRE_THROWS_AS(ltk::predict(*loaded.model, *loaded.task, data, 4, loaded.device, loaded.vocab.size()),
-                    ltk::StopRequested);
+  REQUIRE(loaded.task->num_outputs() == 3);
+  StopOnSecondBatch model;
+  REQUIRE_THROWS_AS(ltk::predict(model, *loaded.task, data, 4, torch::kCPU, loaded.vocab.size()), ltk::StopRequested);
+  CHECK(model.calls == 2);  // the third batch never ran
   ltk::clear_stop();
-  CHECK(ltk::predict(*loaded.model, *loaded.task, data, 4, loaded.device, loaded.vocab.size()).samples == data.size());
+  CHECK(ltk::predict(model, *loaded.task, data, 4, torch::kCPU, loaded.vocab.size()).samples == data.size());
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "ltk/config/json_reader.h"
+#include "ltk/core/files.h"
 #include "ltk/config/sections.h"
 #include "ltk/core/strings.h"
 
@@ -70,11 +71,12 @@ Config parse_config(const nlohmann::json& j, const ModelSchema& models, const st
 }
 
 nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError("cannot open config file " + path + ": " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
+  std::string text;
+  try {
+    text = read_file(path);
+  } catch (const DataError& e) {
+    throw ConfigError(std::string("config file: ") + e.what());
+  }
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {

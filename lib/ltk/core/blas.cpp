@@ -15,6 +15,7 @@
 #include <limits>
 #include <vector>
 
+#include "ltk/core/error.h"
 #include "ltk/core/log.h"
 
 namespace ltk {
@@ -166,11 +167,13 @@ std::string openblas_core() {
 }
 
 void ensure_blas_kernel(char** argv) {
-  const char* guard = std::getenv(kGuard);
-  if (guard && *guard) {
+  const char* guard_env = std::getenv(kGuard);
+  const std::string guard = guard_env ? guard_env : "";
+  unsetenv(kGuard);  // this process's own: the programs it starts decide for themselves
+  if (!guard.empty()) {
     // This process was re-executed with a kernel ltk chose (guard = the kernel OpenBLAS chose;
     // "fallback:" once the chosen one failed the check).
-    std::string g = guard;
+    const std::string& g = guard;
     if (g.rfind("fallback:", 0) == 0) {
       note() = fmt::format("OpenBLAS kernel {} computed a wrong GEMM; back on {}", g.substr(9), openblas_core());
       log::warn("[runtime] {}", note());
@@ -182,7 +185,8 @@ void ensure_blas_kernel(char** argv) {
                 "choice, {}",
                 core, g);
       reexec_with_core(argv, g, "fallback:" + core);
-      return;
+      throw Error("the OpenBLAS " + core + " kernels compute a wrong GEMM on this machine and ltk could not "
+                  "re-execute with OpenBLAS's own choice; run with OPENBLAS_CORETYPE=" + g);
     }
     note() = fmt::format("OpenBLAS kernel {} set by ltk (OpenBLAS chose {}; LTK_BLAS_CORETYPE=keep turns this off)",
                          core, g);
@@ -190,7 +194,7 @@ void ensure_blas_kernel(char** argv) {
   }
   const std::string chosen = openblas_core();
   BlasDecision d = decide_blas_core(detect_cpu_features(), chosen, std::getenv("OPENBLAS_CORETYPE"),
-                                    std::getenv("LTK_BLAS_CORETYPE"), guard);
+                                    std::getenv("LTK_BLAS_CORETYPE"), nullptr);
   if (!d.reexec) return;
   log::info("[runtime] {}", d.reason);
   reexec_with_core(argv, d.core, chosen);

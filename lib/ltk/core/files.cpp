@@ -1,6 +1,7 @@
 #include "ltk/core/files.h"
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2, RENAME_EXCHANGE
 #include <ftw.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -108,6 +109,23 @@ void rename_durable(const std::string& from, const std::string& to) {
   std::string to_parent = parent_directory(to), from_parent = parent_directory(from);
   sync_path(to_parent);
   if (from_parent != to_parent) sync_path(from_parent);
+}
+
+void replace_directory_durable(const std::string& from, const std::string& to) {
+  struct stat st {};
+  if (::lstat(to.c_str(), &st) != 0) {
+    rename_durable(from, to);
+    return;
+  }
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) == 0) {
+    sync_path(parent_directory(to));
+    remove_tree(from);  // now the old directory
+    return;
+  }
+  if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+    throw Error("cannot swap " + from + " into " + to + ": " + errno_text());
+  remove_tree(to);
+  rename_durable(from, to);
 }
 
 void remove_tree(const std::string& path) {

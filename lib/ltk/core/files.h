@@ -26,6 +26,11 @@ void sync_path(const std::string& path);
 /// directory of `to` (and of `from` when it differs).
 void rename_durable(const std::string& from, const std::string& to);
 
+/// Puts the directory `from` in the place of `to`, which may exist: never a moment without a
+/// complete `to` (an existing one is swapped out atomically with renameat2(RENAME_EXCHANGE), then
+/// removed; where the file system cannot swap, it is removed first). The parent is fsynced.
+void replace_directory_durable(const std::string& from, const std::string& to);
+
 /// Removes a file or a directory tree; a missing path is fine. Throws Error naming the path.
 /// (POSIX nftw rather than std::filesystem::remove_all, which crashed in a CUDA build linked
 /// against a PyTorch wheel's LibTorch.)

@@ -24,7 +24,9 @@ Column parse_column(const std::string& spec, int64_t fallback) {
   if (spec.empty()) {
     c.index = fallback;
   } else if (std::all_of(spec.begin(), spec.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
-    if (spec.size() > 9) throw ConfigError("column index " + spec + " is too large: give a 0-based column index");
+    if (spec.size() > 9)
+      throw ConfigError("config key 'data.label_column' or 'data.text_column': column index " + spec +
+                        " is too large; give a 0-based column index or a header name");
     c.index = std::stoll(spec);
   } else {
     c.name = spec;

@@ -39,9 +39,9 @@ LabelMap LabelMap::load(const std::string& path) {
 }
 
 void LabelMap::save(const std::string& path) const {
-  std::ofstream out(path, std::ios::binary);
-  for (const auto& n : names_) out << n << '\n';
-  if (!out) throw Error("cannot write " + path);
+  std::string out;
+  for (const auto& n : names_) out += n + '\n';
+  write_file_atomic(path, out);
 }
 
 int64_t LabelMap::find(const std::string& label) const {

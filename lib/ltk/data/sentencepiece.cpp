@@ -55,7 +55,8 @@ const SpmPlugin& plugin() {
     std::vector<std::string> problems;
     for (const auto& path : plugin_candidates()) {
       if (!fs::exists(path)) {
-        problems.push_back(path + ": not there");
+        const char* env = std::getenv("LTK_SPM_PLUGIN");
+        problems.push_back(path + (env && path == env ? ": does not exist (LTK_SPM_PLUGIN)" : ": not there"));
         continue;
       }
       // A namespace of its own: the plugin's libsentencepiece (with its protobuf-lite) never

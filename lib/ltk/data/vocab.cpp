@@ -49,10 +49,9 @@ Vocabulary Vocabulary::build(const TokenCounter& counter, int64_t min_freq, int6
 }
 
 void Vocabulary::save(const std::string& path) const {
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw Error("cannot write " + path);
-  for (size_t i = 0; i < tokens_.size(); ++i) out << tokens_[i] << '\t' << counts_[i] << '\n';
-  if (!out) throw Error("cannot write " + path);
+  std::string out;
+  for (size_t i = 0; i < tokens_.size(); ++i) out += tokens_[i] + '\t' + std::to_string(counts_[i]) + '\n';
+  write_file_atomic(path, out);
 }
 
 Vocabulary Vocabulary::load(const std::string& path) {

@@ -12,34 +12,53 @@ namespace ltk {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// The entries ltk-train writes into a run directory: --overwrite removes these and nothing else.
+bool made_by_ltk(const std::string& name) {
+  static const char* const kNames[] = {"config.json", "vocab.txt", "labels.txt", "task.json", "metrics.jsonl",
+                                       "train.log", "report.html", "checkpoints", "eval", "spm.model",
+                                       "spm.vocab", "jieba_dict.txt", "wordpiece_vocab.txt"};
+  for (const char* n : kNames)
+    if (name == n || name == std::string(n) + ".tmp") return true;
+  return false;
+}
+
+}  // namespace
+
 RunDirectory RunDirectory::create(const std::string& path, bool overwrite) {
+  // Whose directory is it? Decided before anything is written there.
+  const bool marked = fs::exists(path + "/" + kMarker);
+  // A run made before ltk marked its runs: its config, vocabulary and checkpoints.
+  const bool legacy = fs::exists(path + "/config.json") && fs::exists(path + "/vocab.txt") &&
+                      fs::is_directory(path + "/checkpoints");
+  const bool is_run = marked || legacy;
+  if (!is_run && fs::exists(path + "/config.json"))
+    throw ConfigError("output_dir " + path + " holds a config.json that ltk-train did not write (there is no " +
+                      kMarker + " marker); nothing was changed there. Choose another output_dir, e.g. --set "
+                      "output_dir=" + path + "/run");
+  if (is_run && !overwrite)
+    throw ConfigError("run directory " + path + " already holds a run; pass --overwrite to replace it, "
+                      "or choose another output_dir (e.g. --set output_dir=" + path + "-2)");
   std::error_code ec;
   fs::create_directories(path, ec);
   if (ec) throw Error("cannot create run directory " + path + ": " + ec.message());
   RunDirectory run(path);
-  run.lock();  // before anything is deleted: another ltk-train may be writing there
-  std::vector<fs::path> entries;
-  for (const auto& e : fs::directory_iterator(path))
-    if (e.path().filename() != ".lock") entries.push_back(e.path());
-  if (!entries.empty()) {
-    const bool ours = fs::exists(path + "/" + kMarker);
-    if (!ours)
-      throw ConfigError("output_dir " + path + " is not empty and was not made by ltk-train (it has no " + kMarker +
-                        " file); nothing was changed there. Choose a new or empty directory, e.g. --set output_dir=" +
-                        path + "/run");
-    if (!overwrite)
-      throw ConfigError("run directory " + path + " already holds a run; pass --overwrite to replace it, "
-                        "or choose another output_dir (e.g. --set output_dir=" + path + "-2)");
-    for (const auto& e : entries) remove_tree(e.string());
-  }
+  run.lock();  // before anything is deleted (another ltk-train may be writing there); marks the directory
+  if (is_run)  // --overwrite: ltk's own files go; anything else in the directory stays
+    for (const auto& e : fs::directory_iterator(path))
+      if (made_by_ltk(e.path().filename().string())) remove_tree(e.path().string());
   fs::create_directories(path + "/checkpoints", ec);
   if (ec) throw Error("cannot create run directory " + path + ": " + ec.message());
-  write_file_atomic(path + "/" + kMarker, "made by ltk-train; ltk-train --overwrite may delete this directory\n");
   return run;
 }
 
 void RunDirectory::lock() {
-  if (!lock_) lock_ = std::make_shared<DirectoryLock>(path_);
+  if (lock_) return;
+  lock_ = std::make_shared<DirectoryLock>(path_);
+  // A run made before runs were marked (resumed here) becomes a marked one.
+  if (!fs::exists(file(kMarker)))
+    write_file_atomic(file(kMarker), "made by ltk-train; ltk-train --overwrite replaces its files here\n");
 }
 
 RunDirectory RunDirectory::open(const std::string& path) {

@@ -16,15 +16,17 @@ class RunDirectory {
   /// The file that marks a directory as made by ltk-train: --overwrite deletes nothing else.
   static constexpr const char* kMarker = ".ltk-run";
 
-  /// Creates `path` for a new run and locks it (lock()). A directory that already holds a run is
-  /// an error unless `overwrite`, and even then only one that ltk made (it holds kMarker) is
-  /// emptied; a directory with files of anything else is refused.
+  /// Creates `path` for a new run and locks it (lock()). A directory that already holds a run (it
+  /// has kMarker, or is a run made before runs were marked) is an error unless `overwrite`, which
+  /// removes the files ltk-train writes there and nothing else. A directory with a config.json that
+  /// ltk did not write is refused untouched; other files in a directory are left where they are.
   static RunDirectory create(const std::string& path, bool overwrite);
   /// Opens an existing run; throws CheckpointError when `path` holds no run.
   static RunDirectory open(const std::string& path);
 
   /// Takes the run's lock for writing (ltk/core/files.h DirectoryLock), held while this object or a
-  /// copy lives: a second ltk-train on the same directory gets an error naming this process.
+  /// copy lives: a second ltk-train on the same directory gets an error naming this process. Marks
+  /// the directory (kMarker) when it is not yet.
   void lock();
 
   const std::string& path() const { return path_; }

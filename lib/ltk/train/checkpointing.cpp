@@ -81,8 +81,7 @@ void Trainer::write_checkpoint(bool improved) {
   // Each file is on disk (write_file_atomic fsyncs); the rename of the directory is made durable
   // before the pointers move, so that after a power loss last.json never names a step-N directory
   // that is missing or partial.
-  remove_tree(dir);
-  rename_durable(tmp, dir);
+  replace_directory_durable(tmp, dir);  // a resumed validation rewrites the step last.json names
   fault_point("before_pointer", state_.step);
   nlohmann::json pointer = {{"dir", name}, {"step", state_.step}, {"epoch", state_.epoch}};
   write_file_atomic(run_.file("checkpoints/last.json"), pointer.dump() + "\n");

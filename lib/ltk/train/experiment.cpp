@@ -176,8 +176,10 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
                                                         config.data.vocab.min_freq, config.data.vocab.max_size,
                                                         &targets, enc);
   }
-  vocab.save(run.vocab_path());
-  if (has_labels) labels.save(run.labels_path());
+  if (!resume) {  // a resumed run keeps its own files
+    vocab.save(run.vocab_path());
+    if (has_labels) labels.save(run.labels_path());
+  }
   log::info("[data] vocabulary {} tokens (min_freq {}, max_size {}), {} labels", vocab.size(),
             config.data.vocab.min_freq, config.data.vocab.max_size, labels.size());
   train.examples.clear();
@@ -289,55 +291,13 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
                 "checkpoint with: ltk-eval --run {} --data {}",
                 stop.signal(), config.output_dir, config.data.test.empty() ? config.data.valid : config.data.test);
     else
-      log::warn("[data] stopped by signal {} before training began; nothing was trained", stop.signal());
+      log::warn("[data] stopped by signal {} while the data loaded, before any step; {}", stop.signal(),
+                resume ? "the run is as it was: resume it again with ltk-train --resume " + config.output_dir
+                       : std::string("nothing was trained"));
     TrainSummary summary;
     summary.interrupted = stop.signal();
     return summary;
   }
-}
-
-namespace {
-
-void flatten(const nlohmann::json& j, const std::string& prefix, std::map<std::string, std::string>& out) {
-  if (j.is_object()) {
-    for (auto it = j.begin(); it != j.end(); ++it) flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
-  } else {
-    out[prefix] = j.dump();
-  }
-}
-
-}  // namespace
-
-Config resume_config(const std::string& run_dir, const std::vector<std::string>& overrides) {
-  RunDirectory run = RunDirectory::open(run_dir);
-  nlohmann::json saved = read_json_file(run.config_path());
-  nlohmann::json j = saved;
-  for (const auto& o : overrides) apply_override(j, o);
-  Config config;
-  try {
-    config = parse_config(j);
-  } catch (const ConfigError& e) {
-    throw ConfigError(run.config_path() + ": " + e.what());
-  }
-  config.output_dir = run_dir;  // the run continues where it is, wherever it was moved
-  std::map<std::string, std::string> before, after;
-  flatten(saved, "", before);
-  flatten(to_json(config), "", after);
-  std::vector<std::string> refused, allowed;
-  for (const auto& [key, value] : after) {
-    auto it = before.find(key);
-    std::string old = it == before.end() ? "(unset)" : it->second;
-    if (old == value || key == "output_dir") continue;
-    std::string change = key + ": " + old + " -> " + value;
-    bool structural = key.rfind("data.", 0) == 0 || key.rfind("model.", 0) == 0 || key.rfind("task.", 0) == 0 ||
-                      key == "seed";
-    (structural ? refused : allowed).push_back(change);
-  }
-  if (!refused.empty())
-    throw ConfigError("cannot resume " + run_dir + " with a changed data, task, model or seed (" + join(refused, "; ") +
-                      "); start a new run, or fine-tune from this one with model.init_from=" + run_dir);
-  for (const auto& change : allowed) log::info("[resume] {}", change);
-  return config;
 }
 
 }  // namespace ltk

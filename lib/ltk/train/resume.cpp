@@ -1,0 +1,57 @@
+// ltk-train --resume: the run's saved config with overrides, refusing structural changes.
+#include "ltk/train/trainer.h"
+
+#include <map>
+
+#include "ltk/core/log.h"
+#include "ltk/core/strings.h"
+#include "ltk/io/run_dir.h"
+#include "ltk/models/registry.h"
+
+namespace ltk {
+
+namespace {
+
+void flatten(const nlohmann::json& j, const std::string& prefix, std::map<std::string, std::string>& out) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
+  } else {
+    out[prefix] = j.dump();
+  }
+}
+
+}  // namespace
+
+Config resume_config(const std::string& run_dir, const std::vector<std::string>& overrides) {
+  RunDirectory run = RunDirectory::open(run_dir);
+  nlohmann::json saved = read_json_file(run.config_path());
+  nlohmann::json j = saved;
+  for (const auto& o : overrides) apply_override(j, o);
+  Config config;
+  try {
+    config = parse_config(j);
+  } catch (const ConfigError& e) {
+    throw ConfigError(run.config_path() + ": " + e.what());
+  }
+  config.output_dir = run_dir;  // the run continues where it is, wherever it was moved
+  std::map<std::string, std::string> before, after;
+  flatten(saved, "", before);
+  flatten(to_json(config), "", after);
+  std::vector<std::string> refused, allowed;
+  for (const auto& [key, value] : after) {
+    auto it = before.find(key);
+    std::string old = it == before.end() ? "(unset)" : it->second;
+    if (old == value || key == "output_dir") continue;
+    std::string change = key + ": " + old + " -> " + value;
+    bool structural = key.rfind("data.", 0) == 0 || key.rfind("model.", 0) == 0 || key.rfind("task.", 0) == 0 ||
+                      key == "seed";
+    (structural ? refused : allowed).push_back(change);
+  }
+  if (!refused.empty())
+    throw ConfigError("cannot resume " + run_dir + " with a changed data, task, model or seed (" + join(refused, "; ") +
+                      "); start a new run, or fine-tune from this one with model.init_from=" + run_dir);
+  for (const auto& change : allowed) log::info("[resume] {}", change);
+  return config;
+}
+
+}  // namespace ltk
