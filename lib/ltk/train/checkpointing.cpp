@@ -8,6 +8,7 @@
 #include <set>
 
 #include "ltk/config/config.h"
+#include "ltk/core/error.h"
 #include "ltk/core/fault.h"
 #include "ltk/core/files.h"
 #include "ltk/core/log.h"
@@ -19,31 +20,34 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The RNG states a checkpoint keeps: the CPU generator's, and each CUDA device's when there is one.
-c10::Dict<std::string, torch::Tensor> rng_states() {
-  c10::Dict<std::string, torch::Tensor> rng;
-  rng.insert("rng_cpu", at::globalContext().defaultGenerator(torch::kCPU).get_state());
+// The generators whose states a checkpoint keeps, by key: the CPU's, and each CUDA device's when
+// this LibTorch has CUDA (handles to the global generators).
+std::vector<std::pair<std::string, at::Generator>> generators() {
+  std::vector<std::pair<std::string, at::Generator>> out = {
+      {"rng_cpu", at::globalContext().defaultGenerator(torch::kCPU)}};
   if (torch::cuda::is_available())
     for (int64_t i = 0; i < static_cast<int64_t>(torch::cuda::device_count()); ++i)
-      rng.insert("rng_cuda_" + std::to_string(i),
-                 at::globalContext().defaultGenerator(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(i)))
-                     .get_state());
+      out.emplace_back("rng_cuda_" + std::to_string(i), at::globalContext().defaultGenerator(
+                                                            torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(i))));
+  return out;
+}
+
+c10::Dict<std::string, torch::Tensor> rng_states() {
+  c10::Dict<std::string, torch::Tensor> rng;
+  for (const auto& [key, gen] : generators()) rng.insert(key, gen.get_state());
   return rng;
 }
 
 void restore_rng_states(const c10::Dict<std::string, torch::Tensor>& rng, const std::string& path) {
-  auto cpu = at::globalContext().defaultGenerator(torch::kCPU);  // a handle to the global generator
-  cpu.set_state(rng.at("rng_cpu"));
-  if (!torch::cuda::is_available()) return;
-  for (int64_t i = 0; i < static_cast<int64_t>(torch::cuda::device_count()); ++i) {
-    const std::string key = "rng_cuda_" + std::to_string(i);
+  for (auto& [key, gen] : generators()) {
     if (!rng.contains(key)) {
-      log::warn("[resume] {} holds no RNG state for cuda:{} (written without CUDA): its dropout and sampling "
-                "differ from an uninterrupted run",
-                path, i);
+      if (key == "rng_cpu") throw CheckpointError(path + " holds no CPU RNG state; is it an ltk checkpoint?");
+      // A GPU's state is missing when the checkpoint was written without CUDA.
+      log::warn("[resume] {} holds no RNG state {}: its dropout and sampling on that device differ from an "
+                "uninterrupted run",
+                path, key);
       continue;
     }
-    auto gen = at::globalContext().defaultGenerator(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(i)));
     gen.set_state(rng.at(key));
   }
 }
