@@ -14,6 +14,7 @@
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/badcases.h"
 #include "ltk/eval/report.h"
+#include "ltk/io/hf.h"
 #include "ltk/io/run.h"
 
 namespace fs = std::filesystem;
@@ -98,6 +99,8 @@ int main(int argc, char** argv) {
          cxxopts::value<std::vector<std::string>>())
         ("export", "write the checkpoint for Python into DIR (weights.pt, model.json, vocab.txt, labels.txt)",
          cxxopts::value<std::string>())
+        ("export-hf", "write a bert run as a Hugging Face directory DIR (config.json, vocab.txt, "
+                      "tokenizer_config.json, model.safetensors)", cxxopts::value<std::string>())
         ("h,help", "show this help");
     options.parse_positional({"compare"});
     bool help = false;
@@ -108,7 +111,8 @@ int main(int argc, char** argv) {
     if (batch_size < 0) throw ltk::UsageError("--batch-size must be >= 1");
     if (args.count("compare")) return compare(args, batch_size);
     if (!args.count("run")) throw ltk::UsageError("--run is required");
-    if (!args.count("data") && !args.count("export")) throw ltk::UsageError("--data (or --export) is required");
+    if (!args.count("data") && !args.count("export") && !args.count("export-hf"))
+      throw ltk::UsageError("--data (or --export, --export-hf) is required");
     auto run = ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
                              args["device"].as<std::string>());
     if (args.count("export")) {
@@ -119,8 +123,16 @@ int main(int argc, char** argv) {
                 << "  spec = json.load(open('" << dir << "/model.json'))\n"
                 << "  model = ltk_torch.build_model(spec['model'], spec['vocab_size'], spec['num_outputs'])\n"
                 << "  model.load_state_dict(torch.load('" << dir << "/weights.pt'))\n";
-      if (!args.count("data")) return 0;
     }
+    if (args.count("export-hf")) {
+      std::string dir = args["export-hf"].as<std::string>();
+      ltk::export_hf(run, dir);
+      std::cerr << "exported " << run.checkpoint_path << " to " << dir << " (Hugging Face); in Python:\n"
+                << "  from transformers import AutoModelForSequenceClassification, AutoTokenizer\n"
+                << "  model = AutoModelForSequenceClassification.from_pretrained('" << dir << "')\n"
+                << "  tokenizer = AutoTokenizer.from_pretrained('" << dir << "')\n";
+    }
+    if (!args.count("data")) return 0;
     if (batch_size == 0) batch_size = run.config.trainer.eval_batch_size;
     bool first = true;
     for (const auto& path : args["data"].as<std::vector<std::string>>()) {

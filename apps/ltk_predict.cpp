@@ -78,7 +78,7 @@ Pending parse_line(const std::string& raw, int64_t line_no, const Options& o) {
 void flush(const ltk::LoadedRun& run, std::vector<Pending>& pending, int64_t batch_size, const Options& o) {
   std::vector<ltk::Example> examples;
   for (const auto& p : pending)
-    if (p.error.empty()) examples.push_back(ltk::Example{"", p.text, p.line});
+    if (p.error.empty()) examples.push_back(ltk::Example{"", p.text, p.line, ""});
   torch::Tensor scores;
   if (!examples.empty()) {
     auto data = run.encode(examples, "input", /*labelled=*/false);

@@ -148,12 +148,110 @@ class Transformer(nn.Module):
         return self.output(self.dropout(pooled))
 
 
-MODELS = {"bow": Bow, "textcnn": TextCnn, "rnn": Rnn, "transformer": Transformer}
+class BertRef(nn.Module):
+    """BERT + Linear (Hugging Face's BertForSequenceClassification) from PyTorch's own layers:
+    nn.Embedding, nn.LayerNorm and nn.TransformerEncoderLayer(norm_first=False). It loads and
+    reports tensors under Hugging Face's names (hf_tensors), which are ltk's."""
+
+    def __init__(self, vocab_size, num_outputs, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                 intermediate_size=1024, hidden_act="gelu", layer_norm_eps=1e-12, max_position_embeddings=512,
+                 type_vocab_size=2, pad_token_id=0, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+                 classifier_dropout=-1, pooling="cls", **_):
+        super().__init__()
+        H = hidden_size
+        self.pooling = pooling
+        self.word = nn.Embedding(vocab_size, H, padding_idx=pad_token_id)
+        self.position = nn.Embedding(max_position_embeddings, H)
+        self.token_type = nn.Embedding(type_vocab_size, H)
+        self.norm = nn.LayerNorm(H, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(hidden_dropout_prob)
+        act = {"gelu": "gelu", "relu": "relu",
+               "gelu_new": lambda x: torch.nn.functional.gelu(x, approximate="tanh")}[hidden_act]
+        # nn.TransformerEncoderLayer has one dropout probability; parity runs with both at 0.
+        self.layers = nn.ModuleList([
+            nn.TransformerEncoderLayer(H, num_attention_heads, intermediate_size, hidden_dropout_prob, activation=act,
+                                       layer_norm_eps=layer_norm_eps, batch_first=True, norm_first=False)
+            for _ in range(num_hidden_layers)])
+        self.pooler = nn.Linear(H, H)
+        self.head_dropout = nn.Dropout(classifier_dropout if classifier_dropout >= 0 else hidden_dropout_prob)
+        self.classifier = nn.Linear(H, num_outputs)
+
+    def _map(self):
+        """(Hugging Face name, tensor getter, setter) for every ltk tensor."""
+        out = []
+
+        def plain(name, t):
+            out.append((name, lambda t=t: t, lambda v, t=t: t.copy_(v)))
+
+        plain("bert.embeddings.word_embeddings.weight", self.word.weight)
+        plain("bert.embeddings.position_embeddings.weight", self.position.weight)
+        plain("bert.embeddings.token_type_embeddings.weight", self.token_type.weight)
+        plain("bert.embeddings.LayerNorm.weight", self.norm.weight)
+        plain("bert.embeddings.LayerNorm.bias", self.norm.bias)
+        for i, l in enumerate(self.layers):
+            p = f"bert.encoder.layer.{i}."
+            H = l.self_attn.embed_dim
+            for j, part in enumerate(["query", "key", "value"]):
+                for kind, t in (("weight", l.self_attn.in_proj_weight), ("bias", l.self_attn.in_proj_bias)):
+                    out.append((p + f"attention.self.{part}.{kind}", lambda t=t, j=j: t[j * H:(j + 1) * H],
+                                lambda v, t=t, j=j: t[j * H:(j + 1) * H].copy_(v)))
+            for name, mod in (("attention.output.dense", l.self_attn.out_proj), ("attention.output.LayerNorm", l.norm1),
+                              ("intermediate.dense", l.linear1), ("output.dense", l.linear2),
+                              ("output.LayerNorm", l.norm2)):
+                plain(p + name + ".weight", mod.weight)
+                plain(p + name + ".bias", mod.bias)
+        for name, mod in (("bert.pooler.dense", self.pooler), ("classifier", self.classifier)):
+            plain(name + ".weight", mod.weight)
+            plain(name + ".bias", mod.bias)
+        return out
+
+    def load_state_dict(self, state, strict=True):
+        names = set()
+        with torch.no_grad():
+            for name, _, put in self._map():
+                put(state[name])
+                names.add(name)
+        extra = set(state) - names
+        if strict and extra:
+            raise KeyError(f"unexpected tensors {sorted(extra)}")
+
+    def hf_tensors(self, grad=False):
+        """Hugging Face name -> tensor (or its gradient slice)."""
+        out = {}
+        for name, get, _ in self._map():
+            t = get()
+            if grad:
+                g = t.grad if t._base is None else t._base.grad
+                if g is not None and t._base is not None:  # a slice of in_proj_*: that slice of its gradient
+                    g = g.as_strided(t.size(), t.stride(), t.storage_offset())
+                out[name] = g
+            else:
+                out[name] = t.detach()
+        return out
+
+    def forward(self, ids, lengths, mask, token_types=None):
+        B, T = ids.shape
+        if token_types is None:
+            token_types = torch.zeros_like(ids)
+        x = self.word(ids) + self.token_type(token_types) + self.position(torch.arange(T, device=ids.device))
+        x = self.dropout(self.norm(x))
+        for layer in self.layers:
+            x = layer(x, src_key_padding_mask=~mask)
+        if self.pooling == "cls":
+            pooled = torch.tanh(self.pooler(x[:, 0]))
+        else:
+            w = mask.unsqueeze(2).to(x.dtype)
+            pooled = (x * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return self.classifier(self.head_dropout(pooled))
+
+
+MODELS = {"bow": Bow, "textcnn": TextCnn, "rnn": Rnn, "transformer": Transformer, "bert": BertRef}
 
 
 def build_model(options, vocab_size, num_outputs):
     """`options` is a resolved ltk model section (config.json's "model")."""
-    return MODELS[options["type"]](vocab_size, num_outputs, **{k: v for k, v in options.items() if k != "type"})
+    return MODELS[options["type"]](vocab_size, num_outputs,
+                                   **{k: v for k, v in options.items() if k not in ("type", "vocab_size")})
 
 
 def task_loss(task, outputs, targets, class_weights=None):

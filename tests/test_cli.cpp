@@ -12,6 +12,7 @@
 #include <map>
 #include <sstream>
 
+#include "ltk/io/safetensors.h"
 #include "test_util.h"
 
 using Catch::Matchers::Contains;
@@ -493,4 +494,87 @@ TEST_CASE("sentencepiece: ltk-train trains a model into the run - eval, predict 
   CHECK(skipped.code == 0);
   CHECK_THAT(skipped.out, Contains("\xe2\x96\x81"));
   CHECK_THAT(skipped.err, Contains("broken.so: cannot load"));
+}
+
+TEST_CASE("bert: train, evaluate, predict, --export-hf, then fine-tune the export from model.pretrained_dir", "[cli]") {
+  TempDir dir;
+  ltk::test::write_file(dir.file("train.tsv"), ltk::test::toy_corpus(20, 1));
+  ltk::test::write_file(dir.file("valid.tsv"), ltk::test::toy_corpus(5, 2));
+  // A WordPiece vocabulary of the toy corpus: the words, and "##" pieces for a few of them.
+  std::string vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
+  for (const char* w : {"goal", "match", "team", "score", "coach", "league", "bread", "cheese", "soup", "apple",
+                        "salad", "pasta", "linux", "kernel", "compiler", "cpu", "memory", "bug", "comp", "##iler"})
+    vocab += std::string(w) + "\n";
+  ltk::test::write_file(dir.file("vocab.txt"), vocab);
+  nlohmann::json cfg = {
+      {"name", "bert"}, {"seed", 3}, {"device", "cpu"}, {"threads", 1}, {"output_dir", dir.file("run")},
+      {"data", {{"train", dir.file("train.tsv")}, {"valid", dir.file("valid.tsv")}, {"max_len", 12},
+                {"tokenizer", {{"dict", dir.file("vocab.txt")}}}}},
+      {"model", {{"type", "bert"}, {"hidden_size", 16}, {"num_hidden_layers", 2}, {"num_attention_heads", 2},
+                 {"intermediate_size", 32}, {"max_position_embeddings", 16},
+                 // A model this small learns from [CLS] in a few steps only with a wider init.
+                 {"initializer_range", 0.2}}},
+      {"optimizer", {{"type", "adamw"}, {"lr", 0.003}, {"weight_decay", 0.01}, {"no_decay_bias_norm", true}}},
+      {"scheduler", {{"type", "linear"}, {"warmup_ratio", 0.1}}},
+      {"trainer", {{"epochs", 12}, {"batch_size", 8}, {"log_every", 50}}}};
+  ltk::test::write_file(dir.file("bert.json"), cfg.dump(2));
+  auto train = run_app("ltk-train", "--config '" + dir.file("bert.json") + "'");
+  INFO(train.err);
+  REQUIRE(train.code == 0);
+  // The run keeps the WordPiece vocabulary as it is (ids in file order).
+  CHECK(ltk::test::read_text(dir.file("run/vocab.txt")) == vocab);
+  auto eval = run_app("ltk-eval", "--run '" + dir.file("run") + "' --data '" + dir.file("valid.tsv") + "' --json");
+  INFO(eval.err);
+  REQUIRE(eval.code == 0);
+  CHECK(nlohmann::json::parse(eval.out)["accuracy"].get<double>() > 0.9);
+  auto predict = run_app("ltk-predict", "--run '" + dir.file("run") + "'", "goal match team\nlinux compiler\n");
+  REQUIRE(predict.code == 0);
+  std::istringstream lines(predict.out);
+  std::string first, second;
+  std::getline(lines, first);
+  std::getline(lines, second);
+  CHECK(nlohmann::json::parse(first)["label"] == "sport");
+  CHECK(nlohmann::json::parse(second)["label"] == "tech");
+
+  // Export: a Hugging Face directory with the labels and the tokenizer's settings.
+  auto exported = run_app("ltk-eval", "--run '" + dir.file("run") + "' --export-hf '" + dir.file("hf") + "'");
+  INFO(exported.err);
+  REQUIRE(exported.code == 0);
+  auto config = nlohmann::json::parse(ltk::test::read_text(dir.file("hf/config.json")));
+  CHECK(config["architectures"][0] == "BertForSequenceClassification");
+  CHECK(config["id2label"]["0"] == "food");
+  CHECK(config["label2id"]["tech"] == 2);
+  CHECK(config["problem_type"] == "single_label_classification");
+  CHECK(config["vocab_size"] == 25);
+  CHECK(nlohmann::json::parse(ltk::test::read_text(dir.file("hf/tokenizer_config.json")))["do_lower_case"] == true);
+  CHECK(ltk::test::read_text(dir.file("hf/vocab.txt")) == vocab);
+  // The export holds exactly the run's tensors, under Hugging Face's names.
+  ltk::SafeTensorsFile weights(dir.file("hf/model.safetensors"));
+  CHECK(weights.names().size() == 5 + 2 * 16 + 4);
+  CHECK(weights.shape("bert.encoder.layer.1.attention.self.query.weight") == std::vector<int64_t>{16, 16});
+  CHECK(weights.shape("classifier.weight") == std::vector<int64_t>{3, 16});
+
+  // Fine-tune the export: the architecture, the tokenizer and every tensor come from the directory.
+  nlohmann::json tune = {
+      {"name", "tune"}, {"seed", 3}, {"device", "cpu"}, {"threads", 1}, {"output_dir", dir.file("tune")},
+      {"data", {{"train", dir.file("train.tsv")}, {"valid", dir.file("valid.tsv")}, {"max_len", 12}}},
+      {"model", {{"type", "bert"}, {"pretrained_dir", dir.file("hf")}, {"freeze_embeddings", true}}},
+      {"optimizer", {{"type", "adamw"}, {"lr", 0.0003}, {"head_lr", 0.003}, {"layer_decay", 0.8}}},
+      {"trainer", {{"epochs", 1}, {"batch_size", 8}, {"log_every", 50}}}};
+  ltk::test::write_file(dir.file("tune.json"), tune.dump(2));
+  auto tuned = run_app("ltk-train", "--config '" + dir.file("tune.json") + "'");
+  INFO(tuned.err);
+  REQUIRE(tuned.code == 0);
+  CHECK_THAT(tuned.err, Contains("41 tensors loaded from " + dir.file("hf") + "/model.safetensors"));
+  CHECK(tuned.err.find("newly initialised") == std::string::npos);
+  auto eval2 = run_app("ltk-eval", "--run '" + dir.file("tune") + "' --data '" + dir.file("valid.tsv") + "' --json");
+  REQUIRE(eval2.code == 0);
+  CHECK(nlohmann::json::parse(eval2.out)["accuracy"].get<double>() > 0.9);
+
+  // Only a bert run exports to Hugging Face.
+  TempDir other;
+  std::string bow = trained_run(other);
+  auto refused = run_app("ltk-eval", "--run '" + bow + "' --export-hf '" + other.file("hf") + "'");
+  CHECK(refused.code != 0);
+  CHECK_THAT(refused.err, Contains("this run's model is 'bow'"));
 }

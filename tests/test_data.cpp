@@ -542,3 +542,96 @@ TEST_CASE("sentencepiece: unigram and bpe models trained on a split - pieces cov
   missing.dict = dir.file("junk.model");
   REQUIRE_THROWS_WITH(ltk::make_tokenizer(missing), Contains("junk.model"));
 }
+
+TEST_CASE("bert inputs: CLS text SEP, pairs truncated longest first, token types from the collate", "[data]") {
+  ltk::test::TempDir dir;
+  ltk::test::write_file(dir.file("vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\na\nb\nc\nd\ne\nf\ng\n");
+  auto vocab = ltk::Vocabulary::load_wordpiece(dir.file("vocab.txt"));
+  ltk::WordPieceTokenizer tok(dir.file("vocab.txt"), true);
+  ltk::DataConfig dc;
+  dc.special_tokens = true;
+  dc.max_len = 6;
+  auto opts = ltk::encode_options(dc, vocab);
+  CHECK(opts.cls_id == 2);
+  CHECK(opts.sep_id == 3);
+  // Single texts: max_len counts [CLS] and [SEP].
+  std::vector<ltk::Example> singles = {{"", "a b c d e f g", 1, ""}, {"", "a", 2, ""}, {"", "zz", 3, ""}};
+  auto d = ltk::encode_examples(singles, "s", tok, vocab, nullptr, opts);
+  auto ids = [&](const ltk::TextDataset& data, int64_t i) {
+    return std::vector<int32_t>(data.tokens(i), data.tokens(i) + data.length(i));
+  };
+  CHECK(ids(d, 0) == std::vector<int32_t>{2, 4, 5, 6, 7, 3});
+  CHECK(d.full_length(0) == 9);
+  CHECK(d.truncated(0));
+  CHECK(ids(d, 1) == std::vector<int32_t>{2, 4, 3});
+  CHECK(ids(d, 2) == std::vector<int32_t>{2, 1, 3});  // an unknown word is [UNK], inside the vocabulary
+  CHECK_FALSE(d.has_pairs());
+  // Pairs: Hugging Face's longest_first (the longer loses its tail; at a tie the second first).
+  std::vector<int32_t> a = {1, 2, 3, 4, 5}, b = {6, 7};
+  ltk::truncate_pair(a, b, 5);
+  CHECK(a == std::vector<int32_t>{1, 2, 3});
+  CHECK(b == std::vector<int32_t>{6, 7});
+  a = {1, 2, 3};
+  b = {6, 7, 8};
+  ltk::truncate_pair(a, b, 3);
+  CHECK(a == std::vector<int32_t>{1, 2});
+  CHECK(b == std::vector<int32_t>{6});
+  dc.max_len = 8;
+  opts = ltk::encode_options(dc, vocab);
+  std::vector<ltk::Example> pairs = {{"", "a b c d", 1, "e f g"}, {"", "a", 2, "b"}};
+  auto p = ltk::encode_examples(pairs, "p", tok, vocab, nullptr, opts);
+  REQUIRE(p.has_pairs());
+  CHECK(ids(p, 0) == std::vector<int32_t>{2, 4, 5, 6, 3, 8, 9, 3});  // 4 + 3 pieces into 5: "a b c" + "e f"
+  CHECK(p.second_start(0) == 5);
+  CHECK(ids(p, 1) == std::vector<int32_t>{2, 4, 3, 5, 3});
+  auto batch = ltk::PadCollate()(p, {1, 0});
+  REQUIRE(batch.token_types.defined());
+  CHECK(torch::equal(batch.token_types[0], torch::tensor({0, 0, 0, 1, 1, 0, 0, 0}, torch::kLong)));
+  CHECK(torch::equal(batch.token_types[1], torch::tensor({0, 0, 0, 0, 0, 1, 1, 1}, torch::kLong)));
+  // A vocabulary whose [PAD] is not id 0 pads with its own id.
+  ltk::test::write_file(dir.file("v2.txt"), "[UNK]\n[CLS]\n[SEP]\n[PAD]\na\n");
+  auto v2 = ltk::Vocabulary::load_wordpiece(dir.file("v2.txt"));
+  ltk::WordPieceTokenizer tok2(dir.file("v2.txt"), true);
+  auto d2 = ltk::encode_examples({{"", "a", 1, ""}, {"", "a a a", 2, ""}}, "s", tok2, v2, nullptr,
+                                 ltk::encode_options(dc, v2));
+  auto b2 = ltk::PadCollate()(d2, {0, 1});
+  CHECK(torch::equal(b2.ids[0], torch::tensor({1, 4, 2, 3, 3}, torch::kLong)));
+  // Without [CLS]/[SEP] in the vocabulary, special tokens are an error.
+  ltk::test::write_file(dir.file("v3.txt"), "[PAD]\n[UNK]\na\n");
+  REQUIRE_THROWS_WITH(ltk::encode_options(dc, ltk::Vocabulary::load_wordpiece(dir.file("v3.txt"))), Contains("[CLS]"));
+}
+
+TEST_CASE("wordpiece: casing, accents and CJK splitting follow tokenizer_config.json's flags", "[data]") {
+  ltk::test::TempDir dir;
+  ltk::test::write_file(dir.file("vocab.txt"), "[UNK]\ncafe\ncafé\nCafé\n中\n国\n中国\n");
+  CHECK(ltk::WordPieceTokenizer(dir.file("vocab.txt"), true).tokenize("Café") == std::vector<std::string>{"cafe"});
+  CHECK(ltk::WordPieceTokenizer(dir.file("vocab.txt"), false).tokenize("Café") == std::vector<std::string>{"Café"});
+  CHECK(ltk::WordPieceTokenizer(dir.file("vocab.txt"), false, true).tokenize("café") == std::vector<std::string>{"cafe"});
+  CHECK(ltk::WordPieceTokenizer(dir.file("vocab.txt"), true, false, true).tokenize("中国") ==
+        std::vector<std::string>{"中", "国"});
+  CHECK(ltk::WordPieceTokenizer(dir.file("vocab.txt"), true, false, false).tokenize("中国") ==
+        std::vector<std::string>{"中国"});
+}
+
+TEST_CASE("formats: a second text column or field makes sentence pairs", "[data]") {
+  ltk::test::TempDir dir;
+  ltk::test::write_file(dir.file("p.tsv"), "label\tq\td\nyes\tis it\tit is\nno\tx\t\n");
+  ltk::ReaderOptions o;
+  o.header = true;
+  o.label_column = "label";
+  o.text_column = "q";
+  o.text_pair_column = "d";
+  o.on_bad_row = "skip";
+  auto r = ltk::read_examples(dir.file("p.tsv"), o);
+  REQUIRE(r.examples.size() == 1);
+  CHECK(r.examples[0].text_pair == "it is");
+  CHECK(r.skipped == 1);
+  CHECK_THAT(r.first_skip, Contains("empty second text"));
+  ltk::test::write_file(dir.file("p.jsonl"), R"({"label": "yes", "text": "a", "other": "b"})" "\n");
+  ltk::ReaderOptions j;
+  j.text_pair_field = "other";
+  auto rj = ltk::read_examples(dir.file("p.jsonl"), j);
+  CHECK(rj.examples.at(0).text_pair == "b");
+  j.text_pair_field = "missing";
+  REQUIRE_THROWS_WITH(ltk::read_examples(dir.file("p.jsonl"), j), Contains("data.text_pair_field"));
+}

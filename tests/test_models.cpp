@@ -199,6 +199,10 @@ TEST_CASE("padding invariance: every model gives a sample the same output alone 
       {{"type", "transformer"}, {"embed_dim", 8}, {"heads", 2}, {"layers", 2}, {"ff_dim", 16}, {"max_positions", 16}},
       {{"type", "transformer"}, {"embed_dim", 8}, {"heads", 2}, {"ff_dim", 16}, {"norm", "pre"}, {"pooling", "mean"},
        {"max_positions", 16}},
+      {{"type", "bert"}, {"hidden_size", 8}, {"num_hidden_layers", 2}, {"num_attention_heads", 2},
+       {"intermediate_size", 16}, {"max_position_embeddings", 16}},
+      {{"type", "bert"}, {"hidden_size", 8}, {"num_hidden_layers", 1}, {"num_attention_heads", 4},
+       {"intermediate_size", 16}, {"max_position_embeddings", 16}, {"pooling", "mean"}, {"hidden_act", "gelu_new"}},
   };
   for (const auto& section : sections) {
     INFO(section.dump());
@@ -388,4 +392,46 @@ TEST_CASE("optimiser: ltk's Adam and AdamW give LibTorch's numbers exactly, step
   }
   // Bit-exactness holds within one machine (both sides run the same kernels here); across CPUs
   // only the float64 parity test's tolerance is promised.
+}
+
+TEST_CASE("fine-tuning: head_lr and layer_decay give each layer its own learning rate", "[models][optim]") {
+  nlohmann::json section = {{"type", "bert"}, {"hidden_size", 8}, {"num_hidden_layers", 3}, {"num_attention_heads", 2},
+                            {"intermediate_size", 16}, {"max_position_embeddings", 16}, {"freeze_layers", 1}};
+  auto model = ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{30, 2, 0, nullptr});
+  ltk::OptimizerConfig oc;
+  oc.type = "adamw";
+  oc.lr = 1e-4;
+  oc.head_lr = 1e-3;
+  oc.layer_decay = 0.5;
+  oc.no_decay_bias_norm = true;
+  auto scales = ltk::lr_scales(oc, *model);
+  auto named = model->named_parameters();
+  std::map<std::string, double> by_name;
+  for (size_t i = 0; i < named.size(); ++i) by_name[named[i].key()] = scales[i];
+  CHECK(by_name.at("classifier.weight") == Approx(10.0));
+  CHECK(by_name.at("bert.pooler.dense.weight") == Approx(1.0));
+  CHECK(by_name.at("bert.encoder.layer.2.output.dense.weight") == Approx(0.5));
+  CHECK(by_name.at("bert.encoder.layer.1.attention.self.query.bias") == Approx(0.25));
+  CHECK(by_name.at("bert.embeddings.word_embeddings.weight") == Approx(0.0625));
+  // The lowest layer is frozen: it stays out of the optimiser.
+  CHECK_FALSE(named["bert.encoder.layer.0.output.dense.weight"].requires_grad());
+  CHECK(named["bert.encoder.layer.1.output.dense.weight"].requires_grad());
+  auto opt = ltk::make_optimizer(oc, model->parameters(), scales);
+  std::map<int64_t, int> groups;  // by lr in units of 1e-9
+  int64_t in_groups = 0;
+  for (const auto& g : opt->param_groups()) {
+    groups[std::llround(g.options().get_lr() * 1e9)]++;
+    in_groups += static_cast<int64_t>(g.params().size());
+  }
+  int64_t trainable = 0;
+  for (const auto& p : model->parameters()) trainable += p.requires_grad();
+  CHECK(in_groups == trainable);
+  // lr x {10 (head), 1 (pooler), 0.5, 0.25 (layers 2, 1), 0.0625 (embeddings)}, decayed and not.
+  CHECK(groups.size() == 5);
+  CHECK(groups.at(1000000) == 2);
+  CHECK(groups.at(6250) == 2);
+  auto group_scales = ltk::group_lr_scales(*opt, oc.lr);
+  ltk::set_lr(*opt, 2e-4, group_scales);  // a schedule moves every group, the ratios kept
+  for (size_t g = 0; g < group_scales.size(); ++g)
+    CHECK(opt->param_groups()[g].options().get_lr() == Approx(2e-4 * group_scales[g]));
 }

@@ -33,6 +33,7 @@ struct Case {
   int64_t num_labels;
   std::vector<double> class_weights;
   torch::Dtype dtype = torch::kDouble;
+  bool pairs = false;  ///< bert: the batch carries token types (a sentence pair)
 };
 
 // float32 tolerance of the smoke case (bow, SGD, no Adam normalisation to amplify residue): its
@@ -55,7 +56,10 @@ void save_dict(const std::string& path, const std::map<std::string, torch::Tenso
 
 void write_case(const Case& c, const std::string& dir, uint64_t seed) {
   std::filesystem::create_directories(dir);
-  json doc = {{"data", {{"train", "unused.tsv"}, {"max_len", 16}}},
+  const bool bert = c.model.at("type") == "bert";
+  json data = {{"train", "unused.tsv"}, {"max_len", 16}};
+  if (bert) data["tokenizer"] = {{"dict", "unused_vocab.txt"}};  // not read: the ids below are made here
+  json doc = {{"data", data},
               {"model", c.model},
               {"task", c.task},
               {"optimizer", c.optimizer}};
@@ -71,13 +75,17 @@ void write_case(const Case& c, const std::string& dir, uint64_t seed) {
   ltk::save_weights(*model, dir + "/weights.pt");
 
   // A batch with a long sample, a one-token sample, an empty one and padding everywhere.
-  std::vector<int64_t> lengths = {6, 1, 3, 0, 4};
+  // (BERT's samples always hold [CLS] and [SEP]: no empty one.)
+  std::vector<int64_t> lengths = bert ? std::vector<int64_t>{6, 1, 3, 2, 4} : std::vector<int64_t>{6, 1, 3, 0, 4};
   const int64_t B = static_cast<int64_t>(lengths.size()), T = 6;
   ltk::Batch batch;
   batch.lengths = torch::tensor(lengths, torch::kLong);
   batch.mask = torch::arange(T).unsqueeze(0) < batch.lengths.unsqueeze(1);
   batch.ids = torch::randint(2, kVocab, {B, T}, torch::kLong).masked_fill(batch.mask.logical_not(), 0);
   batch.indices = torch::arange(B);
+  if (c.pairs) {  // the second text from position 2 of each sample on
+    batch.token_types = (torch::arange(T).unsqueeze(0) >= 2).logical_and(batch.mask).to(torch::kLong);
+  }
   const std::string& type = config.task.type;
   if (type == "multiclass") {
     batch.labels = torch::randint(0, c.num_labels, {B}, torch::kLong);
@@ -89,8 +97,10 @@ void write_case(const Case& c, const std::string& dir, uint64_t seed) {
     batch.labels = torch::randn({B});
   }
   if (batch.labels.is_floating_point()) batch.labels = batch.labels.to(c.dtype);
-  save_dict(dir + "/batch.pt",
-            {{"ids", batch.ids}, {"lengths", batch.lengths}, {"mask", batch.mask}, {"targets", batch.labels}});
+  std::map<std::string, torch::Tensor> saved = {
+      {"ids", batch.ids}, {"lengths", batch.lengths}, {"mask", batch.mask}, {"targets", batch.labels}};
+  if (batch.token_types.defined()) saved["token_types"] = batch.token_types;
+  save_dict(dir + "/batch.pt", saved);
 
   std::map<std::string, torch::Tensor> out;
   auto outputs = model->forward(batch);
@@ -167,6 +177,31 @@ std::vector<Case> cases() {
        {{"type", "transformer"}, {"embed_dim", 8}, {"heads", 2}, {"layers", 1}, {"ff_dim", 8}, {"dropout", 0.0},
         {"max_positions", 16}},
        {{"type", "regression"}, {"loss", "l1"}}, {{"type", "sgd"}, {"lr", 0.1}}, 0, {}},
+      // BERT + Linear (the article's model): BCE on one logit as the article trains it, every
+      // task, cls and mean pooling, each activation, a sentence pair; against nn.TransformerEncoderLayer.
+      {"bert_cls_binary_adamw",
+       {{"type", "bert"}, {"hidden_size", 8}, {"num_hidden_layers", 2}, {"num_attention_heads", 2},
+        {"intermediate_size", 16}, {"max_position_embeddings", 16}, {"hidden_dropout_prob", 0.0},
+        {"attention_probs_dropout_prob", 0.0}},
+       {{"type", "binary"}}, {{"type", "adamw"}, {"lr", 0.01}, {"no_decay_bias_norm", true}, {"weight_decay", 0.01}},
+       2, {}},
+      {"bert_mean_gelu_new_multiclass_adam",
+       {{"type", "bert"}, {"hidden_size", 8}, {"num_hidden_layers", 1}, {"num_attention_heads", 4},
+        {"intermediate_size", 12}, {"max_position_embeddings", 20}, {"hidden_dropout_prob", 0.0},
+        {"attention_probs_dropout_prob", 0.0}, {"hidden_act", "gelu_new"}, {"pooling", "mean"},
+        {"layer_norm_eps", 1e-5}},
+       mc, adam, 3, {}},
+      {"bert_cls_pair_multilabel_adamw",
+       {{"type", "bert"}, {"hidden_size", 8}, {"num_hidden_layers", 2}, {"num_attention_heads", 2},
+        {"intermediate_size", 16}, {"max_position_embeddings", 16}, {"type_vocab_size", 2},
+        {"hidden_dropout_prob", 0.0}, {"attention_probs_dropout_prob", 0.0}},
+       {{"type", "multilabel"}}, {{"type", "adamw"}, {"lr", 0.01}, {"weight_decay", 0.1}}, 3, {},
+       torch::kDouble, true},
+      {"bert_relu_regression_sgd",
+       {{"type", "bert"}, {"hidden_size", 8}, {"num_hidden_layers", 1}, {"num_attention_heads", 2},
+        {"intermediate_size", 8}, {"max_position_embeddings", 16}, {"hidden_dropout_prob", 0.0},
+        {"attention_probs_dropout_prob", 0.0}, {"hidden_act", "relu"}},
+       {{"type", "regression"}}, {{"type", "sgd"}, {"lr", 0.1}}, 0, {}},
       {"float32_smoke_bow_ngrams_sgd", {{"type", "bow"}, {"embed_dim", 8}, {"ngrams", 2}, {"buckets", 20}}, mc,
        {{"type", "sgd"}, {"lr", 0.1}}, 3, {}, torch::kFloat},
   };

@@ -60,6 +60,8 @@ Config parse_config(const nlohmann::json& j, const ModelSchema& models, const st
   config_detail::read_trainer(r.child("trainer"), c.trainer);
   r.finish();
   // Checks that span sections.
+  models.complete(j, c);
+  config_detail::check_data(c.data);
   models.check(c);
   const std::string& m = c.trainer.select_metric;
   bool regression = c.task.type == "regression";

@@ -18,13 +18,17 @@ struct TokenizerConfig {
   std::string dict;
   bool lowercase = true;       ///< lowercase before splitting
   bool nfkc = false;           ///< Unicode NFKC first (full-width forms to half-width, ligatures split, ...)
-  bool strip_accents = false;  ///< drop combining marks after canonical decomposition (é -> e)
+  bool strip_accents = false;  ///< drop combining marks after canonical decomposition (é -> e); wordpiece: also when lowercase
+  bool tokenize_chinese_chars = true;  ///< wordpiece: every CJK ideograph is a word of its own (BERT's default)
   int64_t vocab_size = 8000;   ///< sentencepiece: pieces to train
   std::string model_type = "unigram";  ///< sentencepiece: unigram | bpe
   double character_coverage = 0.9995;  ///< sentencepiece: share of characters the pieces must cover
 };
 
 struct VocabConfig {
+  /// corpus: built from the training split | tokenizer: the wordpiece vocab.txt as it is, ids in
+  /// file order (what a pretrained BERT needs)
+  std::string source = "corpus";
   int64_t min_freq = 1;  ///< tokens seen fewer times in the training split map to <unk>
   int64_t max_size = 0;  ///< most frequent tokens kept, specials included; 0 = no limit
 };
@@ -39,11 +43,16 @@ struct DataConfig {
   std::string text_column;       ///< tsv/csv: as above; "" = 1 (tsv: the rest of the line after the first tab)
   std::string label_field = "label";  ///< jsonl
   std::string text_field = "text";    ///< jsonl
+  std::string text_pair_column;       ///< tsv/csv: a second text per sample (sentence pairs); "" = none
+  std::string text_pair_field;        ///< jsonl: as above
   std::string on_bad_row = "error";   ///< error | skip (skipped rows are counted in the log)
   TokenizerConfig tokenizer;
   VocabConfig vocab;
   int64_t max_len = 0;            ///< tokens kept per sample; 0 = no limit
   std::string truncation = "head";  ///< head | tail | head+tail: which part of a long text is kept
+  /// [CLS] text [SEP] (pairs: [CLS] a [SEP] b [SEP], token types 0/1) from the WordPiece
+  /// vocabulary; max_len counts them. Needs vocab.source "tokenizer".
+  bool special_tokens = false;
 };
 
 struct TaskConfig {
@@ -80,6 +89,10 @@ struct OptimizerConfig {
   double lr_decay = 0.0;  ///< adagrad
   /// Exempt biases and normalisation weights (every parameter of 1 dimension) from weight decay.
   bool no_decay_bias_norm = false;
+  double head_lr = 0.0;      ///< learning rate of the task head (the output layer); 0 = lr
+  /// Layer-wise lr decay: a layer d levels below the head learns at lr * layer_decay^d (models
+  /// with layers: transformer, bert); 1 = off.
+  double layer_decay = 1.0;
 };
 
 struct SchedulerConfig {
@@ -150,6 +163,10 @@ class ModelSchema {
   /// Checks that involve other sections (a sparse embedding needs an optimiser that takes sparse
   /// gradients, a transformer a data.max_len within its positions); throws ConfigError.
   virtual void check(const Config& config) const = 0;
+  /// Fills the keys of other sections that the model decides when the config leaves them out (a
+  /// pretrained BERT brings its tokenizer); `document` is the config as written, to tell a key
+  /// left out from one set to its default. Runs before check().
+  virtual void complete(const nlohmann::json& document, Config& config) const = 0;
 };
 
 /// Parses a JSON document (already overridden) into a validated Config, the model section through

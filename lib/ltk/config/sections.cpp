@@ -32,6 +32,8 @@ const std::vector<Field<DataConfig>>& data_fields() {
       {"on_bad_row", &DataConfig::on_bad_row, one_of({"error", "skip"})},
       {"max_len", &DataConfig::max_len, at_least(0)},
       {"truncation", &DataConfig::truncation, one_of({"head", "tail", "head+tail"})},
+      {"text_pair_field", &DataConfig::text_pair_field},
+      {"special_tokens", &DataConfig::special_tokens},
   };
   return f;
 }
@@ -43,6 +45,7 @@ const std::vector<Field<TokenizerConfig>>& tokenizer_fields() {
       {"lowercase", &TokenizerConfig::lowercase},
       {"nfkc", &TokenizerConfig::nfkc},
       {"strip_accents", &TokenizerConfig::strip_accents},
+      {"tokenize_chinese_chars", &TokenizerConfig::tokenize_chinese_chars},
       {"vocab_size", &TokenizerConfig::vocab_size, at_least(2)},
       {"model_type", &TokenizerConfig::model_type, one_of({"unigram", "bpe"})},
       {"character_coverage", &TokenizerConfig::character_coverage, between(0, 1, false, true)},
@@ -52,6 +55,7 @@ const std::vector<Field<TokenizerConfig>>& tokenizer_fields() {
 
 const std::vector<Field<VocabConfig>>& vocab_fields() {
   static const std::vector<Field<VocabConfig>> f = {
+      {"source", &VocabConfig::source, one_of({"corpus", "tokenizer"})},
       {"min_freq", &VocabConfig::min_freq, at_least(1)},
       {"max_size", &VocabConfig::max_size, at_least(0)},
   };
@@ -84,6 +88,8 @@ const std::vector<Field<OptimizerConfig>>& optimizer_fields() {
       {"eps", &OptimizerConfig::eps, at_least(0, false)},
       {"lr_decay", &OptimizerConfig::lr_decay, at_least(0)},
       {"no_decay_bias_norm", &OptimizerConfig::no_decay_bias_norm},
+      {"head_lr", &OptimizerConfig::head_lr, at_least(0)},
+      {"layer_decay", &OptimizerConfig::layer_decay, between(0, 1, false, true)},
   };
   return f;
 }
@@ -150,11 +156,10 @@ void read_data(JsonReader r, DataConfig& d) {
   read_fields(r, d, data_fields());
   read_column(r, "label_column", d.label_column);
   read_column(r, "text_column", d.text_column);
+  read_column(r, "text_pair_column", d.text_pair_column);
   {
     JsonReader t = r.child("tokenizer");
     read_fields(t, d.tokenizer, tokenizer_fields());
-    if (d.tokenizer.type == "wordpiece" && d.tokenizer.dict.empty())
-      config_fail(t.key_path("dict"), "wordpiece needs a BERT-style vocab.txt (one token per line, with [UNK])");
     t.finish();
   }
   {
@@ -165,6 +170,27 @@ void read_data(JsonReader r, DataConfig& d) {
   }
   r.finish();
   if (d.train.empty()) config_fail("data.train", "is required: the path of the training file");
+}
+
+void check_data(const DataConfig& d) {
+  if (d.tokenizer.type == "wordpiece" && d.tokenizer.dict.empty())
+    config_fail("data.tokenizer.dict", "wordpiece needs a BERT-style vocab.txt (one token per line, with [UNK])");
+  if (d.vocab.source == "tokenizer" && d.tokenizer.type != "wordpiece")
+    config_fail("data.vocab.source", "\"tokenizer\" takes the ids of a WordPiece vocab.txt; data.tokenizer.type is '" +
+                                         d.tokenizer.type + "', not \"wordpiece\"");
+  if (d.special_tokens && d.vocab.source != "tokenizer")
+    config_fail("data.special_tokens", "needs the [CLS] and [SEP] of a WordPiece vocabulary: set data.vocab.source to "
+                                       "\"tokenizer\"");
+  if (!d.text_pair_column.empty() || !d.text_pair_field.empty()) {
+    if (!d.special_tokens)
+      config_fail(d.text_pair_column.empty() ? "data.text_pair_field" : "data.text_pair_column",
+                  "sentence pairs are joined as [CLS] a [SEP] b [SEP]: set data.special_tokens (a bert model sets it)");
+    if (d.truncation != "head")
+      config_fail("data.truncation", "sentence pairs are truncated longest first, from the end (\"head\"); got '" +
+                                         d.truncation + "'");
+  }
+  if (d.special_tokens && d.max_len == 1)
+    config_fail("data.max_len", "counts [CLS] and [SEP]: it must be at least 2 (3 for pairs)");
 }
 
 void read_task(JsonReader r, TaskConfig& t) {
@@ -225,6 +251,7 @@ nlohmann::json write_sections(const Config& c) {
   j["data"] = write_fields(c.data, data_fields());
   j["data"]["label_column"] = c.data.label_column;
   j["data"]["text_column"] = c.data.text_column;
+  j["data"]["text_pair_column"] = c.data.text_pair_column;
   j["data"]["tokenizer"] = write_fields(c.data.tokenizer, tokenizer_fields());
   j["data"]["vocab"] = write_fields(c.data.vocab, vocab_fields());
   j["task"] = write_fields(c.task, task_fields());

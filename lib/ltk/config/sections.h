@@ -15,6 +15,8 @@ void read_task(JsonReader r, TaskConfig& t);
 void read_optimizer(JsonReader r, OptimizerConfig& o);
 void read_scheduler(JsonReader r, SchedulerConfig& s);
 void read_trainer(JsonReader r, TrainerConfig& t);
+/// Checks across data keys, once the model has completed the config (ModelSchema::complete).
+void check_data(const DataConfig& d);
 
 /// The whole resolved config as JSON, from the same field tables.
 nlohmann::json write_sections(const Config& c);

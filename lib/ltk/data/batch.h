@@ -11,6 +11,8 @@ struct Batch {
   torch::Tensor mask;     ///< [B, T] bool, true on real tokens
   torch::Tensor labels;   ///< [B] int64 class ids (undefined for unlabelled input)
   torch::Tensor indices;  ///< [B] int64 sample indices in the dataset
+  /// [B, T] int64 token types (0 first text, 1 second text of a pair); undefined without pairs
+  torch::Tensor token_types;
 
   int64_t size() const { return ids.size(0); }
 

@@ -14,6 +14,7 @@ Batch Batch::to(const torch::Device& device) const {
   b.lengths = lengths.to(device);
   b.mask = mask.to(device);
   if (labels.defined()) b.labels = labels.to(device);
+  if (token_types.defined()) b.token_types = token_types.to(device);
   b.indices = indices;  // bookkeeping stays on the CPU
   return b;
 }
@@ -25,7 +26,7 @@ Batch PadCollate::operator()(const TextDataset& data, const std::vector<int64_t>
     for (int64_t i : indices) T = std::max(T, data.length(i));
     T = std::max<int64_t>(T, 1);  // an all-empty batch still has one (padding) column
   }
-  auto ids = torch::full({B, T}, pad_id_, torch::kLong);
+  auto ids = torch::full({B, T}, pad_id_ >= 0 ? pad_id_ : data.pad_id(), torch::kLong);
   auto lengths = torch::empty({B}, torch::kLong);
   auto idx = torch::empty({B}, torch::kLong);
   int64_t* ip = ids.data_ptr<int64_t>();
@@ -47,6 +48,12 @@ Batch PadCollate::operator()(const TextDataset& data, const std::vector<int64_t>
   batch.mask = torch::arange(T, torch::kLong).unsqueeze(0) < lengths.unsqueeze(1);
   batch.indices = idx;
   if (data.has_labels()) batch.labels = data.targets(indices);
+  if (data.has_pairs()) {  // 1 from the second text's first piece through its [SEP], 0 elsewhere
+    batch.token_types = torch::zeros({B, T}, torch::kLong);
+    int64_t* tp = batch.token_types.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = std::min(data.second_start(indices[b]), lp[b]); t < lp[b]; ++t) tp[b * T + t] = 1;
+  }
   return batch;
 }
 

@@ -33,9 +33,19 @@ struct TargetEncoder {
 };
 
 struct EncodeOptions {
-  int64_t max_len = 0;              ///< 0 = keep every token
-  std::string truncation = "head";  ///< head | tail | head+tail
+  int64_t max_len = 0;              ///< 0 = keep every token (with specials: counts them)
+  std::string truncation = "head";  ///< head | tail | head+tail (pairs: longest first, from the end)
+  /// [CLS] text [SEP] / [CLS] a [SEP] b [SEP] with these ids; -1 = no special tokens.
+  int32_t cls_id = -1, sep_id = -1;
 };
+
+/// The encode options of a data config over `vocab` (the [CLS]/[SEP] ids when
+/// data.special_tokens is set; DataError when the vocabulary lacks them).
+EncodeOptions encode_options(const DataConfig& data, const Vocabulary& vocab);
+
+/// Hugging Face's "longest_first" truncation of a pair to at most `budget` ids in all: the longer
+/// loses its last id until both are equal, then they lose one each, the second first.
+void truncate_pair(std::vector<int32_t>& a, std::vector<int32_t>& b, int64_t budget);
 
 /// Truncates `ids` in place to `max_len` tokens by `policy` (head keeps the start, tail the end,
 /// head+tail the first ceil(max_len/2) and the last floor(max_len/2)).
@@ -63,6 +73,12 @@ class TextDataset {
   int64_t source_line(int64_t i) const { return lines_[i]; }
   const std::string& source() const { return source_; }
   bool has_labels() const { return kind_ != TargetKind::none; }
+  /// Sentence pairs: where sample i's second text (token type 1) starts.
+  bool has_pairs() const { return !second_starts_.empty(); }
+  int64_t second_start(int64_t i) const { return second_starts_[i]; }
+  /// The id the collate pads with (the vocabulary's).
+  int64_t pad_id() const { return pad_id_; }
+  void set_pad_id(int64_t id) { pad_id_ = id; }
   int64_t total_tokens() const { return static_cast<int64_t>(ids_.size()); }
   /// Bytes held by the id, offset, label and length buffers.
   size_t memory_bytes() const;
@@ -70,6 +86,8 @@ class TextDataset {
   /// Appends one sample (ids already truncated) with its class ids (class tasks) or value.
   void add(const std::vector<int32_t>& ids, int64_t full_length, const std::vector<int64_t>& class_ids, float value,
            int64_t line);
+  /// Records where the last added sample's second text starts (every sample of a pair dataset).
+  void set_second_start(int64_t start) { second_starts_.push_back(static_cast<int32_t>(start)); }
 
   void set_source(std::string source, TargetKind kind, int64_t num_classes, int64_t positive = 1) {
     source_ = std::move(source);
@@ -94,7 +112,9 @@ class TextDataset {
   std::vector<float> values_;
   std::vector<int32_t> full_lengths_;
   std::vector<int64_t> lines_;
+  std::vector<int32_t> second_starts_;
   std::string source_;
+  int64_t pad_id_ = Vocabulary::kPadId;
   TargetKind kind_ = TargetKind::none;
   int64_t num_classes_ = 0;
   int64_t positive_ = 1;
@@ -127,11 +147,11 @@ inline TargetEncoder class_targets(const LabelMap& labels) {
 /// Counts the tokens of the examples (for building a vocabulary).
 TokenCounter count_tokens(const std::vector<Example>& examples, const Tokenizer& tokenizer);
 
-/// Pads samples to the longest in the batch (or to `fixed_len`) with the pad id. The padding
-/// never changes what a model sees: lengths and mask come with the ids.
+/// Pads samples to the longest in the batch (or to `fixed_len`) with the pad id (-1: the
+/// dataset's). The padding never changes what a model sees: lengths and mask come with the ids.
 class PadCollate {
  public:
-  explicit PadCollate(int64_t pad_id = Vocabulary::kPadId, int64_t fixed_len = 0)
+  explicit PadCollate(int64_t pad_id = -1, int64_t fixed_len = 0)
       : pad_id_(pad_id), fixed_len_(fixed_len) {}
   Batch operator()(const TextDataset& data, const std::vector<int64_t>& indices) const;
 

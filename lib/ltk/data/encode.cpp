@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
+
 #include "ltk/core/error.h"
 #include "ltk/core/strings.h"
 
@@ -21,6 +23,24 @@ void truncate_ids(std::vector<int32_t>& ids, int64_t max_len, const std::string&
   } else {
     throw ConfigError("config key 'data.truncation': unknown policy '" + policy + "'");
   }
+}
+
+void truncate_pair(std::vector<int32_t>& a, std::vector<int32_t>& b, int64_t budget) {
+  while (static_cast<int64_t>(a.size() + b.size()) > budget) {
+    if (a.size() > b.size()) a.pop_back();
+    else b.pop_back();
+  }
+}
+
+EncodeOptions encode_options(const DataConfig& data, const Vocabulary& vocab) {
+  EncodeOptions o{data.max_len, data.truncation, -1, -1};
+  if (data.special_tokens) {
+    o.cls_id = vocab.special_id("[CLS]");
+    o.sep_id = vocab.special_id("[SEP]");
+    if (o.cls_id < 0 || o.sep_id < 0)
+      throw DataError("data.special_tokens: the vocabulary (data.tokenizer.dict) has no [CLS] or [SEP] token");
+  }
+  return o;
 }
 
 TokenCounter count_tokens(const std::vector<Example>& examples, const Tokenizer& tokenizer) {
@@ -47,6 +67,10 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
   if (kind != TargetKind::none && kind != TargetKind::value && !labels)
     throw Error("encoding a dataset: a class task needs a label map");
   data.set_source(source, kind, labels ? labels->size() : 0, targets ? targets->positive : 1);
+  const bool specials = options.cls_id >= 0;
+  const bool pairs = !examples.empty() && !examples.front().text_pair.empty();
+  if (pairs && !specials)
+    throw ConfigError("sentence pairs need data.special_tokens ([CLS] a [SEP] b [SEP])");
   auto class_id = [&](std::string_view name, const Example& ex) {
     int64_t id = labels->find(std::string(name));
     if (id < 0) {
@@ -60,7 +84,7 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
   };
   std::string scratch;
   std::vector<std::string_view> tokens;
-  std::vector<int32_t> ids;
+  std::vector<int32_t> ids, second;
   std::vector<int64_t> classes;
   for (const auto& ex : examples) {
     classes.clear();
@@ -81,8 +105,34 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
     ids.clear();
     for (auto t : tokens) ids.push_back(token_id(t));
     int64_t full = static_cast<int64_t>(ids.size());
-    truncate_ids(ids, options.max_len, options.truncation);
+    if (!specials) {
+      truncate_ids(ids, options.max_len, options.truncation);
+      data.add(ids, full, classes, value, ex.line);
+      continue;
+    }
+    // [CLS] a [SEP] (b [SEP]): max_len counts the special tokens.
+    if (pairs != !ex.text_pair.empty())
+      throw DataError(fmt::format("{}:{}: {} second text", source, ex.line, pairs ? "no" : "an unexpected"));
+    const int64_t budget = options.max_len > 0 ? options.max_len - (pairs ? 3 : 2) : INT64_MAX;
+    if (pairs) {
+      tokenizer.tokenize(ex.text_pair, scratch, tokens);
+      second.clear();
+      for (auto t : tokens) second.push_back(token_id(t));
+      full += static_cast<int64_t>(second.size()) + 3;
+      truncate_pair(ids, second, budget);
+    } else {
+      full += 2;
+      truncate_ids(ids, budget, options.truncation);
+    }
+    ids.insert(ids.begin(), options.cls_id);
+    ids.push_back(options.sep_id);
+    const auto second_start = static_cast<int64_t>(ids.size());
+    if (pairs) {
+      ids.insert(ids.end(), second.begin(), second.end());
+      ids.push_back(options.sep_id);
+    }
     data.add(ids, full, classes, value, ex.line);
+    if (pairs) data.set_second_start(second_start);
   }
   data.shrink_to_fit();
   return data;
@@ -93,7 +143,10 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
 TextDataset encode_examples(const std::vector<Example>& examples, const std::string& source,
                             const Tokenizer& tokenizer, const Vocabulary& vocab, const TargetEncoder* targets,
                             const EncodeOptions& options) {
-  return encode_with(examples, source, tokenizer, [&](std::string_view t) { return vocab.id(t); }, targets, options);
+  TextDataset data =
+      encode_with(examples, source, tokenizer, [&](std::string_view t) { return vocab.id(t); }, targets, options);
+  data.set_pad_id(vocab.pad_id());
+  return data;
 }
 
 std::pair<Vocabulary, TextDataset> build_vocab_and_encode(const std::vector<Example>& examples,

@@ -87,6 +87,8 @@ ReaderOptions reader_options(const DataConfig& d, const TaskConfig& task) {
   o.text_column = d.text_column;
   o.label_field = d.label_field;
   o.text_field = d.text_field;
+  o.text_pair_column = d.text_pair_column;
+  o.text_pair_field = d.text_pair_field;
   o.on_bad_row = d.on_bad_row;
   o.label_separator = task.label_separator;
   return o;
@@ -181,6 +183,14 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
         bad.handle(where + ": empty text");
         continue;
       }
+      if (!o.text_pair_field.empty()) {
+        if (!j.contains(o.text_pair_field) || !j.at(o.text_pair_field).is_string() ||
+            trim(j.at(o.text_pair_field).get<std::string>()).empty()) {
+          bad.handle(fmt::format("{}: no non-empty string field '{}' (data.text_pair_field)", where, o.text_pair_field));
+          continue;
+        }
+        ex.text_pair = std::string(trim(j.at(o.text_pair_field).get<std::string>()));
+      }
       if (j.contains(o.label_field) && !j.at(o.label_field).is_null()) {
         try {
           ex.label = std::string(trim(json_label(j.at(o.label_field), o)));
@@ -197,8 +207,12 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
     }
   } else if (format == "tsv" || format == "csv") {
     const char sep = format == "csv" ? ',' : '\t';
-    const bool simple_tsv = format == "tsv" && !o.header && o.label_column.empty() && o.text_column.empty();
+    const bool pairs = !o.text_pair_column.empty();
+    const bool simple_tsv =
+        format == "tsv" && !o.header && o.label_column.empty() && o.text_column.empty() && !pairs;
     Column label_col = parse_column(o.label_column, 0), text_col = parse_column(o.text_column, 1);
+    Column pair_col = parse_column(o.text_pair_column, 2);
+    int64_t pi = -1;
     std::vector<std::string> header, csv_fields;
     std::vector<std::string_view> fields;
     size_t pos = offset;
@@ -239,6 +253,7 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
       if (li < 0) {
         li = column_index(label_col, header, path, "label_column");
         ti = column_index(text_col, header, path, "text_column");
+        if (pairs) pi = column_index(pair_col, header, path, "text_pair_column");
       }
       size_t invalid = utf8::find_invalid(std::string_view(data.data() + record_start, pos - record_start));
       if (invalid != std::string::npos) {
@@ -246,14 +261,14 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
                                invalid, static_cast<unsigned char>(data[record_start + invalid])));
         continue;
       }
-      int64_t need = std::max(o.require_label ? li : 0, ti) + 1;
+      int64_t need = std::max({o.require_label ? li : int64_t{0}, ti, pi}) + 1;
       if (static_cast<int64_t>(fields.size()) < need) {
         if (simple_tsv)
           bad.handle(where() + ": expected label<TAB>text, found no tab in \"" + std::string(fields[0].substr(0, 60)) +
                      (fields[0].size() > 60 ? "...\"" : "\""));
         else
           bad.handle(fmt::format("{}: {} column(s), but the {} column is number {} (0-based)", where(), fields.size(),
-                                 ti >= li ? "text" : "label", std::max(li, ti)));
+                                 pi >= std::max(li, ti) ? "text pair" : ti >= li ? "text" : "label", need - 1));
         continue;
       }
       Example ex{li < static_cast<int64_t>(fields.size()) ? std::string(trim(fields[li])) : "",
@@ -265,6 +280,13 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
       if (ex.text.empty()) {
         bad.handle(where() + ": empty text" + (ex.label.empty() ? "" : " (label '" + ex.label + "')"));
         continue;
+      }
+      if (pairs) {
+        ex.text_pair = std::string(trim(fields[static_cast<size_t>(pi)]));
+        if (ex.text_pair.empty()) {
+          bad.handle(where() + ": empty second text (data.text_pair_column)");
+          continue;
+        }
       }
       result.examples.push_back(std::move(ex));
     }

@@ -20,6 +20,8 @@ struct ReaderOptions {
   std::string text_column;      ///< tsv/csv: as above; "" = 1 (tsv without header: the rest of the line)
   std::string label_field = "label";  ///< jsonl
   std::string text_field = "text";    ///< jsonl
+  std::string text_pair_column;       ///< tsv/csv: the second text of a pair (name or index); "" = none
+  std::string text_pair_field;        ///< jsonl: as above
   std::string on_bad_row = "error";   ///< error | skip
   std::string label_separator = ",";  ///< joins a JSON list label (multilabel)
   bool require_label = true;          ///< false: unlabelled input (the label may be missing)

@@ -10,7 +10,8 @@ namespace ltk {
 struct Example {
   std::string label;  ///< empty for unlabelled input
   std::string text;
-  int64_t line = 0;  ///< 1-based line in the source file
+  int64_t line = 0;
+  std::string text_pair;  ///< the second text of a sentence pair (data.text_pair_column / text_pair_field)  ///< 1-based line in the source file
 };
 
 /// Reads label<TAB>text lines (the text is everything after the first tab). UTF-8 with or

@@ -205,7 +205,8 @@ std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerConfig& config) {
   if (config.type == "basic") return std::make_unique<BasicTokenizer>(n);
   if (config.type == "whitespace") return std::make_unique<WhitespaceTokenizer>(n);
   if (config.type == "char") return std::make_unique<CharTokenizer>(n);
-  if (config.type == "wordpiece") return std::make_unique<WordPieceTokenizer>(config.dict, config.lowercase);
+  if (config.type == "wordpiece") return std::make_unique<WordPieceTokenizer>(config.dict, config.lowercase, config.strip_accents,
+                                                                        config.tokenize_chinese_chars);
   if (config.type == "jieba") return std::make_unique<JiebaTokenizer>(config.dict.empty() ? kDefaultJiebaDict : config.dict, n);
   if (config.type == "sentencepiece") return std::make_unique<SentencePieceTokenizer>(config.dict, n);
   throw ConfigError("config key 'data.tokenizer.type': unknown tokenizer '" + config.type + "'");

@@ -25,9 +25,9 @@ void Vocabulary::add(std::string token, int64_t count) {
 
 void Vocabulary::rebuild_index() {
   index_ = TokenIndex();
-  for (size_t i = kFirstWordId; i < tokens_.size(); ++i) {
-    if (index_.insert(tokens_[i]) != static_cast<int32_t>(i) - kFirstWordId)
-      throw DataError("duplicate token '" + tokens_[i] + "' in the vocabulary");
+  for (size_t i = static_cast<size_t>(first_word_); i < tokens_.size(); ++i) {
+    if (index_.insert(tokens_[i]) != static_cast<int32_t>(i) - first_word_)
+      throw DataError(fmt::format("line {}: duplicate token '{}' in the vocabulary", i + 1, tokens_[i]));
   }
 }
 
@@ -50,7 +50,8 @@ Vocabulary Vocabulary::build(const TokenCounter& counter, int64_t min_freq, int6
 
 void Vocabulary::save(const std::string& path) const {
   std::string out;
-  for (size_t i = 0; i < tokens_.size(); ++i) out += tokens_[i] + '\t' + std::to_string(counts_[i]) + '\n';
+  for (size_t i = 0; i < tokens_.size(); ++i)
+    out += fixed_ ? tokens_[i] + '\n' : tokens_[i] + '\t' + std::to_string(counts_[i]) + '\n';
   write_file_atomic(path, out);
 }
 
@@ -80,6 +81,34 @@ Vocabulary Vocabulary::load(const std::string& path) {
     v.rebuild_index();
   } catch (const DataError& e) {
     throw DataError(path + ": " + e.what());
+  }
+  return v;
+}
+
+Vocabulary Vocabulary::load_wordpiece(const std::string& path) {
+  std::string data = read_file(path);
+  if (!data.empty() && data.back() == '\n') data.pop_back();
+  Vocabulary v;
+  v.tokens_.clear();
+  v.counts_.clear();
+  v.fixed_ = true;
+  v.first_word_ = 0;
+  int64_t line_no = 0;
+  for (std::string_view line : split(data, '\n')) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty())
+      throw DataError(fmt::format("{}:{}: empty line; a WordPiece vocab.txt has one token per line", path, line_no));
+    v.add(std::string(line), 0);
+  }
+  try {
+    v.rebuild_index();
+  } catch (const DataError& e) {
+    throw DataError(path + ":" + std::string(e.what()).substr(5));  // "line N: ..." -> "path:N: ..."
+  }
+  for (auto [name, out] : {std::pair<const char*, int32_t*>{"[PAD]", &v.pad_id_}, {"[UNK]", &v.unk_id_}}) {
+    *out = v.special_id(name);
+    if (*out < 0) throw DataError(path + ": a WordPiece vocabulary needs a " + name + " token (one token per line)");
   }
   return v;
 }

@@ -1,4 +1,6 @@
-// Token vocabulary: <pad>=0, <unk>=1, then tokens by descending frequency (ties by byte order).
+// Token vocabulary. Built from a corpus: <pad>=0, <unk>=1, then tokens by descending frequency
+// (ties by byte order). Or fixed by a pretrained model's WordPiece vocab.txt: the file's order
+// is the ids, and its [PAD], [UNK], [CLS], [SEP], [MASK] are the specials.
 #pragma once
 
 #include <cstdint>
@@ -45,14 +47,28 @@ class Vocabulary {
 
   /// Reads vocab.txt (token<TAB>count per line); errors name file:line.
   static Vocabulary load(const std::string& path);
+  /// Reads a BERT-style vocab.txt (one token per line; line n is id n-1). It must hold [PAD] and
+  /// [UNK]; a duplicate or empty line is an error naming file:line.
+  static Vocabulary load_wordpiece(const std::string& path);
+  /// Writes the format the vocabulary was read in (token<TAB>count, or one token per line).
   void save(const std::string& path) const;
 
-  /// The id of `token`, or kUnkId. The specials are not looked up: a text token that reads
-  /// "<pad>" is unknown, never padding.
+  /// The id of `token`, or unk_id(). In a corpus vocabulary the specials are not looked up: a
+  /// text token that reads "<pad>" is unknown, never padding. In a WordPiece vocabulary every
+  /// line is a token ("[UNK]" is the tokenizer's own unknown piece).
   int32_t id(std::string_view token) const {
     int32_t i = index_.find(token);
-    return i < 0 ? kUnkId : i + kFirstWordId;
+    return i < 0 ? unk_id_ : i + first_word_;
   }
+  int32_t pad_id() const { return pad_id_; }
+  int32_t unk_id() const { return unk_id_; }
+  /// The id of a special token of a WordPiece vocabulary ("[CLS]"), -1 when it has none.
+  int32_t special_id(std::string_view token) const {
+    int32_t i = fixed_ ? index_.find(token) : -1;
+    return i < 0 ? -1 : i + first_word_;
+  }
+  /// Read from a pretrained WordPiece vocab.txt (ids fixed by the file).
+  bool fixed() const { return fixed_; }
   bool contains(std::string_view token) const { return index_.find(token) >= 0; }
   const std::string& token(int32_t id) const { return tokens_.at(static_cast<size_t>(id)); }
   int64_t count(int32_t id) const { return counts_.at(static_cast<size_t>(id)); }
@@ -64,7 +80,10 @@ class Vocabulary {
 
   std::vector<std::string> tokens_;
   std::vector<int64_t> counts_;
-  TokenIndex index_;  // the tokens after the specials: index id i is vocabulary id i + 2
+  TokenIndex index_;  // the tokens from first_word_ on: index id i is vocabulary id i + first_word_
+  int32_t first_word_ = kFirstWordId;
+  int32_t pad_id_ = kPadId, unk_id_ = kUnkId;
+  bool fixed_ = false;
 };
 
 }  // namespace ltk

@@ -28,8 +28,13 @@ bool bert_control(char32_t c) {
 
 }  // namespace
 
-WordPieceTokenizer::WordPieceTokenizer(const std::string& vocab_path, bool lowercase, int64_t max_chars_per_word)
-    : Tokenizer(Normalizer{false, false, false}), lowercase_(lowercase), max_chars_(max_chars_per_word) {
+WordPieceTokenizer::WordPieceTokenizer(const std::string& vocab_path, bool lowercase, bool strip_accents,
+                                       bool chinese_chars, int64_t max_chars_per_word)
+    : Tokenizer(Normalizer{false, false, false}),
+      lowercase_(lowercase),
+      strip_accents_(lowercase || strip_accents),
+      chinese_chars_(chinese_chars),
+      max_chars_(max_chars_per_word) {
   std::string data = read_file(vocab_path);
   for (std::string_view line : split(data, '\n')) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
@@ -50,7 +55,7 @@ void WordPieceTokenizer::tokenize(std::string_view text, std::string& scratch,
     if (c == 0 || c == 0xFFFD || bert_control(c)) continue;
     if (bert_whitespace(c)) {
       cleaned += ' ';
-    } else if (is_cjk_ideograph(c)) {
+    } else if (chinese_chars_ && is_cjk_ideograph(c)) {
       cleaned += ' ';
       utf8::append(cleaned, c);
       cleaned += ' ';
@@ -60,7 +65,7 @@ void WordPieceTokenizer::tokenize(std::string_view text, std::string& scratch,
   }
   std::string_view s = cleaned;
   std::string mapped;
-  if (lowercase_) {
+  if (strip_accents_) {
     utf8proc_uint8_t* out = nullptr;
     auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(cleaned.data()),
                           static_cast<utf8proc_ssize_t>(cleaned.size()), &out,
@@ -75,9 +80,13 @@ void WordPieceTokenizer::tokenize(std::string_view text, std::string& scratch,
         if (utf8proc_category(static_cast<utf8proc_int32_t>(c)) != UTF8PROC_CATEGORY_MN)
           mapped.append(nfd, start, k - start);
       }
-      lowercase_utf8(mapped, scratch);
+      if (lowercase_) lowercase_utf8(mapped, scratch);
+      else scratch = std::move(mapped);
       s = scratch;
     }
+  } else if (lowercase_) {
+    lowercase_utf8(cleaned, scratch);
+    s = scratch;
   }
   // BertPreTokenizer: words split on whitespace; every punctuation mark is a word.
   std::vector<std::u32string> words;

@@ -13,8 +13,11 @@ namespace ltk {
 
 class WordPieceTokenizer : public Tokenizer {
  public:
-  /// `lowercase` also strips accents (BERT uncased); errors name the vocab file.
-  WordPieceTokenizer(const std::string& vocab_path, bool lowercase, int64_t max_chars_per_word = 100);
+  /// `lowercase` also strips accents (BERT uncased, Hugging Face's default); `strip_accents`
+  /// strips them without lowercasing; `chinese_chars` isolates CJK ideographs. Errors name the
+  /// vocab file.
+  WordPieceTokenizer(const std::string& vocab_path, bool lowercase, bool strip_accents = false,
+                     bool chinese_chars = true, int64_t max_chars_per_word = 100);
   using Tokenizer::tokenize;
   void tokenize(std::string_view text, std::string& scratch,
                 std::vector<std::string_view>& tokens) const override;
@@ -22,7 +25,7 @@ class WordPieceTokenizer : public Tokenizer {
 
  private:
   std::unordered_set<std::string> vocab_;
-  bool lowercase_;
+  bool lowercase_, strip_accents_, chinese_chars_;
   int64_t max_chars_;
 };
 

@@ -13,7 +13,7 @@ namespace ltk {
 TextDataset LoadedRun::encode(const std::vector<Example>& examples, const std::string& source, bool labelled) const {
   TargetEncoder targets = task->target_encoder();
   return encode_examples(examples, source, *tokenizer, vocab, labelled ? &targets : nullptr,
-                         EncodeOptions{config.data.max_len, config.data.truncation});
+                         encode_options(config.data, vocab));
 }
 
 LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const std::string& device) {
@@ -28,7 +28,8 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
   if (!resource.empty() && std::filesystem::exists(run.dir.file(resource)))
     run.config.data.tokenizer.dict = run.dir.file(resource);
   run.tokenizer = make_tokenizer(run.config.data.tokenizer);
-  run.vocab = Vocabulary::load(run.dir.vocab_path());
+  run.vocab = run.config.data.vocab.source == "tokenizer" ? Vocabulary::load_wordpiece(run.dir.vocab_path())
+                                                         : Vocabulary::load(run.dir.vocab_path());
   if (task_has_labels(run.config.task.type)) run.labels = LabelMap::load(run.dir.labels_path());
   std::vector<double> weights;
   if (std::filesystem::exists(run.dir.file("task.json"))) {
@@ -38,7 +39,7 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
   run.task = make_task(run.config.task, run.labels, weights);
   run.device = resolve_device(device.empty() ? run.config.device : device, device.empty() ? "device" : "--device");
   run.model = build_model(run.config.model,
-                          ModelContext{run.vocab.size(), run.task->num_outputs(), Vocabulary::kPadId});
+                          ModelContext{run.vocab.size(), run.task->num_outputs(), run.vocab.pad_id()});
   run.checkpoint_path = run.dir.checkpoint(checkpoint);
   load_weights(*run.model, run.checkpoint_path);
   run.model->to(run.device);

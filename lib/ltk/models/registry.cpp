@@ -1,6 +1,7 @@
 #include "ltk/models/registry.h"
 
 #include "ltk/core/strings.h"
+#include "ltk/models/bert.h"
 #include "ltk/models/bow.h"
 #include "ltk/models/rnn.h"
 #include "ltk/models/textcnn.h"
@@ -16,6 +17,8 @@ const std::vector<ModelEntry>& model_registry() {
       {"rnn", "LSTM or GRU over packed sequences, last/max/mean pooling", resolve_rnn, build_rnn},
       {"transformer", "Transformer encoder from scratch, CLS or mean pooling", resolve_transformer, build_transformer,
        check_transformer},
+      {"bert", "BERT (Hugging Face's BertForSequenceClassification), pretrained from a Hugging Face directory or not",
+       resolve_bert, build_bert, check_bert, complete_bert},
   };
   return entries;
 }
@@ -40,6 +43,10 @@ class RegistrySchema final : public ModelSchema {
   void check(const Config& config) const override {
     const ModelEntry& entry = find_entry(config.model.type, "model");
     if (entry.check) entry.check(config.model.options, config);
+  }
+  void complete(const nlohmann::json& document, Config& config) const override {
+    const ModelEntry& entry = find_entry(config.model.type, "model");
+    if (entry.complete) entry.complete(config.model.options, document, config);
   }
 };
 

@@ -21,6 +21,8 @@ struct ModelEntry {
   std::function<std::shared_ptr<TextModel>(const nlohmann::json&, const ModelContext&)> build;
   /// Checks of the model's keys against other sections (may be empty); throws ConfigError.
   std::function<void(const nlohmann::json& options, const Config& config)> check;
+  /// Fills keys of other sections the model decides (ModelSchema::complete); may be empty.
+  std::function<void(const nlohmann::json& options, const nlohmann::json& document, Config& config)> complete;
 };
 
 const std::vector<ModelEntry>& model_registry();

@@ -22,6 +22,14 @@ class TextModel : public torch::nn::Module {
  public:
   /// Outputs [B, num_outputs]. Returns tensors only (P9).
   virtual torch::Tensor forward(const Batch& batch) = 0;
+
+  /// Whether parameter `name` belongs to the task head (optimizer.head_lr).
+  virtual bool is_head(const std::string& name) const { return name.rfind("output.", 0) == 0; }
+  /// Layer-wise learning-rate decay (optimizer.layer_decay): how many levels parameter `name`
+  /// sits below the head (0: the head and what sits on the last layer, num_levels(): the
+  /// embeddings); the lr is multiplied by layer_decay^level. Models without layers: 0.
+  virtual int64_t level(const std::string& name) const { return 0; }
+  virtual int64_t num_levels() const { return 0; }
 };
 
 }  // namespace ltk

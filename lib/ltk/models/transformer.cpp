@@ -93,6 +93,13 @@ torch::Tensor TransformerImpl::forward(const Batch& batch) {
   return output->forward(dropout->forward(pooled));
 }
 
+int64_t TransformerImpl::level(const std::string& name) const {
+  const int64_t L = options.layers();
+  if (name.rfind("layers.", 0) == 0) return L - std::stoll(name.substr(7));
+  if (name.rfind("embedding.", 0) == 0 || name.rfind("positions.", 0) == 0 || name == "cls") return L + 1;
+  return 0;  // the final norm and the output layer
+}
+
 nlohmann::json resolve_transformer(JsonReader& r) {
   TransformerOptions o(0, 0);
   int64_t embed_dim = o.embed_dim(), heads = o.heads(), layers = o.layers(), ff_dim = o.ff_dim(),

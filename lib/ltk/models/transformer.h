@@ -65,6 +65,8 @@ class TransformerImpl : public TextModel {
   explicit TransformerImpl(const TransformerOptions& options);
   void reset();
   torch::Tensor forward(const Batch& batch) override;
+  int64_t level(const std::string& name) const override;
+  int64_t num_levels() const override { return options.layers() + 1; }
 
   TransformerOptions options;
   torch::nn::Embedding embedding{nullptr}, positions{nullptr};

@@ -20,6 +20,7 @@
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
 #include "ltk/io/checkpoint.h"
+#include "ltk/io/hf.h"
 #include "ltk/models/registry.h"
 #include "ltk/train/trainer.h"
 
@@ -157,25 +158,31 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   // A resumed run, and a run fine-tuned from another run, reuse that run's tokenizer and
   // vocabulary: the embedding rows must keep meaning the same tokens.
   std::string init_run = init_from_run_dir(config.model.init_from);
-  auto tokenizer = make_tokenizer(run_tokenizer(config.data.tokenizer, run, train, init_run, resume, threads));
+  const TokenizerConfig run_tok = run_tokenizer(config.data.tokenizer, run, train, init_run, resume, threads);
+  const std::string tokenizer_dict = run_tok.dict;
+  auto tokenizer = make_tokenizer(run_tok);
   LabelMap labels;
   if (has_labels) labels = resume ? LabelMap::load(run.labels_path()) : labels_from_examples(config.task, train.examples);
   // The task is built twice: first to learn how labels become targets, then with the class
   // weights that need the encoded training split.
   auto encoder_task = make_task(config.task, labels);
   TargetEncoder targets = encoder_task->target_encoder();
-  EncodeOptions enc{config.data.max_len, config.data.truncation};
   Vocabulary vocab;
   TextDataset train_set;
-  if (resume || !init_run.empty()) {
+  if (config.data.vocab.source == "tokenizer") {
+    // A pretrained model's ids: its WordPiece vocab.txt as it is (kept in the run as vocab.txt).
+    vocab = Vocabulary::load_wordpiece(resume ? run.vocab_path() : tokenizer_dict);
+    train_set = encode_examples(train.examples, train.path, *tokenizer, vocab, &targets, encode_options(config.data, vocab));
+  } else if (resume || !init_run.empty()) {
     vocab = Vocabulary::load(resume ? run.vocab_path() : RunDirectory::open(init_run).vocab_path());
     if (!resume) log::info("[data] vocabulary of {} reused ({} tokens)", init_run, vocab.size());
-    train_set = encode_examples(train.examples, train.path, *tokenizer, vocab, &targets, enc);
+    train_set = encode_examples(train.examples, train.path, *tokenizer, vocab, &targets, encode_options(config.data, vocab));
   } else {
     std::tie(vocab, train_set) = build_vocab_and_encode(train.examples, train.path, *tokenizer,
                                                         config.data.vocab.min_freq, config.data.vocab.max_size,
-                                                        &targets, enc);
+                                                        &targets, encode_options(config.data, Vocabulary()));
   }
+  const EncodeOptions enc = encode_options(config.data, vocab);
   if (!resume) {  // a resumed run keeps its own files
     vocab.save(run.vocab_path());
     if (has_labels) labels.save(run.labels_path());
@@ -207,7 +214,17 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   throw_if_stop_requested();
   phase = Phase::training;
   // Model first, on its device; the optimiser is built from its parameters afterwards (P3).
-  auto model = build_model(config.model, ModelContext{vocab.size(), task->num_outputs(), Vocabulary::kPadId, &vocab});
+  auto model = build_model(config.model, ModelContext{vocab.size(), task->num_outputs(), vocab.pad_id(), &vocab});
+  const std::string pretrained_dir = config.model.options.value("pretrained_dir", std::string());
+  if (!pretrained_dir.empty() && !resume && config.model.init_from.empty()) {
+    PretrainedLoad loaded = load_hf_bert(*model, pretrained_dir);
+    log::info("[model] {} tensors loaded from {}", loaded.loaded, loaded.file);
+    if (!loaded.ignored.empty())
+      log::info("[model] ignored {} tensor(s) a classifier does not use (pre-training heads, position ids): {}",
+                loaded.ignored.size(), fmt::join(loaded.ignored, ", "));
+    if (!loaded.initialised.empty())
+      log::info("[model] newly initialised (not in the file): {}", fmt::join(loaded.initialised, ", "));
+  }
   if (!config.model.init_from.empty() && !resume) {
     std::string weights = init_run.empty() ? config.model.init_from : RunDirectory::open(init_run).checkpoint("best");
     auto skipped = load_weights(*model, weights, config.model.init_strict);

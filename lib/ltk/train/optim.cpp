@@ -9,6 +9,7 @@
 
 #include <c10/util/string_utils.h>
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_map>
 
@@ -20,18 +21,39 @@ namespace {
 
 template <typename Options>
 std::vector<torch::optim::OptimizerParamGroup> groups(const std::vector<torch::Tensor>& params, const Options& base,
-                                                      bool no_decay_bias_norm) {
-  std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& p : params) {
+                                                      bool no_decay_bias_norm, const std::vector<double>& scales) {
+  // One group per (lr scale, decay or not), in the order the parameters first need it.
+  std::vector<std::pair<double, bool>> keys;
+  std::vector<std::vector<torch::Tensor>> members;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& p = params[i];
     if (!p.requires_grad()) continue;  // frozen parameters stay out of the optimiser
-    (no_decay_bias_norm && p.dim() <= 1 ? no_decay : decay).push_back(p);
+    std::pair<double, bool> key{scales.empty() ? 1.0 : scales[i], !(no_decay_bias_norm && p.dim() <= 1)};
+    auto it = std::find(keys.begin(), keys.end(), key);
+    if (it == keys.end()) {
+      keys.push_back(key);
+      members.emplace_back();
+      it = keys.end() - 1;
+    }
+    members[static_cast<size_t>(it - keys.begin())].push_back(p);
   }
+  // Groups of one scale together, the decayed one first (the order ltk always had: resumable).
+  std::vector<double> scale_order;
+  for (const auto& k : keys)
+    if (std::find(scale_order.begin(), scale_order.end(), k.first) == scale_order.end()) scale_order.push_back(k.first);
+  std::vector<size_t> order(keys.size());
+  for (size_t g = 0; g < order.size(); ++g) order[g] = g;
+  auto rank = [&](size_t g) {
+    auto at = std::find(scale_order.begin(), scale_order.end(), keys[g].first) - scale_order.begin();
+    return std::pair<std::ptrdiff_t, bool>{at, !keys[g].second};
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rank(a) < rank(b); });
   std::vector<torch::optim::OptimizerParamGroup> out;
-  if (!decay.empty()) out.emplace_back(decay, std::make_unique<Options>(base));
-  if (!no_decay.empty()) {
+  for (size_t g : order) {
     auto o = std::make_unique<Options>(base);
-    o->weight_decay(0.0);
-    out.emplace_back(no_decay, std::move(o));
+    o->set_lr(base.get_lr() * keys[g].first);
+    if (!keys[g].second) o->weight_decay(0.0);
+    out.emplace_back(members[g], std::move(o));
   }
   if (out.empty()) throw ConfigError("the model has no trainable parameters to optimise (all frozen?)");
   return out;
@@ -127,30 +149,49 @@ using AdamWOptimizer =
 
 }  // namespace
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerConfig& c, std::vector<torch::Tensor> params) {
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerConfig& c, std::vector<torch::Tensor> params,
+                                                        const std::vector<double>& lr_scales) {
   if (params.empty()) throw ConfigError("the model has no trainable parameters to optimise");
+  if (!lr_scales.empty() && lr_scales.size() != params.size())
+    throw Error("make_optimizer: one lr scale per parameter expected");
   bool nd = c.no_decay_bias_norm;
   if (c.type == "sgd") {
     auto o = torch::optim::SGDOptions(c.lr).momentum(c.momentum).nesterov(c.nesterov).weight_decay(c.weight_decay);
-    return std::make_unique<torch::optim::SGD>(groups(params, o, nd), o);
+    return std::make_unique<torch::optim::SGD>(groups(params, o, nd, lr_scales), o);
   }
   if (c.type == "adam") {
     auto o = torch::optim::AdamOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay);
-    return std::make_unique<AdamOptimizer>(groups(params, o, nd), o);
+    return std::make_unique<AdamOptimizer>(groups(params, o, nd, lr_scales), o);
   }
   if (c.type == "adamw") {
     auto o = torch::optim::AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay);
-    return std::make_unique<AdamWOptimizer>(groups(params, o, nd), o);
+    return std::make_unique<AdamWOptimizer>(groups(params, o, nd, lr_scales), o);
   }
   if (c.type == "adagrad") {
     auto o = torch::optim::AdagradOptions(c.lr).lr_decay(c.lr_decay).eps(c.eps).weight_decay(c.weight_decay);
-    return std::make_unique<torch::optim::Adagrad>(groups(params, o, nd), o);
+    return std::make_unique<torch::optim::Adagrad>(groups(params, o, nd, lr_scales), o);
   }
   throw ConfigError("config key 'optimizer.type': unknown optimizer '" + c.type + "'");
 }
 
-void set_lr(torch::optim::Optimizer& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+std::vector<double> lr_scales(const OptimizerConfig& c, const TextModel& model) {
+  std::vector<double> out;
+  for (const auto& p : model.named_parameters()) {
+    if (model.is_head(p.key())) out.push_back(c.head_lr > 0 ? c.head_lr / c.lr : 1.0);
+    else out.push_back(std::pow(c.layer_decay, static_cast<double>(model.level(p.key()))));
+  }
+  return out;
+}
+
+std::vector<double> group_lr_scales(const torch::optim::Optimizer& optimizer, double base_lr) {
+  std::vector<double> out;
+  for (const auto& group : optimizer.param_groups()) out.push_back(group.options().get_lr() / base_lr);
+  return out;
+}
+
+void set_lr(torch::optim::Optimizer& optimizer, double lr, const std::vector<double>& scales) {
+  auto& groups = optimizer.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(lr * (g < scales.size() ? scales[g] : 1.0));
 }
 
 LrSchedule::LrSchedule(const SchedulerConfig& config, double base_lr, int64_t total_steps)

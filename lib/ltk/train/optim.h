@@ -7,15 +7,26 @@
 #include <vector>
 
 #include "ltk/config/config.h"
+#include "ltk/models/text_model.h"
 
 namespace ltk {
 
 /// Builds the optimiser over `params`. Call it after the model exists and sits on its device (P3).
+/// `lr_scales[i]` multiplies the lr of params[i] (empty: all 1); parameters of one scale share a
+/// group, in the order of first appearance.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerConfig& config,
-                                                        std::vector<torch::Tensor> params);
+                                                        std::vector<torch::Tensor> params,
+                                                        const std::vector<double>& lr_scales = {});
 
-/// Sets the learning rate of every parameter group.
-void set_lr(torch::optim::Optimizer& optimizer, double lr);
+/// The lr multiplier of each parameter of `model` (in parameters() order): optimizer.head_lr / lr
+/// on the head, optimizer.layer_decay^level elsewhere (TextModel::level).
+std::vector<double> lr_scales(const OptimizerConfig& config, const TextModel& model);
+
+/// Each group's lr multiplier (its lr over `base_lr`), read once after make_optimizer.
+std::vector<double> group_lr_scales(const torch::optim::Optimizer& optimizer, double base_lr);
+
+/// Sets the learning rate of every parameter group: lr times the group's scale (empty: 1).
+void set_lr(torch::optim::Optimizer& optimizer, double lr, const std::vector<double>& scales = {});
 
 /// The learning rate of optimiser step `step` (0-based) out of `total_steps`: warmup, then the
 /// schedule's shape. "plateau" is the base lr times the factor the trainer applied so far

@@ -19,7 +19,8 @@ Trainer::Trainer(const Config& config, std::shared_ptr<TextModel> model, const T
                  const RunDirectory& run, int64_t vocab_size)
     : config_(config), model_(std::move(model)), task_(task), device_(device), run_(run), vocab_size_(vocab_size) {
   check_same_device(*model_, device_);  // P1, and P3: the optimiser comes after the move
-  optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
+  optimizer_ = make_optimizer(config_.optimizer, model_->parameters(), lr_scales(config_.optimizer, *model_));
+  lr_group_scales_ = group_lr_scales(*optimizer_, config_.optimizer.lr);
   metric_ = task_.selection_metric(config_.trainer.select_metric);
   const std::string& mode = config_.trainer.select_mode;
   higher_better_ = mode == "auto" ? Task::higher_is_better(metric_) : mode == "max";
@@ -123,7 +124,7 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
         }
         clip_gradients(model_->parameters(), tc.clip_norm, tc.clip_value);
         current_lr_ = schedule.at(state_.step, state_.plateau_scale);
-        set_lr(*optimizer_, current_lr_);
+        set_lr(*optimizer_, current_lr_, lr_group_scales_);
         optimizer_->step();  // 5. update
         ++state_.step;
         state_.samples_seen += group_samples;

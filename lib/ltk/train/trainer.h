@@ -99,6 +99,7 @@ class Trainer {
   std::string metric_;
   bool higher_better_ = true;
   double current_lr_ = 0;
+  std::vector<double> lr_group_scales_;  // each optimiser group's lr over optimizer.lr
   int64_t last_checkpoint_step_ = -1;
   int64_t window_samples_ = 0;
   double window_start_ = 0;  // seconds since the trainer started

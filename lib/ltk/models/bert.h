@@ -1,0 +1,86 @@
+// BERT for sequence classification, as Hugging Face's BertForSequenceClassification computes it:
+// embeddings (word + position + token type, LayerNorm, dropout), post-LayerNorm encoder layers,
+// the pooler (dense + tanh on [CLS]), dropout and a linear head. Parameter names are Hugging
+// Face's ("bert.encoder.layer.0.attention.self.query.weight", "classifier.weight"), so weights go
+// in and out of a Hugging Face directory by name (ltk/io/hf.h).
+#pragma once
+
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include "ltk/config/config.h"
+#include "ltk/config/json_reader.h"
+#include "ltk/models/text_model.h"
+
+namespace ltk {
+
+/// The architecture, with Hugging Face's config.json names.
+struct BertConfig {
+  int64_t vocab_size = 0;  ///< 0: the vocabulary's size
+  int64_t hidden_size = 256;
+  int64_t num_hidden_layers = 4;
+  int64_t num_attention_heads = 4;
+  int64_t intermediate_size = 1024;
+  std::string hidden_act = "gelu";  ///< gelu | gelu_new | relu
+  double layer_norm_eps = 1e-12;
+  int64_t max_position_embeddings = 512;
+  int64_t type_vocab_size = 2;
+  int64_t pad_token_id = 0;
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  double classifier_dropout = -1;  ///< < 0: hidden_dropout_prob (Hugging Face's null)
+  std::string pooling = "cls";     ///< cls (the pooler on [CLS]) | mean (over the real tokens)
+};
+
+/// Reads the architecture from a resolved model section.
+BertConfig bert_config_from(const nlohmann::json& options);
+
+/// The encoder (Hugging Face's BertModel): embeddings, layers, pooler.
+class BertEncoderImpl : public torch::nn::Module {
+ public:
+  explicit BertEncoderImpl(const BertConfig& config);
+  /// Hidden states [B, T, H] of a batch (token types 0 when the batch has none).
+  torch::Tensor forward(const Batch& batch);
+  /// The pooled vector [B, H]: the pooler on [CLS], or the mean over the real tokens.
+  torch::Tensor pool(const torch::Tensor& hidden, const Batch& batch);
+
+  BertConfig config;
+  torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr}, token_type_embeddings{nullptr};
+  torch::nn::LayerNorm embeddings_norm{nullptr};
+  torch::nn::Dropout embeddings_dropout{nullptr};
+  torch::nn::ModuleList layer{nullptr};
+  torch::nn::Linear pooler{nullptr};
+};
+TORCH_MODULE(BertEncoder);
+
+class BertClassifierImpl : public TextModel {
+ public:
+  BertClassifierImpl(const BertConfig& config, int64_t num_outputs);
+  torch::Tensor forward(const Batch& batch) override;
+  bool is_head(const std::string& name) const override { return name.rfind("classifier.", 0) == 0; }
+  int64_t level(const std::string& name) const override;
+  int64_t num_levels() const override { return bert->config.num_hidden_layers + 1; }
+
+  BertEncoder bert{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+  torch::nn::Linear classifier{nullptr};
+};
+TORCH_MODULE(BertClassifier);
+
+nlohmann::json resolve_bert(JsonReader& r);
+std::shared_ptr<TextModel> build_bert(const nlohmann::json& options, const ModelContext& context);
+void check_bert(const nlohmann::json& options, const Config& config);
+/// A bert model brings its tokenizer: wordpiece on the directory's vocab.txt, ids in file order,
+/// [CLS]/[SEP], the casing of tokenizer_config.json, max_len = max_position_embeddings, each
+/// unless the config sets it.
+void complete_bert(const nlohmann::json& options, const nlohmann::json& document, Config& config);
+
+/// The config.json of a Hugging Face BERT directory, read and checked (model_type bert,
+/// absolute positions); errors name the file.
+nlohmann::json read_hf_config(const std::string& dir);
+
+}  // namespace ltk

@@ -1,0 +1,341 @@
+// ltk/io: safetensors files, Hugging Face BERT directories in (model.pretrained_dir) and out
+// (--export-hf). The directories are made here, in the layouts Hugging Face writes: names with and
+// without "bert.", LayerNorm gamma/beta, pre-training heads, safetensors and torch.save's zip.
+#include <catch2/catch.hpp>
+#include <torch/serialize.h>
+
+#include <filesystem>
+
+#include "ltk/core/error.h"
+#include "ltk/core/files.h"
+#include "ltk/io/hf.h"
+#include "ltk/io/run.h"
+#include "ltk/io/safetensors.h"
+#include "ltk/models/bert.h"
+#include "ltk/models/registry.h"
+#include "test_util.h"
+
+using Catch::Matchers::Contains;
+using nlohmann::json;
+
+namespace {
+
+json tiny_bert_section() {
+  return {{"type", "bert"},          {"hidden_size", 8},  {"num_hidden_layers", 2},
+          {"num_attention_heads", 2}, {"intermediate_size", 16}, {"max_position_embeddings", 16}};
+}
+
+std::shared_ptr<ltk::TextModel> tiny_bert(int64_t vocab, int64_t outputs, json section = tiny_bert_section()) {
+  json doc = {{"data", {{"train", "unused.tsv"}, {"max_len", 16}, {"tokenizer", {{"dict", "unused.txt"}}}}},
+              {"model", section}};
+  ltk::Config config = ltk::parse_config(doc);
+  return ltk::build_model(config.model, ltk::ModelContext{vocab, outputs, 0, nullptr});
+}
+
+std::string vocab_text(int64_t n) {
+  std::string out = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
+  for (int64_t i = 5; i < n; ++i) out += "w" + std::to_string(i) + "\n";
+  return out;
+}
+
+/// A Hugging Face directory holding `model`'s weights under `rename(name)` ("" drops a tensor),
+/// plus `extra` tensors; as model.safetensors or (bin) pytorch_model.bin.
+void write_hf_dir(const std::string& dir, const ltk::TextModel& model, int64_t vocab, bool bin,
+                  const std::function<std::string(const std::string&)>& rename,
+                  const std::vector<std::pair<std::string, torch::Tensor>>& extra = {}) {
+  std::filesystem::create_directories(dir);
+  json config = {{"model_type", "bert"},       {"vocab_size", vocab},          {"hidden_size", 8},
+                 {"num_hidden_layers", 2},      {"num_attention_heads", 2},     {"intermediate_size", 16},
+                 {"max_position_embeddings", 16}, {"hidden_act", "gelu"},       {"type_vocab_size", 2},
+                 {"layer_norm_eps", 1e-12},     {"pad_token_id", 0},            {"hidden_dropout_prob", 0.1},
+                 {"attention_probs_dropout_prob", 0.1}, {"classifier_dropout", nullptr}};
+  ltk::test::write_file(dir + "/config.json", config.dump(2));
+  ltk::test::write_file(dir + "/vocab.txt", vocab_text(vocab));
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& p : model.named_parameters()) {
+    std::string n = rename(p.key());
+    if (!n.empty()) tensors.emplace_back(n, p.value().detach().clone());
+  }
+  for (const auto& e : extra) tensors.push_back(e);
+  if (!bin) {
+    ltk::write_safetensors(dir + "/model.safetensors", tensors);
+    return;
+  }
+  c10::Dict<std::string, torch::Tensor> dict;
+  for (const auto& [k, v] : tensors) dict.insert(k, v);
+  auto bytes = torch::pickle_save(dict);
+  ltk::write_file_atomic(dir + "/pytorch_model.bin", std::string(bytes.begin(), bytes.end()));
+}
+
+std::string same(const std::string& n) { return n; }
+
+void require_equal_weights(const ltk::TextModel& a, const ltk::TextModel& b, const std::string& prefix) {
+  auto pb = b.named_parameters();
+  for (const auto& p : a.named_parameters())
+    if (p.key().rfind(prefix, 0) == 0) {
+      INFO(p.key());
+      REQUIRE(torch::equal(p.value(), pb[p.key()]));
+    }
+}
+
+std::string raw_safetensors(const std::string& header, const std::string& data) {
+  std::string out(8, '\0');
+  uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return out + header + data;
+}
+
+}  // namespace
+
+TEST_CASE("safetensors: every dtype round-trips, F16 and BF16 convert to the training dtype", "[io]") {
+  ltk::test::TempDir dir;
+  auto f32 = torch::randn({3, 4});
+  auto f64 = torch::randn({2}, torch::kDouble);
+  auto half = torch::tensor({0.5, -2.0, 1024.0}).to(torch::kHalf);
+  auto bf16 = torch::tensor({0.25, -3.0}).to(torch::kBFloat16);
+  auto ids = torch::arange(5, torch::kLong);
+  auto scalar = torch::tensor(7.0);
+  ltk::write_safetensors(dir.file("m.safetensors"),
+                         {{"a.weight", f32}, {"b", f64}, {"h", half}, {"bf", bf16}, {"ids", ids}, {"s", scalar}},
+                         {{"format", "pt"}});
+  ltk::SafeTensorsFile file(dir.file("m.safetensors"));
+  CHECK(file.names() == std::vector<std::string>{"a.weight", "b", "h", "bf", "ids", "s"});
+  CHECK(file.metadata().at("format") == "pt");
+  CHECK(file.dtype("h") == "F16");
+  CHECK(file.shape("a.weight") == std::vector<int64_t>{3, 4});
+  CHECK(torch::equal(file.get("a.weight", torch::kFloat), f32));
+  CHECK(torch::equal(file.get("b", torch::kDouble), f64));
+  CHECK(torch::equal(file.get("h", torch::kFloat), torch::tensor({0.5f, -2.0f, 1024.0f})));
+  CHECK(torch::equal(file.get("bf", torch::kFloat), torch::tensor({0.25f, -3.0f})));
+  CHECK(torch::equal(file.get("ids", torch::kLong), ids));
+  CHECK(file.get("s", torch::kFloat).dim() == 0);
+  REQUIRE_THROWS_WITH(file.get("nope", torch::kFloat), Contains("no tensor 'nope'"));
+}
+
+TEST_CASE("safetensors: what a half-finished download looks like is a one-line error naming the file", "[io]") {
+  ltk::test::TempDir dir;
+  const std::string f = dir.file("bad.safetensors");
+  auto fails = [&](const std::string& bytes, const std::string& expected) {
+    ltk::test::write_file(f, bytes);
+    INFO(expected);
+    try {
+      ltk::SafeTensorsFile file(f);
+      FAIL("no error");
+    } catch (const ltk::CheckpointError& e) {
+      std::string what = e.what();
+      CHECK_THAT(what, Contains(f));
+      CHECK_THAT(what, Contains(expected));
+      CHECK(what.find('\n') == std::string::npos);
+    }
+  };
+  fails("", "too short");
+  fails("abc", "too short");
+  // A header claiming more bytes than the file holds.
+  std::string good = raw_safetensors(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", std::string(8, '\0'));
+  fails(std::string("\xff\xff\xff\x00\x00\x00\x00\x00", 8) + good.substr(8), "the header claims");
+  // Truncated: the data stops before the last tensor ends.
+  fails(good.substr(0, good.size() - 3), "truncated");
+  fails(raw_safetensors(R"({"x":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", std::string(2, '\0')),
+        "unknown dtype 'F8_E4M3'");
+  fails(raw_safetensors(R"({"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0')),
+        "8 bytes for shape [3]");
+  fails(raw_safetensors("{not json", ""), "not valid JSON");
+  fails(raw_safetensors(R"({"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,8]}})", std::string(8, '\0')),
+        "invalid");
+  fails(raw_safetensors(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", std::string(8, '\0')),
+        "outside");
+}
+
+TEST_CASE("hf: a BERT directory loads from model.safetensors or pytorch_model.bin, in every naming", "[io]") {
+  ltk::test::TempDir dir;
+  torch::manual_seed(1);
+  auto source = tiny_bert(40, 3);
+  // Hugging Face's BertModel (no "bert." prefix, no head), with a pre-training head and the
+  // position-id buffer, in torch.save's zip format, LayerNorm as gamma/beta (older checkpoints).
+  auto bare = [](const std::string& n) {
+    if (n.rfind("classifier.", 0) == 0) return std::string();
+    std::string s = n.substr(5);  // drop "bert."
+    auto at = s.find("LayerNorm.");
+    if (at != std::string::npos) s = s.substr(0, at) + (s.substr(at + 10) == "weight" ? "LayerNorm.gamma" : "LayerNorm.beta");
+    return s;
+  };
+  write_hf_dir(dir.file("bin"), *source, 40, true, bare,
+               {{"cls.predictions.bias", torch::zeros({40})}, {"embeddings.position_ids", torch::arange(16).unsqueeze(0)}});
+  torch::manual_seed(2);
+  auto target = tiny_bert(40, 3);
+  auto head_before = target->named_parameters()["classifier.weight"].clone();
+  auto loaded = ltk::load_hf_bert(*target, dir.file("bin"));
+  CHECK(loaded.file == dir.file("bin") + "/pytorch_model.bin");
+  CHECK(loaded.ignored == std::vector<std::string>{"cls.predictions.bias", "embeddings.position_ids"});
+  CHECK(loaded.initialised == std::vector<std::string>{"classifier.bias", "classifier.weight"});
+  require_equal_weights(*source, *target, "bert.");
+  CHECK(torch::equal(target->named_parameters()["classifier.weight"], head_before));
+
+  // BertForSequenceClassification as safetensors: everything, the head included.
+  write_hf_dir(dir.file("st"), *source, 40, false, same);
+  torch::manual_seed(3);
+  auto again = tiny_bert(40, 3);
+  loaded = ltk::load_hf_bert(*again, dir.file("st"));
+  CHECK(loaded.initialised.empty());
+  CHECK(loaded.loaded == static_cast<int64_t>(source->named_parameters().size()));
+  require_equal_weights(*source, *again, "");
+
+  // Another number of labels: the head starts fresh, the encoder loads.
+  auto five = tiny_bert(40, 5);
+  loaded = ltk::load_hf_bert(*five, dir.file("st"));
+  CHECK(loaded.initialised.size() == 2);
+  require_equal_weights(*source, *five, "bert.");
+}
+
+TEST_CASE("hf: a missing tensor, an unexpected one and a shape mismatch name the tensor, the shapes and the file",
+          "[io]") {
+  ltk::test::TempDir dir;
+  auto source = tiny_bert(40, 2);
+  auto target = tiny_bert(40, 2);
+  write_hf_dir(dir.file("missing"), *source, 40, false,
+               [](const std::string& n) { return n == "bert.encoder.layer.1.output.dense.weight" ? "" : n; });
+  REQUIRE_THROWS_WITH(ltk::load_hf_bert(*target, dir.file("missing")),
+                      Contains("missing tensor bert.encoder.layer.1.output.dense.weight [8, 16]") &&
+                          Contains(dir.file("missing") + "/model.safetensors"));
+  write_hf_dir(dir.file("extra"), *source, 40, false, same, {{"bert.encoder.layer.2.output.dense.weight", torch::zeros({8, 16})}});
+  REQUIRE_THROWS_WITH(ltk::load_hf_bert(*target, dir.file("extra")),
+                      Contains("unexpected tensor bert.encoder.layer.2.output.dense.weight [8, 16]"));
+  auto wide = tiny_bert(40, 2, [] {
+    auto s = tiny_bert_section();
+    s["intermediate_size"] = 12;
+    return s;
+  }());
+  write_hf_dir(dir.file("shape"), *wide, 40, false, same);
+  REQUIRE_THROWS_WITH(ltk::load_hf_bert(*target, dir.file("shape")),
+                      Contains("bert.encoder.layer.0.intermediate.dense.weight: the file has [12, 8], the model [16, 8]"));
+  std::filesystem::create_directories(dir.file("empty"));
+  REQUIRE_THROWS_WITH(ltk::load_hf_bert(*target, dir.file("empty")), Contains("has no model.safetensors or pytorch_model.bin"));
+  ltk::test::write_file(dir.file("legacy/pytorch_model.bin"), "");
+  std::filesystem::create_directories(dir.file("legacy"));
+  ltk::test::write_file(dir.file("legacy/pytorch_model.bin"), "\x80\x02legacy pickle");
+  REQUIRE_THROWS_WITH(ltk::load_hf_bert(*target, dir.file("legacy")), Contains("not the zip archive"));
+}
+
+TEST_CASE("hf: config.json and tokenizer_config.json decide the model and its tokenizer", "[io]") {
+  ltk::test::TempDir dir;
+  auto source = tiny_bert(40, 2);
+  write_hf_dir(dir.file("m"), *source, 40, false, same);
+  ltk::test::write_file(dir.file("m/tokenizer_config.json"), R"({"do_lower_case": false, "tokenize_chinese_chars": true})");
+  json doc = {{"data", {{"train", "unused.tsv"}}}, {"model", {{"type", "bert"}, {"pretrained_dir", dir.file("m")}}}};
+  ltk::Config c = ltk::parse_config(doc);
+  CHECK(c.model.options["hidden_size"] == 8);
+  CHECK(c.model.options["vocab_size"] == 40);
+  CHECK(c.model.options["num_hidden_layers"] == 2);
+  CHECK(c.data.tokenizer.type == "wordpiece");
+  CHECK(c.data.tokenizer.dict == dir.file("m") + "/vocab.txt");
+  CHECK_FALSE(c.data.tokenizer.lowercase);
+  CHECK_FALSE(c.data.tokenizer.strip_accents);
+  CHECK(c.data.vocab.source == "tokenizer");
+  CHECK(c.data.special_tokens);
+  CHECK(c.data.max_len == 16);
+  // The resolved config stands alone: parsed again it needs no directory.
+  json resolved = ltk::to_json(c);
+  std::filesystem::remove_all(dir.file("m"));
+  ltk::Config again = ltk::parse_config(resolved);
+  CHECK(again.model.options == c.model.options);
+  CHECK_FALSE(again.data.tokenizer.lowercase);
+
+  // Config keys win over the directory's.
+  write_hf_dir(dir.file("m"), *source, 40, false, same);
+  doc["data"]["tokenizer"] = {{"lowercase", true}};
+  doc["model"]["hidden_dropout_prob"] = 0.0;
+  c = ltk::parse_config(doc);
+  CHECK(c.data.tokenizer.lowercase);
+  CHECK(c.model.options["hidden_dropout_prob"] == 0.0);
+
+  auto fails = [&](const json& d, const std::string& expected) {
+    INFO(expected);
+    REQUIRE_THROWS_WITH(ltk::parse_config(d), Contains(expected));
+  };
+  json plain = {{"data", {{"train", "unused.tsv"}}}, {"model", {{"type", "bert"}, {"pretrained_dir", dir.file("none")}}}};
+  fails(plain, "is not a directory");
+  std::filesystem::create_directories(dir.file("none"));
+  fails(plain, "has no config.json");
+  ltk::test::write_file(dir.file("none/config.json"), R"({"model_type": "roberta"})");
+  fails(plain, "model_type 'roberta' is not supported");
+  ltk::test::write_file(dir.file("none/config.json"), R"({"model_type": "bert", "position_embedding_type": "relative_key"})");
+  fails(plain, "position_embedding_type");
+  ltk::test::write_file(dir.file("none/config.json"), R"({"model_type": "bert", "hidden_size": "wide"})");
+  fails(plain, "'hidden_size' must be a number");
+  ltk::test::write_file(dir.file("none/config.json"), R"({"model_type": "bert"})");
+  fails(plain, "has no vocab.txt");
+  json wrong_tok = doc;
+  wrong_tok["data"]["tokenizer"] = {{"type", "basic"}};
+  fails(wrong_tok, "data.tokenizer.type");
+  json long_len = doc;
+  long_len["data"]["max_len"] = 17;
+  fails(long_len, "max_position_embeddings (16)");
+
+  // vocab.txt and config.json disagree about the vocabulary: an error naming both.
+  ltk::test::write_file(dir.file("m/vocab.txt"), vocab_text(39));
+  ltk::Config mismatched = ltk::parse_config(doc);
+  auto vocab = ltk::Vocabulary::load_wordpiece(mismatched.data.tokenizer.dict);
+  REQUIRE_THROWS_WITH(ltk::build_model(mismatched.model, ltk::ModelContext{vocab.size(), 2, vocab.pad_id(), &vocab}),
+                      Contains("40 token embeddings") && Contains("39 tokens") && Contains("vocab.txt"));
+}
+
+TEST_CASE("hf: a WordPiece vocab.txt keeps its ids, and PAD and UNK are required", "[io]") {
+  ltk::test::TempDir dir;
+  ltk::test::write_file(dir.file("v.txt"), "[UNK]\n[PAD]\n[CLS]\n[SEP]\nhello\n##s\n");
+  auto v = ltk::Vocabulary::load_wordpiece(dir.file("v.txt"));
+  CHECK(v.size() == 6);
+  CHECK(v.pad_id() == 1);
+  CHECK(v.unk_id() == 0);
+  CHECK(v.id("hello") == 4);
+  CHECK(v.id("##s") == 5);
+  CHECK(v.id("nope") == 0);
+  CHECK(v.special_id("[CLS]") == 2);
+  v.save(dir.file("copy.txt"));
+  CHECK(ltk::test::read_text(dir.file("copy.txt")) == ltk::test::read_text(dir.file("v.txt")));
+  ltk::test::write_file(dir.file("nopad.txt"), "[UNK]\nhello\n");
+  REQUIRE_THROWS_WITH(ltk::Vocabulary::load_wordpiece(dir.file("nopad.txt")), Contains("[PAD]"));
+  ltk::test::write_file(dir.file("dup.txt"), "[PAD]\n[UNK]\nhello\nhello\n");
+  REQUIRE_THROWS_WITH(ltk::Vocabulary::load_wordpiece(dir.file("dup.txt")), Contains(dir.file("dup.txt") + ":4: duplicate"));
+}
+
+// Fixtures from Hugging Face transformers itself (scripts/make_hf_fixtures.py make
+// tests/fixtures/hf_bert, run where transformers is installed): BertTokenizer's ids and
+// BertForSequenceClassification's logits and hidden states. Until they are committed this case
+// says so and checks nothing.
+TEST_CASE("hf fixtures: ltk reproduces BertTokenizer's ids and the model's logits", "[io]") {
+  const std::string root = LTK_SOURCE_DIR "/tests/fixtures/hf_bert";
+  if (!std::filesystem::exists(root + "/fixtures.json")) {
+    WARN("no " << root << "/fixtures.json: run scripts/make_hf_fixtures.py make " << root
+               << " where transformers is installed");
+    return;
+  }
+  const json fixtures = ltk::read_json_file(root + "/fixtures.json");
+  const int64_t max_len = fixtures.at("max_len").get<int64_t>();
+  for (const char* layout : {"st", "bin"}) {
+    INFO(layout);
+    json doc = {{"data", {{"train", "unused.tsv"}, {"max_len", max_len}}},
+                {"model", {{"type", "bert"}, {"pretrained_dir", root + "/" + layout}}}};
+    ltk::Config config = ltk::parse_config(doc);
+    auto tokenizer = ltk::make_tokenizer(config.data.tokenizer);
+    auto vocab = ltk::Vocabulary::load_wordpiece(config.data.tokenizer.dict);
+    auto model = ltk::build_model(config.model, ltk::ModelContext{vocab.size(), 3, vocab.pad_id(), &vocab});
+    ltk::load_hf_bert(*model, root + "/" + layout);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    for (const auto& c : fixtures.at("cases")) {
+      std::string text = c.at("text"), pair = c.at("text_pair").is_null() ? "" : c.at("text_pair").get<std::string>();
+      INFO(text << " | " << pair);
+      auto data = ltk::encode_examples({ltk::Example{"", text, 1, pair}}, "fixture", *tokenizer, vocab, nullptr,
+                                       ltk::encode_options(config.data, vocab));
+      std::vector<int64_t> ids(data.tokens(0), data.tokens(0) + data.length(0));
+      CHECK(ids == c.at("input_ids").get<std::vector<int64_t>>());
+      auto batch = ltk::PadCollate()(data, {0});
+      if (!batch.token_types.defined()) batch.token_types = torch::zeros_like(batch.ids);
+      CHECK(batch.token_types[0].to(torch::kLong).equal(torch::tensor(c.at("token_type_ids").get<std::vector<int64_t>>())));
+      auto logits = model->forward(batch)[0];
+      auto expected = torch::tensor(c.at("logits").get<std::vector<float>>());
+      // float32 on both sides, different kernels: a few ulps of the O(1) logits through 2 layers.
+      CHECK(torch::allclose(logits, expected, 1e-4, 1e-4));
+    }
+  }
+}
