@@ -1,6 +1,7 @@
 // ltk-data: corpus preparation and inspection.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -13,6 +14,8 @@
 #include "ltk/data/formats.h"
 #include "ltk/data/split.h"
 #include "ltk/data/tokenizer.h"
+#include "ltk/data/wordpiece.h"
+#include "ltk/core/files.h"
 #include "ltk/models/registry.h"
 
 namespace fs = std::filesystem;
@@ -26,6 +29,7 @@ const char* kUsage =
     "  split     split a label<TAB>text file: seeded, stratified, duplicates kept together\n"
     "  tokenize  tokenize lines from stdin, print tokens joined by spaces\n"
     "  stats     samples, labels and token lengths of label<TAB>text files\n"
+    "  vocab     learn a WordPiece vocab.txt from texts and report its [UNK] rate\n"
     "run 'ltk-data COMMAND --help' for a command's options\n";
 
 void write_splits(const std::vector<ltk::Example>& all, const std::string& out_dir, const std::string& ratios_text,
@@ -203,6 +207,65 @@ int cmd_stats(int argc, char** argv) {
   return 0;
 }
 
+int cmd_vocab(int argc, char** argv) {
+  cxxopts::Options options("ltk-data vocab",
+                           "Learn a WordPiece vocabulary (BERT's vocab.txt) from texts, and report how well it covers "
+                           "them (the [UNK] rate).");
+  options.add_options()
+      ("tokenizer", "wordpiece (the only kind this command learns)", cxxopts::value<std::string>()->default_value("wordpiece"))
+      ("size", "entries in all, the 5 specials included", cxxopts::value<int64_t>()->default_value("8000"))
+      ("min-frequency", "pairs seen fewer times are not merged", cxxopts::value<int64_t>()->default_value("2"))
+      ("i,input", "text files: .txt is one text per line, others are read as data files (labels ignored)",
+       cxxopts::value<std::vector<std::string>>())
+      ("format", "input format: auto, text, tsv, csv or jsonl", cxxopts::value<std::string>()->default_value("auto"))
+      ("o,out", "the vocab.txt to write", cxxopts::value<std::string>())
+      ("no-lowercase", "keep case (a cased vocabulary)")
+      ("no-chinese-chars", "do not split CJK ideographs into words of their own")
+      ("h,help", "show this help");
+  bool help = false;
+  auto args = ltk::app::parse(options, argc, argv, help);
+  if (help) return 0;
+  if (args["tokenizer"].as<std::string>() != "wordpiece")
+    throw ltk::UsageError("--tokenizer: only wordpiece vocabularies are learnt here (sentencepiece models are trained by "
+                          "ltk-train with data.tokenizer.dict \"\")");
+  if (!args.count("input") || !args.count("out")) throw ltk::UsageError("--input and --out are required");
+  ltk::WordPieceTrainOptions o;
+  o.size = args["size"].as<int64_t>();
+  o.min_frequency = args["min-frequency"].as<int64_t>();
+  o.lowercase = !args.count("no-lowercase");
+  o.chinese_chars = !args.count("no-chinese-chars");
+  std::vector<std::string> texts;
+  for (const auto& path : args["input"].as<std::vector<std::string>>()) {
+    ltk::ReaderOptions r;
+    r.require_label = false;
+    r.format = args["format"].as<std::string>();
+    if (r.format == "auto" && fs::path(path).extension() == ".txt") r.format = "text";
+    for (auto& e : ltk::read_examples(path, r).examples) texts.push_back(std::move(e.text));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto vocab = ltk::train_wordpiece(texts, o);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::string out;
+  for (const auto& p : vocab) out += p + "\n";
+  const std::string path = args["out"].as<std::string>();
+  ltk::write_file_atomic(path, out);
+  // Coverage: the texts tokenised with the new vocabulary.
+  ltk::WordPieceTokenizer tok(path, o.lowercase, false, o.chinese_chars);
+  int64_t pieces = 0, unk = 0;
+  std::string scratch;
+  std::vector<std::string_view> tokens;
+  for (const auto& t : texts) {
+    tok.tokenize(t, scratch, tokens);
+    pieces += static_cast<int64_t>(tokens.size());
+    for (auto p : tokens) unk += p == "[UNK]";
+  }
+  std::cerr << fmt::format("wrote {}: {} entries from {} texts in {:.1f}s; the texts make {} pieces, {} of them [UNK] "
+                           "({:.3f}%)\n",
+                           path, vocab.size(), texts.size(), seconds, pieces, unk,
+                           pieces ? 100.0 * static_cast<double>(unk) / static_cast<double>(pieces) : 0.0);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -217,9 +280,10 @@ int main(int argc, char** argv) {
     if (cmd == "split") return cmd_split(argc - 1, argv + 1);
     if (cmd == "tokenize") return cmd_tokenize(argc - 1, argv + 1);
     if (cmd == "stats") return cmd_stats(argc - 1, argv + 1);
+    if (cmd == "vocab") return cmd_vocab(argc - 1, argv + 1);
     std::cerr << kUsage;
     if (cmd.empty()) throw ltk::UsageError("a command is required");
     throw ltk::UsageError("unknown command '" + cmd + "'" +
-                          ltk::did_you_mean(cmd, {"fortunes", "split", "tokenize", "stats"}));
+                          ltk::did_you_mean(cmd, {"fortunes", "split", "tokenize", "stats", "vocab"}));
   });
 }

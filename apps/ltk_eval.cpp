@@ -140,16 +140,20 @@ int main(int argc, char** argv) {
       std::string stem = fs::path(path).stem().string();
       std::string out = args.count("out") ? args["out"].as<std::string>() + "/" + stem : run.dir.file("eval/" + stem);
       fs::create_directories(out);
-      auto bad = ltk::write_badcases(out + "/badcases.tsv", *run.task, s.examples, s.data, s.predictions);
+      auto bad = run.task->token_level()
+                     ? 0
+                     : ltk::write_badcases(out + "/badcases.tsv", *run.task, s.examples, s.data, s.predictions);
       nlohmann::json j = s.report.metrics;
       j["file"] = path;
       j["checkpoint"] = run.checkpoint_path;
       std::ofstream(out + "/metrics.json") << j.dump(2) << "\n";
       j["seconds"] = s.seconds;  // timings on stdout only: metrics.json stays comparable between runs
       j["samples_per_s"] = s.seconds > 0 ? static_cast<double>(s.data.size()) / s.seconds : 0.0;
-      std::cerr << "== " << path << " (" << run.checkpoint_path << ")\n"
-                << s.report.table << "wrote " << out << "/metrics.json and " << bad << " bad case(s) to " << out
-                << "/badcases.tsv\n";
+      std::cerr << "== " << path << " (" << run.checkpoint_path << ")\n" << s.report.table << "wrote " << out
+                << "/metrics.json"
+                << (run.task->token_level() ? std::string()
+                                            : " and " + std::to_string(bad) + " bad case(s) to " + out + "/badcases.tsv")
+                << "\n";
       if (args.count("json")) std::cout << j.dump() << std::endl;
       if (first && args.count("report")) {
         auto stats = ltk::dataset_stats(stem, s.data);

@@ -75,7 +75,49 @@ Pending parse_line(const std::string& raw, int64_t line_no, const Options& o) {
   return p;
 }
 
+// An mlm run fills each [MASK]: {"masks": [{"position": i, "top": [{"token": ..., "score": ...}]}]}.
+void fill_masks(const ltk::LoadedRun& run, std::vector<Pending>& pending, const Options& o) {
+  const int64_t mask_id = run.vocab.special_id("[MASK]");
+  const int64_t k = std::min<int64_t>(o.top_k > 0 ? o.top_k : 5, run.vocab.size());
+  ltk::EvalModeGuard eval_mode(*run.model);
+  torch::NoGradGuard no_grad;
+  for (auto& p : pending) {
+    nlohmann::ordered_json j;
+    if (!p.id.is_null()) j["id"] = p.id;
+    if (p.error.empty()) {
+      auto data = ltk::encode_examples({ltk::Example{"", p.text, p.line, ""}}, "input", *run.tokenizer, run.vocab,
+                                       nullptr, ltk::encode_options(run.config.data, run.vocab));
+      ltk::Batch batch = ltk::PadCollate()(data, {0});
+      auto masked = batch.ids.eq(mask_id);
+      if (!masked.any().item<bool>()) p.error = "no [MASK] in the text";
+      else {
+        batch.labels = torch::where(masked, torch::zeros_like(batch.ids), torch::full_like(batch.ids, -100));
+        auto probs = run.model->forward(batch.to(run.device)).softmax(-1).to(torch::kCPU);
+        auto [values, ids] = probs.topk(k, -1);
+        auto positions = masked[0].nonzero().flatten();
+        nlohmann::ordered_json masks = nlohmann::ordered_json::array();
+        for (int64_t m = 0; m < positions.size(0); ++m) {
+          nlohmann::ordered_json top = nlohmann::ordered_json::array();
+          for (int64_t r = 0; r < k; ++r)
+            top.push_back({{"token", run.vocab.token(static_cast<int32_t>(ids[m][r].item<int64_t>()))},
+                           {"score", std::round(values[m][r].item<double>() * 1e6) / 1e6}});
+          masks.push_back({{"position", positions[m].item<int64_t>()}, {"top", top}});
+        }
+        j["masks"] = masks;
+      }
+    }
+    if (!p.error.empty()) {
+      j["error"] = p.error;
+      j["line"] = p.line;
+    }
+    std::cout << j.dump() << '\n';
+  }
+  std::cout << std::flush;
+  pending.clear();
+}
+
 void flush(const ltk::LoadedRun& run, std::vector<Pending>& pending, int64_t batch_size, const Options& o) {
+  if (run.task->token_level()) return fill_masks(run, pending, o);
   std::vector<ltk::Example> examples;
   for (const auto& p : pending)
     if (p.error.empty()) examples.push_back(ltk::Example{"", p.text, p.line, ""});
@@ -119,6 +161,8 @@ int main(int argc, char** argv) {
                              "Classify texts from --input or stdin. Prints one JSON object per input line, in order:\n"
                              "  multiclass and binary: {\"label\": ..., \"score\": ..., \"scores\": {label: probability, ...}}\n"
                              "  multilabel: {\"labels\": [...], \"scores\": {...}};  regression: {\"value\": ...}\n"
+                             "  mlm (a pretraining run): {\"masks\": [{\"position\": i, \"top\": [{\"token\": ..., \"score\": ...}]}]}\n"
+                             "  for each [MASK] of the text (--top-k pieces, default 5)\n"
                              "with \"id\" first when the input has one, \"top\" with --top-k, and\n"
                              "{\"error\": ..., \"line\": N} in place of a line that cannot be scored.");
     options.add_options()

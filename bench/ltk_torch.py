@@ -156,10 +156,12 @@ class BertRef(nn.Module):
     def __init__(self, vocab_size, num_outputs, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
                  intermediate_size=1024, hidden_act="gelu", layer_norm_eps=1e-12, max_position_embeddings=512,
                  type_vocab_size=2, pad_token_id=0, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
-                 classifier_dropout=-1, pooling="cls", **_):
+                 classifier_dropout=-1, pooling="cls", mlm=False, **_):
         super().__init__()
         H = hidden_size
         self.pooling = pooling
+        self.mlm = mlm
+        self.act = hidden_act
         self.word = nn.Embedding(vocab_size, H, padding_idx=pad_token_id)
         self.position = nn.Embedding(max_position_embeddings, H)
         self.token_type = nn.Embedding(type_vocab_size, H)
@@ -172,9 +174,14 @@ class BertRef(nn.Module):
             nn.TransformerEncoderLayer(H, num_attention_heads, intermediate_size, hidden_dropout_prob, activation=act,
                                        layer_norm_eps=layer_norm_eps, batch_first=True, norm_first=False)
             for _ in range(num_hidden_layers)])
-        self.pooler = nn.Linear(H, H)
-        self.head_dropout = nn.Dropout(classifier_dropout if classifier_dropout >= 0 else hidden_dropout_prob)
-        self.classifier = nn.Linear(H, num_outputs)
+        if mlm:  # BertForMaskedLM's head: transform, then the decoder tied to the word embeddings
+            self.transform = nn.Linear(H, H)
+            self.transform_norm = nn.LayerNorm(H, eps=layer_norm_eps)
+            self.lm_bias = nn.Parameter(torch.zeros(vocab_size))
+        else:
+            self.pooler = nn.Linear(H, H)
+            self.head_dropout = nn.Dropout(classifier_dropout if classifier_dropout >= 0 else hidden_dropout_prob)
+            self.classifier = nn.Linear(H, num_outputs)
 
     def _map(self):
         """(Hugging Face name, tensor getter, setter) for every ltk tensor."""
@@ -200,9 +207,14 @@ class BertRef(nn.Module):
                               ("output.LayerNorm", l.norm2)):
                 plain(p + name + ".weight", mod.weight)
                 plain(p + name + ".bias", mod.bias)
-        for name, mod in (("bert.pooler.dense", self.pooler), ("classifier", self.classifier)):
+        heads = ((("cls.predictions.transform.dense", self.transform),
+                  ("cls.predictions.transform.LayerNorm", self.transform_norm)) if self.mlm else
+                 (("bert.pooler.dense", self.pooler), ("classifier", self.classifier)))
+        for name, mod in heads:
             plain(name + ".weight", mod.weight)
             plain(name + ".bias", mod.bias)
+        if self.mlm:
+            plain("cls.predictions.bias", self.lm_bias)
         return out
 
     def load_state_dict(self, state, strict=True):
@@ -229,7 +241,7 @@ class BertRef(nn.Module):
                 out[name] = t.detach()
         return out
 
-    def forward(self, ids, lengths, mask, token_types=None):
+    def forward(self, ids, lengths, mask, token_types=None, mlm_targets=None):
         B, T = ids.shape
         if token_types is None:
             token_types = torch.zeros_like(ids)
@@ -237,6 +249,11 @@ class BertRef(nn.Module):
         x = self.dropout(self.norm(x))
         for layer in self.layers:
             x = layer(x, src_key_padding_mask=~mask)
+        if self.mlm:  # logits of the masked positions only
+            h = x[mlm_targets != -100]
+            act = {"gelu": F.gelu, "relu": F.relu, "gelu_new": lambda t: F.gelu(t, approximate="tanh")}[self.act]
+            h = self.transform_norm(act(self.transform(h)))
+            return F.linear(h, self.word.weight, self.lm_bias)
         if self.pooling == "cls":
             pooled = torch.tanh(self.pooler(x[:, 0]))
         else:
@@ -259,6 +276,8 @@ def task_loss(task, outputs, targets, class_weights=None):
     r = task["reduction"]
     w = torch.tensor(class_weights, dtype=outputs.dtype) if class_weights else None
     kind = task["type"]
+    if kind == "mlm":  # cross-entropy on the masked positions (targets -100 elsewhere)
+        return F.cross_entropy(outputs, targets[targets != -100], reduction=r)
     if kind == "multiclass":
         return F.cross_entropy(outputs, targets, weight=w, label_smoothing=task["label_smoothing"], reduction=r)
     if kind == "binary":

@@ -578,3 +578,84 @@ TEST_CASE("bert: train, evaluate, predict, --export-hf, then fine-tune the expor
   CHECK(refused.code != 0);
   CHECK_THAT(refused.err, Contains("this run's model is 'bow'"));
 }
+
+TEST_CASE("mlm: pretrain a BERT on unlabeled text, fill masks, fine-tune the directory it writes", "[cli][mlm]") {
+  TempDir dir;
+  ltk::test::write_file(dir.file("train.tsv"), ltk::test::toy_corpus(20, 1));
+  ltk::test::write_file(dir.file("valid.tsv"), ltk::test::toy_corpus(5, 2));
+  std::string text;  // the same texts, one per line, no labels
+  std::istringstream in(ltk::test::toy_corpus(20, 1));
+  for (std::string line; std::getline(in, line);) text += line.substr(line.find('\t') + 1) + "\n";
+  ltk::test::write_file(dir.file("text.txt"), text);
+  // ltk-data vocab: a WordPiece vocabulary and its coverage.
+  auto vocab = run_app("ltk-data", "vocab --input '" + dir.file("text.txt") + "' --size 40 --out '" + dir.file("v.txt") + "'");
+  INFO(vocab.err);
+  REQUIRE(vocab.code == 0);
+  CHECK_THAT(vocab.err, Contains("40 entries from 60 texts") && Contains("0 of them [UNK] (0.000%)"));
+  CHECK(ltk::test::read_text(dir.file("v.txt")).rfind("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", 0) == 0);
+
+  auto config = [&](const std::string& name) {
+    nlohmann::json cfg = {
+        {"name", name}, {"seed", 5}, {"device", "cpu"}, {"threads", 1}, {"output_dir", dir.file(name)},
+        {"data", {{"train", dir.file("text.txt")}, {"valid", dir.file("valid.tsv")}, {"format", "text"},
+                  {"max_len", 16}, {"tokenizer", {{"vocab_size", 60}}}}},
+        {"task", {{"type", "mlm"}, {"whole_word", true}, {"pack", true}}},
+        {"model", {{"type", "bert"}, {"hidden_size", 16}, {"num_hidden_layers", 1}, {"num_attention_heads", 2},
+                   {"intermediate_size", 32}, {"max_position_embeddings", 16}}},
+        {"optimizer", {{"type", "adamw"}, {"lr", 0.005}}},
+        {"trainer", {{"epochs", 4}, {"batch_size", 8}, {"log_every", 50}}}};
+    ltk::test::write_file(dir.file(name + ".json"), cfg.dump(2));
+    return dir.file(name + ".json");
+  };
+  // The validation file is a TSV; its labels are ignored (data.format applies to it too: give it as text).
+  std::string valid_text;
+  std::istringstream vin(ltk::test::toy_corpus(5, 2));
+  for (std::string line; std::getline(vin, line);) valid_text += line.substr(line.find('\t') + 1) + "\n";
+  ltk::test::write_file(dir.file("valid.tsv"), valid_text);
+  auto a = run_app("ltk-train", "--config '" + config("mlm_a") + "'");
+  INFO(a.err);
+  REQUIRE(a.code == 0);
+  CHECK_THAT(a.err, Contains("trained a WordPiece vocabulary of 60 entries"));
+  CHECK_THAT(a.err, Contains("masked_accuracy"));
+  // Masking is seeded: the same config gives the same run.
+  auto b = run_app("ltk-train", "--config '" + config("mlm_b") + "'");
+  REQUIRE(b.code == 0);
+  CHECK(ltk::test::strip_timing(ltk::test::read_text(dir.file("mlm_a/metrics.jsonl"))) ==
+        ltk::test::strip_timing(ltk::test::read_text(dir.file("mlm_b/metrics.jsonl"))));
+  // The result is a BertForMaskedLM directory.
+  auto hf = nlohmann::json::parse(ltk::test::read_text(dir.file("mlm_a/bert/config.json")));
+  CHECK(hf["architectures"][0] == "BertForMaskedLM");
+  CHECK_FALSE(hf.contains("id2label"));
+  ltk::SafeTensorsFile weights(dir.file("mlm_a/bert/model.safetensors"));
+  CHECK(weights.shape("cls.predictions.bias") == std::vector<int64_t>{60});
+  CHECK(weights.shape("cls.predictions.transform.dense.weight") == std::vector<int64_t>{16, 16});
+  for (const auto& n : weights.names()) CHECK(n.rfind("bert.pooler", 0) != 0);
+  // ltk-predict fills each [MASK].
+  auto fill = run_app("ltk-predict", "--run '" + dir.file("mlm_a") + "' --top-k 3", "goal [MASK] team\nno mask here\n");
+  INFO(fill.err);
+  REQUIRE(fill.code == 0);
+  std::istringstream lines(fill.out);
+  std::string first, second;
+  std::getline(lines, first);
+  std::getline(lines, second);
+  auto masks = nlohmann::json::parse(first)["masks"];
+  REQUIRE(masks.size() == 1);
+  CHECK(masks[0]["top"].size() == 3);
+  CHECK(nlohmann::json::parse(second)["error"] == "no [MASK] in the text");
+  // Fine-tuning takes the directory as it is: the encoder loads, the pooler and the head start fresh.
+  nlohmann::json tune = {
+      {"name", "tune"}, {"seed", 3}, {"device", "cpu"}, {"threads", 1}, {"output_dir", dir.file("tune")},
+      {"data", {{"train", dir.file("train.tsv")}, {"max_len", 16}}},
+      {"model", {{"type", "bert"}, {"pretrained_dir", dir.file("mlm_a/bert")}}},
+      {"optimizer", {{"type", "adamw"}, {"lr", 0.003}}},
+      {"trainer", {{"epochs", 1}, {"batch_size", 8}}}};
+  ltk::test::write_file(dir.file("train.tsv"), ltk::test::toy_corpus(20, 1));
+  ltk::test::write_file(dir.file("tune.json"), tune.dump(2));
+  auto tuned = run_app("ltk-train", "--config '" + dir.file("tune.json") + "'");
+  INFO(tuned.err);
+  REQUIRE(tuned.code == 0);
+  CHECK_THAT(tuned.err, Contains("21 tensors loaded"));
+  CHECK_THAT(tuned.err, Contains("ignored 5 tensor(s)"));
+  CHECK_THAT(tuned.err, Contains("newly initialised (not in the file): bert.pooler.dense.bias, bert.pooler.dense.weight, "
+                                 "classifier.bias, classifier.weight"));
+}

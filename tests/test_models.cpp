@@ -2,6 +2,8 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include <numeric>
+#include <set>
 #include <sstream>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
@@ -9,6 +11,8 @@
 
 #include "ltk/core/error.h"
 #include "ltk/data/dataset.h"
+#include "ltk/data/utf8.h"
+#include "ltk/data/wordpiece.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/models/bow.h"
@@ -434,4 +438,113 @@ TEST_CASE("fine-tuning: head_lr and layer_decay give each layer its own learning
   ltk::set_lr(*opt, 2e-4, group_scales);  // a schedule moves every group, the ratios kept
   for (size_t g = 0; g < group_scales.size(); ++g)
     CHECK(opt->param_groups()[g].options().get_lr() == Approx(2e-4 * group_scales[g]));
+}
+
+TEST_CASE("mlm: the masking follows the recipe - share selected, 80/10/10, no specials, whole words", "[models][task][mlm]") {
+  ltk::test::TempDir dir;
+  std::string vocab_text = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
+  for (int i = 0; i < 195; ++i) vocab_text += (i % 3 ? "##p" : "w") + std::to_string(i) + "\n";
+  ltk::test::write_file(dir.file("vocab.txt"), vocab_text);
+  auto vocab = ltk::Vocabulary::load_wordpiece(dir.file("vocab.txt"));
+  ltk::TaskConfig tc;
+  tc.type = "mlm";
+  // Samples of random ids, [CLS] ... [SEP], the pieces grouped into words at random.
+  std::mt19937 rng(4);
+  auto make = [&](bool whole) {
+    ltk::TextDataset data;
+    data.set_source("gen", ltk::TargetKind::none, 0);
+    for (int s = 0; s < 64; ++s) {
+      int n = 3 + static_cast<int>(rng() % 30);
+      std::vector<int32_t> ids = {2};
+      std::vector<uint8_t> flags = {0};
+      for (int k = 0; k < n; ++k) {
+        ids.push_back(5 + static_cast<int32_t>(rng() % 195));
+        flags.push_back(k > 0 && rng() % 2);  // words of one, two, three ... pieces
+      }
+      ids.push_back(3);
+      flags.push_back(0);
+      data.add(ids, static_cast<int64_t>(ids.size()), {}, 0.0f, s + 1);
+      if (whole) data.set_word_flags(flags);
+    }
+    return data;
+  };
+  for (bool whole : {false, true}) {
+    INFO("whole_word " << whole);
+    tc.whole_word = whole;
+    ltk::MaskedLmTask task(tc);
+    task.set_vocabulary(vocab);
+    auto data = make(whole);
+    std::vector<int64_t> all(64);
+    std::iota(all.begin(), all.end(), 0);
+    double candidates = 0, selected = 0, masked = 0, random = 0, kept = 0;
+    for (uint64_t seed = 0; seed < 200; ++seed) {
+      ltk::Batch batch = ltk::PadCollate()(data, all);
+      auto original = batch.ids.clone();
+      task.prepare_batch(batch, seed);
+      auto sel = batch.labels != -100;
+      auto special = original.eq(2) | original.eq(3) | original.eq(0);
+      REQUIRE_FALSE((sel & special).any().item<bool>());  // specials never selected
+      REQUIRE(torch::equal(batch.labels.masked_select(sel), original.masked_select(sel)));  // targets are the originals
+      REQUIRE(torch::equal(batch.ids.masked_select(~sel), original.masked_select(~sel)));   // the rest untouched
+      candidates += (batch.mask & ~special).sum().item<double>();
+      selected += sel.sum().item<double>();
+      auto now = batch.ids.masked_select(sel), was = original.masked_select(sel);
+      masked += now.eq(4).sum().item<double>();
+      kept += now.eq(was).sum().item<double>();
+      random += (now.ne(4) & now.ne(was)).sum().item<double>();
+      if (whole) {  // a word is selected whole or not at all
+        auto cont = batch.continues;
+        auto prev = torch::cat({torch::zeros({64, 1}, torch::kBool), sel.slice(1, 0, -1)}, 1);
+        REQUIRE(torch::equal((cont & sel), (cont & prev)));
+      }
+      ltk::Batch again = ltk::PadCollate()(data, all);
+      task.prepare_batch(again, seed);
+      REQUIRE(torch::equal(again.ids, batch.ids));  // the seed alone decides
+    }
+    // Within 5 standard deviations of the recipe (binomial), over ~200k candidates.
+    const double share = selected / candidates;
+    if (whole)  // round(0.15 x pieces) pieces per sample, less when no whole word fits the rest
+      CHECK((share > 0.12 && share <= 0.16));
+    else
+      CHECK(std::abs(share - 0.15) < 5 * std::sqrt(0.15 * 0.85 / candidates));
+    auto near = [&](double count, double p) { return std::abs(count / selected - p) < 5 * std::sqrt(p * (1 - p) / selected); };
+    CHECK(near(masked, 0.8));
+    CHECK(near(random, 0.1 * 199.0 / 200.0));  // a random piece equal to the original counts as kept
+    CHECK(near(kept, 0.1 + 0.1 / 200.0));
+  }
+}
+
+TEST_CASE("wordpiece vocabulary: learnt from texts, specials first, continuations with ##, CJK whole", "[data][wordpiece]") {
+  ltk::test::TempDir dir;
+  std::vector<std::string> texts;
+  for (const auto& line : ltk::test::generated_corpus(300, 5, 0.3)) texts.push_back(line);
+  ltk::WordPieceTrainOptions o;
+  o.size = 250;
+  auto vocab = ltk::train_wordpiece(texts, o);
+  REQUIRE(vocab.size() == 250);
+  CHECK(std::vector<std::string>(vocab.begin(), vocab.begin() + 5) ==
+        std::vector<std::string>{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"});
+  CHECK(std::set<std::string>(vocab.begin(), vocab.end()).size() == vocab.size());
+  bool continuation = false, cjk_joined = false;
+  for (const auto& v : vocab) {
+    continuation |= v.rfind("##", 0) == 0 && v.size() > 3;
+    auto cps = 0;
+    for (size_t i = 0; i < v.size();) {
+      char32_t c = ltk::utf8::next(v, i);
+      cps += ltk::is_cjk_ideograph(c);
+    }
+    cjk_joined |= cps > 1;  // every ideograph is a word of its own: none is merged with another
+  }
+  CHECK(continuation);
+  CHECK_FALSE(cjk_joined);
+  // Every character is in: the texts it was learnt from tokenise without [UNK].
+  std::string joined;
+  for (const auto& v : vocab) joined += v + "\n";
+  ltk::test::write_file(dir.file("vocab.txt"), joined);
+  ltk::WordPieceTokenizer tok(dir.file("vocab.txt"), true);
+  for (const auto& t : texts)
+    for (const auto& piece : tok.tokenize(t)) REQUIRE(piece != "[UNK]");
+  // The same texts give the same vocabulary.
+  CHECK(ltk::train_wordpiece(texts, o) == vocab);
+  REQUIRE_THROWS_WITH(ltk::train_wordpiece(texts, ltk::WordPieceTrainOptions{5}), Contains("special"));
 }

@@ -69,7 +69,8 @@ void write_case(const Case& c, const std::string& dir, uint64_t seed) {
   ltk::LabelMap labels = ltk::LabelMap::from_labels(names);
   auto task = ltk::make_task(config.task, labels, c.class_weights);
   torch::manual_seed(seed);
-  auto model = ltk::build_model(config.model, ltk::ModelContext{kVocab, task->num_outputs(), 0, nullptr});
+  auto model = ltk::build_model(config.model, ltk::ModelContext{kVocab, task->num_outputs(), 0, nullptr,
+                                                                config.task.type == "mlm"});
   model->to(c.dtype);
   model->train();
   ltk::save_weights(*model, dir + "/weights.pt");
@@ -93,6 +94,10 @@ void write_case(const Case& c, const std::string& dir, uint64_t seed) {
     batch.labels = torch::randint(0, 2, {B}, torch::kLong).to(torch::kFloat);
   } else if (type == "multilabel") {
     batch.labels = torch::randint(0, 2, {B, c.num_labels}, torch::kLong).to(torch::kFloat);
+  } else if (type == "mlm") {  // about a third of the real pieces predicted, [CLS] never
+    auto chosen = (torch::rand({B, T}) < 0.35) & batch.mask & (torch::arange(T).unsqueeze(0) > 0);
+    chosen[0][1] = true;
+    batch.labels = torch::where(chosen, batch.ids, torch::full_like(batch.ids, -100));
   } else {
     batch.labels = torch::randn({B});
   }
@@ -202,6 +207,14 @@ std::vector<Case> cases() {
         {"intermediate_size", 8}, {"max_position_embeddings", 16}, {"hidden_dropout_prob", 0.0},
         {"attention_probs_dropout_prob", 0.0}, {"hidden_act", "relu"}},
        {{"type", "regression"}}, {{"type", "sgd"}, {"lr", 0.1}}, 0, {}},
+      // BertForMaskedLM's head (transform, decoder tied to the word embeddings): the loss on the
+      // selected positions, every gradient (the embeddings get both uses), one AdamW step.
+      {"bert_mlm_adamw",
+       {{"type", "bert"}, {"hidden_size", 8}, {"num_hidden_layers", 2}, {"num_attention_heads", 2},
+        {"intermediate_size", 16}, {"max_position_embeddings", 16}, {"hidden_dropout_prob", 0.0},
+        {"attention_probs_dropout_prob", 0.0}},
+       {{"type", "mlm"}}, {{"type", "adamw"}, {"lr", 0.01}, {"weight_decay", 0.01}, {"no_decay_bias_norm", true}},
+       0, {}},
       {"float32_smoke_bow_ngrams_sgd", {{"type", "bow"}, {"embed_dim", 8}, {"ngrams", 2}, {"buckets", 20}}, mc,
        {{"type", "sgd"}, {"lr", 0.1}}, 3, {}, torch::kFloat},
   };

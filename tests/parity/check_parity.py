@@ -24,7 +24,8 @@ def check_case(path):
     batch = torch.load(os.path.join(path, "batch.pt"))
     ltk = torch.load(os.path.join(path, "ltk.pt"))
     torch.manual_seed(0)
-    model = ltk_torch.build_model(spec["model"], spec["vocab_size"], spec["num_outputs"])
+    options = dict(spec["model"], mlm=True) if spec["task"]["type"] == "mlm" else spec["model"]
+    model = ltk_torch.build_model(options, spec["vocab_size"], spec["num_outputs"])
     dtype = DTYPES[spec["dtype"]]
     model.to(dtype)
     model.load_state_dict(weights, strict=True)
@@ -48,6 +49,8 @@ def check_case(path):
             problems.append(f"{name}: max abs diff {diff:.3g}")
 
     extra = {"token_types": batch["token_types"]} if "token_types" in batch else {}
+    if spec["task"]["type"] == "mlm":
+        extra["mlm_targets"] = batch["targets"]
     out = model(batch["ids"], batch["lengths"], batch["mask"], **extra)
     compare("outputs", out.detach(), ltk["outputs"])
     loss = ltk_torch.task_loss(spec["task"], out, batch["targets"], spec["class_weights"])

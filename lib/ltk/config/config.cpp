@@ -69,6 +69,11 @@ Config parse_config(const nlohmann::json& j, const ModelSchema& models, const st
     config_fail("trainer.select_metric", "'" + m + "' needs classes; a regression task selects by loss, mae or rmse");
   if (!regression && (m == "mae" || m == "rmse"))
     config_fail("trainer.select_metric", "'" + m + "' applies to regression; use accuracy, macro_f1 or loss");
+  const bool mlm = c.task.type == "mlm";
+  const bool mlm_metric = m == "masked_accuracy" || m == "perplexity";
+  if (mlm && !(mlm_metric || m == "loss" || m == "auto"))
+    config_fail("trainer.select_metric", "an mlm task selects by masked_accuracy, perplexity or loss (got '" + m + "')");
+  if (!mlm && mlm_metric) config_fail("trainer.select_metric", "'" + m + "' applies to mlm only");
   return c;
 }
 

@@ -37,7 +37,7 @@ struct DataConfig {
   std::string train;           ///< training file (required)
   std::string valid;           ///< validation file: picks the best checkpoint ("" = none)
   std::string test;            ///< test file, evaluated with the best checkpoint at the end
-  std::string format = "auto";  ///< auto (by extension) | tsv | csv | jsonl
+  std::string format = "auto";  ///< auto (by extension) | tsv | csv | jsonl | text (one text per line)
   bool header = false;           ///< tsv/csv: the first row names the columns
   std::string label_column;      ///< tsv/csv: column name (with header) or 0-based index; "" = 0
   std::string text_column;       ///< tsv/csv: as above; "" = 1 (tsv: the rest of the line after the first tab)
@@ -56,7 +56,7 @@ struct DataConfig {
 };
 
 struct TaskConfig {
-  std::string type = "multiclass";  ///< multiclass | binary | multilabel | regression
+  std::string type = "multiclass";  ///< multiclass | binary | multilabel | regression | mlm
   std::string reduction = "mean";   ///< mean | sum over the batch (PyTorch's semantics)
   /// "none", "auto" (multiclass: N / (C * n_c); binary and multilabel: pos_weight = negatives /
   /// positives) or an object {label: weight}.
@@ -67,6 +67,12 @@ struct TaskConfig {
   std::string label_separator = ",";  ///< multilabel: separates the labels of one sample
   std::string loss = "mse";           ///< regression: mse | l1 | huber
   double huber_delta = 1.0;           ///< regression with loss huber
+  double mask_prob = 0.15;            ///< mlm: share of the pieces selected for prediction
+  bool whole_word = false;            ///< mlm: select every piece of a word together
+  /// mlm with whole_word: what a word is: "wordpiece" (a piece and its "##" continuations) or
+  /// "jieba" (a jieba word, for Chinese, as the Chinese BERT-wwm models do)
+  std::string word_segmenter = "wordpiece";
+  bool pack = false;                  ///< mlm: pack several short texts into one sequence up to max_len
 };
 
 struct ModelConfig {

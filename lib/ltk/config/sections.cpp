@@ -25,7 +25,7 @@ const std::vector<Field<DataConfig>>& data_fields() {
       {"train", &DataConfig::train},
       {"valid", &DataConfig::valid},
       {"test", &DataConfig::test},
-      {"format", &DataConfig::format, one_of({"auto", "tsv", "csv", "jsonl"})},
+      {"format", &DataConfig::format, one_of({"auto", "tsv", "csv", "jsonl", "text"})},
       {"header", &DataConfig::header},
       {"label_field", &DataConfig::label_field},
       {"text_field", &DataConfig::text_field},
@@ -64,7 +64,7 @@ const std::vector<Field<VocabConfig>>& vocab_fields() {
 
 const std::vector<Field<TaskConfig>>& task_fields() {
   static const std::vector<Field<TaskConfig>> f = {
-      {"type", &TaskConfig::type, one_of({"multiclass", "binary", "multilabel", "regression"})},
+      {"type", &TaskConfig::type, one_of({"multiclass", "binary", "multilabel", "regression", "mlm"})},
       {"reduction", &TaskConfig::reduction, one_of({"mean", "sum"})},
       {"label_smoothing", &TaskConfig::label_smoothing, between(0, 1, true, false)},
       {"threshold", &TaskConfig::threshold, between(0, 1, false, false)},
@@ -72,6 +72,10 @@ const std::vector<Field<TaskConfig>>& task_fields() {
       {"label_separator", &TaskConfig::label_separator},
       {"loss", &TaskConfig::loss, one_of({"mse", "l1", "huber"})},
       {"huber_delta", &TaskConfig::huber_delta, at_least(0, false)},
+      {"mask_prob", &TaskConfig::mask_prob, between(0, 1, false, false)},
+      {"whole_word", &TaskConfig::whole_word},
+      {"word_segmenter", &TaskConfig::word_segmenter, one_of({"wordpiece", "jieba"})},
+      {"pack", &TaskConfig::pack},
   };
   return f;
 }
@@ -116,7 +120,8 @@ const std::vector<Field<TrainerConfig>>& trainer_fields() {
       {"shuffle", &TrainerConfig::shuffle},
       {"drop_last", &TrainerConfig::drop_last},
       {"log_every", &TrainerConfig::log_every, at_least(1)},
-      {"select_metric", &TrainerConfig::select_metric, one_of({"auto", "accuracy", "macro_f1", "loss", "mae", "rmse"})},
+      {"select_metric", &TrainerConfig::select_metric,
+       one_of({"auto", "accuracy", "macro_f1", "loss", "mae", "rmse", "masked_accuracy", "perplexity"})},
       {"select_mode", &TrainerConfig::select_mode, one_of({"auto", "max", "min"})},
       {"accumulate", &TrainerConfig::accumulate, at_least(1)},
       {"clip_norm", &TrainerConfig::clip_norm, at_least(0)},
@@ -173,8 +178,6 @@ void read_data(JsonReader r, DataConfig& d) {
 }
 
 void check_data(const DataConfig& d) {
-  if (d.tokenizer.type == "wordpiece" && d.tokenizer.dict.empty())
-    config_fail("data.tokenizer.dict", "wordpiece needs a BERT-style vocab.txt (one token per line, with [UNK])");
   if (d.vocab.source == "tokenizer" && d.tokenizer.type != "wordpiece")
     config_fail("data.vocab.source", "\"tokenizer\" takes the ids of a WordPiece vocab.txt; data.tokenizer.type is '" +
                                          d.tokenizer.type + "', not \"wordpiece\"");
@@ -219,8 +222,14 @@ void read_task(JsonReader r, TaskConfig& t) {
     config_fail("task.label_smoothing", "applies to multiclass only (task.type is '" + t.type + "')");
   if (!t.positive_label.empty() && t.type != "binary")
     config_fail("task.positive_label", "applies to binary only (task.type is '" + t.type + "')");
-  if (t.type == "regression" && !(t.class_weights.is_string() && t.class_weights.get<std::string>() == "none"))
-    config_fail("task.class_weights", "a regression task has no classes");
+  if ((t.type == "regression" || t.type == "mlm") &&
+      !(t.class_weights.is_string() && t.class_weights.get<std::string>() == "none"))
+    config_fail("task.class_weights", "a " + t.type + " task has no classes");
+  if (t.word_segmenter != "wordpiece" && !t.whole_word)
+    config_fail("task.word_segmenter", "applies with task.whole_word true");
+  if (t.type != "mlm" && (t.whole_word || t.pack || t.mask_prob != 0.15))
+    config_fail(t.whole_word ? "task.whole_word" : t.pack ? "task.pack" : "task.mask_prob",
+                "applies to mlm only (task.type is '" + t.type + "')");
 }
 
 void read_optimizer(JsonReader r, OptimizerConfig& o) {

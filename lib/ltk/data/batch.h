@@ -13,6 +13,9 @@ struct Batch {
   torch::Tensor indices;  ///< [B] int64 sample indices in the dataset
   /// [B, T] int64 token types (0 first text, 1 second text of a pair); undefined without pairs
   torch::Tensor token_types;
+  /// [B, T] bool, true on a piece that continues the previous word (whole-word masking); undefined
+  /// unless the dataset records words
+  torch::Tensor continues;
 
   int64_t size() const { return ids.size(0); }
 

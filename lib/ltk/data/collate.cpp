@@ -15,6 +15,7 @@ Batch Batch::to(const torch::Device& device) const {
   b.mask = mask.to(device);
   if (labels.defined()) b.labels = labels.to(device);
   if (token_types.defined()) b.token_types = token_types.to(device);
+  if (continues.defined()) b.continues = continues.to(device);
   b.indices = indices;  // bookkeeping stays on the CPU
   return b;
 }
@@ -48,6 +49,14 @@ Batch PadCollate::operator()(const TextDataset& data, const std::vector<int64_t>
   batch.mask = torch::arange(T, torch::kLong).unsqueeze(0) < lengths.unsqueeze(1);
   batch.indices = idx;
   if (data.has_labels()) batch.labels = data.targets(indices);
+  if (data.has_word_flags()) {
+    batch.continues = torch::zeros({B, T}, torch::kBool);
+    bool* cp = batch.continues.data_ptr<bool>();
+    for (int64_t b = 0; b < B; ++b) {
+      const uint8_t* f = data.word_flags(indices[b]);
+      for (int64_t t = 0; t < lp[b]; ++t) cp[b * T + t] = f[t] != 0;
+    }
+  }
   if (data.has_pairs()) {  // 1 from the second text's first piece through its [SEP], 0 elsewhere
     batch.token_types = torch::zeros({B, T}, torch::kLong);
     int64_t* tp = batch.token_types.data_ptr<int64_t>();

@@ -12,7 +12,8 @@ size_t TextDataset::memory_bytes() const {
   return ids_.capacity() * sizeof(int32_t) + offsets_.capacity() * sizeof(int64_t) +
          class_ids_.capacity() * sizeof(int32_t) + class_offsets_.capacity() * sizeof(int64_t) +
          values_.capacity() * sizeof(float) + full_lengths_.capacity() * sizeof(int32_t) +
-         lines_.capacity() * sizeof(int64_t) + second_starts_.capacity() * sizeof(int32_t);
+         lines_.capacity() * sizeof(int64_t) + second_starts_.capacity() * sizeof(int32_t) +
+         flags_.capacity();
 }
 
 void TextDataset::add(const std::vector<int32_t>& ids, int64_t full_length, const std::vector<int64_t>& class_ids,
@@ -72,6 +73,7 @@ void TextDataset::shrink_to_fit() {
   full_lengths_.shrink_to_fit();
   lines_.shrink_to_fit();
   second_starts_.shrink_to_fit();
+  flags_.shrink_to_fit();
 }
 
 float parse_target_value(const std::string& label, const std::string& source, int64_t line) {

@@ -37,11 +37,22 @@ struct EncodeOptions {
   std::string truncation = "head";  ///< head | tail | head+tail (pairs: longest first, from the end)
   /// [CLS] text [SEP] / [CLS] a [SEP] b [SEP] with these ids; -1 = no special tokens.
   int32_t cls_id = -1, sep_id = -1;
+  /// Record which pieces continue a word (whole-word masking): a "##" piece, or, with `words`
+  /// (a word segmenter such as jieba), every piece after the first of a segmenter word.
+  bool word_flags = false;
+  const class Tokenizer* words = nullptr;
+  /// Pack consecutive texts into [CLS] a [SEP] b [SEP] ... sequences of at most max_len (mlm).
+  bool pack = false;
 };
 
 /// The encode options of a data config over `vocab` (the [CLS]/[SEP] ids when
-/// data.special_tokens is set; DataError when the vocabulary lacks them).
-EncodeOptions encode_options(const DataConfig& data, const Vocabulary& vocab);
+/// data.special_tokens is set; DataError when the vocabulary lacks them), and for an mlm task its
+/// whole-word flags (words from `segmenter` when given) and packing.
+EncodeOptions encode_options(const DataConfig& data, const Vocabulary& vocab, const TaskConfig* task = nullptr,
+                             const Tokenizer* segmenter = nullptr);
+
+/// The word segmenter of task.word_segmenter "jieba" (python3-jieba's dictionary), else null.
+std::unique_ptr<Tokenizer> word_segmenter(const TaskConfig& task);
 
 /// Hugging Face's "longest_first" truncation of a pair to at most `budget` ids in all: the longer
 /// loses its last id until both are equal, then they lose one each, the second first.
@@ -86,6 +97,10 @@ class TextDataset {
   /// Appends one sample (ids already truncated) with its class ids (class tasks) or value.
   void add(const std::vector<int32_t>& ids, int64_t full_length, const std::vector<int64_t>& class_ids, float value,
            int64_t line);
+  /// Whole-word flags of the last added sample, one per id (1: continues the previous word).
+  void set_word_flags(const std::vector<uint8_t>& flags) { flags_.insert(flags_.end(), flags.begin(), flags.end()); }
+  bool has_word_flags() const { return !flags_.empty(); }
+  const uint8_t* word_flags(int64_t i) const { return flags_.data() + offsets_[i]; }
   /// Records where the last added sample's second text starts (every sample of a pair dataset).
   void set_second_start(int64_t start) { second_starts_.push_back(static_cast<int32_t>(start)); }
 
@@ -113,6 +128,7 @@ class TextDataset {
   std::vector<int32_t> full_lengths_;
   std::vector<int64_t> lines_;
   std::vector<int32_t> second_starts_;
+  std::vector<uint8_t> flags_;
   std::string source_;
   int64_t pad_id_ = Vocabulary::kPadId;
   TargetKind kind_ = TargetKind::none;

@@ -32,8 +32,21 @@ void truncate_pair(std::vector<int32_t>& a, std::vector<int32_t>& b, int64_t bud
   }
 }
 
-EncodeOptions encode_options(const DataConfig& data, const Vocabulary& vocab) {
+std::unique_ptr<Tokenizer> word_segmenter(const TaskConfig& task) {
+  if (task.type != "mlm" || !task.whole_word || task.word_segmenter != "jieba") return nullptr;
+  TokenizerConfig jieba;
+  jieba.type = "jieba";
+  return make_tokenizer(jieba);
+}
+
+EncodeOptions encode_options(const DataConfig& data, const Vocabulary& vocab, const TaskConfig* task,
+                             const Tokenizer* segmenter) {
   EncodeOptions o{data.max_len, data.truncation, -1, -1};
+  if (task && task->type == "mlm") {
+    o.word_flags = task->whole_word;
+    o.words = segmenter;
+    o.pack = task->pack;
+  }
   if (data.special_tokens) {
     o.cls_id = vocab.special_id("[CLS]");
     o.sep_id = vocab.special_id("[SEP]");
@@ -86,6 +99,45 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
   std::vector<std::string_view> tokens;
   std::vector<int32_t> ids, second;
   std::vector<int64_t> classes;
+  std::vector<uint8_t> flags;
+  std::vector<uint8_t>* flags_out = options.word_flags ? &flags : nullptr;
+  if (options.pack && (!specials || pairs || options.max_len < 3))
+    throw ConfigError("task.pack needs special tokens, single texts and data.max_len >= 3");
+  // The pieces of one text, and (with `word_flags`) whether each continues the previous word.
+  std::string word_scratch;
+  std::vector<std::string_view> words;
+  auto body = [&](const std::string& text, std::vector<int32_t>& out, std::vector<uint8_t>* word_flags) {
+    out.clear();
+    if (word_flags) word_flags->clear();
+    if (word_flags && options.words) {  // the segmenter's words, each split into pieces
+      options.words->tokenize(text, word_scratch, words);
+      for (auto w : words) {
+        tokenizer.tokenize(w, scratch, tokens);
+        for (size_t k = 0; k < tokens.size(); ++k) {
+          out.push_back(token_id(tokens[k]));
+          word_flags->push_back(k > 0);
+        }
+      }
+      return;
+    }
+    tokenizer.tokenize(text, scratch, tokens);
+    for (auto t : tokens) {
+      out.push_back(token_id(t));
+      if (word_flags) word_flags->push_back(t.size() > 2 && t[0] == '#' && t[1] == '#');
+    }
+  };
+  // Packing: the sequence being filled.
+  std::vector<int32_t> packed_ids;
+  std::vector<uint8_t> packed_flags;
+  int64_t packed_line = 0;
+  const std::vector<int64_t> no_classes;
+  auto flush_pack = [&] {
+    if (packed_ids.empty()) return;
+    data.add(packed_ids, static_cast<int64_t>(packed_ids.size()), no_classes, 0.0f, packed_line);
+    if (flags_out) data.set_word_flags(packed_flags);
+    packed_ids.clear();
+    packed_flags.clear();
+  };
   for (const auto& ex : examples) {
     classes.clear();
     float value = 0;
@@ -101,9 +153,7 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
     } else if (kind == TargetKind::value) {
       value = parse_target_value(ex.label, source, ex.line);
     }
-    tokenizer.tokenize(ex.text, scratch, tokens);
-    ids.clear();
-    for (auto t : tokens) ids.push_back(token_id(t));
+    body(ex.text, ids, flags_out);
     int64_t full = static_cast<int64_t>(ids.size());
     if (!specials) {
       truncate_ids(ids, options.max_len, options.truncation);
@@ -115,14 +165,39 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
       throw DataError(fmt::format("{}:{}: {} second text", source, ex.line, pairs ? "no" : "an unexpected"));
     const int64_t budget = options.max_len > 0 ? options.max_len - (pairs ? 3 : 2) : INT64_MAX;
     if (pairs) {
-      tokenizer.tokenize(ex.text_pair, scratch, tokens);
-      second.clear();
-      for (auto t : tokens) second.push_back(token_id(t));
+      body(ex.text_pair, second, nullptr);
       full += static_cast<int64_t>(second.size()) + 3;
       truncate_pair(ids, second, budget);
+    } else if (flags_out && static_cast<int64_t>(ids.size()) > budget) {  // ids and flags truncated alike
+      std::vector<int32_t> keep(ids.size());
+      for (size_t k = 0; k < keep.size(); ++k) keep[k] = static_cast<int32_t>(k);
+      truncate_ids(keep, budget, options.truncation);
+      std::vector<int32_t> kept_ids;
+      std::vector<uint8_t> kept_flags;
+      for (int32_t k : keep) {
+        kept_ids.push_back(ids[static_cast<size_t>(k)]);
+        kept_flags.push_back(k == keep.front() ? 0 : flags[static_cast<size_t>(k)]);
+      }
+      ids.swap(kept_ids);
+      flags.swap(kept_flags);
+      full += 2;
     } else {
       full += 2;
       truncate_ids(ids, budget, options.truncation);
+    }
+    if (options.pack) {  // [CLS] a [SEP] b [SEP] ...: a text that does not fit starts the next sequence
+      if (packed_ids.size() > 1 && static_cast<int64_t>(packed_ids.size() + ids.size() + 1) > options.max_len)
+        flush_pack();
+      if (packed_ids.empty()) {
+        packed_ids.push_back(options.cls_id);
+        packed_flags.push_back(0);
+        packed_line = ex.line;
+      }
+      packed_ids.insert(packed_ids.end(), ids.begin(), ids.end());
+      packed_ids.push_back(options.sep_id);
+      if (flags_out) packed_flags.insert(packed_flags.end(), flags.begin(), flags.end());
+      packed_flags.push_back(0);
+      continue;
     }
     ids.insert(ids.begin(), options.cls_id);
     ids.push_back(options.sep_id);
@@ -133,7 +208,13 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
     }
     data.add(ids, full, classes, value, ex.line);
     if (pairs) data.set_second_start(second_start);
+    if (flags_out) {
+      flags.insert(flags.begin(), 0);
+      flags.push_back(0);
+      data.set_word_flags(flags);
+    }
   }
+  if (options.pack) flush_pack();
   data.shrink_to_fit();
   return data;
 }

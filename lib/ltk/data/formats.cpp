@@ -91,6 +91,7 @@ ReaderOptions reader_options(const DataConfig& d, const TaskConfig& task) {
   o.text_pair_field = d.text_pair_field;
   o.on_bad_row = d.on_bad_row;
   o.label_separator = task.label_separator;
+  o.require_label = task.type != "mlm";  // pretraining reads text; labels, when there, are ignored
   return o;
 }
 
@@ -147,7 +148,26 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
   ReadResult result;
   BadRows bad(result, o.on_bad_row);
 
-  if (format == "jsonl") {
+  if (format == "text") {  // one text per line, no label (pretraining input)
+    if (o.require_label)
+      throw ConfigError("config key 'data.format': \"text\" files have no labels; they are input for task.type "
+                        "\"mlm\" (or ltk-predict)");
+    int64_t line_no = 0;
+    size_t pos = offset;
+    while (pos < data.size()) {
+      size_t nl = data.find('\n', pos);
+      std::string_view line(data.data() + pos, (nl == std::string::npos ? data.size() : nl) - pos);
+      pos = nl == std::string::npos ? data.size() : nl + 1;
+      ++line_no;
+      line = trim(line);
+      if (line.empty()) continue;
+      if (utf8::find_invalid(line) != std::string::npos) {
+        bad.handle(fmt::format("{}:{}: invalid UTF-8", path, line_no));
+        continue;
+      }
+      result.examples.push_back(Example{"", std::string(line), line_no, ""});
+    }
+  } else if (format == "jsonl") {
     int64_t line_no = 0;
     size_t pos = offset;
     while (pos < data.size()) {
@@ -291,7 +311,7 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
       result.examples.push_back(std::move(ex));
     }
   } else {
-    throw ConfigError("config key 'data.format': unknown format '" + format + "'; use auto, tsv, csv or jsonl");
+    throw ConfigError("config key 'data.format': unknown format '" + format + "'; use auto, tsv, csv, jsonl or text");
   }
   if (result.examples.empty())
     throw DataError(path + ": no examples (the file is empty, has only blank lines" +

@@ -3,11 +3,16 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ltk {
 
 struct Example {
+  Example() = default;
+  Example(std::string label_, std::string text_, int64_t line_ = 0, std::string text_pair_ = "")
+      : label(std::move(label_)), text(std::move(text_)), line(line_), text_pair(std::move(text_pair_)) {}
+
   std::string label;  ///< empty for unlabelled input
   std::string text;
   int64_t line = 0;

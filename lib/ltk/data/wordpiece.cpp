@@ -47,6 +47,39 @@ WordPieceTokenizer::WordPieceTokenizer(const std::string& vocab_path, bool lower
 void WordPieceTokenizer::tokenize(std::string_view text, std::string& scratch,
                                   std::vector<std::string_view>& tokens) const {
   tokens.clear();
+  // Special tokens written in the text ("the [MASK] is ...") stay whole, as Hugging Face's
+  // tokenizers keep them; the text between them is tokenised as usual.
+  std::vector<std::string> all;
+  std::string lowered;
+  size_t done = 0;
+  for (size_t open = text.find('['); open != std::string_view::npos; open = text.find('[', open + 1)) {
+    size_t close = text.find(']', open);
+    if (close == std::string_view::npos) break;
+    std::string_view candidate = text.substr(open, close + 1 - open);
+    if (!(candidate == "[MASK]" || candidate == "[CLS]" || candidate == "[SEP]" || candidate == "[PAD]" ||
+          candidate == "[UNK]") ||
+        !vocab_.count(std::string(candidate)))
+      continue;
+    pieces(text.substr(done, open - done), lowered, all);
+    all.emplace_back(candidate);
+    done = close + 1;
+    open = close;
+  }
+  pieces(text.substr(done), lowered, all);
+  size_t total = 0;
+  for (const auto& p : all) total += p.size();
+  scratch.clear();
+  scratch.reserve(total);
+  for (const auto& p : all) scratch += p;
+  size_t at = 0;
+  for (const auto& p : all) {
+    tokens.emplace_back(scratch.data() + at, p.size());
+    at += p.size();
+  }
+}
+
+void bert_pre_tokenize(std::string_view text, bool lowercase, bool strip_accents, bool chinese_chars,
+                       std::string& scratch, std::vector<std::u32string>& words) {
   // BertNormalizer: clean text, isolate CJK ideographs, strip accents, lowercase.
   std::string cleaned;
   size_t i = 0;
@@ -55,7 +88,7 @@ void WordPieceTokenizer::tokenize(std::string_view text, std::string& scratch,
     if (c == 0 || c == 0xFFFD || bert_control(c)) continue;
     if (bert_whitespace(c)) {
       cleaned += ' ';
-    } else if (chinese_chars_ && is_cjk_ideograph(c)) {
+    } else if (chinese_chars && is_cjk_ideograph(c)) {
       cleaned += ' ';
       utf8::append(cleaned, c);
       cleaned += ' ';
@@ -65,7 +98,7 @@ void WordPieceTokenizer::tokenize(std::string_view text, std::string& scratch,
   }
   std::string_view s = cleaned;
   std::string mapped;
-  if (strip_accents_) {
+  if (strip_accents) {
     utf8proc_uint8_t* out = nullptr;
     auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(cleaned.data()),
                           static_cast<utf8proc_ssize_t>(cleaned.size()), &out,
@@ -80,16 +113,16 @@ void WordPieceTokenizer::tokenize(std::string_view text, std::string& scratch,
         if (utf8proc_category(static_cast<utf8proc_int32_t>(c)) != UTF8PROC_CATEGORY_MN)
           mapped.append(nfd, start, k - start);
       }
-      if (lowercase_) lowercase_utf8(mapped, scratch);
+      if (lowercase) lowercase_utf8(mapped, scratch);
       else scratch = std::move(mapped);
       s = scratch;
     }
-  } else if (lowercase_) {
+  } else if (lowercase) {
     lowercase_utf8(cleaned, scratch);
     s = scratch;
   }
   // BertPreTokenizer: words split on whitespace; every punctuation mark is a word.
-  std::vector<std::u32string> words;
+  words.clear();
   std::u32string word;
   i = 0;
   while (i < s.size()) {
@@ -104,16 +137,19 @@ void WordPieceTokenizer::tokenize(std::string_view text, std::string& scratch,
     }
   }
   if (!word.empty()) words.push_back(std::move(word));
-  // Greedy longest-match-first. The pieces are gathered first, then laid out in `scratch` (the
-  // normalised text is no longer needed) and returned as views into it.
-  std::vector<std::string> all;
+}
+
+void WordPieceTokenizer::pieces(std::string_view text, std::string& scratch, std::vector<std::string>& all) const {
+  std::vector<std::u32string> words;
+  bert_pre_tokenize(text, lowercase_, strip_accents_, chinese_chars_, scratch, words);
+  // Greedy longest-match-first.
   auto encode = [](const std::u32string& w, size_t a, size_t b) {
     std::string out;
     for (size_t k = a; k < b; ++k) utf8::append(out, w[k]);
     return out;
   };
   for (const auto& w : words) {
-    std::vector<std::string> pieces;
+    std::vector<std::string> word_pieces;
     bool bad = static_cast<int64_t>(w.size()) > max_chars_;
     for (size_t start = 0; !bad && start < w.size();) {
       size_t end = w.size();
@@ -126,21 +162,11 @@ void WordPieceTokenizer::tokenize(std::string_view text, std::string& scratch,
         }
       }
       if (found.empty()) bad = true;
-      else pieces.push_back(std::move(found));
+      else word_pieces.push_back(std::move(found));
       start = end;
     }
-    if (bad) pieces = {"[UNK]"};
-    for (auto& p : pieces) all.push_back(std::move(p));
-  }
-  size_t total = 0;
-  for (const auto& p : all) total += p.size();
-  scratch.clear();
-  scratch.reserve(total);
-  for (const auto& p : all) scratch += p;
-  size_t at = 0;
-  for (const auto& p : all) {
-    tokens.emplace_back(scratch.data() + at, p.size());
-    at += p.size();
+    if (bad) word_pieces = {"[UNK]"};
+    for (auto& p : word_pieces) all.push_back(std::move(p));
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "ltk/data/tokenizer.h"
 
@@ -24,9 +25,29 @@ class WordPieceTokenizer : public Tokenizer {
   int64_t vocab_size() const { return static_cast<int64_t>(vocab_.size()); }
 
  private:
+  /// The pieces of `text` (no special tokens in it), appended to `all`.
+  void pieces(std::string_view text, std::string& scratch, std::vector<std::string>& all) const;
   std::unordered_set<std::string> vocab_;
   bool lowercase_, strip_accents_, chinese_chars_;
   int64_t max_chars_;
 };
+
+/// BERT's normalisation and pre-tokenisation (BertNormalizer + BertPreTokenizer): the words of
+/// `text` as code points. `scratch` holds intermediate text.
+void bert_pre_tokenize(std::string_view text, bool lowercase, bool strip_accents, bool chinese_chars,
+                       std::string& scratch, std::vector<std::u32string>& words);
+
+struct WordPieceTrainOptions {
+  int64_t size = 8000;         ///< entries in all, specials included
+  int64_t min_frequency = 2;   ///< a pair seen fewer times (weighted by word counts) is not merged
+  bool lowercase = true, strip_accents = false, chinese_chars = true;  ///< as the tokenizer will use them
+};
+
+/// Learns a WordPiece vocabulary from texts as Hugging Face's WordPieceTrainer does: BERT's
+/// pre-tokenised words split into characters ("##" on every one but the first), then the most
+/// frequent adjacent pair merged (ties by first appearance) until `size` entries. The specials
+/// [PAD] [UNK] [CLS] [SEP] [MASK] come first, then the characters (most frequent first; the rarest
+/// dropped when they alone exceed the size), then the merges in order.
+std::vector<std::string> train_wordpiece(const std::vector<std::string>& texts, const WordPieceTrainOptions& options);
 
 }  // namespace ltk

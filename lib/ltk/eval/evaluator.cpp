@@ -54,6 +54,18 @@ Predictions predict(TextModel& model, const Task& task, const TextDataset& data,
     indices.assign(order.begin() + start, order.begin() + std::min(n, start + batch_size));
     Batch batch = collate(data, indices);
     check_token_ids(batch, vocab_size, data);
+    if (task.token_level()) {
+      // The same masks at every evaluation (seeded by the batch's position), so that validations
+      // compare; counted per predicted piece.
+      task.prepare_batch(batch, 0x5eedull + static_cast<uint64_t>(start));
+      Batch on_device = batch.to(device);
+      auto outputs = model.forward(on_device);
+      auto gold = on_device.labels.masked_select(on_device.labels != MaskedLmTask::kIgnore);
+      out.loss_sum += task.per_sample_loss(outputs, on_device.labels).sum().item<double>();
+      out.correct += outputs.argmax(-1).eq(gold).sum().item<int64_t>();
+      out.tokens += gold.numel();
+      continue;
+    }
     Batch on_device = batch.to(device);
     auto outputs = model.forward(on_device);
     if (data.has_labels()) {
@@ -69,6 +81,7 @@ Predictions predict(TextModel& model, const Task& task, const TextDataset& data,
     return torch::empty_like(sorted).index_copy_(0, positions, sorted);
   };
   out.scores = scores.empty() ? torch::empty({0, task.num_outputs()}) : in_data_order(scores);
+  if (task.token_level()) out.scores = torch::empty({0, 0});
   if (!targets.empty()) out.targets = in_data_order(targets);
   return out;
 }

@@ -27,9 +27,10 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-/// A stored name as ltk's BERT calls it; "" for what a classifier ignores.
+/// A stored name as ltk's BERT calls it; "" for what no ltk model has (the tied decoder, the
+/// next-sentence head, position-id buffers).
 std::string ltk_name(std::string n) {
-  if (starts_with(n, "cls.")) return "";
+  if (starts_with(n, "cls.predictions.decoder.") || starts_with(n, "cls.seq_relationship.")) return "";
   if (ends_with(n, "LayerNorm.gamma")) n = n.substr(0, n.size() - 5) + "weight";
   else if (ends_with(n, "LayerNorm.beta")) n = n.substr(0, n.size() - 4) + "bias";
   if (starts_with(n, "embeddings.") || starts_with(n, "encoder.") || starts_with(n, "pooler.")) n = "bert." + n;
@@ -88,7 +89,7 @@ PretrainedLoad load_hf_bert(torch::nn::Module& model, const std::string& dir) {
   std::vector<std::string> problems;
   for (auto& [name, tensor] : read_weights_file(result.file, dtype)) {
     std::string n = ltk_name(name);
-    if (n.empty()) {
+    if (n.empty() || (starts_with(n, "cls.") && !expected.count(n))) {  // pre-training heads a classifier ignores
       result.ignored.push_back(name);
       continue;
     }
@@ -100,7 +101,7 @@ PretrainedLoad load_hf_bert(torch::nn::Module& model, const std::string& dir) {
   }
   torch::NoGradGuard no_grad;
   for (auto& [name, param] : expected) {
-    const bool optional = starts_with(name, "classifier.") || starts_with(name, "bert.pooler.");
+    const bool optional = starts_with(name, "classifier.") || starts_with(name, "bert.pooler.") || starts_with(name, "cls.");
     auto it = stored.find(name);
     if (it == stored.end()) {
       if (optional) result.initialised.push_back(name);
@@ -127,14 +128,16 @@ void export_hf(const LoadedRun& run, const std::string& dir) {
     throw ConfigError("--export-hf writes a Hugging Face BERT directory; this run's model is '" + c.model.type +
                       "' (use --export for a Python export)");
   const nlohmann::json& m = c.model.options;
-  if (m.at("pooling") != "cls")
+  const bool mlm = c.task.type == "mlm";
+  if (!mlm && m.at("pooling") != "cls")
     throw ConfigError("--export-hf: the run pools by the mean of its tokens (model.pooling \"mean\"), which Hugging "
                       "Face's BertForSequenceClassification cannot compute (it pools [CLS]); train with pooling \"cls\" "
                       "to export");
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw Error("cannot create " + dir + ": " + ec.message());
-  nlohmann::ordered_json config = {{"architectures", {"BertForSequenceClassification"}}, {"model_type", "bert"}};
+  nlohmann::ordered_json config = {
+      {"architectures", {mlm ? "BertForMaskedLM" : "BertForSequenceClassification"}}, {"model_type", "bert"}};
   for (const char* k : {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                         "hidden_act", "layer_norm_eps", "max_position_embeddings", "type_vocab_size", "pad_token_id",
                         "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range"})
@@ -146,19 +149,21 @@ void export_hf(const LoadedRun& run, const std::string& dir) {
   // article): one label, the positive one, with sigmoid semantics (multi_label_classification).
   nlohmann::ordered_json id2label = nlohmann::ordered_json::object(), label2id = nlohmann::ordered_json::object();
   const std::string& task = c.task.type;
-  std::vector<std::string> names;
-  if (task == "binary") names = {run.labels.name(run.task->target_encoder().positive)};
-  else if (task == "regression") names = {"LABEL_0"};
-  else names = run.labels.names();
-  for (size_t i = 0; i < names.size(); ++i) {
-    id2label[std::to_string(i)] = names[i];
-    label2id[names[i]] = i;
+  if (!mlm) {
+    std::vector<std::string> names;
+    if (task == "binary") names = {run.labels.name(run.task->target_encoder().positive)};
+    else if (task == "regression") names = {"LABEL_0"};
+    else names = run.labels.names();
+    for (size_t i = 0; i < names.size(); ++i) {
+      id2label[std::to_string(i)] = names[i];
+      label2id[names[i]] = i;
   }
-  config["id2label"] = id2label;
-  config["label2id"] = label2id;
-  config["problem_type"] = task == "regression" ? "regression"
-                           : task == "multiclass" ? "single_label_classification"
-                                                  : "multi_label_classification";
+    config["id2label"] = id2label;
+    config["label2id"] = label2id;
+    config["problem_type"] = task == "regression" ? "regression"
+                             : task == "multiclass" ? "single_label_classification"
+                                                    : "multi_label_classification";
+  }
   config["torch_dtype"] = "float32";
   write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
   run.vocab.save(dir + "/vocab.txt");

@@ -12,8 +12,9 @@ namespace ltk {
 
 TextDataset LoadedRun::encode(const std::vector<Example>& examples, const std::string& source, bool labelled) const {
   TargetEncoder targets = task->target_encoder();
+  auto segmenter = word_segmenter(config.task);
   return encode_examples(examples, source, *tokenizer, vocab, labelled ? &targets : nullptr,
-                         encode_options(config.data, vocab));
+                         encode_options(config.data, vocab, &config.task, segmenter.get()));
 }
 
 LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const std::string& device) {
@@ -37,9 +38,11 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
     weights = j.value("class_weights", std::vector<double>{});
   }
   run.task = make_task(run.config.task, run.labels, weights);
+  if (run.vocab.fixed()) run.task->set_vocabulary(run.vocab);
   run.device = resolve_device(device.empty() ? run.config.device : device, device.empty() ? "device" : "--device");
   run.model = build_model(run.config.model,
-                          ModelContext{run.vocab.size(), run.task->num_outputs(), run.vocab.pad_id()});
+                          ModelContext{run.vocab.size(), run.task->num_outputs(), run.vocab.pad_id(), nullptr,
+                                       run.config.task.type == "mlm"});
   run.checkpoint_path = run.dir.checkpoint(checkpoint);
   load_weights(*run.model, run.checkpoint_path);
   run.model->to(run.device);

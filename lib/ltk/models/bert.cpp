@@ -16,6 +16,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr int64_t MaskedLmIgnore = -100;  // the targets of unselected positions (MaskedLmTask::kIgnore)
+
+torch::Tensor activate(const torch::Tensor& x, const std::string& act) {
+  if (act == "gelu") return torch::gelu(x);
+  if (act == "gelu_new") return torch::gelu(x, "tanh");
+  return torch::relu(x);
+}
+
 /// One encoder layer, post-LayerNorm, with Hugging Face's module names (attention.self.query,
 /// attention.output.dense, attention.output.LayerNorm, intermediate.dense, output.dense,
 /// output.LayerNorm).
@@ -50,10 +58,7 @@ class BertLayerImpl : public torch::nn::Module {
     auto probs = attention_dropout->forward(torch::softmax(scores, -1));
     auto context = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H});
     auto a = attention_norm->forward(dropout->forward(attention_dense->forward(context)) + x);
-    auto h = intermediate_dense->forward(a);
-    if (act_ == "gelu") h = torch::gelu(h);
-    else if (act_ == "gelu_new") h = torch::gelu(h, "tanh");
-    else h = torch::relu(h);
+    auto h = activate(intermediate_dense->forward(a), act_);
     return output_norm->forward(dropout->forward(output_dense->forward(h)) + a);
   }
 
@@ -105,7 +110,7 @@ BertConfig bert_config_from(const nlohmann::json& j) {
   return c;
 }
 
-BertEncoderImpl::BertEncoderImpl(const BertConfig& c) : config(c) {
+BertEncoderImpl::BertEncoderImpl(const BertConfig& c, bool with_pooler) : config(c) {
   const int64_t H = c.hidden_size;
   auto embeddings = register_module("embeddings", std::make_shared<torch::nn::Module>());
   word_embeddings = embeddings->register_module(
@@ -119,6 +124,7 @@ BertEncoderImpl::BertEncoderImpl(const BertConfig& c) : config(c) {
   auto encoder = register_module("encoder", std::make_shared<torch::nn::Module>());
   layer = encoder->register_module("layer", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layer->push_back(BertLayer(c));
+  if (!with_pooler) return;
   auto pooler_module = register_module("pooler", std::make_shared<torch::nn::Module>());
   pooler = pooler_module->register_module("dense", torch::nn::Linear(H, H));
 }
@@ -164,6 +170,34 @@ BertClassifierImpl::BertClassifierImpl(const BertConfig& c, int64_t num_outputs)
 torch::Tensor BertClassifierImpl::forward(const Batch& batch) {
   auto hidden = bert->forward(batch);
   return classifier->forward(dropout->forward(bert->pool(hidden, batch)));
+}
+
+BertMaskedLMImpl::BertMaskedLMImpl(const BertConfig& c) {
+  bert = register_module("bert", BertEncoder(c, /*with_pooler=*/false));
+  auto cls = register_module("cls", std::make_shared<torch::nn::Module>());
+  auto predictions = cls->register_module("predictions", std::make_shared<torch::nn::Module>());
+  auto t = predictions->register_module("transform", std::make_shared<torch::nn::Module>());
+  transform = t->register_module("dense", torch::nn::Linear(c.hidden_size, c.hidden_size));
+  transform_norm = t->register_module(
+      "LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+  bias = predictions->register_parameter("bias", torch::zeros({c.vocab_size}));
+}
+
+torch::Tensor BertMaskedLMImpl::forward(const Batch& batch) {
+  if (!batch.labels.defined())
+    throw TrainError("a masked-LM model predicts the positions the task selected (batch.labels); none are given");
+  auto hidden = bert->forward(batch);
+  auto selected = hidden.index({batch.labels != MaskedLmIgnore});  // [M, H]
+  auto h = transform_norm->forward(activate(transform->forward(selected), bert->config.hidden_act));
+  return torch::nn::functional::linear(h, bert->word_embeddings->weight, bias);  // decoder tied to the embeddings
+}
+
+int64_t BertMaskedLMImpl::level(const std::string& name) const {
+  const int64_t L = bert->config.num_hidden_layers;
+  if (name.rfind("bert.embeddings.", 0) == 0) return L + 1;
+  static const std::string layer = "bert.encoder.layer.";
+  if (name.rfind(layer, 0) == 0) return L - std::stoll(name.substr(layer.size()));
+  return 0;  // the head
 }
 
 int64_t BertClassifierImpl::level(const std::string& name) const {
@@ -292,7 +326,17 @@ std::shared_ptr<TextModel> build_bert(const nlohmann::json& options, const Model
   if (c.pad_token_id >= c.vocab_size)
     throw ConfigError(fmt::format("config key 'model.pad_token_id': {} is not below vocab_size {}", c.pad_token_id,
                                   c.vocab_size));
-  BertClassifier model(c, context.num_outputs);
+  std::shared_ptr<TextModel> model;
+  torch::nn::Embedding word_embeddings{nullptr};
+  if (context.masked_lm) {
+    BertMaskedLM m(c);
+    word_embeddings = m->bert->word_embeddings;
+    model = m.ptr();
+  } else {
+    BertClassifier m(c, context.num_outputs);
+    word_embeddings = m->bert->word_embeddings;
+    model = m.ptr();
+  }
   // Hugging Face's initialisation: normal(0, initializer_range) weights and embeddings, zero
   // biases and padding row, LayerNorm 1 and 0. A pretrained directory then overwrites the encoder.
   const double range = options.at("initializer_range").get<double>();
@@ -303,7 +347,7 @@ std::shared_ptr<TextModel> build_bert(const nlohmann::json& options, const Model
     else if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) p.value().zero_();
     else p.value().normal_(0.0, range);
   }
-  model->bert->word_embeddings->weight[c.pad_token_id].zero_();
+  word_embeddings->weight[c.pad_token_id].zero_();
   const int64_t frozen = options.at("freeze_layers").get<int64_t>();
   for (auto& p : model->named_parameters()) {
     const int64_t level = model->level(p.key());
@@ -311,7 +355,7 @@ std::shared_ptr<TextModel> build_bert(const nlohmann::json& options, const Model
     bool low_layer = p.key().rfind("bert.encoder.layer.", 0) == 0 && c.num_hidden_layers - level < frozen;
     if ((embeddings && options.at("freeze_embeddings").get<bool>()) || low_layer) p.value().set_requires_grad(false);
   }
-  return model.ptr();
+  return model;
 }
 
 void check_bert(const nlohmann::json& options, const Config& config) {
@@ -321,6 +365,8 @@ void check_bert(const nlohmann::json& options, const Config& config) {
                                             "bert model (got {})",
                                             max_pos, config.data.max_len));
   bool pairs = !config.data.text_pair_column.empty() || !config.data.text_pair_field.empty();
+  if (pairs && config.task.type == "mlm")
+    config_fail("data.text_pair_column", "mlm pretraining reads single texts (task.pack joins several into one sequence)");
   if (pairs && options.at("type_vocab_size").get<int64_t>() < 2)
     config_fail("data.text_pair_column", "sentence pairs need token type 1, but the model's type_vocab_size is 1");
 }
@@ -345,10 +391,7 @@ void complete_bert(const nlohmann::json& options, const nlohmann::json& document
   else if (tok.type != "wordpiece")
     config_fail("data.tokenizer.type", "a bert model reads the WordPiece pieces of its vocab.txt; use \"wordpiece\" "
                                        "(or leave the key out), not '" + tok.type + "'");
-  if (!written(document, {"data", "tokenizer", "dict"})) {
-    if (dir.empty())
-      config_fail("data.tokenizer.dict", "a bert model needs its WordPiece vocab.txt: set model.pretrained_dir (a Hugging "
-                                         "Face directory) or data.tokenizer.dict");
+  if (!written(document, {"data", "tokenizer", "dict"}) && !dir.empty()) {  // no directory: "" trains one
     if (!fs::is_regular_file(dir + "/vocab.txt"))
       config_fail("model.pretrained_dir", dir + " has no vocab.txt (ltk reads BERT's WordPiece vocabulary from it)");
     tok.dict = dir + "/vocab.txt";

@@ -42,7 +42,8 @@ BertConfig bert_config_from(const nlohmann::json& options);
 /// The encoder (Hugging Face's BertModel): embeddings, layers, pooler.
 class BertEncoderImpl : public torch::nn::Module {
  public:
-  explicit BertEncoderImpl(const BertConfig& config);
+  /// `with_pooler`: false for a masked-LM model (Hugging Face's BertForMaskedLM has none).
+  explicit BertEncoderImpl(const BertConfig& config, bool with_pooler = true);
   /// Hidden states [B, T, H] of a batch (token types 0 when the batch has none).
   torch::Tensor forward(const Batch& batch);
   /// The pooled vector [B, H]: the pooler on [CLS], or the mean over the real tokens.
@@ -70,6 +71,24 @@ class BertClassifierImpl : public TextModel {
   torch::nn::Linear classifier{nullptr};
 };
 TORCH_MODULE(BertClassifier);
+
+/// Hugging Face's BertForMaskedLM: the encoder without pooler, then cls.predictions: transform
+/// (dense, activation, LayerNorm) and a decoder tied to the word embeddings, plus a bias.
+class BertMaskedLMImpl : public TextModel {
+ public:
+  explicit BertMaskedLMImpl(const BertConfig& config);
+  /// Logits [M, V] of the M positions where batch.labels is not -100 (the masked ones).
+  torch::Tensor forward(const Batch& batch) override;
+  bool is_head(const std::string& name) const override { return name.rfind("cls.", 0) == 0; }
+  int64_t level(const std::string& name) const override;
+  int64_t num_levels() const override { return bert->config.num_hidden_layers + 1; }
+
+  BertEncoder bert{nullptr};
+  torch::nn::Linear transform{nullptr};
+  torch::nn::LayerNorm transform_norm{nullptr};
+  torch::Tensor bias;
+};
+TORCH_MODULE(BertMaskedLM);
 
 nlohmann::json resolve_bert(JsonReader& r);
 std::shared_ptr<TextModel> build_bert(const nlohmann::json& options, const ModelContext& context);

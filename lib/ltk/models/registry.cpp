@@ -12,11 +12,11 @@ namespace ltk {
 const std::vector<ModelEntry>& model_registry() {
   static const std::vector<ModelEntry> entries = {
       {"bow", "mean of word (and hashed n-gram) embeddings over the real tokens, then a linear layer", resolve_bow,
-       build_bow, check_bow},
-      {"textcnn", "convolutions of several widths, max over time (Kim 2014)", resolve_textcnn, build_textcnn},
-      {"rnn", "LSTM or GRU over packed sequences, last/max/mean pooling", resolve_rnn, build_rnn},
+       build_bow, check_bow, nullptr},
+      {"textcnn", "convolutions of several widths, max over time (Kim 2014)", resolve_textcnn, build_textcnn, nullptr, nullptr},
+      {"rnn", "LSTM or GRU over packed sequences, last/max/mean pooling", resolve_rnn, build_rnn, nullptr, nullptr},
       {"transformer", "Transformer encoder from scratch, CLS or mean pooling", resolve_transformer, build_transformer,
-       check_transformer},
+       check_transformer, nullptr},
       {"bert", "BERT (Hugging Face's BertForSequenceClassification), pretrained from a Hugging Face directory or not",
        resolve_bert, build_bert, check_bert, complete_bert},
   };
@@ -42,6 +42,8 @@ class RegistrySchema final : public ModelSchema {
   }
   void check(const Config& config) const override {
     const ModelEntry& entry = find_entry(config.model.type, "model");
+    if (config.task.type == "mlm" && config.model.type != "bert")
+      config_fail("task.type", "\"mlm\" pretrains a bert model; model.type is '" + config.model.type + "'");
     if (entry.check) entry.check(config.model.options, config);
   }
   void complete(const nlohmann::json& document, Config& config) const override {

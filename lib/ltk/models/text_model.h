@@ -16,6 +16,8 @@ struct ModelContext {
   int64_t pad_id = 0;
   /// The vocabulary, for pretrained vectors; null when a run is loaded from its checkpoint.
   const Vocabulary* vocab = nullptr;
+  /// The task predicts masked pieces (task.type "mlm"): a model with a language-model head.
+  bool masked_lm = false;
 };
 
 class TextModel : public torch::nn::Module {

@@ -21,7 +21,8 @@ double EvalReport::get(const std::string& name) const {
   return it->get<double>();
 }
 
-static const char* kHeadline[] = {"accuracy", "macro_f1", "micro_f1", "hamming_loss", "mae", "rmse", "loss"};
+static const char* kHeadline[] = {"accuracy", "macro_f1", "micro_f1", "hamming_loss", "mae", "rmse",
+                                  "masked_accuracy", "perplexity", "loss"};
 
 nlohmann::json EvalReport::headline() const {
   nlohmann::json j = nlohmann::json::object();
@@ -39,17 +40,18 @@ std::string EvalReport::summary() const {
 }
 
 bool Task::higher_is_better(const std::string& metric) {
-  return !(metric == "loss" || metric == "mae" || metric == "rmse" || metric == "hamming_loss");
+  return !(metric == "loss" || metric == "mae" || metric == "rmse" || metric == "hamming_loss" ||
+           metric == "perplexity");
 }
 
 std::string Task::selection_metric(const std::string& configured) const {
   if (configured != "auto") return configured;
-  return type() == "regression" ? "loss" : "accuracy";
+  return type() == "regression" || type() == "mlm" ? "loss" : "accuracy";
 }
 
 // ---- factory and helpers ----
 
-bool task_has_labels(const std::string& type) { return type != "regression"; }
+bool task_has_labels(const std::string& type) { return type != "regression" && type != "mlm"; }
 
 LabelMap labels_from_examples(const TaskConfig& config, const std::vector<Example>& examples) {
   std::vector<std::string> names;
@@ -105,6 +107,7 @@ std::unique_ptr<Task> make_task(const TaskConfig& config, const LabelMap& labels
   if (config.type == "binary") return std::make_unique<BinaryTask>(config, labels, std::move(class_weights));
   if (config.type == "multilabel") return std::make_unique<MultilabelTask>(config, labels, std::move(class_weights));
   if (config.type == "regression") return std::make_unique<RegressionTask>(config);
+  if (config.type == "mlm") return std::make_unique<MaskedLmTask>(config);
   throw ConfigError("config key 'task.type': unknown task '" + config.type + "'");
 }
 

@@ -20,8 +20,10 @@ namespace ltk {
 struct Predictions {
   torch::Tensor scores;   ///< [N, K] probabilities (class tasks) or values (regression), float
   torch::Tensor targets;  ///< the gold targets as the task's loss takes them; undefined when unlabelled
-  double loss_sum = 0;    ///< summed per-sample loss (labelled data only)
+  double loss_sum = 0;    ///< summed per-sample loss (labelled data only); token-level tasks: per token
   int64_t samples = 0;
+  int64_t tokens = 0;     ///< token-level tasks (mlm): positions predicted
+  int64_t correct = 0;    ///< ... and predicted right
 };
 
 /// The metrics of one evaluation.
@@ -70,6 +72,14 @@ class Task {
   virtual std::optional<BadCase> bad_case(const float* scores, const TextDataset& data, int64_t i) const = 0;
   /// The name of badcases.tsv's figure column.
   virtual const char* bad_case_figure() const { return "confidence"; }
+  /// Token-level tasks (mlm) predict positions, not samples: prepare_batch() makes their targets
+  /// and evaluation counts tokens (Predictions::tokens, correct).
+  virtual bool token_level() const { return false; }
+  /// Makes the batch's inputs and targets where the task decides them (mlm: the masking), from
+  /// `seed` alone, so a resumed run sees the same batches. A no-op for sample-level tasks.
+  virtual void prepare_batch(Batch& batch, uint64_t seed) const {}
+  /// Tells the task the vocabulary (mlm: the ids of [MASK] and the specials).
+  virtual void set_vocabulary(const Vocabulary& vocab) {}
   /// True when a larger value of `metric` is better.
   static bool higher_is_better(const std::string& metric);
   /// trainer.select_metric with "auto" resolved for this task.
@@ -166,6 +176,32 @@ class RegressionTask : public Task {
  private:
   torch::Tensor check(const torch::Tensor& outputs, const torch::Tensor& targets) const;
   torch::Tensor raw_loss(const torch::Tensor& out, const torch::Tensor& t, bool reduce) const;
+};
+
+/// Masked-language-model pretraining (Hugging Face's recipe): task.mask_prob of the pieces selected
+/// (whole words together with task.whole_word; [CLS], [SEP] and [PAD] never), of those 80% become
+/// [MASK], 10% a random piece, 10% stay; the loss is cross-entropy on the selected positions only.
+/// The model returns logits [M, V] for the M selected positions (batch.labels != -100).
+class MaskedLmTask : public Task {
+ public:
+  static constexpr int64_t kIgnore = -100;
+  explicit MaskedLmTask(TaskConfig config);
+  int64_t num_outputs() const override { return vocab_size_; }
+  TargetEncoder target_encoder() const override { return TargetEncoder{}; }
+  torch::Tensor loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
+  torch::Tensor per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
+  torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs.softmax(-1); }
+  nlohmann::ordered_json prediction(const float* scores) const override;
+  EvalReport evaluate(const Predictions& p) const override;
+  bool is_correct(const float* scores, const TextDataset& data, int64_t i) const override;
+  std::optional<BadCase> bad_case(const float* scores, const TextDataset& data, int64_t i) const override;
+  bool token_level() const override { return true; }
+  void prepare_batch(Batch& batch, uint64_t seed) const override;
+  void set_vocabulary(const Vocabulary& vocab) override;
+
+ private:
+  int64_t vocab_size_ = 0;
+  int64_t mask_id_ = -1, cls_id_ = -1, sep_id_ = -1, pad_id_ = -1;
 };
 
 /// True when the task has class labels (and so a labels.txt).

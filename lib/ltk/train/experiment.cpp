@@ -17,6 +17,7 @@
 #include "ltk/data/formats.h"
 #include "ltk/data/jieba.h"
 #include "ltk/data/sentencepiece.h"
+#include "ltk/data/wordpiece.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
 #include "ltk/io/checkpoint.h"
@@ -97,6 +98,21 @@ TokenizerConfig run_tokenizer(TokenizerConfig tok, const RunDirectory& run, cons
   const std::string inherited = init_run.empty() ? "" : RunDirectory::open(init_run).file(resource);
   if (!inherited.empty() && fs::exists(inherited)) {
     source = inherited;
+  } else if (tok.type == "wordpiece" && tok.dict.empty()) {
+    WordPieceTrainOptions o;
+    o.size = tok.vocab_size;
+    o.lowercase = tok.lowercase;
+    o.strip_accents = tok.strip_accents;
+    o.chinese_chars = tok.tokenize_chinese_chars;
+    std::vector<std::string> texts;
+    for (const auto& e : train.examples) texts.push_back(e.text);
+    auto pieces = train_wordpiece(texts, o);
+    log::info("[data] trained a WordPiece vocabulary of {} entries on {} texts", pieces.size(), texts.size());
+    std::string out;
+    for (const auto& p : pieces) out += p + "\n";
+    write_file_atomic(kept, out);
+    tok.dict = kept;
+    return tok;
   } else if (tok.type == "sentencepiece" && tok.dict.empty()) {
     log::info("[data] training a sentencepiece {} model of {} pieces on {} texts", tok.model_type, tok.vocab_size,
               train.examples.size());
@@ -169,10 +185,12 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   TargetEncoder targets = encoder_task->target_encoder();
   Vocabulary vocab;
   TextDataset train_set;
+  auto segmenter = word_segmenter(config.task);  // mlm whole-word masking over jieba words
   if (config.data.vocab.source == "tokenizer") {
     // A pretrained model's ids: its WordPiece vocab.txt as it is (kept in the run as vocab.txt).
     vocab = Vocabulary::load_wordpiece(resume ? run.vocab_path() : tokenizer_dict);
-    train_set = encode_examples(train.examples, train.path, *tokenizer, vocab, &targets, encode_options(config.data, vocab));
+    train_set = encode_examples(train.examples, train.path, *tokenizer, vocab, &targets,
+                                encode_options(config.data, vocab, &config.task, segmenter.get()));
   } else if (resume || !init_run.empty()) {
     vocab = Vocabulary::load(resume ? run.vocab_path() : RunDirectory::open(init_run).vocab_path());
     if (!resume) log::info("[data] vocabulary of {} reused ({} tokens)", init_run, vocab.size());
@@ -182,7 +200,7 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
                                                         config.data.vocab.min_freq, config.data.vocab.max_size,
                                                         &targets, encode_options(config.data, Vocabulary()));
   }
-  const EncodeOptions enc = encode_options(config.data, vocab);
+  const EncodeOptions enc = encode_options(config.data, vocab, &config.task, segmenter.get());
   if (!resume) {  // a resumed run keeps its own files
     vocab.save(run.vocab_path());
     if (has_labels) labels.save(run.labels_path());
@@ -197,6 +215,7 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
     throw ConfigError("config key 'trainer.sampler': \"balanced\" needs classes; a regression task has none");
   std::vector<double> weights = resolve_class_weights(config.task, labels, train_set);
   auto task = make_task(config.task, labels, weights);
+  if (vocab.fixed()) task->set_vocabulary(vocab);
   write_file_atomic(run.file("task.json"), nlohmann::json{{"class_weights", weights}}.dump() + "\n");
   if (!weights.empty()) log::info("[task] class weights {}", nlohmann::json(weights).dump());
   std::optional<TextDataset> valid_set, test_set;
@@ -214,7 +233,8 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   throw_if_stop_requested();
   phase = Phase::training;
   // Model first, on its device; the optimiser is built from its parameters afterwards (P3).
-  auto model = build_model(config.model, ModelContext{vocab.size(), task->num_outputs(), vocab.pad_id(), &vocab});
+  auto model = build_model(config.model, ModelContext{vocab.size(), task->num_outputs(), vocab.pad_id(), &vocab,
+                                                      config.task.type == "mlm"});
   const std::string pretrained_dir = config.model.options.value("pretrained_dir", std::string());
   if (!pretrained_dir.empty() && !resume && config.model.init_from.empty()) {
     PretrainedLoad loaded = load_hf_bert(*model, pretrained_dir);
@@ -288,6 +308,11 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
     load_weights(*model, run.checkpoint("best"));
     shown = task->evaluate(predict(*model, *task, *valid_set, config.trainer.eval_batch_size, device, vocab.size()));
     shown_name = "valid: " + config.data.valid;
+  }
+  if (config.task.type == "mlm") {
+    // The pretrained encoder as a Hugging Face directory: model.pretrained_dir of a classifier.
+    export_hf(load_run(run.path(), "best", "cpu"), run.file("bert"));
+    log::info("[export] {} (BertForMaskedLM): fine-tune it with model.pretrained_dir", run.file("bert"));
   }
   std::string report_path = write_run_report(run.path(), to_json(config), shown ? &*shown : nullptr,
                                              shown_name + " (best checkpoint)", stats);

@@ -106,6 +106,9 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
           const double t_batch = now_s();
           Batch cpu = collate(train, order[b]);
           check_token_ids(cpu, vocab_size_, train);  // P8, before the device
+          // Task-made inputs (mlm masks) from (seed, epoch, batch) alone: a resumed run sees the same.
+          task_.prepare_batch(cpu, config_.seed * 0x100000001B3ull ^ (static_cast<uint64_t>(state_.epoch) << 40) ^
+                                       static_cast<uint64_t>(b));
           Batch batch = cpu.to(device_);              // P1: the one place batches move
           summary.data_seconds += now_s() - t_batch;
           double share = static_cast<double>(batch.size()) / static_cast<double>(group_samples);
