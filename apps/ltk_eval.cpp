@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "app.h"
+#include "ltk/core/files.h"
 #include "ltk/core/runtime.h"
 #include "ltk/data/formats.h"
 #include "ltk/metrics/compare.h"
@@ -32,7 +33,8 @@ struct Scored {
 Scored score_file(const ltk::LoadedRun& run, const std::string& path, int64_t batch_size, const std::string& format) {
   Scored s;
   auto options = ltk::reader_options(run.config.data, run.config.task);
-  options.format = format.empty() ? "auto" : format;  // eval files may come in another format
+  // Eval files may come in another format; "auto" keeps the run's own when it named one.
+  options.format = format.empty() || format == "auto" ? run.config.data.format : format;
   auto read = ltk::read_examples(path, options);
   if (read.skipped) std::cerr << path << ": skipped " << read.skipped << " bad row(s); the first: " << read.first_skip << "\n";
   s.examples = std::move(read.examples);
@@ -84,7 +86,7 @@ int main(int argc, char** argv) {
     options.add_options()
         ("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())
         ("d,data", "labelled file(s) to score", cxxopts::value<std::vector<std::string>>())
-        ("format", "format of the --data files: auto (by extension), tsv, csv or jsonl; columns and fields as in "
+        ("format", "format of the --data files: auto (the run's data.format, or by extension when that is auto), tsv, csv, jsonl or text; columns and fields as in "
                    "the run's config", cxxopts::value<std::string>()->default_value("auto"))
         ("checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))
         ("device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))
@@ -146,7 +148,7 @@ int main(int argc, char** argv) {
       nlohmann::json j = s.report.metrics;
       j["file"] = path;
       j["checkpoint"] = run.checkpoint_path;
-      std::ofstream(out + "/metrics.json") << j.dump(2) << "\n";
+      ltk::write_file_atomic(out + "/metrics.json", j.dump(2) + "\n");
       j["seconds"] = s.seconds;  // timings on stdout only: metrics.json stays comparable between runs
       j["samples_per_s"] = s.seconds > 0 ? static_cast<double>(s.data.size()) / s.seconds : 0.0;
       std::cerr << "== " << path << " (" << run.checkpoint_path << ")\n" << s.report.table << "wrote " << out

@@ -19,6 +19,7 @@ struct Pending {
   int64_t line;
   std::string text;
   nlohmann::ordered_json id;  // carried through from the input (null: none)
+  std::string text_pair;      // a sentence pair's second text (runs trained on pairs)
   std::string error;          // non-empty: the line cannot be scored
 };
 
@@ -26,12 +27,13 @@ struct Options {
   std::string format = "plain";  // plain | tsv | jsonl
   std::string text_field = "text";
   std::string id_field = "id";
+  std::string pair_field;  // non-empty: the run reads sentence pairs, jsonl input
   int64_t top_k = 0;
 };
 
 // Turns one input line into a Pending entry; malformed lines get an error, never a crash.
 Pending parse_line(const std::string& raw, int64_t line_no, const Options& o) {
-  Pending p{line_no, "", nullptr, ""};
+  Pending p{line_no, "", nullptr, "", ""};
   std::string_view line = line_no == 1 ? ltk::utf8::strip_bom(raw) : std::string_view(raw);
   size_t bad = ltk::utf8::find_invalid(line);
   if (bad != std::string::npos) {
@@ -60,6 +62,14 @@ Pending parse_line(const std::string& raw, int64_t line_no, const Options& o) {
       return p;
     }
     p.text = std::string(ltk::trim(j.at(o.text_field).get<std::string>()));
+    if (!o.pair_field.empty()) {
+      if (!j.contains(o.pair_field) || !j.at(o.pair_field).is_string() ||
+          ltk::trim(j.at(o.pair_field).get<std::string>()).empty()) {
+        p.error = "no non-empty string field '" + o.pair_field + "' (the run reads sentence pairs)";
+        return p;
+      }
+      p.text_pair = std::string(ltk::trim(j.at(o.pair_field).get<std::string>()));
+    }
   } else if (o.format == "tsv") {
     // id<TAB>text (a line without a tab is text alone)
     size_t tab = line.find('\t');
@@ -120,7 +130,7 @@ void flush(const ltk::LoadedRun& run, std::vector<Pending>& pending, int64_t bat
   if (run.task->token_level()) return fill_masks(run, pending, o);
   std::vector<ltk::Example> examples;
   for (const auto& p : pending)
-    if (p.error.empty()) examples.push_back(ltk::Example{"", p.text, p.line, ""});
+    if (p.error.empty()) examples.push_back(ltk::Example{"", p.text, p.line, p.text_pair});
   torch::Tensor scores;
   if (!examples.empty()) {
     auto data = run.encode(examples, "input", /*labelled=*/false);
@@ -172,6 +182,8 @@ int main(int argc, char** argv) {
          cxxopts::value<std::string>()->default_value("plain"))
         ("text-field", "jsonl: the field holding the text", cxxopts::value<std::string>()->default_value("text"))
         ("id-field", "jsonl: the field carried through as \"id\"", cxxopts::value<std::string>()->default_value("id"))
+        ("pair-field", "jsonl: the second text of a sentence pair, for a run trained on pairs (default: the run's "
+                       "data.text_pair_field, else \"text_pair\")", cxxopts::value<std::string>()->default_value(""))
         ("top-k", "also list the k most probable labels (\"top\")", cxxopts::value<int64_t>()->default_value("0"))
         ("checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))
         ("device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))
@@ -190,10 +202,20 @@ int main(int argc, char** argv) {
     o.text_field = args["text-field"].as<std::string>();
     o.id_field = args["id-field"].as<std::string>();
     o.top_k = args["top-k"].as<int64_t>();
+    o.pair_field = args["pair-field"].as<std::string>();
     if (o.top_k < 0) throw ltk::UsageError("--top-k must be >= 0");
     ltk::apply_threads(args["threads"].as<int64_t>());
     auto run = ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
                              args["device"].as<std::string>());
+    const auto& data = run.config.data;
+    if (!data.text_pair_column.empty() || !data.text_pair_field.empty()) {
+      if (o.format != "jsonl")
+        throw ltk::UsageError("this run reads sentence pairs: give them as --format jsonl, {\"text\": ..., \"" +
+                              (data.text_pair_field.empty() ? std::string("text_pair") : data.text_pair_field) + "\": ...}");
+      if (o.pair_field.empty()) o.pair_field = data.text_pair_field.empty() ? "text_pair" : data.text_pair_field;
+    } else if (!o.pair_field.empty()) {
+      throw ltk::UsageError("--pair-field: this run was not trained on sentence pairs");
+    }
     std::ifstream file;
     std::istream* in = &std::cin;
     bool streaming = false;

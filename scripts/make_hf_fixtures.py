@@ -8,8 +8,8 @@ a route to PyPI). Two modes:
       A tiny random BertForSequenceClassification (2 layers, hidden 32, 3 labels) over a small
       vocab.txt with English words, "##" pieces, accented and CJK characters, saved with
       save_pretrained as model.safetensors (OUT/st) and as pytorch_model.bin (OUT/bin), with
-      BertTokenizer's files; OUT/fixtures.json records, for ~20 texts (English, Chinese, accents,
-      pairs, one longer than max_len), BertTokenizer's input_ids and token_type_ids and the
+      the tokenizer's files; OUT/fixtures.json records, for ~20 texts (English, Chinese, accents,
+      pairs, one longer than max_len), BertTokenizerFast's input_ids and token_type_ids and the
       model's logits and last hidden states (eval mode, float32). A few hundred KB in all.
 
   make_hf_fixtures.py check-export DIR TEXTS_FILE
@@ -56,7 +56,7 @@ CJK = list("我爱北京天安门中文本分类很好用")
 
 
 def make(out):
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
     os.makedirs(out, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(",.!?，！") + WORDS + PIECES + CJK
     vocab_path = os.path.join(out, "vocab.txt")
@@ -67,7 +67,9 @@ def make(out):
                         intermediate_size=64, max_position_embeddings=64, num_labels=3,
                         id2label={0: "neg", 1: "neu", 2: "pos"}, label2id={"neg": 0, "neu": 1, "pos": 2})
     model = BertForSequenceClassification(config).eval()
-    tokenizer = BertTokenizer(vocab_path, do_lower_case=True)
+    # The fast tokenizer is what AutoTokenizer loads (and its longest_first pair truncation is the
+    # one ltk follows; the slow BertTokenizer gives the odd piece to the first text at a tie).
+    tokenizer = BertTokenizerFast(vocab_path, do_lower_case=True)
     for sub, safe in (("st", True), ("bin", False)):
         model.save_pretrained(os.path.join(out, sub), safe_serialization=safe)
         tokenizer.save_pretrained(os.path.join(out, sub))

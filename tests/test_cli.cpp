@@ -622,6 +622,16 @@ TEST_CASE("mlm: pretrain a BERT on unlabeled text, fill masks, fine-tune the dir
   REQUIRE(b.code == 0);
   CHECK(ltk::test::strip_timing(ltk::test::read_text(dir.file("mlm_a/metrics.jsonl"))) ==
         ltk::test::strip_timing(ltk::test::read_text(dir.file("mlm_b/metrics.jsonl"))));
+  // Evaluation masks come from each sample's index: the same figures at any batch size.
+  auto e1 = run_app("ltk-eval", "--run '" + dir.file("mlm_a") + "' --data '" + dir.file("valid.tsv") + "' --json --batch-size 1");
+  auto e64 = run_app("ltk-eval", "--run '" + dir.file("mlm_a") + "' --data '" + dir.file("valid.tsv") + "' --json --batch-size 64");
+  INFO(e1.err);
+  REQUIRE(e1.code == 0);
+  REQUIRE(e64.code == 0);
+  auto m1 = nlohmann::json::parse(e1.out), m64 = nlohmann::json::parse(e64.out);
+  CHECK(m1["masked_tokens"] == m64["masked_tokens"]);
+  CHECK(m1["masked_accuracy"] == m64["masked_accuracy"]);
+  CHECK(m1["perplexity"].get<double>() == Approx(m64["perplexity"].get<double>()).epsilon(1e-5));
   // The result is a BertForMaskedLM directory.
   auto hf = nlohmann::json::parse(ltk::test::read_text(dir.file("mlm_a/bert/config.json")));
   CHECK(hf["architectures"][0] == "BertForMaskedLM");

@@ -573,11 +573,28 @@ TEST_CASE("bert inputs: CLS text SEP, pairs truncated longest first, token types
   CHECK(b == std::vector<int32_t>{6, 7});
   a = {1, 2, 3};
   b = {6, 7, 8};
-  ltk::truncate_pair(a, b, 3);
-  CHECK(a == std::vector<int32_t>{1, 2});
-  CHECK(b == std::vector<int32_t>{6});
+  ltk::truncate_pair(a, b, 3);  // a tie: the odd one goes to the second text (the fast tokenizers' rule)
+  CHECK(a == std::vector<int32_t>{1});
+  CHECK(b == std::vector<int32_t>{6, 7});
+  a = {1, 2, 3, 4, 5, 6};
+  b = {7};
+  ltk::truncate_pair(a, b, 4);  // the shorter keeps all it has when the longer leaves room
+  CHECK(a == std::vector<int32_t>{1, 2, 3});
+  CHECK(b == std::vector<int32_t>{7});
+  for (int64_t budget : {0, -1}) {  // nothing fits: both empty, never a pop from an empty vector
+    a = {1, 2};
+    b = {3};
+    ltk::truncate_pair(a, b, budget);
+    CHECK(a.empty());
+    CHECK(b.empty());
+  }
   dc.max_len = 8;
+  dc.text_pair_column = "2";
   opts = ltk::encode_options(dc, vocab);
+  REQUIRE(opts.pairs);
+  // A pair run given a single text: an error naming the line, not a silent single-text input.
+  REQUIRE_THROWS_WITH(ltk::encode_examples({{"", "a", 7, ""}}, "p", tok, vocab, nullptr, opts),
+                      Contains("p:7: no second text"));
   std::vector<ltk::Example> pairs = {{"", "a b c d", 1, "e f g"}, {"", "a", 2, "b"}};
   auto p = ltk::encode_examples(pairs, "p", tok, vocab, nullptr, opts);
   REQUIRE(p.has_pairs());
@@ -588,6 +605,7 @@ TEST_CASE("bert inputs: CLS text SEP, pairs truncated longest first, token types
   REQUIRE(batch.token_types.defined());
   CHECK(torch::equal(batch.token_types[0], torch::tensor({0, 0, 0, 1, 1, 0, 0, 0}, torch::kLong)));
   CHECK(torch::equal(batch.token_types[1], torch::tensor({0, 0, 0, 0, 0, 1, 1, 1}, torch::kLong)));
+  dc.text_pair_column.clear();
   // A vocabulary whose [PAD] is not id 0 pads with its own id.
   ltk::test::write_file(dir.file("v2.txt"), "[UNK]\n[CLS]\n[SEP]\n[PAD]\na\n");
   auto v2 = ltk::Vocabulary::load_wordpiece(dir.file("v2.txt"));

@@ -144,6 +144,17 @@ TEST_CASE("safetensors: what a half-finished download looks like is a one-line e
         "invalid");
   fails(raw_safetensors(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", std::string(8, '\0')),
         "outside");
+  // Dimensions whose product overflows 64 bits (2^32 x 2^32 wraps to 0): refused, not wrapped.
+  fails(raw_safetensors(R"({"x":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", ""),
+        "too large");
+  // An odd header length puts the data off alignment: still read right (copied, not viewed).
+  ltk::write_safetensors(dir.file("ok.safetensors"), {{"a", torch::arange(6, torch::kFloat)}});
+  std::string bytes = ltk::test::read_text(dir.file("ok.safetensors"));
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
+  std::string odd = raw_safetensors(bytes.substr(8, n) + " ", bytes.substr(8 + n));
+  ltk::test::write_file(dir.file("odd.safetensors"), odd);
+  CHECK(torch::equal(ltk::SafeTensorsFile(dir.file("odd.safetensors")).get("a", torch::kFloat), torch::arange(6, torch::kFloat)));
 }
 
 TEST_CASE("hf: a BERT directory loads from model.safetensors or pytorch_model.bin, in every naming", "[io]") {
@@ -210,7 +221,6 @@ TEST_CASE("hf: a missing tensor, an unexpected one and a shape mismatch name the
                       Contains("bert.encoder.layer.0.intermediate.dense.weight: the file has [12, 8], the model [16, 8]"));
   std::filesystem::create_directories(dir.file("empty"));
   REQUIRE_THROWS_WITH(ltk::load_hf_bert(*target, dir.file("empty")), Contains("has no model.safetensors or pytorch_model.bin"));
-  ltk::test::write_file(dir.file("legacy/pytorch_model.bin"), "");
   std::filesystem::create_directories(dir.file("legacy"));
   ltk::test::write_file(dir.file("legacy/pytorch_model.bin"), "\x80\x02legacy pickle");
   REQUIRE_THROWS_WITH(ltk::load_hf_bert(*target, dir.file("legacy")), Contains("not the zip archive"));
@@ -261,7 +271,13 @@ TEST_CASE("hf: config.json and tokenizer_config.json decide the model and its to
   ltk::test::write_file(dir.file("none/config.json"), R"({"model_type": "bert", "position_embedding_type": "relative_key"})");
   fails(plain, "position_embedding_type");
   ltk::test::write_file(dir.file("none/config.json"), R"({"model_type": "bert", "hidden_size": "wide"})");
-  fails(plain, "'hidden_size' must be a number");
+  fails(plain, "'hidden_size' must be an integer, got a string");
+  ltk::test::write_file(dir.file("none/config.json"), R"({"model_type": "bert", "hidden_size": 768.5})");
+  fails(plain, "'hidden_size' must be an integer, got 768.5");
+  ltk::test::write_file(dir.file("none/config.json"), R"({"model_type": 3})");
+  fails(plain, "model_type must be a string");
+  ltk::test::write_file(dir.file("none/config.json"), R"({"model_type": "bert", "hidden_act": "swish"})");
+  fails(plain, "config.json: hidden_act \"swish\" is not supported");
   ltk::test::write_file(dir.file("none/config.json"), R"({"model_type": "bert"})");
   fails(plain, "has no vocab.txt");
   json wrong_tok = doc;
@@ -325,8 +341,9 @@ TEST_CASE("hf fixtures: ltk reproduces BertTokenizer's ids and the model's logit
     for (const auto& c : fixtures.at("cases")) {
       std::string text = c.at("text"), pair = c.at("text_pair").is_null() ? "" : c.at("text_pair").get<std::string>();
       INFO(text << " | " << pair);
-      auto data = ltk::encode_examples({ltk::Example{"", text, 1, pair}}, "fixture", *tokenizer, vocab, nullptr,
-                                       ltk::encode_options(config.data, vocab));
+      auto opts = ltk::encode_options(config.data, vocab);
+      opts.pairs = !pair.empty();
+      auto data = ltk::encode_examples({ltk::Example{"", text, 1, pair}}, "fixture", *tokenizer, vocab, nullptr, opts);
       std::vector<int64_t> ids(data.tokens(0), data.tokens(0) + data.length(0));
       CHECK(ids == c.at("input_ids").get<std::vector<int64_t>>());
       auto batch = ltk::PadCollate()(data, {0});

@@ -476,7 +476,7 @@ TEST_CASE("mlm: the masking follows the recipe - share selected, 80/10/10, no sp
     auto data = make(whole);
     std::vector<int64_t> all(64);
     std::iota(all.begin(), all.end(), 0);
-    double candidates = 0, selected = 0, masked = 0, random = 0, kept = 0;
+    double candidates = 0, selected = 0, masked = 0, random = 0, kept = 0, hf_target = 0;
     for (uint64_t seed = 0; seed < 200; ++seed) {
       ltk::Batch batch = ltk::PadCollate()(data, all);
       auto original = batch.ids.clone();
@@ -487,6 +487,8 @@ TEST_CASE("mlm: the masking follows the recipe - share selected, 80/10/10, no sp
       REQUIRE(torch::equal(batch.labels.masked_select(sel), original.masked_select(sel)));  // targets are the originals
       REQUIRE(torch::equal(batch.ids.masked_select(~sel), original.masked_select(~sel)));   // the rest untouched
       candidates += (batch.mask & ~special).sum().item<double>();
+      for (int64_t b = 0; b < 64; ++b)  // Hugging Face's whole-word count: round(p x length with specials)
+        hf_target += std::max(1.0, std::nearbyint(0.15 * static_cast<double>(batch.lengths[b].item<int64_t>())));
       selected += sel.sum().item<double>();
       auto now = batch.ids.masked_select(sel), was = original.masked_select(sel);
       masked += now.eq(4).sum().item<double>();
@@ -500,12 +502,21 @@ TEST_CASE("mlm: the masking follows the recipe - share selected, 80/10/10, no sp
       ltk::Batch again = ltk::PadCollate()(data, all);
       task.prepare_batch(again, seed);
       REQUIRE(torch::equal(again.ids, batch.ids));  // the seed alone decides
+      // ... with each sample's index: the same masks in another batch (evaluation at any batch size).
+      ltk::Batch alone = ltk::PadCollate()(data, {5});
+      task.prepare_batch(alone, seed);
+      REQUIRE(torch::equal(alone.ids[0].slice(0, 0, alone.lengths[0].item<int64_t>()),
+                           batch.ids[5].slice(0, 0, alone.lengths[0].item<int64_t>())));
+      ltk::Batch other = ltk::PadCollate()(data, all);
+      task.prepare_batch(other, seed + 1000);  // another epoch or batch: other masks
+      REQUIRE_FALSE(torch::equal(other.ids, batch.ids));
     }
     // Within 5 standard deviations of the recipe (binomial), over ~200k candidates.
     const double share = selected / candidates;
-    if (whole)  // round(0.15 x pieces) pieces per sample, less when no whole word fits the rest
-      CHECK((share > 0.12 && share <= 0.16));
-    else
+    if (whole) {  // at most Hugging Face's count per sample, less only when no whole word fits the rest
+      CHECK(selected <= hf_target);
+      CHECK(selected >= 0.9 * hf_target);
+    } else
       CHECK(std::abs(share - 0.15) < 5 * std::sqrt(0.15 * 0.85 / candidates));
     auto near = [&](double count, double p) { return std::abs(count / selected - p) < 5 * std::sqrt(p * (1 - p) / selected); };
     CHECK(near(masked, 0.8));
@@ -547,4 +558,20 @@ TEST_CASE("wordpiece vocabulary: learnt from texts, specials first, continuation
   // The same texts give the same vocabulary.
   CHECK(ltk::train_wordpiece(texts, o) == vocab);
   REQUIRE_THROWS_WITH(ltk::train_wordpiece(texts, ltk::WordPieceTrainOptions{5}), Contains("special"));
+}
+
+TEST_CASE("bert: inference (the fused encoder layer) gives the training path's outputs", "[models][bert]") {
+  for (const char* act : {"gelu", "relu"}) {
+    INFO(act);
+    nlohmann::json section = {{"type", "bert"}, {"hidden_size", 16}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+                              {"intermediate_size", 32}, {"max_position_embeddings", 16}, {"hidden_act", act}};
+    torch::manual_seed(9);
+    auto model = ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{30, 3, 0, nullptr});
+    model->eval();
+    auto batch = batch_of({{2, 9, 8, 7, 3}, {2, 5, 3}, {2, 11, 12, 13, 14, 15, 3}});
+    auto reference = model->forward(batch).detach();  // grad mode on: the plain path
+    torch::NoGradGuard no_grad;
+    auto fused = model->forward(batch);
+    CHECK(torch::allclose(fused, reference, 1e-5, 1e-6));
+  }
 }

@@ -192,8 +192,11 @@ void check_data(const DataConfig& d) {
       config_fail("data.truncation", "sentence pairs are truncated longest first, from the end (\"head\"); got '" +
                                          d.truncation + "'");
   }
-  if (d.special_tokens && d.max_len == 1)
-    config_fail("data.max_len", "counts [CLS] and [SEP]: it must be at least 2 (3 for pairs)");
+  const bool pairs = !d.text_pair_column.empty() || !d.text_pair_field.empty();
+  if (d.special_tokens && d.max_len != 0 && d.max_len < (pairs ? 3 : 2))
+    config_fail("data.max_len", fmt::format("counts [CLS] and [SEP]{}: it must be at least {} (got {})",
+                                            pairs ? " (and the second [SEP] of a pair)" : "", pairs ? 3 : 2,
+                                            d.max_len));
 }
 
 void read_task(JsonReader r, TaskConfig& t) {

@@ -43,6 +43,8 @@ struct EncodeOptions {
   const class Tokenizer* words = nullptr;
   /// Pack consecutive texts into [CLS] a [SEP] b [SEP] ... sequences of at most max_len (mlm).
   bool pack = false;
+  /// Every example is a sentence pair (data.text_pair_*): one without a second text is an error.
+  bool pairs = false;
 };
 
 /// The encode options of a data config over `vocab` (the [CLS]/[SEP] ids when
@@ -54,8 +56,9 @@ EncodeOptions encode_options(const DataConfig& data, const Vocabulary& vocab, co
 /// The word segmenter of task.word_segmenter "jieba" (python3-jieba's dictionary), else null.
 std::unique_ptr<Tokenizer> word_segmenter(const TaskConfig& task);
 
-/// Hugging Face's "longest_first" truncation of a pair to at most `budget` ids in all: the longer
-/// loses its last id until both are equal, then they lose one each, the second first.
+/// Hugging Face's "longest_first" truncation of a pair to at most `budget` ids in all, as its fast
+/// (Rust) tokenizers do it: the shorter text keeps min(its length, budget/2) or more when the
+/// longer leaves room, the longer the rest; both cut at their end.
 void truncate_pair(std::vector<int32_t>& a, std::vector<int32_t>& b, int64_t budget);
 
 /// Truncates `ids` in place to `max_len` tokens by `policy` (head keeps the start, tail the end,

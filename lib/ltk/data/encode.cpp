@@ -7,6 +7,7 @@
 
 #include "ltk/core/error.h"
 #include "ltk/core/strings.h"
+#include "ltk/data/utf8.h"
 
 namespace ltk {
 
@@ -26,10 +27,23 @@ void truncate_ids(std::vector<int32_t>& ids, int64_t max_len, const std::string&
 }
 
 void truncate_pair(std::vector<int32_t>& a, std::vector<int32_t>& b, int64_t budget) {
-  while (static_cast<int64_t>(a.size() + b.size()) > budget) {
-    if (a.size() > b.size()) a.pop_back();
-    else b.pop_back();
+  // Hugging Face's fast tokenizers (what AutoTokenizer loads): when both do not fit, the shorter
+  // keeps all it can up to half the budget, the longer takes the rest; when both exceed half,
+  // the shorter keeps budget/2 and the longer the other half (the odd one goes to the second
+  // text at a tie).
+  budget = std::max<int64_t>(budget, 0);
+  auto n1 = static_cast<int64_t>(a.size()), n2 = static_cast<int64_t>(b.size());
+  if (n1 + n2 <= budget) return;
+  const bool swapped = n1 > n2;
+  if (swapped) std::swap(n1, n2);  // n1: the shorter
+  n2 = n1 > budget ? n1 : std::max(n1, budget - n1);
+  if (n1 + n2 > budget) {
+    n1 = budget / 2;
+    n2 = n1 + budget % 2;
   }
+  if (swapped) std::swap(n1, n2);
+  a.resize(static_cast<size_t>(std::min<int64_t>(n1, static_cast<int64_t>(a.size()))));
+  b.resize(static_cast<size_t>(std::min<int64_t>(n2, static_cast<int64_t>(b.size()))));
 }
 
 std::unique_ptr<Tokenizer> word_segmenter(const TaskConfig& task) {
@@ -42,6 +56,7 @@ std::unique_ptr<Tokenizer> word_segmenter(const TaskConfig& task) {
 EncodeOptions encode_options(const DataConfig& data, const Vocabulary& vocab, const TaskConfig* task,
                              const Tokenizer* segmenter) {
   EncodeOptions o{data.max_len, data.truncation, -1, -1};
+  o.pairs = !data.text_pair_column.empty() || !data.text_pair_field.empty();
   if (task && task->type == "mlm") {
     o.word_flags = task->whole_word;
     o.words = segmenter;
@@ -81,7 +96,7 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
     throw Error("encoding a dataset: a class task needs a label map");
   data.set_source(source, kind, labels ? labels->size() : 0, targets ? targets->positive : 1);
   const bool specials = options.cls_id >= 0;
-  const bool pairs = !examples.empty() && !examples.front().text_pair.empty();
+  const bool pairs = options.pairs;
   if (pairs && !specials)
     throw ConfigError("sentence pairs need data.special_tokens ([CLS] a [SEP] b [SEP])");
   auto class_id = [&](std::string_view name, const Example& ex) {
@@ -109,21 +124,31 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
   auto body = [&](const std::string& text, std::vector<int32_t>& out, std::vector<uint8_t>* word_flags) {
     out.clear();
     if (word_flags) word_flags->clear();
-    if (word_flags && options.words) {  // the segmenter's words, each split into pieces
-      options.words->tokenize(text, word_scratch, words);
-      for (auto w : words) {
-        tokenizer.tokenize(w, scratch, tokens);
-        for (size_t k = 0; k < tokens.size(); ++k) {
-          out.push_back(token_id(tokens[k]));
-          word_flags->push_back(k > 0);
-        }
-      }
-      return;
-    }
     tokenizer.tokenize(text, scratch, tokens);
     for (auto t : tokens) {
       out.push_back(token_id(t));
       if (word_flags) word_flags->push_back(t.size() > 2 && t[0] == '#' && t[1] == '#');
+    }
+    if (word_flags && options.words) {
+      // The segmenter decides only which CJK ideographs belong together: WordPiece makes each one a
+      // piece of its own, in text order, so the k-th ideograph piece is the k-th ideograph of the
+      // segmenter's words (the pieces, and so the ids, stay exactly those of the tokenizer).
+      options.words->tokenize(text, word_scratch, words);
+      std::vector<uint8_t> cjk_continues;
+      for (auto w : words) {
+        size_t i = 0, k = 0;
+        while (i < w.size()) {
+          char32_t c = utf8::next(w, i);
+          if (is_cjk_ideograph(c)) cjk_continues.push_back(k > 0);
+          ++k;
+        }
+      }
+      size_t next = 0;
+      for (size_t k = 0; k < tokens.size() && next < cjk_continues.size(); ++k) {
+        size_t i = 0;
+        char32_t c = utf8::next(tokens[k], i);
+        if (i == tokens[k].size() && is_cjk_ideograph(c)) (*word_flags)[k] = cjk_continues[next++];
+      }
     }
   };
   // Packing: the sequence being filled.
@@ -174,16 +199,18 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
       truncate_ids(keep, budget, options.truncation);
       std::vector<int32_t> kept_ids;
       std::vector<uint8_t> kept_flags;
-      for (int32_t k : keep) {
-        kept_ids.push_back(ids[static_cast<size_t>(k)]);
-        kept_flags.push_back(k == keep.front() ? 0 : flags[static_cast<size_t>(k)]);
+      for (size_t i = 0; i < keep.size(); ++i) {  // a kept piece after a cut starts a word
+        const auto k = static_cast<size_t>(keep[i]);
+        kept_ids.push_back(ids[k]);
+        kept_flags.push_back(i == 0 || keep[i] != keep[i - 1] + 1 ? 0 : flags[k]);
       }
       ids.swap(kept_ids);
       flags.swap(kept_flags);
       full += 2;
     } else {
       full += 2;
-      truncate_ids(ids, budget, options.truncation);
+      if (budget == 0) ids.clear();  // max_len 2: [CLS] [SEP] only
+      else truncate_ids(ids, budget, options.truncation);
     }
     if (options.pack) {  // [CLS] a [SEP] b [SEP] ...: a text that does not fit starts the next sequence
       if (packed_ids.size() > 1 && static_cast<int64_t>(packed_ids.size() + ids.size() + 1) > options.max_len)

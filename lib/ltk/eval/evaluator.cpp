@@ -55,9 +55,9 @@ Predictions predict(TextModel& model, const Task& task, const TextDataset& data,
     Batch batch = collate(data, indices);
     check_token_ids(batch, vocab_size, data);
     if (task.token_level()) {
-      // The same masks at every evaluation (seeded by the batch's position), so that validations
-      // compare; counted per predicted piece.
-      task.prepare_batch(batch, 0x5eedull + static_cast<uint64_t>(start));
+      // The same masks at every evaluation and batch size (seeded by each sample's index), so that
+      // validations and ltk-eval compare; counted per predicted piece.
+      task.prepare_batch(batch, 0x5eedull);
       Batch on_device = batch.to(device);
       auto outputs = model.forward(on_device);
       auto gold = on_device.labels.masked_select(on_device.labels != MaskedLmTask::kIgnore);

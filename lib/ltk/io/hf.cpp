@@ -133,9 +133,14 @@ void export_hf(const LoadedRun& run, const std::string& dir) {
     throw ConfigError("--export-hf: the run pools by the mean of its tokens (model.pooling \"mean\"), which Hugging "
                       "Face's BertForSequenceClassification cannot compute (it pools [CLS]); train with pooling \"cls\" "
                       "to export");
+  // Written beside, then swapped in whole: a crash leaves the old directory or the new one, never
+  // a config.json without its weights (which would read as an incomplete download).
+  const std::string final_dir = dir;
+  const std::string tmp = dir + ".ltk-tmp";
+  remove_tree(tmp);
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw Error("cannot create " + dir + ": " + ec.message());
+  fs::create_directories(tmp, ec);
+  if (ec) throw Error("cannot create " + tmp + ": " + ec.message());
   nlohmann::ordered_json config = {
       {"architectures", {mlm ? "BertForMaskedLM" : "BertForSequenceClassification"}}, {"model_type", "bert"}};
   for (const char* k : {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
@@ -165,8 +170,8 @@ void export_hf(const LoadedRun& run, const std::string& dir) {
                                                     : "multi_label_classification";
   }
   config["torch_dtype"] = "float32";
-  write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
-  run.vocab.save(dir + "/vocab.txt");
+  write_file_atomic(tmp + "/config.json", config.dump(2) + "\n");
+  run.vocab.save(tmp + "/vocab.txt");
   const TokenizerConfig& t = c.data.tokenizer;
   nlohmann::ordered_json tok = {{"tokenizer_class", "BertTokenizer"},
                                 {"do_lower_case", t.lowercase},
@@ -178,10 +183,11 @@ void export_hf(const LoadedRun& run, const std::string& dir) {
                                 {"pad_token", "[PAD]"},
                                 {"cls_token", "[CLS]"},
                                 {"mask_token", "[MASK]"}};
-  write_file_atomic(dir + "/tokenizer_config.json", tok.dump(2) + "\n");
+  write_file_atomic(tmp + "/tokenizer_config.json", tok.dump(2) + "\n");
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& p : run.model->named_parameters()) tensors.emplace_back(p.key(), p.value().to(torch::kFloat));
-  write_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
+  write_safetensors(tmp + "/model.safetensors", tensors, {{"format", "pt"}});
+  replace_directory_durable(tmp, final_dir);
 }
 
 }  // namespace ltk

@@ -62,10 +62,11 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
                                       path, size_));
   }
   map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int map_errno = errno;
   ::close(fd);
   if (map_ == MAP_FAILED) {
     map_ = nullptr;
-    throw CheckpointError(path + ": cannot map: " + std::strerror(errno));
+    throw CheckpointError(path + ": cannot map: " + std::strerror(map_errno));
   }
   try {
     const auto* bytes = static_cast<const unsigned char*>(map_);
@@ -103,11 +104,13 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
       if (!d) throw bad("unknown dtype '" + e.dtype + "' (ltk reads F64, F32, F16, BF16 and integer tensors)");
       if (!v["shape"].is_array()) throw bad("shape is not a list");
       uint64_t numel = 1;
+      constexpr uint64_t kMaxElements = uint64_t{1} << 40;
       for (const auto& s : v["shape"]) {
-        if (!s.is_number_unsigned() || s.get<uint64_t>() > (uint64_t{1} << 40)) throw bad("shape " + v["shape"].dump() + " is invalid");
-        e.shape.push_back(s.get<int64_t>());
-        numel *= s.get<uint64_t>();
-        if (numel > (uint64_t{1} << 40)) throw bad("shape " + v["shape"].dump() + " is too large");
+        if (!s.is_number_unsigned()) throw bad("shape " + v["shape"].dump() + " is invalid");
+        const uint64_t dim = s.get<uint64_t>();
+        if (dim != 0 && numel > kMaxElements / dim) throw bad("shape " + v["shape"].dump() + " is too large");
+        numel *= dim;  // checked above: no overflow
+        e.shape.push_back(static_cast<int64_t>(dim));
       }
       const auto& off = v["data_offsets"];
       if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
@@ -144,10 +147,12 @@ const SafeTensorsFile::Entry& SafeTensorsFile::entry(const std::string& name) co
 torch::Tensor SafeTensorsFile::get(const std::string& name, torch::ScalarType dtype) const {
   const Entry& e = entry(name);
   const DtypeInfo* d = find_dtype(e.dtype);
-  // A view of the mapped bytes, copied (and converted) at once: the tensor outlives no mapping.
-  auto* data = static_cast<char*>(map_) + e.begin;
-  auto view = torch::from_blob(data, e.shape, torch::TensorOptions().dtype(d->type));
-  return view.to(dtype, /*non_blocking=*/false, /*copy=*/true);
+  // The bytes copied into an aligned tensor of the stored dtype (the file's offsets need not be
+  // aligned), then converted: the result outlives the mapping.
+  auto stored = torch::empty(e.shape, torch::TensorOptions().dtype(d->type));
+  if (e.end > e.begin) std::memcpy(stored.data_ptr(), static_cast<const char*>(map_) + e.begin, e.end - e.begin);
+  if (d->type == torch::kBool) stored = stored.view(torch::kByte).ne(0);  // any nonzero byte is true
+  return stored.to(dtype);
 }
 
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
@@ -157,7 +162,8 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   std::vector<torch::Tensor> data;
   size_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
-    if (header.contains(name)) throw Error("write_safetensors: duplicate tensor name '" + name + "'");
+    if (header.contains(name) || name == "__metadata__")
+      throw Error("write_safetensors: tensor name '" + name + "' is taken (a duplicate, or __metadata__)");
     const DtypeInfo* d = find_dtype(tensor.scalar_type());
     if (!d) throw Error("write_safetensors: tensor '" + name + "' has a dtype safetensors does not store");
     auto t = tensor.detach().to(torch::kCPU).contiguous();

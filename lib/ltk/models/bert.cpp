@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 #include <torch/nn/init.h>
+#include <torch/version.h>
+#include <ATen/ops/_transformer_encoder_layer_fwd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -49,14 +51,36 @@ class BertLayerImpl : public torch::nn::Module {
     attention_dropout = register_module("attention_dropout", torch::nn::Dropout(c.attention_probs_dropout_prob));
   }
 
-  /// x [B, T, H]; additive_mask [B, 1, 1, T] (0 on real keys, the dtype's lowest on padding).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& additive_mask) {
+  /// x [B, T, H]; additive_mask [B, 1, 1, T] (0 on real keys, the dtype's lowest on padding);
+  /// padding [B, T] true on padding.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& additive_mask, const torch::Tensor& padding) {
     const int64_t B = x.size(0), T = x.size(1), H = x.size(2), d = H / heads_;
+    if (!is_training() && !torch::GradMode::is_enabled() && act_ != "gelu_new" && x.scalar_type() == torch::kFloat) {
+      // Inference: LibTorch's fused encoder layer (the kernel nn.TransformerEncoderLayer's fast
+      // path runs), the same post-LayerNorm computation with q, k, v in one projection.
+      auto qkv_weight = torch::cat({query->weight, key->weight, value->weight});
+      auto qkv_bias = torch::cat({query->bias, key->bias, value->bias});
+      // A sample that is all padding (never one with [CLS]) attends to its first position rather
+      // than to nothing, which the fused kernel would turn into NaN.
+      auto keys = padding.clone();
+      keys.select(1, 0).fill_(false);
+      return at::_transformer_encoder_layer_fwd(
+          x, H, heads_, qkv_weight, qkv_bias, attention_dense->weight, attention_dense->bias, act_ == "gelu",
+          /*norm_first=*/false, attention_norm->options.eps(), attention_norm->weight, attention_norm->bias,
+          output_norm->weight, output_norm->bias, intermediate_dense->weight, intermediate_dense->bias,
+          output_dense->weight, output_dense->bias, keys, /*mask_type=*/1);
+    }
     auto heads = [&](const torch::Tensor& t) { return t.view({B, T, heads_, d}).transpose(1, 2); };
     auto q = heads(query->forward(x)), k = heads(key->forward(x)), v = heads(value->forward(x));
+#if TORCH_VERSION_MAJOR >= 2
+    // LibTorch 2.x: the fused kernel (flash / memory-efficient attention on a GPU).
+    const double p = is_training() ? attention_dropout->options.p() : 0.0;
+    auto context = at::scaled_dot_product_attention(q, k, v, additive_mask, p).transpose(1, 2).reshape({B, T, H});
+#else
     auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(d)) + additive_mask;
     auto probs = attention_dropout->forward(torch::softmax(scores, -1));
     auto context = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H});
+#endif
     auto a = attention_norm->forward(dropout->forward(attention_dense->forward(context)) + x);
     auto h = activate(intermediate_dense->forward(a), act_);
     return output_norm->forward(dropout->forward(output_dense->forward(h)) + a);
@@ -148,9 +172,9 @@ torch::Tensor BertEncoderImpl::forward(const Batch& batch) {
   auto x = word_embeddings->forward(batch.ids) + token_type_embeddings->forward(types);
   x = x + position_embeddings->forward(torch::arange(T, opts)).unsqueeze(0);
   x = embeddings_dropout->forward(embeddings_norm->forward(x));
-  auto additive = torch::zeros({B, 1, 1, T}, x.options())
-                      .masked_fill(batch.mask.logical_not().view({B, 1, 1, T}), lowest(x.scalar_type()));
-  for (const auto& l : *layer) x = l->as<BertLayer>()->forward(x, additive);
+  auto padding = batch.mask.logical_not();
+  auto additive = torch::zeros({B, 1, 1, T}, x.options()).masked_fill(padding.view({B, 1, 1, T}), lowest(x.scalar_type()));
+  for (const auto& l : *layer) x = l->as<BertLayer>()->forward(x, additive, padding);
   return x;
 }
 
@@ -217,6 +241,8 @@ nlohmann::json read_hf_config(const std::string& dir) {
                                               "download is incomplete");
   nlohmann::json j = read_json_file(path);
   if (!j.is_object()) throw ConfigError(path + ": expected a JSON object");
+  if (j.contains("model_type") && !j["model_type"].is_string())
+    throw ConfigError(path + ": model_type must be a string, got " + json_type_name(j["model_type"]));
   std::string type = j.value("model_type", std::string("bert"));
   if (type != "bert")
     throw ConfigError(path + ": model_type '" + type + "' is not supported; ltk loads the BERT layout (model_type "
@@ -263,9 +289,15 @@ nlohmann::json resolve_bert(JsonReader& r) {
     for (auto it = arch.begin(); it != arch.end(); ++it) {
       auto v = hf.find(it.key());
       if (v == hf.end() || v->is_null()) continue;
-      bool ok = it.value().is_string() ? v->is_string() : v->is_number();
-      if (!ok) throw ConfigError(where + ": '" + it.key() + "' must be a " + (it.value().is_string() ? "string" : "number") +
-                                 ", got " + json_type_name(*v));
+      const bool integer = std::find_if(std::begin(kIntKeys), std::end(kIntKeys),
+                                        [&](const char* k) { return it.key() == k; }) != std::end(kIntKeys);
+      bool ok = it.value().is_string() ? v->is_string() : integer ? v->is_number_integer() : v->is_number();
+      if (!ok)
+        throw ConfigError(where + ": '" + it.key() + "' must be " +
+                          (it.value().is_string() ? "a string" : integer ? "an integer" : "a number") + ", got " +
+                          (v->is_number() ? v->dump() : json_type_name(*v)));
+      if (it.key() == "hidden_act" && *v != "gelu" && *v != "gelu_new" && *v != "relu")
+        throw ConfigError(where + ": hidden_act " + v->dump() + " is not supported; ltk's BERT has gelu, gelu_new and relu");
       it.value() = *v;
     }
   }

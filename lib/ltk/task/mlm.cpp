@@ -57,25 +57,28 @@ void MaskedLmTask::prepare_batch(Batch& batch, uint64_t seed) const {
   const bool* cont = batch.continues.defined() ? batch.continues.data_ptr<bool>() : nullptr;
   const bool whole = config_.whole_word && cont;
   const double p = config_.mask_prob;
-  Rng rng(seed);
+  const int64_t* index = batch.indices.data_ptr<int64_t>();
   std::vector<std::pair<int64_t, int64_t>> words;  // [start, end) of each word of a sample
   for (int64_t b = 0; b < B; ++b) {
+    // Each sample's masks from (seed, its index) alone: the same whatever batch it lands in.
+    Rng rng(seed ^ (static_cast<uint64_t>(index[b]) * 0x9E3779B97F4A7C15ull));
     int64_t* row = ip + b * T;
     auto special = [&](int64_t t) { return row[t] == cls_id_ || row[t] == sep_id_ || row[t] == pad_id_; };
     std::vector<char> selected(static_cast<size_t>(len[b]), 0);
     if (!whole) {  // every piece on its own, with probability p (DataCollatorForLanguageModeling)
       for (int64_t t = 0; t < len[b]; ++t) selected[static_cast<size_t>(t)] = !special(t) && rng.uniform() < p;
-    } else {  // whole words, in a random order, up to round(p x pieces) pieces (DataCollatorForWholeWordMask)
+    } else {  // whole words, in a random order, up to round(p x length) pieces (DataCollatorForWholeWordMask)
       words.clear();
-      int64_t pieces = 0;
       for (int64_t t = 0; t < len[b]; ++t) {
         if (special(t)) continue;
-        ++pieces;
         if (!cont[b * T + t] || words.empty() || words.back().second != t) words.emplace_back(t, t + 1);
         else words.back().second = t + 1;
       }
       for (size_t i = words.size(); i > 1; --i) std::swap(words[i - 1], words[static_cast<size_t>(rng.below(static_cast<int64_t>(i)))]);
-      const int64_t target = std::max<int64_t>(1, std::llround(static_cast<double>(pieces) * p));
+      // As Hugging Face counts: the length with [CLS] and [SEP], Python's round (half to even), at
+      // most 512.
+      const auto target = std::min<int64_t>(
+          512, std::max<int64_t>(1, static_cast<int64_t>(std::nearbyint(static_cast<double>(len[b]) * p))));
       int64_t taken = 0;
       for (const auto& [start, end] : words) {
         if (taken >= target) break;

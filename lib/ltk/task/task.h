@@ -76,7 +76,8 @@ class Task {
   /// and evaluation counts tokens (Predictions::tokens, correct).
   virtual bool token_level() const { return false; }
   /// Makes the batch's inputs and targets where the task decides them (mlm: the masking), from
-  /// `seed` alone, so a resumed run sees the same batches. A no-op for sample-level tasks.
+  /// `seed` and each sample's index alone, so a resumed run sees the same batches and an
+  /// evaluation the same masks at any batch size. A no-op for sample-level tasks.
   virtual void prepare_batch(Batch& batch, uint64_t seed) const {}
   /// Tells the task the vocabulary (mlm: the ids of [MASK] and the specials).
   virtual void set_vocabulary(const Vocabulary& vocab) {}

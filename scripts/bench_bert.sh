@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Fine-tuning throughput and peak memory of a small BERT (4 layers, hidden 256, 4 heads, max_len
+# 128, batch 32) in ltk against the same model in python3-torch (bench/bench_bert.py), on the same
+# texts in the same batch order (no shuffling, no length bucketing on either side), 2 threads each,
+# run one after the other in this invocation; then ltk-predict's inference samples/s. The texts are
+# fortunes_en's training texts rewritten as word ids, so that both sides see identical ids without
+# a WordPiece tokenizer in Python. Writes docs/bench_bert.md. Run it alone.
+#   scripts/bench_bert.sh [samples=1024] [threads=2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n="${1:-1024}"
+threads="${2:-2}"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+[[ -f data/fortunes_en/train.tsv ]] || ./scripts/data.sh fortunes_en
+# Every distinct lowercase word of the texts becomes a vocabulary entry of its own (no ## pieces).
+python3 - "$n" "$tmp" <<'PY'
+import re, sys
+n, tmp = int(sys.argv[1]), sys.argv[2]
+rows = [l.rstrip("\n").split("\t", 1) for l in open("data/fortunes_en/train.tsv", encoding="utf-8")][:n]
+words = {}
+out = []
+for label, text in rows:
+    ws = [w for w in re.findall(r"[a-z]+", text.lower())] or ["x"]
+    for w in ws:
+        words.setdefault(w, len(words))
+    out.append(f"{label}\t{' '.join(ws)}")
+open(f"{tmp}/data.tsv", "w").write("\n".join(out) + "\n")
+open(f"{tmp}/vocab.txt", "w").write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(words)) + "\n")
+PY
+cat > "$tmp/bert.json" <<JSON
+{"name": "bench_bert", "seed": 13, "device": "cpu", "threads": $threads, "output_dir": "$tmp/run",
+ "data": {"train": "$tmp/data.tsv", "max_len": 128, "tokenizer": {"dict": "$tmp/vocab.txt"}},
+ "model": {"type": "bert", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+           "intermediate_size": 1024, "max_position_embeddings": 128},
+ "optimizer": {"type": "adamw", "lr": 0.0001, "weight_decay": 0.01},
+ "trainer": {"epochs": 1, "batch_size": 32, "shuffle": false, "log_every": 1000}}
+JSON
+/usr/bin/time -f "%M" -o "$tmp/ltk.rss" build/bin/ltk-train --config "$tmp/bert.json" 2> "$tmp/ltk.log"
+ltk_line=$(grep -o 'done: [0-9]* steps in [0-9.]*s' "$tmp/run/train.log")
+ltk_s=$(echo "$ltk_line" | grep -o '[0-9.]*s$' | tr -d s)
+tokens=$(grep -o 'train: [0-9]* samples, [0-9]* tokens' "$tmp/run/train.log" | awk '{print $4}')
+cut -f2 "$tmp/data.tsv" > "$tmp/texts.txt"
+start=$(date +%s.%N)
+OMP_NUM_THREADS=$threads build/bin/ltk-predict --run "$tmp/run" --input "$tmp/texts.txt" --threads "$threads" \
+  --batch-size 32 > /dev/null
+predict_s=$(echo "$(date +%s.%N) - $start" | bc)
+py=$(/usr/bin/python3 bench/bench_bert.py "$tmp/data.tsv" "$tmp/vocab.txt" 128 32 "$threads")
+python3 - "$n" "$tokens" "$ltk_s" "$(cat "$tmp/ltk.rss")" "$predict_s" "$py" "$threads" <<'PY' | tee docs/bench_bert.md
+import json, subprocess, sys
+n, tokens, ltk_s, rss_kb, predict_s, py, threads = sys.argv[1:8]
+n, tokens, ltk_s, predict_s, py = int(n), int(tokens), float(ltk_s), float(predict_s), json.loads(py)
+cpu = subprocess.run("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2", shell=True, capture_output=True, text=True).stdout.strip()
+print("# BERT fine-tuning throughput (scripts/bench_bert.sh)\n")
+print(f"{n} fortunes_en training texts ({tokens} tokens with [CLS]/[SEP], at most 128), batch 32, one epoch, "
+      f"AdamW, dropout 0.1, in file order (no bucketing on either side), {threads} threads each; "
+      f"BERT 4 layers x 256, 4 heads, feed-forward 1024. CPU: {cpu}. ltk-predict's time includes loading the run.\n")
+print("| | ltk | python3-torch (same model, nn.TransformerEncoderLayer) | ltk / Python |")
+print("|---|---|---|---|")
+print(f"| training samples/s | {n/ltk_s:.1f} | {py['train_samples_per_s']:.1f} | {n/ltk_s/py['train_samples_per_s']:.2f}x |")
+print(f"| training tokens/s | {tokens/ltk_s:.0f} | {py['train_tokens_per_s']:.0f} | {tokens/ltk_s/py['train_tokens_per_s']:.2f}x |")
+print(f"| peak memory (RSS) | {int(rss_kb)/1024:.0f} MB | {py['peak_rss_mb']:.0f} MB | |")
+print(f"| inference samples/s (ltk-predict, batch 32; Python: eval + inference_mode) | {n/predict_s:.1f} | {py['infer_samples_per_s']:.1f} | {n/predict_s/py['infer_samples_per_s']:.2f}x |")
+PY
