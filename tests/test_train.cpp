@@ -194,6 +194,32 @@ TEST_CASE("accumulation: k micro-batches make the same step as one batch k times
   }
 }
 
+TEST_CASE("accumulation: mlm micro-batches weigh by their masked pieces, masks independent of batching",
+          "[train][accumulate][mlm]") {
+  TempDir dir;
+  std::string cfg = ltk::test::toy_config(dir);
+  std::vector<std::string> common = {
+      "trainer.shuffle=false", "trainer.epochs=2", "data.valid=", "data.test=", "task.type=mlm",
+      "data.tokenizer.type=wordpiece", "data.tokenizer.vocab_size=40", "data.max_len=12",
+      R"(model={"type": "bert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "intermediate_size": 16, "max_position_embeddings": 12, "hidden_dropout_prob": 0.0,
+                "attention_probs_dropout_prob": 0.0})",
+      "optimizer.type=sgd", "optimizer.lr=0.5"};
+  auto big = common, small = common;
+  big.insert(big.end(), {"trainer.batch_size=12", "output_dir=" + dir.file("big")});
+  small.insert(small.end(), {"trainer.batch_size=3", "trainer.accumulate=4", "output_dir=" + dir.file("small")});
+  auto sa = ltk::run_training(ltk::load_config(cfg, big), false);
+  auto sb = ltk::run_training(ltk::load_config(cfg, small), false);
+  CHECK(sa.steps == 10);
+  CHECK(sb.steps == 10);
+  auto wa = weights_of(ltk::RunDirectory::open(dir.file("big")).checkpoint("last"));
+  auto wb = weights_of(ltk::RunDirectory::open(dir.file("small")).checkpoint("last"));
+  for (const auto& [name, t] : wa) {
+    INFO(name);
+    CHECK(torch::allclose(t, wb[name], 1e-4, 1e-6));
+  }
+}
+
 TEST_CASE("early stopping, keep_best and the best/last pointers", "[train][early]") {
   TempDir dir;
   // min_delta 10 on accuracy: nothing after the first validation counts as an improvement.

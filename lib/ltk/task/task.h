@@ -79,6 +79,9 @@ class Task {
   /// `seed` and each sample's index alone, so a resumed run sees the same batches and an
   /// evaluation the same masks at any batch size. A no-op for sample-level tasks.
   virtual void prepare_batch(Batch& batch, uint64_t seed) const {}
+  /// What a mean loss averages over in `batch` (samples; mlm: the masked positions): accumulated
+  /// micro-batches are weighted by it, so that their step is one batch's.
+  virtual double batch_weight(const Batch& batch) const { return static_cast<double>(batch.size()); }
   /// Tells the task the vocabulary (mlm: the ids of [MASK] and the specials).
   virtual void set_vocabulary(const Vocabulary& vocab) {}
   /// True when a larger value of `metric` is better.
@@ -199,6 +202,9 @@ class MaskedLmTask : public Task {
   bool token_level() const override { return true; }
   void prepare_batch(Batch& batch, uint64_t seed) const override;
   void set_vocabulary(const Vocabulary& vocab) override;
+  double batch_weight(const Batch& batch) const override {
+    return batch.labels.defined() ? (batch.labels != kIgnore).sum().item<double>() : 0.0;
+  }
 
  private:
   int64_t vocab_size_ = 0;

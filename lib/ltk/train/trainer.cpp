@@ -96,25 +96,33 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
       const auto batches = static_cast<int64_t>(order.size());
       while (state_.batch_pos < batches) {
         // One optimiser step over `accumulate` micro-batches; with a mean loss each is weighted by
-        // its share of the samples, so the step equals one batch `accumulate` times larger.
+        // its share of what the loss averages over (samples; masked pieces for mlm), so the step
+        // equals one batch `accumulate` times larger.
         int64_t end = std::min(batches, state_.batch_pos + tc.accumulate);
         int64_t group_samples = 0;
-        for (int64_t b = state_.batch_pos; b < end; ++b) group_samples += static_cast<int64_t>(order[b].size());
-        double group_loss = 0;
-        bool finite = true;
-        for (int64_t b = state_.batch_pos; b < end && finite; ++b) {
-          const double t_batch = now_s();
+        std::vector<Batch> group;
+        std::vector<double> weights;
+        double group_weight = 0;
+        const double t_batch = now_s();
+        for (int64_t b = state_.batch_pos; b < end; ++b) {
+          group_samples += static_cast<int64_t>(order[b].size());
           Batch cpu = collate(train, order[b]);
           check_token_ids(cpu, vocab_size_, train);  // P8, before the device
-          // Task-made inputs (mlm masks) from (seed, epoch, batch) alone: a resumed run sees the same.
-          task_.prepare_batch(cpu, config_.seed * 0x100000001B3ull ^ (static_cast<uint64_t>(state_.epoch) << 40) ^
-                                       static_cast<uint64_t>(b));
-          Batch batch = cpu.to(device_);              // P1: the one place batches move
-          summary.data_seconds += now_s() - t_batch;
-          double share = static_cast<double>(batch.size()) / static_cast<double>(group_samples);
+          // Task-made inputs (mlm masks) from (seed, epoch, sample) alone: a resumed run sees the
+          // same, and so does a run that cuts the epoch into other batches.
+          task_.prepare_batch(cpu, config_.seed * 0x100000001B3ull ^ (static_cast<uint64_t>(state_.epoch) << 40));
+          weights.push_back(task_.batch_weight(cpu));
+          group_weight += weights.back();
+          group.push_back(std::move(cpu));
+        }
+        summary.data_seconds += now_s() - t_batch;
+        double group_loss = 0;
+        bool finite = true;
+        for (size_t i = 0; i < group.size() && finite; ++i) {
+          Batch batch = group[i].to(device_);  // P1: the one place batches move
+          double share = group_weight > 0 ? weights[i] / group_weight : 1.0 / static_cast<double>(group.size());
           double loss = 0;
-          finite = micro_step(batch, mean_reduction && end - state_.batch_pos > 1 ? share : 1.0,
-                              b == state_.batch_pos, state_.step + 1, loss);
+          finite = micro_step(batch, mean_reduction && group.size() > 1 ? share : 1.0, i == 0, state_.step + 1, loss);
           group_loss += mean_reduction ? loss * share : loss;
         }
         state_.batch_pos = end;
