@@ -47,6 +47,15 @@ int64_t column_index(const Column& c, const std::vector<std::string>& header, co
                               did_you_mean(c.name, header)));
 }
 
+// The line of `data` at `pos` (without its '\n'), advancing `pos` past it; false at the end.
+bool next_line(const std::string& data, size_t& pos, std::string_view& line) {
+  if (pos >= data.size()) return false;
+  size_t nl = data.find('\n', pos);
+  line = std::string_view(data.data() + pos, (nl == std::string::npos ? data.size() : nl) - pos);
+  pos = nl == std::string::npos ? data.size() : nl + 1;
+  return true;
+}
+
 // Applies the bad-row policy: rethrows, or counts the row as skipped.
 class BadRows {
  public:
@@ -154,10 +163,8 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
                         "\"mlm\" (or ltk-predict)");
     int64_t line_no = 0;
     size_t pos = offset;
-    while (pos < data.size()) {
-      size_t nl = data.find('\n', pos);
-      std::string_view line(data.data() + pos, (nl == std::string::npos ? data.size() : nl) - pos);
-      pos = nl == std::string::npos ? data.size() : nl + 1;
+    std::string_view line;
+    while (next_line(data, pos, line)) {
       ++line_no;
       line = trim(line);
       if (line.empty()) continue;
@@ -170,10 +177,8 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
   } else if (format == "jsonl") {
     int64_t line_no = 0;
     size_t pos = offset;
-    while (pos < data.size()) {
-      size_t nl = data.find('\n', pos);
-      std::string_view line(data.data() + pos, (nl == std::string::npos ? data.size() : nl) - pos);
-      pos = nl == std::string::npos ? data.size() : nl + 1;
+    std::string_view line;
+    while (next_line(data, pos, line)) {
       ++line_no;
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       if (trim(line).empty()) continue;

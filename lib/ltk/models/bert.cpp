@@ -216,21 +216,17 @@ torch::Tensor BertMaskedLMImpl::forward(const Batch& batch) {
   return torch::nn::functional::linear(h, bert->word_embeddings->weight, bias);  // decoder tied to the embeddings
 }
 
-int64_t BertMaskedLMImpl::level(const std::string& name) const {
-  const int64_t L = bert->config.num_hidden_layers;
+int64_t BertEncoderImpl::level(const std::string& name) const {
+  const int64_t L = config.num_hidden_layers;
   if (name.rfind("bert.embeddings.", 0) == 0) return L + 1;
   static const std::string layer = "bert.encoder.layer.";
   if (name.rfind(layer, 0) == 0) return L - std::stoll(name.substr(layer.size()));
-  return 0;  // the head
+  return 0;  // the pooler and the head
 }
 
-int64_t BertClassifierImpl::level(const std::string& name) const {
-  const int64_t L = bert->config.num_hidden_layers;
-  if (name.rfind("bert.embeddings.", 0) == 0) return L + 1;
-  static const std::string layer = "bert.encoder.layer.";
-  if (name.rfind(layer, 0) == 0) return L - std::stoll(name.substr(layer.size()));
-  return 0;  // pooler and classifier
-}
+int64_t BertMaskedLMImpl::level(const std::string& name) const { return bert->level(name); }
+
+int64_t BertClassifierImpl::level(const std::string& name) const { return bert->level(name); }
 
 nlohmann::json read_hf_config(const std::string& dir) {
   if (!fs::is_directory(dir))

@@ -48,6 +48,9 @@ class BertEncoderImpl : public torch::nn::Module {
   torch::Tensor forward(const Batch& batch);
   /// The pooled vector [B, H]: the pooler on [CLS], or the mean over the real tokens.
   torch::Tensor pool(const torch::Tensor& hidden, const Batch& batch);
+  /// Levels below the head of a model's parameter `name` (TextModel::level): the embeddings
+  /// num_hidden_layers + 1, layer i num_hidden_layers - i, everything above the encoder 0.
+  int64_t level(const std::string& name) const;
 
   BertConfig config;
   torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr}, token_type_embeddings{nullptr};
