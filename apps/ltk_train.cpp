@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
         ("dump-config", "print the resolved config (every default filled in) and exit")
         ("overwrite", "replace an existing run in the output directory")
         ("json", "print a JSON summary of the run on stdout")
+        ("baseline", "also train the tf-idf linear baseline on the same data (into RUN/baseline) and compare "
+                     "them on the test split, in the log, report.html and --json")
         ("h,help", "show this help");
     bool help = false;
     auto args = ltk::app::parse(options, argc, argv, help);
@@ -58,7 +60,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     install_signal_handlers();
-    ltk::TrainSummary s = ltk::run_training(config, args.count("overwrite") > 0, resume);
+    ltk::TrainSummary s = ltk::run_training(config, args.count("overwrite") > 0, resume, args.count("baseline") > 0);
     if (s.interrupted) return 128 + s.interrupted;
     ltk::log::info("run directory: {} (evaluate: ltk-eval --run {} --data FILE)", config.output_dir,
                    config.output_dir);
@@ -71,6 +73,7 @@ int main(int argc, char** argv) {
                           {"blas_core", ltk::openblas_core()},
                           {"train_samples_per_s", s.seconds > s.eval_seconds ? s.samples_per_s * s.seconds / (s.seconds - s.eval_seconds) : 0.0}};
       if (s.test) j["test"] = s.test->headline();
+      if (!s.baseline.is_null()) j["baseline"] = s.baseline;
       std::cout << j.dump() << std::endl;
     }
     return 0;

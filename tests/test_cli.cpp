@@ -669,3 +669,43 @@ TEST_CASE("mlm: pretrain a BERT on unlabeled text, fill masks, fine-tune the dir
   CHECK_THAT(tuned.err, Contains("newly initialised (not in the file): bert.pooler.dense.bias, bert.pooler.dense.weight, "
                                  "classifier.bias, classifier.weight"));
 }
+
+TEST_CASE("linear: train the tf-idf baseline - evaluate and predict from its run - and --baseline beside a model",
+          "[cli][linear]") {
+  TempDir dir;
+  const std::string config = ltk::test::toy_config(dir);
+  const std::string linear = "--set 'model={\"type\": \"linear\", \"char_ngram_range\": [2, 4]}' "
+                             "--set 'optimizer={\"type\": \"adagrad\", \"lr\": 1}' --set trainer.epochs=5";
+  auto r = run_app("ltk-train", "--config '" + config + "' --json " + linear);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  auto summary = nlohmann::json::parse(r.out);
+  CHECK(summary["test"]["accuracy"].get<double>() > 0.9);  // three topics of disjoint words
+  auto resolved = nlohmann::json::parse(ltk::test::read_text(dir.file("run/config.json")));
+  // vocab.txt holds the features with their document frequencies; character n-grams start with a space.
+  auto vocab = ltk::test::read_text(dir.file("run/vocab.txt"));
+  CHECK_THAT(vocab, Contains("\n  go\t"));
+  auto ev = run_app("ltk-eval", "--run '" + dir.file("run") + "' --data '" + dir.file("valid.tsv") + "' --json");
+  REQUIRE(ev.code == 0);
+  CHECK(nlohmann::json::parse(ev.out)["accuracy"] == summary["test"]["accuracy"]);
+  auto p = run_app("ltk-predict", "--run '" + dir.file("run") + "'", "goal match team\nbread soup\nlinux kernel bug\n");
+  REQUIRE(p.code == 0);
+  CHECK_THAT(p.out, Contains("\"label\":\"sport\"") && Contains("\"label\":\"food\"") && Contains("\"label\":\"tech\""));
+
+  // --baseline: the model, then the baseline in RUN/baseline, compared on the test split.
+  auto b = run_app("ltk-train", "--config '" + config + "' --overwrite --json --baseline --set trainer.epochs=2");
+  INFO(b.err);
+  REQUIRE(b.code == 0);
+  auto both = nlohmann::json::parse(b.out);
+  REQUIRE(both.contains("baseline"));
+  CHECK(both["baseline"]["model"] == "bow");
+  CHECK(both["baseline"]["rows"][0]["metric"] == "accuracy");
+  CHECK(both["baseline"]["rows"][0]["model"] == both["test"]["accuracy"]);
+  CHECK(std::filesystem::exists(dir.file("run/baseline/checkpoints")));
+  CHECK_THAT(b.err, Contains("[baseline] accuracy"));
+  CHECK_THAT(ltk::test::read_text(dir.file("run/report.html")), Contains("Against the traditional baseline"));
+  CHECK_THAT(ltk::test::read_text(dir.file("run/train.log")), Contains("[baseline] accuracy"));
+  auto again = run_app("ltk-train", "--config '" + config + "' --overwrite --baseline " + linear);
+  CHECK(again.code == 2);
+  CHECK_THAT(again.err, Contains("the linear baseline already"));
+}

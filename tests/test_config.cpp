@@ -213,3 +213,17 @@ TEST_CASE("config: the README's config reference lists exactly the keys the pars
   CHECK(undocumented.empty());
   CHECK(unknown.empty());
 }
+
+TEST_CASE("config: every shipped config in configs/ parses", "[config]") {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(LTK_SOURCE_DIR "/configs")) {
+    if (entry.path().extension() != ".json") continue;
+    INFO(entry.path().string());
+    // From the source root, as the README runs them (a pretrained_dir must exist: skipped then).
+    auto doc = ltk::read_json_file(entry.path().string());
+    if (doc.contains("model") && doc["model"].contains("pretrained_dir")) continue;
+    CHECK_NOTHROW(ltk::parse_config(doc));
+    ++n;
+  }
+  CHECK(n >= 10);
+}

@@ -11,6 +11,7 @@
 #include "ltk/data/dataset.h"
 #include "ltk/data/formats.h"
 #include "ltk/data/jieba.h"
+#include "ltk/data/ngrams.h"
 #include "ltk/data/utf8.h"
 #include "ltk/data/wordpiece.h"
 #include "ltk/data/reader.h"
@@ -652,4 +653,53 @@ TEST_CASE("formats: a second text column or field makes sentence pairs", "[data]
   CHECK(rj.examples.at(0).text_pair == "b");
   j.text_pair_field = "missing";
   REQUIRE_THROWS_WITH(ltk::read_examples(dir.file("p.jsonl"), j), Contains("data.text_pair_field"));
+}
+
+TEST_CASE("n-grams: word n-grams, then scikit-learn's char_wb n-grams marked by a leading space", "[data][ngrams]") {
+  using V = std::vector<std::string>;
+  auto terms = [](ltk::NgramRanges r, const std::string& text) {
+    ltk::Normalizer n{true, false, false};
+    return ltk::NgramTokenizer(std::make_unique<ltk::WhitespaceTokenizer>(n), n, r).tokenize(text);
+  };
+  CHECK(terms({1, 2, 0, 0}, "The cat  SAT") == V{"the", "cat", "sat", "the cat", "cat sat"});
+  CHECK(terms({2, 3, 0, 0}, "a b") == V{"a b"});  // n-grams longer than the text: none
+  CHECK(terms({1, 2, 0, 0}, "") == V{});
+  // " ab " (4 code points): 2-grams " a", "ab", "b ", 3-grams " ab", "ab ", the 4-gram " ab ";
+  // n = 5 would be the whole word again: skipped, as scikit-learn skips it.
+  CHECK(terms({0, 0, 2, 5}, "ab") == V{"  a", " ab", " b ", "  ab", " ab ", "  ab "});
+  // A one-letter word: " a" and "a ", then " a " once (n = 3 and 4 are the whole word).
+  CHECK(terms({0, 0, 2, 4}, "a") == V{"  a", " a ", "  a "});
+  // Code points, not bytes; words split at any whitespace; both kinds in one list.
+  CHECK(terms({1, 1, 2, 2}, "\xC3\xA9t\xC3\xA9\t\xE4\xB8\xAD") ==
+        V{"\xC3\xA9t\xC3\xA9", "\xE4\xB8\xAD", "  \xC3\xA9", " \xC3\xA9t", " t\xC3\xA9", " \xC3\xA9 ", "  \xE4\xB8\xAD",
+          " \xE4\xB8\xAD "});
+  CHECK(ltk::is_char_term("  a"));
+  CHECK_FALSE(ltk::is_char_term("a b"));
+}
+
+TEST_CASE("n-grams: features chosen by document frequency, counts are document frequencies", "[data][ngrams]") {
+  std::vector<ltk::Example> ex;
+  for (const char* text : {"a a b", "a c", "a b d", "e"}) ex.push_back(ltk::Example("x", text, 0));
+  ltk::Normalizer n{true, false, false};
+  ltk::NgramTokenizer tok(std::make_unique<ltk::WhitespaceTokenizer>(n), n, {1, 1, 0, 0});
+  auto build = [&](ltk::FeatureSelection s) {
+    return ltk::build_features_and_encode(ex, "mem", tok, s, nullptr, ltk::EncodeOptions{});
+  };
+  auto [all, data] = build({1, 1.0, 0});
+  REQUIRE(all.size() == 2 + 5);
+  CHECK(all.token(2) == "a");  // df 3, then b (2), then c, d, e (1) by byte order
+  CHECK(all.count(2) == 3);    // "a" is twice in the first text: counted once
+  CHECK(all.token(3) == "b");
+  CHECK(all.token(4) == "c");
+  CHECK(data.length(0) == 3);  // every occurrence is kept: tf is counted from them
+  auto [common, d2] = build({2, 1.0, 0});
+  CHECK(common.size() == 2 + 2);  // a, b
+  CHECK(d2.tokens(3)[0] == ltk::Vocabulary::kUnkId);  // "e" is unknown now
+  auto [no_a, d3] = build({1, 0.5, 0});  // a is in 3 of 4 texts > 0.5
+  CHECK_FALSE(no_a.contains("a"));
+  CHECK(no_a.contains("b"));
+  auto [top, d4] = build({1, 1.0, 2});  // the two most frequent in all: a (4), b (2)
+  CHECK(top.size() == 4);
+  CHECK(top.contains("a"));
+  CHECK(top.contains("b"));
 }

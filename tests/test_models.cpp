@@ -16,6 +16,7 @@
 #include "ltk/eval/evaluator.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/models/bow.h"
+#include "ltk/models/linear.h"
 #include "ltk/models/registry.h"
 #include "ltk/config/config.h"
 #include "ltk/train/optim.h"
@@ -207,11 +208,17 @@ TEST_CASE("padding invariance: every model gives a sample the same output alone 
        {"intermediate_size", 16}, {"max_position_embeddings", 16}},
       {{"type", "bert"}, {"hidden_size", 8}, {"num_hidden_layers", 1}, {"num_attention_heads", 4},
        {"intermediate_size", 16}, {"max_position_embeddings", 16}, {"pooling", "mean"}, {"hidden_act", "gelu_new"}},
+      {{"type", "linear"}},
+      {{"type", "linear"}, {"ngram_range", {1, 1}}, {"char_ngram_range", {2, 3}}},
   };
   for (const auto& section : sections) {
     INFO(section.dump());
     torch::manual_seed(5);
     auto model = model_from(section);
+    if (section["type"] == "linear") {  // starts at zero: give it weights
+      torch::NoGradGuard no_grad;
+      for (auto& p : model->parameters()) p.normal_();
+    }
     model->eval();
     torch::NoGradGuard no_grad;
     auto alone = model->forward(batch_of({{4, 7, 9}}));
@@ -574,4 +581,180 @@ TEST_CASE("bert: inference (the fused encoder layer) gives the training path's o
     auto fused = model->forward(batch);
     CHECK(torch::allclose(fused, reference, 1e-5, 1e-6));
   }
+}
+
+namespace {
+
+struct LinearSetup {
+  ltk::Vocabulary vocab;
+  ltk::TextDataset data;
+  std::shared_ptr<ltk::TextModel> model;
+  ltk::Batch batch;  // every text
+};
+
+LinearSetup linear_setup(const nlohmann::json& section, const std::vector<ltk::Example>& examples) {
+  ltk::TokenizerConfig tc;
+  tc.type = "whitespace";
+  auto mc = ltk::resolve_model_config(section);
+  auto tokenizer = ltk::make_run_tokenizer(tc, mc);
+  auto features = ltk::linear_features(mc);
+  REQUIRE(features);
+  LinearSetup s;
+  std::tie(s.vocab, s.data) =
+      ltk::build_features_and_encode(examples, "mem", *tokenizer, features->selection, nullptr, ltk::EncodeOptions{});
+  s.model = ltk::build_model(mc, ltk::ModelContext{s.vocab.size(), 3, 0, &s.vocab, false, s.data.size()});
+  std::vector<int64_t> all(static_cast<size_t>(s.data.size()));
+  std::iota(all.begin(), all.end(), 0);
+  s.batch = ltk::PadCollate()(s.data, all);
+  return s;
+}
+
+std::vector<ltk::Example> tfidf_corpus() {
+  const std::vector<std::string> words = {"the", "The", "cat", "sat", "on", "mat", "end.", "\xC3\x89t\xC3\xA9",
+                                          "\xE4\xB8\xAD\xE6\x96\x87", "a", "dog", "RAN", "x"};
+  std::mt19937 rng(11);
+  std::vector<ltk::Example> out;
+  for (int i = 0; i < 60; ++i) {
+    std::string text;
+    const int n = static_cast<int>(rng() % 12);
+    for (int k = 0; k < n; ++k) {
+      // Zipf-like: early words much more often; tabs and double spaces between some words.
+      const size_t w = std::min<size_t>(rng() % words.size(), rng() % words.size());
+      text += (k ? (rng() % 7 == 0 ? "\t" : rng() % 5 == 0 ? "  " : " ") : "") + words[w];
+    }
+    out.push_back(ltk::Example("x", text, i + 1));
+  }
+  out.push_back(ltk::Example("x", "   ", 61));  // no term at all
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("linear: tf-idf features equal scikit-learn's TfidfVectorizer to 1e-6", "[models][linear][parity]") {
+  auto corpus = tfidf_corpus();
+  // max_features: a cut that falls between two different totals (scikit-learn breaks ties by an
+  // unstable sort): the largest k <= 40 with total(k) > total(k + 1) over the [1, 3]-gram terms.
+  auto full = linear_setup({{"type", "linear"}, {"ngram_range", {1, 3}}, {"min_df", 2}, {"max_df", 0.8}}, corpus);
+  std::vector<int64_t> totals(static_cast<size_t>(full.vocab.size()), 0);
+  for (int64_t i = 0; i < full.data.size(); ++i)
+    for (int64_t k = 0; k < full.data.length(i); ++k) ++totals[static_cast<size_t>(full.data.tokens(i)[k])];
+  std::vector<int64_t> sorted(totals.begin() + 2, totals.end());
+  std::sort(sorted.rbegin(), sorted.rend());
+  REQUIRE(sorted.size() > 41);
+  int64_t cut = 40;
+  while (cut > 1 && sorted[static_cast<size_t>(cut - 1)] == sorted[static_cast<size_t>(cut)]) --cut;
+  REQUIRE(cut > 5);
+
+  const std::vector<nlohmann::json> sections = {
+      {{"type", "linear"}},
+      {{"type", "linear"}, {"ngram_range", {1, 3}}, {"sublinear_tf", false}, {"min_df", 2}, {"max_df", 0.8},
+       {"max_features", cut}},
+      {{"type", "linear"}, {"ngram_range", {0, 0}}, {"char_ngram_range", {2, 4}}},
+      {{"type", "linear"}, {"ngram_range", {1, 1}}, {"char_ngram_range", {1, 3}}, {"min_df", 2}},
+  };
+  nlohmann::json cases = nlohmann::json::array();
+  for (const auto& section : sections) {
+    auto s = linear_setup(section, corpus);
+    auto& linear = dynamic_cast<ltk::LinearImpl&>(*s.model);
+    auto f = linear.features(s.batch);
+    nlohmann::json docs = nlohmann::json::array(), ours = nlohmann::json::array();
+    for (const auto& ex : corpus) {
+      docs.push_back(ex.text);
+      ours.push_back(nlohmann::json::object());
+    }
+    for (int64_t m = 0; m < f.ids.size(0); ++m)
+      ours[f.rows[m].item<int64_t>()][s.vocab.token(static_cast<int32_t>(f.ids[m].item<int64_t>()))] =
+          f.weights[m].item<double>();
+    auto options = ltk::resolve_model_config(section).options;
+    cases.push_back({{"options", options}, {"docs", docs}, {"ltk", ours}});
+  }
+  ltk::test::TempDir dir;
+  ltk::test::write_file(dir.file("cases.json"), cases.dump());
+  std::string cmd = "/usr/bin/python3 '" LTK_SOURCE_DIR "/tests/metrics/check_tfidf.py' '" + dir.file("cases.json") +
+                    "' > '" + dir.file("out.txt") + "' 2>&1";
+  int status = std::system(cmd.c_str());
+  std::string out = ltk::test::read_text(dir.file("out.txt"));
+  INFO(out);
+  CHECK(status == 0);
+  CHECK_THAT(out, Contains("tfidf: 0 mismatches"));
+}
+
+TEST_CASE("linear: the per-sample penalty sums to ||W||^2 / 2C over the training split", "[models][linear]") {
+  auto s = linear_setup({{"type", "linear"}, {"char_ngram_range", {2, 3}}, {"C", 0.25}}, tfidf_corpus());
+  torch::manual_seed(3);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : s.model->parameters()) p.normal_();
+  }
+  auto& linear = dynamic_cast<ltk::LinearImpl&>(*s.model);
+  auto W = linear.weight->weight.to(torch::kDouble);
+  const double want = W.narrow(0, 2, W.size(0) - 2).pow(2).sum().item<double>() / (2 * 0.25);
+  auto per_sample = s.model->penalty(s.batch);
+  REQUIRE(per_sample.sizes() == torch::IntArrayRef({s.data.size()}));
+  // float32 rows: a sum of ~10^3 positive terms, each to a relative 1e-7.
+  CHECK(per_sample.to(torch::kDouble).sum().item<double>() == Approx(want).epsilon(1e-5));
+  // Its gradient is sparse: only the rows the batch uses, as the EmbeddingBag's.
+  per_sample.sum().backward();
+  CHECK(linear.weight->weight.grad().is_sparse());
+  // Padding and unknown ids are no features: a text of them alone has no penalty and zero logits.
+  auto empty = batch_of({{0, 1, 1}});
+  CHECK(s.model->penalty(empty).item<float>() == 0.0f);
+  CHECK(torch::equal(s.model->forward(empty)[0], linear.bias.detach()));
+}
+
+TEST_CASE("task.loss squared_hinge: LinearSVC's one-vs-rest loss, and task.loss errors name the key", "[models][task]") {
+  ltk::TaskConfig tc;
+  tc.loss = "squared_hinge";
+  auto labels = ltk::LabelMap::from_labels({"a", "b", "c"});
+  ltk::MulticlassTask multi(tc, labels);
+  auto logits = torch::tensor({{2.0f, -0.5f, 0.5f}, {0.0f, 0.0f, 0.0f}});
+  auto targets = torch::tensor({0, 2}, torch::kLong);
+  // Sample 0: class a (+1): max(0, 1-2)^2 = 0; b (-1): max(0, 1-0.5)^2 = 0.25; c: (1.5)^2 = 2.25.
+  // Sample 1: every term 1.
+  auto per = multi.per_sample_loss(logits, targets);
+  CHECK(per[0].item<float>() == Approx(2.5));
+  CHECK(per[1].item<float>() == Approx(3.0));
+  CHECK(multi.loss(logits, targets).item<float>() == Approx(2.75));
+  ltk::MulticlassTask weighted(tc, labels, {1.0, 1.0, 3.0});  // a weighted mean, as cross-entropy's
+  CHECK(weighted.loss(logits, targets).item<float>() == Approx((2.5 + 3 * 3.0) / 4));
+  tc.type = "binary";
+  ltk::BinaryTask binary(tc, ltk::LabelMap::from_labels({"neg", "pos"}));
+  auto b = binary.per_sample_loss(torch::tensor({{0.5f}, {0.5f}}), torch::tensor({1.0f, 0.0f}));
+  CHECK(b[0].item<float>() == Approx(0.25));
+  CHECK(b[1].item<float>() == Approx(2.25));
+
+  using nlohmann::json;
+  auto config = [](json task) { return json{{"data", {{"train", "x.tsv"}}}, {"task", task}}; };
+  REQUIRE_THROWS_WITH(ltk::parse_config(config({{"type", "regression"}, {"loss", "squared_hinge"}})),
+                      Contains("'task.loss'") && Contains("mse, l1 or huber"));
+  REQUIRE_THROWS_WITH(ltk::parse_config(config({{"loss", "huber"}})), Contains("'task.loss'") && Contains("squared_hinge"));
+  REQUIRE_THROWS_WITH(ltk::parse_config(config({{"loss", "squared_hinge"}, {"label_smoothing", 0.1}})),
+                      Contains("'task.label_smoothing'"));
+  // Runs made before class tasks had a loss hold "mse" for every task: read as auto.
+  CHECK(ltk::parse_config(config({{"loss", "mse"}})).task.loss == "auto");
+}
+
+TEST_CASE("linear: config errors name the key", "[models][linear][config]") {
+  using nlohmann::json;
+  auto with = [](json model, json extra = json::object()) {
+    json j = {{"data", {{"train", "x.tsv"}}}, {"model", model}};
+    j.update(extra);
+    return j;
+  };
+  auto defaults = ltk::parse_config(with({{"type", "linear"}}));  // sparse: adagrad unless the config says
+  CHECK(defaults.optimizer.type == "adagrad");
+  CHECK(defaults.optimizer.lr == 1.0);
+  REQUIRE_THROWS_WITH(ltk::parse_config(with({{"type", "linear"}, {"ngram_range", {2, 1}}})),
+                      Contains("'model.ngram_range'") && Contains("min <= max"));
+  REQUIRE_THROWS_WITH(ltk::parse_config(with({{"type", "linear"}, {"ngram_range", {0, 0}}})),
+                      Contains("'model.ngram_range'") && Contains("both ranges"));
+  REQUIRE_THROWS_WITH(ltk::parse_config(with({{"type", "linear"}, {"C", 0}})), Contains("'model.C'"));
+  REQUIRE_THROWS_WITH(ltk::parse_config(with({{"type", "linear"}}, {{"optimizer", {{"type", "adam"}}}})),
+                      Contains("'model.sparse'") && Contains("adagrad"));
+  CHECK_NOTHROW(ltk::parse_config(with({{"type", "linear"}, {"sparse", false}}, {{"optimizer", {{"type", "adam"}}}})));
+  REQUIRE_THROWS_WITH(ltk::parse_config(with({{"type", "linear"}}, {{"data", {{"train", "x.tsv"}, {"max_len", 64}}}})),
+                      Contains("'data.max_len'"));
+  REQUIRE_THROWS_WITH(
+      ltk::parse_config(with({{"type", "linear"}}, {{"data", {{"train", "x.tsv"}, {"vocab", {{"max_size", 100}}}}}})),
+      Contains("'data.vocab.max_size'") && Contains("model.max_features"));
 }

@@ -65,7 +65,9 @@ struct TaskConfig {
   double threshold = 0.5;             ///< binary and multilabel: probability that predicts a label
   std::string positive_label;         ///< binary: the positive label ("" = the second in sorted order)
   std::string label_separator = ",";  ///< multilabel: separates the labels of one sample
-  std::string loss = "mse";           ///< regression: mse | l1 | huber
+  /// auto (regression: mse, else cross_entropy) | cross_entropy | squared_hinge (class tasks: one-vs-rest,
+  /// as LinearSVC) | mse | l1 | huber (regression)
+  std::string loss = "auto";
   double huber_delta = 1.0;           ///< regression with loss huber
   double mask_prob = 0.15;            ///< mlm: share of the pieces selected for prediction
   bool whole_word = false;            ///< mlm: select every piece of a word together

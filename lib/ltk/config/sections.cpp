@@ -70,7 +70,7 @@ const std::vector<Field<TaskConfig>>& task_fields() {
       {"threshold", &TaskConfig::threshold, between(0, 1, false, false)},
       {"positive_label", &TaskConfig::positive_label},
       {"label_separator", &TaskConfig::label_separator},
-      {"loss", &TaskConfig::loss, one_of({"mse", "l1", "huber"})},
+      {"loss", &TaskConfig::loss, one_of({"auto", "cross_entropy", "squared_hinge", "mse", "l1", "huber"})},
       {"huber_delta", &TaskConfig::huber_delta, at_least(0, false)},
       {"mask_prob", &TaskConfig::mask_prob, between(0, 1, false, false)},
       {"whole_word", &TaskConfig::whole_word},
@@ -221,6 +221,16 @@ void read_task(JsonReader r, TaskConfig& t) {
   if (t.label_separator.size() != 1 || t.label_separator == "\t" || t.label_separator == "\n")
     config_fail("task.label_separator",
                 "must be one character other than tab or newline (got '" + t.label_separator + "')");
+  const bool regression = t.type == "regression";
+  if (!regression && t.loss == "mse") t.loss = "auto";  // what runs made before class tasks had a loss key hold
+  if (regression ? (t.loss == "cross_entropy" || t.loss == "squared_hinge")
+                 : (t.loss == "l1" || t.loss == "huber" || (t.type == "mlm" && t.loss == "squared_hinge")))
+    config_fail("task.loss", "'" + t.loss + "' is not a loss of a " + t.type + " task; " +
+                                 (regression ? "regression takes mse, l1 or huber"
+                                  : t.type == "mlm" ? "mlm takes cross_entropy"
+                                                    : "it takes cross_entropy or squared_hinge"));
+  if (t.label_smoothing > 0 && t.loss == "squared_hinge")
+    config_fail("task.label_smoothing", "applies to cross_entropy, not to task.loss \"squared_hinge\"");
   if (t.label_smoothing > 0 && t.type != "multiclass")
     config_fail("task.label_smoothing", "applies to multiclass only (task.type is '" + t.type + "')");
   if (!t.positive_label.empty() && t.type != "binary")

@@ -22,6 +22,12 @@ class TokenCounter {
     ++counts_[static_cast<size_t>(id)];
     return id;
   }
+  /// Counts `n` occurrences at once.
+  int32_t add(std::string_view token, int64_t n) {
+    int32_t id = add(token);
+    counts_[static_cast<size_t>(id)] += n - 1;
+    return id;
+  }
   size_t size() const { return counts_.size(); }
   std::string_view token(int32_t id) const { return index_.token_at(id); }
   int64_t count(int32_t id) const { return counts_[static_cast<size_t>(id)]; }

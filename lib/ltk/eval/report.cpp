@@ -59,6 +59,20 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}pre{background:#f6f6
     }
     html += "</tr><tr>" + values + "</tr></table>";
   }
+  // The article's first question: does a traditional method already do as well?
+  if (in.baseline.is_object() && in.baseline.contains("rows")) {
+    const std::string model = in.baseline.value("model", "model");
+    html += "<h2>Against the traditional baseline (tf-idf n-grams, linear)</h2><table><tr><th>metric</th><th>" +
+            escape(model) + "</th><th>baseline</th><th>difference</th></tr>";
+    for (const auto& row : in.baseline.at("rows")) {
+      const double d = row.value("difference", 0.0);
+      const bool better = row.value("higher_is_better", true) ? d > 0 : d < 0;
+      html += fmt::format("<tr><td>{}</td><td>{:.4f}</td><td>{:.4f}</td><td style=\"color:{}\">{:+.4f}</td></tr>",
+                          escape(row.value("metric", "")), row.value("model", 0.0), row.value("baseline", 0.0),
+                          d == 0 ? "#222" : better ? "#2a7d2a" : "#b22222", d);
+    }
+    html += "</table><p>The baseline's run: " + escape(in.baseline.value("run", "")) + "</p>";
+  }
   // Training curves.
   std::vector<Series> loss{{"train loss", colors[0], {}}, {"valid loss", colors[1], {}}}, lr{{"lr", colors[2], {}}};
   std::vector<Series> valid;
@@ -119,8 +133,9 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}pre{background:#f6f6
 std::string write_run_report(const std::string& run_dir, const nlohmann::json& config, const EvalReport* evaluation,
                              const std::string& evaluation_name,
                              const std::vector<std::pair<std::string, std::string>>& data_stats,
-                             const std::string& path) {
+                             const std::string& path, const nlohmann::json& baseline) {
   ReportInput in;
+  in.baseline = baseline;
   in.title = "ltk run " + config.value("name", std::string("?")) + " (" + run_dir + ")";
   in.config = config;
   std::string metrics = run_dir + "/metrics.jsonl";

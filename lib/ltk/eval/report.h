@@ -21,6 +21,9 @@ struct ReportInput {
   nlohmann::json evaluation;              ///< EvalReport::metrics of the evaluated split (may be null)
   std::string evaluation_name;            ///< e.g. "test: data/fortunes_en/test.tsv"
   std::vector<std::pair<std::string, std::string>> data_stats;  ///< (name, value) rows
+  /// The run against its tf-idf linear baseline on the same split (ltk-train --baseline): model,
+  /// baseline, run, rows of {metric, model, baseline, difference, higher_is_better}; null: none.
+  nlohmann::json baseline;
 };
 
 /// The report as one HTML document.
@@ -31,7 +34,7 @@ std::string render_report(const ReportInput& input);
 std::string write_run_report(const std::string& run_dir, const nlohmann::json& config, const EvalReport* evaluation,
                              const std::string& evaluation_name,
                              const std::vector<std::pair<std::string, std::string>>& data_stats,
-                             const std::string& path = "");
+                             const std::string& path = "", const nlohmann::json& baseline = nullptr);
 
 /// Data statistics rows for the report: samples, tokens per sample, truncated samples.
 std::vector<std::pair<std::string, std::string>> dataset_stats(const std::string& name, const TextDataset& data);

@@ -6,6 +6,7 @@
 #include "ltk/core/files.h"
 #include "ltk/core/runtime.h"
 #include "ltk/io/checkpoint.h"
+#include "ltk/models/linear.h"
 #include "ltk/models/registry.h"
 
 namespace ltk {
@@ -28,7 +29,7 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
   const std::string resource = tokenizer_resource(run.config.data.tokenizer.type);
   if (!resource.empty() && std::filesystem::exists(run.dir.file(resource)))
     run.config.data.tokenizer.dict = run.dir.file(resource);
-  run.tokenizer = make_tokenizer(run.config.data.tokenizer);
+  run.tokenizer = make_run_tokenizer(run.config.data.tokenizer, run.config.model);
   run.vocab = run.config.data.vocab.source == "tokenizer" ? Vocabulary::load_wordpiece(run.dir.vocab_path())
                                                          : Vocabulary::load(run.dir.vocab_path());
   if (task_has_labels(run.config.task.type)) run.labels = LabelMap::load(run.dir.labels_path());
@@ -42,7 +43,7 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
   run.device = resolve_device(device.empty() ? run.config.device : device, device.empty() ? "device" : "--device");
   run.model = build_model(run.config.model,
                           ModelContext{run.vocab.size(), run.task->num_outputs(), run.vocab.pad_id(), nullptr,
-                                       run.config.task.type == "mlm"});
+                                       run.config.task.type == "mlm", 0});
   run.checkpoint_path = run.dir.checkpoint(checkpoint);
   load_weights(*run.model, run.checkpoint_path);
   run.model->to(run.device);

@@ -11,6 +11,7 @@
 
 #include "ltk/core/error.h"
 #include "ltk/core/log.h"
+#include "ltk/models/embeddings.h"
 
 namespace ltk {
 
@@ -399,18 +400,6 @@ void check_bert(const nlohmann::json& options, const Config& config) {
     config_fail("data.text_pair_column", "sentence pairs need token type 1, but the model's type_vocab_size is 1");
 }
 
-namespace {
-
-bool written(const nlohmann::json& document, std::initializer_list<const char*> path) {
-  const nlohmann::json* j = &document;
-  for (const char* k : path) {
-    if (!j->is_object() || !j->contains(k)) return false;
-    j = &(*j)[k];
-  }
-  return !j->is_null();
-}
-
-}  // namespace
 
 void complete_bert(const nlohmann::json& options, const nlohmann::json& document, Config& config) {
   const std::string dir = options.at("pretrained_dir").get<std::string>();

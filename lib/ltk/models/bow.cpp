@@ -95,11 +95,7 @@ std::shared_ptr<TextModel> build_bow(const nlohmann::json& j, const ModelContext
 }
 
 void check_bow(const nlohmann::json& options, const Config& config) {
-  if (!options.value("sparse", false)) return;
-  const auto& o = config.optimizer;
-  if (!(o.type == "sgd" || o.type == "adagrad") || o.weight_decay != 0 || o.momentum != 0)
-    config_fail("model.sparse", "sparse gradients need optimizer.type sgd (without momentum) or adagrad, and "
-                                "optimizer.weight_decay 0 (got " + o.type + ")");
+  if (options.value("sparse", false)) check_sparse_optimizer("model.sparse", config);
 }
 
 }  // namespace ltk

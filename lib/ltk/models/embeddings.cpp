@@ -80,4 +80,20 @@ void init_embeddings(torch::Tensor weight, const nlohmann::json& options, const 
   if (options.value("freeze_embeddings", false)) weight.set_requires_grad(false);
 }
 
+bool written(const nlohmann::json& document, std::initializer_list<const char*> path) {
+  const nlohmann::json* j = &document;
+  for (const char* k : path) {
+    if (!j->is_object() || !j->contains(k)) return false;
+    j = &(*j)[k];
+  }
+  return !j->is_null();
+}
+
+void check_sparse_optimizer(const std::string& key, const Config& config) {
+  const auto& o = config.optimizer;
+  if (!(o.type == "sgd" || o.type == "adagrad") || o.weight_decay != 0 || o.momentum != 0)
+    config_fail(key, "sparse gradients need optimizer.type sgd (without momentum) or adagrad, and "
+                     "optimizer.weight_decay 0 (got " + o.type + ")");
+}
+
 }  // namespace ltk

@@ -4,8 +4,10 @@
 
 #include <torch/types.h>
 
+#include <initializer_list>
 #include <string>
 
+#include "ltk/config/config.h"
 #include "ltk/config/json_reader.h"
 #include "ltk/data/vocab.h"
 
@@ -29,5 +31,13 @@ PretrainedStats load_pretrained_vectors(torch::Tensor weight, const std::string&
 /// Applies `pretrained` and `freeze_embeddings` of a resolved model section to `weight`
 /// (`vocab` may be null when a run is loaded: the checkpoint then holds the weights).
 void init_embeddings(torch::Tensor weight, const nlohmann::json& options, const Vocabulary* vocab);
+
+/// Whether the config as written (`document`) sets the key at `path` (ModelSchema::complete
+/// fills only the keys it leaves out).
+bool written(const nlohmann::json& document, std::initializer_list<const char*> path);
+
+/// Sparse gradients (model `key`) need optimizer.type sgd without momentum, or adagrad, and no
+/// optimizer.weight_decay; throws ConfigError naming `key` otherwise.
+void check_sparse_optimizer(const std::string& key, const Config& config);
 
 }  // namespace ltk

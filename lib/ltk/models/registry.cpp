@@ -3,6 +3,7 @@
 #include "ltk/core/strings.h"
 #include "ltk/models/bert.h"
 #include "ltk/models/bow.h"
+#include "ltk/models/linear.h"
 #include "ltk/models/rnn.h"
 #include "ltk/models/textcnn.h"
 #include "ltk/models/transformer.h"
@@ -11,6 +12,9 @@ namespace ltk {
 
 const std::vector<ModelEntry>& model_registry() {
   static const std::vector<ModelEntry> entries = {
+      {"linear", "tf-idf word and character n-grams into one linear layer: the traditional baseline "
+                 "(scikit-learn's TfidfVectorizer + LinearSVC or LogisticRegression)",
+       resolve_linear, build_linear, check_linear, complete_linear},
       {"bow", "mean of word (and hashed n-gram) embeddings over the real tokens, then a linear layer", resolve_bow,
        build_bow, check_bow, nullptr},
       {"textcnn", "convolutions of several widths, max over time (Kim 2014)", resolve_textcnn, build_textcnn, nullptr, nullptr},

@@ -18,12 +18,17 @@ struct ModelContext {
   const Vocabulary* vocab = nullptr;
   /// The task predicts masked pieces (task.type "mlm"): a model with a language-model head.
   bool masked_lm = false;
+  /// Texts in the training split (a linear model's idf); 0 when a run is loaded.
+  int64_t documents = 0;
 };
 
 class TextModel : public torch::nn::Module {
  public:
   /// Outputs [B, num_outputs]. Returns tensors only (P9).
   virtual torch::Tensor forward(const Batch& batch) = 0;
+  /// A regularisation term of each sample [B] that the trainer adds to the task's loss (reduced
+  /// as the loss is), or an undefined tensor (most models: optimizer.weight_decay regularises).
+  virtual torch::Tensor penalty(const Batch& batch) { return {}; }
 
   /// Whether parameter `name` belongs to the task head (optimizer.head_lr).
   virtual bool is_head(const std::string& name) const { return name.rfind("output.", 0) == 0; }

@@ -39,6 +39,7 @@ torch::Tensor BinaryTask::check(const torch::Tensor& outputs, const torch::Tenso
 
 torch::Tensor BinaryTask::loss(const torch::Tensor& outputs, const torch::Tensor& targets) const {
   auto t = check(outputs, targets);
+  if (config_.loss == "squared_hinge") return reduce(per_sample_loss(outputs, targets), config_.reduction);
   auto opts = with_reduction(F::BinaryCrossEntropyWithLogitsFuncOptions(), config_.reduction);
   if (!class_weights_.empty()) opts.pos_weight(weights_tensor(class_weights_, outputs));
   return F::binary_cross_entropy_with_logits(outputs.squeeze(1), t, opts);
@@ -46,8 +47,10 @@ torch::Tensor BinaryTask::loss(const torch::Tensor& outputs, const torch::Tensor
 
 torch::Tensor BinaryTask::per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const {
   auto t = check(outputs, targets);
+  torch::Tensor pos_weight = class_weights_.empty() ? torch::Tensor() : weights_tensor(class_weights_, outputs);
+  if (config_.loss == "squared_hinge") return squared_hinge(outputs.squeeze(1), t, pos_weight);
   auto opts = F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone);
-  if (!class_weights_.empty()) opts.pos_weight(weights_tensor(class_weights_, outputs));
+  if (pos_weight.defined()) opts.pos_weight(pos_weight);
   return F::binary_cross_entropy_with_logits(outputs.squeeze(1), t, opts);
 }
 

@@ -33,15 +33,19 @@ torch::Tensor MultilabelTask::check(const torch::Tensor& outputs, const torch::T
 
 torch::Tensor MultilabelTask::loss(const torch::Tensor& outputs, const torch::Tensor& targets) const {
   auto t = check(outputs, targets);
+  torch::Tensor pos_weight = class_weights_.empty() ? torch::Tensor() : weights_tensor(class_weights_, outputs);
+  if (config_.loss == "squared_hinge") return reduce(squared_hinge(outputs, t, pos_weight), config_.reduction);
   auto opts = with_reduction(F::BinaryCrossEntropyWithLogitsFuncOptions(), config_.reduction);
-  if (!class_weights_.empty()) opts.pos_weight(weights_tensor(class_weights_, outputs));
+  if (pos_weight.defined()) opts.pos_weight(pos_weight);
   return F::binary_cross_entropy_with_logits(outputs, t, opts);
 }
 
 torch::Tensor MultilabelTask::per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const {
   auto t = check(outputs, targets);
+  torch::Tensor pos_weight = class_weights_.empty() ? torch::Tensor() : weights_tensor(class_weights_, outputs);
+  if (config_.loss == "squared_hinge") return squared_hinge(outputs, t, pos_weight).mean(1);
   auto opts = F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone);
-  if (!class_weights_.empty()) opts.pos_weight(weights_tensor(class_weights_, outputs));
+  if (pos_weight.defined()) opts.pos_weight(pos_weight);
   return F::binary_cross_entropy_with_logits(outputs, t, opts).mean(1);
 }
 

@@ -18,6 +18,15 @@ torch::Tensor weights_tensor(const std::vector<double>& w, const torch::Tensor& 
   return torch::tensor(w, torch::kDouble).to(like.device(), like.scalar_type());
 }
 
+torch::Tensor squared_hinge(const torch::Tensor& outputs, const torch::Tensor& targets, const torch::Tensor& pos_weight) {
+  auto loss = (1 - (2 * targets - 1) * outputs).clamp_min(0).pow(2);
+  return pos_weight.defined() ? loss * (1 + targets * (pos_weight - 1)) : loss;
+}
+
+torch::Tensor reduce(const torch::Tensor& losses, const std::string& reduction) {
+  return reduction == "sum" ? losses.sum() : losses.mean();
+}
+
 torch::Tensor check_float_targets(const torch::Tensor& targets, at::IntArrayRef shape, const char* task) {
   if (!targets.defined()) throw TrainError(std::string(task) + " loss: the batch has no targets");
   torch::Tensor t = targets;

@@ -32,6 +32,14 @@ Options with_reduction(Options o, const std::string& reduction) {
 /// Class weights as a tensor of `like`'s dtype and device.
 torch::Tensor weights_tensor(const std::vector<double>& w, const torch::Tensor& like);
 
+/// The squared hinge loss of each output against its 0/1 target (the margin target is 2t - 1):
+/// max(0, 1 - (2t - 1) f)^2, elementwise, with the positives' terms times `pos_weight` when it is
+/// defined (as binary cross-entropy's pos_weight): task.loss "squared_hinge", LinearSVC's loss.
+torch::Tensor squared_hinge(const torch::Tensor& outputs, const torch::Tensor& targets, const torch::Tensor& pos_weight);
+
+/// Per-sample losses reduced by task.reduction ("mean" or "sum").
+torch::Tensor reduce(const torch::Tensor& losses, const std::string& reduction);
+
 /// Float targets in [0, 1] of the given shape: the BCE pitfall (P7).
 torch::Tensor check_float_targets(const torch::Tensor& targets, at::IntArrayRef shape, const char* task);
 

@@ -22,6 +22,7 @@
 #include "ltk/eval/report.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/io/hf.h"
+#include "ltk/models/linear.h"
 #include "ltk/models/registry.h"
 #include "ltk/train/trainer.h"
 
@@ -136,9 +137,25 @@ TokenizerConfig run_tokenizer(TokenizerConfig tok, const RunDirectory& run, cons
 namespace {
 
 // What run_training is doing, for the message when a stop request interrupts it.
-enum class Phase { data, training, test };
+enum class Phase { data, training, test, baseline };
 
-TrainSummary run_training_phases(const Config& config, bool overwrite, bool resume, Phase& phase) {
+/// The baseline of a run as a comparison table: the figures of `model` and `baseline` on one
+/// split, and their difference.
+nlohmann::json baseline_comparison(const std::string& model_type, const EvalReport& model, const std::string& dir,
+                                   const EvalReport& baseline) {
+  nlohmann::json rows = nlohmann::json::array();
+  const nlohmann::json headline = model.headline();  // not a temporary in the range: it must outlive the loop
+  for (const auto& [k, v] : headline.items()) {
+    // The losses differ (the baseline's is the squared hinge): only the task's figures compare.
+    if (k == "samples" || k == "loss" || !baseline.metrics.contains(k)) continue;
+    const double a = v.get<double>(), b = baseline.metrics.at(k).get<double>();
+    rows.push_back({{"metric", k}, {"model", a}, {"baseline", b}, {"difference", a - b},
+                    {"higher_is_better", Task::higher_is_better(k)}});
+  }
+  return {{"model", model_type}, {"baseline", "tf-idf linear"}, {"run", dir}, {"rows", rows}};
+}
+
+TrainSummary run_training_phases(const Config& config, bool overwrite, bool resume, bool with_baseline, Phase& phase) {
   log::set_level(log::parse_level(config.log_level));
   // Everything that can fail on the config is checked before the run directory is touched.
   torch::Device device = resolve_device(config.device);
@@ -176,7 +193,7 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   std::string init_run = init_from_run_dir(config.model.init_from);
   const TokenizerConfig run_tok = run_tokenizer(config.data.tokenizer, run, train, init_run, resume, threads);
   const std::string tokenizer_dict = run_tok.dict;
-  auto tokenizer = make_tokenizer(run_tok);
+  auto tokenizer = make_run_tokenizer(run_tok, config.model);
   LabelMap labels;
   if (has_labels) labels = resume ? LabelMap::load(run.labels_path()) : labels_from_examples(config.task, train.examples);
   // The task is built twice: first to learn how labels become targets, then with the class
@@ -195,6 +212,14 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
     vocab = Vocabulary::load(resume ? run.vocab_path() : RunDirectory::open(init_run).vocab_path());
     if (!resume) log::info("[data] vocabulary of {} reused ({} tokens)", init_run, vocab.size());
     train_set = encode_examples(train.examples, train.path, *tokenizer, vocab, &targets, encode_options(config.data, vocab));
+  } else if (auto features = linear_features(config.model)) {
+    // The linear model's features: n-gram terms chosen by document frequency (the counts are
+    // document frequencies, the idf's).
+    std::tie(vocab, train_set) = build_features_and_encode(train.examples, train.path, *tokenizer, features->selection,
+                                                           &targets, encode_options(config.data, Vocabulary()));
+    if (vocab.size() <= Vocabulary::kFirstWordId)
+      throw ConfigError(fmt::format("config key 'model.min_df': no n-gram of {} is in {} or more texts; lower it",
+                                    train.path, features->selection.min_df));
   } else {
     std::tie(vocab, train_set) = build_vocab_and_encode(train.examples, train.path, *tokenizer,
                                                         config.data.vocab.min_freq, config.data.vocab.max_size,
@@ -234,7 +259,7 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   phase = Phase::training;
   // Model first, on its device; the optimiser is built from its parameters afterwards (P3).
   auto model = build_model(config.model, ModelContext{vocab.size(), task->num_outputs(), vocab.pad_id(), &vocab,
-                                                      config.task.type == "mlm"});
+                                                      config.task.type == "mlm", train_set.size()});
   const std::string pretrained_dir = config.model.options.value("pretrained_dir", std::string());
   if (!pretrained_dir.empty() && !resume && config.model.init_from.empty()) {
     PretrainedLoad loaded = load_hf_bert(*model, pretrained_dir);
@@ -309,26 +334,81 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
     shown = task->evaluate(predict(*model, *task, *valid_set, config.trainer.eval_batch_size, device, vocab.size()));
     shown_name = "valid: " + config.data.valid;
   }
+  summary.shown = shown;
+  summary.shown_name = shown_name;
+  nlohmann::json comparison;
+  if (with_baseline && shown) {
+    // The article's first question, answered on the same split: how far above a traditional method?
+    phase = Phase::baseline;
+    const Config b = baseline_config(config);
+    log::info("[baseline] training the tf-idf linear baseline on the same data into {}", b.output_dir);
+    Phase inner = Phase::data;
+    TrainSummary bs = run_training_phases(b, /*overwrite=*/true, /*resume=*/false, /*with_baseline=*/false, inner);
+    log::set_file(run.log_path());  // the baseline's run closed its own log
+    if (bs.interrupted) throw StopRequested(bs.interrupted);
+    comparison = baseline_comparison(config.model.type, *shown, b.output_dir, *bs.shown);
+    log::info("[baseline] {} (best checkpoints): {:<12} {:>10} {:>10} {:>10}", shown_name, "metric", config.model.type,
+              "baseline", "difference");
+    for (const auto& row : comparison["rows"])
+      log::info("[baseline] {:<12} {:>10.4f} {:>10.4f} {:>+10.4f}", row["metric"].get<std::string>(),
+                row["model"].get<double>(), row["baseline"].get<double>(), row["difference"].get<double>());
+    summary.baseline = comparison;
+    summary.baseline["seconds"] = bs.seconds;
+    summary.baseline["split"] = shown_name;
+  }
   if (config.task.type == "mlm") {
     // The pretrained encoder as a Hugging Face directory: model.pretrained_dir of a classifier.
     export_hf(load_run(run.path(), "best", "cpu"), run.file("bert"));
     log::info("[export] {} (BertForMaskedLM): fine-tune it with model.pretrained_dir", run.file("bert"));
   }
   std::string report_path = write_run_report(run.path(), to_json(config), shown ? &*shown : nullptr,
-                                             shown_name + " (best checkpoint)", stats);
+                                             shown_name + " (best checkpoint)", stats, "", comparison);
   log::info("[report] {}", report_path);
   return summary;
 }
 
 }  // namespace
 
-TrainSummary run_training(const Config& config, bool overwrite, bool resume) {
+Config baseline_config(const Config& config) {
+  if (!task_has_labels(config.task.type) && config.task.type != "regression")
+    throw ConfigError("--baseline: a " + config.task.type + " task has no labels to compare with a baseline");
+  if (!config.data.text_pair_column.empty() || !config.data.text_pair_field.empty())
+    throw ConfigError("--baseline: the linear baseline reads one text, and this run's data are sentence pairs");
+  if (config.model.type == "linear") throw ConfigError("--baseline: this run is the linear baseline already");
+  if (config.data.valid.empty() && config.data.test.empty())
+    throw ConfigError("--baseline compares on data.test (or data.valid): this config has neither");
+  nlohmann::json j = to_json(config);
+  j["name"] = config.name + "-baseline";
+  j["output_dir"] = (std::filesystem::path(config.output_dir) / "baseline").string();
+  j["model"] = {{"type", "linear"}};  // its defaults: word 1-2 grams, C 1, adagrad
+  j.erase("optimizer");
+  j["scheduler"] = {{"type", "linear"}};
+  j["trainer"] = {{"epochs", 10}, {"batch_size", 32}, {"eval_batch_size", config.trainer.eval_batch_size},
+                  {"log_every", config.trainer.log_every}, {"progress", config.trainer.progress}};
+  auto& data = j["data"];
+  data["max_len"] = 0;
+  data["vocab"] = nlohmann::json::object();
+  data["special_tokens"] = false;
+  const std::string tok = config.data.tokenizer.type;
+  if (tok == "wordpiece" || tok == "sentencepiece")  // pieces of a model's own: words instead
+    data["tokenizer"] = {{"type", "basic"}, {"lowercase", config.data.tokenizer.lowercase}};
+  auto& task = j["task"];
+  if (config.task.type != "regression") task["loss"] = "squared_hinge";  // LinearSVC
+  task["label_smoothing"] = 0.0;
+  return parse_config(j);
+}
+
+TrainSummary run_training(const Config& config, bool overwrite, bool resume, bool with_baseline) {
+  if (with_baseline) baseline_config(config);  // refused before anything is trained
   Phase phase = Phase::data;
   try {
-    return run_training_phases(config, overwrite, resume, phase);
+    return run_training_phases(config, overwrite, resume, with_baseline, phase);
   } catch (const StopRequested& stop) {
     log::progress_done();
-    if (phase == Phase::test)
+    if (phase == Phase::baseline)
+      log::warn("[baseline] stopped by signal {} while the baseline trained; the run itself is complete in {}",
+                stop.signal(), config.output_dir);
+    else if (phase == Phase::test)
       log::warn("[test] stopped by signal {} during the final evaluation; training is complete. Evaluate the best "
                 "checkpoint with: ltk-eval --run {} --data {}",
                 stop.signal(), config.output_dir, config.data.test.empty() ? config.data.valid : config.data.test);

@@ -32,6 +32,12 @@ struct TrainSummary {
   bool early_stopped = false;
   int interrupted = 0;         ///< the signal that stopped training early, or 0
   std::optional<EvalReport> test;  ///< the best checkpoint on data.test
+  /// The best checkpoint on the split report.html shows (test, else valid), and that split's name.
+  std::optional<EvalReport> shown;
+  std::string shown_name;
+  /// With a baseline: its comparison on that split (model, baseline, run, rows of metric, model,
+  /// baseline, difference), its split and training seconds; null otherwise.
+  nlohmann::json baseline;
 };
 
 /// Everything needed to continue training exactly where it stopped; saved in every checkpoint.
@@ -111,7 +117,13 @@ class Trainer {
 /// training, and the test split evaluated with the best checkpoint. With `resume`, continues the
 /// run in config.output_dir from its last checkpoint (its vocabulary and labels are reused).
 /// Used by ltk-train and the tests.
-TrainSummary run_training(const Config& config, bool overwrite, bool resume = false);
+TrainSummary run_training(const Config& config, bool overwrite, bool resume = false, bool with_baseline = false);
+
+/// The tf-idf linear baseline of a run (ltk-train --baseline): the same data, split, task and
+/// tokenizer (words for a wordpiece or sentencepiece one), model.type "linear" with its defaults,
+/// task.loss squared_hinge (LinearSVC) for class tasks, trained into output_dir/baseline.
+/// ConfigError for a run it cannot compare with (mlm, sentence pairs, a linear run).
+Config baseline_config(const Config& config);
 
 /// For `ltk-train --resume DIR`: the run's saved config with `overrides` applied. A change to the
 /// data, task or model sections is refused with the keys that differ; other changes are logged.

@@ -1,0 +1,124 @@
+#include "ltk/data/ngrams.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "ltk/data/utf8.h"
+
+namespace ltk {
+
+NgramTokenizer::NgramTokenizer(std::unique_ptr<Tokenizer> words, Normalizer normalizer, NgramRanges ranges)
+    : Tokenizer(normalizer), words_(std::move(words)), ranges_(ranges) {}
+
+void NgramTokenizer::tokenize(std::string_view text, std::string& scratch,
+                              std::vector<std::string_view>& tokens) const {
+  // The terms are written one after another into `scratch`; the views are taken once it is
+  // complete (it may reallocate while it grows).
+  thread_local std::string word_scratch, norm_scratch, padded;
+  thread_local std::vector<std::string_view> words;
+  thread_local std::vector<std::pair<size_t, size_t>> spans;
+  thread_local std::vector<size_t> starts;
+  scratch.clear();
+  spans.clear();
+  auto begin_term = [&] { spans.emplace_back(scratch.size(), 0); };
+  auto end_term = [&] { spans.back().second = scratch.size() - spans.back().first; };
+  if (ranges_.words()) {
+    words_->tokenize(text, word_scratch, words);
+    const auto n_words = static_cast<int64_t>(words.size());
+    for (int64_t n = ranges_.word_min; n <= ranges_.word_max && n <= n_words; ++n)
+      for (int64_t i = 0; i + n <= n_words; ++i) {
+        begin_term();
+        for (int64_t k = 0; k < n; ++k) {
+          if (k) scratch += ' ';
+          scratch += words[static_cast<size_t>(i + k)];
+        }
+        end_term();
+      }
+  }
+  if (ranges_.chars()) {
+    // scikit-learn's char_wb: each whitespace-separated word as " word ", its n-grams of
+    // char_min..char_max code points; a word no longer than n is one n-gram, and the longer n
+    // are skipped for it.
+    std::string_view s = norm_.apply(text, norm_scratch);
+    size_t i = 0;
+    while (i < s.size()) {
+      size_t start = i, end = i;
+      while (end < s.size()) {  // the next word: [start, end)
+        size_t at = end;
+        if (is_unicode_space(utf8::next(s, at))) break;
+        end = at;
+      }
+      if (end == start) {  // a space: skip it
+        utf8::next(s, i);
+        continue;
+      }
+      padded.assign(1, ' ');
+      padded.append(s.substr(start, end - start));
+      padded += ' ';
+      i = end;
+      starts.clear();
+      for (size_t at = 0; at < padded.size();) {
+        starts.push_back(at);
+        utf8::next(padded, at);
+      }
+      const auto len = static_cast<int64_t>(starts.size());
+      starts.push_back(padded.size());
+      for (int64_t n = ranges_.char_min; n <= ranges_.char_max; ++n) {
+        const int64_t last = std::max<int64_t>(len - n, 0);  // the last offset
+        for (int64_t off = 0; off <= last; ++off) {
+          const size_t a = starts[static_cast<size_t>(off)], b = starts[static_cast<size_t>(std::min(off + n, len))];
+          begin_term();
+          scratch += kCharTermMark;
+          scratch.append(padded, a, b - a);
+          end_term();
+        }
+        if (last == 0) break;  // the whole word was one n-gram: longer ones would repeat it
+      }
+    }
+  }
+  tokens.clear();
+  for (const auto& [at, len] : spans) tokens.emplace_back(scratch.data() + at, len);
+}
+
+std::pair<Vocabulary, TextDataset> build_features_and_encode(const std::vector<Example>& examples,
+                                                             const std::string& source, const Tokenizer& tokenizer,
+                                                             const FeatureSelection& selection,
+                                                             const TargetEncoder* targets, const EncodeOptions& options) {
+  // Every term, counted; then each term's document frequency from the encoded split.
+  auto [all, data] = build_vocab_and_encode(examples, source, tokenizer, 1, 0, targets, options);
+  std::vector<int64_t> df(static_cast<size_t>(all.size()), 0), seen(df.size(), -1);
+  for (int64_t i = 0; i < data.size(); ++i) {
+    const int32_t* ids = data.tokens(i);
+    for (int64_t k = 0; k < data.length(i); ++k) {
+      const auto id = static_cast<size_t>(ids[k]);
+      if (seen[id] != i) {
+        seen[id] = i;
+        ++df[id];
+      }
+    }
+  }
+  const double n = static_cast<double>(data.size());
+  const auto max_count = static_cast<int64_t>(std::floor(selection.max_df * n + 1e-9));
+  std::vector<int32_t> kept;
+  for (int32_t id = Vocabulary::kFirstWordId; id < all.size(); ++id) {
+    const int64_t d = df[static_cast<size_t>(id)];
+    if (d >= selection.min_df && (selection.max_df >= 1.0 || d <= max_count)) kept.push_back(id);
+  }
+  if (selection.max_features > 0 && static_cast<int64_t>(kept.size()) > selection.max_features) {
+    // The most frequent in all (the vocabulary's count); ties by byte order.
+    std::sort(kept.begin(), kept.end(), [&](int32_t a, int32_t b) {
+      return all.count(a) != all.count(b) ? all.count(a) > all.count(b) : all.token(a) < all.token(b);
+    });
+    kept.resize(static_cast<size_t>(selection.max_features));
+  }
+  TokenCounter by_df;
+  for (int32_t id : kept) by_df.add(all.token(id), df[static_cast<size_t>(id)]);
+  Vocabulary vocab = Vocabulary::build(by_df, 1, 0);
+  std::vector<int32_t> table(df.size());
+  for (size_t id = 0; id < table.size(); ++id)
+    table[id] = id < Vocabulary::kFirstWordId ? static_cast<int32_t>(id) : vocab.id(all.token(static_cast<int32_t>(id)));
+  data.map_ids(table);
+  return {std::move(vocab), std::move(data)};
+}
+
+}  // namespace ltk
