@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "app.h"
+#include "ltk/eval/stress.h"
 #include "ltk/core/files.h"
 #include "ltk/core/runtime.h"
 #include "ltk/data/formats.h"
@@ -96,6 +97,10 @@ int main(int argc, char** argv) {
         ("json", "print the metrics as one JSON object per file on stdout")
         ("out", "where metrics.json and badcases.tsv go, per data file (default: RUN/eval/FILE-STEM)",
          cxxopts::value<std::string>())
+        ("stress", "stress tests: perturb every text (case, punctuation, typos, whitespace, truncation, unknown "
+                   "words, Chinese forms) and report accuracy, flips and probability drops; all, or a list of "
+                   "names and groups such as case,typos", cxxopts::value<std::string>()->implicit_value("all"))
+        ("stress-seed", "seed of the stress perturbations", cxxopts::value<uint64_t>()->default_value("13"))
         ("report", "write RUN/report.html (training curves, confusions, calibration) from the first --data file")
         ("compare", "compare two runs on --data: ltk-eval --compare RUN_A RUN_B --data F",
          cxxopts::value<std::vector<std::string>>())
@@ -105,6 +110,16 @@ int main(int argc, char** argv) {
                       "tokenizer_config.json, model.safetensors)", cxxopts::value<std::string>())
         ("h,help", "show this help");
     options.parse_positional({"compare"});
+    // "--stress case,typos" as well as "--stress=case,typos" and a bare "--stress".
+    std::vector<std::string> words(argv, argv + argc);
+    std::vector<char*> argv2;
+    for (size_t i = 0; i < words.size(); ++i) {
+      if (words[i] == "--stress" && i + 1 < words.size() && !words[i + 1].empty() && words[i + 1][0] != '-')
+        words[i] += "=" + words[i + 1], words.erase(words.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    }
+    for (auto& w : words) argv2.push_back(w.data());
+    argc = static_cast<int>(argv2.size());
+    argv = argv2.data();
     bool help = false;
     auto args = ltk::app::parse(options, argc, argv, help);
     if (help) return 0;
@@ -148,6 +163,18 @@ int main(int argc, char** argv) {
       nlohmann::json j = s.report.metrics;
       j["file"] = path;
       j["checkpoint"] = run.checkpoint_path;
+      nlohmann::json stress;
+      if (args.count("stress")) {
+        ltk::StressOptions so;
+        so.which = args["stress"].as<std::string>();
+        so.seed = args["stress-seed"].as<uint64_t>();
+        so.batch_size = batch_size;
+        stress = ltk::stress_test(*run.model, *run.task, run.vocab,
+                                  [&](const std::vector<ltk::Example>& ex) { return run.encode(ex, path, true); },
+                                  s.examples, s.predictions, so, run.device);
+        j["stress"] = stress;
+        std::cerr << ltk::stress_table(stress);
+      }
       ltk::write_file_atomic(out + "/metrics.json", j.dump(2) + "\n");
       j["seconds"] = s.seconds;  // timings on stdout only: metrics.json stays comparable between runs
       j["samples_per_s"] = s.seconds > 0 ? static_cast<double>(s.data.size()) / s.seconds : 0.0;
@@ -160,7 +187,8 @@ int main(int argc, char** argv) {
       if (first && args.count("report")) {
         auto stats = ltk::dataset_stats(stem, s.data);
         std::string written = ltk::write_run_report(run.dir.path(), ltk::to_json(run.config), &s.report,
-                                                    path + " (" + run.checkpoint_path + ")", stats);
+                                                    path + " (" + run.checkpoint_path + ")", stats, "", nullptr,
+                                                    stress);
         std::cerr << "wrote " << written << "\n";
       }
       first = false;

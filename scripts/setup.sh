@@ -14,6 +14,8 @@ packages=(
   fortunes fortunes-min fortunes-zh
   # The jieba tokenizer's default dictionary; the sentencepiece tokenizer's library.
   python3-jieba libsentencepiece-dev
+  # OpenCC: simplified -> traditional Chinese, a perturbation of ltk-eval --stress.
+  libopencc-dev
 )
 if [[ "${1:-}" == "--test" ]]; then
   # The reference implementations (PyTorch, scikit-learn) and a browser that renders the report.

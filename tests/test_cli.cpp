@@ -709,3 +709,36 @@ TEST_CASE("linear: train the tf-idf baseline - evaluate and predict from its run
   CHECK(again.code == 2);
   CHECK_THAT(again.err, Contains("the linear baseline already"));
 }
+
+TEST_CASE("stress: ltk-eval --stress perturbs every text - a lowercasing model never flips under case", "[cli][stress]") {
+  TempDir dir;
+  std::string run = trained_run(dir);
+  auto r = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("valid.tsv") + "' --json --report --stress");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j.contains("stress"));
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& p : j["stress"]["perturbations"]) by_name[p["name"].get<std::string>()] = p;
+  CHECK(by_name.size() == 14);
+  for (const char* name : {"upper", "lower", "title", "whitespace"}) {  // the basic tokenizer lowercases, splits on any space
+    INFO(name);
+    CHECK(by_name[name]["flip_rate"] == 0.0);
+    CHECK(by_name[name]["value"] == j["accuracy"]);
+  }
+  CHECK(by_name["upper"]["changed"] == 15);
+  CHECK(by_name["traditional"]["changed"] == 0);  // no Chinese in the toy corpus
+  CHECK(by_name["first_half"]["changed"].get<int>() > 0);
+  CHECK_THAT(r.err, Contains("stress test (seed 13, 15 texts") && Contains("(applies to no text)"));
+  CHECK_THAT(ltk::test::read_text(dir.file("run/eval/valid/metrics.json")), Contains("\"stress\""));
+  CHECK_THAT(ltk::test::read_text(dir.file("run/report.html")), Contains("Stress tests (seed 13"));
+  // The same seed gives the same figures; a subset by group.
+  auto again = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("valid.tsv") + "' --json --stress typos,case");
+  REQUIRE(again.code == 0);
+  auto k = nlohmann::json::parse(again.out)["stress"]["perturbations"];
+  REQUIRE(k.size() == 4);
+  CHECK(k[3] == by_name["typos"]);
+  auto bad = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("valid.tsv") + "' --stress typo");
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.err, Contains("did you mean 'typos'"));
+}

@@ -12,6 +12,7 @@
 #include "ltk/data/formats.h"
 #include "ltk/data/jieba.h"
 #include "ltk/data/ngrams.h"
+#include "ltk/data/perturb.h"
 #include "ltk/data/utf8.h"
 #include "ltk/data/wordpiece.h"
 #include "ltk/data/reader.h"
@@ -702,4 +703,96 @@ TEST_CASE("n-grams: features chosen by document frequency, counts are document f
   CHECK(top.size() == 4);
   CHECK(top.contains("a"));
   CHECK(top.contains("b"));
+}
+
+namespace {
+
+std::string perturb(const std::string& name, const std::string& text, uint64_t seed = 13, int64_t sample = 0,
+                    const ltk::Vocabulary* vocab = nullptr) {
+  auto selected = ltk::select_perturbations(name);
+  REQUIRE(selected.size() == 1);
+  auto rng = ltk::perturbation_rng(seed, name, sample);
+  return selected[0]->apply(text, rng, ltk::PerturbContext{vocab});
+}
+
+}  // namespace
+
+TEST_CASE("stress perturbations: each does what its name says, on fixed inputs", "[data][stress]") {
+  CHECK(perturb("upper", "Hello, wörld 中文!") == "HELLO, WÖRLD 中文!");
+  CHECK(perturb("lower", "Hello, WÖRLD!") == "hello, wörld!");
+  CHECK(perturb("title", "hELLO wörld, 'quoted' text") == "Hello Wörld, 'Quoted' Text");
+  CHECK(perturb("no_punctuation", "Hi, there! (yes) 你好，世界。") == "Hi there yes 你好世界");
+  CHECK(perturb("double_punctuation", "Hi, there!") == "Hi,, there!!");
+  CHECK(perturb("exclamation", "Hi") == "Hi!!!");
+  CHECK(perturb("first_half", "one two  three four five") == "one two  three");
+  CHECK(perturb("second_half", "one two  three four five") == "four five");
+  CHECK(perturb("first_half", "中文分词") == "中文");
+  CHECK(perturb("second_half", "中文分词") == "分词");
+  CHECK(perturb("full_width", "AI 模型 v2!") == "ＡＩ\u3000模型\u3000ｖ２！");
+  CHECK(perturb("half_width", "ＡＩ\u3000模型ｖ２！") == "AI 模型v2!");
+  CHECK(perturb("full_width", "no Chinese here") == "no Chinese here");  // only where there are CJK characters
+  CHECK(perturb("traditional", "简体中文的汉字") == "簡體中文的漢字");
+  CHECK(perturb("traditional", "plain text") == "plain text");
+  // whitespace: the words stay, each gap becomes two spaces, a tab or a newline.
+  const std::string w = perturb("whitespace", "a b c d e f g h");
+  CHECK(ltk::WhitespaceTokenizer(false).tokenize(w) == ltk::WhitespaceTokenizer(false).tokenize("a b c d e f g h"));
+  CHECK(w != "a b c d e f g h");
+  for (char c : w) CHECK((std::isalpha(static_cast<unsigned char>(c)) || c == ' ' || c == '\t' || c == '\n'));
+}
+
+TEST_CASE("stress perturbations: seeded typos and unknown words touch 10% of the words", "[data][stress]") {
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += (i ? " " : "") + std::string("word") + char('a' + i % 26);
+  const auto before = ltk::WhitespaceTokenizer(false).tokenize(text);
+  for (uint64_t seed : {1, 2, 3}) {
+    const std::string t = perturb("typos", text, seed);
+    CHECK(t == perturb("typos", text, seed));  // deterministic for a seed
+    const auto after = ltk::WhitespaceTokenizer(false).tokenize(t);
+    REQUIRE(after.size() == before.size());
+    int changed = 0;
+    for (size_t i = 0; i < before.size(); ++i) {
+      if (after[i] == before[i]) continue;
+      ++changed;
+      const auto a = before[i], b = after[i];
+      const auto diff = static_cast<int>(b.size()) - static_cast<int>(a.size());
+      CHECK(std::abs(diff) <= 1);  // one deletion, duplication or swap
+      if (diff == 0) {
+        std::string x = a, y = b;
+        std::sort(x.begin(), x.end());
+        std::sort(y.begin(), y.end());
+        CHECK(x == y);
+      }
+    }
+    CHECK(changed <= 4);  // 4 of 40 chosen; a swap of two equal letters changes nothing
+    CHECK(changed >= 1);
+  }
+  CHECK(perturb("typos", text, 1) != perturb("typos", text, 2));
+  CHECK(perturb("typos", text, 1, 0) != perturb("typos", text, 1, 1));  // and for a sample
+
+  ltk::TokenCounter counter;
+  for (const auto& t : before) counter.add(t);
+  auto vocab = ltk::Vocabulary::build(counter, 1, 0);
+  const auto after = ltk::WhitespaceTokenizer(false).tokenize(perturb("unknown_words", text, 7, 0, &vocab));
+  REQUIRE(after.size() == before.size());
+  int replaced = 0;
+  for (size_t i = 0; i < before.size(); ++i)
+    if (after[i] != before[i]) {
+      ++replaced;
+      CHECK_FALSE(vocab.contains(after[i]));
+      CHECK(after[i].size() >= 5);
+      CHECK(after[i].size() <= 8);
+    }
+  CHECK(replaced == 4);
+  CHECK(perturb("typos", "") == "");
+  CHECK(perturb("unknown_words", "") == "");
+}
+
+TEST_CASE("stress perturbations: names and groups select, an unknown name is an error", "[data][stress]") {
+  CHECK(ltk::select_perturbations("all").size() == ltk::perturbations().size());
+  CHECK(ltk::select_perturbations("case").size() == 3);
+  auto two = ltk::select_perturbations("typos, case");
+  REQUIRE(two.size() == 4);
+  CHECK(two[0]->name == "upper");  // registry order
+  CHECK(two[3]->name == "typos");
+  REQUIRE_THROWS_WITH(ltk::select_perturbations("typo"), Contains("did you mean 'typos'"));
 }

@@ -73,6 +73,35 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}pre{background:#f6f6
     }
     html += "</table><p>The baseline's run: " + escape(in.baseline.value("run", "")) + "</p>";
   }
+  // Stress tests: what perturbations that keep the label do to the answers.
+  if (in.stress.is_object() && in.stress.contains("perturbations")) {
+    const std::string metric = in.stress.value("metric", "accuracy");
+    html += fmt::format("<h2>Stress tests (seed {}, {} texts, clean {} {:.4f})</h2><table><tr><th>perturbation</th>"
+                        "<th>what it does</th><th>texts changed</th><th>{}</th><th>change</th><th>flipped</th>"
+                        "<th>mean probability drop</th></tr>",
+                        in.stress.value("seed", 0), in.stress.value("samples", 0), escape(metric),
+                        in.stress.value("clean_value", 0.0), escape(metric));
+    std::string worst;
+    for (const auto& r : in.stress.at("perturbations")) {
+      const double v = r.value("value", 0.0), d = v - r.value("clean_value", 0.0);
+      html += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td>", escape(r.value("name", "")),
+                          escape(r.value("summary", "")), r.value("changed", 0));
+      html += r.value("changed", 0) == 0
+                  ? std::string("<td colspan=\"4\">applies to no text</td></tr>")
+                  : fmt::format("<td>{:.4f}</td><td style=\"color:{}\">{:+.4f}</td><td>{:.1f}%</td><td>{:.4f}</td></tr>",
+                                v, d < 0 ? "#b22222" : "#222", d, 100.0 * r.value("flip_rate", 0.0),
+                                r.value("mean_prob_drop", 0.0));
+      for (const auto& w : r.value("worst", nlohmann::json::array()))
+        worst += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} &rarr; {}</td><td>{:.3f}</td></tr>",
+                             escape(r.value("name", "")), w.value("line", 0), escape(w.value("text", "")),
+                             escape(w.value("perturbed", "")), escape(w.value("clean", "")),
+                             escape(w.value("predicted", "")), w.value("prob_drop", 0.0));
+    }
+    html += "</table>";
+    if (!worst.empty())
+      html += "<h2>The worst flips</h2><table><tr><th>perturbation</th><th>line</th><th>text</th><th>perturbed</th>"
+              "<th>label</th><th>probability drop</th></tr>" + worst + "</table>";
+  }
   // Training curves.
   std::vector<Series> loss{{"train loss", colors[0], {}}, {"valid loss", colors[1], {}}}, lr{{"lr", colors[2], {}}};
   std::vector<Series> valid;
@@ -133,9 +162,10 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}pre{background:#f6f6
 std::string write_run_report(const std::string& run_dir, const nlohmann::json& config, const EvalReport* evaluation,
                              const std::string& evaluation_name,
                              const std::vector<std::pair<std::string, std::string>>& data_stats,
-                             const std::string& path, const nlohmann::json& baseline) {
+                             const std::string& path, const nlohmann::json& baseline, const nlohmann::json& stress) {
   ReportInput in;
   in.baseline = baseline;
+  in.stress = stress;
   in.title = "ltk run " + config.value("name", std::string("?")) + " (" + run_dir + ")";
   in.config = config;
   std::string metrics = run_dir + "/metrics.jsonl";

@@ -24,6 +24,8 @@ struct ReportInput {
   /// The run against its tf-idf linear baseline on the same split (ltk-train --baseline): model,
   /// baseline, run, rows of {metric, model, baseline, difference, higher_is_better}; null: none.
   nlohmann::json baseline;
+  /// Stress tests of the evaluated split (ltk-eval --stress, ltk/eval/stress.h); null: none.
+  nlohmann::json stress;
 };
 
 /// The report as one HTML document.
@@ -34,7 +36,8 @@ std::string render_report(const ReportInput& input);
 std::string write_run_report(const std::string& run_dir, const nlohmann::json& config, const EvalReport* evaluation,
                              const std::string& evaluation_name,
                              const std::vector<std::pair<std::string, std::string>>& data_stats,
-                             const std::string& path = "", const nlohmann::json& baseline = nullptr);
+                             const std::string& path = "", const nlohmann::json& baseline = nullptr,
+                             const nlohmann::json& stress = nullptr);
 
 /// Data statistics rows for the report: samples, tokens per sample, truncated samples.
 std::vector<std::pair<std::string, std::string>> dataset_stats(const std::string& name, const TextDataset& data);
