@@ -17,6 +17,7 @@
 
 #include "ltk/core/blas.h"
 #include "ltk/core/error.h"
+#include "ltk/core/version.h"
 
 namespace ltk::app {
 
@@ -45,11 +46,17 @@ int guarded_main(const char* name, char** argv, Fn&& fn) {
   }
 }
 
-/// Parses argv; --help prints the help to stdout and sets `help`.
+/// Parses argv; --help prints the help to stdout and sets `help`, as does --version (every app
+/// has it: ltk's version and commit, LibTorch's version, the BLAS).
 inline cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, bool& help) {
+  options.add_options()("version", "print ltk's version and commit, LibTorch's version and the BLAS in use");
   auto result = options.parse(argc, argv);
   help = result.count("help") > 0;
   if (help) std::cout << options.help() << std::flush;
+  if (result.count("version")) {
+    std::cout << ltk::version_line() << std::endl;
+    help = true;
+  }
   if (!result.unmatched().empty()) throw ltk::UsageError("unexpected argument '" + result.unmatched()[0] + "'");
   return result;
 }

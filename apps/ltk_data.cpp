@@ -16,6 +16,7 @@
 #include "ltk/data/tokenizer.h"
 #include "ltk/data/wordpiece.h"
 #include "ltk/core/files.h"
+#include "ltk/models/linear.h"
 #include "ltk/models/registry.h"
 
 namespace fs = std::filesystem;
@@ -105,22 +106,24 @@ int cmd_split(int argc, char** argv) {
   return 0;
 }
 
-ltk::TokenizerConfig tokenizer_from_args(const cxxopts::ParseResult& args) {
+/// The tokenizer of --config (a run's config.json: the tokenizer file the run keeps beside it, and
+/// for a linear model its n-gram terms) or of --tokenizer and its options.
+std::unique_ptr<ltk::Tokenizer> tokenizer_from_args(const cxxopts::ParseResult& args) {
   if (args.count("config")) {
-    // A run directory's config.json: the tokenizer file the run keeps beside it.
     std::string path = args["config"].as<std::string>();
-    ltk::TokenizerConfig tok = ltk::load_config(path).data.tokenizer;
+    ltk::Config config = ltk::load_config(path);
+    ltk::TokenizerConfig tok = config.data.tokenizer;
     std::string resource = ltk::tokenizer_resource(tok.type);
     auto kept = std::filesystem::path(path).parent_path() / resource;
     if (!resource.empty() && std::filesystem::is_regular_file(kept)) tok.dict = kept.string();
-    return tok;
+    return ltk::make_run_tokenizer(tok, config.model);
   }
   nlohmann::json section = {{"type", args["tokenizer"].as<std::string>()},
                             {"lowercase", args.count("no-lowercase") == 0}};
   if (args.count("dict") && !args["dict"].as<std::string>().empty()) section["dict"] = args["dict"].as<std::string>();
   if (args.count("nfkc")) section["nfkc"] = true;
   nlohmann::json doc = {{"data", {{"train", "-"}, {"tokenizer", section}}}};
-  return ltk::parse_config(doc).data.tokenizer;
+  return ltk::make_tokenizer(ltk::parse_config(doc).data.tokenizer);
 }
 
 int cmd_tokenize(int argc, char** argv) {
@@ -137,13 +140,15 @@ int cmd_tokenize(int argc, char** argv) {
   bool help = false;
   auto args = ltk::app::parse(options, argc, argv, help);
   if (help) return 0;
-  auto tokenizer = ltk::make_tokenizer(tokenizer_from_args(args));
+  auto tokenizer = tokenizer_from_args(args);
+  // A linear run's terms hold spaces (word n-grams, character n-grams): separated by tabs then.
+  const bool terms = dynamic_cast<const ltk::NgramTokenizer*>(tokenizer.get()) != nullptr;
   std::string line, scratch;
   std::vector<std::string_view> tokens;
   while (std::getline(std::cin, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     tokenizer->tokenize(line, scratch, tokens);
-    for (size_t i = 0; i < tokens.size(); ++i) std::cout << (i ? " " : "") << tokens[i];
+    for (size_t i = 0; i < tokens.size(); ++i) std::cout << (i ? (terms ? "\t" : " ") : "") << tokens[i];
     std::cout << '\n';
   }
   return 0;
@@ -166,7 +171,7 @@ int cmd_stats(int argc, char** argv) {
   auto args = ltk::app::parse(options, argc, argv, help);
   if (help) return 0;
   if (!args.count("files")) throw ltk::UsageError("give at least one label<TAB>text file");
-  auto tokenizer = ltk::make_tokenizer(tokenizer_from_args(args));
+  auto tokenizer = tokenizer_from_args(args);
   int64_t max_len = args["max-len"].as<int64_t>();
   std::optional<ltk::Vocabulary> vocab;
   if (args.count("vocab")) vocab = ltk::Vocabulary::load(args["vocab"].as<std::string>());

@@ -16,6 +16,8 @@ packages=(
   python3-jieba libsentencepiece-dev
   # OpenCC: simplified -> traditional Chinese, a perturbation of ltk-eval --stress.
   libopencc-dev
+  # cpack -G DEB: dpkg-shlibdeps computes the package's Depends (it needs file).
+  dpkg-dev file
 )
 if [[ "${1:-}" == "--test" ]]; then
   # The reference implementations (PyTorch, scikit-learn) and a browser that renders the report.

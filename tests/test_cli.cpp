@@ -687,7 +687,14 @@ TEST_CASE("linear: train the tf-idf baseline - evaluate and predict from its run
   CHECK_THAT(vocab, Contains("\n  go\t"));
   auto ev = run_app("ltk-eval", "--run '" + dir.file("run") + "' --data '" + dir.file("valid.tsv") + "' --json");
   REQUIRE(ev.code == 0);
-  CHECK(nlohmann::json::parse(ev.out)["accuracy"] == summary["test"]["accuracy"]);
+  auto evj = nlohmann::json::parse(ev.out);
+  CHECK(evj["accuracy"] == summary["test"]["accuracy"]);
+  // The loss too: only the same idf (restored from the checkpoint) gives the same margins.
+  CHECK(evj["loss"].get<double>() == Approx(summary["test"]["loss"].get<double>()).epsilon(1e-6));
+  CHECK(evj["loss"].get<double>() > 0);
+  auto exported = run_app("ltk-eval", "--run '" + dir.file("run") + "' --export '" + dir.file("export") + "'");
+  CHECK(exported.code == 2);
+  CHECK_THAT(exported.err, Contains("n-gram tokenizer"));
   auto p = run_app("ltk-predict", "--run '" + dir.file("run") + "'", "goal match team\nbread soup\nlinux kernel bug\n");
   REQUIRE(p.code == 0);
   CHECK_THAT(p.out, Contains("\"label\":\"sport\"") && Contains("\"label\":\"food\"") && Contains("\"label\":\"tech\""));
@@ -738,6 +745,9 @@ TEST_CASE("stress: ltk-eval --stress perturbs every text - a lowercasing model n
   auto k = nlohmann::json::parse(again.out)["stress"]["perturbations"];
   REQUIRE(k.size() == 4);
   CHECK(k[3] == by_name["typos"]);
+  auto eq = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("valid.tsv") + "' --json --stress=case");
+  REQUIRE(eq.code == 0);
+  CHECK(nlohmann::json::parse(eq.out)["stress"]["perturbations"].size() == 3);
   auto bad = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("valid.tsv") + "' --stress typo");
   CHECK(bad.code == 2);
   CHECK_THAT(bad.err, Contains("did you mean 'typos'"));

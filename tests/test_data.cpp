@@ -785,6 +785,17 @@ TEST_CASE("stress perturbations: seeded typos and unknown words touch 10% of the
   CHECK(replaced == 4);
   CHECK(perturb("typos", "") == "");
   CHECK(perturb("unknown_words", "") == "");
+  // Chinese has no spaces: each ideograph counts as a word, so a sentence is not replaced whole.
+  const std::string zh = "今天天气很好我们一起去公园散步吧朋友们快来";  // 21 ideographs: 2 or 3 replaced
+  const std::string made = perturb("unknown_words", zh, 5);
+  int ideographs = 0, letters = 0;
+  for (size_t i = 0; i < made.size();) {
+    char32_t c = ltk::utf8::next(made, i);
+    ideographs += ltk::is_cjk_ideograph(c);
+    letters += c >= U'a' && c <= U'z';
+  }
+  CHECK((ideographs == 18 || ideographs == 19));
+  CHECK(letters >= 10);
 }
 
 TEST_CASE("stress perturbations: names and groups select, an unknown name is an error", "[data][stress]") {

@@ -715,8 +715,9 @@ TEST_CASE("task.loss squared_hinge: LinearSVC's one-vs-rest loss, and task.loss 
   CHECK(per[0].item<float>() == Approx(2.5));
   CHECK(per[1].item<float>() == Approx(3.0));
   CHECK(multi.loss(logits, targets).item<float>() == Approx(2.75));
-  ltk::MulticlassTask weighted(tc, labels, {1.0, 1.0, 3.0});  // a weighted mean, as cross-entropy's
-  CHECK(weighted.loss(logits, targets).item<float>() == Approx((2.5 + 3 * 3.0) / 4));
+  // Class weights multiply each class's positive term (liblinear's weighted C): sample 1's class c term.
+  ltk::MulticlassTask weighted(tc, labels, {1.0, 1.0, 3.0});
+  CHECK(weighted.loss(logits, targets).item<float>() == Approx((2.5 + 5.0) / 2));
   tc.type = "binary";
   ltk::BinaryTask binary(tc, ltk::LabelMap::from_labels({"neg", "pos"}));
   auto b = binary.per_sample_loss(torch::tensor({{0.5f}, {0.5f}}), torch::tensor({1.0f, 0.0f}));

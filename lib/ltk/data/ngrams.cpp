@@ -98,21 +98,24 @@ std::pair<Vocabulary, TextDataset> build_features_and_encode(const std::vector<E
     }
   }
   const double n = static_cast<double>(data.size());
-  const auto max_count = static_cast<int64_t>(std::floor(selection.max_df * n + 1e-9));
-  std::vector<int32_t> kept;
+  std::vector<int32_t> kept[2];  // word terms, character terms: each block is chosen on its own
   for (int32_t id = Vocabulary::kFirstWordId; id < all.size(); ++id) {
-    const int64_t d = df[static_cast<size_t>(id)];
-    if (d >= selection.min_df && (selection.max_df >= 1.0 || d <= max_count)) kept.push_back(id);
-  }
-  if (selection.max_features > 0 && static_cast<int64_t>(kept.size()) > selection.max_features) {
-    // The most frequent in all (the vocabulary's count); ties by byte order.
-    std::sort(kept.begin(), kept.end(), [&](int32_t a, int32_t b) {
-      return all.count(a) != all.count(b) ? all.count(a) > all.count(b) : all.token(a) < all.token(b);
-    });
-    kept.resize(static_cast<size_t>(selection.max_features));
+    const auto d = static_cast<double>(df[static_cast<size_t>(id)]);
+    if (d >= static_cast<double>(selection.min_df) && d <= selection.max_df * n)  // scikit-learn's test
+      kept[is_char_term(all.token(id)) ? 1 : 0].push_back(id);
   }
   TokenCounter by_df;
-  for (int32_t id : kept) by_df.add(all.token(id), df[static_cast<size_t>(id)]);
+  for (auto& block : kept) {
+    if (selection.max_features > 0 && static_cast<int64_t>(block.size()) > selection.max_features) {
+      // The most frequent in all (the vocabulary's count); ties by byte order. With word and
+      // character n-grams, max_features of each (a FeatureUnion of two vectorizers).
+      std::sort(block.begin(), block.end(), [&](int32_t a, int32_t b) {
+        return all.count(a) != all.count(b) ? all.count(a) > all.count(b) : all.token(a) < all.token(b);
+      });
+      block.resize(static_cast<size_t>(selection.max_features));
+    }
+    for (int32_t id : block) by_df.add(all.token(id), df[static_cast<size_t>(id)]);
+  }
   Vocabulary vocab = Vocabulary::build(by_df, 1, 0);
   std::vector<int32_t> table(df.size());
   for (size_t id = 0; id < table.size(); ++id)

@@ -76,16 +76,55 @@ struct Words {
   }
 };
 
-/// k = round(share * n) of n items (at least one when n > 0), chosen at random, ascending.
+/// share * n of n items, chosen at random, ascending: floor(share * n), plus one more with the
+/// probability of the fraction, so that 10% of the words of short texts is 10% on average too.
 std::vector<size_t> choose(size_t n, double share, Rng& rng) {
   std::vector<size_t> all(n);
   for (size_t i = 0; i < n; ++i) all[i] = i;
   for (size_t i = n; i > 1; --i) std::swap(all[i - 1], all[rng() % i]);  // Fisher-Yates, the same everywhere
-  const auto k = std::min(n, std::max<size_t>(n ? 1 : 0, static_cast<size_t>(std::lround(share * static_cast<double>(n)))));
-  all.resize(k);
+  const double want = share * static_cast<double>(n);
+  auto k = static_cast<size_t>(want);
+  if (static_cast<double>(rng() % 1000000) / 1e6 < want - static_cast<double>(k)) ++k;
+  all.resize(std::min(k, n));
   std::sort(all.begin(), all.end());
   return all;
 }
+
+/// A text as units that typos and unknown words act on: whitespace-separated words, and each CJK
+/// ideograph a unit of its own (Chinese has no spaces: a sentence is not one word), with the rest
+/// (spaces) kept as it is.
+struct Units {
+  std::vector<std::u32string> parts;
+  std::vector<size_t> units;  // indices into parts
+  explicit Units(const std::string& text) {
+    std::u32string cur;
+    bool cur_unit = false;
+    auto flush = [&] {
+      if (cur.empty()) return;
+      if (cur_unit) units.push_back(parts.size());
+      parts.push_back(std::move(cur));
+      cur.clear();
+    };
+    for (char32_t c : decode(text)) {
+      if (is_cjk_ideograph(c)) {
+        flush();
+        units.push_back(parts.size());
+        parts.emplace_back(1, c);
+        continue;
+      }
+      const bool unit = !is_unicode_space(c);
+      if (unit != cur_unit) flush();
+      cur_unit = unit;
+      cur += c;
+    }
+    flush();
+  }
+  std::string join() const {
+    std::u32string out;
+    for (const auto& p : parts) out += p;
+    return encode(out);
+  }
+};
 
 std::string title_case(const std::string& text) {
   Words w(text);
@@ -100,14 +139,12 @@ std::string title_case(const std::string& text) {
 }
 
 std::string typos(const std::string& text, Rng& rng) {
-  // In 10% of the words of two or more characters: one adjacent swap, deletion or duplication.
-  Words w(text);
-  std::vector<size_t> candidates;
-  for (size_t i = 0; i < w.words.size(); ++i)
-    if (w.words[i].size() >= 2) candidates.push_back(i);
-  for (size_t k : choose(candidates.size(), 0.1, rng)) {
-    auto& word = w.words[candidates[k]];
-    const size_t op = rng() % 3;
+  // In 10% of the words (CJK ideographs count one each): one adjacent-character swap, deletion or
+  // duplication (a one-character word: deletion or duplication).
+  Units u(text);
+  for (size_t k : choose(u.units.size(), 0.1, rng)) {
+    auto& word = u.parts[u.units[k]];
+    const size_t op = word.size() >= 2 ? rng() % 3 : 1 + rng() % 2;
     if (op == 0) {
       const size_t p = rng() % (word.size() - 1);
       std::swap(word[p], word[p + 1]);
@@ -118,7 +155,7 @@ std::string typos(const std::string& text, Rng& rng) {
       word.insert(p, 1, word[p]);
     }
   }
-  return w.join();
+  return u.join();
 }
 
 std::string whitespace(const std::string& text, Rng& rng) {
@@ -145,9 +182,10 @@ std::string half(const std::string& text, bool first) {
 }
 
 std::string unknown_words(const std::string& text, Rng& rng, const PerturbContext& context) {
-  // 10% of the words become made-up lowercase strings of 5-8 letters that the vocabulary lacks.
-  Words w(text);
-  for (size_t k : choose(w.words.size(), 0.1, rng)) {
+  // 10% of the words (CJK ideographs count one each) become made-up lowercase strings of 5-8
+  // letters that the vocabulary lacks.
+  Units u(text);
+  for (size_t k : choose(u.units.size(), 0.1, rng)) {
     std::u32string made;
     for (int attempt = 0; attempt < 50; ++attempt) {
       made.clear();
@@ -155,9 +193,9 @@ std::string unknown_words(const std::string& text, Rng& rng, const PerturbContex
       for (size_t i = 0; i < len; ++i) made += static_cast<char32_t>(U'a' + rng() % 26);
       if (!context.vocab || !context.vocab->contains(encode(made))) break;
     }
-    w.words[k] = made;
+    u.parts[u.units[k]] = made;
   }
-  return w.join();
+  return u.join();
 }
 
 std::string punctuation(const std::string& text, bool doubled) {
@@ -224,7 +262,7 @@ const std::vector<Perturbation>& perturbations() {
       {"double_punctuation", "punctuation", "every punctuation mark doubled",
        [](const std::string& t, Rng&, C) { return punctuation(t, true); }},
       {"exclamation", "punctuation", "\"!!!\" appended", [](const std::string& t, Rng&, C) { return t + "!!!"; }},
-      {"typos", "typos", "in 10% of the words, one adjacent-character swap, deletion or duplication",
+      {"typos", "typos", "in 10% of the words (of the characters, in Chinese), one adjacent-character swap, deletion or duplication",
        [](const std::string& t, Rng& r, C) { return typos(t, r); }},
       {"whitespace", "whitespace", "each space between words becomes two spaces, a tab or a newline",
        [](const std::string& t, Rng& r, C) { return whitespace(t, r); }},
@@ -232,7 +270,7 @@ const std::vector<Perturbation>& perturbations() {
        [](const std::string& t, Rng&, C) { return half(t, true); }},
       {"second_half", "truncation", "only the second half of the words",
        [](const std::string& t, Rng&, C) { return half(t, false); }},
-      {"unknown_words", "unknown", "10% of the words replaced by strings the vocabulary has never seen",
+      {"unknown_words", "unknown", "10% of the words (of the characters, in Chinese) replaced by strings the vocabulary has never seen",
        [](const std::string& t, Rng& r, C c) { return unknown_words(t, r, c); }},
       {"full_width", "chinese", "ASCII to full-width forms (texts with CJK characters)",
        [](const std::string& t, Rng&, C) { return full_width(t); }},

@@ -63,31 +63,38 @@ nlohmann::json stress_test(TextModel& model, const Task& task, const Vocabulary&
   const PerturbContext context{&vocab};
   nlohmann::json list = nlohmann::json::array();
   for (const Perturbation* p : selected) {
+    // Only the texts the perturbation changed are predicted again; the others keep their clean
+    // prediction (a re-batched unchanged text could otherwise "flip" on a near-tie).
     std::vector<Example> perturbed = examples;
-    int64_t changed = 0;
+    std::vector<Example> changed_examples;
+    std::vector<int64_t> changed;
     for (int64_t i = 0; i < n; ++i) {
       auto rng = perturbation_rng(options.seed, p->name, i);
       auto& ex = perturbed[static_cast<size_t>(i)];
       ex.text = p->apply(ex.text, rng, context);
-      changed += ex.text != examples[static_cast<size_t>(i)].text;
+      if (ex.text != examples[static_cast<size_t>(i)].text) {
+        changed.push_back(i);
+        changed_examples.push_back(ex);
+      }
     }
-    nlohmann::json row = {{"name", p->name}, {"group", p->group}, {"summary", p->summary}, {"changed", changed},
+    const auto n_changed = static_cast<int64_t>(changed.size());
+    nlohmann::json row = {{"name", p->name}, {"group", p->group}, {"summary", p->summary}, {"changed", n_changed},
                           {"metric", metric}, {"clean_value", clean_value}};
-    if (changed == 0) {  // nothing to measure (a Chinese perturbation on English text): said so, not zeros
-      row["value"] = clean_value;
-      row["flip_rate"] = 0.0;
-      row["mean_prob_drop"] = 0.0;
-      row["worst"] = nlohmann::json::array();
-      list.push_back(row);
-      continue;
+    Predictions merged = clean;
+    std::vector<nlohmann::ordered_json> after = before;
+    if (n_changed > 0) {
+      const TextDataset data = encode(changed_examples);
+      const Predictions part = predict(model, task, data, options.batch_size, device, vocab.size());
+      merged.scores = clean.scores.clone();
+      merged.scores.index_copy_(0, torch::tensor(changed, torch::kLong), part.scores);
+      const auto part_after = predictions_of(task, part);
+      for (int64_t k = 0; k < n_changed; ++k)
+        after[static_cast<size_t>(changed[static_cast<size_t>(k)])] = part_after[static_cast<size_t>(k)];
     }
-    const TextDataset data = encode(perturbed);
-    const Predictions after_p = predict(model, task, data, options.batch_size, device, vocab.size());
-    const auto after = predictions_of(task, after_p);
     int64_t flips = 0;
     double drops = 0;
     std::vector<std::pair<double, int64_t>> flipped;  // (drop, sample)
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i : changed) {
       const auto& a = before[static_cast<size_t>(i)];
       const auto& b = after[static_cast<size_t>(i)];
       const double d = prob_drop(a, b);
@@ -109,9 +116,10 @@ nlohmann::json stress_test(TextModel& model, const Task& task, const Vocabulary&
                        {"predicted", label_of(after[i])},
                        {"prob_drop", flipped[k].first}});
     }
-    row["value"] = task.evaluate(after_p).get(metric);
-    row["flip_rate"] = static_cast<double>(flips) / static_cast<double>(n);
-    row["mean_prob_drop"] = drops / static_cast<double>(n);
+    row["value"] = n_changed ? task.evaluate(merged).get(metric) : clean_value;
+    row["flip_rate"] = n ? static_cast<double>(flips) / static_cast<double>(n) : 0.0;
+    row["flip_rate_changed"] = n_changed ? static_cast<double>(flips) / static_cast<double>(n_changed) : 0.0;
+    row["mean_prob_drop"] = n ? drops / static_cast<double>(n) : 0.0;
     row["worst"] = worst;
     list.push_back(row);
   }

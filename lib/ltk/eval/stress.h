@@ -29,8 +29,10 @@ using ExampleEncoder = std::function<TextDataset(const std::vector<Example>&)>;
 
 /// Runs every selected perturbation over `examples` (whose clean predictions are `clean`, in
 /// order) and returns {"seed", "samples", "perturbations": [{name, group, summary, changed, metric,
-/// value, clean_value, flip_rate, mean_prob_drop, worst: [{line, text, perturbed, gold, clean,
-/// predicted, prob_drop}]}]}. Class tasks only (ConfigError otherwise).
+/// value, clean_value, flip_rate (over every text), flip_rate_changed (over the changed ones),
+/// mean_prob_drop (over every text), worst: [{line, text, perturbed, gold, clean, predicted,
+/// prob_drop}]}]}. Only the changed texts are predicted again. Class tasks only (ConfigError
+/// otherwise). With task.loss squared_hinge the "probabilities" are the softmax of margins.
 nlohmann::json stress_test(TextModel& model, const Task& task, const Vocabulary& vocab, const ExampleEncoder& encode,
                            const std::vector<Example>& examples, const Predictions& clean, const StressOptions& options,
                            const torch::Device& device);

@@ -52,6 +52,9 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
 }
 
 void export_run(const LoadedRun& run, const std::string& dir) {
+  if (run.config.model.type == "linear")
+    throw ConfigError("--export writes a model for bench/ltk_torch.py, which has no n-gram tokenizer for the linear "
+                      "model; predict with ltk-predict or the library (its weights are " + run.checkpoint_path + ")");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error("cannot create " + dir + ": " + ec.message());

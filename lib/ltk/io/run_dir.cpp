@@ -1,5 +1,7 @@
 #include "ltk/io/run_dir.h"
 
+#include <fmt/format.h>
+
 #include <filesystem>
 #include <algorithm>
 #include <fstream>
@@ -7,6 +9,7 @@
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
+#include "ltk/core/version.h"
 
 namespace ltk {
 
@@ -18,7 +21,8 @@ namespace {
 bool made_by_ltk(const std::string& name) {
   static const char* const kNames[] = {"config.json", "vocab.txt", "labels.txt", "task.json", "metrics.jsonl",
                                        "train.log", "report.html", "checkpoints", "eval", "spm.model",
-                                       "spm.vocab", "jieba_dict.txt", "wordpiece_vocab.txt"};
+                                       "spm.vocab", "jieba_dict.txt", "wordpiece_vocab.txt", "ltk.json",
+                                       "baseline", "bert"};
   for (const char* n : kNames)
     if (name == n || name == std::string(n) + ".tmp") return true;
   return false;
@@ -50,6 +54,10 @@ RunDirectory RunDirectory::create(const std::string& path, bool overwrite) {
       if (made_by_ltk(e.path().filename().string())) remove_tree(e.path().string());
   fs::create_directories(path + "/checkpoints", ec);
   if (ec) throw Error("cannot create run directory " + path + ": " + ec.message());
+  // Which ltk made the run, and the format of its files: a newer format is refused by open().
+  write_file_atomic(run.file("ltk.json"), nlohmann::json{{"ltk_version", version()},
+                                                         {"commit", git_commit()},
+                                                         {"run_format", kRunFormat}}.dump(2) + "\n");
   return run;
 }
 
@@ -66,6 +74,20 @@ RunDirectory RunDirectory::open(const std::string& path) {
   for (const char* f : {"config.json", "vocab.txt"})
     if (!fs::exists(path + "/" + f))
       throw CheckpointError("run directory " + path + " has no " + f + "; is it an ltk run made by ltk-train?");
+  const std::string made_by = path + "/ltk.json";  // runs made before ltk 0.2 have none: format 1
+  if (fs::exists(made_by)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(read_file(made_by));
+    } catch (const std::exception& e) {
+      throw CheckpointError(made_by + " is damaged (" + e.what() + ")");
+    }
+    const int format = j.value("run_format", 1);
+    if (format > kRunFormat)
+      throw CheckpointError(fmt::format("run directory {} was made by ltk {} (run format {}); this ltk {} reads run "
+                                        "formats up to {}: use that ltk or a newer one",
+                                        path, j.value("ltk_version", std::string("?")), format, version(), kRunFormat));
+  }
   return RunDirectory(path);
 }
 

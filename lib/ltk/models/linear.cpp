@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "ltk/core/error.h"
 #include "ltk/models/embeddings.h"
 
 namespace ltk {
@@ -22,22 +23,47 @@ void LinearImpl::reset() {
 
 void LinearImpl::set_statistics(const std::vector<int64_t>& df, int64_t documents, const std::vector<bool>& is_char) {
   const int64_t V = options.vocab_size();
-  auto idf_cpu = torch::ones({V}, torch::kDouble), scale_cpu = torch::zeros({V}, torch::kDouble);
+  if (documents < 1) throw Error("the linear model's idf needs the training split's size (ModelContext::documents)");
+  auto idf_cpu = torch::ones({V}, torch::kDouble);
   auto block_cpu = torch::zeros({V}, torch::kLong);
   auto* i = idf_cpu.data_ptr<double>();
-  auto* s = scale_cpu.data_ptr<double>();
   auto* b = block_cpu.data_ptr<int64_t>();
   const double n = static_cast<double>(documents);
   for (int64_t f = Vocabulary::kFirstWordId; f < V; ++f) {
-    const auto d = static_cast<double>(df[static_cast<size_t>(f)]);
-    i[f] = std::log((1.0 + n) / (1.0 + d)) + 1.0;  // smooth_idf
-    s[f] = d > 0 ? 1.0 / (2.0 * options.C() * d) : 0.0;
+    i[f] = std::log((1.0 + n) / (1.0 + static_cast<double>(df[static_cast<size_t>(f)]))) + 1.0;  // smooth_idf
     b[f] = is_char[static_cast<size_t>(f)] ? 1 : 0;
   }
   torch::NoGradGuard no_grad;
   idf.copy_(idf_cpu);
-  penalty_scale.copy_(scale_cpu);
   if (block.defined()) block.copy_(block_cpu);
+  set_penalty(df);
+}
+
+void LinearImpl::set_penalty(const std::vector<int64_t>& df) {
+  const int64_t V = options.vocab_size();
+  auto scale_cpu = torch::zeros({V}, torch::kDouble);
+  auto* s = scale_cpu.data_ptr<double>();
+  for (int64_t f = Vocabulary::kFirstWordId; f < V; ++f) {
+    const auto d = static_cast<double>(df[static_cast<size_t>(f)]);
+    s[f] = d > 0 ? 1.0 / (2.0 * options.C() * d) : 0.0;  // a feature absent from the split gets no gradient either
+  }
+  torch::NoGradGuard no_grad;
+  penalty_scale.copy_(scale_cpu);
+}
+
+std::vector<int64_t> document_frequencies(const TextDataset& data, int64_t vocab_size) {
+  std::vector<int64_t> df(static_cast<size_t>(vocab_size), 0), seen(df.size(), -1);
+  for (int64_t i = 0; i < data.size(); ++i) {
+    const int32_t* ids = data.tokens(i);
+    for (int64_t k = 0; k < data.length(i); ++k) {
+      const auto id = static_cast<size_t>(ids[k]);
+      if (id < df.size() && seen[id] != i) {
+        seen[id] = i;
+        ++df[id];
+      }
+    }
+  }
+  return df;
 }
 
 TfIdfRows LinearImpl::features(const Batch& batch) const {
@@ -166,6 +192,8 @@ void complete_linear(const nlohmann::json& options, const nlohmann::json& docume
 
 void check_linear(const nlohmann::json& options, const Config& config) {
   if (options.at("sparse").get<bool>()) check_sparse_optimizer("model.sparse", config);
+  if (config.optimizer.weight_decay > 0)
+    config_fail("optimizer.weight_decay", "the linear model's L2 regularisation is model.C; leave weight_decay 0");
   const auto& d = config.data;
   if (d.vocab.source != "corpus")
     config_fail("data.vocab.source", "the linear model builds its own vocabulary of n-gram features: use \"corpus\"");

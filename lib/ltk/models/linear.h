@@ -56,6 +56,9 @@ class LinearImpl : public TextModel {
   /// Sets idf and the penalty scales from document frequencies `df` [vocab_size] over `documents`
   /// training texts, and which features are character n-grams (`is_char`, with two blocks).
   void set_statistics(const std::vector<int64_t>& df, int64_t documents, const std::vector<bool>& is_char);
+  /// Sets the penalty scales alone, from the document frequencies `df` of the split it trains on
+  /// (a model started from another run's weights keeps that run's idf: its features' scale).
+  void set_penalty(const std::vector<int64_t>& df);
 
   LinearOptions options;
   torch::nn::EmbeddingBag weight{nullptr};  ///< [features, outputs]
@@ -65,6 +68,9 @@ class LinearImpl : public TextModel {
   torch::Tensor block;          ///< [features] int64 buffer (two blocks only): 1 for a character n-gram
 };
 TORCH_MODULE(Linear);
+
+/// The document frequency of every id of `vocab_size` in `data` (texts that hold it).
+std::vector<int64_t> document_frequencies(const TextDataset& data, int64_t vocab_size);
 
 /// The data side of a linear model's section: its n-gram ranges, feature selection and tf.
 struct LinearFeatures {

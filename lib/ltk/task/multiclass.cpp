@@ -71,12 +71,7 @@ torch::Tensor MulticlassTask::check_targets(const torch::Tensor& logits, const t
 
 torch::Tensor MulticlassTask::loss(const torch::Tensor& logits, const torch::Tensor& targets) const {
   auto t = check_targets(logits, targets);
-  if (config_.loss == "squared_hinge") {  // one-vs-rest, LinearSVC's: a weighted mean as cross_entropy's
-    auto losses = hinge_losses(logits, t);
-    if (class_weights_.empty()) return reduce(losses, config_.reduction);
-    auto w = weights_tensor(class_weights_, logits).index_select(0, t);
-    return config_.reduction == "sum" ? (w * losses).sum() : (w * losses).sum() / w.sum();
-  }
+  if (config_.loss == "squared_hinge") return reduce(hinge_losses(logits, t), config_.reduction);
   auto opts = with_reduction(F::CrossEntropyFuncOptions(), config_.reduction).label_smoothing(config_.label_smoothing);
   if (!class_weights_.empty()) opts.weight(weights_tensor(class_weights_, logits));
   return F::cross_entropy(logits, t, opts);
@@ -84,18 +79,18 @@ torch::Tensor MulticlassTask::loss(const torch::Tensor& logits, const torch::Ten
 
 torch::Tensor MulticlassTask::per_sample_loss(const torch::Tensor& logits, const torch::Tensor& targets) const {
   auto t = check_targets(logits, targets);
-  if (config_.loss == "squared_hinge") {
-    auto losses = hinge_losses(logits, t);
-    return class_weights_.empty() ? losses : losses * weights_tensor(class_weights_, logits).index_select(0, t);
-  }
+  if (config_.loss == "squared_hinge") return hinge_losses(logits, t);
   auto opts = F::CrossEntropyFuncOptions().reduction(torch::kNone).label_smoothing(config_.label_smoothing);
   if (!class_weights_.empty()) opts.weight(weights_tensor(class_weights_, logits));
   return F::cross_entropy(logits, t, opts);
 }
 
 torch::Tensor MulticlassTask::hinge_losses(const torch::Tensor& logits, const torch::Tensor& t) const {
+  // LinearSVC's one-vs-rest: class k's problem weighs its positives by class_weight[k] (liblinear's
+  // weighted C), its negatives by 1.
   auto one_hot = F::one_hot(t, labels_.size()).to(logits.scalar_type());
-  return squared_hinge(logits, one_hot, {}).sum(1);
+  torch::Tensor pos_weight = class_weights_.empty() ? torch::Tensor() : weights_tensor(class_weights_, logits);
+  return squared_hinge(logits, one_hot, pos_weight).sum(1);
 }
 
 nlohmann::ordered_json MulticlassTask::prediction(const float* scores) const {

@@ -118,7 +118,8 @@ class MulticlassTask : public Task {
   torch::Tensor check_targets(const torch::Tensor& outputs, const torch::Tensor& targets) const;
 
  private:
-  /// task.loss "squared_hinge": per sample, the sum over the classes of the one-vs-rest terms.
+  /// task.loss "squared_hinge": per sample, the sum over the classes of the one-vs-rest terms (a
+  /// class weight multiplies its positive terms, as LinearSVC's class_weight; the mean is over samples).
   torch::Tensor hinge_losses(const torch::Tensor& logits, const torch::Tensor& targets) const;
   LabelMap labels_;
 };

@@ -276,6 +276,8 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
     log::info("[model] initialised from {}{}", weights,
               skipped.empty() ? "" : fmt::format(" except {} parameter(s): {}", skipped.size(), fmt::join(skipped, "; ")));
   }
+  if (auto* linear = dynamic_cast<LinearImpl*>(model.get()); linear && !config.model.init_from.empty() && !resume)
+    linear->set_penalty(document_frequencies(train_set, vocab.size()));  // this split's, under this C
   freeze_parameters(*model, config.model.freeze);
   model->to(device);
   int64_t n_params = 0, n_trainable = 0;
@@ -336,33 +338,47 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   }
   summary.shown = shown;
   summary.shown_name = shown_name;
-  nlohmann::json comparison;
-  if (with_baseline && shown) {
-    // The article's first question, answered on the same split: how far above a traditional method?
-    phase = Phase::baseline;
-    const Config b = baseline_config(config);
-    log::info("[baseline] training the tf-idf linear baseline on the same data into {}", b.output_dir);
-    Phase inner = Phase::data;
-    TrainSummary bs = run_training_phases(b, /*overwrite=*/true, /*resume=*/false, /*with_baseline=*/false, inner);
-    log::set_file(run.log_path());  // the baseline's run closed its own log
-    if (bs.interrupted) throw StopRequested(bs.interrupted);
-    comparison = baseline_comparison(config.model.type, *shown, b.output_dir, *bs.shown);
-    log::info("[baseline] {} (best checkpoints): {:<12} {:>10} {:>10} {:>10}", shown_name, "metric", config.model.type,
-              "baseline", "difference");
-    for (const auto& row : comparison["rows"])
-      log::info("[baseline] {:<12} {:>10.4f} {:>10.4f} {:>+10.4f}", row["metric"].get<std::string>(),
-                row["model"].get<double>(), row["baseline"].get<double>(), row["difference"].get<double>());
-    summary.baseline = comparison;
-    summary.baseline["seconds"] = bs.seconds;
-    summary.baseline["split"] = shown_name;
-  }
   if (config.task.type == "mlm") {
     // The pretrained encoder as a Hugging Face directory: model.pretrained_dir of a classifier.
     export_hf(load_run(run.path(), "best", "cpu"), run.file("bert"));
     log::info("[export] {} (BertForMaskedLM): fine-tune it with model.pretrained_dir", run.file("bert"));
   }
-  std::string report_path = write_run_report(run.path(), to_json(config), shown ? &*shown : nullptr,
-                                             shown_name + " (best checkpoint)", stats, "", comparison);
+  const nlohmann::json resolved = to_json(config);
+  const std::string evaluated = shown_name + " (best checkpoint)";
+  std::string report_path = write_run_report(run.path(), resolved, shown ? &*shown : nullptr, evaluated, stats);
+  if (with_baseline && shown) {
+    // The article's first question, answered on the same split: how far above a traditional method?
+    // The run is complete and reported before the baseline starts; a failed baseline costs only itself.
+    phase = Phase::baseline;
+    const Config b = baseline_config(config);
+    log::info("[baseline] training the tf-idf linear baseline on the same data into {}", b.output_dir);
+    struct RestoreLog {  // the baseline's run closes its own log: this run's log is reopened after it
+      std::string path;
+      ~RestoreLog() { log::set_file(path); }
+    } restore{run.log_path()};
+    try {
+      Phase inner = Phase::data;
+      TrainSummary bs = run_training_phases(b, /*overwrite=*/true, /*resume=*/false, /*with_baseline=*/false, inner);
+      log::set_file(run.log_path());
+      if (bs.interrupted) throw StopRequested(bs.interrupted);
+      if (!bs.shown) throw Error("the baseline run has no evaluation of " + shown_name);
+      nlohmann::json comparison = baseline_comparison(config.model.type, *shown, b.output_dir, *bs.shown);
+      log::info("[baseline] {} (best checkpoints): {:<12} {:>10} {:>10} {:>10}", shown_name, "metric",
+                config.model.type, "baseline", "difference");
+      for (const auto& row : comparison["rows"])
+        log::info("[baseline] {:<12} {:>10.4f} {:>10.4f} {:>+10.4f}", row["metric"].get<std::string>(),
+                  row["model"].get<double>(), row["baseline"].get<double>(), row["difference"].get<double>());
+      report_path = write_run_report(run.path(), resolved, &*shown, evaluated, stats, "", comparison);
+      summary.baseline = comparison;
+      summary.baseline["seconds"] = bs.seconds;
+      summary.baseline["split"] = shown_name;
+    } catch (const StopRequested&) {
+      throw;
+    } catch (const std::exception& e) {
+      log::set_file(run.log_path());
+      log::warn("[baseline] the baseline failed ({}); the run itself is complete in {}", e.what(), run.path());
+    }
+  }
   log::info("[report] {}", report_path);
   return summary;
 }

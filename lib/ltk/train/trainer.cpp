@@ -37,8 +37,12 @@ bool Trainer::micro_step(const Batch& batch, double scale, bool first, int64_t s
   auto outputs = model_->forward(batch);             // 1. output
   auto loss = task_.loss(outputs, batch.labels);     // 2. loss
   check_scalar_loss(loss);                           //    a scalar (P4)
-  if (auto penalty = model_->penalty(batch); penalty.defined())  // the model's regulariser, reduced alike
+  if (auto penalty = model_->penalty(batch); penalty.defined()) {
+    // The model's regulariser, reduced as the loss is: a multilabel loss averages over the labels
+    // too, so its per-sample penalty is shared by them (each label's problem has the same C).
+    if (config_.task.type == "multilabel") penalty = penalty / static_cast<double>(task_.num_outputs());
     loss = loss + (config_.task.reduction == "sum" ? penalty.sum() : penalty.mean());
+  }
   loss_out = loss.item<double>();
   if (!std::isfinite(loss_out)) {
     if (config_.trainer.on_nonfinite == "skip") return false;

@@ -1,0 +1,21 @@
+// Which ltk this is: its version, the commit it was built from, and the run-directory format it
+// writes (and reads, with every older one).
+#pragma once
+
+#include <string>
+
+namespace ltk {
+
+/// The run-directory format this ltk writes; it reads runs of this format or older. Raised when a
+/// run directory changes in a way an older ltk would misread.
+inline constexpr int kRunFormat = 1;
+
+/// ltk's version (the project's VERSION in CMakeLists.txt), e.g. "0.2.0".
+const char* version();
+/// The git commit the build was made from (with "-dirty" for uncommitted changes; "unknown"
+/// outside a git checkout).
+const char* git_commit();
+/// One line for --version: ltk's version and commit, LibTorch's version and the BLAS in use.
+std::string version_line();
+
+}  // namespace ltk

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# ltk as others get it: `cmake --install` to a temporary prefix, a project outside the tree
+# (examples/consumer) built against it with find_package(ltk) and run (it trains a run in code and
+# classifies through the library), then the Debian package: extracted with dpkg-deb -x into a
+# temporary root, its ltk-predict run from there, and every shared library its binaries link
+# directly (readelf NEEDED, resolved by ldd) must come from a package its Depends names.
+#   tests/packaging/check_package.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$(realpath "$1") src=$(realpath "$2")
+mkdir -p "${LTK_TEST_TMP:-/tmp}"
+work=$(mktemp -d "${LTK_TEST_TMP:-/tmp}/package.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# 1. Install, and the installed apps' --version.
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+version=$("$work/prefix/bin/ltk-train" --version)
+echo "$version"
+[[ $version == "ltk "*"LibTorch 1."*"BLAS: "* ]] || fail "ltk-train --version printed '$version'"
+[[ -f $work/prefix/include/ltk/io/run.h && ! -f $work/prefix/include/ltk/task/task_util.h ]] ||
+  fail "the public headers are not what was installed"
+
+# 2. The consumer project, built against the install only.
+for i in $(seq 1 12); do
+  printf 'sport\tgoal match team score\nfood\tbread cheese soup apple\ntech\tlinux kernel compiler bug\n'
+done > "$work/train.tsv"
+cmake -S "$src/examples/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$work/consumer" -j2 >/dev/null
+OMP_NUM_THREADS=1 "$work/consumer/train_bow" "$work/train.tsv" "$work/run" 2>"$work/train.log" ||
+  { cat "$work/train.log" >&2; fail "train_bow"; }
+[[ -f $work/run/ltk.json ]] || fail "the run directory records no ltk version (ltk.json)"
+printf 'goal match team\nbread soup\nlinux kernel bug\n' > "$work/texts.txt"
+"$work/consumer/classify" "$work/run" < "$work/texts.txt" > "$work/classify.out" 2>/dev/null
+labels() { python3 -c 'import json,sys; print(" ".join(json.loads(l)["label"] for l in sys.stdin))'; }
+got=$(labels < "$work/classify.out")
+[[ $got == "sport food tech" ]] || fail "classify said '$got'"
+echo "consumer: trained a run in code and classified: $got"
+
+# 3. The Debian packages.
+(cd "$build" && cpack -G DEB -B "$work/pkg" >/dev/null) || fail "cpack"
+deb=$(ls "$work"/pkg/ltk_*_amd64.deb)
+dev=$(ls "$work"/pkg/ltk-dev_*_amd64.deb)
+echo "packages: $(basename "$deb") $(basename "$dev")"
+dpkg-deb -x "$deb" "$work/root"
+got=$("$work/root/usr/bin/ltk-predict" --run "$work/run" < "$work/texts.txt" 2>/dev/null | labels)
+[[ $got == "sport food tech" ]] || fail "the packaged ltk-predict said '$got'"
+depends=$(dpkg-deb -f "$deb" Depends)
+echo "Depends: $depends"
+declare -A named=()
+for dep in $(echo "$depends" | tr ',|' '\n\n' | awk '{print $1}'); do named[$dep]=1; done
+checked=0
+for bin in "$work"/root/usr/bin/* "$work"/root/usr/lib/ltk/*.so; do
+  [[ -e $bin ]] || continue
+  while read -r soname; do
+    [[ $soname == ld-linux* ]] && continue  # the dynamic loader itself (libc6, in Depends anyway)
+    path=$(ldd "$bin" | awk -v s="$soname" '$1 == s && $3 ~ /^\// {print $3}')
+    [[ -n $path ]] || fail "$bin needs $soname, which does not resolve"
+    pkg=$(dpkg -S "$path" 2>/dev/null || dpkg -S "$(realpath "$path")" 2>/dev/null || true)
+    pkg=${pkg%%:*}
+    [[ -n $pkg ]] || fail "$soname ($path) belongs to no Debian package"
+    ok=${named[$pkg]:-}
+    for provided in $(dpkg-query -W -f='${Provides}' "$pkg" 2>/dev/null | tr ',' '\n' | awk '{print $1}'); do
+      [[ -n ${named[$provided]:-} ]] && ok=1  # a virtual package of it (libspdlog1.10-fmt9)
+    done
+    [[ -n $ok ]] || fail "$(basename "$bin") links $soname from $pkg, which Depends does not name"
+    checked=$((checked + 1))
+  done < <(readelf -d "$bin" | awk '/NEEDED/ {gsub(/[\[\]]/, "", $5); print $5}')
+done
+((checked > 0)) || fail "no library checked"
+echo "every one of the $checked direct library links comes from a package in Depends"
+echo "packaging: ok"
