@@ -280,6 +280,10 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return 0;
     }
+    if (cmd == "--version") {
+      std::cout << ltk::version_line() << std::endl;
+      return 0;
+    }
     // Each command parses the arguments after its name.
     if (cmd == "fortunes") return cmd_fortunes(argc - 1, argv + 1);
     if (cmd == "split") return cmd_split(argc - 1, argv + 1);

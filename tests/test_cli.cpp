@@ -49,6 +49,10 @@ TEST_CASE("cli: --help and usage errors", "[cli]") {
     INFO(app);
     CHECK(r.code == 0);
     CHECK_THAT(r.out, Contains("sage"));
+    auto v = run_app(app, "--version");
+    CHECK(v.code == 0);
+    CHECK_THAT(v.out, Catch::Matchers::StartsWith("ltk 0.") && Contains("commit") && Contains("LibTorch") &&
+                          Contains("BLAS"));
   }
   auto r = run_app("ltk-train", "");
   CHECK(r.code == 2);
@@ -151,6 +155,11 @@ TEST_CASE("cli: ltk-eval prints a table on stderr and JSON on stdout", "[cli]") 
   CHECK_THAT(norun.err, Contains("does not exist"));
   auto nodata = run_app("ltk-eval", "--run '" + run + "'");
   CHECK(nodata.code == 2);
+  // A run made by a newer ltk, in a newer run format, is refused with both versions named.
+  ltk::test::write_file(run + "/ltk.json", R"({"ltk_version": "9.0.0", "commit": "x", "run_format": 99})");
+  auto newer = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("valid.tsv") + "'");
+  CHECK(newer.code == 1);
+  CHECK_THAT(newer.err, Contains("ltk 9.0.0 (run format 99)") && Contains("reads run formats up to 1"));
 }
 
 TEST_CASE("cli: ltk-predict answers one JSON line per input line, in order", "[cli]") {
@@ -692,6 +701,16 @@ TEST_CASE("linear: train the tf-idf baseline - evaluate and predict from its run
   // The loss too: only the same idf (restored from the checkpoint) gives the same margins.
   CHECK(evj["loss"].get<double>() == Approx(summary["test"]["loss"].get<double>()).epsilon(1e-6));
   CHECK(evj["loss"].get<double>() > 0);
+  // Fine-tuning from the run under another C: the features and their idf stay the run's, the
+  // penalty follows the new C (1 -> 0.25: four times the scale) over this split.
+  auto tuned = run_app("ltk-train", "--config '" + config + "' " + linear + " --set model.init_from='" +
+                                        dir.file("run") + "' --set model.C=0.25 --set output_dir='" + dir.file("run2") + "'");
+  INFO(tuned.err);
+  REQUIRE(tuned.code == 0);
+  auto before = last_weights(dir.file("run")), after = last_weights(dir.file("run2"));
+  CHECK(after["idf"].equal(before["idf"]));
+  CHECK(torch::allclose(after["penalty_scale"], before["penalty_scale"] * 4));
+  CHECK(before["penalty_scale"].max().item<double>() > 0);
   auto exported = run_app("ltk-eval", "--run '" + dir.file("run") + "' --export '" + dir.file("export") + "'");
   CHECK(exported.code == 2);
   CHECK_THAT(exported.err, Contains("n-gram tokenizer"));

@@ -16,7 +16,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
 version=$("$work/prefix/bin/ltk-train" --version)
 echo "$version"
-[[ $version == "ltk "*"LibTorch 1."*"BLAS: "* ]] || fail "ltk-train --version printed '$version'"
+[[ $version == "ltk "*"LibTorch "*"BLAS: "* ]] || fail "ltk-train --version printed '$version'"
 [[ -f $work/prefix/include/ltk/io/run.h && ! -f $work/prefix/include/ltk/task/task_util.h ]] ||
   fail "the public headers are not what was installed"
 
@@ -24,8 +24,9 @@ echo "$version"
 for i in $(seq 1 12); do
   printf 'sport\tgoal match team score\nfood\tbread cheese soup apple\ntech\tlinux kernel compiler bug\n'
 done > "$work/train.tsv"
+# -O0: the consumer's own code is a few lines; its compile time is the headers' (ltk's code is in the libraries).
 cmake -S "$src/examples/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" \
-  -DCMAKE_BUILD_TYPE=Release >/dev/null
+  -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS=-O0 >/dev/null
 cmake --build "$work/consumer" -j2 >/dev/null
 OMP_NUM_THREADS=1 "$work/consumer/train_bow" "$work/train.tsv" "$work/run" 2>"$work/train.log" ||
   { cat "$work/train.log" >&2; fail "train_bow"; }
@@ -57,7 +58,7 @@ for bin in "$work"/root/usr/bin/* "$work"/root/usr/lib/ltk/*.so; do
     path=$(ldd "$bin" | awk -v s="$soname" '$1 == s && $3 ~ /^\// {print $3}')
     [[ -n $path ]] || fail "$bin needs $soname, which does not resolve"
     pkg=$(dpkg -S "$path" 2>/dev/null || dpkg -S "$(realpath "$path")" 2>/dev/null || true)
-    pkg=${pkg%%:*}
+    pkg=${pkg%%[:,]*}  # "libfoo:amd64: /path" (or "a, b: /path": the first owner)
     [[ -n $pkg ]] || fail "$soname ($path) belongs to no Debian package"
     ok=${named[$pkg]:-}
     for provided in $(dpkg-query -W -f='${Provides}' "$pkg" 2>/dev/null | tr ',' '\n' | awk '{print $1}'); do

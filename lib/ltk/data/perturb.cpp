@@ -101,7 +101,8 @@ struct Units {
     bool cur_unit = false;
     auto flush = [&] {
       if (cur.empty()) return;
-      if (cur_unit) units.push_back(parts.size());
+      // A word is a unit when it has a letter: a run of punctuation ("--", "!") is left alone.
+      if (cur_unit && std::any_of(cur.begin(), cur.end(), is_letter)) units.push_back(parts.size());
       parts.push_back(std::move(cur));
       cur.clear();
     };
@@ -144,7 +145,8 @@ std::string typos(const std::string& text, Rng& rng) {
   Units u(text);
   for (size_t k : choose(u.units.size(), 0.1, rng)) {
     auto& word = u.parts[u.units[k]];
-    const size_t op = word.size() >= 2 ? rng() % 3 : 1 + rng() % 2;
+    // A one-character word (a CJK ideograph, "I") is deleted or doubled; never the text's only word.
+    const size_t op = word.size() >= 2 ? rng() % 3 : u.units.size() > 1 ? 1 + rng() % 2 : 2;
     if (op == 0) {
       const size_t p = rng() % (word.size() - 1);
       std::swap(word[p], word[p + 1]);

@@ -43,6 +43,8 @@ std::vector<std::string> plugin_candidates() {
 #ifdef LTK_SPM_PLUGIN_DIR
   out.push_back(std::string(LTK_SPM_PLUGIN_DIR) + "/" + kPluginName);
 #endif
+  out.push_back(std::string("/usr/lib/ltk/") + kPluginName);  // where the ltk Debian package puts it
+  out.push_back(std::string("/usr/local/lib/ltk/") + kPluginName);
   return out;
 }
 

@@ -17,6 +17,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
+/// Which ltk made a run, and the format of its files (ltk.json): a newer format is refused by open().
+void write_made_by(const RunDirectory& run) {
+  write_file_atomic(run.file("ltk.json"), nlohmann::json{{"ltk_version", version()},
+                                                         {"commit", git_commit()},
+                                                         {"run_format", kRunFormat}}.dump(2) + "\n");
+}
+
 // The entries ltk-train writes into a run directory: --overwrite removes these and nothing else.
 bool made_by_ltk(const std::string& name) {
   static const char* const kNames[] = {"config.json", "vocab.txt", "labels.txt", "task.json", "metrics.jsonl",
@@ -54,10 +61,7 @@ RunDirectory RunDirectory::create(const std::string& path, bool overwrite) {
       if (made_by_ltk(e.path().filename().string())) remove_tree(e.path().string());
   fs::create_directories(path + "/checkpoints", ec);
   if (ec) throw Error("cannot create run directory " + path + ": " + ec.message());
-  // Which ltk made the run, and the format of its files: a newer format is refused by open().
-  write_file_atomic(run.file("ltk.json"), nlohmann::json{{"ltk_version", version()},
-                                                         {"commit", git_commit()},
-                                                         {"run_format", kRunFormat}}.dump(2) + "\n");
+  write_made_by(run);
   return run;
 }
 
@@ -67,6 +71,7 @@ void RunDirectory::lock() {
   // A run made before runs were marked (resumed here) becomes a marked one.
   if (!fs::exists(file(kMarker)))
     write_file_atomic(file(kMarker), "made by ltk-train; ltk-train --overwrite replaces its files here\n");
+  if (!fs::exists(file("ltk.json"))) write_made_by(*this);  // a run made before ltk 0.2 (format 1), resumed here
 }
 
 RunDirectory RunDirectory::open(const std::string& path) {
@@ -76,17 +81,19 @@ RunDirectory RunDirectory::open(const std::string& path) {
       throw CheckpointError("run directory " + path + " has no " + f + "; is it an ltk run made by ltk-train?");
   const std::string made_by = path + "/ltk.json";  // runs made before ltk 0.2 have none: format 1
   if (fs::exists(made_by)) {
-    nlohmann::json j;
+    int format = 1;
+    std::string made_with = "?";
     try {
-      j = nlohmann::json::parse(read_file(made_by));
+      const auto j = nlohmann::json::parse(read_file(made_by));
+      format = j.value("run_format", 1);
+      made_with = j.value("ltk_version", made_with);
     } catch (const std::exception& e) {
-      throw CheckpointError(made_by + " is damaged (" + e.what() + ")");
+      throw CheckpointError(made_by + " is damaged (" + e.what() + "); it should read {\"run_format\": 1, ...}");
     }
-    const int format = j.value("run_format", 1);
     if (format > kRunFormat)
       throw CheckpointError(fmt::format("run directory {} was made by ltk {} (run format {}); this ltk {} reads run "
                                         "formats up to {}: use that ltk or a newer one",
-                                        path, j.value("ltk_version", std::string("?")), format, version(), kRunFormat));
+                                        path, made_with, format, version(), kRunFormat));
   }
   return RunDirectory(path);
 }

@@ -137,7 +137,7 @@ TokenizerConfig run_tokenizer(TokenizerConfig tok, const RunDirectory& run, cons
 namespace {
 
 // What run_training is doing, for the message when a stop request interrupts it.
-enum class Phase { data, training, test, baseline };
+enum class Phase { data, training, test };
 
 /// The baseline of a run as a comparison table: the figures of `model` and `baseline` on one
 /// split, and their difference.
@@ -349,17 +349,19 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   if (with_baseline && shown) {
     // The article's first question, answered on the same split: how far above a traditional method?
     // The run is complete and reported before the baseline starts; a failed baseline costs only itself.
-    phase = Phase::baseline;
     const Config b = baseline_config(config);
     log::info("[baseline] training the tf-idf linear baseline on the same data into {}", b.output_dir);
-    struct RestoreLog {  // the baseline's run closes its own log: this run's log is reopened after it
-      std::string path;
-      ~RestoreLog() { log::set_file(path); }
-    } restore{run.log_path()};
+    // The baseline's run closes its own log; this run's is reopened after it, whatever happens.
+    auto reopen_log = [&] {
+      try {
+        log::set_file(run.log_path());
+      } catch (const std::exception&) {  // the console still has every line
+      }
+    };
     try {
       Phase inner = Phase::data;
       TrainSummary bs = run_training_phases(b, /*overwrite=*/true, /*resume=*/false, /*with_baseline=*/false, inner);
-      log::set_file(run.log_path());
+      reopen_log();
       if (bs.interrupted) throw StopRequested(bs.interrupted);
       if (!bs.shown) throw Error("the baseline run has no evaluation of " + shown_name);
       nlohmann::json comparison = baseline_comparison(config.model.type, *shown, b.output_dir, *bs.shown);
@@ -372,10 +374,13 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
       summary.baseline = comparison;
       summary.baseline["seconds"] = bs.seconds;
       summary.baseline["split"] = shown_name;
-    } catch (const StopRequested&) {
-      throw;
+    } catch (const StopRequested& stop) {  // the run is complete: only the baseline is cut short
+      reopen_log();
+      log::progress_done();
+      log::warn("[baseline] stopped by signal {} while the baseline trained; the run itself is complete in {}",
+                stop.signal(), run.path());
     } catch (const std::exception& e) {
-      log::set_file(run.log_path());
+      reopen_log();
       log::warn("[baseline] the baseline failed ({}); the run itself is complete in {}", e.what(), run.path());
     }
   }
@@ -421,10 +426,7 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume, boo
     return run_training_phases(config, overwrite, resume, with_baseline, phase);
   } catch (const StopRequested& stop) {
     log::progress_done();
-    if (phase == Phase::baseline)
-      log::warn("[baseline] stopped by signal {} while the baseline trained; the run itself is complete in {}",
-                stop.signal(), config.output_dir);
-    else if (phase == Phase::test)
+    if (phase == Phase::test)
       log::warn("[test] stopped by signal {} during the final evaluation; training is complete. Evaluate the best "
                 "checkpoint with: ltk-eval --run {} --data {}",
                 stop.signal(), config.output_dir, config.data.test.empty() ? config.data.valid : config.data.test);

@@ -38,9 +38,10 @@ bool Trainer::micro_step(const Batch& batch, double scale, bool first, int64_t s
   auto loss = task_.loss(outputs, batch.labels);     // 2. loss
   check_scalar_loss(loss);                           //    a scalar (P4)
   if (auto penalty = model_->penalty(batch); penalty.defined()) {
-    // The model's regulariser, reduced as the loss is: a multilabel loss averages over the labels
-    // too, so its per-sample penalty is shared by them (each label's problem has the same C).
-    if (config_.task.type == "multilabel") penalty = penalty / static_cast<double>(task_.num_outputs());
+    // The model's regulariser, reduced as the loss is: a mean multilabel loss averages over the
+    // labels too, so its per-sample penalty is shared by them (each label's problem has the same C).
+    if (config_.task.type == "multilabel" && config_.task.reduction != "sum")
+      penalty = penalty / static_cast<double>(task_.num_outputs());
     loss = loss + (config_.task.reduction == "sum" ? penalty.sum() : penalty.mean());
   }
   loss_out = loss.item<double>();
