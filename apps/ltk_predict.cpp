@@ -10,8 +10,8 @@
 #include "ltk/core/runtime.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/utf8.h"
-#include "ltk/eval/evaluator.h"
 #include "ltk/io/run.h"
+#include "ltk/serve/predictor.h"
 
 namespace {
 
@@ -85,77 +85,29 @@ Pending parse_line(const std::string& raw, int64_t line_no, const Options& o) {
   return p;
 }
 
-// An mlm run fills each [MASK]: {"masks": [{"position": i, "top": [{"token": ..., "score": ...}]}]}.
-void fill_masks(const ltk::LoadedRun& run, std::vector<Pending>& pending, const Options& o) {
-  const int64_t mask_id = run.vocab.special_id("[MASK]");
-  const int64_t k = std::min<int64_t>(o.top_k > 0 ? o.top_k : 5, run.vocab.size());
-  ltk::EvalModeGuard eval_mode(*run.model);
-  torch::NoGradGuard no_grad;
+// Answers the pending lines (ltk/serve/predictor.h decides the JSON, as for ltk-serve) and prints
+// them in order: "id" first when the input has one, {"error": ..., "line": N} in place of a line
+// that cannot be scored.
+void flush(const ltk::serve::Predictor& predictor, std::vector<Pending>& pending, int64_t batch_size, const Options& o) {
+  std::vector<ltk::serve::TextInput> inputs;
+  inputs.reserve(pending.size());
+  for (const auto& p : pending) inputs.push_back(ltk::serve::TextInput{p.text, p.text_pair, p.error});
+  std::vector<const ltk::serve::TextInput*> valid;
+  for (const auto& in : inputs)
+    if (in.error.empty()) valid.push_back(&in);
+  auto data = predictor.encode(valid);
+  auto answers = predictor.answer(data, std::vector<int64_t>(valid.size(), o.top_k), batch_size);
+  size_t row = 0;
   for (auto& p : pending) {
     nlohmann::ordered_json j;
     if (!p.id.is_null()) j["id"] = p.id;
     if (p.error.empty()) {
-      auto data = ltk::encode_examples({ltk::Example{"", p.text, p.line, ""}}, "input", *run.tokenizer, run.vocab,
-                                       nullptr, ltk::encode_options(run.config.data, run.vocab));
-      ltk::Batch batch = ltk::PadCollate()(data, {0});
-      auto masked = batch.ids.eq(mask_id);
-      if (!masked.any().item<bool>()) p.error = "no [MASK] in the text";
-      else {
-        batch.labels = torch::where(masked, torch::zeros_like(batch.ids), torch::full_like(batch.ids, -100));
-        auto probs = run.model->forward(batch.to(run.device)).softmax(-1).to(torch::kCPU);
-        auto [values, ids] = probs.topk(k, -1);
-        auto positions = masked[0].nonzero().flatten();
-        nlohmann::ordered_json masks = nlohmann::ordered_json::array();
-        for (int64_t m = 0; m < positions.size(0); ++m) {
-          nlohmann::ordered_json top = nlohmann::ordered_json::array();
-          for (int64_t r = 0; r < k; ++r)
-            top.push_back({{"token", run.vocab.token(static_cast<int32_t>(ids[m][r].item<int64_t>()))},
-                           {"score", std::round(values[m][r].item<double>() * 1e6) / 1e6}});
-          masks.push_back({{"position", positions[m].item<int64_t>()}, {"top", top}});
-        }
-        j["masks"] = masks;
-      }
-    }
-    if (!p.error.empty()) {
-      j["error"] = p.error;
-      j["line"] = p.line;
-    }
-    std::cout << j.dump() << '\n';
-  }
-  std::cout << std::flush;
-  pending.clear();
-}
-
-void flush(const ltk::LoadedRun& run, std::vector<Pending>& pending, int64_t batch_size, const Options& o) {
-  if (run.task->token_level()) return fill_masks(run, pending, o);
-  std::vector<ltk::Example> examples;
-  for (const auto& p : pending)
-    if (p.error.empty()) examples.push_back(ltk::Example{"", p.text, p.line, p.text_pair});
-  torch::Tensor scores;
-  if (!examples.empty()) {
-    auto data = run.encode(examples, "input", /*labelled=*/false);
-    scores = ltk::predict(*run.model, *run.task, data, batch_size, run.device, run.vocab.size()).scores;
-  }
-  int64_t row = 0;
-  for (const auto& p : pending) {
-    nlohmann::ordered_json j;
-    if (!p.id.is_null()) j["id"] = p.id;
-    if (!p.error.empty()) {
-      j["error"] = p.error;
-      j["line"] = p.line;
+      for (auto& [k, v] : answers[row].items()) j[k] = std::move(v);
+      ++row;
+      if (j.contains("error")) j["line"] = p.line;  // an mlm text without [MASK]
     } else {
-      auto r = scores[row++].contiguous();
-      auto prediction = run.task->prediction(r.data_ptr<float>());
-      for (auto& [k, v] : prediction.items()) j[k] = v;
-      if (o.top_k > 0 && j.contains("scores")) {
-        std::vector<std::pair<double, std::string>> ranked;
-        for (auto& [label, v] : j["scores"].items()) ranked.emplace_back(v.get<double>(), label);
-        std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-        nlohmann::ordered_json top = nlohmann::ordered_json::array();
-        for (size_t k = 0; k < ranked.size() && k < static_cast<size_t>(o.top_k); ++k)
-          top.push_back({{"label", ranked[k].second}, {"score", ranked[k].first}});
-        j["top"] = top;
-      }
+      j["error"] = p.error;
+      j["line"] = p.line;
     }
     std::cout << j.dump() << '\n';
   }
@@ -205,9 +157,9 @@ int main(int argc, char** argv) {
     o.pair_field = args["pair-field"].as<std::string>();
     if (o.top_k < 0) throw ltk::UsageError("--top-k must be >= 0");
     ltk::apply_threads(args["threads"].as<int64_t>());
-    auto run = ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
-                             args["device"].as<std::string>());
-    const auto& data = run.config.data;
+    ltk::serve::Predictor predictor(ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
+                                                  args["device"].as<std::string>()));
+    const auto& data = predictor.run().config.data;
     if (!data.text_pair_column.empty() || !data.text_pair_field.empty()) {
       if (o.format != "jsonl")
         throw ltk::UsageError("this run reads sentence pairs: give them as --format jsonl, {\"text\": ..., \"" +
@@ -238,9 +190,9 @@ int main(int argc, char** argv) {
       ++line_no;
       if (!line.empty() && line.back() == '\r') line.pop_back();
       pending.push_back(parse_line(line, line_no, o));
-      if (static_cast<int64_t>(pending.size()) >= batch_size) flush(run, pending, batch_size, o);
+      if (static_cast<int64_t>(pending.size()) >= batch_size) flush(predictor, pending, batch_size, o);
     }
-    if (!pending.empty()) flush(run, pending, batch_size, o);
+    if (!pending.empty()) flush(predictor, pending, batch_size, o);
     return 0;
   });
 }

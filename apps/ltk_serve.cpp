@@ -1,0 +1,116 @@
+// ltk-serve: a run behind HTTP (ltk/serve/server.h): /v1/predict, the Open Inference Protocol
+// (KServe v2), /metrics, /admin/reload. SIGHUP reloads, SIGTERM and SIGINT drain and exit 0.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "app.h"
+#include "ltk/core/files.h"
+#include "ltk/core/log.h"
+#include "ltk/core/runtime.h"
+#include "ltk/serve/server.h"
+
+int main(int argc, char** argv) {
+  return ltk::app::guarded_main("ltk-serve", argv, [&] {
+    cxxopts::Options options(
+        "ltk-serve",
+        "Serve a run over HTTP, with dynamic batching and hot reload.\n"
+        "  POST /v1/predict {\"texts\": [...]} or {\"instances\": [{\"id\": ..., \"text\": ...}], \"top_k\": k}\n"
+        "       -> {\"model_version\": N, \"predictions\": [...]}, each as ltk-predict prints it\n"
+        "  GET /v1/model; the Open Inference Protocol (KServe v2): GET /v2/health/live, /v2/health/ready,\n"
+        "       /v2/models/NAME, POST /v2/models/NAME/infer (a BYTES input \"text\")\n"
+        "  GET /metrics (Prometheus); POST /admin/reload [{\"run\": DIR, \"checkpoint\": C}] or SIGHUP\n"
+        "SIGTERM or SIGINT: stop accepting, answer what was accepted, exit 0.");
+    options.add_options()
+        ("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())
+        ("checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))
+        ("device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))
+        ("host", "address to listen on (0.0.0.0: every interface)", cxxopts::value<std::string>()->default_value("127.0.0.1"))
+        ("port", "port to listen on (0: any free port; see --port-file)", cxxopts::value<int>()->default_value("8080"))
+        ("port-file", "write the port listened on to this file once listening", cxxopts::value<std::string>()->default_value(""))
+        ("model-name", "the model's name in /v2/models/NAME (default: the run directory's name)",
+         cxxopts::value<std::string>()->default_value(""))
+        ("threads", "LibTorch threads of the model (0 = all cores)", cxxopts::value<int64_t>()->default_value("1"))
+        ("http-threads", "connections served at once (one thread each, keep-alive included)",
+         cxxopts::value<int>()->default_value("64"))
+        ("max-batch", "texts per model batch (1: no batching)", cxxopts::value<int64_t>()->default_value("64"))
+        ("max-delay-ms", "the longest a text waits for others to batch with (not at all when no other request "
+                         "is being read)", cxxopts::value<double>()->default_value("5"))
+        ("max-queue", "texts waiting at most; requests beyond it get 503 and Retry-After",
+         cxxopts::value<int64_t>()->default_value("4096"))
+        ("max-body", "largest request body in bytes (413 beyond)", cxxopts::value<int64_t>()->default_value("1048576"))
+        ("timeout-s", "a client that sends nothing for this long is disconnected; idle keep-alive "
+                      "connections close after it", cxxopts::value<int>()->default_value("5"))
+        ("admin-token", "accept POST /admin/reload from anywhere with \"Authorization: Bearer TOKEN\" "
+                        "(without it: from loopback only)", cxxopts::value<std::string>()->default_value(""))
+        ("h,help", "show this help");
+    bool help = false;
+    auto args = ltk::app::parse(options, argc, argv, help);
+    if (help) return 0;
+    if (!args.count("run")) throw ltk::UsageError("--run is required");
+    ltk::serve::ServeOptions o;
+    o.run_dir = args["run"].as<std::string>();
+    o.checkpoint = args["checkpoint"].as<std::string>();
+    o.device = args["device"].as<std::string>();
+    o.model_name = args["model-name"].as<std::string>();
+    o.max_batch = args["max-batch"].as<int64_t>();
+    o.max_delay_ms = args["max-delay-ms"].as<double>();
+    o.max_queue = args["max-queue"].as<int64_t>();
+    o.admin_token = args["admin-token"].as<std::string>();
+    o.http.host = args["host"].as<std::string>();
+    o.http.port = args["port"].as<int>();
+    o.http.threads = args["http-threads"].as<int>();
+    const int64_t max_body = args["max-body"].as<int64_t>();
+    const int timeout = args["timeout-s"].as<int>();
+    if (o.http.port < 0 || o.http.port > 65535) throw ltk::UsageError("--port must be in 0..65535");
+    if (o.http.threads < 1) throw ltk::UsageError("--http-threads must be >= 1");
+    if (max_body < 1) throw ltk::UsageError("--max-body must be >= 1");
+    if (timeout < 1) throw ltk::UsageError("--timeout-s must be >= 1");
+    o.http.max_body = static_cast<size_t>(max_body);
+    o.http.read_timeout_s = o.http.write_timeout_s = o.http.keep_alive_s = timeout;
+    ltk::apply_threads(args["threads"].as<int64_t>());
+
+    // Signals go to one thread (sigwait), never into the middle of a request: block them here,
+    // before any thread starts, so that every thread inherits the mask.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    ltk::serve::Server server(o);
+    server.bind();
+    const std::string port_file = args["port-file"].as<std::string>();
+    if (!port_file.empty()) ltk::write_file_atomic(port_file, std::to_string(server.port()) + "\n");
+    auto model = server.current();
+    ltk::log::info("serving '{}' version {} ({}, {}) on http://{}:{} (max batch {}, max delay {} ms)",
+                   server.model_name(), model->version, model->run_dir, model->checkpoint, o.http.host, server.port(),
+                   o.max_batch, o.max_delay_ms);
+    int stop_signal = 0;
+    std::thread signal_thread([&] {
+      for (;;) {
+        int sig = 0;
+        if (sigwait(&signals, &sig) != 0) continue;
+        if (sig == SIGHUP) {
+          ltk::log::info("SIGHUP: reloading");
+          server.reload();  // the result is logged; a failure keeps the model being served
+          continue;
+        }
+        stop_signal = sig;
+        ltk::log::info("{}: no new connections; answering what was accepted", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        server.shutdown();
+        return;
+      }
+    });
+    server.run();
+    if (!stop_signal) pthread_kill(signal_thread.native_handle(), SIGTERM);  // the server stopped on its own
+    signal_thread.join();
+    ltk::log::info("stopped");
+    return 0;
+  });
+}

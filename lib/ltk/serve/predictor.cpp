@@ -1,0 +1,118 @@
+#include "ltk/serve/predictor.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "ltk/core/strings.h"
+#include "ltk/data/utf8.h"
+#include "ltk/eval/evaluator.h"
+
+namespace ltk::serve {
+
+namespace {
+
+std::string check_text(std::string_view raw, std::string& out, const char* what) {
+  size_t bad = utf8::find_invalid(raw);
+  if (bad != std::string::npos) return std::string("invalid UTF-8 at byte ") + std::to_string(bad) + what;
+  out = std::string(trim(raw));
+  if (out.empty()) return std::string("empty text") + what;
+  return "";
+}
+
+}  // namespace
+
+TextInput make_input(std::string_view text, std::string_view pair, bool pairs) {
+  TextInput in;
+  in.error = check_text(text, in.text, "");
+  if (in.error.empty() && pairs) in.error = check_text(pair, in.text_pair, " (the second text of the pair)");
+  return in;
+}
+
+Predictor::Predictor(LoadedRun run) : run_(std::move(run)) {
+  const auto& data = run_.config.data;
+  pairs_ = !data.text_pair_column.empty() || !data.text_pair_field.empty();
+  pair_field_ = data.text_pair_field.empty() ? "text_pair" : data.text_pair_field;
+}
+
+TextDataset Predictor::encode(const std::vector<const TextInput*>& inputs) const {
+  std::vector<Example> examples;
+  examples.reserve(inputs.size());
+  int64_t line = 0;
+  for (const TextInput* in : inputs) {
+    ++line;
+    if (in->error.empty()) examples.push_back(Example{"", in->text, line, in->text_pair});
+  }
+  if (masked_lm())  // the pieces as the model reads them; whole-word flags only matter to training's masking
+    return encode_examples(examples, "input", *run_.tokenizer, run_.vocab, nullptr,
+                           encode_options(run_.config.data, run_.vocab));
+  return run_.encode(examples, "input", /*labelled=*/false);
+}
+
+nlohmann::ordered_json Predictor::fill_masks(const TextDataset& data, int64_t i, int64_t top_k) const {
+  const int64_t mask_id = run_.vocab.special_id("[MASK]");
+  const int64_t k = std::min<int64_t>(top_k > 0 ? top_k : 5, run_.vocab.size());
+  nlohmann::ordered_json j;
+  Batch batch = PadCollate()(data, {i});
+  auto masked = batch.ids.eq(mask_id);
+  if (!masked.any().item<bool>()) {
+    j["error"] = "no [MASK] in the text";
+    return j;
+  }
+  batch.labels = torch::where(masked, torch::zeros_like(batch.ids), torch::full_like(batch.ids, -100));
+  auto probs = run_.model->forward(batch.to(run_.device)).softmax(-1).to(torch::kCPU);
+  auto [values, ids] = probs.topk(k, -1);
+  auto positions = masked[0].nonzero().flatten();
+  nlohmann::ordered_json masks = nlohmann::ordered_json::array();
+  for (int64_t m = 0; m < positions.size(0); ++m) {
+    nlohmann::ordered_json top = nlohmann::ordered_json::array();
+    for (int64_t r = 0; r < k; ++r)
+      top.push_back({{"token", run_.vocab.token(static_cast<int32_t>(ids[m][r].item<int64_t>()))},
+                     {"score", std::round(values[m][r].item<double>() * 1e6) / 1e6}});
+    masks.push_back({{"position", positions[m].item<int64_t>()}, {"top", top}});
+  }
+  j["masks"] = masks;
+  return j;
+}
+
+std::vector<nlohmann::ordered_json> Predictor::answer(const TextDataset& data, const std::vector<int64_t>& top_k,
+                                                      int64_t batch_size) const {
+  std::vector<nlohmann::ordered_json> out;
+  out.reserve(static_cast<size_t>(data.size()));
+  auto k_of = [&](int64_t i) { return static_cast<size_t>(i) < top_k.size() ? top_k[static_cast<size_t>(i)] : 0; };
+  if (data.size() == 0) return out;
+  if (masked_lm()) {
+    EvalModeGuard eval_mode(*run_.model);
+    torch::NoGradGuard no_grad;
+    for (int64_t i = 0; i < data.size(); ++i) out.push_back(fill_masks(data, i, k_of(i)));
+    return out;
+  }
+  torch::Tensor scores =
+      predict(*run_.model, *run_.task, data, batch_size, run_.device, run_.vocab.size()).scores.contiguous();
+  for (int64_t i = 0; i < data.size(); ++i) {
+    nlohmann::ordered_json j = run_.task->prediction(scores[i].data_ptr<float>());
+    const int64_t k = k_of(i);
+    if (k > 0 && j.contains("scores")) {
+      std::vector<std::pair<double, std::string>> ranked;
+      for (auto& [label, v] : j["scores"].items()) ranked.emplace_back(v.get<double>(), label);
+      std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+      nlohmann::ordered_json top = nlohmann::ordered_json::array();
+      for (size_t r = 0; r < ranked.size() && r < static_cast<size_t>(k); ++r)
+        top.push_back({{"label", ranked[r].second}, {"score", ranked[r].first}});
+      j["top"] = top;
+    }
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+void append_sample(TextDataset& into, const TextDataset& from, int64_t i) {
+  if (into.size() == 0) {
+    into.set_source(from.source(), TargetKind::none, from.num_classes());
+    into.set_pad_id(from.pad_id());
+  }
+  const int32_t* ids = from.tokens(i);
+  into.add(std::vector<int32_t>(ids, ids + from.length(i)), from.full_length(i), {}, 0.0f, from.source_line(i));
+  if (from.has_pairs()) into.set_second_start(from.second_start(i));
+}
+
+}  // namespace ltk::serve

@@ -1,0 +1,63 @@
+// Answers for texts from a loaded run, as JSON: the one place that decides what ltk-predict prints
+// and what ltk-serve returns, so the two always agree.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ltk/data/dataset.h"
+#include "ltk/io/run.h"
+
+namespace ltk::serve {
+
+/// One text to answer: trimmed, with a sentence pair's second text when the run reads pairs, or
+/// the reason it cannot be answered (`error`, answered in place as {"error": ...}).
+struct TextInput {
+  std::string text;
+  std::string text_pair;
+  std::string error;
+};
+
+/// Checks a raw text: invalid UTF-8 ("invalid UTF-8 at byte N") and an empty text after trimming
+/// are errors of that input alone. `pair` is checked the same way when `pairs` is set.
+TextInput make_input(std::string_view text, std::string_view pair = {}, bool pairs = false);
+
+/// A loaded run and how to answer with it. encode() may run on any thread at once; answer() runs
+/// the model and must be called by one thread at a time.
+class Predictor {
+ public:
+  explicit Predictor(LoadedRun run);
+
+  const LoadedRun& run() const { return run_; }
+  /// A masked-LM run: answers are {"masks": [...]} for each [MASK] of the text.
+  bool masked_lm() const { return run_.task->token_level(); }
+  /// The run reads sentence pairs; the JSON field its second text has (data.text_pair_field, else
+  /// "text_pair").
+  bool pairs() const { return pairs_; }
+  const std::string& pair_field() const { return pair_field_; }
+
+  /// Tokenises the inputs without an error, in order, with the run's tokenizer and truncation.
+  TextDataset encode(const std::vector<const TextInput*>& inputs) const;
+  /// Runs the model over `data` (batches of at most `batch_size`, sorted by length: models are
+  /// padding-invariant) and returns one answer per sample, with the k most probable labels as
+  /// "top" where top_k[i] > 0 (mlm: the k best pieces per mask, 5 when 0).
+  std::vector<nlohmann::ordered_json> answer(const TextDataset& data, const std::vector<int64_t>& top_k,
+                                             int64_t batch_size) const;
+
+ private:
+  nlohmann::ordered_json fill_masks(const TextDataset& data, int64_t i, int64_t top_k) const;
+
+  LoadedRun run_;
+  bool pairs_ = false;
+  std::string pair_field_;
+};
+
+/// Appends sample `i` of `from` (ids, length, pair start) to `into`, unlabelled: requests encoded
+/// apart are batched together this way.
+void append_sample(TextDataset& into, const TextDataset& from, int64_t i);
+
+}  // namespace ltk::serve

@@ -1,0 +1,127 @@
+// ltk-serve: a loaded run behind HTTP. Requests are validated and tokenised on their connection's
+// thread, merged into batches by one model thread (dynamic batching), and answered in their own
+// order. The model can be swapped while serving (reload); each request is answered by the model
+// that was current when it arrived.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "ltk/serve/http.h"
+#include "ltk/serve/predictor.h"
+#include "ltk/serve/prometheus.h"
+
+namespace ltk::serve {
+
+struct ServeOptions {
+  HttpOptions http;
+  std::string run_dir;
+  std::string checkpoint = "best";
+  std::string device;         ///< "" = the run's device
+  std::string model_name;     ///< the KServe v2 model name; "" = the run directory's name
+  int64_t max_batch = 64;     ///< texts per model batch
+  double max_delay_ms = 5;    ///< how long the first text of a batch waits for more
+  int64_t max_queue = 4096;   ///< texts waiting at most; more are refused with 503
+  std::string admin_token;    ///< "": /admin/reload only from loopback; else "Authorization: Bearer TOKEN"
+};
+
+/// A model being served: the loaded run and the version it was given (1, then +1 per reload).
+struct Servable {
+  Predictor predictor;
+  int64_t version = 0;
+  std::string run_dir, checkpoint;
+};
+
+/// What reload() did: `version` is the one now served (the new one, or the old one on failure).
+struct ReloadResult {
+  bool ok = false;
+  int64_t version = 0;
+  std::string error;
+  double seconds = 0;
+};
+
+class Server {
+ public:
+  /// Loads the run (errors as load_run's); binds nothing yet.
+  explicit Server(ServeOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  /// Binds the port (ServeError when it cannot) and starts the model thread.
+  void bind();
+  int port() const { return http_.port(); }
+  /// Serves until shutdown(): then returns after every accepted request was answered and the
+  /// queue drained.
+  void run();
+  /// Stops accepting (thread- and signal-thread-safe, idempotent); run() returns after draining.
+  void shutdown();
+  /// Loads `run_dir` ("" = the current one) at `checkpoint` ("" = the current one) next to the model
+  /// being served and swaps it in; a failure keeps the old model and says why. One at a time.
+  ReloadResult reload(const std::string& run_dir = "", const std::string& checkpoint = "");
+  /// Answers one request (the HTTP server's handler; tests call it directly too).
+  HttpResponse handle(const HttpRequest& request);
+
+  std::shared_ptr<const Servable> current() const;
+  /// Holds the model thread (texts queue up, none is answered) until hold(false): maintenance, and
+  /// tests that need a full queue or requests in flight at a known moment.
+  void hold(bool on);
+  /// Texts waiting in the queue now.
+  int64_t queued_texts() const;
+  const std::string& model_name() const { return name_; }
+
+ private:
+  struct Job;
+  /// Counts a prediction request from its start until it is queued (or answered without the
+  /// model): the batcher does not wait for more texts when none is on its way.
+  class Arrival {
+   public:
+    explicit Arrival(Server& server);
+    ~Arrival();
+    Arrival(const Arrival&) = delete;
+    Arrival& operator=(const Arrival&) = delete;
+
+   private:
+    friend class Server;
+    Server& server_;
+    bool counted_ = true;
+  };
+  HttpResponse predict_v1(const HttpRequest& request, const std::shared_ptr<const Servable>& model);
+  HttpResponse infer_v2(const HttpRequest& request, const std::shared_ptr<const Servable>& model);
+  HttpResponse model_v2(const std::shared_ptr<const Servable>& model) const;
+  HttpResponse admin_reload(const HttpRequest& request);
+  /// Queues a job and waits for its answers; false when the queue is full or the server stops.
+  enum class Submit { answered, full, stopping, failed };
+  Submit run_job(const std::shared_ptr<Job>& job, Arrival& arrival, std::string& error);
+  void batch_loop();
+
+  ServeOptions options_;
+  std::string name_;
+  ServeMetrics metrics_;
+  HttpServer http_;
+
+  mutable std::mutex model_mutex_;
+  std::shared_ptr<const Servable> model_;
+  std::mutex reload_mutex_;
+  int64_t next_version_ = 1;
+
+  mutable std::mutex queue_mutex_;
+  std::condition_variable queue_cv_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  int64_t queued_texts_ = 0;
+  int64_t arriving_ = 0;  ///< prediction requests being read and tokenised (queue lock)
+  bool stopping_ = false;
+  bool held_ = false;
+  std::atomic<bool> draining_{false};
+  std::thread batcher_;
+};
+
+}  // namespace ltk::serve

@@ -1,0 +1,404 @@
+// ltk-serve: the real server on a free loopback port, called over HTTP (ltk/serve/http.h's client).
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "ltk/serve/server.h"
+#include "test_util.h"
+
+using Catch::Matchers::Contains;
+using ltk::serve::http_call;
+using ltk::serve::HttpResponse;
+using ltk::test::run_app;
+using ltk::test::TempDir;
+using json = nlohmann::json;
+
+namespace {
+
+// Trains a toy run of `task` into dir/NAME: multiclass (the toy corpus), binary (two of its
+// labels), multilabel (texts of one or two topics), regression (a number per text).
+std::string train_run(const TempDir& dir, const std::string& task, const std::string& name = "run", int seed = 7) {
+  std::string corpus = ltk::test::toy_corpus(20, 1), valid = ltk::test::toy_corpus(5, 2);
+  auto transform = [&](const std::string& text) {
+    std::istringstream in(text);
+    std::ostringstream out;
+    int i = 0;
+    for (std::string line; std::getline(in, line); ++i) {
+      std::string label = line.substr(0, line.find('\t')), words = line.substr(line.find('\t') + 1);
+      if (task == "binary" && label == "tech") continue;
+      if (task == "multilabel" && i % 3 == 0) {
+        label += label == "food" ? ",tech" : ",food";
+        words += label.find("tech") != std::string::npos ? " linux kernel" : " bread soup";
+      }
+      if (task == "regression") label = std::to_string(std::count(words.begin(), words.end(), ' ') + 1);
+      out << label << '\t' << words << '\n';
+    }
+    return out.str();
+  };
+  ltk::test::write_file(dir.file(name + "-train.tsv"), transform(corpus));
+  ltk::test::write_file(dir.file(name + "-valid.tsv"), transform(valid));
+  std::string cfg = R"({"seed": )" + std::to_string(seed) + R"(, "device": "cpu", "threads": 1,
+    "output_dir": ")" + dir.file(name) + R"(",
+    "data": {"train": ")" + dir.file(name + "-train.tsv") + R"(", "valid": ")" + dir.file(name + "-valid.tsv") + R"("},
+    "task": {"type": ")" + task + R"("},
+    "model": {"type": "bow", "embed_dim": 16},
+    "optimizer": {"type": "adam", "lr": 0.05},
+    "trainer": {"epochs": 6, "batch_size": 8}})";
+  ltk::test::write_file(dir.file(name + ".json"), cfg);
+  auto r = run_app("ltk-train", "--config '" + dir.file(name + ".json") + "'");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  return dir.file(name);
+}
+
+// A Server on a free loopback port, serving on a thread until the object dies.
+struct Running {
+  ltk::serve::Server server;
+  std::thread thread;
+  explicit Running(ltk::serve::ServeOptions o) : server(with_free_port(std::move(o))) {
+    server.bind();
+    thread = std::thread([this] { server.run(); });
+  }
+  ~Running() {
+    server.hold(false);
+    server.shutdown();
+    thread.join();
+  }
+  static ltk::serve::ServeOptions with_free_port(ltk::serve::ServeOptions o) {
+    o.http.port = 0;
+    return o;
+  }
+  HttpResponse call(const std::string& method, const std::string& path, const std::string& body = "",
+                    const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    return http_call("127.0.0.1", server.port(), method, path, body, headers);
+  }
+  json post(const std::string& path, const json& body, int expect = 200) {
+    auto r = call("POST", path, body.dump());
+    INFO(path << " " << body.dump() << " -> " << r.status << " " << r.body);
+    REQUIRE(r.status == expect);
+    return json::parse(r.body);
+  }
+};
+
+ltk::serve::ServeOptions options(const std::string& run) {
+  ltk::serve::ServeOptions o;
+  o.run_dir = run;
+  return o;
+}
+
+std::string header(const HttpResponse& r, const std::string& name) {
+  for (const auto& [k, v] : r.headers)
+    if (k == name) return v;
+  return "";
+}
+
+// ltk-predict's answers for `texts` (one JSON per line), the reference the server must equal.
+std::vector<json> predict_cli(const std::string& run, const std::vector<std::string>& texts, int top_k) {
+  std::string in;
+  for (const auto& t : texts) in += t + "\n";
+  auto r = run_app("ltk-predict", "--run '" + run + "' --top-k " + std::to_string(top_k), in);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  std::vector<json> out;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) out.push_back(json::parse(line));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("serve: every endpoint of every task type answers as ltk-predict does", "[serve]") {
+  TempDir dir;
+  const std::vector<std::string> texts = {"goal match team", "bread cheese soup apple", "linux kernel bug",
+                                          "team soup", "score score score coach league"};
+  for (const std::string task : {"multiclass", "binary", "multilabel", "regression"}) {
+    INFO(task);
+    const std::string run = train_run(dir, task, task);
+    auto expected = predict_cli(run, texts, 2);
+    Running s(options(run));
+    // /v1/predict: texts, and instances with ids (carried first), in order.
+    json answer = s.post("/v1/predict", {{"texts", texts}, {"top_k", 2}});
+    CHECK(answer["model_version"] == 1);
+    REQUIRE(answer["predictions"].size() == texts.size());
+    for (size_t i = 0; i < texts.size(); ++i) CHECK(answer["predictions"][i] == expected[i]);
+    json instances = json::array();
+    for (size_t i = 0; i < texts.size(); ++i) instances.push_back({{"id", "t" + std::to_string(i)}, {"text", texts[i]}});
+    auto with_ids = s.call("POST", "/v1/predict", json{{"instances", instances}}.dump());
+    REQUIRE(with_ids.status == 200);
+    CHECK(header(with_ids, "X-Model-Version") == "1");
+    CHECK(with_ids.body.rfind(R"({"model_version":1,"predictions":[{"id":"t0",)", 0) == 0);
+    // Concurrent clients, each its own texts, all answered as ltk-predict answers them.
+    std::vector<std::thread> clients;
+    std::atomic<int> wrong{0};
+    for (int c = 0; c < 6; ++c)
+      clients.emplace_back([&, c] {
+        for (int k = 0; k < 10; ++k) {
+          size_t i = static_cast<size_t>((c + k) % texts.size());
+          auto r = s.call("POST", "/v1/predict", json{{"texts", {texts[i]}}, {"top_k", 2}}.dump());
+          if (r.status != 200 || json::parse(r.body)["predictions"][0] != expected[i]) ++wrong;
+        }
+      });
+    for (auto& t : clients) t.join();
+    CHECK(wrong == 0);
+    // KServe v2: health, metadata, infer with the same figures.
+    CHECK(s.call("GET", "/v2/health/live").status == 200);
+    CHECK(s.call("GET", "/v2/health/ready").status == 200);
+    CHECK(json::parse(s.call("GET", "/v2").body)["name"] == "ltk");
+    auto meta = json::parse(s.call("GET", "/v2/models/" + task).body);
+    CHECK(meta["inputs"][0]["datatype"] == "BYTES");
+    CHECK(s.call("GET", "/v2/models/" + task + "/ready").status == 200);
+    CHECK(s.call("GET", "/v2/models/nope").status == 404);
+    json infer = s.post("/v2/models/" + task + "/infer",
+                        {{"id", "r1"}, {"inputs", {{{"name", "text"}, {"shape", {texts.size()}}, {"datatype", "BYTES"}, {"data", texts}}}}});
+    CHECK(infer["id"] == "r1");
+    std::map<std::string, json> outputs;
+    for (const auto& o : infer["outputs"]) outputs[o["name"]] = o;
+    for (const auto& o : meta["outputs"]) CHECK(outputs.count(o["name"].get<std::string>()) == 1);
+    for (size_t i = 0; i < texts.size(); ++i) {
+      if (task == "regression") {
+        CHECK(outputs["value"]["data"][i] == expected[i]["value"]);
+        continue;
+      }
+      const auto& names = outputs["scores"]["parameters"]["labels"];
+      for (size_t c = 0; c < names.size(); ++c)
+        CHECK(outputs["scores"]["data"][i * names.size() + c] == expected[i]["scores"][names[c].get<std::string>()]);
+      if (task == "multilabel") continue;
+      CHECK(outputs["label"]["data"][i] == expected[i]["label"]);
+      CHECK(outputs["score"]["data"][i] == expected[i]["score"]);
+    }
+    // Only the outputs asked for.
+    json only = s.post("/v2/models/" + task + "/infer",
+                       {{"inputs", {{{"name", "text"}, {"shape", {1, 1}}, {"datatype", "BYTES"}, {"data", {{"goal"}}}}}},
+                        {"outputs", {{{"name", task == "regression" ? "value" : "scores"}}}}});
+    CHECK(only["outputs"].size() == 1);
+    // /metrics in Prometheus' format, with what was just served.
+    auto metrics = s.call("GET", "/metrics");
+    CHECK(metrics.content_type.rfind("text/plain; version=0.0.4", 0) == 0);
+    CHECK_THAT(metrics.body, Contains("ltk_requests_total{endpoint=\"/v1/predict\",code=\"200\"} 62"));
+    CHECK_THAT(metrics.body, Contains("ltk_requests_total{endpoint=\"/v2/models/{name}\",code=\"404\"} 1"));
+    CHECK_THAT(metrics.body, Contains("ltk_batch_texts_bucket{le=\"+Inf\"}"));
+    CHECK_THAT(metrics.body, Contains("ltk_request_duration_seconds_count{endpoint=\"/v1/predict\"} 62"));
+    CHECK_THAT(metrics.body, Contains("ltk_model_version 1"));
+    CHECK_THAT(metrics.body, Contains("ltk_queue_texts 0"));
+  }
+}
+
+TEST_CASE("serve: bad input gets 400 - 422 - 413 - 503 or an error in place, and the server lives on", "[serve]") {
+  TempDir dir;
+  const std::string run = train_run(dir, "multiclass");
+  auto o = options(run);
+  o.http.max_body = 4096;
+  o.http.read_timeout_s = o.http.keep_alive_s = 1;
+  o.max_queue = 4;
+  Running s(o);
+  auto status_of = [&](const std::string& body, const std::string& path = "/v1/predict") {
+    return s.call("POST", path, body);
+  };
+  auto r = status_of("{\"texts\": [\"a\"");
+  CHECK(r.status == 400);
+  CHECK_THAT(r.body, Contains("invalid JSON") && Contains("column"));
+  r = status_of(R"({"texts": ["goal", 3]})");
+  CHECK(r.status == 422);
+  CHECK_THAT(r.body, Contains("texts[1]: expected a string, got number"));
+  CHECK_THAT(status_of(R"({"instances": [{"txt": "goal"}]})").body, Contains("instances[0].text: expected a string"));
+  CHECK_THAT(status_of(R"({"texts": ["goal"], "top_k": -1})").body, Contains("top_k"));
+  CHECK_THAT(status_of(R"({"texts": ["goal"], "topk": 1})").body, Contains("unknown field 'topk'"));
+  CHECK(status_of(R"([1, 2])").status == 422);
+  CHECK(status_of(R"({"texts": "goal"})").status == 422);
+  CHECK(status_of(R"({"inputs": [{"name": "text", "datatype": "FP32", "data": [1]}]})", "/v2/models/run/infer").status == 400);
+  CHECK(status_of(R"({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": ["a"]}]})",
+                  "/v2/models/run/infer").status == 400);
+  CHECK(s.call("GET", "/v1/predict").status == 405);
+  CHECK(s.call("GET", "/nowhere").status == 404);
+  // Empty texts and invalid UTF-8 are errors of their own item; the rest is answered.
+  r = status_of(std::string("{\"texts\": [\"goal match\", \"   \", \"bad \xff byte\", \"linux\"]}"));
+  REQUIRE(r.status == 200);
+  auto p = json::parse(r.body)["predictions"];
+  CHECK(p[0]["label"] == "sport");
+  CHECK(p[1] == json{{"error", "empty text"}});
+  CHECK(p[2] == json{{"error", "invalid UTF-8 at byte 4"}});
+  CHECK(p[3]["label"] == "tech");
+  // A body over --max-body: 413 before it is read; a request with more texts than the queue: 413.
+  r = status_of("{\"texts\": [\"" + std::string(5000, 'a') + "\"]}");
+  CHECK(r.status == 413);
+  CHECK_THAT(r.body, Contains("max-body"));
+  CHECK(status_of(R"({"texts": ["a", "b", "c", "d", "e"]})").status == 413);
+  // A full queue: 503 with Retry-After; the queued request is answered once the model runs.
+  s.server.hold(true);
+  std::thread first([&] { CHECK(status_of(R"({"texts": ["goal", "soup", "linux"]})").status == 200); });
+  for (int i = 0; i < 200 && s.server.queued_texts() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(s.server.queued_texts() == 3);
+  r = status_of(R"({"texts": ["goal", "soup"]})");
+  CHECK(r.status == 503);
+  CHECK(header(r, "Retry-After") == "1");
+  s.server.hold(false);
+  first.join();
+  // A client that stops sending is disconnected after the read timeout (1 s here).
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(s.server.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  const char partial[] = "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"te";
+  REQUIRE(::send(fd, partial, sizeof partial - 1, 0) > 0);
+  timeval wait{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  char buf[512];
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string received;
+  double answered_after = -1;
+  for (ssize_t got; (got = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+    if (answered_after < 0) answered_after = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    received.append(buf, static_cast<size_t>(got));
+  }
+  ::close(fd);
+  // cut off after the read timeout: a 400 naming it (then the connection closes at the latest
+  // after the keep-alive timeout; recv returned 0, not its own 5 s timeout)
+  CHECK_THAT(received, Contains("HTTP/1.1 400") && Contains("stops sending"));
+  CHECK(answered_after >= 0.5);
+  CHECK(answered_after < 4);
+  // Still serving; every refusal was counted.
+  CHECK(status_of(R"({"texts": ["goal"]})").status == 200);
+  auto metrics = s.call("GET", "/metrics").body;
+  CHECK_THAT(metrics, Contains("code=\"413\"} 2") && Contains("code=\"503\"} 1") && Contains("ltk_texts_total{result=\"refused\"} 2"));
+}
+
+TEST_CASE("serve: reload under load fails no request - a bad checkpoint keeps the model - SIGTERM drains", "[serve]") {
+  TempDir dir;
+  const std::string run = train_run(dir, "multiclass");
+  const std::string other = train_run(dir, "binary", "other");
+  Running s(options(run));
+  std::atomic<bool> done{false};
+  std::atomic<int> failed{0}, answered{0}, mismatched{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c)
+    clients.emplace_back([&] {
+      int64_t last = 0;
+      while (!done) {
+        auto r = s.call("POST", "/v1/predict", R"({"texts": ["goal match", "linux kernel", "soup"]})");
+        if (r.status != 200) {
+          ++failed;
+          continue;
+        }
+        auto j = json::parse(r.body);
+        const int64_t v = j["model_version"];
+        // the version answered with is in the header too, and never goes back
+        if (header(r, "X-Model-Version") != std::to_string(v) || v < last || j["predictions"].size() != 3) ++mismatched;
+        last = v;
+        ++answered;
+      }
+    });
+  auto reload = [&](const std::string& body, int expect) {
+    auto r = s.call("POST", "/admin/reload", body);
+    INFO(r.body);
+    CHECK(r.status == expect);
+    return json::parse(r.body);
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(reload("", 200)["version"] == 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  json bad = reload(R"({"checkpoint": "step-999999"})", 500);
+  CHECK(bad["version"] == 2);
+  CHECK_THAT(bad["error"].get<std::string>(), Contains("still serving version 2"));
+  CHECK(reload(R"({"chekpoint": "best"})", 422)["error"] == "unknown field 'chekpoint' (known: run, checkpoint)");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(reload(json{{"run", other}}.dump(), 200)["version"] == 3);  // another run, another task
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  done = true;
+  for (auto& t : clients) t.join();
+  CHECK(failed == 0);
+  CHECK(mismatched == 0);
+  CHECK(answered > 8);
+  auto model = json::parse(s.call("GET", "/v1/model").body);
+  CHECK(model["version"] == 3);
+  CHECK(model["task"] == "binary");
+  CHECK_THAT(s.call("GET", "/metrics").body,
+             Contains("ltk_reloads_total{result=\"ok\"} 2") && Contains("ltk_reloads_total{result=\"failed\"} 1"));
+  // Reload from elsewhere than loopback needs the token; with a token, without it is 401.
+  auto o = options(run);
+  o.admin_token = "s3cret";
+  Running guarded(o);
+  CHECK(guarded.call("POST", "/admin/reload", "").status == 401);
+  CHECK(guarded.call("POST", "/admin/reload", "", {{"Authorization", "Bearer s3cret"}}).status == 200);
+
+  // Shutdown while a request waits in the queue: it is answered, then run() returns.
+  s.server.hold(true);
+  std::thread waiting([&] { CHECK(s.call("POST", "/v1/predict", R"({"texts": ["goal"]})").status == 200); });
+  for (int i = 0; i < 200 && s.server.queued_texts() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(s.server.queued_texts() == 1);
+  s.server.shutdown();
+  CHECK(s.call("GET", "/v2/health/live").status == -1);  // no longer accepting
+  s.server.hold(false);
+  waiting.join();
+}
+
+TEST_CASE("cli: ltk-serve - SIGHUP reloads - SIGTERM exits 0 - a port in use is a clear error", "[serve][cli]") {
+  TempDir dir;
+  const std::string run = train_run(dir, "multiclass");
+  auto spawn = [&](const std::vector<std::string>& args, const std::string& err) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 2);
+      setenv("OMP_NUM_THREADS", "1", 1);
+      std::string path = std::string(LTK_BIN_DIR) + "/ltk-serve";
+      std::vector<char*> argv{path.data()};
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv(path.c_str(), argv.data());
+      _exit(127);
+    }
+    return pid;
+  };
+  auto wait_exit = [](pid_t pid, int seconds) {
+    int status = 0;
+    for (int i = 0; i < seconds * 10; ++i) {
+      if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      usleep(100000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+  };
+  const std::string port_file = dir.file("port");
+  pid_t pid = spawn({"--run", run, "--port", "0", "--port-file", port_file}, dir.file("serve.err"));
+  for (int i = 0; i < 300 && !std::filesystem::exists(port_file); ++i) usleep(100000);
+  REQUIRE(std::filesystem::exists(port_file));
+  const int port = std::stoi(ltk::test::read_text(port_file));
+  auto r = http_call("127.0.0.1", port, "POST", "/v1/predict", R"({"texts": ["goal match"]})");
+  CHECK(r.status == 200);
+  CHECK(json::parse(r.body)["predictions"][0]["label"] == "sport");
+  kill(pid, SIGHUP);
+  int64_t version = 1;
+  for (int i = 0; i < 100 && version == 1; ++i) {
+    usleep(100000);
+    auto m = http_call("127.0.0.1", port, "GET", "/v1/model");
+    if (m.status == 200) version = json::parse(m.body)["version"];
+  }
+  CHECK(version == 2);
+  // A second server on the same port fails at once, naming the address.
+  auto busy = run_app("ltk-serve", "--run '" + run + "' --port " + std::to_string(port));
+  CHECK(busy.code == 1);
+  CHECK_THAT(busy.err, Contains("cannot listen on 127.0.0.1:" + std::to_string(port)) && Contains("in use"));
+  CHECK(run_app("ltk-serve", "--run '" + run + "' --max-batch 0").code == 2);
+  CHECK(run_app("ltk-serve", "").code == 2);
+  kill(pid, SIGTERM);
+  CHECK(wait_exit(pid, 30) == 0);
+  const std::string log = ltk::test::read_text(dir.file("serve.err"));
+  CHECK_THAT(log, Contains("SIGTERM") && Contains("stopped") && Contains("reload: serving version 2"));
+}
