@@ -3,9 +3,11 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include <cstdio>
-#include <fstream>
-#include <iostream>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "app.h"
@@ -14,7 +16,71 @@
 #include "ltk/core/runtime.h"
 #include "ltk/serve/server.h"
 
+namespace {
+
+// The signal thread: SIGHUP reloads; SIGTERM or SIGINT stops accepting, and if the drain has not
+// finished `drain_s` later (a client trickling its request byte by byte), exits 1 anyway.
+class SignalThread {
+ public:
+  SignalThread(ltk::serve::Server& server, const sigset_t& signals, int drain_s)
+      : server_(server), signals_(signals), drain_s_(drain_s), thread_([this] { loop(); }) {}
+  ~SignalThread() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      finished_ = true;
+    }
+    cv_.notify_all();
+    if (!stopped_) pthread_kill(thread_.native_handle(), SIGTERM);  // wake sigwait: the server stopped on its own
+    thread_.join();
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&signals_, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        ltk::log::info("SIGHUP: reloading");
+        server_.reload();  // the result is logged; a failure keeps the model being served
+        continue;
+      }
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (finished_) return;
+      stopped_ = true;
+      ltk::log::info("{}: no new connections; answering the requests being handled",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      lock.unlock();
+      server_.shutdown();
+      lock.lock();
+      if (!cv_.wait_for(lock, std::chrono::seconds(drain_s_), [&] { return finished_; })) {
+        ltk::log::error("the drain did not finish in {} s: exiting", drain_s_);
+        std::_Exit(1);
+      }
+      return;
+    }
+  }
+
+  ltk::serve::Server& server_;
+  sigset_t signals_;
+  int drain_s_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool finished_ = false;
+  std::atomic<bool> stopped_{false};
+  std::thread thread_;
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  // Signals go to one thread (sigwait), never into the middle of a request: blocked before any
+  // thread starts (the BLAS check's and LibTorch's included), so that every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   return ltk::app::guarded_main("ltk-serve", argv, [&] {
     cxxopts::Options options(
         "ltk-serve",
@@ -24,7 +90,7 @@ int main(int argc, char** argv) {
         "  GET /v1/model; the Open Inference Protocol (KServe v2): GET /v2/health/live, /v2/health/ready,\n"
         "       /v2/models/NAME, POST /v2/models/NAME/infer (a BYTES input \"text\")\n"
         "  GET /metrics (Prometheus); POST /admin/reload [{\"run\": DIR, \"checkpoint\": C}] or SIGHUP\n"
-        "SIGTERM or SIGINT: stop accepting, answer what was accepted, exit 0.");
+        "SIGTERM or SIGINT: stop accepting, answer the requests being handled, exit 0.");
     options.add_options()
         ("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())
         ("checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))
@@ -67,21 +133,15 @@ int main(int argc, char** argv) {
     const int64_t max_body = args["max-body"].as<int64_t>();
     const int timeout = args["timeout-s"].as<int>();
     if (o.http.port < 0 || o.http.port > 65535) throw ltk::UsageError("--port must be in 0..65535");
-    if (o.http.threads < 1) throw ltk::UsageError("--http-threads must be >= 1");
+    if (o.http.threads < 1 || o.http.threads > 4096) throw ltk::UsageError("--http-threads must be in 1..4096");
+    if (o.max_batch < 1 || o.max_batch > 65536) throw ltk::UsageError("--max-batch must be in 1..65536");
+    if (!(o.max_delay_ms >= 0 && o.max_delay_ms <= 60000)) throw ltk::UsageError("--max-delay-ms must be in 0..60000");
+    if (o.max_queue < 1 || o.max_queue > (int64_t{1} << 30)) throw ltk::UsageError("--max-queue must be in 1..2^30");
     if (max_body < 1) throw ltk::UsageError("--max-body must be >= 1");
-    if (timeout < 1) throw ltk::UsageError("--timeout-s must be >= 1");
+    if (timeout < 1 || timeout > 3600) throw ltk::UsageError("--timeout-s must be in 1..3600");
     o.http.max_body = static_cast<size_t>(max_body);
     o.http.read_timeout_s = o.http.write_timeout_s = o.http.keep_alive_s = timeout;
     ltk::apply_threads(args["threads"].as<int64_t>());
-
-    // Signals go to one thread (sigwait), never into the middle of a request: block them here,
-    // before any thread starts, so that every thread inherits the mask.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     ltk::serve::Server server(o);
     server.bind();
@@ -91,25 +151,12 @@ int main(int argc, char** argv) {
     ltk::log::info("serving '{}' version {} ({}, {}) on http://{}:{} (max batch {}, max delay {} ms)",
                    server.model_name(), model->version, model->run_dir, model->checkpoint, o.http.host, server.port(),
                    o.max_batch, o.max_delay_ms);
-    int stop_signal = 0;
-    std::thread signal_thread([&] {
-      for (;;) {
-        int sig = 0;
-        if (sigwait(&signals, &sig) != 0) continue;
-        if (sig == SIGHUP) {
-          ltk::log::info("SIGHUP: reloading");
-          server.reload();  // the result is logged; a failure keeps the model being served
-          continue;
-        }
-        stop_signal = sig;
-        ltk::log::info("{}: no new connections; answering what was accepted", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        server.shutdown();
-        return;
-      }
-    });
-    server.run();
-    if (!stop_signal) pthread_kill(signal_thread.native_handle(), SIGTERM);  // the server stopped on its own
-    signal_thread.join();
+    {
+      // A signal that arrived while the model loaded is pending, and taken now: a SIGTERM then
+      // stops the server before it serves (run() returns at once).
+      SignalThread signal_thread(server, signals, 2 * timeout + 10);
+      server.run();
+    }
     ltk::log::info("stopped");
     return 0;
   });

@@ -274,7 +274,12 @@ def write_report(results, threads):
     lines += ["", "![ltk / Python throughput](benchmarks.svg)", "",
               "Raw figures: `docs/benchmarks.json`. Rerun: `./scripts/bench.sh` (about 40 minutes here)."]
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
-    open(os.path.join(ROOT, "docs", "benchmarks.md"), "w").write("\n".join(lines) + "\n")
+    # The serving section (scripts/bench_serve.sh) follows its marker and is kept.
+    path = os.path.join(ROOT, "docs", "benchmarks.md")
+    serve_mark = "<!-- serve: made by scripts/bench_serve.sh -->"
+    old = open(path).read() if os.path.exists(path) else ""
+    kept = "\n" + serve_mark + old.split(serve_mark, 1)[1] if serve_mark in old else ""
+    open(path, "w").write("\n".join(lines) + "\n" + kept)
     json.dump(results, open(os.path.join(ROOT, "docs", "benchmarks.json"), "w"), indent=1)
     if rows:
         svg_chart(rows, os.path.join(ROOT, "docs", "benchmarks.svg"))

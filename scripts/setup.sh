@@ -18,12 +18,16 @@ packages=(
   libopencc-dev
   # cpack -G DEB: dpkg-shlibdeps computes the package's Depends (it needs file).
   dpkg-dev file
+  # ltk-serve's HTTP server (found through its pkg-config file).
+  libcpp-httplib-dev pkg-config
 )
 if [[ "${1:-}" == "--test" ]]; then
   # The reference implementations (PyTorch, scikit-learn) and a browser that renders the report.
   packages+=(python3-torch python3-sklearn python3-scipy chromium)
   # fastText, the bag-of-words baseline of scripts/bench.sh.
   packages+=(fasttext)
+  # scripts/bench_serve.sh: the load generator, and the Flask app under gunicorn it compares with.
+  packages+=(wrk gunicorn python3-flask)
   # node runs the Hugging Face tokenizers for the WordPiece parity test (Debian's, unless one is there).
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi

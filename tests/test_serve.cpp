@@ -100,6 +100,47 @@ ltk::serve::ServeOptions options(const std::string& run) {
   return o;
 }
 
+// /metrics once it holds every one of `wanted` (responses are counted just after they are sent),
+// or after 2 s.
+std::string metrics_with(Running& s, const std::vector<std::string>& wanted) {
+  std::string body;
+  for (int i = 0; i < 100; ++i) {
+    body = s.call("GET", "/metrics").body;
+    bool all = true;
+    for (const auto& w : wanted) all = all && body.find(w) != std::string::npos;
+    if (all) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return body;
+}
+
+// Sends raw bytes to the server and returns what it answers until it closes the connection (or
+// `wait_s` passes), and after how many seconds the first byte came (-1: none).
+std::pair<std::string, double> raw_exchange(int port, const std::string& bytes, int wait_s = 5) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return {"", -1};
+  }
+  ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  timeval wait{wait_s, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  char buf[4096];
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string received;
+  double first = -1;
+  for (ssize_t got; (got = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+    if (first < 0) first = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    received.append(buf, static_cast<size_t>(got));
+  }
+  ::close(fd);
+  return {received, first};
+}
+
 std::string header(const HttpResponse& r, const std::string& name) {
   for (const auto& [k, v] : r.headers)
     if (k == name) return v;
@@ -186,14 +227,15 @@ TEST_CASE("serve: every endpoint of every task type answers as ltk-predict does"
                         {"outputs", {{{"name", task == "regression" ? "value" : "scores"}}}}});
     CHECK(only["outputs"].size() == 1);
     // /metrics in Prometheus' format, with what was just served.
-    auto metrics = s.call("GET", "/metrics");
-    CHECK(metrics.content_type.rfind("text/plain; version=0.0.4", 0) == 0);
-    CHECK_THAT(metrics.body, Contains("ltk_requests_total{endpoint=\"/v1/predict\",code=\"200\"} 62"));
-    CHECK_THAT(metrics.body, Contains("ltk_requests_total{endpoint=\"/v2/models/{name}\",code=\"404\"} 1"));
-    CHECK_THAT(metrics.body, Contains("ltk_batch_texts_bucket{le=\"+Inf\"}"));
-    CHECK_THAT(metrics.body, Contains("ltk_request_duration_seconds_count{endpoint=\"/v1/predict\"} 62"));
-    CHECK_THAT(metrics.body, Contains("ltk_model_version 1"));
-    CHECK_THAT(metrics.body, Contains("ltk_queue_texts 0"));
+    CHECK(s.call("GET", "/metrics").content_type.rfind("text/plain; version=0.0.4", 0) == 0);
+    const std::string served = "ltk_requests_total{endpoint=\"/v1/predict\",code=\"200\"} 62";
+    auto metrics = metrics_with(s, {served});
+    CHECK_THAT(metrics, Contains(served));
+    CHECK_THAT(metrics, Contains("ltk_requests_total{endpoint=\"/v2/models/{name}\",code=\"404\"} 1"));
+    CHECK_THAT(metrics, Contains("ltk_batch_texts_bucket{le=\"+Inf\"}"));
+    CHECK_THAT(metrics, Contains("ltk_request_duration_seconds_count{endpoint=\"/v1/predict\"} 62"));
+    CHECK_THAT(metrics, Contains("ltk_model_version 1"));
+    CHECK_THAT(metrics, Contains("ltk_queue_texts 0"));
   }
 }
 
@@ -224,6 +266,16 @@ TEST_CASE("serve: bad input gets 400 - 422 - 413 - 503 or an error in place, and
                   "/v2/models/run/infer").status == 400);
   CHECK(s.call("GET", "/v1/predict").status == 405);
   CHECK(s.call("GET", "/nowhere").status == 404);
+  // Nesting that would exhaust the stack, numbers out of range: 400, not a crash or a 500.
+  r = status_of("{\"texts\": [\"a\"], \"id\": " + std::string(2000, '[') + std::string(2000, ']') + "}");
+  CHECK(r.status == 400);
+  CHECK_THAT(r.body, Contains("nested deeper than"));
+  CHECK(header(r, "X-Model-Version") == "1");
+  CHECK(status_of(R"({"texts": ["a"], "top_k": 1e999})").status == 400);
+  // curl -d sends a form content type; a body of any type up to --max-body is read.
+  auto form = s.call("POST", "/v1/predict", json{{"texts", std::vector<std::string>(3, std::string(1000, 'x') + " goal")}}.dump(),
+                     {{"Content-Type", "application/x-www-form-urlencoded"}});
+  CHECK(form.status == 200);
   // Empty texts and invalid UTF-8 are errors of their own item; the rest is answered.
   r = status_of(std::string("{\"texts\": [\"goal match\", \"   \", \"bad \xff byte\", \"linux\"]}"));
   REQUIRE(r.status == 200);
@@ -236,46 +288,34 @@ TEST_CASE("serve: bad input gets 400 - 422 - 413 - 503 or an error in place, and
   r = status_of("{\"texts\": [\"" + std::string(5000, 'a') + "\"]}");
   CHECK(r.status == 413);
   CHECK_THAT(r.body, Contains("max-body"));
+  CHECK(header(r, "X-Model-Version") == "1");
+  // ... whatever the framing: chunked, it is cut off once past the limit.
+  std::string chunked = "POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 5; ++i) chunked += "400\r\n" + std::string(1024, ' ') + "\r\n";
+  chunked += "0\r\n\r\n";
+  CHECK_THAT(raw_exchange(s.server.port(), chunked).first, Contains("HTTP/1.1 413"));
   CHECK(status_of(R"({"texts": ["a", "b", "c", "d", "e"]})").status == 413);
   // A full queue: 503 with Retry-After; the queued request is answered once the model runs.
   s.server.hold(true);
   std::thread first([&] { CHECK(status_of(R"({"texts": ["goal", "soup", "linux"]})").status == 200); });
-  for (int i = 0; i < 200 && s.server.queued_texts() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  REQUIRE(s.server.queued_texts() == 3);
+  for (int i = 0; i < 1000 && s.server.queued_texts() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(s.server.queued_texts() == 3);
   r = status_of(R"({"texts": ["goal", "soup"]})");
   CHECK(r.status == 503);
   CHECK(header(r, "Retry-After") == "1");
   s.server.hold(false);
   first.join();
-  // A client that stops sending is disconnected after the read timeout (1 s here).
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(s.server.port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  const char partial[] = "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"te";
-  REQUIRE(::send(fd, partial, sizeof partial - 1, 0) > 0);
-  timeval wait{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
-  char buf[512];
-  const auto t0 = std::chrono::steady_clock::now();
-  std::string received;
-  double answered_after = -1;
-  for (ssize_t got; (got = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
-    if (answered_after < 0) answered_after = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    received.append(buf, static_cast<size_t>(got));
-  }
-  ::close(fd);
-  // cut off after the read timeout: a 400 naming it (then the connection closes at the latest
-  // after the keep-alive timeout; recv returned 0, not its own 5 s timeout)
+  // A client that stops sending is cut off after the read timeout (1 s here): a 400 naming it,
+  // then the connection closes (at the latest after the keep-alive timeout, also 1 s).
+  auto [received, answered_after] =
+      raw_exchange(s.server.port(), "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"te");
   CHECK_THAT(received, Contains("HTTP/1.1 400") && Contains("stops sending"));
   CHECK(answered_after >= 0.5);
   CHECK(answered_after < 4);
   // Still serving; every refusal was counted.
   CHECK(status_of(R"({"texts": ["goal"]})").status == 200);
-  auto metrics = s.call("GET", "/metrics").body;
-  CHECK_THAT(metrics, Contains("code=\"413\"} 2") && Contains("code=\"503\"} 1") && Contains("ltk_texts_total{result=\"refused\"} 2"));
+  auto metrics = metrics_with(s, {"code=\"413\"} 3", "code=\"503\"} 1"});
+  CHECK_THAT(metrics, Contains("code=\"413\"} 3") && Contains("code=\"503\"} 1") && Contains("ltk_texts_total{result=\"refused\"} 2"));
 }
 
 TEST_CASE("serve: reload under load fails no request - a bad checkpoint keeps the model - SIGTERM drains", "[serve]") {
@@ -329,6 +369,19 @@ TEST_CASE("serve: reload under load fails no request - a bad checkpoint keeps th
   CHECK(model["task"] == "binary");
   CHECK_THAT(s.call("GET", "/metrics").body,
              Contains("ltk_reloads_total{result=\"ok\"} 2") && Contains("ltk_reloads_total{result=\"failed\"} 1"));
+  // A request in the queue when the model is swapped is answered by the model it arrived to.
+  s.server.hold(true);
+  HttpResponse in_flight;
+  std::thread queued([&] { in_flight = s.call("POST", "/v1/predict", R"({"texts": ["goal match"]})"); });
+  for (int i = 0; i < 1000 && s.server.queued_texts() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(s.server.queued_texts() == 1);
+  CHECK(reload(json{{"run", run}}.dump(), 200)["version"] == 4);
+  s.server.hold(false);
+  queued.join();
+  CHECK(in_flight.status == 200);
+  CHECK(header(in_flight, "X-Model-Version") == "3");
+  CHECK(json::parse(in_flight.body)["predictions"][0].contains("scores"));
+  CHECK(json::parse(s.call("POST", "/v1/predict", R"({"texts": ["goal match"]})").body)["model_version"] == 4);
   // Reload from elsewhere than loopback needs the token; with a token, without it is 401.
   auto o = options(run);
   o.admin_token = "s3cret";
@@ -339,12 +392,11 @@ TEST_CASE("serve: reload under load fails no request - a bad checkpoint keeps th
   // Shutdown while a request waits in the queue: it is answered, then run() returns.
   s.server.hold(true);
   std::thread waiting([&] { CHECK(s.call("POST", "/v1/predict", R"({"texts": ["goal"]})").status == 200); });
-  for (int i = 0; i < 200 && s.server.queued_texts() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  REQUIRE(s.server.queued_texts() == 1);
-  s.server.shutdown();
-  CHECK(s.call("GET", "/v2/health/live").status == -1);  // no longer accepting
-  s.server.hold(false);
+  for (int i = 0; i < 1000 && s.server.queued_texts() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(s.server.queued_texts() == 1);
+  s.server.shutdown();  // releases the hold: what was accepted is answered
   waiting.join();
+  CHECK(s.call("GET", "/v2/health/live").status == -1);  // no longer accepting
 }
 
 TEST_CASE("cli: ltk-serve - SIGHUP reloads - SIGTERM exits 0 - a port in use is a clear error", "[serve][cli]") {

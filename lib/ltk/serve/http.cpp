@@ -5,7 +5,10 @@
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <strings.h>
 
 namespace ltk::serve {
@@ -36,46 +39,97 @@ const char* reason_json(int status) {
 
 }  // namespace
 
-HttpServer::HttpServer(HttpOptions options, Handler handler, Observer on_response)
+HttpServer::HttpServer(HttpOptions options, Handler handler, Observer on_response, HeaderSource common_headers)
     : impl_(std::make_unique<Impl>()), options_(std::move(options)) {
   auto& s = impl_->server;
   const int threads = std::max(1, options_.threads);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   s.set_payload_max_length(options_.max_body);
+  s.set_read_timeout(options_.read_timeout_s, 0);
+  s.set_write_timeout(options_.write_timeout_s, 0);
+  s.set_keep_alive_timeout(options_.keep_alive_s);
+  s.set_keep_alive_max_count(options_.keep_alive_max);
+  // Without it a response written in two parts (head, body) waits for the client's delayed ACK:
+  // 40 ms a request on Linux.
+  s.set_tcp_nodelay(true);
   // SO_REUSEADDR only: cpp-httplib's default adds SO_REUSEPORT, with which a second server on the
   // same port starts without an error and takes half the connections.
   s.set_socket_options([](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof yes);
   });
-  s.set_read_timeout(options_.read_timeout_s, 0);
-  s.set_write_timeout(options_.write_timeout_s, 0);
-  s.set_keep_alive_timeout(options_.keep_alive_s);
-  s.set_keep_alive_max_count(options_.keep_alive_max);
-  auto route = [handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
-    HttpRequest r;
+  auto add_common = [common_headers](httplib::Response& res) {
+    if (!common_headers) return;
+    for (auto& [k, v] : common_headers())
+      if (!res.has_header(k.c_str())) res.set_header(k.c_str(), v);
+  };
+  auto respond = [handler, add_common](HttpRequest r, const httplib::Request& req, httplib::Response& res) {
     r.method = req.method;
     r.path = req.path;
-    r.body = req.body;
     r.remote_addr = req.remote_addr;
     r.headers.assign(req.headers.begin(), req.headers.end());
     HttpResponse out = handler(r);
     res.status = out.status;
     for (auto& [k, v] : out.headers) res.set_header(k.c_str(), v);
+    add_common(res);
     res.set_content(std::move(out.body), out.content_type.c_str());
   };
-  s.Get(".*", route);
-  s.Post(".*", route);
-  s.Put(".*", route);
-  s.Delete(".*", route);
-  s.Patch(".*", route);
-  // The library's own answers (413 for a body over --max-body, 400 for a malformed request, a
-  // method it does not route) get a JSON body like every other error.
-  s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+  s.Get(".*", [respond](const httplib::Request& req, httplib::Response& res) { respond(HttpRequest{}, req, res); });
+  // Bodies are read here, chunk by chunk, and refused past max_body whatever their framing
+  // (Content-Length, chunked, compressed: cpp-httplib inflates gzip and brotli before this sees it)
+  // and content type (cpp-httplib's own path caps form-encoded bodies, as curl -d sends, at 8 KiB).
+  const size_t max_body = options_.max_body;
+  auto with_body = [respond, max_body, add_common](const httplib::Request& req, httplib::Response& res,
+                                                   const httplib::ContentReader& reader) {
+    HttpRequest r;
+    bool too_large = false;
+    const bool complete = reader([&](const char* data, size_t n) {
+      if (r.body.size() + n > max_body) {
+        too_large = true;
+        return false;
+      }
+      r.body.append(data, n);
+      return true;
+    });
+    if (too_large || !complete) {  // over the limit, or cut off (the client stopped sending)
+      res.status = too_large ? 413 : 400;
+      res.set_header("Connection", "close");
+      add_common(res);
+      res.set_content(reason_json(res.status), "application/json");
+      return;
+    }
+    respond(std::move(r), req, res);
+  };
+  s.Post(".*", with_body);
+  s.Put(".*", with_body);
+  s.Delete(".*", with_body);
+  s.Patch(".*", with_body);
+  // Before any body is read: a declared length over max_body is refused at once, and a POST must
+  // declare its length or be chunked.
+  s.set_pre_routing_handler([max_body, add_common](const httplib::Request& req, httplib::Response& res) {
+    const std::string length = req.get_header_value("Content-Length");
+    int status = 0;
+    if (!length.empty()) {
+      errno = 0;
+      char* end = nullptr;
+      unsigned long long n = std::strtoull(length.c_str(), &end, 10);
+      if (errno || end == length.c_str() || *end || n > max_body) status = 413;
+    }
+    if (!status) return httplib::Server::HandlerResponse::Unhandled;
+    res.status = status;
+    res.set_header("Connection", "close");
+    add_common(res);
+    res.set_content(reason_json(status), "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  // The library's own answers (400 for a malformed request, a method it does not route, 413)
+  // get a JSON body and the common headers like every other response.
+  s.set_error_handler(httplib::Server::HandlerWithResponse([add_common](const httplib::Request&, httplib::Response& res) {
+    add_common(res);
     if (res.body.empty()) res.set_content(reason_json(res.status), "application/json");
     return httplib::Server::HandlerResponse::Handled;
   }));
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+  s.set_exception_handler([add_common](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
     std::string what = "unknown error";
     try {
       if (ep) std::rethrow_exception(ep);
@@ -84,7 +138,9 @@ HttpServer::HttpServer(HttpOptions options, Handler handler, Observer on_respons
     } catch (...) {
     }
     res.status = 500;
-    res.set_content(nlohmann::json{{"error", "internal error: " + what}}.dump(), "application/json");
+    add_common(res);
+    res.set_content(nlohmann::json{{"error", "internal error: " + what}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                    "application/json");
   });
   if (on_response)
     s.set_logger([on_response](const httplib::Request& req, const httplib::Response& res) {
@@ -113,10 +169,23 @@ void HttpServer::bind() {
   }
 }
 
-void HttpServer::run() { impl_->server.listen_after_bind(); }
+void HttpServer::run() {
+  entered_ = true;
+  if (stop_requested_) return;
+  const bool ok = impl_->server.listen_after_bind();
+  finished_ = true;
+  if (!ok && !stop_requested_)
+    throw ServeError("the server on " + options_.host + ":" + std::to_string(port_) + " stopped accepting connections");
+}
 
 void HttpServer::stop() {
-  if (impl_) impl_->server.stop();
+  if (!impl_) return;
+  stop_requested_ = true;
+  // cpp-httplib ignores a stop before its accept loop runs: wait for the loop when run() was
+  // entered (run() returns at once when it was not).
+  for (int i = 0; i < 1000 && entered_ && !finished_ && !impl_->server.is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  impl_->server.stop();
 }
 
 HttpResponse http_call(const std::string& host, int port, const std::string& method, const std::string& path,

@@ -3,6 +3,7 @@
 // Debian built the library with (its pkg-config Cflags), outside the precompiled header.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -40,11 +41,11 @@ struct HttpOptions {
   std::string host = "127.0.0.1";
   int port = 8080;            ///< 0: any free port (HttpServer::port() tells which)
   int threads = 64;           ///< connections served at once (one thread each, keep-alive included)
-  size_t max_body = 1 << 20;  ///< larger bodies are answered 413 before they are read
+  size_t max_body = 1 << 20;  ///< larger bodies are answered 413 (at once when their length is declared)
   int read_timeout_s = 5;     ///< a client that sends nothing for this long is disconnected
   int write_timeout_s = 5;
   int keep_alive_s = 5;       ///< idle keep-alive connections close after this
-  size_t keep_alive_max = 100000;  ///< requests per connection
+  size_t keep_alive_max = 1000;  ///< requests per connection before it is closed
 };
 
 /// A blocking HTTP server: every request goes to one handler (on the connection's thread), and
@@ -54,7 +55,9 @@ class HttpServer {
  public:
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
   using Observer = std::function<void(const std::string& path, int status)>;
-  HttpServer(HttpOptions options, Handler handler, Observer on_response);
+  /// Headers every response carries unless the handler set them (the server's own errors too).
+  using HeaderSource = std::function<std::vector<std::pair<std::string, std::string>>()>;
+  HttpServer(HttpOptions options, Handler handler, Observer on_response, HeaderSource common_headers = nullptr);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -63,9 +66,11 @@ class HttpServer {
   /// cannot assign the address) when it cannot.
   void bind();
   int port() const { return port_; }
-  /// Serves until stop(): then returns once every request being handled has been answered.
+  /// Serves until stop(): then returns once every request being handled has been answered
+  /// (connections waiting for a thread and idle keep-alive connections are closed). Returns at
+  /// once when stop() came first; ServeError when the accept loop fails.
   void run();
-  /// Stops accepting connections (safe from any thread; idempotent).
+  /// Stops accepting connections (safe from any thread, before or during run(); idempotent).
   void stop();
 
  private:
@@ -73,6 +78,7 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
   HttpOptions options_;
   int port_ = 0;
+  std::atomic<bool> entered_{false}, finished_{false}, stop_requested_{false};
 };
 
 /// A client call for tests and tools: `method` GET or POST to http://host:port/path. Returns the

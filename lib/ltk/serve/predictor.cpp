@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "ltk/core/strings.h"
 #include "ltk/data/utf8.h"
@@ -86,10 +87,34 @@ std::vector<nlohmann::ordered_json> Predictor::answer(const TextDataset& data, c
     for (int64_t i = 0; i < data.size(); ++i) out.push_back(fill_masks(data, i, k_of(i)));
     return out;
   }
-  torch::Tensor scores =
-      predict(*run_.model, *run_.task, data, batch_size, run_.device, run_.vocab.size()).scores.contiguous();
-  for (int64_t i = 0; i < data.size(); ++i) {
-    nlohmann::ordered_json j = run_.task->prediction(scores[i].data_ptr<float>());
+  // Texts sorted by length, in groups of at most batch_size whose padding stays small (the padded
+  // tokens at most 1.25 times the real ones, plus 4 a text): a convolution or an RNN computes every
+  // padded position, so one long text in a batch of short ones would multiply the batch's cost
+  // (textcnn on fortunes_en: 2.5x the texts/s of plain batches of 64). Models are
+  // padding-invariant, so the grouping changes the speed, not the answers.
+  const int64_t n = data.size();
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return data.length(a) < data.length(b); });
+  std::vector<torch::Tensor> rows(static_cast<size_t>(n));
+  for (size_t start = 0; start < order.size();) {
+    size_t end = start;
+    int64_t real = 0;
+    while (end < order.size() && static_cast<int64_t>(end - start) < batch_size) {
+      const int64_t len = std::max<int64_t>(1, data.length(order[end])), count = static_cast<int64_t>(end - start) + 1;
+      if (end > start && len * count > (real + len) * 5 / 4 + 4 * count) break;
+      real += len;
+      ++end;
+    }
+    TextDataset group;
+    for (size_t k = start; k < end; ++k) append_sample(group, data, order[k]);
+    auto scores = predict(*run_.model, *run_.task, group, static_cast<int64_t>(end - start), run_.device, run_.vocab.size())
+                      .scores.contiguous();
+    for (size_t k = start; k < end; ++k) rows[static_cast<size_t>(order[k])] = scores[static_cast<int64_t>(k - start)];
+    start = end;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    nlohmann::ordered_json j = run_.task->prediction(rows[static_cast<size_t>(i)].data_ptr<float>());
     const int64_t k = k_of(i);
     if (k > 0 && j.contains("scores")) {
       std::vector<std::pair<double, std::string>> ranked;

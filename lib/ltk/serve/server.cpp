@@ -65,24 +65,57 @@ struct FieldError {
   std::string message;
 };
 
+// JSON nests at most this deep in a request: copying, printing and walking a value recurse, so a
+// small body of nested brackets must not reach them.
+constexpr int kMaxDepth = 32;
+
+// The deepest nesting of arrays and objects in `body`, outside strings (stops counting past kMaxDepth).
+int nesting_depth(const std::string& body) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < body.size() && deepest <= kMaxDepth; ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 json parse_body(const std::string& body, bool& marked) {
+  if (nesting_depth(body) > kMaxDepth)
+    throw FieldError{400, "invalid JSON: nested deeper than " + std::to_string(kMaxDepth) + " levels"};
   marked = utf8::find_invalid(body) != std::string::npos;
   try {
     return json::parse(marked ? with_invalid_bytes_marked(body) : body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and numbers out of range (1e999)
     std::string what = e.what();
     size_t tag = what.find("] ");
     throw FieldError{400, "invalid JSON: " + (tag == std::string::npos ? what : what.substr(tag + 2))};
   }
 }
 
+// A value for an error message, cut short.
+std::string shown(const json& j) {
+  std::string s = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+}
+
 const char* type_name(const json& j) { return j.type_name(); }
 
-/// The text of a request field, as an input: an invalid byte (marked) is an error of that text.
-TextInput input_of(const std::string& text, const std::string& pair, bool pairs) {
-  size_t bad = text.find(kInvalidByte);
+/// The text of a request field, as an input: an invalid byte (marked, when the body had one) is an
+/// error of that text.
+TextInput input_of(const std::string& text, const std::string& pair, bool pairs, bool marked) {
+  size_t bad = marked ? text.find(kInvalidByte) : std::string::npos;
   if (bad != std::string::npos) return TextInput{"", "", "invalid UTF-8 at byte " + std::to_string(bad)};
-  if (pairs) {
+  if (pairs && marked) {
     size_t bad_pair = pair.find(kInvalidByte);
     if (bad_pair != std::string::npos)
       return TextInput{"", "", "invalid UTF-8 at byte " + std::to_string(bad_pair) + " (the second text of the pair)"};
@@ -102,7 +135,8 @@ Server::Server(ServeOptions options)
     : options_(std::move(options)),
       metrics_(options_.max_batch),
       http_(options_.http, [this](const HttpRequest& r) { return handle(r); },
-            [this](const std::string& path, int status) { metrics_.response(path, status); }) {
+            [this](const std::string& path, int status) { metrics_.response(path, status); },
+            [this] { return std::vector<std::pair<std::string, std::string>>{{"X-Model-Version", std::to_string(current()->version)}}; }) {
   if (options_.max_batch < 1) throw UsageError("--max-batch must be >= 1");
   if (options_.max_delay_ms < 0) throw UsageError("--max-delay-ms must be >= 0");
   if (options_.max_queue < 1) throw UsageError("--max-queue must be >= 1");
@@ -111,8 +145,8 @@ Server::Server(ServeOptions options)
   if (name_.empty() || name_ == "." || name_ == "..")
     name_ = std::filesystem::weakly_canonical(options_.run_dir).filename().string();
   if (name_.find('/') != std::string::npos) throw UsageError("--model-name must not contain '/'");
-  auto loaded = std::make_shared<Servable>(Servable{
-      Predictor(load_run(options_.run_dir, options_.checkpoint, options_.device)), next_version_++, options_.run_dir, ""});
+  auto loaded = std::make_shared<Servable>(Servable{Predictor(load_run(options_.run_dir, options_.checkpoint, options_.device)),
+                                                    next_version_++, options_.run_dir, "", options_.checkpoint});
   loaded->checkpoint = loaded->predictor.run().checkpoint_path;
   model_ = loaded;
   metrics_.model(loaded->version, name_, loaded->run_dir, loaded->checkpoint);
@@ -147,6 +181,7 @@ void Server::run() {
 
 void Server::shutdown() {
   draining_ = true;
+  hold(false);  // a held model thread would keep the requests it holds, and run(), waiting
   http_.stop();
 }
 
@@ -161,10 +196,10 @@ ReloadResult Server::reload(const std::string& run_dir, const std::string& check
   auto old = current();
   ReloadResult r;
   const std::string dir = run_dir.empty() ? old->run_dir : run_dir;
-  const std::string which = checkpoint.empty() ? (run_dir.empty() ? options_.checkpoint : "best") : checkpoint;
+  const std::string which = checkpoint.empty() ? (run_dir.empty() ? old->checkpoint_spec : "best") : checkpoint;
   try {
     auto loaded = std::make_shared<Servable>(
-        Servable{Predictor(load_run(dir, which, options_.device)), next_version_, dir, ""});
+        Servable{Predictor(load_run(dir, which, options_.device)), next_version_, dir, "", which});
     loaded->checkpoint = loaded->predictor.run().checkpoint_path;
     ++next_version_;
     {
@@ -223,8 +258,10 @@ Server::Submit Server::run_job(const std::shared_ptr<Job>& job, Arrival& arrival
     std::lock_guard<std::mutex> lock(queue_mutex_);
     --arriving_;  // queued (or refused) now, under the lock the batcher's wait reads it with
     arrival.counted_ = false;
-    if (stopping_) return Submit::stopping;
-    if (queued_texts_ + n > options_.max_queue) return Submit::full;
+    if (stopping_ || queued_texts_ + n > options_.max_queue) {
+      queue_cv_.notify_all();  // one fewer on its way: the batcher need not wait for it
+      return stopping_ ? Submit::stopping : Submit::full;
+    }
     job->arrived = Clock::now();
     queue_.push_back(job);
     queued_texts_ += n;
@@ -374,6 +411,9 @@ HttpResponse Server::handle(const HttpRequest& request) {
     }
   } catch (const FieldError& e) {
     response = error_response(e.status, e.message);
+  } catch (const std::exception& e) {
+    log::error("{} {}: {}", request.method, path, e.what());
+    response = error_response(500, std::string("internal error: ") + e.what());
   }
   bool has_version = false;
   for (const auto& h : response.headers) has_version |= h.first == "X-Model-Version";
@@ -398,7 +438,7 @@ HttpResponse Server::predict_v1(const HttpRequest& request, const std::shared_pt
   if (body.contains("top_k")) {
     const auto& k = body["top_k"];
     if (!k.is_number_integer() || k.get<int64_t>() < 0)
-      throw FieldError{422, std::string("top_k: expected an integer >= 0, got ") + (k.is_number() ? k.dump() : type_name(k))};
+      throw FieldError{422, std::string("top_k: expected an integer >= 0, got ") + (k.is_number() ? shown(k) : type_name(k))};
     top_k = k.get<int64_t>();
   }
   std::vector<TextInput> inputs;
@@ -412,7 +452,7 @@ HttpResponse Server::predict_v1(const HttpRequest& request, const std::shared_pt
     for (size_t i = 0; i < texts.size(); ++i) {
       if (!texts[i].is_string())
         throw FieldError{422, "texts[" + std::to_string(i) + "]: expected a string, got " + type_name(texts[i])};
-      inputs.push_back(input_of(texts[i].get_ref<const std::string&>(), "", false));
+      inputs.push_back(input_of(texts[i].get_ref<const std::string&>(), "", false, marked));
     }
   } else {
     const auto& instances = body["instances"];
@@ -433,7 +473,7 @@ HttpResponse Server::predict_v1(const HttpRequest& request, const std::shared_pt
         pair = in[f].get<std::string>();
       }
       ids.push_back(in.contains("id") ? in["id"] : json());
-      inputs.push_back(input_of(in["text"].get_ref<const std::string&>(), pair, predictor.pairs()));
+      inputs.push_back(input_of(in["text"].get_ref<const std::string&>(), pair, predictor.pairs(), marked));
     }
   }
   // Tokenised here, on the connection's thread; the model thread only batches and runs the model.
@@ -523,7 +563,7 @@ HttpResponse Server::infer_v2(const HttpRequest& request, const std::shared_ptr<
     if (!tensor.is_object()) throw FieldError{400, where + ": expected an object"};
     if (!tensor.contains("datatype") || tensor["datatype"] != "BYTES")
       throw FieldError{400, where + ".datatype: expected \"BYTES\" (texts), got " +
-                                (tensor.contains("datatype") ? tensor["datatype"].dump() : "nothing")};
+                                (tensor.contains("datatype") ? shown(tensor["datatype"]) : "nothing")};
     if (!tensor.contains("data") || !tensor["data"].is_array()) throw FieldError{400, where + ".data: expected an array"};
     std::vector<std::string> out;
     std::function<void(const json&)> walk = [&](const json& j) {
@@ -541,11 +581,11 @@ HttpResponse Server::infer_v2(const HttpRequest& request, const std::shared_ptr<
       int64_t n = 1;
       bool ok = shape.is_array() && !shape.empty();
       for (const auto& d : shape) {
-        ok = ok && d.is_number_integer() && d.get<int64_t>() >= 0;
-        if (ok) n *= d.get<int64_t>();
+        ok = ok && d.is_number_integer() && d.get<int64_t>() >= 0 && d.get<int64_t>() <= (int64_t{1} << 30);
+        if (ok) n = std::min<int64_t>(n * d.get<int64_t>(), int64_t{1} << 40);  // no overflow
       }
       if (!ok || n != static_cast<int64_t>(out.size()))
-        throw FieldError{400, where + ".shape " + shape.dump() + " does not hold the " + std::to_string(out.size()) +
+        throw FieldError{400, where + ".shape " + shown(shape) + " does not hold the " + std::to_string(out.size()) +
                                   " strings of its data"};
     }
     return out;
@@ -572,7 +612,7 @@ HttpResponse Server::infer_v2(const HttpRequest& request, const std::shared_ptr<
     throw FieldError{400, "inputs: \"" + pair_name + "\" must hold one text per text (" + std::to_string(texts.size()) + ")"};
   std::vector<TextInput> inputs;
   for (size_t i = 0; i < texts.size(); ++i) {
-    inputs.push_back(input_of(texts[i], predictor.pairs() ? pairs[i] : "", predictor.pairs()));
+    inputs.push_back(input_of(texts[i], predictor.pairs() ? pairs[i] : "", predictor.pairs(), marked));
     if (!inputs.back().error.empty())
       throw FieldError{400, "inputs[text].data[" + std::to_string(i) + "]: " + inputs.back().error};
   }

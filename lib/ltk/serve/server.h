@@ -37,7 +37,8 @@ struct ServeOptions {
 struct Servable {
   Predictor predictor;
   int64_t version = 0;
-  std::string run_dir, checkpoint;
+  std::string run_dir, checkpoint;  ///< checkpoint: the weights file loaded
+  std::string checkpoint_spec;      ///< what was asked for ("best", "last", step-N, a path)
 };
 
 /// What reload() did: `version` is the one now served (the new one, or the old one on failure).
@@ -64,7 +65,8 @@ class Server {
   void run();
   /// Stops accepting (thread- and signal-thread-safe, idempotent); run() returns after draining.
   void shutdown();
-  /// Loads `run_dir` ("" = the current one) at `checkpoint` ("" = the current one) next to the model
+  /// Loads `run_dir` ("" = the current one) at `checkpoint` ("": what the current model was loaded
+  /// as, "best", "last"... re-read; "best" for another run) next to the model
   /// being served and swaps it in; a failure keeps the old model and says why. One at a time.
   ReloadResult reload(const std::string& run_dir = "", const std::string& checkpoint = "");
   /// Answers one request (the HTTP server's handler; tests call it directly too).
