@@ -78,6 +78,7 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
   HttpOptions options_;
   int port_ = 0;
+  int listen_fd_ = -1;  ///< the listening socket, once bound
   std::atomic<bool> entered_{false}, finished_{false}, stop_requested_{false};
 };
 
