@@ -176,6 +176,8 @@ int main(int argc, char** argv) {
       file.open(path, std::ios::binary);
       if (!file) throw ltk::DataError("cannot open input " + path);
       in = &file;
+      struct stat st {};
+      streaming = stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode);  // a FIFO, /dev/stdin
     } else {
       struct stat st {};
       streaming = fstat(STDIN_FILENO, &st) != 0 || !S_ISREG(st.st_mode);
@@ -186,7 +188,7 @@ int main(int argc, char** argv) {
     // A file is read 16 batches at a time: predict() sorts those texts by length into batches, so
     // that little padding is computed (textcnn on fortunes_en: 3.7x faster than batches of 256 in
     // file order). Streaming input is answered batch by batch (line by line by default).
-    const int64_t flush_at = streaming ? batch_size : batch_size * 16;
+    const int64_t flush_at = streaming ? batch_size : std::max(batch_size, std::min<int64_t>(batch_size, 4096) * 16);
     std::vector<Pending> pending;
     std::string line;
     int64_t line_no = 0;

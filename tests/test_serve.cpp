@@ -293,7 +293,14 @@ TEST_CASE("serve: bad input gets 400 - 422 - 413 - 503 or an error in place, and
   std::string chunked = "POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (int i = 0; i < 5; ++i) chunked += "400\r\n" + std::string(1024, ' ') + "\r\n";
   chunked += "0\r\n\r\n";
-  CHECK_THAT(raw_exchange(s.server.port(), chunked).first, Contains("HTTP/1.1 413"));
+  auto refused = raw_exchange(s.server.port(), chunked, 3).first;
+  CHECK_THAT(refused, Contains("HTTP/1.1 413") && !Contains("HTTP/1.1 400"));
+  // The refused body is consumed, never taken for requests of its own (a request hidden in it is
+  // not answered).
+  const std::string hidden = "GET /v1/model HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::string padded = hidden + std::string(5000 - hidden.size(), ' ');
+  refused = raw_exchange(s.server.port(), "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + padded, 3).first;
+  CHECK_THAT(refused, Contains("HTTP/1.1 413") && !Contains("HTTP/1.1 200") && !Contains("HTTP/1.1 400"));
   CHECK(status_of(R"({"texts": ["a", "b", "c", "d", "e"]})").status == 413);
   // A full queue: 503 with Retry-After; the queued request is answered once the model runs.
   s.server.hold(true);
@@ -314,8 +321,8 @@ TEST_CASE("serve: bad input gets 400 - 422 - 413 - 503 or an error in place, and
   CHECK(answered_after < 4);
   // Still serving; every refusal was counted.
   CHECK(status_of(R"({"texts": ["goal"]})").status == 200);
-  auto metrics = metrics_with(s, {"code=\"413\"} 3", "code=\"503\"} 1"});
-  CHECK_THAT(metrics, Contains("code=\"413\"} 3") && Contains("code=\"503\"} 1") && Contains("ltk_texts_total{result=\"refused\"} 2"));
+  auto metrics = metrics_with(s, {"code=\"413\"} 4", "code=\"503\"} 1"});
+  CHECK_THAT(metrics, Contains("code=\"413\"} 4") && Contains("code=\"503\"} 1") && Contains("ltk_texts_total{result=\"refused\"} 2"));
 }
 
 TEST_CASE("serve: reload under load fails no request - a bad checkpoint keeps the model - SIGTERM drains", "[serve]") {

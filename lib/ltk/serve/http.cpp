@@ -10,6 +10,7 @@
 #include <cstring>
 #include <thread>
 #include <strings.h>
+#include <unistd.h>
 
 namespace ltk::serve {
 
@@ -29,7 +30,8 @@ const char* reason_json(int status) {
   switch (status) {
     case 400:
       return "{\"error\": \"malformed or incomplete HTTP request (a client that stops sending is cut off after the "
-             "server's --timeout-s; a POST needs a Content-Length)\"}";
+             "server's --timeout-s)\"}";
+    case 415: return "{\"error\": \"send the request as JSON, not multipart form data\"}";
     case 404: return "{\"error\": \"no such endpoint\"}";
     case 413: return "{\"error\": \"the request body is larger than the server's --max-body\"}";
     case 414: return "{\"error\": \"the request URI is too long\"}";
@@ -84,19 +86,30 @@ HttpServer::HttpServer(HttpOptions options, Handler handler, Observer on_respons
                                                    const httplib::ContentReader& reader) {
     HttpRequest r;
     bool too_large = false;
-    const bool complete = reader([&](const char* data, size_t n) {
-      if (r.body.size() + n > max_body) {
-        too_large = true;
-        return false;
-      }
-      r.body.append(data, n);
+    // The whole body is consumed even when it is refused: cpp-httplib keeps the connection open,
+    // and unread bytes would be taken for the next request.
+    auto keep = [&](const char* data, size_t n) {
+      if (too_large || r.body.size() + n > max_body) too_large = true;
+      else r.body.append(data, n);
       return true;
-    });
-    if (too_large || !complete) {  // over the limit, or cut off (the client stopped sending)
-      res.status = too_large ? 413 : 400;
-      res.set_header("Connection", "close");
+    };
+    bool complete;
+    int status = 0;
+    if (req.is_multipart_form_data()) {
+      complete = reader([](const httplib::MultipartFormData&) { return true; },
+                        [](const char*, size_t) { return true; });
+      status = 415;
+    } else {
+      complete = reader(keep);
+    }
+    // A declared length over the limit: cpp-httplib skips the body and sets 413; cut off (the
+    // client stopped sending): 400.
+    if (!complete) status = res.status >= 400 ? res.status : 400;
+    else if (too_large) status = 413;
+    if (status) {
+      res.status = status;
       add_common(res);
-      res.set_content(reason_json(res.status), "application/json");
+      res.set_content(reason_json(status), "application/json");
       return;
     }
     respond(std::move(r), req, res);
@@ -105,24 +118,6 @@ HttpServer::HttpServer(HttpOptions options, Handler handler, Observer on_respons
   s.Put(".*", with_body);
   s.Delete(".*", with_body);
   s.Patch(".*", with_body);
-  // Before any body is read: a declared length over max_body is refused at once, and a POST must
-  // declare its length or be chunked.
-  s.set_pre_routing_handler([max_body, add_common](const httplib::Request& req, httplib::Response& res) {
-    const std::string length = req.get_header_value("Content-Length");
-    int status = 0;
-    if (!length.empty()) {
-      errno = 0;
-      char* end = nullptr;
-      unsigned long long n = std::strtoull(length.c_str(), &end, 10);
-      if (errno || end == length.c_str() || *end || n > max_body) status = 413;
-    }
-    if (!status) return httplib::Server::HandlerResponse::Unhandled;
-    res.status = status;
-    res.set_header("Connection", "close");
-    add_common(res);
-    res.set_content(reason_json(status), "application/json");
-    return httplib::Server::HandlerResponse::Handled;
-  });
   // The library's own answers (400 for a malformed request, a method it does not route, 413)
   // get a JSON body and the common headers like every other response.
   s.set_error_handler(httplib::Server::HandlerWithResponse([add_common](const httplib::Request&, httplib::Response& res) {
@@ -149,7 +144,17 @@ HttpServer::HttpServer(HttpOptions options, Handler handler, Observer on_respons
     });
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+  if (!entered_) close_unserved_socket();
+}
+
+void HttpServer::close_unserved_socket() {
+  // cpp-httplib closes its socket when its accept loop ends; one that never ran would leave it
+  // listening (clients would connect and hang) until the process exits.
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+  listen_fd_ = -1;
+}
 
 void HttpServer::bind() {
   auto& s = impl_->server;
@@ -177,7 +182,10 @@ void HttpServer::bind() {
 
 void HttpServer::run() {
   entered_ = true;
-  if (stop_requested_) return;
+  if (stop_requested_) {
+    close_unserved_socket();
+    return;
+  }
   const bool ok = impl_->server.listen_after_bind();
   finished_ = true;
   if (!ok && !stop_requested_)

@@ -41,7 +41,7 @@ struct HttpOptions {
   std::string host = "127.0.0.1";
   int port = 8080;            ///< 0: any free port (HttpServer::port() tells which)
   int threads = 64;           ///< connections served at once (one thread each, keep-alive included)
-  size_t max_body = 1 << 20;  ///< larger bodies are answered 413 (at once when their length is declared)
+  size_t max_body = 1 << 20;  ///< larger bodies are answered 413 (read and discarded, never kept)
   int read_timeout_s = 5;     ///< a client that sends nothing for this long is disconnected
   int write_timeout_s = 5;
   int keep_alive_s = 5;       ///< idle keep-alive connections close after this
@@ -67,14 +67,16 @@ class HttpServer {
   void bind();
   int port() const { return port_; }
   /// Serves until stop(): then returns once every request being handled has been answered
-  /// (connections waiting for a thread and idle keep-alive connections are closed). Returns at
-  /// once when stop() came first; ServeError when the accept loop fails.
+  /// (connections waiting for a thread are closed; an idle keep-alive connection closes within the
+  /// keep-alive timeout, after at most one more request). Returns at once when stop() came first;
+  /// ServeError when the accept loop fails.
   void run();
   /// Stops accepting connections (safe from any thread, before or during run(); idempotent).
   void stop();
 
  private:
   struct Impl;
+  void close_unserved_socket();
   std::unique_ptr<Impl> impl_;
   HttpOptions options_;
   int port_ = 0;

@@ -93,6 +93,7 @@ std::vector<nlohmann::ordered_json> Predictor::answer(const TextDataset& data, c
   // (textcnn on fortunes_en: 2.5x the texts/s of plain batches of 64). Models are
   // padding-invariant, so the grouping changes the speed, not the answers.
   const int64_t n = data.size();
+  batch_size = std::max<int64_t>(1, batch_size);
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), int64_t{0});
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return data.length(a) < data.length(b); });
