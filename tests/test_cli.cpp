@@ -17,7 +17,9 @@
 
 using Catch::Matchers::Contains;
 using ltk::test::run_app;
+using ltk::test::spawn_app;
 using ltk::test::TempDir;
+using ltk::test::wait_exit_code;
 
 namespace {
 
@@ -274,37 +276,6 @@ void check_same_run(const std::string& a, const std::string& b) {
 }
 
 // Starts an app in the background with stderr to `err`; returns its pid.
-pid_t spawn_app(const std::string& app, const std::vector<std::string>& args, const std::string& err) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int null = ::open("/dev/null", O_RDWR);
-    dup2(null, 0);
-    dup2(null, 1);
-    dup2(fd, 2);
-    setenv("OMP_NUM_THREADS", "1", 1);
-    std::string path = std::string(LTK_BIN_DIR) + "/" + app;
-    std::vector<char*> argv{path.data()};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(path.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Waits at most `seconds` for the process, then kills it (a test never leaves a trainer running).
-int wait_exit_code(pid_t pid, int seconds = 120) {
-  int status = 0;
-  for (int i = 0; i < seconds * 10; ++i) {
-    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    usleep(100000);
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, &status, 0);
-  return -1;
-}
-
 }  // namespace
 
 TEST_CASE("resume: a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted one", "[cli][resume]") {

@@ -409,33 +409,8 @@ TEST_CASE("serve: reload under load fails no request - a bad checkpoint keeps th
 TEST_CASE("cli: ltk-serve - SIGHUP reloads - SIGTERM exits 0 - a port in use is a clear error", "[serve][cli]") {
   TempDir dir;
   const std::string run = train_run(dir, "multiclass");
-  auto spawn = [&](const std::vector<std::string>& args, const std::string& err) {
-    pid_t pid = fork();
-    if (pid == 0) {
-      int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 2);
-      setenv("OMP_NUM_THREADS", "1", 1);
-      std::string path = std::string(LTK_BIN_DIR) + "/ltk-serve";
-      std::vector<char*> argv{path.data()};
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(path.c_str(), argv.data());
-      _exit(127);
-    }
-    return pid;
-  };
-  auto wait_exit = [](pid_t pid, int seconds) {
-    int status = 0;
-    for (int i = 0; i < seconds * 10; ++i) {
-      if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      usleep(100000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1;
-  };
   const std::string port_file = dir.file("port");
-  pid_t pid = spawn({"--run", run, "--port", "0", "--port-file", port_file}, dir.file("serve.err"));
+  pid_t pid = ltk::test::spawn_app("ltk-serve", {"--run", run, "--port", "0", "--port-file", port_file}, dir.file("serve.err"));
   for (int i = 0; i < 300 && !std::filesystem::exists(port_file); ++i) usleep(100000);
   REQUIRE(std::filesystem::exists(port_file));
   const int port = std::stoi(ltk::test::read_text(port_file));
@@ -457,7 +432,7 @@ TEST_CASE("cli: ltk-serve - SIGHUP reloads - SIGTERM exits 0 - a port in use is 
   CHECK(run_app("ltk-serve", "--run '" + run + "' --max-batch 0").code == 2);
   CHECK(run_app("ltk-serve", "").code == 2);
   kill(pid, SIGTERM);
-  CHECK(wait_exit(pid, 30) == 0);
+  CHECK(ltk::test::wait_exit_code(pid, 30) == 0);
   const std::string log = ltk::test::read_text(dir.file("serve.err"));
   CHECK_THAT(log, Contains("SIGTERM") && Contains("stopped") && Contains("reload: serving version 2"));
 }

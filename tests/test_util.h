@@ -1,7 +1,10 @@
 // Helpers shared by the test files: temporary directories, files, and running the apps.
 #pragma once
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -112,6 +115,39 @@ inline RunResult run_app(const std::string& app, const std::string& args, const 
   fs::remove(out);
   fs::remove(err);
   return r;
+}
+
+/// Starts an app of build/bin with `args`, stdin and stdout on /dev/null, stderr into `err`, one
+/// OpenMP thread.
+inline pid_t spawn_app(const std::string& app, const std::vector<std::string>& args, const std::string& err) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int null = ::open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(fd, 2);
+    setenv("OMP_NUM_THREADS", "1", 1);
+    std::string path = std::string(LTK_BIN_DIR) + "/" + app;
+    std::vector<char*> argv{path.data()};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(path.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits at most `seconds` for the process, then kills it (a test never leaves a trainer running).
+inline int wait_exit_code(pid_t pid, int seconds = 120) {
+  int status = 0;
+  for (int i = 0; i < seconds * 10; ++i) {
+    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    usleep(100000);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return -1;
 }
 
 /// metrics.jsonl without its wall-clock fields (samples_per_s, eval_samples_per_s, elapsed_s), for

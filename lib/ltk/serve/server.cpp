@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <optional>
 #include <set>
 
 #include "ltk/core/log.h"
@@ -276,6 +277,23 @@ Server::Submit Server::run_job(const std::shared_ptr<Job>& job, Arrival& arrival
   return Submit::answered;
 }
 
+std::optional<HttpResponse> Server::answer_job(const std::shared_ptr<Job>& job, Arrival& arrival) {
+  std::string error;
+  switch (run_job(job, arrival, error)) {
+    case Submit::answered: return std::nullopt;
+    case Submit::full: {
+      metrics_.texts(0, job->data.size());
+      auto r = error_response(503, "the server is busy: its queue holds --max-queue " + std::to_string(options_.max_queue) +
+                                       " texts; retry later");
+      r.headers.emplace_back("Retry-After", "1");
+      return r;
+    }
+    case Submit::stopping: return error_response(503, "the server is shutting down");
+    case Submit::failed: break;
+  }
+  return error_response(500, "the model failed: " + error);
+}
+
 void Server::batch_loop() {
   const auto max_delay = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(options_.max_delay_ms));
   struct Part {
@@ -487,21 +505,8 @@ HttpResponse Server::predict_v1(const HttpRequest& request, const std::shared_pt
                               std::to_string(options_.max_queue) + "); split the request"};
   job->data = predictor.encode(valid);
   job->top_k.assign(valid.size(), top_k);
-  if (!valid.empty()) {
-    std::string error;
-    switch (run_job(job, arrival, error)) {
-      case Submit::answered: break;
-      case Submit::full: {
-        metrics_.texts(0, static_cast<int64_t>(valid.size()));
-        auto r = error_response(503, "the server is busy: its queue holds --max-queue " + std::to_string(options_.max_queue) +
-                                         " texts; retry later");
-        r.headers.emplace_back("Retry-After", "1");
-        return r;
-      }
-      case Submit::stopping: return error_response(503, "the server is shutting down");
-      case Submit::failed: return error_response(500, "the model failed: " + error);
-    }
-  }
+  if (!valid.empty())
+    if (auto refused = answer_job(job, arrival)) return *refused;
   ojson predictions = ojson::array();
   size_t row = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -625,20 +630,8 @@ HttpResponse Server::infer_v2(const HttpRequest& request, const std::shared_ptr<
   for (const auto& t : inputs) all.push_back(&t);
   job->data = predictor.encode(all);
   job->top_k.assign(all.size(), 0);
-  if (!all.empty()) {
-    std::string error;
-    switch (run_job(job, arrival, error)) {
-      case Submit::answered: break;
-      case Submit::full: {
-        metrics_.texts(0, static_cast<int64_t>(all.size()));
-        auto r = error_response(503, "the server is busy (--max-queue " + std::to_string(options_.max_queue) + " texts)");
-        r.headers.emplace_back("Retry-After", "1");
-        return r;
-      }
-      case Submit::stopping: return error_response(503, "the server is shutting down");
-      case Submit::failed: return error_response(500, "the model failed: " + error);
-    }
-  }
+  if (!all.empty())
+    if (auto refused = answer_job(job, arrival)) return *refused;
   // Each field of the answers becomes an output tensor: strings BYTES, numbers FP32, a list of
   // labels BYTES (joined by ","), the scores object an FP32 [N, C] tensor.
   const int64_t N = static_cast<int64_t>(job->answers.size());

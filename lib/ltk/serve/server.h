@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -103,6 +104,8 @@ class Server {
   /// Queues a job and waits for its answers; false when the queue is full or the server stops.
   enum class Submit { answered, full, stopping, failed };
   Submit run_job(const std::shared_ptr<Job>& job, Arrival& arrival, std::string& error);
+  /// run_job, and the response when the texts were not answered (503 queue full or stopping, 500).
+  std::optional<HttpResponse> answer_job(const std::shared_ptr<Job>& job, Arrival& arrival);
   void batch_loop();
 
   ServeOptions options_;
