@@ -1,8 +1,15 @@
 // ltk-train: trains a model from a JSON config into a run directory.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
+#include <thread>
+#include <vector>
 
 #include "app.h"
 #include "ltk/config/config.h"
@@ -28,10 +35,121 @@ void install_signal_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
+// ltk-train --nproc N: N local workers of one data-parallel job, each this program with torchrun's
+// environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
+volatile sig_atomic_t g_launcher_signal = 0;
+extern "C" void on_launcher_signal(int sig) { g_launcher_signal = sig; }
+
+int free_local_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    throw ltk::Error("--nproc: cannot find a free local port for the rendezvous; set MASTER_PORT");
+  int port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+int launch_workers(int nproc, int argc, char** argv, double timeout_s) {
+  if (std::getenv("WORLD_SIZE"))
+    throw ltk::UsageError("--nproc starts the workers itself: drop it under torchrun (WORLD_SIZE is set)");
+  std::vector<std::string> args;  // this command without --nproc
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--nproc") {
+      ++i;
+      continue;
+    }
+    if (a.rfind("--nproc=", 0) == 0) continue;
+    args.push_back(a);
+  }
+  const std::string port = std::getenv("MASTER_PORT") ? std::getenv("MASTER_PORT") : std::to_string(free_local_port());
+  const std::string addr = std::getenv("MASTER_ADDR") ? std::getenv("MASTER_ADDR") : "127.0.0.1";
+  struct sigaction sa {};
+  sa.sa_handler = on_launcher_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  std::vector<pid_t> pids;
+  for (int r = 0; r < nproc; ++r) {
+    pid_t pid = fork();
+    if (pid < 0) throw ltk::Error("--nproc: fork failed");
+    if (pid == 0) {
+      setpgid(0, 0);  // Ctrl-C reaches the launcher, which passes it on once
+      setenv("RANK", std::to_string(r).c_str(), 1);
+      setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
+      setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+      setenv("LOCAL_WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+      setenv("MASTER_ADDR", addr.c_str(), 1);
+      setenv("MASTER_PORT", port.c_str(), 1);
+      std::vector<char*> cargv{argv[0]};
+      for (auto& a : args) cargv.push_back(a.data());
+      cargv.push_back(nullptr);
+      execv("/proc/self/exe", cargv.data());
+      std::perror("ltk-train --nproc: exec");
+      _exit(127);
+    }
+    pids.push_back(pid);
+  }
+  std::cerr << "ltk-train: started " << nproc << " workers (rendezvous at " << addr << ":" << port << ")\n";
+  int first_failure = 0, live = nproc;
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point failed_at{};
+  int term_sent = 0;
+  while (live > 0) {
+    if (int sig = g_launcher_signal) {
+      g_launcher_signal = 0;
+      for (pid_t p : pids) if (p > 0) kill(p, sig);
+    }
+    int status = 0;
+    pid_t done = waitpid(-1, &status, WNOHANG);
+    if (done > 0) {
+      for (size_t r = 0; r < pids.size(); ++r) {
+        if (pids[r] != done) continue;
+        pids[r] = -1;
+        --live;
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (code != 0) {
+          if (WIFSIGNALED(status))
+            std::cerr << "ltk-train: rank " << r << " (pid " << done << ") was killed by signal " << WTERMSIG(status) << "\n";
+          else
+            std::cerr << "ltk-train: rank " << r << " (pid " << done << ") exited with " << code << "\n";
+          if (!first_failure) {
+            first_failure = code;
+            failed_at = Clock::now();
+          }
+        }
+      }
+      continue;
+    }
+    if (first_failure && live > 0) {
+      // The others notice a lost rank by themselves, within trainer.dist_timeout_s; past that, stop them.
+      double waited = std::chrono::duration<double>(Clock::now() - failed_at).count();
+      int want = waited > timeout_s + 20 ? 2 : waited > timeout_s + 15 ? 1 : 0;
+      for (; term_sent < want; ++term_sent)
+        for (pid_t p : pids) if (p > 0) kill(p, term_sent == 0 ? SIGTERM : SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return first_failure;
+}
+
+std::string app_name() {
+  const char* rank = std::getenv("RANK");
+  const char* world = std::getenv("WORLD_SIZE");
+  if (rank && world && std::string(world) != "1") return std::string("ltk-train [rank ") + rank + "]";
+  return "ltk-train";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  return ltk::app::guarded_main("ltk-train", argv, [&] {
+  const std::string name = app_name();
+  return ltk::app::guarded_main(name.c_str(), argv, [&] {
     cxxopts::Options options("ltk-train", "Train a text classifier from a JSON config into a run directory.");
     options.add_options()
         ("c,config", "experiment config (JSON)", cxxopts::value<std::string>())
@@ -42,6 +160,8 @@ int main(int argc, char** argv) {
         ("dump-config", "print the resolved config (every default filled in) and exit")
         ("overwrite", "replace an existing run in the output directory")
         ("json", "print a JSON summary of the run on stdout")
+        ("nproc", "train with N local processes (data-parallel, one share of the cores each); for several "
+                  "hosts use torchrun (README)", cxxopts::value<int>())
         ("baseline", "also train the tf-idf linear baseline on the same data (into RUN/baseline) and compare "
                      "them on the test split, in the log, report.html and --json")
         ("h,help", "show this help");
@@ -59,12 +179,18 @@ int main(int argc, char** argv) {
       std::cout << ltk::to_json(config).dump(2) << std::endl;
       return 0;
     }
+    if (args.count("nproc")) {
+      int n = args["nproc"].as<int>();
+      if (n < 1) throw ltk::UsageError("--nproc must be >= 1");
+      if (n > 1) return launch_workers(n, argc, argv, config.trainer.dist_timeout_s);
+    }
     install_signal_handlers();
     ltk::TrainSummary s = ltk::run_training(config, args.count("overwrite") > 0, resume, args.count("baseline") > 0);
     if (s.interrupted) return 128 + s.interrupted;
     ltk::log::info("run directory: {} (evaluate: ltk-eval --run {} --data FILE)", config.output_dir,
                    config.output_dir);
-    if (args.count("json")) {
+    const char* rank = std::getenv("RANK");
+    if (args.count("json") && (!rank || std::string(rank) == "0")) {
       nlohmann::json j = {{"run", config.output_dir},     {"steps", s.steps},
                           {"epochs", s.epochs},           {"best_epoch", s.best_epoch},
                           {"seconds", s.seconds},         {"samples_per_s", s.samples_per_s},

@@ -20,6 +20,8 @@ packages=(
   dpkg-dev file
   # ltk-serve's HTTP server (found through its pkg-config file).
   libcpp-httplib-dev pkg-config
+  # Distributed training: Gloo's headers (c10d's CPU backend; the library comes with libtorch).
+  libgloo-dev
 )
 if [[ "${1:-}" == "--test" ]]; then
   # The reference implementations (PyTorch, scikit-learn) and a browser that renders the report.
@@ -28,6 +30,8 @@ if [[ "${1:-}" == "--test" ]]; then
   packages+=(fasttext)
   # scripts/bench_serve.sh: the load generator, and the Flask app under gunicorn it compares with.
   packages+=(wrk gunicorn python3-flask)
+  # The distributed tests: two network namespaces joined by a veth pair (ip netns, ip link).
+  packages+=(iproute2)
   # node runs the Hugging Face tokenizers for the WordPiece parity test (Debian's, unless one is there).
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi

@@ -20,6 +20,7 @@ struct State {
   std::shared_ptr<spdlog::logger> logger;
   std::mutex mutex;
   bool bar_shown = false;
+  std::string prefix;
 
   State() {
     // The color sink prints plain text when stderr is not a terminal.
@@ -62,7 +63,16 @@ void write(Level level, const std::string& message) {
     std::fputs("\r\033[K", stderr);  // the bar is redrawn by the next progress()
     s.bar_shown = false;
   }
-  s.logger->log(to_spd(level), message);
+  if (s.prefix.empty())
+    s.logger->log(to_spd(level), message);
+  else
+    s.logger->log(to_spd(level), s.prefix + message);
+}
+
+void set_prefix(const std::string& prefix) {
+  auto& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.prefix = prefix;
 }
 
 bool stderr_is_terminal() { return isatty(STDERR_FILENO) == 1; }

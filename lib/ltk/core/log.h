@@ -19,6 +19,9 @@ void set_level(Level level);
 /// Parses "debug|info|warn|error|off"; throws ltk::ConfigError on anything else.
 Level parse_level(const std::string& name);
 
+/// Puts `prefix` before every message from now on (distributed training: "[rank 1] ").
+void set_prefix(const std::string& prefix);
+
 /// Adds (or replaces) the log file sink; the file is appended to.
 void set_file(const std::string& path);
 

@@ -13,7 +13,15 @@ void request_stop(int signal) noexcept { g_stop.store(signal); }
 int stop_signal() noexcept { return g_stop.load(); }
 void clear_stop() noexcept { g_stop.store(0); }
 
+namespace {
+std::atomic<int> g_deferred{0};
+}  // namespace
+
+StopDeferral::StopDeferral() { ++g_deferred; }
+StopDeferral::~StopDeferral() { --g_deferred; }
+
 void throw_if_stop_requested() {
+  if (g_deferred.load() > 0) return;
   if (int sig = g_stop.load()) throw StopRequested(sig);
 }
 

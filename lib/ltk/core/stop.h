@@ -17,7 +17,18 @@ class StopRequested : public Error {
 };
 
 /// Throws StopRequested when a stop is pending.
+/// Throws StopRequested when a stop was requested, unless a StopDeferral is alive.
 void throw_if_stop_requested();
+
+/// While alive, throw_if_stop_requested() does not throw: the request waits for a point where
+/// every process of a distributed job stops together (the trainer's step boundary).
+class StopDeferral {
+ public:
+  StopDeferral();
+  ~StopDeferral();
+  StopDeferral(const StopDeferral&) = delete;
+  StopDeferral& operator=(const StopDeferral&) = delete;
+};
 
 /// Records a stop request; async-signal-safe (a lock-free atomic store).
 void request_stop(int signal) noexcept;

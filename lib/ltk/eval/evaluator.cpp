@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/utils.h>
 
 #include "ltk/core/error.h"
@@ -32,8 +33,40 @@ void check_same_device(const torch::nn::Module& model, const torch::Device& devi
                                    p.key(), p.value().device().str(), device.str()));
 }
 
+torch::Tensor targets_like(const torch::Tensor& labels, const torch::Tensor& outputs) {
+  if (labels.is_floating_point() && outputs.is_floating_point() && labels.scalar_type() != outputs.scalar_type())
+    return labels.to(outputs.scalar_type());
+  return labels;
+}
+
+void check_forward_outputs(TextModel& model, const Task& task, const TextDataset& data, const torch::Device& device,
+                           const std::string& model_type) {
+  if (data.size() == 0) return;
+  EvalModeGuard eval_mode(model);
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> first;
+  for (int64_t i = 0; i < std::min<int64_t>(2, data.size()); ++i) first.push_back(i);
+  Batch batch = PadCollate()(data, first);
+  if (task.token_level()) task.prepare_batch(batch, 0x5eedull);
+  Batch on_device = batch.to(device);
+  auto outputs = model.forward(on_device);
+  int64_t rows = batch.size();
+  const char* unit = "sample";
+  if (task.token_level()) {
+    rows = on_device.labels.ne(MaskedLmTask::kIgnore).sum().item<int64_t>();
+    unit = "masked piece";
+  }
+  if (!outputs.defined() || outputs.dim() == 0 || outputs.size(0) != rows)
+    throw ConfigError(fmt::format(
+        "model '{}': forward returned {} for a batch of {} {}(s); a model must return one row of outputs per {} "
+        "(shape [{}, ...]): a scalar, such as a loss or a mean over the batch, can neither be scored per sample nor "
+        "gathered from the processes of a distributed job",
+        model_type, outputs.defined() ? fmt::format("shape [{}]", fmt::join(outputs.sizes().vec(), ", ")) : std::string("an undefined tensor"),
+        rows, unit, unit, rows));
+}
+
 Predictions predict(TextModel& model, const Task& task, const TextDataset& data, int64_t batch_size,
-                    const torch::Device& device, int64_t vocab_size) {
+                    const torch::Device& device, int64_t vocab_size, int shard, int shards) {
   check_same_device(model, device);
   EvalModeGuard eval_mode(model);
   torch::NoGradGuard no_grad;
@@ -43,15 +76,17 @@ Predictions predict(TextModel& model, const Task& task, const TextDataset& data,
   // so this changes the speed, not the predictions.
   const int64_t n = data.size();
   if (batch_size <= 0) throw ConfigError(fmt::format("evaluation batch size {}: must be >= 1 (config key 'trainer.eval_batch_size', or --batch-size)", batch_size));
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  std::iota(order.begin(), order.end(), int64_t{0});
+  std::vector<int64_t> order;
+  order.reserve(static_cast<size_t>(n / std::max(shards, 1) + 1));
+  for (int64_t i = shard; i < n; i += std::max(shards, 1)) order.push_back(i);
+  const auto mine = static_cast<int64_t>(order.size());
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return data.length(a) < data.length(b); });
   Predictions out;
   std::vector<torch::Tensor> scores, targets;
   std::vector<int64_t> indices;
-  for (int64_t start = 0; start < n; start += batch_size) {
+  for (int64_t start = 0; start < mine; start += batch_size) {
     throw_if_stop_requested();  // Ctrl-C during a long evaluation acts now, not after it
-    indices.assign(order.begin() + start, order.begin() + std::min(n, start + batch_size));
+    indices.assign(order.begin() + start, order.begin() + std::min(mine, start + batch_size));
     Batch batch = collate(data, indices);
     check_token_ids(batch, vocab_size, data);
     if (task.token_level()) {
@@ -69,18 +104,21 @@ Predictions predict(TextModel& model, const Task& task, const TextDataset& data,
     Batch on_device = batch.to(device);
     auto outputs = model.forward(on_device);
     if (data.has_labels()) {
-      out.loss_sum += task.per_sample_loss(outputs, on_device.labels).sum().item<double>();
+      out.loss_sum += task.per_sample_loss(outputs, targets_like(on_device.labels, outputs)).sum().item<double>();
       targets.push_back(batch.labels);
     }
     scores.push_back(task.scores(outputs).to(torch::kCPU, torch::kFloat));
   }
   out.samples = n;
-  auto positions = torch::from_blob(order.data(), {n}, torch::kLong);
+  auto positions = torch::from_blob(order.data(), {mine}, torch::kLong);
   auto in_data_order = [&](const std::vector<torch::Tensor>& parts) {
     auto sorted = torch::cat(parts, 0);
-    return torch::empty_like(sorted).index_copy_(0, positions, sorted);
+    std::vector<int64_t> shape = sorted.sizes().vec();
+    shape[0] = n;
+    auto whole = mine == n ? torch::empty(shape, sorted.options()) : torch::zeros(shape, sorted.options());
+    return whole.index_copy_(0, positions, sorted);
   };
-  out.scores = scores.empty() ? torch::empty({0, task.num_outputs()}) : in_data_order(scores);
+  out.scores = scores.empty() ? torch::zeros({shards > 1 ? n : 0, task.num_outputs()}) : in_data_order(scores);
   if (task.token_level()) out.scores = torch::empty({0, 0});
   if (!targets.empty()) out.targets = in_data_order(targets);
   return out;

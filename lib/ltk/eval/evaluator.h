@@ -35,8 +35,20 @@ void check_token_ids(const Batch& batch, int64_t vocab_size, const TextDataset& 
 void check_same_device(const torch::nn::Module& model, const torch::Device& device);
 
 /// Runs the model over `data` in order: scores, gold targets and summed loss on the CPU. Polls the
-/// stop flag between batches (StopRequested, ltk/core/stop.h).
+/// stop flag between batches (StopRequested, ltk/core/stop.h). With `shards` > 1 only the samples
+/// i with i % shards == shard are run; the other rows of scores and targets are zeros, so that the
+/// shards' results sum to the whole (distributed validation).
 Predictions predict(TextModel& model, const Task& task, const TextDataset& data, int64_t batch_size,
-                    const torch::Device& device, int64_t vocab_size);
+                    const torch::Device& device, int64_t vocab_size, int shard = 0, int shards = 1);
+
+/// Floating-point targets in the outputs' type (a float64 model's loss against float32 labels).
+torch::Tensor targets_like(const torch::Tensor& labels, const torch::Tensor& outputs);
+
+/// The contract that lets outputs be scored per sample and batches be split across processes:
+/// the model's forward returns a tensor with one row per sample (per masked piece for mlm), never
+/// a scalar such as a loss or a mean. Runs it on the first samples of `data`; ConfigError naming
+/// `model_type` and the shape otherwise.
+void check_forward_outputs(TextModel& model, const Task& task, const TextDataset& data, const torch::Device& device,
+                           const std::string& model_type);
 
 }  // namespace ltk

@@ -1,6 +1,7 @@
 // Writing and restoring resumable checkpoints: weights, optimiser, RNG and loop state.
 #include "ltk/train/trainer.h"
 
+#include <fmt/format.h>
 #include <torch/cuda.h>
 #include <torch/serialize.h>
 
@@ -12,6 +13,7 @@
 #include "ltk/core/fault.h"
 #include "ltk/core/files.h"
 #include "ltk/core/log.h"
+#include "ltk/dist/dist.h"
 #include "ltk/io/checkpoint.h"
 
 namespace ltk {
@@ -55,14 +57,27 @@ void restore_rng_states(const c10::Dict<std::string, torch::Tensor>& rng, const 
 }  // namespace
 
 void Trainer::restore(const std::string& dir) {
+  auto meta = read_json_file(dir + "/meta.json");
+  TrainState saved = TrainState::from_json(meta.at("state"));
+  const int64_t world = group_ ? group_->world() : 1;
+  if (saved.world != world)
+    throw ConfigError(fmt::format(
+        "{} was written by {} training process(es) and this job has {}: resume it with {} (ltk-train --nproc {}, or "
+        "torchrun --nproc_per_node {}), since each process's share of every batch and its random state are in the "
+        "checkpoint; or start a new run from it with model.init_from={}",
+        dir, saved.world, world, saved.world, saved.world, saved.world, run_.path()));
   load_weights(*model_, dir + "/weights.pt");
   load_optimizer(*optimizer_, dir + "/optim.pt");
-  auto meta = read_json_file(dir + "/meta.json");
-  state_ = TrainState::from_json(meta.at("state"));
+  state_ = saved;
   std::string raw = read_file(dir + "/state.pt");
   c10::Dict<std::string, torch::Tensor> rng;
   for (const auto& item : torch::pickle_load(std::vector<char>(raw.begin(), raw.end())).toGenericDict())
     rng.insert(item.key().toStringRef(), item.value().toTensor());
+  if (group_ && group_->rank() > 0) {  // this rank's own generator (rng_cpu is rank 0's)
+    const std::string mine = "rng_cpu_rank" + std::to_string(group_->rank());
+    if (!rng.contains(mine)) throw CheckpointError(dir + "/state.pt holds no RNG state " + mine);
+    rng.insert_or_assign("rng_cpu", rng.at(mine));
+  }
   restore_rng_states(rng, dir + "/state.pt");
   last_checkpoint_step_ = state_.step;
   // Records written after this checkpoint belong to the lost part of the run: drop them.
@@ -70,6 +85,20 @@ void Trainer::restore(const std::string& dir) {
 }
 
 void Trainer::write_checkpoint(bool improved) {
+  auto rng = rng_states();
+  if (group_) {
+    // Every rank's CPU generator goes into rank 0's checkpoint, so that each resumes with its own.
+    auto mine = rng.at("rng_cpu");
+    auto all = torch::zeros({group_->world(), mine.numel()}, torch::kDouble);
+    all[group_->rank()].copy_(mine.to(torch::kDouble));
+    group_->all_reduce_sum({all});
+    if (group_->rank() != 0) {  // only rank 0 writes
+      last_checkpoint_step_ = state_.step;
+      return;
+    }
+    for (int r = 1; r < group_->world(); ++r)
+      rng.insert("rng_cpu_rank" + std::to_string(r), all[r].to(mine.scalar_type()).contiguous());
+  }
   std::string name = RunDirectory::step_dir_name(state_.step);
   std::string dir = run_.file("checkpoints/" + name), tmp = dir + ".tmp";
   state_.metrics_bytes = fs::exists(run_.metrics_path()) ? fs::file_size(run_.metrics_path()) : 0;
@@ -78,7 +107,7 @@ void Trainer::write_checkpoint(bool improved) {
   save_weights(*model_, tmp + "/weights.pt");
   fault_point("in_checkpoint", state_.step);
   save_optimizer(*optimizer_, tmp + "/optim.pt");
-  auto bytes = torch::pickle_save(rng_states());
+  auto bytes = torch::pickle_save(rng);
   write_file_atomic(tmp + "/state.pt", std::string(bytes.begin(), bytes.end()));
   nlohmann::json meta = {{"step", state_.step}, {"epoch", state_.epoch}, {"state", state_.to_json()}};
   write_file_atomic(tmp + "/meta.json", meta.dump(2) + "\n");

@@ -6,6 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <thread>
+
+#include <unistd.h>
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
@@ -18,6 +21,7 @@
 #include "ltk/data/jieba.h"
 #include "ltk/data/sentencepiece.h"
 #include "ltk/data/wordpiece.h"
+#include "ltk/dist/dist.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
 #include "ltk/io/checkpoint.h"
@@ -155,11 +159,45 @@ nlohmann::json baseline_comparison(const std::string& model_type, const EvalRepo
   return {{"model", model_type}, {"baseline", "tf-idf linear"}, {"run", dir}, {"rows", rows}};
 }
 
-TrainSummary run_training_phases(const Config& config, bool overwrite, bool resume, bool with_baseline, Phase& phase) {
+/// What rank > 0 of a distributed job writes (its vocabulary, tokenizer files, log) goes to a
+/// directory of its own, removed at the end: the run directory is rank 0's.
+struct ScratchRun {
+  std::string path;
+  ~ScratchRun() {
+    if (!path.empty()) remove_tree(path);
+  }
+};
+
+// One process of a job of `local_world` on this host: 0 threads means its share of the cores.
+int64_t threads_of(const Config& config, const dist::Group* group) {
+  if (config.threads != 0 || !group) return config.threads;
+  int64_t local = group->world();
+  if (const char* v = std::getenv("LOCAL_WORLD_SIZE")) local = std::max<int64_t>(1, std::atoll(v));
+  return std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()) / local);
+}
+
+// A digest of what every rank must agree on before training: data, vocabulary, labels.
+std::string data_fingerprint(const Vocabulary& vocab, const LabelMap& labels, const TextDataset& train,
+                             const TextDataset* valid) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](std::string_view s) {
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+  };
+  for (int32_t i = 0; i < static_cast<int32_t>(vocab.size()); ++i) mix(vocab.token(i));
+  for (int64_t i = 0; i < labels.size(); ++i) mix(labels.name(i));
+  return fmt::format("vocabulary {} tokens, {} labels, train {} samples / {} tokens, valid {} samples, digest {:016x}",
+                     vocab.size(), labels.size(), train.size(), train.total_tokens(), valid ? valid->size() : 0, h);
+}
+
+TrainSummary run_training_phases(const Config& config, bool overwrite, bool resume, bool with_baseline, Phase& phase,
+                                 std::shared_ptr<dist::Group> group = nullptr) {
+  const int rank = group ? group->rank() : 0;
   log::set_level(log::parse_level(config.log_level));
+  if (rank > 0 && config.log_level != "debug") log::set_level(log::Level::warn);  // rank 0 tells the story
   // Everything that can fail on the config is checked before the run directory is touched.
   torch::Device device = resolve_device(config.device);
-  int threads = apply_threads(config.threads);
+  int threads = apply_threads(threads_of(config, group.get()));
   seed_everything(config.seed);
   for (auto [key, path] : {std::pair<const char*, const std::string*>{"data.train", &config.data.train},
                            {"data.valid", &config.data.valid},
@@ -168,9 +206,19 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
       throw DataError("config key '" + std::string(key) + "': " + *path +
                       " does not exist (run ./scripts/data.sh to make the corpora)");
 
-  RunDirectory run = resume ? RunDirectory::open(config.output_dir) : RunDirectory::create(config.output_dir, overwrite);
+  ScratchRun scratch;
+  if (rank > 0)
+    scratch.path = (std::filesystem::temp_directory_path() / fmt::format("ltk-rank{}-{}", rank, getpid())).string();
+  // On a resume every rank reads the run's files (a filesystem all hosts see); rank > 0 writes
+  // only into its scratch directory.
+  RunDirectory run = rank > 0   ? RunDirectory::create(scratch.path, true)
+                     : resume ? RunDirectory::open(config.output_dir)
+                              : RunDirectory::create(config.output_dir, overwrite);
+  std::optional<RunDirectory> source_dir;
+  if (rank > 0 && resume) source_dir = RunDirectory::open(config.output_dir);
+  const RunDirectory& src = source_dir ? *source_dir : run;
   run.lock();  // one ltk-train per run directory
-  log::set_file(run.log_path());
+  if (rank == 0) log::set_file(run.log_path());
   struct CloseLog {
     ~CloseLog() { log::close_file(); }
   } close_log;
@@ -191,11 +239,11 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   // A resumed run, and a run fine-tuned from another run, reuse that run's tokenizer and
   // vocabulary: the embedding rows must keep meaning the same tokens.
   std::string init_run = init_from_run_dir(config.model.init_from);
-  const TokenizerConfig run_tok = run_tokenizer(config.data.tokenizer, run, train, init_run, resume, threads);
+  const TokenizerConfig run_tok = run_tokenizer(config.data.tokenizer, resume ? src : run, train, init_run, resume, threads);
   const std::string tokenizer_dict = run_tok.dict;
   auto tokenizer = make_run_tokenizer(run_tok, config.model);
   LabelMap labels;
-  if (has_labels) labels = resume ? LabelMap::load(run.labels_path()) : labels_from_examples(config.task, train.examples);
+  if (has_labels) labels = resume ? LabelMap::load(src.labels_path()) : labels_from_examples(config.task, train.examples);
   // The task is built twice: first to learn how labels become targets, then with the class
   // weights that need the encoded training split.
   auto encoder_task = make_task(config.task, labels);
@@ -205,11 +253,11 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   auto segmenter = word_segmenter(config.task);  // mlm whole-word masking over jieba words
   if (config.data.vocab.source == "tokenizer") {
     // A pretrained model's ids: its WordPiece vocab.txt as it is (kept in the run as vocab.txt).
-    vocab = Vocabulary::load_wordpiece(resume ? run.vocab_path() : tokenizer_dict);
+    vocab = Vocabulary::load_wordpiece(resume ? src.vocab_path() : tokenizer_dict);
     train_set = encode_examples(train.examples, train.path, *tokenizer, vocab, &targets,
                                 encode_options(config.data, vocab, &config.task, segmenter.get()));
   } else if (resume || !init_run.empty()) {
-    vocab = Vocabulary::load(resume ? run.vocab_path() : RunDirectory::open(init_run).vocab_path());
+    vocab = Vocabulary::load(resume ? src.vocab_path() : RunDirectory::open(init_run).vocab_path());
     if (!resume) log::info("[data] vocabulary of {} reused ({} tokens)", init_run, vocab.size());
     train_set = encode_examples(train.examples, train.path, *tokenizer, vocab, &targets, encode_options(config.data, vocab));
   } else if (auto features = linear_features(config.model)) {
@@ -256,6 +304,21 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   }
 
   throw_if_stop_requested();
+  if (group) {
+    if (valid_set && valid_set->size() < group->world())
+      throw ConfigError(fmt::format("data.valid has {} sample(s), fewer than the {} processes that validate it",
+                                    valid_set->size(), group->world()));
+    // Every rank read and encoded the data itself: they must have built the same vocabulary and labels.
+    const std::string mine = data_fingerprint(vocab, labels, train_set, valid_set ? &*valid_set : nullptr);
+    auto all = group->all_gather_string("data", mine);
+    for (int r = 1; r < group->world(); ++r)
+      if (all[static_cast<size_t>(r)] != all[0])
+        throw dist::DistError(fmt::format("rank {} read other data than rank 0 ({} against {}): every host must read the "
+                                          "same data files",
+                                          r, all[static_cast<size_t>(r)], all[0]));
+    log::info("[dist] {} processes agree on the data ({}); each takes {} of every {} samples per step", group->world(),
+              mine, config.trainer.batch_size, config.trainer.batch_size * group->world());
+  }
   phase = Phase::training;
   // Model first, on its device; the optimiser is built from its parameters afterwards (P3).
   auto model = build_model(config.model, ModelContext{vocab.size(), task->num_outputs(), vocab.pad_id(), &vocab,
@@ -279,7 +342,9 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   if (auto* linear = dynamic_cast<LinearImpl*>(model.get()); linear && !config.model.init_from.empty() && !resume)
     linear->set_penalty(document_frequencies(train_set, vocab.size()));  // this split's, under this C
   freeze_parameters(*model, config.model.freeze);
+  if (config.trainer.dtype == "float64") model->to(torch::kDouble);
   model->to(device);
+  check_forward_outputs(*model, *task, train_set, device, config.model.type);
   int64_t n_params = 0, n_trainable = 0;
   for (const auto& p : model->parameters()) {
     n_params += p.numel();
@@ -288,8 +353,9 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   log::info("[model] {} with {} parameters ({} trainable)", config.model.type, n_params, n_trainable);
 
   Trainer trainer(config, model, *task, device, run, vocab.size());
+  if (group) trainer.set_group(group);
   if (resume) {
-    std::string last = run.checkpoint_dir("last");
+    std::string last = src.checkpoint_dir("last");
     if (last.empty()) {
       log::warn("[resume] {} has no checkpoint yet: training starts from the beginning", run.path());
       if (std::filesystem::exists(run.metrics_path())) std::filesystem::resize_file(run.metrics_path(), 0);
@@ -299,6 +365,10 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
     }
   }
   TrainSummary summary = trainer.fit(train_set, valid_set ? &*valid_set : nullptr);
+  if (group) {
+    group->finish();
+    if (rank > 0) return summary;  // the test, the report and the exports are rank 0's
+  }
   if (summary.interrupted) return summary;
   log::info("[train] done: {} steps in {:.1f}s ({:.0f} samples/s), best: epoch {} step {}{}", summary.steps,
             summary.seconds, summary.samples_per_s, summary.best_epoch, summary.best_step,
@@ -421,10 +491,21 @@ Config baseline_config(const Config& config) {
 
 TrainSummary run_training(const Config& config, bool overwrite, bool resume, bool with_baseline) {
   if (with_baseline) baseline_config(config);  // refused before anything is trained
+  const dist::Launch launch = dist::launch_from_env();
+  std::shared_ptr<dist::Group> group;
+  if (launch.world > 1) {
+    if (with_baseline)
+      throw ConfigError("--baseline trains in one process: run it without torchrun or --nproc");
+    log::set_prefix(fmt::format("[rank {}] ", launch.rank));
+    log::info("[dist] rank {} of {} (local rank {}), rendezvous at {}:{}", launch.rank, launch.world, launch.local_rank,
+              launch.master_addr, launch.master_port);
+    group = std::make_shared<dist::Group>(launch, config.trainer.dist_timeout_s);
+  }
   Phase phase = Phase::data;
   try {
-    return run_training_phases(config, overwrite, resume, with_baseline, phase);
+    return run_training_phases(config, overwrite, resume, with_baseline, phase, group);
   } catch (const StopRequested& stop) {
+    if (group) group->fail(stop.what());
     log::progress_done();
     if (phase == Phase::test)
       log::warn("[test] stopped by signal {} during the final evaluation; training is complete. Evaluate the best "
@@ -437,6 +518,13 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume, boo
     TrainSummary summary;
     summary.interrupted = stop.signal();
     return summary;
+  } catch (const dist::DistError&) {
+    if (group) group->fail("it lost the group");
+    throw;
+  } catch (const std::exception& e) {
+    // Every rank learns why the job stops: the others name this rank and its error.
+    if (group) group->fail(e.what());
+    throw;
   }
 }
 

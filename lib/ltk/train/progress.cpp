@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "ltk/core/log.h"
+#include "ltk/dist/dist.h"
 #include "ltk/train/clock.h"
 
 namespace ltk {
@@ -26,6 +27,7 @@ void Trainer::log_progress(int64_t total_steps, int64_t per_epoch, bool force) {
   double secs = now - window_start_;
   double sps = secs > 0 ? static_cast<double>(window_samples_) / secs : 0.0;
   bool bar = tc.progress == "bar" || (tc.progress == "auto" && log::stderr_is_terminal());
+  if (group_ && group_->rank() != 0) bar = false;  // one bar per job: rank 0's
   if (bar && (now - bar_shown_at_ > 0.2 || force)) {
     double frac = total_steps ? static_cast<double>(state_.step) / static_cast<double>(total_steps) : 0.0;
     int filled = static_cast<int>(frac * 20);

@@ -27,7 +27,8 @@ nlohmann::json TrainState::to_json() const {
           {"epoch_closed", epoch_closed},
           {"last_epoch_loss", last_epoch_loss},
           {"metrics_bytes", metrics_bytes},
-          {"validation_pending", validation_pending}};
+          {"validation_pending", validation_pending},
+          {"world", world}};
 }
 
 TrainState TrainState::from_json(const nlohmann::json& j) {
@@ -53,6 +54,7 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   s.last_epoch_loss = j.at("last_epoch_loss");
   s.metrics_bytes = j.at("metrics_bytes");
   s.validation_pending = j.value("validation_pending", false);  // absent in runs made before it existed
+  s.world = j.value("world", int64_t{1});
   return s;
 }
 

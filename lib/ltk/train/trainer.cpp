@@ -3,11 +3,13 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <optional>
 
 #include "ltk/core/error.h"
 #include "ltk/core/fault.h"
 #include "ltk/core/log.h"
 #include "ltk/core/stop.h"
+#include "ltk/dist/dist.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/train/clock.h"
 
@@ -35,7 +37,7 @@ double Trainer::train_step(const Batch& batch, int64_t step) {
 
 bool Trainer::micro_step(const Batch& batch, double scale, bool first, int64_t step, double& loss_out) {
   auto outputs = model_->forward(batch);             // 1. output
-  auto loss = task_.loss(outputs, batch.labels);     // 2. loss
+  auto loss = task_.loss(outputs, targets_like(batch.labels, outputs));  // 2. loss
   check_scalar_loss(loss);                           //    a scalar (P4)
   if (auto penalty = model_->penalty(batch); penalty.defined()) {
     // The model's regulariser, reduced as the loss is: a mean multilabel loss averages over the
@@ -63,7 +65,10 @@ bool Trainer::micro_step(const Batch& batch, double scale, bool first, int64_t s
 
 TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
   const auto& tc = config_.trainer;
-  BatchSampler sampler(train.size(), tc.batch_size, tc.shuffle, tc.drop_last, config_.seed);
+  // Distributed: the epoch is cut into global batches of batch_size x world samples, exactly as one
+  // process with that batch size would cut it; each rank takes its slice of every global batch.
+  const int world = group_ ? group_->world() : 1, rank = group_ ? group_->rank() : 0;
+  BatchSampler sampler(train.size(), tc.batch_size * world, tc.shuffle, tc.drop_last, config_.seed);
   if (tc.sampler == "balanced") {
     std::vector<int64_t> classes(static_cast<size_t>(train.size()));
     for (int64_t i = 0; i < train.size(); ++i) classes[i] = train.label(i);
@@ -72,13 +77,14 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
   if (tc.bucket_pool > 0 || tc.max_tokens > 0) {
     std::vector<int64_t> lengths(static_cast<size_t>(train.size()));
     for (int64_t i = 0; i < train.size(); ++i) lengths[i] = train.length(i);
-    sampler.set_length_batching(std::move(lengths), tc.bucket_pool, tc.max_tokens);
+    sampler.set_length_batching(std::move(lengths), tc.bucket_pool, tc.max_tokens * world);
   }
   const int64_t first_epoch_batches = sampler.batches_per_epoch();
   if (first_epoch_batches == 0)
-    throw ConfigError(fmt::format("config key 'trainer.batch_size': {} is larger than the {} training samples and "
+    throw ConfigError(fmt::format("config key 'trainer.batch_size': {}{} is larger than the {} training samples and "
                                   "trainer.drop_last is true, so no batch is left",
-                                  tc.batch_size, train.size()));
+                                  tc.batch_size * world, world > 1 ? fmt::format(" ({} x {} processes)", tc.batch_size, world) : "",
+                                  train.size()));
   // With max_tokens the batch count can differ by epoch; the schedule uses the first epoch's.
   const int64_t per_epoch = (first_epoch_batches + tc.accumulate - 1) / tc.accumulate;
   const int64_t total = per_epoch * tc.epochs;
@@ -91,6 +97,13 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
   loop_start_ = start;
   const int64_t samples_at_start = state_.samples_seen;
   try {
+    if (group_) {
+      // Every rank starts from rank 0's weights (the same seed made them equal; this makes sure).
+      std::vector<torch::Tensor> state;
+      for (auto& p : model_->parameters()) state.push_back(p.data());
+      for (auto& b : model_->buffers()) state.push_back(b);
+      group_->broadcast(state);
+    }
     if (state_.validation_pending) validate_and_checkpoint(valid, true);  // stopped during it last time
     model_->train();
     for (; state_.epoch <= tc.epochs && !state_.early_stopped; ++state_.epoch) {
@@ -113,7 +126,13 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
         const double t_batch = now_s();
         for (int64_t b = state_.batch_pos; b < end; ++b) {
           group_samples += static_cast<int64_t>(order[b].size());
-          Batch cpu = collate(train, order[b]);
+          std::vector<int64_t> slice;
+          if (world > 1) {  // this rank's contiguous slice; the sizes differ by one at most
+            const auto n = static_cast<int64_t>(order[b].size());
+            slice.assign(order[b].begin() + n * rank / world, order[b].begin() + n * (rank + 1) / world);
+            if (slice.empty()) continue;  // a last global batch smaller than the world
+          }
+          Batch cpu = collate(train, world > 1 ? slice : order[b]);
           check_token_ids(cpu, vocab_size_, train);  // P8, before the device
           // Task-made inputs (mlm masks) from (seed, epoch, sample) alone: a resumed run sees the
           // same, and so does a run that cuts the epoch into other batches.
@@ -133,6 +152,14 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
           group_loss += mean_reduction ? loss * share : loss;
         }
         state_.batch_pos = end;
+        int dist_stop = 0;
+        if (group_) {
+          if (group.empty()) optimizer_->zero_grad();  // no sample of this step here: contributes nothing
+          StepSync s = sync_step(finite, finite ? group_weight : 0.0, group_loss);
+          finite = s.finite;
+          group_loss = s.loss;
+          dist_stop = s.stop;
+        }
         if (!finite) {
           optimizer_->zero_grad();
           ++state_.nonfinite_skipped;
@@ -140,7 +167,7 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
                     state_.nonfinite_skipped);
           continue;
         }
-        clip_gradients(model_->parameters(), tc.clip_norm, tc.clip_value);
+        clip_gradients(model_->parameters(), tc.clip_norm, tc.clip_value);  // of the averaged gradients
         current_lr_ = schedule.at(state_.step, state_.plateau_scale);
         set_lr(*optimizer_, current_lr_, lr_group_scales_);
         optimizer_->step();  // 5. update
@@ -162,7 +189,7 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
         }
         summary.eval_seconds += now_s() - t_eval;
         if (state_.early_stopped) break;
-        if (int sig = stop_signal()) {
+        if (int sig = group_ ? dist_stop : stop_signal()) {
           if (last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, false);
           log::progress_done();
           log::warn("[train] stopped by signal {} at step {}; checkpoint written. Resume with: ltk-train --resume {}", sig,
@@ -207,6 +234,68 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
   summary.samples_per_s =
       summary.seconds > 0 ? static_cast<double>(state_.samples_seen - samples_at_start) / summary.seconds : 0.0;
   return summary;
+}
+
+void Trainer::set_group(std::shared_ptr<dist::Group> group) {
+  group_ = std::move(group);
+  state_.world = group_ ? group_->world() : 1;
+}
+
+Trainer::StepSync Trainer::sync_step(bool finite, double group_weight, double group_loss) {
+  const bool mean = config_.task.reduction == "mean";
+  // One small all-reduce tells every rank the step's totals and whether any rank must skip or stop.
+  const int sig = stop_signal();
+  auto stats = torch::tensor({finite ? 0.0 : 1.0, group_weight, mean ? group_loss * group_weight : group_loss,
+                              sig ? 1.0 : 0.0, static_cast<double>(sig)},
+                             torch::kDouble);
+  group_->all_reduce_sum({stats});
+  auto s = stats.accessor<double, 1>();
+  StepSync out;
+  out.finite = s[0] == 0;
+  out.stop = s[3] > 0 ? static_cast<int>(std::lround(s[4] / s[3])) : 0;
+  const double total = s[1];
+  out.loss = mean ? (total > 0 ? s[2] / total : 0.0) : s[2];
+  if (!out.finite) return out;
+  // The gradient of the global batch's loss: with a mean loss each rank's gradient weighs by its
+  // share of what the loss averages over (samples; masked pieces for mlm), with a sum they add.
+  std::vector<torch::Tensor> grads;
+  for (auto& p : model_->parameters()) {
+    if (!p.requires_grad()) continue;
+    auto& g = p.mutable_grad();
+    if (!g.defined()) g = torch::zeros_like(p);  // unused by this rank's samples
+    if (g.is_sparse())
+      throw ConfigError("distributed training all-reduces dense gradients, and this model's embedding makes sparse "
+                        "ones: set model.sparse to false (and an optimizer other than sparse_adam)");
+    if (mean) g.mul_(total > 0 ? group_weight / total : 0.0);
+    grads.push_back(g);
+  }
+  group_->all_reduce_sum(grads, static_cast<int64_t>(config_.trainer.dist_bucket_mb * (1 << 20)));
+  return out;
+}
+
+Predictions Trainer::predict_valid(const TextDataset& valid) {
+  const int world = group_ ? group_->world() : 1, rank = group_ ? group_->rank() : 0;
+  std::optional<StopDeferral> defer;  // every rank validates to the end; a stop acts at the next step
+  if (group_) defer.emplace();
+  Predictions p = predict(*model_, task_, valid, config_.trainer.eval_batch_size, device_, vocab_size_, rank, world);
+  if (!group_) return p;
+  // Each rank filled its own rows (zeros elsewhere): the sums are the whole split's results.
+  auto stats = torch::tensor({p.loss_sum, static_cast<double>(p.correct), static_cast<double>(p.tokens)}, torch::kDouble);
+  std::vector<torch::Tensor> parts{stats};
+  if (p.scores.numel()) parts.push_back(p.scores);
+  torch::Tensor targets;
+  if (p.targets.defined() && p.targets.numel()) {
+    targets = p.targets.to(torch::kDouble);
+    parts.push_back(targets);
+  }
+  group_->all_reduce_sum(parts);
+  auto s = stats.accessor<double, 1>();
+  p.loss_sum = s[0];
+  p.correct = static_cast<int64_t>(std::llround(s[1]));
+  p.tokens = static_cast<int64_t>(std::llround(s[2]));
+  p.samples = valid.size();
+  if (targets.defined()) p.targets = targets.to(p.targets.scalar_type());
+  return p;
 }
 
 }  // namespace ltk

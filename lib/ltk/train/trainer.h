@@ -17,6 +17,10 @@
 
 namespace ltk {
 
+namespace dist {
+class Group;
+}
+
 struct TrainSummary {
   int64_t steps = 0;
   int64_t epochs = 0;          ///< epochs begun
@@ -62,6 +66,7 @@ struct TrainState {
   double last_epoch_loss = 0;  ///< mean loss of the last finished epoch
   uint64_t metrics_bytes = 0;  ///< size of metrics.jsonl when the checkpoint was written
   bool validation_pending = false;  ///< stopped during this step's validation: resume runs it first
+  int64_t world = 1;  ///< the processes that trained (a checkpoint resumes with as many)
 
   nlohmann::json to_json() const;
   static TrainState from_json(const nlohmann::json& j);
@@ -75,6 +80,11 @@ class Trainer {
 
   /// Loads the checkpoint in `dir` (weights, optimiser, RNG and loop state) to continue from it.
   void restore(const std::string& dir);
+
+  /// Trains as one rank of a data-parallel job: each global batch of trainer.batch_size x world
+  /// samples is split between the ranks, gradients are averaged as one batch's would be, the
+  /// validation is sharded and its metrics combined, and only rank 0 writes checkpoints.
+  void set_group(std::shared_ptr<dist::Group> group);
 
   /// Trains until trainer.epochs are done, early stopping triggers or a stop is requested.
   TrainSummary fit(const TextDataset& train, const TextDataset* valid);
@@ -92,9 +102,19 @@ class Trainer {
   bool micro_step(const Batch& batch, double scale, bool first, int64_t step, double& loss_out);
   void validate_and_checkpoint(const TextDataset* valid, bool evaluate);
   void write_checkpoint(bool improved);
+  /// Distributed: combines the ranks' step (loss, weights, non-finite and stop flags) and averages
+  /// the gradients; returns false when the step is skipped (a non-finite loss on some rank).
+  struct StepSync {
+    bool finite = true;
+    double loss = 0;
+    int stop = 0;
+  };
+  StepSync sync_step(bool finite, double group_weight, double group_loss);
+  Predictions predict_valid(const TextDataset& valid);
   void log_progress(int64_t total_steps, int64_t per_epoch, bool force);
 
   const Config& config_;
+  std::shared_ptr<dist::Group> group_;
   std::shared_ptr<TextModel> model_;
   const Task& task_;
   torch::Device device_;

@@ -21,7 +21,7 @@ void Trainer::validate_and_checkpoint(const TextDataset* valid, bool evaluate) {
     const double t0 = now_s();
     std::optional<EvalReport> evaluated;
     try {
-      evaluated = task_.evaluate(predict(*model_, task_, *valid, config_.trainer.eval_batch_size, device_, vocab_size_));
+      evaluated = task_.evaluate(predict_valid(*valid));
     } catch (const StopRequested&) {
       // Stopped mid-validation: checkpoint the state before it, marked so that a resumed run
       // validates first and goes on exactly as an uninterrupted one.

@@ -1,0 +1,360 @@
+#include "ltk/dist/dist.h"
+
+// ProcessGroupGloo.hpp declares the Gloo backend only with this define (LibTorch's own build
+// sets it; Debian's libtorch was built with Gloo, whose headers come from libgloo-dev).
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1
+#endif
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <optional>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "ltk/core/log.h"
+
+namespace ltk::dist {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kHeartbeat = std::chrono::milliseconds(500);
+
+std::optional<std::string> env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return std::nullopt;
+  return std::string(v);
+}
+
+int env_int(const char* name, int fallback, int lo, int hi) {
+  auto v = env(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  long x = std::strtol(v->c_str(), &end, 10);
+  if (errno || end == v->c_str() || *end || x < lo || x > hi)
+    throw ConfigError(fmt::format("environment variable {}={}: expected an integer in [{}, {}]", name, *v, lo, hi));
+  return static_cast<int>(x);
+}
+
+std::chrono::milliseconds millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
+}
+
+// The local address on the route to the master: the one the other ranks can reach this one on
+// (a host name can resolve to 127.0.1.1, which is no use to another host).
+std::string local_address_towards(const std::string& master, int port) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  if (getaddrinfo(master.c_str(), std::to_string(port).c_str(), &hints, &res) != 0 || !res)
+    throw DistError(fmt::format("MASTER_ADDR {}: cannot resolve this address", master));
+  std::string out;
+  int fd = socket(res->ai_family, SOCK_DGRAM, 0);
+  if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) == 0) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    char buf[INET6_ADDRSTRLEN] = {0};
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+      if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, buf, sizeof(buf));
+      else
+        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof(buf));
+      out = buf;
+    }
+  }
+  if (fd >= 0) close(fd);
+  freeaddrinfo(res);
+  if (out.empty()) throw DistError(fmt::format("MASTER_ADDR {}: no route to it from this host", master));
+  return out;
+}
+
+// ltk's keys in the store; a torchrun restart gets fresh ones (the agent's store outlives attempts).
+int g_attempt = 0;
+std::string key(const char* what, int rank) { return fmt::format("ltk/{}/{}/{}", g_attempt, what, rank); }
+std::string key(const char* what) { return fmt::format("ltk/{}/{}", g_attempt, what); }
+
+}  // namespace
+
+Launch launch_from_env() {
+  Launch l;
+  l.world = env_int("WORLD_SIZE", 1, 1, 1 << 20);
+  l.rank = env_int("RANK", 0, 0, l.world - 1);
+  l.local_rank = env_int("LOCAL_RANK", l.rank, 0, 1 << 20);
+  if (l.world > 1) {
+    if (!env("RANK")) throw ConfigError(fmt::format("environment variable WORLD_SIZE={} is set but RANK is not: "
+                                                    "set both (torchrun does), or neither for one process", l.world));
+    if (!env("MASTER_ADDR") || !env("MASTER_PORT"))
+      throw ConfigError(fmt::format("WORLD_SIZE={}: MASTER_ADDR and MASTER_PORT must name rank 0's host and a free "
+                                    "port (torchrun sets them; ltk-train --nproc N sets them for local workers)",
+                                    l.world));
+  }
+  if (auto a = env("MASTER_ADDR")) l.master_addr = *a;
+  l.master_port = env_int("MASTER_PORT", 29500, 1, 65535);
+  l.agent_store = env("TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True";
+  l.restart = env_int("TORCHELASTIC_RESTART_COUNT", 0, 0, 1 << 20);
+  return l;
+}
+
+struct Group::Impl {
+  c10::intrusive_ptr<c10d::TCPStore> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  std::thread heartbeat;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+
+  void stop_heartbeat() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      stopping = true;
+    }
+    cv.notify_all();
+    if (heartbeat.joinable()) heartbeat.join();
+  }
+};
+
+Group::Group(const Launch& launch, double timeout_s) : launch_(launch), timeout_s_(timeout_s), impl_(new Impl) {
+  const std::string where = fmt::format("{}:{}", launch.master_addr, launch.master_port);
+  g_attempt = launch.restart;
+  c10d::TCPStoreOptions opts;
+  opts.port = static_cast<uint16_t>(launch.master_port);
+  opts.isServer = launch.rank == 0 && !launch.agent_store;
+  opts.numWorkers = static_cast<size_t>(launch.world);
+  opts.waitWorkers = false;
+  opts.timeout = millis(timeout_s);
+  try {
+    impl_->store = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, opts);
+  } catch (const std::exception& e) {
+    if (opts.isServer)
+      throw DistError(fmt::format("rank 0 cannot hold the rendezvous at MASTER_PORT {} ({}): is the port in use by "
+                                  "another job? Choose another MASTER_PORT",
+                                  launch.master_port, e.what()));
+    throw DistError(fmt::format("rank {} cannot reach the master at {} within {} s (trainer.dist_timeout_s): is "
+                                "rank 0 running, and is MASTER_ADDR an address of its host that this host can reach? ({})",
+                                launch.rank, where, timeout_s, e.what()));
+  }
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  const std::string me = fmt::format("{} pid {}", host, getpid());
+  impl_->store->set(key("join", launch.rank), std::vector<uint8_t>(me.begin(), me.end()));
+  auto options = c10d::ProcessGroupGloo::Options::create(millis(timeout_s));
+  if (auto ifname = env("GLOO_SOCKET_IFNAME"))
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(*ifname));
+  else
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(
+        local_address_towards(launch.master_addr, launch.master_port)));
+  options->threads = 2;
+  try {
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>(key("pg"), impl_->store);
+    impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, launch.rank, launch.world, options);
+  } catch (const std::exception& e) {
+    std::vector<std::string> missing;
+    try {
+      for (int r = 0; r < launch.world; ++r)
+        if (!impl_->store->check({key("join", r)})) missing.push_back(std::to_string(r));
+    } catch (const std::exception&) {
+    }
+    throw DistError(fmt::format("the process group did not form within {} s (trainer.dist_timeout_s){}: {}", timeout_s,
+                                missing.empty() ? std::string()
+                                                : fmt::format("; rank(s) {} never joined", fmt::join(missing, ", ")),
+                                e.what()));
+  }
+  // The heartbeat, on a connection of its own (a store client is not shared between threads).
+  auto hb_opts = opts;
+  hb_opts.isServer = false;
+  auto hb_store = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, hb_opts);
+  impl_->heartbeat = std::thread([impl = impl_.get(), hb_store, k = key("hb", launch.rank)] {
+    std::unique_lock<std::mutex> lock(impl->mu);
+    while (!impl->stopping) {
+      try {
+        hb_store->add(k, 1);
+      } catch (const std::exception&) {
+        return;  // the master is gone: the next collective says so
+      }
+      impl->cv.wait_for(lock, kHeartbeat);
+    }
+  });
+  log::debug("[dist] rank {} of {} joined the group at {}", launch.rank, launch.world, where);
+}
+
+Group::~Group() {
+  impl_->stop_heartbeat();
+  impl_->pg.reset();
+  impl_->store.reset();
+}
+
+std::string Group::diagnose() {
+  auto& store = *impl_->store;
+  try {
+    std::vector<std::string> failed;
+    for (int r = 0; r < world(); ++r) {
+      if (r == rank() || !store.check({key("error", r)})) continue;
+      auto bytes = store.get(key("error", r));
+      failed.push_back(fmt::format("rank {} failed: {}", r, std::string(bytes.begin(), bytes.end())));
+    }
+    if (!failed.empty()) {
+      store.add(key("ack"), 1);
+      return fmt::format("{}", fmt::join(failed, "; "));
+    }
+    std::vector<int64_t> before(static_cast<size_t>(world()));
+    for (int r = 0; r < world(); ++r) before[r] = store.add(key("hb", r), 0);
+    std::this_thread::sleep_for(3 * kHeartbeat);
+    std::vector<std::string> lost;
+    for (int r = 0; r < world(); ++r)
+      if (r != rank() && store.add(key("hb", r), 0) == before[r]) lost.push_back(std::to_string(r));
+    if (!lost.empty())
+      return fmt::format("lost rank {} (no heartbeat for {} ms: killed, crashed, or its host is unreachable)",
+                         fmt::join(lost, ", "), 3 * kHeartbeat.count());
+    return fmt::format("every rank is alive, but a collective did not complete within {} s (trainer.dist_timeout_s): "
+                       "the ranks are out of step, or one is much slower than the others (raise the timeout)",
+                       timeout_s_);
+  } catch (const std::exception&) {
+    if (rank() != 0)
+      return fmt::format("lost rank 0 (the master at {}:{}, which holds the store): it exited, or its host is "
+                         "unreachable",
+                         launch_.master_addr, launch_.master_port);
+    return "the store is unreachable";
+  }
+}
+
+void Group::raise(const std::string& op, const std::exception& e) {
+  std::string why = diagnose();
+  throw DistError(fmt::format("distributed training failed on rank {} of {}: {} ({} failed: {})", rank(), world(), why,
+                              op, e.what()));
+}
+
+void Group::all_reduce_sum(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes) {
+  struct Bucket {
+    std::vector<size_t> members;
+    torch::Tensor flat;
+  };
+  std::vector<Bucket> buckets;
+  std::map<int, size_t> open;  // dtype -> the bucket being filled
+  std::map<size_t, int64_t> bytes;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
+    int dtype = static_cast<int>(t.scalar_type());
+    auto it = open.find(dtype);
+    int64_t size = t.numel() * static_cast<int64_t>(t.element_size());
+    if (it == open.end() || bytes[it->second] + size > bucket_bytes) {
+      buckets.push_back({});
+      it = open.insert_or_assign(dtype, buckets.size() - 1).first;
+      bytes[it->second] = 0;
+    }
+    buckets[it->second].members.push_back(i);
+    bytes[it->second] += size;
+  }
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  try {
+    for (auto& b : buckets) {
+      if (b.members.size() == 1 && tensors[b.members[0]].is_contiguous()) {
+        b.flat = tensors[b.members[0]];
+      } else {
+        std::vector<torch::Tensor> parts;
+        for (size_t i : b.members) parts.push_back(tensors[i].reshape({-1}));
+        b.flat = torch::cat(parts);
+      }
+      std::vector<at::Tensor> io{b.flat};
+      works.push_back(impl_->pg->allreduce(io));
+    }
+    for (auto& w : works) w->wait();
+  } catch (const DistError&) {
+    throw;
+  } catch (const std::exception& e) {
+    raise("all-reduce", e);
+  }
+  for (auto& b : buckets) {
+    if (b.members.size() == 1 && b.flat.is_same(tensors[b.members[0]])) continue;
+    int64_t offset = 0;
+    for (size_t i : b.members) {
+      auto& t = tensors[i];
+      t.copy_(b.flat.narrow(0, offset, t.numel()).view(t.sizes()));
+      offset += t.numel();
+    }
+  }
+}
+
+void Group::broadcast(const std::vector<torch::Tensor>& tensors, int root) {
+  try {
+    for (const auto& t : tensors) {
+      std::vector<at::Tensor> io{t.is_contiguous() ? t : t.contiguous()};
+      c10d::BroadcastOptions o;
+      o.rootRank = root;
+      impl_->pg->broadcast(io, o)->wait();
+      if (!io[0].is_same(t)) t.copy_(io[0]);
+    }
+  } catch (const std::exception& e) {
+    raise("broadcast", e);
+  }
+}
+
+void Group::barrier() {
+  try {
+    impl_->pg->barrier()->wait();
+  } catch (const std::exception& e) {
+    raise("barrier", e);
+  }
+}
+
+std::vector<std::string> Group::all_gather_string(const std::string& name, const std::string& value) {
+  // Through the process group, not the store: a rank that fails instead ends this at once.
+  auto lengths = torch::zeros({world()}, torch::kDouble);
+  lengths[rank()] = static_cast<double>(value.size());
+  all_reduce_sum({lengths});
+  const auto longest = static_cast<int64_t>(lengths.max().item<double>());
+  auto bytes = torch::zeros({world(), std::max<int64_t>(longest, 1)}, torch::kDouble);
+  for (size_t i = 0; i < value.size(); ++i) bytes[rank()][static_cast<int64_t>(i)] = static_cast<unsigned char>(value[i]);
+  all_reduce_sum({bytes});
+  std::vector<std::string> out;
+  auto b = bytes.accessor<double, 2>();
+  for (int r = 0; r < world(); ++r) {
+    std::string s(static_cast<size_t>(lengths[r].item<double>()), '\0');
+    for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<char>(static_cast<unsigned char>(b[r][static_cast<int64_t>(i)]));
+    out.push_back(std::move(s));
+  }
+  (void)name;
+  return out;
+}
+
+void Group::fail(const std::string& message) noexcept {
+  try {
+    impl_->store->set(key("error", rank()), std::vector<uint8_t>(message.begin(), message.end()));
+  } catch (const std::exception&) {
+  }
+  try {
+    impl_->pg.reset();  // closes the connections: the others' collectives fail now, not at their timeout
+  } catch (const std::exception&) {
+  }
+  if (rank() == 0) {
+    // The store lives in this process: keep it until every other rank has read why.
+    const auto until = Clock::now() + std::min(millis(timeout_s_), std::chrono::milliseconds(10000));
+    try {
+      while (Clock::now() < until && impl_->store->add(key("ack"), 0) < world() - 1)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    } catch (const std::exception&) {
+    }
+  }
+}
+
+void Group::finish() {
+  barrier();
+  impl_->stop_heartbeat();
+}
+
+}  // namespace ltk::dist

@@ -1,0 +1,300 @@
+// Data-parallel training (ltk/dist): the same result as one process, under ltk-train --nproc,
+// torchrun and across two network namespaces; faults end every rank with the lost rank's name.
+#include <catch2/catch.hpp>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <torch/serialize.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "ltk/core/error.h"
+#include "ltk/core/files.h"
+#include "ltk/data/dataset.h"
+#include "ltk/dist/dist.h"
+#include "ltk/eval/evaluator.h"
+#include "ltk/task/task.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using ltk::test::read_text;
+using ltk::test::run_app;
+using ltk::test::spawn_app;
+using ltk::test::TempDir;
+using ltk::test::wait_exit_code;
+using ltk::test::write_file;
+
+namespace {
+
+// A toy corpus with lengths that vary (bucketing changes the batches) and a config for it in float64.
+std::string dist_config(const TempDir& dir, const std::string& optimizer, int batch_size, const std::string& run) {
+  write_file(dir.file("train.tsv"), ltk::test::toy_corpus(21, 3));  // 63 samples: the last global batch is uneven
+  write_file(dir.file("valid.tsv"), ltk::test::toy_corpus(4, 4));
+  std::string cfg = R"({
+  "name": "dist", "seed": 11, "device": "cpu", "threads": 1,
+  "output_dir": ")" + dir.file(run) + R"(",
+  "data": {"train": ")" + dir.file("train.tsv") + R"(", "valid": ")" + dir.file("valid.tsv") + R"("},
+  "model": {"type": "bow", "embed_dim": 8},
+  "optimizer": {"type": ")" + optimizer + R"(", "lr": 0.05, "weight_decay": 0.01},
+  "trainer": {"epochs": 3, "batch_size": )" + std::to_string(batch_size) + R"(, "bucket_pool": 2, "dtype": "float64",
+              "log_every": 1000, "dist_timeout_s": 30}
+})";
+  std::string path = dir.file(run + ".json");
+  write_file(path, cfg);
+  return path;
+}
+
+c10::Dict<c10::IValue, c10::IValue> last_weights(const std::string& run) {
+  auto pointer = ltk::read_json_file(run + "/checkpoints/last.json");
+  std::string raw = ltk::read_file(run + "/checkpoints/" + pointer.at("dir").get<std::string>() + "/weights.pt");
+  return torch::pickle_load(std::vector<char>(raw.begin(), raw.end())).toGenericDict();
+}
+
+// The largest difference between two runs' last weights, over the largest weight: float64 sums in
+// another order differ by ~1e-16 per operation, so 1e-9 is a bound on any CPU, not a tuned margin.
+double weight_difference(const std::string& a, const std::string& b) {
+  auto wa = last_weights(a), wb = last_weights(b);
+  REQUIRE(wa.size() == wb.size());
+  double diff = 0, scale = 1e-30;
+  for (const auto& item : wa) {
+    auto x = item.value().toTensor(), y = wb.at(item.key()).toTensor();
+    REQUIRE(x.scalar_type() == torch::kDouble);
+    diff = std::max(diff, (x - y).abs().max().item<double>());
+    scale = std::max(scale, x.abs().max().item<double>());
+  }
+  return diff / scale;
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string sh(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (p && fgets(buf, sizeof(buf), p)) out += buf;
+  if (p) pclose(p);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("dist: 2 processes x batch B give 1 process x 2B's weights - float64, SGD and AdamW, bucketing, torchrun",
+          "[dist]") {
+  TempDir dir;
+  for (std::string opt : {"sgd", "adamw"}) {
+    INFO(opt);
+    auto one = run_app("ltk-train", "--config '" + dist_config(dir, opt, 8, "one-" + opt) + "'");
+    REQUIRE(one.code == 0);
+    auto two = run_app("ltk-train", "--nproc 2 --config '" + dist_config(dir, opt, 4, "two-" + opt) + "'");
+    INFO(two.err);
+    REQUIRE(two.code == 0);
+    CHECK(two.err.find("[rank 0]") != std::string::npos);
+    CHECK(weight_difference(dir.file("one-" + opt), dir.file("two-" + opt)) < 1e-9);
+    // The validations agree too: the sharded one's metrics are the whole split's.
+    auto metrics = [&](const std::string& run) {
+      std::string m = ltk::test::strip_timing(read_text(dir.file(run) + "/metrics.jsonl"));
+      return m.substr(0, m.find("\"loss\""));
+    };
+    CHECK(metrics("one-" + opt) == metrics("two-" + opt));
+    // Rank 1 wrote nothing into the run directory, and its scratch directory is gone.
+    CHECK(!fs::exists(dir.file("two-" + opt) + "/.lock.1"));
+  }
+  // The same under Debian's torchrun (its Python 3.11 needs --redirects/--tee, README).
+  if (!fs::exists("/usr/bin/torchrun")) {
+    WARN("torchrun is not installed (scripts/setup.sh --test installs python3-torch): skipped");
+    return;
+  }
+  const std::string port = std::to_string(free_port());
+  std::string out = sh("cd '" + dir.path().string() + "' && OMP_NUM_THREADS=1 timeout 120 /usr/bin/torchrun --nnodes 1 "
+                       "--nproc_per_node 2 --master_port " + port + " --redirects 1 --tee 1 --no_python '" LTK_BIN_DIR
+                       "/ltk-train' --config '" + dist_config(dir, "adamw", 4, "torchrun") + "'; echo rc=$?");
+  INFO(out);
+  REQUIRE(out.find("rc=0") != std::string::npos);
+  CHECK(weight_difference(dir.file("one-adamw"), dir.file("torchrun")) < 1e-9);
+}
+
+TEST_CASE("dist: two hosts - one worker in each of two network namespaces joined by a veth pair", "[dist]") {
+  if (geteuid() != 0 || sh("command -v ip").empty()) {
+    WARN("needs root and iproute2 (CI has both): skipped");
+    return;
+  }
+  TempDir dir;
+  auto one = run_app("ltk-train", "--config '" + dist_config(dir, "adamw", 8, "one") + "'");
+  REQUIRE(one.code == 0);
+  const std::string tag = std::to_string(getpid() % 100000);
+  const std::string a = "ltkA" + tag, b = "ltkB" + tag;
+  struct Cleanup {  // the namespaces go whatever happens (the veth pair goes with them)
+    std::string a, b;
+    ~Cleanup() { sh("ip netns del " + a + "; ip netns del " + b); }
+  } cleanup{a, b};
+  const int octet = 10 + static_cast<int>(getpid() % 200);
+  const std::string addr_a = "10.213." + std::to_string(octet) + ".1", addr_b = "10.213." + std::to_string(octet) + ".2";
+  std::string setup = sh("set -e; ip netns add " + a + "; ip netns add " + b + "; ip link add v" + a + " type veth peer name v" + b +
+                         "; ip link set v" + a + " netns " + a + "; ip link set v" + b + " netns " + b +
+                         "; ip -n " + a + " addr add " + addr_a + "/24 dev v" + a + "; ip -n " + b + " addr add " + addr_b +
+                         "/24 dev v" + b + "; ip -n " + a + " link set v" + a + " up; ip -n " + b + " link set v" + b +
+                         " up; ip -n " + a + " link set lo up; ip -n " + b + " link set lo up; echo ok");
+  INFO(setup);
+  REQUIRE(setup.find("ok") != std::string::npos);
+  const std::string cfg = dist_config(dir, "adamw", 4, "two-hosts");
+  auto worker = [&](const std::string& ns, int rank) {
+    return "ip netns exec " + ns + " env RANK=" + std::to_string(rank) + " WORLD_SIZE=2 MASTER_ADDR=" + addr_a +
+           " MASTER_PORT=29533 OMP_NUM_THREADS=1 timeout 120 '" LTK_BIN_DIR "/ltk-train' --config '" + cfg + "'";
+  };
+  std::string out = sh("(" + worker(b, 1) + " > '" + dir.file("rank1.log") + "' 2>&1 & " + worker(a, 0) +
+                       "; echo rc0=$?; wait $!; echo rc1=$?)");
+  INFO(out + read_text(dir.file("rank1.log")));
+  CHECK(out.find("rc0=0") != std::string::npos);
+  CHECK(out.find("rc1=0") != std::string::npos);
+  CHECK(weight_difference(dir.file("one"), dir.file("two-hosts")) < 1e-9);
+}
+
+TEST_CASE("dist: a killed rank stops the others naming it - Ctrl-C checkpoints every rank - the job resumes",
+          "[dist]") {
+  TempDir dir;
+  std::string cfg = dist_config(dir, "adam", 2, "run");
+  const std::vector<std::string> common = {"--config", cfg, "--set", "trainer.epochs=100000", "--set",
+                                           "trainer.checkpoint_every=5", "--set", "trainer.dist_timeout_s=20",
+                                           "--set", "trainer.dtype=float32", "--nproc", "2"};
+  auto wait_for_step = [&](int step) {
+    for (int i = 0; i < 600; ++i) {
+      auto last = dir.file("run") + "/checkpoints/last.json";
+      if (fs::exists(last) && ltk::read_json_file(last).at("step").get<int>() >= step) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
+  // Ctrl-C (SIGINT to the launcher): every worker stops at the same step, rank 0 writes the checkpoint.
+  pid_t launcher = spawn_app("ltk-train", common, dir.file("int.err"));
+  REQUIRE(wait_for_step(10));
+  kill(launcher, SIGINT);
+  int code = wait_exit_code(launcher, 60);
+  std::string err = read_text(dir.file("int.err"));
+  INFO(err);
+  CHECK(code == 130);
+  CHECK(err.find("[rank 0]") != std::string::npos);
+  CHECK(err.find("checkpoint written") != std::string::npos);
+  auto stopped = ltk::read_json_file(dir.file("run") + "/checkpoints/last.json").at("step").get<int>();
+
+  // SIGKILL one worker: the other exits non-zero within the timeout, naming rank 1.
+  std::vector<std::string> resume = {"--resume", dir.file("run"), "--set", "trainer.epochs=100000", "--nproc", "2"};
+  launcher = spawn_app("ltk-train", resume, dir.file("kill.err"));
+  REQUIRE(wait_for_step(stopped + 10));
+  std::string children = sh("cat /proc/" + std::to_string(launcher) + "/task/*/children");
+  std::istringstream ids(children);
+  std::vector<pid_t> workers;
+  for (pid_t p; ids >> p;) workers.push_back(p);
+  REQUIRE(workers.size() == 2);
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(workers[1], SIGKILL);  // rank 1 (forked second)
+  code = wait_exit_code(launcher, 90);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  err = read_text(dir.file("kill.err"));
+  INFO(err);
+  CHECK(code != 0);
+  CHECK(code != -1);
+  CHECK(took < 20 + 10);  // trainer.dist_timeout_s, and the launcher's own wait never needed
+  CHECK(err.find("rank 1 (pid " + std::to_string(workers[1]) + ") was killed by signal 9") != std::string::npos);
+  CHECK(err.find("[rank 0]") != std::string::npos);
+  CHECK(err.find("lost rank 1") != std::string::npos);
+
+  // Another number of processes is refused; the same number resumes and finishes.
+  auto other = run_app("ltk-train", "--resume '" + dir.file("run") + "' --set trainer.epochs=1");
+  CHECK(other.code == 2);
+  CHECK(other.err.find("written by 2 training process(es)") != std::string::npos);
+  auto done = run_app("ltk-train", "--resume '" + dir.file("run") + "' --nproc 2 --set trainer.epochs=3");
+  INFO(done.err);
+  CHECK(done.code == 0);
+  CHECK(done.err.find("[test]") == std::string::npos);  // no test split: the report uses valid
+}
+
+TEST_CASE("dist: a rank that fails names its error on every rank - a port in use - an unreachable master", "[dist]") {
+  TempDir dir;
+  std::string cfg = dist_config(dir, "adam", 4, "run");
+  const std::string port = std::to_string(free_port());
+  auto env = [&](int rank) {
+    return "RANK=" + std::to_string(rank) + " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port;
+  };
+  // Rank 1 cannot read its data: both ranks fail with that message.
+  std::string out = sh("cd '" + dir.path().string() + "' && (env " + env(1) + " OMP_NUM_THREADS=1 timeout 60 '" LTK_BIN_DIR
+                       "/ltk-train' --config '" + cfg + "' --set data.train=missing.tsv > r1.log 2>&1 & env " + env(0) +
+                       " OMP_NUM_THREADS=1 timeout 60 '" LTK_BIN_DIR "/ltk-train' --config '" + cfg +
+                       "' --overwrite; echo rc0=$?; wait $!; echo rc1=$?)");
+  std::string r1 = read_text(dir.file("r1.log"));
+  INFO(out + r1);
+  CHECK(out.find("rc0=1") != std::string::npos);
+  CHECK(out.find("rc1=1") != std::string::npos);
+  CHECK(out.find("rank 1 failed: config key 'data.train': missing.tsv does not exist") != std::string::npos);
+  CHECK(r1.find("ltk-train [rank 1]: error: config key 'data.train': missing.tsv does not exist") != std::string::npos);
+
+  // A port in use: rank 0 says so at once.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  socklen_t len = sizeof(a);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  REQUIRE(listen(fd, 1) == 0);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  auto busy = run_app("ltk-train", "--config '" + cfg + "' --overwrite", "", "",
+                      "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(ntohs(a.sin_port)));
+  close(fd);
+  CHECK(busy.code == 1);
+  CHECK(busy.err.find("is the port in use by another job?") != std::string::npos);
+
+  // Nobody at the master's address: rank 1 gives up after trainer.dist_timeout_s.
+  auto lonely = run_app("ltk-train", "--config '" + cfg + "' --set trainer.dist_timeout_s=2", "", "",
+                        "RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()));
+  CHECK(lonely.code == 1);
+  CHECK(lonely.err.find("rank 1 cannot reach the master at 127.0.0.1:") != std::string::npos);
+  // A malformed launch environment is a config error naming the variable.
+  auto bad = run_app("ltk-train", "--config '" + cfg + "'", "", "", "RANK=2 WORLD_SIZE=2");
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("environment variable RANK=2") != std::string::npos);
+}
+
+namespace {
+
+// The article's multi-GPU pitfall: a forward that returns a scalar (here, the mean of the outputs).
+struct ScalarModel : ltk::TextModel {
+  torch::Tensor w;
+  bool scalar;
+  explicit ScalarModel(bool s) : scalar(s) { w = register_parameter("w", torch::ones({3})); }
+  torch::Tensor forward(const ltk::Batch& batch) override {
+    auto out = torch::ones({batch.size(), 3}) * w;
+    return scalar ? out.mean() : out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("dist: a model whose forward returns a scalar is refused before training", "[dist]") {
+  ltk::TextDataset data;
+  data.add({2, 3}, 2, {0}, 0, 1);
+  data.add({4}, 1, {1}, 0, 2);
+  data.add({5, 6, 7}, 3, {2}, 0, 3);
+  data.set_source("mem", ltk::TargetKind::class_id, 3);
+  ltk::LabelMap labels = ltk::LabelMap::from_labels({"a", "b", "c"});
+  ltk::TaskConfig tc;
+  auto task = ltk::make_task(tc, labels);
+  ScalarModel bad(true), good(false);
+  CHECK_NOTHROW(ltk::check_forward_outputs(good, *task, data, torch::kCPU, "good"));
+  try {
+    ltk::check_forward_outputs(bad, *task, data, torch::kCPU, "scalar");
+    FAIL("a scalar output was accepted");
+  } catch (const ltk::ConfigError& e) {
+    CHECK(std::string(e.what()).find("model 'scalar': forward returned shape [] for a batch of 2 sample(s)") !=
+          std::string::npos);
+  }
+}
