@@ -196,6 +196,8 @@ int main(int argc, char** argv) {
                           {"seconds", s.seconds},         {"samples_per_s", s.samples_per_s},
                           {"train_loss", s.last_train_loss}, {"data_seconds", s.data_seconds},
                           {"eval_seconds", s.eval_seconds},
+                          {"sync_seconds", s.sync_seconds},
+                          {"sync_mb_per_step", s.sync_bytes / 1e6},
                           {"blas_core", ltk::openblas_core()},
                           {"train_samples_per_s", s.seconds > s.eval_seconds ? s.samples_per_s * s.seconds / (s.seconds - s.eval_seconds) : 0.0}};
       if (s.test) j["test"] = s.test->headline();

@@ -1,6 +1,7 @@
 // Linked into ltk-train-faults, a test-only build of ltk-train (never installed): it kills its own
 // process with SIGKILL at the fault point that LTK_TEST_KILL names, as POINT:STEP (after_step:5,
-// in_checkpoint:6, before_pointer:3; see ltk/core/fault.h). The shipped ltk-train has no hook.
+// in_checkpoint:6, before_pointer:3; see ltk/core/fault.h), in every rank of a distributed job or
+// in rank LTK_TEST_KILL_RANK only. The shipped ltk-train has no hook.
 #include <csignal>
 #include <cstdlib>
 #include <string>
@@ -20,6 +21,10 @@ struct InstallHook {
   InstallHook() {
     const char* spec = std::getenv("LTK_TEST_KILL");
     if (!spec) return;
+    // LTK_TEST_KILL_RANK=R: only rank R of a distributed job dies.
+    const char* only = std::getenv("LTK_TEST_KILL_RANK");
+    const char* rank = std::getenv("RANK");
+    if (only && (!rank || std::string(only) != rank)) return;
     std::string s = spec;
     auto colon = s.find(':');
     if (colon == std::string::npos) return;

@@ -27,10 +27,23 @@ using ltk::test::write_file;
 
 namespace {
 
-// A toy corpus with lengths that vary (bucketing changes the batches) and a config for it in float64.
+// A corpus with lengths that vary (bucketing changes the batches) and many rare words (a batch
+// touches few embedding rows, so their gradients go through the rows-only all-reduce), and a
+// config for it in float64.
+std::string corpus(int n, int offset) {
+  const char* labels[] = {"sport", "food", "tech"};
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    out += std::string(labels[i % 3]) + "\t" + labels[i % 3] + "word";
+    for (int k = 0; k <= (i * 7) % 5; ++k) out += " rare" + std::to_string((i + offset) * 5 + k);
+    out += "\n";
+  }
+  return out;
+}
+
 std::string dist_config(const TempDir& dir, const std::string& optimizer, int batch_size, const std::string& run) {
-  write_file(dir.file("train.tsv"), ltk::test::toy_corpus(21, 3));  // 63 samples: the last global batch is uneven
-  write_file(dir.file("valid.tsv"), ltk::test::toy_corpus(4, 4));
+  write_file(dir.file("train.tsv"), corpus(63, 0));  // 63 samples: the last global batch is uneven
+  write_file(dir.file("valid.tsv"), corpus(12, 3));
   std::string cfg = R"({
   "name": "dist", "seed": 11, "device": "cpu", "threads": 1,
   "output_dir": ")" + dir.file(run) + R"(",
@@ -59,7 +72,7 @@ double weight_difference(const std::string& a, const std::string& b) {
   double diff = 0, scale = 1e-30;
   for (const auto& item : wa) {
     auto x = item.value().toTensor(), y = wb.at(item.key()).toTensor();
-    REQUIRE(x.scalar_type() == torch::kDouble);
+    REQUIRE(x.scalar_type() == y.scalar_type());
     diff = std::max(diff, (x - y).abs().max().item<double>());
     scale = std::max(scale, x.abs().max().item<double>());
   }
@@ -100,7 +113,16 @@ TEST_CASE("dist: 2 processes x batch B give 1 process x 2B's weights - float64, 
     INFO(two.err);
     REQUIRE(two.code == 0);
     CHECK(two.err.find("[rank 0]") != std::string::npos);
+    CHECK(last_weights(dir.file("two-" + opt)).begin()->value().toTensor().scalar_type() == torch::kDouble);
     CHECK(weight_difference(dir.file("one-" + opt), dir.file("two-" + opt)) < 1e-9);
+    // ... with the embedding's gradient sent as the rows the batches touched: well under the dense size.
+    double dense = 0;
+    for (const auto& item : last_weights(dir.file("two-" + opt))) dense += item.value().toTensor().numel() * 8.0;
+    auto at = two.err.find(" MB of gradients a step");
+    REQUIRE(at != std::string::npos);
+    const double sent = std::stod(two.err.substr(two.err.rfind(' ', at - 1) + 1)) * 1e6;
+    CHECK(sent > 0);
+    CHECK(sent < 0.5 * dense);
     // The validations agree too: the sharded one's metrics are the whole split's.
     auto metrics = [&](const std::string& run) {
       std::string m = ltk::test::strip_timing(read_text(dir.file(run) + "/metrics.jsonl"));
@@ -160,63 +182,63 @@ TEST_CASE("dist: two hosts - one worker in each of two network namespaces joined
   CHECK(weight_difference(dir.file("one"), dir.file("two-hosts")) < 1e-9);
 }
 
-TEST_CASE("dist: a killed rank stops the others naming it - Ctrl-C checkpoints every rank - the job resumes",
+TEST_CASE("dist: a killed rank stops the others naming it - the job resumes bit-identically - Ctrl-C checkpoints",
           "[dist]") {
   TempDir dir;
-  std::string cfg = dist_config(dir, "adam", 2, "run");
-  const std::vector<std::string> common = {"--config", cfg, "--set", "trainer.epochs=100000", "--set",
-                                           "trainer.checkpoint_every=5", "--set", "trainer.dist_timeout_s=20",
-                                           "--set", "trainer.dtype=float32", "--nproc", "2"};
-  auto wait_for_step = [&](int step) {
-    for (int i = 0; i < 600; ++i) {
-      auto last = dir.file("run") + "/checkpoints/last.json";
-      if (fs::exists(last) && ltk::read_json_file(last).at("step").get<int>() >= step) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return false;
+  // float32 and dropout: each rank's random state must come back from the checkpoint.
+  auto config = [&](const std::string& run) {
+    std::string path = dist_config(dir, "adam", 4, run);
+    std::string text = read_text(path);
+    text.replace(text.find("\"embed_dim\": 8}"), 15, "\"embed_dim\": 8, \"dropout\": 0.3}");
+    text.replace(text.find("\"float64\""), 9, "\"float32\"");
+    write_file(path, text);
+    return path;
   };
-  // Ctrl-C (SIGINT to the launcher): every worker stops at the same step, rank 0 writes the checkpoint.
-  pid_t launcher = spawn_app("ltk-train", common, dir.file("int.err"));
-  REQUIRE(wait_for_step(10));
+  const std::string opts = " --nproc 2 --set trainer.checkpoint_every=3 --set trainer.dist_timeout_s=20";
+  auto ref = run_app("ltk-train", "--config '" + config("ref") + "'" + opts);
+  REQUIRE(ref.code == 0);
+
+  // Rank 1 dies (SIGKILL) after step 7, mid-epoch: rank 0 exits 1 within the timeout, naming it.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto killed = run_app("ltk-train-faults", "--config '" + config("run") + "'" + opts, "", "",
+                        "LTK_TEST_KILL=after_step:7 LTK_TEST_KILL_RANK=1");
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO(killed.err);
+  CHECK(killed.code == 128 + SIGKILL);  // the launcher exits as the first worker that failed
+  CHECK(took < 20 + 10);  // trainer.dist_timeout_s; the launcher's own wait (timeout + 15 s) never came
+  CHECK(killed.err.find("was killed by signal 9") != std::string::npos);
+  CHECK(killed.err.find("ltk-train [rank 0]: error: distributed training failed on rank 0 of 2: lost rank 1") !=
+        std::string::npos);
+  CHECK(ltk::read_json_file(dir.file("run") + "/checkpoints/last.json").at("step").get<int>() == 6);
+
+  // Another number of processes is refused; the same number resumes and ends as the uninterrupted run.
+  auto other = run_app("ltk-train", "--resume '" + dir.file("run") + "'");
+  CHECK(other.code == 2);
+  CHECK(other.err.find("was written by 2 training process(es) and this job has 1") != std::string::npos);
+  auto resumed = run_app("ltk-train", "--resume '" + dir.file("run") + "' --nproc 2");
+  INFO(resumed.err);
+  REQUIRE(resumed.code == 0);
+  CHECK(weight_difference(dir.file("ref"), dir.file("run")) == 0);
+  CHECK(ltk::test::strip_timing(read_text(dir.file("ref") + "/metrics.jsonl")) ==
+        ltk::test::strip_timing(read_text(dir.file("run") + "/metrics.jsonl")));
+
+  // Ctrl-C (SIGINT to the launcher): every worker stops after the same step; rank 0 writes the checkpoint.
+  std::string cfg = config("long");
+  pid_t launcher = spawn_app("ltk-train", {"--config", cfg, "--set", "trainer.epochs=100000", "--nproc", "2"},
+                             dir.file("int.err"));
+  bool started = false;
+  for (int i = 0; i < 600 && !started; ++i) {
+    started = fs::exists(dir.file("long") + "/checkpoints/last.json");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  REQUIRE(started);
   kill(launcher, SIGINT);
   int code = wait_exit_code(launcher, 60);
   std::string err = read_text(dir.file("int.err"));
   INFO(err);
   CHECK(code == 130);
-  CHECK(err.find("[rank 0]") != std::string::npos);
-  CHECK(err.find("checkpoint written") != std::string::npos);
-  auto stopped = ltk::read_json_file(dir.file("run") + "/checkpoints/last.json").at("step").get<int>();
-
-  // SIGKILL one worker: the other exits non-zero within the timeout, naming rank 1.
-  std::vector<std::string> resume = {"--resume", dir.file("run"), "--set", "trainer.epochs=100000", "--nproc", "2"};
-  launcher = spawn_app("ltk-train", resume, dir.file("kill.err"));
-  REQUIRE(wait_for_step(stopped + 10));
-  std::string children = sh("cat /proc/" + std::to_string(launcher) + "/task/*/children");
-  std::istringstream ids(children);
-  std::vector<pid_t> workers;
-  for (pid_t p; ids >> p;) workers.push_back(p);
-  REQUIRE(workers.size() == 2);
-  const auto t0 = std::chrono::steady_clock::now();
-  kill(workers[1], SIGKILL);  // rank 1 (forked second)
-  code = wait_exit_code(launcher, 90);
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  err = read_text(dir.file("kill.err"));
-  INFO(err);
-  CHECK(code != 0);
-  CHECK(code != -1);
-  CHECK(took < 20 + 10);  // trainer.dist_timeout_s, and the launcher's own wait never needed
-  CHECK(err.find("rank 1 (pid " + std::to_string(workers[1]) + ") was killed by signal 9") != std::string::npos);
-  CHECK(err.find("[rank 0]") != std::string::npos);
-  CHECK(err.find("lost rank 1") != std::string::npos);
-
-  // Another number of processes is refused; the same number resumes and finishes.
-  auto other = run_app("ltk-train", "--resume '" + dir.file("run") + "' --set trainer.epochs=1");
-  CHECK(other.code == 2);
-  CHECK(other.err.find("written by 2 training process(es)") != std::string::npos);
-  auto done = run_app("ltk-train", "--resume '" + dir.file("run") + "' --nproc 2 --set trainer.epochs=3");
-  INFO(done.err);
-  CHECK(done.code == 0);
-  CHECK(done.err.find("[test]") == std::string::npos);  // no test split: the report uses valid
+  CHECK(err.find("[rank 0] [train] stopped by signal 2") != std::string::npos);
+  CHECK(err.find("error") == std::string::npos);
 }
 
 TEST_CASE("dist: a rank that fails names its error on every rank - a port in use - an unreachable master", "[dist]") {
@@ -258,6 +280,14 @@ TEST_CASE("dist: a rank that fails names its error on every rank - a port in use
                         "RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()));
   CHECK(lonely.code == 1);
   CHECK(lonely.err.find("rank 1 cannot reach the master at 127.0.0.1:") != std::string::npos);
+  // Sparse gradients are refused on every rank.
+  auto sparse = run_app("ltk-train", "--config '" + cfg + "' --overwrite --nproc 2 --set model.sparse=true "
+                        "--set optimizer.type=adagrad --set optimizer.weight_decay=0");
+  {
+    INFO(sparse.err);
+    CHECK(sparse.code == 2);
+    CHECK(sparse.err.find("set model.sparse to false") != std::string::npos);
+  }
   // A malformed launch environment is a config error naming the variable.
   auto bad = run_app("ltk-train", "--config '" + cfg + "'", "", "", "RANK=2 WORLD_SIZE=2");
   CHECK(bad.code == 2);

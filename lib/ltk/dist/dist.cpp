@@ -290,6 +290,65 @@ void Group::all_reduce_sum(const std::vector<torch::Tensor>& tensors, int64_t bu
   }
 }
 
+int64_t Group::all_reduce_rows(const std::vector<torch::Tensor>& matrices, const std::vector<torch::Tensor>& others,
+                               const torch::Tensor& header, const std::function<bool()>& before_gradients,
+                               int64_t bucket_bytes) {
+  // 1. The header, and which rows of each matrix each rank touched (their counts, by rank).
+  const auto h = header.numel(), m_count = static_cast<int64_t>(matrices.size());
+  auto first = torch::zeros({h + m_count * world()}, torch::kDouble);
+  first.narrow(0, 0, h).copy_(header);
+  std::vector<torch::Tensor> rows;
+  for (int64_t m = 0; m < m_count; ++m) {
+    rows.push_back(matrices[static_cast<size_t>(m)].ne(0).any(1).nonzero().flatten());
+    first[h + m * world() + rank()] = static_cast<double>(rows.back().numel());
+  }
+  all_reduce_sum({first});
+  header.copy_(first.narrow(0, 0, h));
+  if (!before_gradients()) return first.numel() * 8;
+  auto counts = first.narrow(0, h, m_count * world()).view({m_count, world()});
+  // 2. Sparse where the gathered rows are fewer than half the matrix; the rest dense. The row
+  // numbers travel in the gradients' type where it holds them exactly (float32: below 2^24).
+  std::vector<torch::Tensor> all = others, packed;
+  std::vector<size_t> sparse;
+  std::vector<int64_t> width;
+  int64_t sent = first.numel() * 8;
+  for (const auto& t : others) sent += t.numel() * static_cast<int64_t>(t.element_size());
+  for (size_t m = 0; m < matrices.size(); ++m) {
+    const auto& g = matrices[m];
+    const auto most = static_cast<int64_t>(counts[static_cast<int64_t>(m)].max().item<double>());
+    const bool exact = g.scalar_type() == torch::kDouble || (g.scalar_type() == torch::kFloat && g.size(0) < (1 << 24));
+    if (!exact || most * world() * 2 >= g.size(0)) {
+      all.push_back(g);
+      sent += g.numel() * static_cast<int64_t>(g.element_size());
+      continue;
+    }
+    // Each rank fills its own slot (row number, then the row); the sum is everyone's rows.
+    auto slots = torch::zeros({world(), std::max<int64_t>(most, 1), g.size(1) + 1}, g.options());
+    const auto n = rows[m].numel();
+    if (n) {
+      auto mine = slots[rank()].narrow(0, 0, n);
+      mine.select(1, 0).copy_(rows[m]);
+      mine.narrow(1, 1, g.size(1)).copy_(g.index_select(0, rows[m]));
+    }
+    sparse.push_back(m);
+    packed.push_back(slots);
+    all.push_back(slots);
+    sent += slots.numel() * static_cast<int64_t>(slots.element_size());
+  }
+  all_reduce_sum(all, bucket_bytes);
+  for (size_t k = 0; k < sparse.size(); ++k) {
+    auto g = matrices[sparse[k]];
+    g.zero_();
+    for (int r = 0; r < world(); ++r) {  // in rank order: every rank adds the same numbers alike
+      const auto n = static_cast<int64_t>(counts[static_cast<int64_t>(sparse[k])][r].item<double>());
+      if (!n) continue;
+      auto theirs = packed[k][r].narrow(0, 0, n);
+      g.index_add_(0, theirs.select(1, 0).to(torch::kLong), theirs.narrow(1, 1, g.size(1)));
+    }
+  }
+  return sent;
+}
+
 void Group::broadcast(const std::vector<torch::Tensor>& tensors, int root) {
   try {
     for (const auto& t : tensors) {
@@ -345,8 +404,13 @@ void Group::fail(const std::string& message) noexcept {
     // The store lives in this process: keep it until every other rank has read why.
     const auto until = Clock::now() + std::min(millis(timeout_s_), std::chrono::milliseconds(10000));
     try {
-      while (Clock::now() < until && impl_->store->add(key("ack"), 0) < world() - 1)
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      // A rank is done with the store once it has read the message or failed on its own.
+      auto done = [&] {
+        int64_t n = impl_->store->add(key("ack"), 0);
+        for (int r = 1; r < world(); ++r) n += impl_->store->check({key("error", r)}) ? 1 : 0;
+        return n >= world() - 1;
+      };
+      while (Clock::now() < until && !done()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     } catch (const std::exception&) {
     }
   }

@@ -8,6 +8,7 @@
 
 #include <torch/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +59,16 @@ class Group {
   /// Sums the tensors over the ranks, in place, packed into flat buffers of at most `bucket_bytes`
   /// (one collective per buffer, all in flight at once). Same shapes and dtypes on every rank.
   void all_reduce_sum(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes = 25 << 20);
+  /// Sums 2-D gradients over the ranks, in place, sending only the rows some rank has non-zero
+  /// when those are few (an embedding's gradient touches the batch's tokens only): each rank's
+  /// rows are gathered and added in rank order, so every rank gets the same sums. Tensors whose
+  /// touched rows are many go through all_reduce_sum, as do `others`. `header` (float64, 1-D) is
+  /// summed in the first collective, before the gradients are touched: `before_gradients` sees it
+  /// summed and may scale them. Two collectives in all (each costs a thread hand-off and a round
+  /// trip). Returns the bytes this rank sent.
+  int64_t all_reduce_rows(const std::vector<torch::Tensor>& matrices, const std::vector<torch::Tensor>& others,
+                          const torch::Tensor& header, const std::function<bool()>& before_gradients,
+                          int64_t bucket_bytes = 25 << 20);
   /// Copies rank `root`'s tensors to every rank, in place.
   void broadcast(const std::vector<torch::Tensor>& tensors, int root = 0);
   void barrier();

@@ -365,6 +365,12 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
     }
   }
   TrainSummary summary = trainer.fit(train_set, valid_set ? &*valid_set : nullptr);
+  if (group && summary.steps > 0)
+    log::info("[dist] all-reduce: {:.2f}s of the {:.1f}s loop ({:.1f}%), {:.3g} MB of gradients a step, {:.0f} MB/s "
+              "(waiting for slower ranks included)",
+              summary.sync_seconds, summary.seconds, 100.0 * summary.sync_seconds / std::max(summary.seconds, 1e-9),
+              summary.sync_bytes / 1e6,
+              summary.sync_seconds > 0 ? summary.sync_bytes * static_cast<double>(summary.steps) / 1e6 / summary.sync_seconds : 0.0);
   if (group) {
     group->finish();
     if (rank > 0) return summary;  // the test, the report and the exports are rank 0's

@@ -155,7 +155,9 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
         int dist_stop = 0;
         if (group_) {
           if (group.empty()) optimizer_->zero_grad();  // no sample of this step here: contributes nothing
+          const double t_sync = now_s();
           StepSync s = sync_step(finite, finite ? group_weight : 0.0, group_loss);
+          summary.sync_seconds += now_s() - t_sync;
           finite = s.finite;
           group_loss = s.loss;
           dist_stop = s.stop;
@@ -231,6 +233,7 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
   summary.early_stopped = state_.early_stopped;
   summary.nonfinite_skipped = state_.nonfinite_skipped;
   summary.seconds = now_s() - start;
+  summary.sync_bytes = sync_bytes_;
   summary.samples_per_s =
       summary.seconds > 0 ? static_cast<double>(state_.samples_seen - samples_at_start) / summary.seconds : 0.0;
   return summary;
@@ -243,22 +246,7 @@ void Trainer::set_group(std::shared_ptr<dist::Group> group) {
 
 Trainer::StepSync Trainer::sync_step(bool finite, double group_weight, double group_loss) {
   const bool mean = config_.task.reduction == "mean";
-  // One small all-reduce tells every rank the step's totals and whether any rank must skip or stop.
-  const int sig = stop_signal();
-  auto stats = torch::tensor({finite ? 0.0 : 1.0, group_weight, mean ? group_loss * group_weight : group_loss,
-                              sig ? 1.0 : 0.0, static_cast<double>(sig)},
-                             torch::kDouble);
-  group_->all_reduce_sum({stats});
-  auto s = stats.accessor<double, 1>();
-  StepSync out;
-  out.finite = s[0] == 0;
-  out.stop = s[3] > 0 ? static_cast<int>(std::lround(s[4] / s[3])) : 0;
-  const double total = s[1];
-  out.loss = mean ? (total > 0 ? s[2] / total : 0.0) : s[2];
-  if (!out.finite) return out;
-  // The gradient of the global batch's loss: with a mean loss each rank's gradient weighs by its
-  // share of what the loss averages over (samples; masked pieces for mlm), with a sum they add.
-  std::vector<torch::Tensor> grads;
+  std::vector<torch::Tensor> grads, matrices, rest;
   for (auto& p : model_->parameters()) {
     if (!p.requires_grad()) continue;
     auto& g = p.mutable_grad();
@@ -266,10 +254,31 @@ Trainer::StepSync Trainer::sync_step(bool finite, double group_weight, double gr
     if (g.is_sparse())
       throw ConfigError("distributed training all-reduces dense gradients, and this model's embedding makes sparse "
                         "ones: set model.sparse to false (and an optimizer other than sparse_adam)");
-    if (mean) g.mul_(total > 0 ? group_weight / total : 0.0);
+    // Matrices (embeddings above all) send only the rows their batches touched when those are few.
+    (g.dim() == 2 && g.size(0) >= 16 ? matrices : rest).push_back(g);
     grads.push_back(g);
   }
-  group_->all_reduce_sum(grads, static_cast<int64_t>(config_.trainer.dist_bucket_mb * (1 << 20)));
+  // The step's totals, and whether any rank must skip or stop, travel with the first collective.
+  const int sig = stop_signal();
+  auto stats = torch::tensor({finite ? 0.0 : 1.0, group_weight, mean ? group_loss * group_weight : group_loss,
+                              sig ? 1.0 : 0.0, static_cast<double>(sig)},
+                             torch::kDouble);
+  StepSync out;
+  auto scale = [&] {
+    auto s = stats.accessor<double, 1>();
+    out.finite = s[0] == 0;
+    out.stop = s[3] > 0 ? static_cast<int>(std::lround(s[4] / s[3])) : 0;
+    const double total = s[1];
+    out.loss = mean ? (total > 0 ? s[2] / total : 0.0) : s[2];
+    if (!out.finite) return false;
+    // The gradient of the global batch's loss: with a mean loss each rank's gradient weighs by its
+    // share of what the loss averages over (samples; masked pieces for mlm), with a sum they add.
+    if (mean)
+      for (auto& g : grads) g.mul_(total > 0 ? group_weight / total : 0.0);
+    return true;
+  };
+  const auto bucket = static_cast<int64_t>(config_.trainer.dist_bucket_mb * (1 << 20));
+  sync_bytes_ = static_cast<double>(group_->all_reduce_rows(matrices, rest, stats, scale, bucket));
   return out;
 }
 

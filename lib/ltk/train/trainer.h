@@ -31,6 +31,8 @@ struct TrainSummary {
   double samples_per_s = 0;    ///< training throughput of this process
   double data_seconds = 0;     ///< of `seconds`: making batches (collate, id checks, device copy)
   double eval_seconds = 0;     ///< of `seconds`: validation and checkpoints
+  double sync_seconds = 0;     ///< of `seconds`: distributed, the steps' all-reduces (and waiting for slower ranks)
+  double sync_bytes = 0;       ///< distributed: gradient bytes all-reduced per step
   double last_train_loss = 0;  ///< mean loss over the last epoch's steps
   int64_t nonfinite_skipped = 0;
   bool early_stopped = false;
@@ -110,6 +112,7 @@ class Trainer {
     int stop = 0;
   };
   StepSync sync_step(bool finite, double group_weight, double group_loss);
+  double sync_bytes_ = 0;
   Predictions predict_valid(const TextDataset& valid);
   void log_progress(int64_t total_steps, int64_t per_epoch, bool force);
 
