@@ -1,5 +1,6 @@
 // ltk-train: trains a model from a JSON config into a run directory.
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,8 +48,10 @@ int free_local_port() {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof(a);
   if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) close(fd);
     throw ltk::Error("--nproc: cannot find a free local port for the rendezvous; set MASTER_PORT");
+  }
   int port = ntohs(a.sin_port);
   close(fd);
   return port;
@@ -75,24 +78,39 @@ int launch_workers(int nproc, int argc, char** argv, double timeout_s) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   std::vector<pid_t> pids;
+  std::vector<char*> cargv{argv[0]};
+  for (auto& a : args) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  const pid_t launcher = getpid();
   for (int r = 0; r < nproc; ++r) {
+    // Each worker's environment is made before the fork: the child only execs.
+    std::vector<std::string> vars = {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r),
+                                     "WORLD_SIZE=" + std::to_string(nproc), "LOCAL_WORLD_SIZE=" + std::to_string(nproc),
+                                     "MASTER_ADDR=" + addr, "MASTER_PORT=" + port};
+    std::vector<char*> envp;
+    for (auto& v : vars) envp.push_back(v.data());
+    for (char** e = environ; *e; ++e) {
+      std::string_view kv(*e);
+      bool ours = false;
+      for (const char* name : {"RANK=", "LOCAL_RANK=", "WORLD_SIZE=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT="})
+        ours = ours || kv.rfind(name, 0) == 0;
+      if (!ours) envp.push_back(*e);
+    }
+    envp.push_back(nullptr);
     pid_t pid = fork();
-    if (pid < 0) throw ltk::Error("--nproc: fork failed");
+    if (pid < 0) {
+      for (pid_t p : pids) kill(p, SIGKILL);
+      for (pid_t p : pids) waitpid(p, nullptr, 0);
+      throw ltk::Error("--nproc: fork failed");
+    }
     if (pid == 0) {
       setpgid(0, 0);  // Ctrl-C reaches the launcher, which passes it on once
-      setenv("RANK", std::to_string(r).c_str(), 1);
-      setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
-      setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
-      setenv("LOCAL_WORLD_SIZE", std::to_string(nproc).c_str(), 1);
-      setenv("MASTER_ADDR", addr.c_str(), 1);
-      setenv("MASTER_PORT", port.c_str(), 1);
-      std::vector<char*> cargv{argv[0]};
-      for (auto& a : args) cargv.push_back(a.data());
-      cargv.push_back(nullptr);
-      execv("/proc/self/exe", cargv.data());
-      std::perror("ltk-train --nproc: exec");
+      prctl(PR_SET_PDEATHSIG, SIGTERM);  // and a launcher that dies takes its workers with it
+      if (getppid() != launcher) _exit(1);
+      execve("/proc/self/exe", cargv.data(), envp.data());
       _exit(127);
     }
+    setpgid(pid, pid);
     pids.push_back(pid);
   }
   std::cerr << "ltk-train: started " << nproc << " workers (rendezvous at " << addr << ":" << port << ")\n";
@@ -114,7 +132,9 @@ int launch_workers(int nproc, int argc, char** argv, double timeout_s) {
         --live;
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         if (code != 0) {
-          if (WIFSIGNALED(status))
+          if (code == 127 && WIFEXITED(status))
+            std::cerr << "ltk-train: rank " << r << " (pid " << done << ") could not start (exec of /proc/self/exe failed)\n";
+          else if (WIFSIGNALED(status))
             std::cerr << "ltk-train: rank " << r << " (pid " << done << ") was killed by signal " << WTERMSIG(status) << "\n";
           else
             std::cerr << "ltk-train: rank " << r << " (pid " << done << ") exited with " << code << "\n";
@@ -127,9 +147,11 @@ int launch_workers(int nproc, int argc, char** argv, double timeout_s) {
       continue;
     }
     if (first_failure && live > 0) {
-      // The others notice a lost rank by themselves, within trainer.dist_timeout_s; past that, stop them.
+      // The others notice a lost rank by themselves at their next collective (or, before the
+      // rendezvous completes, at trainer.dist_timeout_s): past a short grace, stop them.
+      const double grace = std::min(timeout_s, 15.0) + 5;
       double waited = std::chrono::duration<double>(Clock::now() - failed_at).count();
-      int want = waited > timeout_s + 20 ? 2 : waited > timeout_s + 15 ? 1 : 0;
+      int want = waited > grace + 5 ? 2 : waited > grace ? 1 : 0;
       for (; term_sent < want; ++term_sent)
         for (pid_t p : pids) if (p > 0) kill(p, term_sent == 0 ? SIGTERM : SIGKILL);
     }

@@ -118,6 +118,18 @@ struct Group::Impl {
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
+  bool broken = false;    // a collective failed: work may still be queued behind it
+  bool finished = false;  // finish() ran: every rank is past its last collective
+
+  // A process group whose collective failed is let go of, not destroyed: its destructor would wait
+  // for the work still queued, each piece up to the timeout. The process is about to exit.
+  void drop_group() {
+    if (broken) {
+      (void)pg.release();
+      return;
+    }
+    pg.reset();
+  }
 
   void stop_heartbeat() {
     {
@@ -182,11 +194,13 @@ Group::Group(const Launch& launch, double timeout_s) : launch_(launch), timeout_
   impl_->heartbeat = std::thread([impl = impl_.get(), hb_store, k = key("hb", launch.rank)] {
     std::unique_lock<std::mutex> lock(impl->mu);
     while (!impl->stopping) {
+      lock.unlock();  // the store call may block: stop_heartbeat() must not wait for it
       try {
         hb_store->add(k, 1);
       } catch (const std::exception&) {
-        return;  // the master is gone: the next collective says so
+        // The master is gone or slow: try again (a collective reports a lost master).
       }
+      lock.lock();
       impl->cv.wait_for(lock, kHeartbeat);
     }
   });
@@ -195,7 +209,7 @@ Group::Group(const Launch& launch, double timeout_s) : launch_(launch), timeout_
 
 Group::~Group() {
   impl_->stop_heartbeat();
-  impl_->pg.reset();
+  impl_->drop_group();
   impl_->store.reset();
 }
 
@@ -209,7 +223,7 @@ std::string Group::diagnose() {
       failed.push_back(fmt::format("rank {} failed: {}", r, std::string(bytes.begin(), bytes.end())));
     }
     if (!failed.empty()) {
-      store.add(key("ack"), 1);
+      store.set(key("ack", rank()), std::vector<uint8_t>{1});
       return fmt::format("{}", fmt::join(failed, "; "));
     }
     std::vector<int64_t> before(static_cast<size_t>(world()));
@@ -234,6 +248,7 @@ std::string Group::diagnose() {
 }
 
 void Group::raise(const std::string& op, const std::exception& e) {
+  impl_->broken = true;
   std::string why = diagnose();
   throw DistError(fmt::format("distributed training failed on rank {} of {}: {} ({} failed: {})", rank(), world(), why,
                               op, e.what()));
@@ -392,25 +407,37 @@ std::vector<std::string> Group::all_gather_string(const std::string& name, const
 }
 
 void Group::fail(const std::string& message) noexcept {
+  if (impl_->finished) return;  // the others are past their last collective (or gone)
   try {
     impl_->store->set(key("error", rank()), std::vector<uint8_t>(message.begin(), message.end()));
   } catch (const std::exception&) {
   }
   try {
-    impl_->pg.reset();  // closes the connections: the others' collectives fail now, not at their timeout
+    impl_->drop_group();  // closes the connections: the others' collectives fail now, not at their timeout
   } catch (const std::exception&) {
   }
   if (rank() == 0) {
-    // The store lives in this process: keep it until every other rank has read why.
+    // The store lives in this process: keep it until every other rank has read why, failed on its
+    // own, or stopped beating (killed).
     const auto until = Clock::now() + std::min(millis(timeout_s_), std::chrono::milliseconds(10000));
     try {
-      // A rank is done with the store once it has read the message or failed on its own.
-      auto done = [&] {
-        int64_t n = impl_->store->add(key("ack"), 0);
-        for (int r = 1; r < world(); ++r) n += impl_->store->check({key("error", r)}) ? 1 : 0;
-        return n >= world() - 1;
-      };
-      while (Clock::now() < until && !done()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      auto& store = *impl_->store;
+      std::vector<int64_t> beats(static_cast<size_t>(world()), -1);
+      std::vector<Clock::time_point> moved(static_cast<size_t>(world()), Clock::now());
+      while (Clock::now() < until) {
+        int done = 0;
+        for (int r = 1; r < world(); ++r) {
+          const int64_t b = store.add(key("hb", r), 0);
+          if (b != beats[r]) {
+            beats[r] = b;
+            moved[r] = Clock::now();
+          }
+          if (store.check({key("ack", r)}) || store.check({key("error", r)}) || Clock::now() - moved[r] > 3 * kHeartbeat)
+            ++done;
+        }
+        if (done >= world() - 1) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
     } catch (const std::exception&) {
     }
   }
@@ -418,6 +445,7 @@ void Group::fail(const std::string& message) noexcept {
 
 void Group::finish() {
   barrier();
+  impl_->finished = true;
   impl_->stop_heartbeat();
 }
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <csignal>
 #include <cmath>
 #include <optional>
 
@@ -103,6 +104,10 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
       for (auto& p : model_->parameters()) state.push_back(p.data());
       for (auto& b : model_->buffers()) state.push_back(b);
       group_->broadcast(state);
+      // Each rank its own random stream (dropout, sampling), as one process draws different masks for
+      // the samples of one batch; a resumed run restored each rank's state from the checkpoint.
+      if (rank > 0 && state_.step == 0 && state_.batch_pos == 0)
+        torch::manual_seed(config_.seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(rank)));
     }
     if (state_.validation_pending) validate_and_checkpoint(valid, true);  // stopped during it last time
     model_->train();
@@ -127,9 +132,10 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
         for (int64_t b = state_.batch_pos; b < end; ++b) {
           group_samples += static_cast<int64_t>(order[b].size());
           std::vector<int64_t> slice;
-          if (world > 1) {  // this rank's contiguous slice; the sizes differ by one at most
-            const auto n = static_cast<int64_t>(order[b].size());
-            slice.assign(order[b].begin() + n * rank / world, order[b].begin() + n * (rank + 1) / world);
+          if (world > 1) {  // every world-th sample from this rank's: a length-sorted batch's long
+            // samples are shared out, and the slices' sizes differ by one at most
+            for (size_t k = static_cast<size_t>(rank); k < order[b].size(); k += static_cast<size_t>(world))
+              slice.push_back(order[b][k]);
             if (slice.empty()) continue;  // a last global batch smaller than the world
           }
           Batch cpu = collate(train, world > 1 ? slice : order[b]);
@@ -167,6 +173,7 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
           ++state_.nonfinite_skipped;
           log::warn("[train] step {}: non-finite loss, batch skipped ({} so far)", state_.step + 1,
                     state_.nonfinite_skipped);
+          if (dist_stop) request_stop(dist_stop);  // every rank saw it: the next step's sync stops them all
           continue;
         }
         clip_gradients(model_->parameters(), tc.clip_norm, tc.clip_value);  // of the averaged gradients
@@ -247,9 +254,12 @@ void Trainer::set_group(std::shared_ptr<dist::Group> group) {
 Trainer::StepSync Trainer::sync_step(bool finite, double group_weight, double group_loss) {
   const bool mean = config_.task.reduction == "mean";
   std::vector<torch::Tensor> grads, matrices, rest;
+  std::vector<torch::Tensor*> slots;
+  std::vector<double> had;  // 1 where this rank's backward reached the parameter
   for (auto& p : model_->parameters()) {
     if (!p.requires_grad()) continue;
     auto& g = p.mutable_grad();
+    had.push_back(g.defined() ? 1.0 : 0.0);
     if (!g.defined()) g = torch::zeros_like(p);  // unused by this rank's samples
     if (g.is_sparse())
       throw ConfigError("distributed training all-reduces dense gradients, and this model's embedding makes sparse "
@@ -257,17 +267,20 @@ Trainer::StepSync Trainer::sync_step(bool finite, double group_weight, double gr
     // Matrices (embeddings above all) send only the rows their batches touched when those are few.
     (g.dim() == 2 && g.size(0) >= 16 ? matrices : rest).push_back(g);
     grads.push_back(g);
+    slots.push_back(&g);
   }
-  // The step's totals, and whether any rank must skip or stop, travel with the first collective.
+  // The step's totals, whether any rank must skip or stop, and which parameters any rank's backward
+  // reached travel with the first collective.
   const int sig = stop_signal();
-  auto stats = torch::tensor({finite ? 0.0 : 1.0, group_weight, mean ? group_loss * group_weight : group_loss,
-                              sig ? 1.0 : 0.0, static_cast<double>(sig)},
-                             torch::kDouble);
+  std::vector<double> head = {finite ? 0.0 : 1.0, group_weight, mean ? group_loss * group_weight : group_loss,
+                              sig == SIGTERM ? 1.0 : 0.0, sig && sig != SIGTERM ? 1.0 : 0.0};
+  head.insert(head.end(), had.begin(), had.end());
+  auto stats = torch::tensor(head, torch::kDouble);
   StepSync out;
   auto scale = [&] {
     auto s = stats.accessor<double, 1>();
     out.finite = s[0] == 0;
-    out.stop = s[3] > 0 ? static_cast<int>(std::lround(s[4] / s[3])) : 0;
+    out.stop = s[3] > 0 ? SIGTERM : s[4] > 0 ? SIGINT : 0;
     const double total = s[1];
     out.loss = mean ? (total > 0 ? s[2] / total : 0.0) : s[2];
     if (!out.finite) return false;
@@ -279,6 +292,11 @@ Trainer::StepSync Trainer::sync_step(bool finite, double group_weight, double gr
   };
   const auto bucket = static_cast<int64_t>(config_.trainer.dist_bucket_mb * (1 << 20));
   sync_bytes_ = static_cast<double>(group_->all_reduce_rows(matrices, rest, stats, scale, bucket));
+  // A parameter no rank's backward reached keeps no gradient, as in one process: the optimiser
+  // leaves it alone (no weight decay, no momentum).
+  auto s = stats.accessor<double, 1>();
+  for (size_t i = 0; i < slots.size(); ++i)
+    if (s[5 + static_cast<int64_t>(i)] == 0) *slots[i] = torch::Tensor();
   return out;
 }
 
