@@ -54,6 +54,7 @@ class Group {
 
   int rank() const { return launch_.rank; }
   int world() const { return launch_.world; }
+  int local_rank() const { return launch_.local_rank; }
   double timeout_s() const { return timeout_s_; }
 
   /// Sums the tensors over the ranks, in place, packed into flat buffers of at most `bucket_bytes`

@@ -1,6 +1,7 @@
 // run_training: from a validated Config to a finished run directory.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <torch/cuda.h>
 
 #include <chrono>
 #include <filesystem>
@@ -197,6 +198,8 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   if (rank > 0 && config.log_level != "debug") log::set_level(log::Level::warn);  // rank 0 tells the story
   // Everything that can fail on the config is checked before the run directory is touched.
   torch::Device device = resolve_device(config.device);
+  if (group && device.is_cuda() && !device.has_index() && torch::cuda::device_count() > 0)  // one GPU a local rank
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(group->local_rank() % torch::cuda::device_count()));
   int threads = apply_threads(threads_of(config, group.get()));
   seed_everything(config.seed);
   for (auto [key, path] : {std::pair<const char*, const std::string*>{"data.train", &config.data.train},
