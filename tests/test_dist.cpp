@@ -284,6 +284,19 @@ TEST_CASE("dist: a rank that fails names its error on every rank - a port in use
   CHECK(out.find("rank 1 failed: config key 'data.train': missing.tsv does not exist") != std::string::npos);
   CHECK(r1.find("ltk-train [rank 1]: error: config key 'data.train': missing.tsv does not exist") != std::string::npos);
 
+  // Rank 0, which holds the store, fails: rank 1 still learns why before the store goes.
+  out = sh("cd '" + dir.path().string() + "' && (env " + env(1) + " OMP_NUM_THREADS=1 timeout 60 '" LTK_BIN_DIR
+           "/ltk-train' --config '" + cfg + "' > r1.log 2>&1 & env " + env(0) + " OMP_NUM_THREADS=1 timeout 60 '"
+           LTK_BIN_DIR "/ltk-train' --config '" + cfg + "' --overwrite --set data.valid=missing.tsv; echo rc0=$?; "
+           "wait $!; echo rc1=$?)");
+  r1 = read_text(dir.file("r1.log"));
+  {
+    INFO(out + r1);
+    CHECK(out.find("rc0=1") != std::string::npos);
+    CHECK(out.find("rc1=1") != std::string::npos);
+    CHECK(r1.find("rank 0 failed: config key 'data.valid': missing.tsv does not exist") != std::string::npos);
+  }
+
   // A port in use: rank 0 says so at once.
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};

@@ -172,15 +172,21 @@ std::map<std::string, torch::Tensor> weights_of(const std::string& path) {
 }  // namespace
 
 TEST_CASE("accumulation: k micro-batches make the same step as one batch k times larger", "[train][accumulate]") {
-  for (const char* optimizer : {"sgd", "adam"}) {
+  // ... class weights included: a weighted mean cross-entropy divides by the summed target weights.
+  for (std::string optimizer : {"sgd", "adam", "sgd-weighted"}) {
     INFO(optimizer);
     TempDir dir;
     std::string cfg = ltk::test::toy_config(dir);
+    const bool weighted = optimizer == "sgd-weighted";
     std::vector<std::string> common = {"trainer.shuffle=false", "trainer.epochs=2", "data.valid=",
-                                       "data.test=", std::string("optimizer.type=") + optimizer, "optimizer.lr=0.1"};
+                                       "data.test=", "optimizer.type=" + optimizer.substr(0, optimizer.find('-')),
+                                       "optimizer.lr=0.1"};
+    if (weighted) common.push_back(R"(task.class_weights={"sport": 5, "food": 1, "tech": 0.2})");
     auto big = common, small = common;
     big.insert(big.end(), {"trainer.batch_size=12", "output_dir=" + dir.file("big")});
-    small.insert(small.end(), {"trainer.batch_size=3", "trainer.accumulate=4", "output_dir=" + dir.file("small")});
+    // (micro-batches of 2 hold other mixes of classes, so their summed weights differ)
+    small.insert(small.end(), {weighted ? "trainer.batch_size=2" : "trainer.batch_size=3",
+                               weighted ? "trainer.accumulate=6" : "trainer.accumulate=4", "output_dir=" + dir.file("small")});
     auto sa = ltk::run_training(ltk::load_config(cfg, big), false);
     auto sb = ltk::run_training(ltk::load_config(cfg, small), false);
     CHECK(sa.steps == 10);  // 60 samples / 12

@@ -77,6 +77,17 @@ torch::Tensor MulticlassTask::loss(const torch::Tensor& logits, const torch::Ten
   return F::cross_entropy(logits, t, opts);
 }
 
+double MulticlassTask::batch_weight(const Batch& batch) const {
+  if (class_weights_.empty() || config_.loss == "squared_hinge" || !batch.labels.defined())
+    return static_cast<double>(batch.size());
+  double sum = 0;
+  auto t = batch.labels.to(torch::kLong).contiguous();
+  const int64_t* y = t.data_ptr<int64_t>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (y[i] >= 0 && y[i] < static_cast<int64_t>(class_weights_.size())) sum += class_weights_[static_cast<size_t>(y[i])];
+  return sum;
+}
+
 torch::Tensor MulticlassTask::per_sample_loss(const torch::Tensor& logits, const torch::Tensor& targets) const {
   auto t = check_targets(logits, targets);
   if (config_.loss == "squared_hinge") return hinge_losses(logits, t);

@@ -109,6 +109,9 @@ class MulticlassTask : public Task {
   TargetEncoder target_encoder() const override { return class_targets(labels_); }
   torch::Tensor loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
   torch::Tensor per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
+  /// With class weights, a mean cross-entropy divides by the batch's summed target weights (PyTorch's
+  /// weighted mean), so that is what micro-batches and ranks weigh by.
+  double batch_weight(const Batch& batch) const override;
   torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs.softmax(1); }
   nlohmann::ordered_json prediction(const float* scores) const override;
   EvalReport evaluate(const Predictions& p) const override;
