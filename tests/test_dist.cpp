@@ -105,13 +105,20 @@ std::string sh(const std::string& cmd) {
 TEST_CASE("dist: 2 processes x batch B give 1 process x 2B's weights - float64, SGD and AdamW, bucketing, torchrun",
           "[dist]") {
   TempDir dir;
-  for (std::string opt : {"sgd", "adamw"}) {
+  // (the third: accumulation, validations mid-epoch and class weights, whose mean divides by the
+  // summed target weights: each rank's share is its weights', not its sample count)
+  for (std::string opt : {"sgd", "adamw", "adamw-accumulate"}) {
     INFO(opt);
-    auto one = run_app("ltk-train", "--config '" + dist_config(dir, opt, 8, "one-" + opt) + "'");
+    const bool acc = opt == "adamw-accumulate";
+    const std::string optimizer = opt.substr(0, opt.find('-'));
+    const std::string extra = acc ? " --set trainer.accumulate=2 --set trainer.eval_every=5 --set "
+                                    "'task.class_weights={\"sport\": 5, \"food\": 1, \"tech\": 0.2}'"
+                                  : "";
+    auto one = run_app("ltk-train", "--config '" + dist_config(dir, optimizer, acc ? 4 : 8, "one-" + opt) + "'" + extra);
     REQUIRE(one.code == 0);
     fs::create_directories(dir.file("tmp"));
-    auto two = run_app("ltk-train", "--nproc 2 --config '" + dist_config(dir, opt, 4, "two-" + opt) + "'", "", "",
-                       "TMPDIR='" + dir.file("tmp") + "'");
+    auto two = run_app("ltk-train", "--nproc 2 --config '" + dist_config(dir, optimizer, acc ? 2 : 4, "two-" + opt) + "'" +
+                       extra, "", "", "TMPDIR='" + dir.file("tmp") + "'");
     INFO(two.err);
     REQUIRE(two.code == 0);
     CHECK(two.err.find("[rank 0]") != std::string::npos);
@@ -146,7 +153,7 @@ TEST_CASE("dist: 2 processes x batch B give 1 process x 2B's weights - float64, 
       }
       valid += a[i]["kind"] == "valid";
     }
-    CHECK(valid == 3);
+    CHECK(valid >= 3);
     // Rank 1 wrote nothing into the run directory, and its scratch directory is gone.
     CHECK(fs::is_empty(dir.file("tmp")));
   }
