@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "ltk/core/log.h"
+#include "ltk/core/stop.h"
 
 namespace ltk::dist {
 
@@ -172,25 +173,16 @@ Group::Group(const Launch& launch, double timeout_s) : launch_(launch), timeout_
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(
         local_address_towards(launch.master_addr, launch.master_port)));
   options->threads = 2;
-  try {
-    auto prefixed = c10::make_intrusive<c10d::PrefixStore>(key("pg"), impl_->store);
-    impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, launch.rank, launch.world, options);
-  } catch (const std::exception& e) {
-    std::vector<std::string> missing;
-    try {
-      for (int r = 0; r < launch.world; ++r)
-        if (!impl_->store->check({key("join", r)})) missing.push_back(std::to_string(r));
-    } catch (const std::exception&) {
-    }
-    throw DistError(fmt::format("the process group did not form within {} s (trainer.dist_timeout_s){}: {}", timeout_s,
-                                missing.empty() ? std::string()
-                                                : fmt::format("; rank(s) {} never joined", fmt::join(missing, ", ")),
-                                e.what()));
-  }
-  // The heartbeat, on a connection of its own (a store client is not shared between threads).
+  // The heartbeat, on a connection of its own (a store client is not shared between threads), from
+  // before the process group forms: a rank waiting for the others shows it is alive.
   auto hb_opts = opts;
   hb_opts.isServer = false;
-  auto hb_store = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, hb_opts);
+  c10::intrusive_ptr<c10d::TCPStore> hb_store;
+  try {
+    hb_store = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, hb_opts);
+  } catch (const std::exception& e) {
+    throw DistError(fmt::format("rank {} lost the master at {} while joining ({})", launch.rank, where, e.what()));
+  }
   impl_->heartbeat = std::thread([impl = impl_.get(), hb_store, k = key("hb", launch.rank)] {
     std::unique_lock<std::mutex> lock(impl->mu);
     while (!impl->stopping) {
@@ -204,6 +196,30 @@ Group::Group(const Launch& launch, double timeout_s) : launch_(launch), timeout_
       impl->cv.wait_for(lock, kHeartbeat);
     }
   });
+  try {
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>(key("pg"), impl_->store);
+    impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, launch.rank, launch.world, options);
+  } catch (const std::exception& e) {
+    impl_->stop_heartbeat();  // the destructor does not run for a constructor that throws
+    std::vector<std::string> missing, failed;
+    try {
+      for (int r = 0; r < launch.world; ++r) {
+        if (!impl_->store->check({key("join", r)})) missing.push_back(std::to_string(r));
+        if (r != launch.rank && impl_->store->check({key("error", r)})) {
+          auto bytes = impl_->store->get(key("error", r));
+          failed.push_back(fmt::format("rank {} failed: {}", r, std::string(bytes.begin(), bytes.end())));
+        }
+      }
+    } catch (const std::exception&) {
+    }
+    if (!failed.empty())
+      throw DistError(fmt::format("distributed training failed on rank {} of {}: {}", launch.rank, launch.world,
+                                  fmt::join(failed, "; ")));
+    throw DistError(fmt::format("the process group did not form within {} s (trainer.dist_timeout_s){}: {}", timeout_s,
+                                missing.empty() ? std::string()
+                                                : fmt::format("; rank(s) {} never joined", fmt::join(missing, ", ")),
+                                e.what()));
+  }
   log::debug("[dist] rank {} of {} joined the group at {}", launch.rank, launch.world, where);
 }
 
@@ -250,6 +266,10 @@ std::string Group::diagnose() {
 void Group::raise(const std::string& op, const std::exception& e) {
   impl_->broken = true;
   std::string why = diagnose();
+  // A rank stopped by a signal before the ranks could agree on a step (while the data loaded):
+  // the job stops as that rank did, with the same signal, not as a failure.
+  const std::string stopped = "failed: stopped by signal ";
+  if (auto at = why.find(stopped); at != std::string::npos) throw StopRequested(std::atoi(why.c_str() + at + stopped.size()));
   throw DistError(fmt::format("distributed training failed on rank {} of {}: {} ({} failed: {})", rank(), world(), why,
                               op, e.what()));
 }
