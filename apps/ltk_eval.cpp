@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -18,39 +19,75 @@
 #include "ltk/eval/report.h"
 #include "ltk/io/hf.h"
 #include "ltk/io/run.h"
+#include "ltk/experiment/score.h"
+#include "ltk/experiment/sweep.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Scored {
-  std::vector<ltk::Example> examples;
-  ltk::TextDataset data;
-  ltk::Predictions predictions;
-  ltk::EvalReport report;
-  double seconds = 0;  ///< the model's pass over the file (batches, forward, scores)
+using Scored = ltk::ScoredFile;
+using ltk::score_file;
+
+// One side of --compare that names a sweep configuration ("SWEEP_DIR:ID"): each of its trials
+// scored on `path`.
+struct Side {
+  std::vector<std::vector<int>> right;
+  std::vector<double> accuracy;
 };
 
-Scored score_file(const ltk::LoadedRun& run, const std::string& path, int64_t batch_size, const std::string& format) {
-  Scored s;
-  auto options = ltk::reader_options(run.config.data, run.config.task);
-  // Eval files may come in another format; "auto" keeps the run's own when it named one.
-  options.format = format.empty() || format == "auto" ? run.config.data.format : format;
-  auto read = ltk::read_examples(path, options);
-  if (read.skipped) std::cerr << path << ": skipped " << read.skipped << " bad row(s); the first: " << read.first_skip << "\n";
-  s.examples = std::move(read.examples);
-  s.data = run.encode(s.examples, path, /*labelled=*/true);
-  const auto t0 = std::chrono::steady_clock::now();
-  s.predictions = ltk::predict(*run.model, *run.task, s.data, batch_size, run.device, run.vocab.size());
-  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  s.report = run.task->evaluate(s.predictions);
-  return s;
+Side score_side(const std::vector<std::string>& runs, const cxxopts::ParseResult& args, const std::string& path,
+                int64_t batch_size) {
+  Side side;
+  for (const auto& dir : runs) {
+    auto run = ltk::load_run(dir, args["checkpoint"].as<std::string>(), args["device"].as<std::string>());
+    auto s = score_file(run, path, batch_size ? batch_size : run.config.trainer.eval_batch_size,
+                        args["format"].as<std::string>());
+    side.right.push_back(ltk::per_sample_correct(*run.task, s.data, s.predictions));
+    double right = 0;
+    for (int x : side.right.back()) right += x;
+    side.accuracy.push_back(side.right.back().empty() ? 0.0 : right / static_cast<double>(side.right.back().size()));
+  }
+  return side;
+}
+
+int compare_configurations(const cxxopts::ParseResult& args, const std::vector<std::string>& specs, int64_t batch_size) {
+  std::vector<std::vector<std::string>> runs;
+  for (const auto& spec : specs) {
+    auto r = ltk::sweep::configuration_runs(spec);
+    runs.push_back(r.empty() ? std::vector<std::string>{spec} : r);
+  }
+  for (const auto& path : args["data"].as<std::vector<std::string>>()) {
+    Side a = score_side(runs[0], args, path, batch_size), b = score_side(runs[1], args, path, batch_size);
+    auto c = ltk::compare_groups(a.right, b.right, a.accuracy, b.accuracy);
+    std::cerr << fmt::format(
+        "== {}: {} samples\n  A {} ({} run(s)): accuracy {:.4f}\n  B {} ({} run(s)): accuracy {:.4f}\n"
+        "  A - B = {:+.4f} (95% paired bootstrap over samples [{:+.4f}, {:+.4f}], p = {:.3g})\n"
+        "  Welch's t-test over the runs' accuracies: {}\n  {}\n",
+        path, c.samples, specs[0], c.trials_a, c.accuracy_a, specs[1], c.trials_b, c.accuracy_b,
+        c.accuracy_a - c.accuracy_b, c.diff_low, c.diff_high, c.p_samples,
+        std::isnan(c.p_trials) ? std::string("n/a (needs 2 runs or more on each side)") : fmt::format("p = {:.3g}", c.p_trials),
+        c.significant_samples() || c.significant_trials() ? "the difference is significant at the 5% level"
+                                                          : "the difference is NOT significant at the 5% level");
+    if (args.count("json")) {
+      auto j = c.to_json();
+      j["file"] = path;
+      j["a"] = specs[0];
+      j["b"] = specs[1];
+      j["runs_a"] = runs[0];
+      j["runs_b"] = runs[1];
+      std::cout << j.dump() << std::endl;
+    }
+  }
+  return 0;
 }
 
 int compare(const cxxopts::ParseResult& args, int64_t batch_size) {
   auto runs = args["compare"].as<std::vector<std::string>>();
   if (runs.size() != 2) throw ltk::UsageError("--compare takes two run directories: --compare RUN_A RUN_B");
   if (!args.count("data")) throw ltk::UsageError("--compare needs --data");
+  if (!ltk::sweep::configuration_runs(runs[0]).empty() || !ltk::sweep::configuration_runs(runs[1]).empty())
+    return compare_configurations(args, runs, batch_size);
   auto a = ltk::load_run(runs[0], args["checkpoint"].as<std::string>(), args["device"].as<std::string>());
   auto b = ltk::load_run(runs[1], args["checkpoint"].as<std::string>(), args["device"].as<std::string>());
   for (const auto& path : args["data"].as<std::vector<std::string>>()) {
@@ -102,7 +139,7 @@ int main(int argc, char** argv) {
                    "names and groups such as case,typos", cxxopts::value<std::string>()->implicit_value("all"))
         ("stress-seed", "seed of the stress perturbations", cxxopts::value<uint64_t>()->default_value("13"))
         ("report", "write RUN/report.html (training curves, confusions, calibration) from the first --data file")
-        ("compare", "compare two runs on --data: ltk-eval --compare RUN_A RUN_B --data F",
+        ("compare", "compare two runs, or two sweep configurations (SWEEP_DIR:ID, SWEEP_DIR:best), on --data: ltk-eval --compare A B --data F",
          cxxopts::value<std::vector<std::string>>())
         ("export", "write the checkpoint for Python into DIR (weights.pt, model.json, vocab.txt, labels.txt)",
          cxxopts::value<std::string>())

@@ -186,6 +186,9 @@ int main(int argc, char** argv) {
                   "hosts use torchrun (README)", cxxopts::value<int>())
         ("baseline", "also train the tf-idf linear baseline on the same data (into RUN/baseline) and compare "
                      "them on the test split, in the log, report.html and --json")
+        ("until-epoch", "pause after the checkpoint at the end of epoch N (exit 0, no test evaluation); "
+                        "--resume continues exactly as an uninterrupted run (ltk-sweep's successive halving)",
+         cxxopts::value<int64_t>())
         ("h,help", "show this help");
     bool help = false;
     auto args = ltk::app::parse(options, argc, argv, help);
@@ -207,14 +210,21 @@ int main(int argc, char** argv) {
       if (n > 1) return launch_workers(n, argc, argv, config.trainer.dist_timeout_s);
     }
     install_signal_handlers();
-    ltk::TrainSummary s = ltk::run_training(config, args.count("overwrite") > 0, resume, args.count("baseline") > 0);
+    int64_t until_epoch = 0;
+    if (args.count("until-epoch")) {
+      until_epoch = args["until-epoch"].as<int64_t>();
+      if (until_epoch < 1) throw ltk::UsageError("--until-epoch must be >= 1");
+    }
+    ltk::TrainSummary s =
+        ltk::run_training(config, args.count("overwrite") > 0, resume, args.count("baseline") > 0, until_epoch);
     if (s.interrupted) return 128 + s.interrupted;
-    ltk::log::info("run directory: {} (evaluate: ltk-eval --run {} --data FILE)", config.output_dir,
+    if (!s.paused) ltk::log::info("run directory: {} (evaluate: ltk-eval --run {} --data FILE)", config.output_dir,
                    config.output_dir);
     const char* rank = std::getenv("RANK");
     if (args.count("json") && (!rank || std::string(rank) == "0")) {
       nlohmann::json j = {{"run", config.output_dir},     {"steps", s.steps},
                           {"epochs", s.epochs},           {"best_epoch", s.best_epoch},
+                          {"paused", s.paused},           {"early_stopped", s.early_stopped},
                           {"seconds", s.seconds},         {"samples_per_s", s.samples_per_s},
                           {"train_loss", s.last_train_loss}, {"data_seconds", s.data_seconds},
                           {"eval_seconds", s.eval_seconds},

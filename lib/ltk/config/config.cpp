@@ -145,6 +145,25 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   }
 }
 
+namespace {
+
+void flatten_into(const nlohmann::json& j, const std::string& prefix, std::map<std::string, std::string>& out) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it)
+      flatten_into(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
+  } else {
+    out[prefix] = j.dump();
+  }
+}
+
+}  // namespace
+
+std::map<std::string, std::string> flatten_json(const nlohmann::json& j) {
+  std::map<std::string, std::string> out;
+  flatten_into(j, "", out);
+  return out;
+}
+
 nlohmann::json to_json(const Config& c) { return config_detail::write_sections(c); }
 
 }  // namespace ltk

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -197,6 +198,9 @@ nlohmann::json read_json_file(const std::string& path);
 
 /// Applies one "a.b.c=value" override to a JSON document.
 void apply_override(nlohmann::json& j, const std::string& assignment);
+
+/// Every leaf of a JSON document as "a.b.c" -> its JSON text (for listing differences).
+std::map<std::string, std::string> flatten_json(const nlohmann::json& j);
 
 /// The resolved config, every default filled in.
 nlohmann::json to_json(const Config& c);

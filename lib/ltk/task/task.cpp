@@ -44,9 +44,9 @@ bool Task::higher_is_better(const std::string& metric) {
            metric == "perplexity");
 }
 
-std::string Task::selection_metric(const std::string& configured) const {
+std::string Task::selection_metric(const std::string& task_type, const std::string& configured) {
   if (configured != "auto") return configured;
-  return type() == "regression" || type() == "mlm" ? "loss" : "accuracy";
+  return task_type == "regression" || task_type == "mlm" ? "loss" : "accuracy";
 }
 
 // ---- factory and helpers ----

@@ -87,7 +87,13 @@ class Task {
   /// True when a larger value of `metric` is better.
   static bool higher_is_better(const std::string& metric);
   /// trainer.select_metric with "auto" resolved for this task.
-  std::string selection_metric(const std::string& configured) const;
+  std::string selection_metric(const std::string& configured) const { return selection_metric(type(), configured); }
+  /// trainer.select_metric with "auto" resolved for a task of type `task_type`.
+  static std::string selection_metric(const std::string& task_type, const std::string& configured);
+  /// Whether the selection (trainer.select_metric, trainer.select_mode) prefers larger values.
+  static bool selection_higher_better(const std::string& metric, const std::string& select_mode) {
+    return select_mode == "auto" ? higher_is_better(metric) : select_mode == "max";
+  }
 
   const std::vector<double>& class_weights() const { return class_weights_; }
   const TaskConfig& config() const { return config_; }

@@ -192,7 +192,7 @@ std::string data_fingerprint(const Vocabulary& vocab, const LabelMap& labels, co
 }
 
 TrainSummary run_training_phases(const Config& config, bool overwrite, bool resume, bool with_baseline, Phase& phase,
-                                 std::shared_ptr<dist::Group> group = nullptr) {
+                                 std::shared_ptr<dist::Group> group = nullptr, int64_t until_epoch = 0) {
   const int rank = group ? group->rank() : 0;
   log::set_level(log::parse_level(config.log_level));
   if (rank > 0 && config.log_level != "debug") log::set_level(log::Level::warn);  // rank 0 tells the story
@@ -357,6 +357,7 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
 
   Trainer trainer(config, model, *task, device, run, vocab.size());
   if (group) trainer.set_group(group);
+  trainer.set_until_epoch(until_epoch);
   if (resume) {
     std::string last = src.checkpoint_dir("last");
     if (last.empty()) {
@@ -378,7 +379,7 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
     group->finish();
     if (rank > 0) return summary;  // the test, the report and the exports are rank 0's
   }
-  if (summary.interrupted) return summary;
+  if (summary.interrupted || summary.paused) return summary;
   log::info("[train] done: {} steps in {:.1f}s ({:.0f} samples/s), best: epoch {} step {}{}", summary.steps,
             summary.seconds, summary.samples_per_s, summary.best_epoch, summary.best_step,
             summary.early_stopped ? " (stopped early)" : "");
@@ -498,7 +499,7 @@ Config baseline_config(const Config& config) {
   return parse_config(j);
 }
 
-TrainSummary run_training(const Config& config, bool overwrite, bool resume, bool with_baseline) {
+TrainSummary run_training(const Config& config, bool overwrite, bool resume, bool with_baseline, int64_t until_epoch) {
   if (with_baseline) baseline_config(config);  // refused before anything is trained
   const dist::Launch launch = dist::launch_from_env();
   std::shared_ptr<dist::Group> group;
@@ -512,7 +513,7 @@ TrainSummary run_training(const Config& config, bool overwrite, bool resume, boo
   }
   Phase phase = Phase::data;
   try {
-    return run_training_phases(config, overwrite, resume, with_baseline, phase, group);
+    return run_training_phases(config, overwrite, resume, with_baseline, phase, group, until_epoch);
   } catch (const StopRequested& stop) {
     if (group) group->fail(stop.what());
     log::progress_done();

@@ -10,18 +10,6 @@
 
 namespace ltk {
 
-namespace {
-
-void flatten(const nlohmann::json& j, const std::string& prefix, std::map<std::string, std::string>& out) {
-  if (j.is_object()) {
-    for (auto it = j.begin(); it != j.end(); ++it) flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
-  } else {
-    out[prefix] = j.dump();
-  }
-}
-
-}  // namespace
-
 Config resume_config(const std::string& run_dir, const std::vector<std::string>& overrides) {
   RunDirectory run = RunDirectory::open(run_dir);
   nlohmann::json saved = read_json_file(run.config_path());
@@ -34,9 +22,7 @@ Config resume_config(const std::string& run_dir, const std::vector<std::string>&
     throw ConfigError(run.config_path() + ": " + e.what());
   }
   config.output_dir = run_dir;  // the run continues where it is, wherever it was moved
-  std::map<std::string, std::string> before, after;
-  flatten(saved, "", before);
-  flatten(to_json(config), "", after);
+  const auto before = flatten_json(saved), after = flatten_json(to_json(config));
   std::vector<std::string> refused, allowed;
   for (const auto& [key, value] : after) {
     auto it = before.find(key);

@@ -25,8 +25,7 @@ Trainer::Trainer(const Config& config, std::shared_ptr<TextModel> model, const T
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters(), lr_scales(config_.optimizer, *model_));
   lr_group_scales_ = group_lr_scales(*optimizer_, config_.optimizer.lr);
   metric_ = task_.selection_metric(config_.trainer.select_metric);
-  const std::string& mode = config_.trainer.select_mode;
-  higher_better_ = mode == "auto" ? Task::higher_is_better(metric_) : mode == "max";
+  higher_better_ = Task::selection_higher_better(metric_, config_.trainer.select_mode);
   current_lr_ = config_.optimizer.lr;
 }
 
@@ -112,6 +111,10 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
     if (state_.validation_pending) validate_and_checkpoint(valid, true);  // stopped during it last time
     model_->train();
     for (; state_.epoch <= tc.epochs && !state_.early_stopped; ++state_.epoch) {
+      if (state_.epoch_closed && until_epoch_ > 0 && state_.epoch >= until_epoch_ && state_.epoch < tc.epochs) {
+        summary.paused = true;  // resumed at a pause point it has reached already
+        break;
+      }
       if (state_.epoch_closed) {  // resumed from the checkpoint written at this epoch's end
         state_.epoch_closed = false;
         state_.batch_pos = 0;
@@ -216,12 +219,21 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
       const double t_eval = now_s();
       if (tc.eval_every == 0 || last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, tc.eval_every == 0);
       summary.eval_seconds += now_s() - t_eval;
+      if (until_epoch_ > 0 && state_.epoch >= until_epoch_ && state_.epoch < tc.epochs && !state_.early_stopped) {
+        // The checkpoint just written holds this epoch as closed: a resumed run starts the next one.
+        log::progress_done();
+        log::info("[train] paused at the end of epoch {} (step {}); continue with: ltk-train --resume {}",
+                  state_.epoch, state_.step, run_.path());
+        summary.paused = true;
+        break;
+      }
       state_.epoch_closed = false;
       state_.batch_pos = 0;
     }
     log::progress_done();
     const double t_eval = now_s();
-    if (!summary.interrupted && last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, valid != nullptr);
+    if (!summary.interrupted && !summary.paused && last_checkpoint_step_ != state_.step)
+      validate_and_checkpoint(valid, valid != nullptr);
     summary.eval_seconds += now_s() - t_eval;
   } catch (const StopRequested& stop) {
     // A stop during a validation (validate_and_checkpoint wrote the checkpoint).

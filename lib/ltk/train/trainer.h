@@ -37,6 +37,7 @@ struct TrainSummary {
   int64_t nonfinite_skipped = 0;
   bool early_stopped = false;
   int interrupted = 0;         ///< the signal that stopped training early, or 0
+  bool paused = false;         ///< stopped at the end of Trainer::set_until_epoch's epoch, checkpointed
   std::optional<EvalReport> test;  ///< the best checkpoint on data.test
   /// The best checkpoint on the split report.html shows (test, else valid), and that split's name.
   std::optional<EvalReport> shown;
@@ -88,6 +89,11 @@ class Trainer {
   /// validation is sharded and its metrics combined, and only rank 0 writes checkpoints.
   void set_group(std::shared_ptr<dist::Group> group);
 
+  /// Stops after the checkpoint at the end of epoch `epoch` (0: never), as a stop would but with
+  /// TrainSummary::paused: a resumed run goes on exactly as one never paused (ltk-sweep's
+  /// successive halving trains its trials a rung at a time this way).
+  void set_until_epoch(int64_t epoch) { until_epoch_ = epoch; }
+
   /// Trains until trainer.epochs are done, early stopping triggers or a stop is requested.
   TrainSummary fit(const TextDataset& train, const TextDataset* valid);
 
@@ -130,6 +136,7 @@ class Trainer {
   double current_lr_ = 0;
   std::vector<double> lr_group_scales_;  // each optimiser group's lr over optimizer.lr
   int64_t last_checkpoint_step_ = -1;
+  int64_t until_epoch_ = 0;
   int64_t window_samples_ = 0;
   double window_start_ = 0;  // seconds since the trainer started
   double loop_start_ = 0;  // when this process's training loop began (metrics "elapsed_s")
@@ -140,7 +147,11 @@ class Trainer {
 /// training, and the test split evaluated with the best checkpoint. With `resume`, continues the
 /// run in config.output_dir from its last checkpoint (its vocabulary and labels are reused).
 /// Used by ltk-train and the tests.
-TrainSummary run_training(const Config& config, bool overwrite, bool resume = false, bool with_baseline = false);
+///
+/// `until_epoch` > 0 pauses the run at the end of that epoch (Trainer::set_until_epoch): no test
+/// evaluation or report then; `ltk-train --resume` continues it.
+TrainSummary run_training(const Config& config, bool overwrite, bool resume = false, bool with_baseline = false,
+                          int64_t until_epoch = 0);
 
 /// The tf-idf linear baseline of a run (ltk-train --baseline): the same data, split, task and
 /// tokenizer (words for a wordpiece or sentencepiece one), model.type "linear" with its defaults,

@@ -1,0 +1,26 @@
+#include "ltk/experiment/score.h"
+
+#include <chrono>
+#include <iostream>
+
+#include "ltk/data/formats.h"
+
+namespace ltk {
+
+ScoredFile score_file(const LoadedRun& run, const std::string& path, int64_t batch_size, const std::string& format) {
+  ScoredFile s;
+  auto options = reader_options(run.config.data, run.config.task);
+  // Eval files may come in another format; "auto" keeps the run's own when it named one.
+  options.format = format.empty() || format == "auto" ? run.config.data.format : format;
+  auto read = read_examples(path, options);
+  if (read.skipped) std::cerr << path << ": skipped " << read.skipped << " bad row(s); the first: " << read.first_skip << "\n";
+  s.examples = std::move(read.examples);
+  s.data = run.encode(s.examples, path, /*labelled=*/true);
+  const auto t0 = std::chrono::steady_clock::now();
+  s.predictions = predict(*run.model, *run.task, s.data, batch_size, run.device, run.vocab.size());
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  s.report = run.task->evaluate(s.predictions);
+  return s;
+}
+
+}  // namespace ltk
