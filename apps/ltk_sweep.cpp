@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
         ("c,config", "the base config (JSON)", cxxopts::value<std::string>())
         ("space", "the search space (JSON): {\"key\": [values] | {\"log_uniform\": [low, high]}, ...}",
          cxxopts::value<std::string>())
+        ("s,set", "override a key of the base config, e.g. --set trainer.epochs=1 (repeatable)",
+         cxxopts::value<std::vector<std::string>>())
         ("o,out", "the sweep directory (runs/NAME)", cxxopts::value<std::string>())
         ("seeds", "trials per configuration, with seeds seed, seed+1, ...", cxxopts::value<int64_t>()->default_value("1"))
         ("jobs", "trials trained at once (the cores are shared out between them)",
@@ -71,6 +73,9 @@ int main(int argc, char** argv) {
     const std::string dir = args["out"].as<std::string>();
     nlohmann::json base = ltk::read_json_file(config_path);
     if (!base.is_object()) throw ltk::ConfigError(config_path + ": the config must be a JSON object {...}");
+    if (args.count("set"))
+      for (const auto& o : args["set"].as<std::vector<std::string>>()) ltk::apply_override(base, o);
+    base.erase("output_dir");  // each trial has its own
     const ltk::sweep::Space space = ltk::sweep::parse_space(ltk::read_json_file(space_path), space_path);
     ltk::sweep::Options o;
     o.strategy = args["strategy"].as<std::string>();
@@ -103,13 +108,14 @@ int main(int argc, char** argv) {
                                  "); run it with --extend to keep its trials and add the new ones, or use another --out");
         const auto& oo = old["options"];
         if ((oo.value("folds", int64_t{0}) > 1 || o.folds > 1) &&
-            (oo.value("folds", int64_t{0}) != o.folds || oo.value("seed", uint64_t{0}) != o.seed))
-          throw ltk::ConfigError("--extend cannot change --folds or --seed of a cross-validated sweep: its trials "
-                                 "train on the fold files in " + dir + "/folds");
+            (oo.value("folds", int64_t{0}) != o.folds || oo.value("seed", uint64_t{0}) != o.seed ||
+             old.value("folds_source", "") != def.value("folds_source", "")))
+          throw ltk::ConfigError("--extend cannot change --folds, --seed or data.train of a cross-validated sweep: "
+                                 "its trials train on the fold files in " + dir + "/folds");
         ltk::log::info("[sweep] extending {}: {}", dir, ltk::join(diffs, "; "));
       }
     }
-    ltk::sweep::Plan plan = ltk::sweep::make_plan(base, config_path, space, o, dir);
+    ltk::sweep::Plan plan = ltk::sweep::make_plan(base, config_path, space, o, dir, !args.count("dry-run"));
     if (args.count("dry-run")) {
       for (const auto& t : plan.trials) std::cout << t.name << "\t" << t.assignment.dump() << "\n";
       std::cout << plan.trials.size() << " trials\n";

@@ -299,11 +299,56 @@ TEST_CASE("cli: a killed ltk-sweep resumes to the leaderboard of an uninterrupte
   INFO(again.err);
   REQUIRE(again.code == 0);
   CHECK(without_timing(json::parse(read_text(dir.file("killed/leaderboard.json")))).dump() == without_timing(lb).dump());
-  // Every trial trained once or resumed; none from scratch twice.
+  // Every trial trained in one attempt, but the one the kill cut short: two.
+  int second_attempts = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir.file("killed/trials"))) {
     const std::string p = e.path().string();
-    if (p.size() > 11 && p.substr(p.size() - 11) == ".state.json") CHECK_THAT(read_text(p), Catch::Contains("\"done\""));
+    if (p.size() <= 11 || p.substr(p.size() - 11) != ".state.json") continue;
+    const json s = json::parse(read_text(p));
+    CHECK(s["status"] == "done");
+    CHECK(s["attempts"].get<int>() <= 2);
+    second_attempts += s["attempts"].get<int>() == 2;
   }
+  CHECK(second_attempts == 1);
+
+  // Ctrl-C: the running trial stops (with a checkpoint when it has begun), the sweep exits 130, and
+  // the same command finishes it to the same leaderboard.
+  // (trials by ltk-train-faults, which sleeps 40 ms a step, so the signal lands mid-training)
+  setenv("LTK_TRAIN", LTK_BIN_DIR "/ltk-train-faults", 1);
+  setenv("LTK_TEST_SLOW_STEP_MS", "40", 1);
+  pid = ltk::test::spawn_app("ltk-sweep",
+                             {"--config", dir.file("base.json"), "--space", dir.file("space.json"), "--seeds", "2",
+                              "--out", dir.file("stopped")},
+                             dir.file("stopped.err"));
+  unsetenv("LTK_TRAIN");
+  unsetenv("LTK_TEST_SLOW_STEP_MS");
+  // Once the first trial has validated (so it has a checkpoint) and trains on.
+  std::string first_trial;
+  bool interrupted = false;
+  for (int i = 0; i < 2400 && !interrupted; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!std::filesystem::exists(dir.file("stopped/trials"))) continue;
+    for (const auto& e : std::filesystem::directory_iterator(dir.file("stopped/trials"))) {
+      const std::string p = e.path().string();
+      if (!interrupted && e.is_directory() && std::filesystem::exists(p + "/checkpoints/last.json") &&
+          !std::filesystem::exists(p + "/report.html")) {
+        kill(pid, SIGINT);
+        interrupted = true;
+        first_trial = p;
+      }
+    }
+  }
+  REQUIRE(interrupted);
+  CHECK(ltk::test::wait_exit_code(pid, 60) == 130);
+  CHECK_THAT(read_text(dir.file("stopped.err")), Catch::Contains("run the same command to continue"));
+  auto stopped_status = run_app("ltk-sweep", "--status '" + dir.file("stopped") + "'");
+  CHECK_THAT(stopped_status.out, Catch::Contains("interrupted"));
+  auto finish = run_app("ltk-sweep", common + " --out '" + dir.file("stopped") + "'");
+  REQUIRE(finish.code == 0);
+  // The interrupted trial went on from its checkpoint.
+  CHECK_THAT(read_text(first_trial + ".log"), Catch::Contains("stopped by signal 2") &&
+                                                  Catch::Contains("[resume] continuing from"));
+  CHECK(without_timing(json::parse(read_text(dir.file("stopped/leaderboard.json")))).dump() == without_timing(lb).dump());
 
   // Again: nothing left to train.
   auto third = run_app("ltk-sweep", common + " --out '" + dir.file("whole") + "'");
@@ -359,6 +404,18 @@ TEST_CASE("cli: successive halving stops the trials it should - a paused run res
   REQUIRE(rest.code == 0);
   CHECK(ltk::test::strip_timing(read_text(dir.file("paused/metrics.jsonl"))) ==
         ltk::test::strip_timing(read_text(dir.file("full/metrics.jsonl"))));
+  // With a validation every 4 steps (one on each epoch's last step, 8 batches an epoch), paused
+  // twice at the same epoch, and stopped early by patience: still the uninterrupted run.
+  const std::string every = " --set trainer.epochs=5 --set trainer.eval_every=4 --set trainer.patience=3";
+  REQUIRE(run_app("ltk-train", "--config '" + cfg + "'" + every + " --set output_dir='" + dir.file("full4") + "'").code == 0);
+  REQUIRE(run_app("ltk-train", "--config '" + cfg + "'" + every + " --set output_dir='" + dir.file("p4") + "' --until-epoch 1").code == 0);
+  auto twice = run_app("ltk-train", "--resume '" + dir.file("p4") + "' --until-epoch 1 --json");
+  REQUIRE(twice.code == 0);
+  CHECK(json::parse(twice.out)["paused"] == true);
+  REQUIRE(run_app("ltk-train", "--resume '" + dir.file("p4") + "' --until-epoch 3").code == 0);
+  REQUIRE(run_app("ltk-train", "--resume '" + dir.file("p4") + "'").code == 0);
+  CHECK(ltk::test::strip_timing(read_text(dir.file("p4/metrics.jsonl"))) ==
+        ltk::test::strip_timing(read_text(dir.file("full4/metrics.jsonl"))));
 
   // 4 configurations, eta 2, 4 epochs: rungs at epochs 1 and 2, then the end.
   sweep_files(dir, 4);
@@ -420,4 +477,15 @@ TEST_CASE("cli: successive halving stops the trials it should - a paused run res
   CHECK(lb["trial_epochs"]["full"] == 16);
   CHECK(lb["trial_epochs"]["trained"] == 1 + 1 + 2 + 4);
   CHECK(lb["trial_epochs"]["saved"] == 8);
+  // The same command again trains nothing and writes the same leaderboard.
+  auto again = run_app("ltk-sweep", "--config '" + dir.file("base.json") + "' --space '" + dir.file("space.json") +
+                                        "' --strategy asha --eta 2 --out '" + dir.file("asha") + "'");
+  CHECK(again.code == 0);
+  CHECK_THAT(again.err, !Catch::Contains("[sweep] start") && !Catch::Contains("[sweep] resume"));
+  CHECK(without_timing(json::parse(read_text(dir.file("asha/leaderboard.json")))).dump() == without_timing(lb).dump());
+  // asha ranks at epoch ends: a validation every N steps instead is refused.
+  auto every_n = run_app("ltk-sweep", "--config '" + dir.file("base.json") + "' --set trainer.eval_every=3 --space '" +
+                                          dir.file("space.json") + "' --strategy asha --out '" + dir.file("asha2") + "'");
+  CHECK(every_n.code == 2);
+  CHECK_THAT(every_n.err, Catch::Contains("trainer.eval_every"));
 }

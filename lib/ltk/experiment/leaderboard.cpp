@@ -130,7 +130,7 @@ std::vector<std::string> table_row(const nlohmann::json& lb, const nlohmann::jso
     cells.push_back(fmt::format("{:+.4f} [{:+.4f}, {:+.4f}]", c["difference"].get<double>(),
                                 c["bootstrap_95"][0].get<double>(), c["bootstrap_95"][1].get<double>()));
     const double p = c["bootstrap_p"].get<double>();  // 0: none of the resamples crossed zero
-    cells.push_back(p > 0 ? fmt::format("{:.3g}", p) : "<5e-04");
+    cells.push_back(p > 0 ? fmt::format("{:.3g}", p) : "<1e-03");
     cells.push_back(c["welch_p"].is_null() ? "n/a" : fmt::format("{:.3g}", c["welch_p"].get<double>()));
   } else {
     cells.insert(cells.end(), {"", "", ""});
@@ -362,52 +362,25 @@ nlohmann::json write_leaderboard(const Plan& plan, const Options& options) {
 }
 
 std::string status_text(const std::string& dir) {
-  const std::string def_path = dir + "/sweep.json";
-  if (!fs::exists(def_path)) throw ConfigError(dir + " holds no sweep (no sweep.json)");
-  const auto def = nlohmann::json::parse(read_file(def_path));
-  const auto& options = def["options"];
-  int64_t configs = 1;
-  const std::string strategy = options.value("strategy", "grid");
-  if (options.value("trials", int64_t{0}) > 0) {
-    configs = options["trials"].get<int64_t>();
-  } else {
-    for (const auto& [key, v] : def["space"].items()) configs *= v.is_array() ? static_cast<int64_t>(v.size()) : 1;
-  }
-  const int64_t total = configs * options.value("seeds", int64_t{1}) * std::max<int64_t>(1, options.value("folds", int64_t{0}));
+  Options options;
+  const Plan plan = stored_plan(dir, &options);
   std::map<std::string, int64_t> counts;
   std::ostringstream lines;
-  std::vector<fs::path> states;
-  if (fs::exists(dir + "/trials"))
-    for (const auto& e : fs::directory_iterator(dir + "/trials"))
-      if (e.path().string().size() > 11 && e.path().string().rfind(".state.json") == e.path().string().size() - 11)
-        states.push_back(e.path());
-  std::sort(states.begin(), states.end());
   double seconds = 0;
-  for (const auto& p : states) {
-    TrialState s = TrialState::from_json(nlohmann::json::parse(read_file(p.string())));
-    std::string name = p.filename().string();
-    name = name.substr(0, name.size() - 11);
+  for (const auto& t : plan.trials) {
+    const TrialState s = read_state(plan, t);
     std::string status = s.status;
-    if (status == "running") {  // the trainer holds its run directory's lock while it lives
-      try {
-        DirectoryLock probe(dir + "/trials/" + name);
-        status = "interrupted";
-      } catch (const Error&) {
-      }
-    }
+    if (status == "running" && !detail::trainer_alive(s.pid, t.name)) status = "interrupted";
     ++counts[status];
     seconds += s.seconds;
-    lines << fmt::format("  {:<24} {:<12} {:>3} epoch(s) {:>8.1f}s{}{}\n", name, status, s.epochs, s.seconds,
+    lines << fmt::format("  {:<28} {:<12} {:>3} epoch(s) {:>8.1f}s  {}{}{}\n", t.name, status, s.epochs, s.seconds,
+                         detail::describe(t.assignment),
                          s.stopped_at ? fmt::format("  (stopped at rung epoch {})", s.stopped_at) : "",
                          s.error.empty() ? "" : "  " + s.error);
   }
-  int64_t seen = 0;
-  for (const auto& [k, n] : counts) seen += n;
-  counts["pending"] += std::max<int64_t>(0, total - seen);
   std::ostringstream out;
-  out << fmt::format("sweep {} ({}): {} trials", dir, strategy, total);
-  for (const auto& [k, n] : counts)
-    if (n) out << fmt::format(", {} {}", n, k);
+  out << fmt::format("sweep {} ({}): {} trials", dir, options.strategy, plan.trials.size());
+  for (const auto& [k, n] : counts) out << fmt::format(", {} {}", n, k);
   out << fmt::format("; {:.0f}s of training so far\n", seconds) << lines.str();
   if (fs::exists(dir + "/leaderboard.md")) out << "leaderboard: " << dir << "/leaderboard.md\n";
   return out.str();

@@ -74,8 +74,9 @@ Space parse_space(const nlohmann::json& j, const std::string& where) {
       if (!(d.low < d.high)) throw ConfigError(at + ": " + d.distribution + " needs low < high, got " + range.dump());
       if (d.distribution == "log_uniform" && !(d.low > 0))
         throw ConfigError(at + ": log_uniform needs low > 0, got " + range.dump());
-      if (d.distribution == "int_uniform" && (d.low != std::floor(d.low) || d.high != std::floor(d.high)))
-        throw ConfigError(at + ": int_uniform takes integers, got " + range.dump());
+      if (d.distribution == "int_uniform" && (d.low != std::floor(d.low) || d.high != std::floor(d.high) ||
+                                              std::fabs(d.low) > 1e15 || std::fabs(d.high) > 1e15))
+        throw ConfigError(at + ": int_uniform takes integers within +-1e15, got " + range.dump());
     } else {
       throw ConfigError(at + ": expected a list of values or {\"uniform\"|\"log_uniform\"|\"int_uniform\": [low, high]}, "
                              "got " + v.dump());
@@ -163,8 +164,21 @@ nlohmann::json TrialState::to_json() const {
   nlohmann::json j = {{"status", status}, {"epochs", epochs},      {"seconds", seconds},
                       {"attempts", attempts}, {"exit_code", exit_code}};
   if (stopped_at) j["stopped_at"] = stopped_at;
+  if (pid) j["pid"] = pid;
   if (!error.empty()) j["error"] = error;
   return j;
+}
+
+Options Options::from_json(const nlohmann::json& j) {
+  Options o;
+  o.strategy = j.value("strategy", o.strategy);
+  o.seeds = j.value("seeds", o.seeds);
+  o.trials = j.value("trials", o.trials);
+  o.folds = j.value("folds", o.folds);
+  o.seed = j.value("seed", o.seed);
+  o.eta = j.value("eta", o.eta);
+  o.min_epochs = j.value("min_epochs", o.min_epochs);
+  return o;
 }
 
 TrialState TrialState::from_json(const nlohmann::json& j) {
@@ -175,6 +189,7 @@ TrialState TrialState::from_json(const nlohmann::json& j) {
   s.seconds = j.value("seconds", 0.0);
   s.attempts = j.value("attempts", int64_t{0});
   s.exit_code = j.value("exit_code", 0);
+  s.pid = j.value("pid", int64_t{0});
   s.error = j.value("error", "");
   return s;
 }
@@ -234,7 +249,7 @@ std::string fnv_hex(const std::string& s, int digits) {
 // The folds of data.train: K stratified, seeded, leak-free parts; fold k validates on part k and
 // trains on the others. Written in data.train's format (TSV label<TAB>text, or JSON Lines).
 std::vector<std::pair<std::string, std::string>> write_folds(const Config& base, int64_t k, uint64_t seed,
-                                                             const std::string& dir) {
+                                                             const std::string& dir, bool write_files) {
   const std::string format = resolve_format(base.data.train, base.data.format);
   const bool pairs = !base.data.text_pair_column.empty() || !base.data.text_pair_field.empty();
   const bool tsv_plain = format == "tsv" && !base.data.header && base.data.label_column.empty() &&
@@ -243,13 +258,17 @@ std::vector<std::pair<std::string, std::string>> write_folds(const Config& base,
     throw ConfigError("--folds writes its splits as label<TAB>text or JSON Lines: data.train (" + base.data.train +
                       ") is " + format + (pairs ? " with sentence pairs" : " with named columns or a header") +
                       "; convert it to JSON Lines (data.format \"jsonl\") first");
+  const std::string ext = format == "jsonl" ? ".jsonl" : ".tsv";
+  std::vector<std::pair<std::string, std::string>> paths;
+  for (int64_t f = 0; f < k; ++f)
+    paths.emplace_back(fmt::format("{}/folds/{}/train{}", dir, f, ext), fmt::format("{}/folds/{}/valid{}", dir, f, ext));
+  if (!write_files) return paths;
   auto read = read_examples(base.data.train, reader_options(base.data, base.task));
   const auto& examples = read.examples;
   if (static_cast<int64_t>(examples.size()) < 2 * k)
     throw ConfigError(fmt::format("--folds {}: {} has only {} samples", k, base.data.train, examples.size()));
   const auto parts = stratified_split(examples, std::vector<double>(static_cast<size_t>(k), 1.0 / static_cast<double>(k)),
                                       seed);
-  const std::string ext = format == "jsonl" ? ".jsonl" : ".tsv";
   auto write = [&](const std::string& path, const std::vector<int64_t>& ids) {
     std::string out;
     for (int64_t i : ids) {
@@ -264,17 +283,14 @@ std::vector<std::pair<std::string, std::string>> write_folds(const Config& base,
     }
     write_file_atomic(path, out);
   };
-  std::vector<std::pair<std::string, std::string>> paths;
   for (int64_t f = 0; f < k; ++f) {
-    const std::string fold_dir = fmt::format("{}/folds/{}", dir, f);
-    fs::create_directories(fold_dir);
+    fs::create_directories(fmt::format("{}/folds/{}", dir, f));
     std::vector<int64_t> train;
     for (int64_t g = 0; g < k; ++g)
       if (g != f) train.insert(train.end(), parts[static_cast<size_t>(g)].begin(), parts[static_cast<size_t>(g)].end());
     std::sort(train.begin(), train.end());
-    write(fold_dir + "/train" + ext, train);
-    write(fold_dir + "/valid" + ext, parts[static_cast<size_t>(f)]);
-    paths.emplace_back(fold_dir + "/train" + ext, fold_dir + "/valid" + ext);
+    write(paths[static_cast<size_t>(f)].first, train);
+    write(paths[static_cast<size_t>(f)].second, parts[static_cast<size_t>(f)]);
   }
   return paths;
 }
@@ -297,11 +313,16 @@ nlohmann::json definition(const nlohmann::json& base, const Space& space, const 
   nlohmann::json d = {{"base", base}, {"space", nlohmann::json::object()}, {"options", options.to_json()}};
   for (const auto& dim : space.dims)
     d["space"][dim.key] = dim.distribution.empty() ? dim.values : nlohmann::json{{dim.distribution, {dim.low, dim.high}}};
+  if (options.folds > 1 && base.contains("data") && base["data"].value("train", "") != "") {
+    // The folds are cut from data.train: a changed file at the same path is a changed sweep.
+    const std::string train = base["data"]["train"].get<std::string>();
+    if (fs::exists(train)) d["folds_source"] = fmt::format("{} bytes, fnv {}", fs::file_size(train), fnv_hex(read_file(train), 16));
+  }
   return d;
 }
 
 Plan make_plan(const nlohmann::json& base, const std::string& base_path, const Space& space, const Options& options,
-               const std::string& dir) {
+               const std::string& dir, bool write_files) {
   if (options.strategy != "grid" && options.strategy != "random" && options.strategy != "asha")
     throw ConfigError("--strategy must be grid, random or asha, got '" + options.strategy + "'");
   if (options.seeds < 1) throw ConfigError("--seeds must be >= 1");
@@ -341,12 +362,18 @@ Plan make_plan(const nlohmann::json& base, const std::string& base_path, const S
   else assignments = random_draws(space, options.trials, options.seed);
 
   std::vector<std::pair<std::string, std::string>> folds;
-  if (options.folds > 1) folds = write_folds(parsed, options.folds, options.seed, dir);
+  std::set<std::string> ids;
+  if (options.folds > 1) folds = write_folds(parsed, options.folds, options.seed, dir, write_files);
+  if (options.strategy == "asha" && parsed.trainer.eval_every > 0)
+    throw ConfigError("--strategy asha ranks configurations on the validation at the end of each rung's epoch: set "
+                      "trainer.eval_every to 0 (validate every epoch)");
 
   for (const auto& a : assignments) {
     Configuration c;
     c.assignment = a;
-    c.id = fnv_hex(base.dump() + "\n" + a.dump(), 8);
+    c.id = fnv_hex(base.dump() + "\n" + a.dump(), 12);
+    if (!ids.insert(c.id).second)
+      throw Error("two configurations of the sweep hash to the same id " + c.id + " (" + describe(a) + "); report it");
     for (int64_t s = 0; s < options.seeds; ++s) {
       for (int64_t f = 0; f < std::max<int64_t>(1, options.folds); ++f) {
         Trial t;
@@ -426,7 +453,30 @@ double best_valid(const std::vector<std::pair<int64_t, double>>& history, int64_
   return best;
 }
 
+bool trainer_alive(int64_t pid, const std::string& trial_name) {
+  if (pid <= 0 || kill(static_cast<pid_t>(pid), 0) != 0) return false;
+  std::string cmdline, stat;
+  try {
+    cmdline = read_file(fmt::format("/proc/{}/cmdline", pid));
+    stat = read_file(fmt::format("/proc/{}/stat", pid));
+  } catch (const std::exception&) {
+    return false;
+  }
+  const auto close = stat.rfind(')');
+  if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z') return false;  // exited
+  return cmdline.find(trial_name) != std::string::npos;  // and not a recycled pid
+}
+
 }  // namespace detail
+
+Plan stored_plan(const std::string& dir, Options* options) {
+  const std::string path = dir + "/sweep.json";
+  if (!fs::exists(path)) throw ConfigError(dir + " holds no sweep (no sweep.json)");
+  const nlohmann::json def = read_json_file(path);
+  Options o = Options::from_json(def.at("options"));
+  if (options) *options = o;
+  return make_plan(def.at("base"), path, parse_space(def.at("space"), path), o, dir, /*write_files=*/false);
+}
 
 namespace {
 
@@ -441,31 +491,66 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// A run directory still locked by a trainer that outlives a killed sweep (it checkpoints on the
-// way out): wait for it rather than fail.
-void wait_unlocked(const std::string& dir) {
-  if (!fs::exists(dir + "/.lock")) return;
-  for (int i = 0;; ++i) {
-    try {
-      DirectoryLock lock(dir);
-      return;
-    } catch (const Error& e) {
-      if (i == 0) log::info("[sweep] waiting for {} to be released ({})", dir, e.what());
-      if (i > 1200) throw;
-    }
+// The trainer of a trial that outlives a killed sweep (it writes its checkpoint on the way out):
+// wait for it rather than start a second one on the same run directory.
+void wait_for_leftover(const std::string& name, int64_t pid) {
+  for (int i = 0; detail::trainer_alive(pid, name); ++i) {
+    if (i == 0) log::info("[sweep] waiting for the ltk-train of {} left by an earlier sweep (pid {}) to exit", name, pid);
+    if (i > 6000) throw Error(fmt::format("the ltk-train of {} (pid {}) is still running; stop it first", name, pid));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
 
+const char* const kAttemptMarker = "== ltk-sweep: attempt ";
+
+// The last attempt's error line (or its last line) in a trial's log.
 std::string last_error_line(const std::string& log_path) {
   std::ifstream in(log_path);
   std::string last, any;
   for (std::string line; std::getline(in, line);) {
+    if (line.rfind(kAttemptMarker, 0) == 0) {
+      last.clear();
+      any.clear();
+      continue;
+    }
     if (line.find("error") != std::string::npos) last = line;
     if (!line.empty()) any = line;
   }
   return last.empty() ? any : last;
 }
+
+// The JSON summary ltk-train --json printed last; null when there is none.
+nlohmann::json last_json_line(const std::string& path) {
+  std::ifstream in(path);
+  nlohmann::json out;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] != '{') continue;
+    try {
+      out = nlohmann::json::parse(line);
+    } catch (const std::exception&) {
+    }
+  }
+  return out;
+}
+
+// SIGINT and SIGTERM set g_signal while the trials run; the defaults come back afterwards.
+class SignalScope {
+ public:
+  SignalScope() {
+    struct sigaction sa {};
+    sa.sa_handler = on_sweep_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~SignalScope() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
 
 struct Child {
   pid_t pid = -1;
@@ -483,7 +568,7 @@ class Runner {
   bool run_all(const std::vector<size_t>& trials, int64_t until) {
     size_t next = 0;
     bool forwarded = false;
-    while (next < trials.size() || !children_.empty()) {
+    while ((next < trials.size() && !g_signal) || !children_.empty()) {
       if (g_signal && !forwarded) {
         forwarded = true;
         log::warn("[sweep] stopped by signal {}: the running trials write a checkpoint; run the same command to "
@@ -516,21 +601,35 @@ class Runner {
     const std::string config_path = trial_path(plan_, t, ".config.json");
     const std::string doc = t.document.dump(2) + "\n";
     if (!fs::exists(config_path) || read_file(config_path) != doc) write_file_atomic(config_path, doc);
-    wait_unlocked(run_dir);
+    TrialState s = read_state(plan_, t);
+    wait_for_leftover(t.name, s.pid);
     std::vector<std::string> args = {options_.trainer};
-    const bool started = fs::exists(run_dir + "/.ltk-run") && fs::exists(run_dir + "/config.json");
+    // Resumed from its checkpoint when it has one; else (never started, or stopped before its first
+    // checkpoint) trained from the beginning.
+    const bool started = fs::exists(run_dir + "/checkpoints/last.json");
     if (started) args.insert(args.end(), {"--resume", run_dir});
     else args.insert(args.end(), {"--config", config_path, "--overwrite"});
     args.insert(args.end(), {"--set", fmt::format("threads={}", options_.threads), "--json"});
     if (until > 0) args.insert(args.end(), {"--until-epoch", std::to_string(until)});
-    TrialState s = read_state(plan_, t);
     s.status = "running";
     ++s.attempts;
-    write_state(plan_, t, s);
     log::info("[sweep] {} {} ({}{})", started ? "resume" : "start", t.name, describe(t.assignment),
               until > 0 ? fmt::format(", until epoch {}", until) : "");
     const std::string out_path = trial_path(plan_, t, ".summary.json"), err_path = trial_path(plan_, t, ".log");
-    const std::string threads = std::to_string(options_.threads);
+    {
+      std::ofstream log(err_path, std::ios::app);
+      log << kAttemptMarker << s.attempts << ": " << join(args, " ") << "\n";
+    }
+    // argv and the environment are made before fork: the child only redirects and execs.
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings = {"OMP_NUM_THREADS=" + std::to_string(options_.threads)};
+    for (char** e = environ; *e; ++e)
+      if (std::string_view(*e).rfind("OMP_NUM_THREADS=", 0) != 0) env_strings.emplace_back(*e);
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
     const pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) throw Error("ltk-sweep: fork failed");
@@ -545,14 +644,12 @@ class Runner {
       dup2(null, 0);
       dup2(out, 1);
       dup2(err, 2);
-      setenv("OMP_NUM_THREADS", threads.c_str(), 1);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
+      execve(argv[0], argv.data(), envp.data());
       _exit(127);
     }
     setpgid(pid, pid);
+    s.pid = pid;
+    write_state(plan_, t, s);
     children_.push_back(Child{pid, index, now_s(), until});
   }
 
@@ -562,12 +659,13 @@ class Runner {
     s.seconds += now_s() - c.started;
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     s.exit_code = code;
-    if (code == 0) {
-      nlohmann::json summary;
-      try {
-        summary = nlohmann::json::parse(read_file(trial_path(plan_, t, ".summary.json")));
-      } catch (const std::exception&) {
-      }
+    const nlohmann::json summary = code == 0 ? last_json_line(trial_path(plan_, t, ".summary.json")) : nlohmann::json();
+    if (code == 0 && !summary.is_object()) {
+      s.status = "failed";
+      s.error = "ltk-train exited 0 without its --json summary in " + trial_path(plan_, t, ".summary.json");
+      failed_ = true;
+      log::error("[sweep] {} failed: {}", t.name, s.error);
+    } else if (code == 0) {
       s.epochs = summary.value("epochs", int64_t{0});
       s.status = summary.value("paused", false) ? "paused" : "done";
       s.error.clear();
@@ -595,11 +693,7 @@ class Runner {
 
 int run(const Plan& plan, const Options& options, const RunOptions& run_options) {
   fs::create_directories(plan.dir + "/trials");
-  struct sigaction sa {};
-  sa.sa_handler = on_sweep_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  SignalScope signals;
   Runner runner(plan, run_options);
   auto stopped = [&] { return 128 + static_cast<int>(g_signal); };
 
@@ -659,6 +753,11 @@ int run(const Plan& plan, const Options& options, const RunOptions& run_options)
       scores.emplace_back(plan.configs[c].id, failed || n == 0 ? std::nan("") : sum / n);
     }
     auto kept = promote(scores, options.eta, plan.higher_better);
+    if (kept.empty()) {
+      log::error("[sweep] rung {} (epoch {}): no configuration has a validation {} (see the trials' logs)", r + 1, epoch,
+                 plan.metric);
+      return 1;
+    }
     std::vector<size_t> next;
     for (size_t c : active) {
       if (std::find(kept.begin(), kept.end(), plan.configs[c].id) != kept.end()) {

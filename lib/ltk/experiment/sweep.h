@@ -53,6 +53,7 @@ struct Options {
   int64_t eta = 3;                ///< asha: keep the best 1/eta at each rung
   int64_t min_epochs = 1;         ///< asha: the first rung's epochs
   nlohmann::json to_json() const;
+  static Options from_json(const nlohmann::json& j);
 };
 
 struct Trial {
@@ -84,15 +85,19 @@ struct Plan {
   int64_t eval_batch_size = 256;
 };
 
-/// What sweep.json holds: the base config as written, the space and the options. A sweep run
-/// again compares it with the stored one.
+/// What sweep.json holds: the base config as written, the space and the options (and, with folds,
+/// a fingerprint of data.train: the folds are cut from it). A sweep run again compares it with the
+/// stored one.
 nlohmann::json definition(const nlohmann::json& base, const Space& space, const Options& options);
 
 /// The plan of a sweep into `dir` from the base config document (as written) and the space; every
-/// trial's config is parsed, so a bad combination is refused before anything trains. Writes the
-/// folds' files when options.folds > 1.
+/// trial's config is parsed, so a bad combination is refused before anything trains. With
+/// `write_files`, writes the folds' files when options.folds > 1.
 Plan make_plan(const nlohmann::json& base, const std::string& base_path, const Space& space, const Options& options,
-               const std::string& dir);
+               const std::string& dir, bool write_files = true);
+
+/// The plan of the sweep in `dir` as its sweep.json defines it (nothing written).
+Plan stored_plan(const std::string& dir, Options* options = nullptr);
 
 /// "key: old -> new" for every leaf that differs between two JSON documents.
 std::vector<std::string> differences(const nlohmann::json& before, const nlohmann::json& after);
@@ -113,6 +118,7 @@ struct TrialState {
   double seconds = 0;              ///< ltk-train's wall time, all attempts
   int64_t attempts = 0;
   int exit_code = 0;
+  int64_t pid = 0;                 ///< the ltk-train process of the last attempt
   std::string error;               ///< a failed trial's last error line
   nlohmann::json to_json() const;
   static TrialState from_json(const nlohmann::json& j);

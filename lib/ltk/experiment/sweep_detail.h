@@ -19,6 +19,8 @@ void write_state(const Plan& plan, const Trial& t, const TrialState& s);
 std::string describe(const nlohmann::json& assignment);
 /// (epoch, value of `metric`) of each validation in the run's metrics.jsonl.
 std::vector<std::pair<int64_t, double>> valid_history(const std::string& run_dir, const std::string& metric);
+/// Whether `pid` is a live process training the trial `trial_name` (not an exited or recycled pid).
+bool trainer_alive(int64_t pid, const std::string& trial_name);
 /// The best value up to `until_epoch` (0: all); NaN when none.
 double best_valid(const std::vector<std::pair<int64_t, double>>& history, int64_t until_epoch, bool higher_better);
 

@@ -109,6 +109,9 @@ double incomplete_beta(double x, double a, double b) {
 
 double welch_t_test(const std::vector<double>& a, const std::vector<double>& b) {
   if (a.size() < 2 || b.size() < 2) throw Error("welch_t_test: needs at least 2 values on each side");
+  for (const auto* side : {&a, &b})
+    for (double x : *side)
+      if (!std::isfinite(x)) return std::nan("");
   const double na = static_cast<double>(a.size()), nb = static_cast<double>(b.size());
   const double va = variance_of(a) / na, vb = variance_of(b) / nb;
   const double diff = mean_of(a) - mean_of(b);
@@ -163,9 +166,14 @@ GroupComparison compare_groups(const std::vector<std::vector<int>>& right_a, con
   c.diff_low = diffs[static_cast<size_t>(0.025 * (resamples - 1))];
   c.diff_high = diffs[static_cast<size_t>(0.975 * (resamples - 1))];
   c.p_samples = std::min(1.0, 2.0 * static_cast<double>(std::min(at_most_0, at_least_0)) / resamples);
-  c.mean_a = mean_of(metric_a);
-  c.mean_b = mean_of(metric_b);
-  c.p_trials = metric_a.size() >= 2 && metric_b.size() >= 2 ? welch_t_test(metric_a, metric_b) : std::nan("");
+  std::vector<double> fa, fb;  // a diverged trial's infinite loss has no place in a mean
+  for (double x : metric_a)
+    if (std::isfinite(x)) fa.push_back(x);
+  for (double x : metric_b)
+    if (std::isfinite(x)) fb.push_back(x);
+  c.mean_a = mean_of(fa);
+  c.mean_b = mean_of(fb);
+  c.p_trials = fa.size() >= 2 && fb.size() >= 2 ? welch_t_test(fa, fb) : std::nan("");
   return c;
 }
 

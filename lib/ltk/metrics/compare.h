@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace ltk {
@@ -33,8 +34,9 @@ struct GroupComparison {
   /// averaged over the trials): the 95% percentile interval and the two-sided p-value
   /// 2 min(P(d* <= 0), P(d* >= 0)).
   double diff_low = 0, diff_high = 0, p_samples = 1;
-  /// Welch's unequal-variance t-test on the trials' metric values; NaN when a side has < 2 trials.
-  double mean_a = 0, mean_b = 0, p_trials = 0;
+  /// Welch's unequal-variance t-test on the trials' metric values (the finite ones); NaN when a
+  /// side has fewer than 2.
+  double mean_a = 0, mean_b = 0, p_trials = std::numeric_limits<double>::quiet_NaN();
   /// The bootstrap interval excludes 0.
   bool significant_samples() const { return diff_low > 0 || diff_high < 0; }
   /// Welch's p < 0.05.
@@ -49,7 +51,8 @@ GroupComparison compare_groups(const std::vector<std::vector<int>>& right_a, con
                                int resamples = 2000, uint64_t seed = 1);
 
 /// Welch's two-sided t-test p-value for the means of `a` and `b` (each >= 2 values), as
-/// scipy.stats.ttest_ind(a, b, equal_var=False). Both without spread: 1 for equal means, else 0.
+/// scipy.stats.ttest_ind(a, b, equal_var=False). Both without spread: 1 for equal means, else 0;
+/// NaN when a value is not finite.
 double welch_t_test(const std::vector<double>& a, const std::vector<double>& b);
 
 /// The regularised incomplete beta function I_x(a, b) (x in [0, 1], a, b > 0).

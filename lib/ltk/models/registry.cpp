@@ -18,7 +18,7 @@ const std::vector<ModelEntry>& model_registry() {
       {"bow", "mean of word (and hashed n-gram) embeddings over the real tokens, then a linear layer", resolve_bow,
        build_bow, check_bow, nullptr},
       {"textcnn", "convolutions of several widths, max over time (Kim 2014)", resolve_textcnn, build_textcnn, nullptr, nullptr},
-      {"rnn", "LSTM or GRU over packed sequences, last/max/mean pooling", resolve_rnn, build_rnn, nullptr, nullptr},
+      {"rnn", "LSTM or GRU over packed sequences, last/max/mean pooling", resolve_rnn, build_rnn, nullptr, complete_rnn},
       {"transformer", "Transformer encoder from scratch, CLS or mean pooling", resolve_transformer, build_transformer,
        check_transformer, nullptr},
       {"bert", "BERT (Hugging Face's BertForSequenceClassification), pretrained from a Hugging Face directory or not",

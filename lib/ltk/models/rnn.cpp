@@ -89,6 +89,10 @@ nlohmann::json resolve_rnn(JsonReader& r) {
   return out;
 }
 
+void complete_rnn(const nlohmann::json& options, const nlohmann::json& document, Config& config) {
+  if (!written(document, {"trainer", "bucket_pool"})) config.trainer.bucket_pool = 50;
+}
+
 std::shared_ptr<TextModel> build_rnn(const nlohmann::json& j, const ModelContext& context) {
   RnnOptions o(context.vocab_size, context.num_outputs);
   o.embed_dim(j.at("embed_dim").get<int64_t>())
