@@ -361,9 +361,40 @@ nlohmann::json write_leaderboard(const Plan& plan, const Options& options) {
   return lb;
 }
 
+namespace {
+
+// --status when the stored definition no longer makes a plan (a moved file, a config that newer
+// checks refuse): the trials that have state files.
+std::string status_from_files(const std::string& dir, const std::string& why) {
+  std::ostringstream out;
+  out << "sweep " << dir << " (its plan cannot be rebuilt: " << why << "); the trials started so far:\n";
+  std::vector<fs::path> states;
+  if (fs::exists(dir + "/trials"))
+    for (const auto& e : fs::directory_iterator(dir + "/trials")) {
+      const std::string n = e.path().filename().string();
+      if (n.size() > 11 && n.compare(n.size() - 11, 11, ".state.json") == 0) states.push_back(e.path());
+    }
+  std::sort(states.begin(), states.end());
+  for (const auto& p : states) {
+    const std::string n = p.filename().string();
+    const TrialState s = TrialState::from_json(nlohmann::json::parse(read_file(p.string())));
+    out << fmt::format("  {:<28} {:<12} {:>3} epoch(s) {:>8.1f}s\n", n.substr(0, n.size() - 11), s.status, s.epochs,
+                       s.seconds);
+  }
+  return out.str();
+}
+
+}  // namespace
+
 std::string status_text(const std::string& dir) {
+  if (!fs::exists(dir + "/sweep.json")) throw ConfigError(dir + " holds no sweep (no sweep.json)");
   Options options;
-  const Plan plan = stored_plan(dir, &options);
+  Plan plan;
+  try {
+    plan = stored_plan(dir, &options);
+  } catch (const std::exception& e) {
+    return status_from_files(dir, e.what());
+  }
   std::map<std::string, int64_t> counts;
   std::ostringstream lines;
   double seconds = 0;

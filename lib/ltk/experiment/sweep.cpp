@@ -390,11 +390,15 @@ Plan make_plan(const nlohmann::json& base, const std::string& base_path, const S
           doc["data"]["train"] = folds[static_cast<size_t>(f)].first;
           doc["data"]["valid"] = folds[static_cast<size_t>(f)].second;
         }
+        Config trial_config;
         try {
-          parse_config(doc);
+          trial_config = parse_config(doc);
         } catch (const ConfigError& e) {
           throw ConfigError("the configuration " + describe(a) + " is not a valid config: " + e.what());
         }
+        if (options.strategy == "asha" && trial_config.trainer.eval_every > 0)
+          throw ConfigError("--strategy asha ranks configurations on the validation at the end of each rung's epoch: "
+                            "the configuration " + describe(a) + " sets trainer.eval_every; validate every epoch (0)");
         t.document = std::move(doc);
         c.trials.push_back(plan.trials.size());
         plan.trials.push_back(std::move(t));
@@ -464,7 +468,20 @@ bool trainer_alive(int64_t pid, const std::string& trial_name) {
   }
   const auto close = stat.rfind(')');
   if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z') return false;  // exited
-  return cmdline.find(trial_name) != std::string::npos;  // and not a recycled pid
+  // ltk-train --resume DIR/trials/NAME or --config DIR/trials/NAME.config.json, and not a recycled pid
+  const std::string dir_arg = "/trials/" + trial_name, config_arg = dir_arg + ".config.json";
+  auto ends_with = [](const std::string& a, const std::string& b) {
+    return a.size() >= b.size() && a.compare(a.size() - b.size(), b.size(), b) == 0;
+  };
+  size_t start = 0;
+  while (start < cmdline.size()) {
+    size_t end = cmdline.find('\0', start);
+    if (end == std::string::npos) end = cmdline.size();
+    const std::string arg = cmdline.substr(start, end - start);
+    if (ends_with(arg, dir_arg) || ends_with(arg, config_arg)) return true;
+    start = end + 1;
+  }
+  return false;
 }
 
 }  // namespace detail
@@ -493,12 +510,27 @@ double now_s() {
 
 // The trainer of a trial that outlives a killed sweep (it writes its checkpoint on the way out):
 // wait for it rather than start a second one on the same run directory.
-void wait_for_leftover(const std::string& name, int64_t pid) {
+bool wait_for_leftover(const std::string& name, int64_t pid, const std::string& run_dir) {
+  if (pid <= 0 && fs::exists(run_dir + "/.lock")) {
+    // No pid recorded (the sweep died between fork and its note): the run directory's lock tells.
+    for (int i = 0; i < 300 && !g_signal; ++i) {
+      try {
+        DirectoryLock probe(run_dir);
+        break;
+      } catch (const Error&) {
+        if (i == 0) log::info("[sweep] waiting for the ltk-train that holds {} to exit", run_dir);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return !g_signal;
+  }
   for (int i = 0; detail::trainer_alive(pid, name); ++i) {
+    if (g_signal) return false;
     if (i == 0) log::info("[sweep] waiting for the ltk-train of {} left by an earlier sweep (pid {}) to exit", name, pid);
     if (i > 6000) throw Error(fmt::format("the ltk-train of {} (pid {}) is still running; stop it first", name, pid));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+  return true;
 }
 
 const char* const kAttemptMarker = "== ltk-sweep: attempt ";
@@ -602,7 +634,7 @@ class Runner {
     const std::string doc = t.document.dump(2) + "\n";
     if (!fs::exists(config_path) || read_file(config_path) != doc) write_file_atomic(config_path, doc);
     TrialState s = read_state(plan_, t);
-    wait_for_leftover(t.name, s.pid);
+    if (!wait_for_leftover(t.name, s.pid, run_dir)) return;  // stopped while waiting
     std::vector<std::string> args = {options_.trainer};
     // Resumed from its checkpoint when it has one; else (never started, or stopped before its first
     // checkpoint) trained from the beginning.
@@ -634,6 +666,8 @@ class Runner {
     pid_t pid = fork();
     if (pid < 0) throw Error("ltk-sweep: fork failed");
     if (pid == 0) {
+      signal(SIGINT, SIG_DFL);  // not the sweep's handler: a signal before execve must still stop it
+      signal(SIGTERM, SIG_DFL);
       setpgid(0, 0);  // Ctrl-C reaches the sweep, which passes it on once
       prctl(PR_SET_PDEATHSIG, SIGTERM);  // a sweep that dies stops its trials (they checkpoint)
       if (getppid() != parent) _exit(1);
@@ -657,6 +691,7 @@ class Runner {
     const Trial& t = plan_.trials[c.trial];
     TrialState s = read_state(plan_, t);
     s.seconds += now_s() - c.started;
+    s.pid = 0;
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     s.exit_code = code;
     const nlohmann::json summary = code == 0 ? last_json_line(trial_path(plan_, t, ".summary.json")) : nlohmann::json();
@@ -754,8 +789,8 @@ int run(const Plan& plan, const Options& options, const RunOptions& run_options)
     }
     auto kept = promote(scores, options.eta, plan.higher_better);
     if (kept.empty()) {
-      log::error("[sweep] rung {} (epoch {}): no configuration has a validation {} (see the trials' logs)", r + 1, epoch,
-                 plan.metric);
+      log::error("[sweep] rung {} (epoch {}): no configuration has a validation {} to rank by (see the trials' logs "
+                 "and metrics.jsonl)", r + 1, epoch, plan.metric);
       return 1;
     }
     std::vector<size_t> next;

@@ -171,8 +171,8 @@ GroupComparison compare_groups(const std::vector<std::vector<int>>& right_a, con
     if (std::isfinite(x)) fa.push_back(x);
   for (double x : metric_b)
     if (std::isfinite(x)) fb.push_back(x);
-  c.mean_a = mean_of(fa);
-  c.mean_b = mean_of(fb);
+  c.mean_a = fa.empty() ? std::nan("") : mean_of(fa);
+  c.mean_b = fb.empty() ? std::nan("") : mean_of(fb);
   c.p_trials = fa.size() >= 2 && fb.size() >= 2 ? welch_t_test(fa, fb) : std::nan("");
   return c;
 }

@@ -13,6 +13,10 @@ namespace ltk {
 Config resume_config(const std::string& run_dir, const std::vector<std::string>& overrides) {
   RunDirectory run = RunDirectory::open(run_dir);
   nlohmann::json saved = read_json_file(run.config_path());
+  // Runs older than the key's defaults that depend on the model (the rnn buckets by length now)
+  // trained without bucketing: they resume as they were.
+  if (saved.contains("trainer") && saved["trainer"].is_object() && !saved["trainer"].contains("bucket_pool"))
+    saved["trainer"]["bucket_pool"] = 0;
   nlohmann::json j = saved;
   for (const auto& o : overrides) apply_override(j, o);
   Config config;
