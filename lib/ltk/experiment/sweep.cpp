@@ -355,7 +355,6 @@ Plan make_plan(const nlohmann::json& base, const std::string& base_path, const S
     throw ConfigError("a sweep chooses its best configuration on validation: the config needs data.valid (or use "
                       "--folds K)");
   for (const auto& d : space.dims) plan.keys.push_back(d.key);
-  plan.definition = definition(base, space, options);
 
   std::vector<nlohmann::json> assignments;
   if (options.strategy == "grid" || (options.strategy == "asha" && options.trials == 0)) assignments = grid(space);

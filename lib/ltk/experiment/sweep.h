@@ -73,7 +73,6 @@ struct Configuration {
 
 struct Plan {
   std::string dir;
-  nlohmann::json definition;  ///< what sweep.json holds
   std::vector<std::string> keys;  ///< the varied keys
   std::vector<Configuration> configs;
   std::vector<Trial> trials;
