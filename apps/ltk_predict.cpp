@@ -23,6 +23,21 @@ struct Pending {
   std::string error;          // non-empty: the line cannot be scored
 };
 
+// std::getline without its unbounded growth: reads one line into `line` keeping at most `max`
+// bytes (too_long says the rest was dropped); false at the end of the input.
+bool read_line(std::istream& in, std::string& line, size_t max, bool& too_long) {
+  line.clear();
+  too_long = false;
+  std::streambuf* buf = in.rdbuf();
+  int c = buf->sbumpc();
+  if (c == std::char_traits<char>::eof()) return false;
+  for (; c != std::char_traits<char>::eof() && c != '\n'; c = buf->sbumpc()) {
+    if (line.size() < max) line.push_back(static_cast<char>(c));
+    else too_long = true;
+  }
+  return true;
+}
+
 struct Options {
   std::string format = "plain";  // plain | tsv | jsonl
   std::string text_field = "text";
@@ -48,7 +63,7 @@ Pending parse_line(const std::string& raw, int64_t line_no, const Options& o) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error&) {
+    } catch (const nlohmann::json::exception&) {  // a syntax error, or a number beyond double's range
       p.error = "not a JSON object";
       return p;
     }
@@ -142,6 +157,8 @@ int main(int argc, char** argv) {
         ("threads", "LibTorch threads (0 = all cores)", cxxopts::value<int64_t>()->default_value("1"))
         ("batch-size", "texts per batch (default 256; 1 when reading a terminal or pipe, so that each line is "
                        "answered at once)", cxxopts::value<int64_t>()->default_value("0"))
+        ("max-line-bytes", "a longer input line is answered with an error and skipped, so that memory stays "
+                           "bounded whatever the input", cxxopts::value<int64_t>()->default_value("16777216"))
         ("h,help", "show this help");
     bool help = false;
     auto args = ltk::app::parse(options, argc, argv, help);
@@ -192,10 +209,18 @@ int main(int argc, char** argv) {
     std::vector<Pending> pending;
     std::string line;
     int64_t line_no = 0;
-    while (std::getline(*in, line)) {
+    const int64_t max_line = args["max-line-bytes"].as<int64_t>();
+    if (max_line < 1) throw ltk::UsageError("--max-line-bytes must be >= 1");
+    bool too_long = false;
+    while (read_line(*in, line, static_cast<size_t>(max_line), too_long)) {
       ++line_no;
       if (!line.empty() && line.back() == '\r') line.pop_back();
-      pending.push_back(parse_line(line, line_no, o));
+      if (too_long) {
+        Pending p{line_no, "", nullptr, "", "longer than --max-line-bytes " + std::to_string(max_line) + "; skipped"};
+        pending.push_back(std::move(p));
+      } else {
+        pending.push_back(parse_line(line, line_no, o));
+      }
       if (static_cast<int64_t>(pending.size()) >= flush_at) flush(predictor, pending, batch_size, o);
     }
     if (!pending.empty()) flush(predictor, pending, batch_size, o);

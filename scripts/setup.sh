@@ -3,6 +3,7 @@
 #   scripts/setup.sh          build + run dependencies
 #   scripts/setup.sh --test   also what the tests and benchmarks use (python3-torch as the
 #                             reference, fastText)
+#   scripts/setup.sh --fuzz   also clang and its libFuzzer/sanitizer runtimes (scripts/fuzz.sh)
 set -euo pipefail
 
 packages=(
@@ -23,6 +24,10 @@ packages=(
   # Distributed training: Gloo's headers (c10d's CPU backend; the library comes with libtorch).
   libgloo-dev
 )
+if [[ "${1:-}" == "--fuzz" ]]; then
+  # scripts/fuzz.sh: clang with libFuzzer and the sanitizers' runtimes.
+  packages+=(clang libclang-rt-14-dev)
+fi
 if [[ "${1:-}" == "--test" ]]; then
   # The reference implementations (PyTorch, scikit-learn) and a browser that renders the report.
   packages+=(python3-torch python3-sklearn python3-scipy chromium)

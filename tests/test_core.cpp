@@ -55,6 +55,34 @@ TEST_CASE("files: an atomic write replaces the file whole and leaves no temporar
   CHECK(ltk::parent_directory("c") == ".");
 }
 
+TEST_CASE("files: on a full disk an atomic write keeps the old file and frees its temporary - an append leaves no torn "
+          "line",
+          "[core][faults]") {
+  ltk::test::TempDir dir;
+  ltk::test::SmallDisk disk(dir.file("disk"), "1m");
+  if (!disk.mounted) {
+    if (geteuid() == 0) FAIL("cannot mount a tmpfs as root");
+    WARN("not root: the full-disk case needs to mount a tmpfs; skipped");
+    return;
+  }
+  const std::string file = disk.path + "/weights.pt", log = disk.path + "/metrics.jsonl";
+  ltk::write_file_atomic(file, "old weights\n");
+  // 4000 bytes: the page the file has holds 96 more, so a 500-byte record is cut off part way.
+  const std::string lines = std::string(3999, 'a') + "\n";
+  ltk::append_file_durable(log, lines);
+  disk.fill();
+  CHECK_THROWS_WITH(ltk::write_file_atomic(file, std::string(1 << 20, 'w')),
+                    Contains(file) && Contains("No space left on device"));
+  CHECK(ltk::read_file(file) == "old weights\n");
+  CHECK_FALSE(std::filesystem::exists(file + ".tmp"));  // its space is free again
+  CHECK_THROWS_WITH(ltk::append_file_durable(log, "{\"record\": \"" + std::string(500, 'r') + "\"}\n"),
+                    Contains(log) && Contains("No space left on device"));
+  CHECK(ltk::read_file(log) == lines);  // whole lines only
+  disk.free_space();
+  ltk::append_file_durable(log, "{}\n");
+  CHECK(ltk::read_file(log) == lines + "{}\n");
+}
+
 TEST_CASE("files: a second lock on a run directory fails naming the holder's pid", "[core]") {
   ltk::test::TempDir dir;
   {

@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
+#include <algorithm>
 #include <random>
 #include <sstream>
 #include <string>
@@ -95,6 +97,37 @@ struct RunResult {
   int code = -1;
   std::string out;
   std::string err;
+};
+
+// A small tmpfs mounted at `path` for the test's lifetime (root only; `mounted` says whether it is):
+// the disk-full tests.
+struct SmallDisk {
+  std::string path;
+  bool mounted = false;
+  SmallDisk(const std::string& p, const std::string& size) : path(p) {
+    std::filesystem::create_directories(path);
+    if (geteuid() != 0) return;
+    mounted = std::system(("mount -t tmpfs -o size=" + size + " ltk-test '" + path + "' 2>/dev/null").c_str()) == 0;
+  }
+  ~SmallDisk() {
+    if (mounted) std::system(("umount -l '" + path + "'").c_str());
+  }
+  // Fills the disk but for `leave` bytes (in a file of its own, `fill`).
+  void fill(int64_t leave = 0) const {
+    const std::string f = path + "/fill";
+    int fd = ::open(f.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) throw std::runtime_error("cannot create " + f);
+    std::string chunk(1 << 16, 'x');
+    int64_t size = 0;
+    for (;;) {
+      ssize_t n = ::write(fd, chunk.data(), chunk.size());
+      if (n <= 0) break;
+      size += n;
+    }
+    if (::ftruncate(fd, std::max<int64_t>(0, size - leave)) != 0) throw std::runtime_error("cannot truncate " + f);
+    ::close(fd);
+  }
+  void free_space() const { std::filesystem::remove(path + "/fill"); }
 };
 
 /// Runs an app of build/bin with `args` (already shell-quoted where needed) and optional stdin.

@@ -101,6 +101,8 @@ nlohmann::json read_json_file(const std::string& path) {
     auto pos = what.find("parse error");
     if (pos != std::string::npos) what = what.substr(pos);
     throw ConfigError(fmt::format("{}:{}:{}: invalid JSON: {}", path, line, col, what));
+  } catch (const nlohmann::json::exception& e) {  // a number beyond double's range (1e999)
+    throw ConfigError(fmt::format("{}: {}; write numbers within double's range", path, e.what()));
   }
 }
 
@@ -110,11 +112,18 @@ void apply_override(nlohmann::json& j, const std::string& assignment) {
     throw ConfigError("--set '" + assignment + "': expected key.path=value, e.g. --set trainer.epochs=3");
   std::string key = assignment.substr(0, eq);
   std::string value = assignment.substr(eq + 1);
+  try {
+    (void)nlohmann::json(assignment).dump();  // throws on invalid UTF-8, which no config may hold
+  } catch (const nlohmann::json::exception&) {
+    throw ConfigError("--set " + key + "=...: the assignment is not valid UTF-8 text");
+  }
   nlohmann::json parsed;
   try {
     parsed = nlohmann::json::parse(value);
   } catch (const nlohmann::json::parse_error&) {
     parsed = value;  // a bare word is a string
+  } catch (const nlohmann::json::exception& e) {  // 1e999
+    throw ConfigError("--set '" + assignment + "': " + e.what() + "; give a number within double's range");
   }
   nlohmann::json* node = &j;
   auto parts = split(key, '.');

@@ -85,8 +85,19 @@ void write_file_atomic(const std::string& path, const std::string& data) {
   {
     Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
     if (f.fd < 0) throw Error("cannot write " + tmp + ": " + errno_text());
-    if (!write_all(f.fd, data)) throw Error("cannot write " + tmp + ": " + errno_text() + " (disk full?)");
-    if (::fsync(f.fd) != 0) throw Error("cannot sync " + tmp + " to disk: " + errno_text());
+    // On failure the partial temporary file goes (on a full disk it holds the space that is left);
+    // `path` is untouched.
+    if (!write_all(f.fd, data)) {
+      std::string why = errno_text();
+      ::unlink(tmp.c_str());
+      throw Error("cannot write " + path + ": " + why + " (free some space, or write elsewhere; the previous " +
+                  "file, if any, is intact)");
+    }
+    if (::fsync(f.fd) != 0) {
+      std::string why = errno_text();
+      ::unlink(tmp.c_str());
+      throw Error("cannot sync " + tmp + " to disk: " + why);
+    }
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0)
     throw Error("cannot rename " + tmp + " to " + path + ": " + errno_text());
@@ -98,7 +109,14 @@ void append_file_durable(const std::string& path, const std::string& data) {
   const bool is_new = ::stat(path.c_str(), &st) != 0;
   Fd f{::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)};
   if (f.fd < 0) throw Error("cannot append to " + path + ": " + errno_text());
-  if (!write_all(f.fd, data)) throw Error("cannot append to " + path + ": " + errno_text() + " (disk full?)");
+  struct stat before {};
+  if (::fstat(f.fd, &before) != 0) throw Error("cannot append to " + path + ": " + errno_text());
+  if (!write_all(f.fd, data)) {
+    // A disk that fills up mid-line leaves part of it: cut it off, so the file stays whole lines.
+    std::string why = errno_text();
+    if (::ftruncate(f.fd, before.st_size) != 0) why += "; and the partial line could not be removed";
+    throw Error("cannot append to " + path + ": " + why + " (free some space, or write elsewhere)");
+  }
   if (::fdatasync(f.fd) != 0) throw Error("cannot sync " + path + " to disk: " + errno_text());
   if (is_new) sync_path(parent_directory(path));
 }

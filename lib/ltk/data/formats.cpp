@@ -56,6 +56,16 @@ bool next_line(const std::string& data, size_t& pos, std::string_view& line) {
   return true;
 }
 
+// A line or CSV record over kMaxLineBytes is refused whatever on_bad_row says: such a "line" is a
+// file of another kind, or a corpus without line breaks, and tokenizing it would take memory in
+// proportion (a 2 GB line: tens of gigabytes of tokens).
+void check_line_size(size_t bytes, const std::string& path, int64_t line_no) {
+  if (bytes > kMaxLineBytes)
+    throw DataError(fmt::format("{}:{}: a line of {} MiB; ltk reads lines of at most {} MiB (one text per line: is "
+                                "this a corpus without line breaks, or a file of another kind?)",
+                                path, line_no, bytes >> 20, kMaxLineBytes >> 20));
+}
+
 // Applies the bad-row policy: rethrows, or counts the row as skipped.
 class BadRows {
  public:
@@ -166,6 +176,7 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
     std::string_view line;
     while (next_line(data, pos, line)) {
       ++line_no;
+      check_line_size(line.size(), path, line_no);
       line = trim(line);
       if (line.empty()) continue;
       if (utf8::find_invalid(line) != std::string::npos) {
@@ -180,6 +191,7 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
     std::string_view line;
     while (next_line(data, pos, line)) {
       ++line_no;
+      check_line_size(line.size(), path, line_no);
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       if (trim(line).empty()) continue;
       std::string where = fmt::format("{}:{}", path, line_no);
@@ -193,6 +205,9 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
         j = nlohmann::json::parse(line);
       } catch (const nlohmann::json::parse_error& e) {
         bad.handle(where + ": not valid JSON");
+        continue;
+      } catch (const nlohmann::json::exception& e) {  // a number beyond double's range (1e999)
+        bad.handle(where + ": a number out of range");
         continue;
       }
       if (!j.is_object()) {
@@ -251,12 +266,14 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
       fields.clear();
       if (format == "csv") {
         csv_fields = next_csv_record(data, pos, line, sep, path);
+        check_line_size(pos - record_start, path, row_line);
         fields.assign(csv_fields.begin(), csv_fields.end());
       } else {
         size_t nl = data.find('\n', pos);
         std::string_view l(data.data() + pos, (nl == std::string::npos ? data.size() : nl) - pos);
         pos = nl == std::string::npos ? data.size() : nl + 1;
         ++line;
+        check_line_size(l.size(), path, line);
         if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
         if (simple_tsv) {  // label<TAB>text: the text is everything after the first tab
           size_t tab = l.find('\t');

@@ -13,6 +13,10 @@
 
 namespace ltk {
 
+/// The longest line (or CSV record) a reader takes: a longer one is a DataError naming file:line,
+/// whatever on_bad_row says. Reading holds the whole file in memory, then its examples.
+inline constexpr size_t kMaxLineBytes = size_t{256} << 20;
+
 struct ReaderOptions {
   std::string format = "auto";  ///< auto (by extension: .csv, .jsonl/.json, else tsv) | tsv | csv | jsonl
   bool header = false;          ///< tsv/csv: the first row names the columns

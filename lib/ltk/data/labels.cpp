@@ -8,6 +8,7 @@
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
 #include "ltk/core/strings.h"
+#include "ltk/data/utf8.h"
 #include "ltk/data/reader.h"
 
 namespace ltk {
@@ -28,7 +29,10 @@ LabelMap LabelMap::load(const std::string& path) {
   int64_t line_no = 0;
   for (std::string_view line : split(data, '\n')) {
     ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);  // CRLF
     if (line.empty()) continue;
+    if (line.find('\r') != std::string_view::npos || utf8::find_invalid(line) != std::string_view::npos)
+      throw DataError(fmt::format("{}:{}: a label must be UTF-8 text without a carriage return", path, line_no));
     std::string l(line);
     if (m.index_.count(l)) throw DataError(fmt::format("{}:{}: duplicate label '{}'", path, line_no, l));
     m.index_[l] = static_cast<int64_t>(m.names_.size());

@@ -109,8 +109,9 @@ std::pair<Vocabulary, TextDataset> build_features_and_encode(const std::vector<E
     if (selection.max_features > 0 && static_cast<int64_t>(block.size()) > selection.max_features) {
       // The most frequent in all (the vocabulary's count); ties by byte order. With word and
       // character n-grams, max_features of each (a FeatureUnion of two vectorizers).
-      std::sort(block.begin(), block.end(), [&](int32_t a, int32_t b) {
-        return all.count(a) != all.count(b) ? all.count(a) > all.count(b) : all.token(a) < all.token(b);
+      const Vocabulary& v = all;  // (a lambda may not capture a structured binding before C++20)
+      std::sort(block.begin(), block.end(), [&v](int32_t a, int32_t b) {
+        return v.count(a) != v.count(b) ? v.count(a) > v.count(b) : v.token(a) < v.token(b);
       });
       block.resize(static_cast<size_t>(selection.max_features));
     }

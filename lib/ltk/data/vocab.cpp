@@ -3,12 +3,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/reader.h"
+#include "ltk/data/utf8.h"
 
 namespace ltk {
 
@@ -55,6 +57,19 @@ void Vocabulary::save(const std::string& path) const {
   write_file_atomic(path, out);
 }
 
+namespace {
+
+// A token read from a vocabulary file: text a tokenizer can produce (no line break, valid UTF-8).
+void check_token(std::string_view token, const std::string& path, int64_t line_no) {
+  if (token.find('\r') != std::string_view::npos)
+    throw DataError(fmt::format("{}:{}: a token holds a carriage return; one token per line, LF or CRLF", path, line_no));
+  size_t bad = utf8::find_invalid(token);
+  if (bad != std::string_view::npos)
+    throw DataError(fmt::format("{}:{}: invalid UTF-8 at byte {} of the token", path, line_no, bad));
+}
+
+}  // namespace
+
 Vocabulary Vocabulary::load(const std::string& path) {
   std::string data = read_file(path);
   Vocabulary v;
@@ -67,12 +82,15 @@ Vocabulary Vocabulary::load(const std::string& path) {
     auto fields = split(line, '\t');
     if (fields.size() != 2 || fields[0].empty())
       throw DataError(fmt::format("{}:{}: expected token<TAB>count", path, line_no));
-    int64_t count = 0;
+    int64_t count = -1;
+    size_t used = 0;
     try {
-      count = std::stoll(std::string(fields[1]));
+      count = std::stoll(std::string(fields[1]), &used);
     } catch (const std::exception&) {
-      throw DataError(fmt::format("{}:{}: count '{}' is not an integer", path, line_no, fields[1]));
     }
+    if (count < 0 || used != fields[1].size() || !std::isdigit(static_cast<unsigned char>(fields[1][0])))
+      throw DataError(fmt::format("{}:{}: count '{}' is not a non-negative integer", path, line_no, fields[1]));
+    check_token(fields[0], path, line_no);
     v.add(std::string(fields[0]), count);
   }
   if (v.tokens_.size() < 2 || v.tokens_[0] != kPad || v.tokens_[1] != kUnk)
@@ -99,6 +117,7 @@ Vocabulary Vocabulary::load_wordpiece(const std::string& path) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty())
       throw DataError(fmt::format("{}:{}: empty line; a WordPiece vocab.txt has one token per line", path, line_no));
+    check_token(line, path, line_no);
     v.add(std::string(line), 0);
   }
   try {

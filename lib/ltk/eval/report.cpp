@@ -31,7 +31,7 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path) {
     if (trim(line).empty()) continue;
     try {
       out.push_back(nlohmann::json::parse(line));
-    } catch (const nlohmann::json::parse_error&) {
+    } catch (const nlohmann::json::exception&) {
       throw DataError(fmt::format("{}:{}: not a JSON object", path, n));
     }
   }

@@ -5,11 +5,13 @@
 #include <torch/serialize.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
 #include "ltk/core/log.h"
+#include "ltk/io/checkpoint.h"
 #include "ltk/io/safetensors.h"
 #include "ltk/models/bert.h"
 
@@ -58,24 +60,14 @@ std::vector<std::pair<std::string, torch::Tensor>> read_weights_file(const std::
     for (const auto& name : file.names()) out.emplace_back(name, file.get(name, dtype));
     return out;
   }
-  std::string raw = read_file(path);
-  if (raw.size() < 4 || raw.compare(0, 4, "PK\x03\x04") != 0)
+  char magic[4] = {};
+  std::ifstream(path, std::ios::binary).read(magic, 4);
+  if (std::string(magic, 4) != std::string("PK\x03\x04", 4))
     throw CheckpointError(path + ": not the zip archive torch.save writes since PyTorch 1.6 (a legacy or truncated "
                                  "file); convert it once in Python: torch.save(torch.load(f), f), or use "
                                  "model.safetensors");
-  c10::IValue value;
-  try {
-    value = torch::pickle_load(std::vector<char>(raw.begin(), raw.end()));
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    throw CheckpointError(path + ": cannot be read (truncated or not a state dict): " + what.substr(0, what.find('\n')));
-  }
-  if (!value.isGenericDict()) throw CheckpointError(path + ": holds no name -> tensor dictionary (a state dict)");
-  for (const auto& item : value.toGenericDict()) {
-    if (!item.key().isString() || !item.value().isTensor())
-      throw CheckpointError(path + ": entries must map names to tensors");
-    out.emplace_back(item.key().toStringRef(), item.value().toTensor().to(dtype));
-  }
+  for (auto& [name, tensor] : read_tensor_dict(path, "a state dict (name -> tensor)"))
+    out.emplace_back(name, tensor.to(dtype));
   return out;
 }
 
@@ -135,6 +127,7 @@ void export_hf(const LoadedRun& run, const std::string& dir) {
                       "to export");
   // Written beside, then swapped in whole: a crash leaves the old directory or the new one, never
   // a config.json without its weights (which would read as an incomplete download).
+  check_export_dir(dir, {"config.json", "vocab.txt", "tokenizer_config.json", "model.safetensors"}, "--export-hf");
   const std::string final_dir = dir;
   const std::string tmp = dir + ".ltk-tmp";
   remove_tree(tmp);

@@ -1,5 +1,6 @@
 #include "ltk/io/run.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "ltk/core/error.h"
@@ -51,14 +52,11 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
   return run;
 }
 
-void export_run(const LoadedRun& run, const std::string& dir) {
-  if (run.config.model.type == "linear")
-    throw ConfigError("--export writes a model for bench/ltk_torch.py, which has no n-gram tokenizer for the linear "
-                      "model; predict with ltk-predict or the library (its weights are " + run.checkpoint_path + ")");
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw Error("cannot create " + dir + ": " + ec.message());
-  save_weights(*run.model, dir + "/weights.pt");
+namespace {
+
+// The files of --export, into `tmp`.
+void write_export(const LoadedRun& run, const std::string& tmp) {
+  save_weights(*run.model, tmp + "/weights.pt");
   nlohmann::json resolved = to_json(run.config);
   nlohmann::json spec = {{"model", run.config.model.options},
                          {"task", resolved["task"]},
@@ -66,9 +64,46 @@ void export_run(const LoadedRun& run, const std::string& dir) {
                          {"vocab_size", run.vocab.size()},
                          {"num_outputs", run.task->num_outputs()},
                          {"checkpoint", run.checkpoint_path}};
-  write_file_atomic(dir + "/model.json", spec.dump(2) + "\n");
-  run.vocab.save(dir + "/vocab.txt");
-  if (run.labels.size() > 0) run.labels.save(dir + "/labels.txt");
+  write_file_atomic(tmp + "/model.json", spec.dump(2) + "\n");
+  run.vocab.save(tmp + "/vocab.txt");
+  if (run.labels.size() > 0) run.labels.save(tmp + "/labels.txt");
+}
+
+}  // namespace
+
+void check_export_dir(const std::string& dir, const std::vector<std::string>& files, const std::string& option) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return;
+  if (!fs::is_directory(dir, ec)) throw UsageError(option + " " + dir + ": not a directory");
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (std::find(files.begin(), files.end(), name) == files.end())
+      throw UsageError(option + " " + dir + " holds " + name + ", which an export does not write: the directory is "
+                       "replaced whole, so give a new directory (or one an earlier " + option + " wrote)");
+  }
+  if (ec) throw Error("cannot list " + dir + ": " + ec.message());
+}
+
+void export_run(const LoadedRun& run, const std::string& dir) {
+  if (run.config.model.type == "linear")
+    throw ConfigError("--export writes a model for bench/ltk_torch.py, which has no n-gram tokenizer for the linear "
+                      "model; predict with ltk-predict or the library (its weights are " + run.checkpoint_path + ")");
+  check_export_dir(dir, {"weights.pt", "model.json", "vocab.txt", "labels.txt"}, "--export");
+  // Written beside, then swapped in whole (as --export-hf): a kill or a full disk leaves the old
+  // export or the new one, never new weights beside an old model.json.
+  const std::string tmp = dir + ".ltk-tmp";
+  remove_tree(tmp);
+  std::error_code ec;
+  std::filesystem::create_directories(tmp, ec);
+  if (ec) throw Error("cannot create " + tmp + ": " + ec.message());
+  try {
+    write_export(run, tmp);
+  } catch (...) {
+    remove_tree(tmp);  // (a full disk: the partial export goes, the old one stays)
+    throw;
+  }
+  replace_directory_durable(tmp, dir);
 }
 
 }  // namespace ltk

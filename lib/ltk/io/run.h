@@ -28,6 +28,11 @@ struct LoadedRun {
   TextDataset encode(const std::vector<Example>& examples, const std::string& source, bool labelled) const;
 };
 
+/// An export directory (--export, --export-hf) is replaced whole; this refuses one that holds
+/// anything but the files such an export writes (`files`), so that `--export .` or a directory of
+/// the user's is never swapped away. A missing or empty directory is fine.
+void check_export_dir(const std::string& dir, const std::vector<std::string>& files, const std::string& option);
+
 /// Writes what Python needs to rebuild the model into `dir`: weights.pt (name -> tensor, read by
 /// torch.load), model.json (the resolved model and task sections, vocab_size, num_outputs),
 /// vocab.txt and labels.txt.

@@ -103,12 +103,16 @@ std::string RunDirectory::checkpoint_dir(const std::string& which) const {
   if (!fs::exists(pointer)) return "";
   std::ifstream in(pointer);
   nlohmann::json j;
+  std::string dir;
   try {
     in >> j;
-    return file("checkpoints/" + j.at("dir").get<std::string>());
+    dir = j.at("dir").get<std::string>();
   } catch (const std::exception&) {
-    throw CheckpointError(pointer + " is damaged; point it at a checkpoints/step-N directory or pass --checkpoint step-N");
   }
+  // A checkpoint directory's name: never a path that leaves checkpoints/.
+  if (dir.empty() || dir.find('/') != std::string::npos || dir == "." || dir == "..")
+    throw CheckpointError(pointer + " is damaged; point it at a checkpoints/step-N directory or pass --checkpoint step-N");
+  return file("checkpoints/" + dir);
 }
 
 std::string RunDirectory::checkpoint(const std::string& which) const {

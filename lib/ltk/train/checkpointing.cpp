@@ -1,5 +1,5 @@
 // Writing and restoring resumable checkpoints: weights, optimiser, RNG and loop state.
-#include "ltk/train/trainer.h"
+#include "ltk/train/checkpointing.h"
 
 #include <fmt/format.h>
 #include <torch/cuda.h>
@@ -50,15 +50,56 @@ void restore_rng_states(const c10::Dict<std::string, torch::Tensor>& rng, const 
                 path, key);
       continue;
     }
-    gen.set_state(rng.at(key));
+    try {
+      gen.set_state(rng.at(key));
+    } catch (const c10::Error&) {
+      throw CheckpointError(fmt::format("{}: the state of generator {} does not fit this LibTorch's generator; was "
+                                        "the checkpoint written by another LibTorch version?",
+                                        path, key));
+    }
   }
 }
 
 }  // namespace
 
+TrainState read_checkpoint_meta(const std::string& path) {
+  nlohmann::json meta = read_json_file(path);
+  if (!meta.is_object() || !meta.contains("state") || !meta["state"].is_object())
+    throw CheckpointError(path + " holds no loop state (an object \"state\"); is it an ltk checkpoint's meta.json?");
+  TrainState s;
+  try {
+    s = TrainState::from_json(meta["state"]);
+  } catch (const std::exception& e) {  // CheckpointError naming the field, or a JSON error
+    throw CheckpointError(path + " is damaged: its loop state does not read (" + e.what() + ")");
+  }
+  std::string bad;
+  if (s.epoch < 1) bad = "epoch";
+  if (s.batch_pos < 0) bad = "batch_pos";
+  if (s.step < 0) bad = "step";
+  if (s.samples_seen < 0) bad = "samples_seen";
+  if (s.window_steps < 0) bad = "window_steps";
+  if (s.epoch_steps < 0) bad = "epoch_steps";
+  if (s.bad_evals < 0) bad = "bad_evals";
+  if (s.nonfinite_skipped < 0) bad = "nonfinite_skipped";
+  if (s.world < 1) bad = "world";
+  for (const auto& [value, step] : s.kept)
+    if (step < 0) bad = "kept";
+  if (!bad.empty()) throw CheckpointError(path + " is damaged: state." + bad + " is out of range");
+  return s;
+}
+
+c10::Dict<std::string, torch::Tensor> read_rng_states(const std::string& path) {
+  c10::Dict<std::string, torch::Tensor> rng;
+  for (auto& [name, tensor] : read_tensor_dict(path, "an ltk checkpoint's state.pt")) {
+    if (tensor.scalar_type() != torch::kByte || tensor.dim() != 1)
+      throw CheckpointError(path + ": " + name + " is not a generator state (a byte tensor); is it an ltk checkpoint?");
+    rng.insert_or_assign(name, tensor.contiguous());
+  }
+  return rng;
+}
+
 void Trainer::restore(const std::string& dir) {
-  auto meta = read_json_file(dir + "/meta.json");
-  TrainState saved = TrainState::from_json(meta.at("state"));
+  TrainState saved = read_checkpoint_meta(dir + "/meta.json");
   const int64_t world = group_ ? group_->world() : 1;
   if (saved.world != world)
     throw ConfigError(fmt::format(
@@ -69,10 +110,7 @@ void Trainer::restore(const std::string& dir) {
   load_weights(*model_, dir + "/weights.pt");
   load_optimizer(*optimizer_, dir + "/optim.pt");
   state_ = saved;
-  std::string raw = read_file(dir + "/state.pt");
-  c10::Dict<std::string, torch::Tensor> rng;
-  for (const auto& item : torch::pickle_load(std::vector<char>(raw.begin(), raw.end())).toGenericDict())
-    rng.insert(item.key().toStringRef(), item.value().toTensor());
+  c10::Dict<std::string, torch::Tensor> rng = read_rng_states(dir + "/state.pt");
   if (group_ && group_->rank() > 0) {  // this rank's own generator (rng_cpu is rank 0's)
     const std::string mine = "rng_cpu_rank" + std::to_string(group_->rank());
     if (!rng.contains(mine)) throw CheckpointError(dir + "/state.pt holds no RNG state " + mine);
@@ -81,7 +119,15 @@ void Trainer::restore(const std::string& dir) {
   restore_rng_states(rng, dir + "/state.pt");
   last_checkpoint_step_ = state_.step;
   // Records written after this checkpoint belong to the lost part of the run: drop them.
-  if (fs::exists(run_.metrics_path())) fs::resize_file(run_.metrics_path(), state_.metrics_bytes);
+  if (fs::exists(run_.metrics_path())) {
+    const uint64_t have = fs::file_size(run_.metrics_path());
+    if (have < state_.metrics_bytes)
+      throw CheckpointError(fmt::format("{}/meta.json says metrics.jsonl held {} bytes at this checkpoint, but {} has "
+                                        "only {}: the file was truncated or replaced; restore it or start a new run "
+                                        "from this checkpoint with model.init_from",
+                                        dir, state_.metrics_bytes, run_.metrics_path(), have));
+    fs::resize_file(run_.metrics_path(), state_.metrics_bytes);
+  }
 }
 
 void Trainer::write_checkpoint(bool improved) {
