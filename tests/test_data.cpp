@@ -320,6 +320,22 @@ TEST_CASE("formats: CSV with RFC 4180 quoting, a header and columns by name", "[
   REQUIRE_THROWS_WITH(ltk::read_examples(dir.file("cols.tsv"), by_index), Contains("too large"));
 }
 
+TEST_CASE("limits: a line longer than the readers take is refused naming its file and line, in every format",
+          "[data][formats][limits]") {
+  ltk::test::TempDir dir;
+  const std::string big(ltk::kMaxLineBytes + 1, 'w');
+  for (std::string format : {"tsv", "csv", "jsonl"}) {
+    INFO(format);
+    std::string path = dir.file("big." + format);
+    std::string first = format == "jsonl" ? "{\"text\": \"ok\", \"label\": \"a\"}\n" : format == "csv" ? "a,ok\n" : "a\tok\n";
+    ltk::test::write_file(path, first + "b" + (format == "csv" ? "," : "\t") + big + "\n");
+    ltk::ReaderOptions o;
+    o.format = format;
+    o.on_bad_row = "skip";  // refused all the same
+    CHECK_THROWS_WITH(ltk::read_examples(path, o), Contains(path + ":2: a line of 256 MiB"));
+  }
+}
+
 TEST_CASE("formats: JSON Lines labels as strings, numbers and lists", "[data][formats]") {
   TempDir dir;
   write_file(dir.file("a.jsonl"), "{\"text\": \"a\", \"label\": \"x\"}\n{\"text\": \"b\", \"label\": 3}\n"

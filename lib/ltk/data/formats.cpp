@@ -273,7 +273,7 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
         std::string_view l(data.data() + pos, (nl == std::string::npos ? data.size() : nl) - pos);
         pos = nl == std::string::npos ? data.size() : nl + 1;
         ++line;
-        check_line_size(l.size(), path, line);
+        check_line_size(l.size(), path, row_line);
         if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
         if (simple_tsv) {  // label<TAB>text: the text is everything after the first tab
           size_t tab = l.find('\t');

@@ -201,7 +201,8 @@ std::vector<StorageNeed> check_pickle(const std::string& b, uint64_t at, uint64_
         at += 8;
         break;
       case '(':  // MARK
-        stack.push_back(PickleValue{PickleValue::kMark});
+        stack.emplace_back();
+        stack.back().kind = PickleValue::kMark;
         break;
       case '}': case ']': case 'N': case 0x88: case 0x89:  // EMPTY_DICT, EMPTY_LIST, NONE, NEWTRUE, NEWFALSE
         stack.emplace_back();
