@@ -192,11 +192,27 @@ int main(int argc, char** argv) {
     for (const auto& path : args["data"].as<std::vector<std::string>>()) {
       Scored s = score_file(run, path, batch_size, args["format"].as<std::string>());
       std::string stem = fs::path(path).stem().string();
-      std::string out = args.count("out") ? args["out"].as<std::string>() + "/" + stem : run.dir.file("eval/" + stem);
-      fs::create_directories(out);
+      // Written beside, then swapped in whole (as --export): a kill or a full disk leaves the earlier
+      // metrics.json and badcases.tsv, or both new ones.
+      const std::string out = ltk::check_export_dir(
+          args.count("out") ? args["out"].as<std::string>() + "/" + stem : run.dir.file("eval/" + stem),
+          {"badcases.tsv", "metrics.json"}, "--out");
+      const std::string out_tmp = out + ".ltk-tmp";
+      ltk::remove_tree(out_tmp);
+      fs::create_directories(out_tmp);
+      struct RemoveUnlessDone {  // (a failure on the way: the partial output goes, the old one stays)
+        std::string path;
+        bool done = false;
+        ~RemoveUnlessDone() {
+          if (!done) try {
+              ltk::remove_tree(path);
+            } catch (...) {
+            }
+        }
+      } partial{out_tmp};
       auto bad = run.task->token_level()
                      ? 0
-                     : ltk::write_badcases(out + "/badcases.tsv", *run.task, s.examples, s.data, s.predictions);
+                     : ltk::write_badcases(out_tmp + "/badcases.tsv", *run.task, s.examples, s.data, s.predictions);
       nlohmann::json j = s.report.metrics;
       j["file"] = path;
       j["checkpoint"] = run.checkpoint_path;
@@ -212,7 +228,9 @@ int main(int argc, char** argv) {
         j["stress"] = stress;
         std::cerr << ltk::stress_table(stress);
       }
-      ltk::write_file_atomic(out + "/metrics.json", j.dump(2) + "\n");
+      ltk::write_file_atomic(out_tmp + "/metrics.json", j.dump(2) + "\n");
+      ltk::replace_directory_durable(out_tmp, out);
+      partial.done = true;
       j["seconds"] = s.seconds;  // timings on stdout only: metrics.json stays comparable between runs
       j["samples_per_s"] = s.seconds > 0 ? static_cast<double>(s.data.size()) / s.seconds : 0.0;
       std::cerr << "== " << path << " (" << run.checkpoint_path << ")\n" << s.report.table << "wrote " << out

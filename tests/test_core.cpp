@@ -67,8 +67,8 @@ TEST_CASE("files: on a full disk an atomic write keeps the old file and frees it
   }
   const std::string file = disk.path + "/weights.pt", log = disk.path + "/metrics.jsonl";
   ltk::write_file_atomic(file, "old weights\n");
-  // 4000 bytes: the page the file has holds 96 more, so a 500-byte record is cut off part way.
-  const std::string lines = std::string(3999, 'a') + "\n";
+  // A page less 96 bytes: the page the file has holds 96 more, so a 500-byte record is cut off part way.
+  const std::string lines = std::string(static_cast<size_t>(sysconf(_SC_PAGESIZE)) - 97, 'a') + "\n";
   ltk::append_file_durable(log, lines);
   disk.fill();
   CHECK_THROWS_WITH(ltk::write_file_atomic(file, std::string(1 << 20, 'w')),

@@ -5,9 +5,11 @@
 #include <torch/serialize.h>
 
 #include <filesystem>
+#include <map>
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
+#include "ltk/io/checkpoint.h"
 #include "ltk/io/hf.h"
 #include "ltk/io/run.h"
 #include "ltk/io/safetensors.h"
@@ -355,4 +357,44 @@ TEST_CASE("hf fixtures: ltk reproduces BertTokenizer's ids and the model's logit
       CHECK(torch::allclose(logits, expected, 1e-4, 1e-4));
     }
   }
+}
+
+TEST_CASE("checkpoint files: what torch.save writes passes ltk's archive checks - shared storages, views with an "
+          "offset, 70000 entries (zip64) - and a damaged one is a CheckpointError",
+          "[io][fuzz]") {
+  ltk::test::TempDir dir;
+  // Python's torch.save: the reference writer (python3-torch).
+  const std::string script = dir.file("write.py");
+  ltk::test::write_file(script, R"(import sys, torch
+base = torch.arange(12, dtype=torch.float32)
+d = {"whole": base, "view": base[3:9].view(2, 3), "strided": base.view(3, 4)[:, 1], "long": torch.arange(5),
+     "half": torch.ones(3, dtype=torch.float16), "bool": torch.tensor([True, False]), "empty": torch.zeros(0, 4)}
+torch.save(d, sys.argv[1] + "/small.pt")
+torch.save(d, sys.argv[1] + "/protocol4.pt", pickle_protocol=4)
+torch.save({f"t{i}": torch.tensor([float(i)]) for i in range(70000)}, sys.argv[1] + "/many.pt")
+)");
+  REQUIRE(std::system(("/usr/bin/python3 '" + script + "' '" + dir.path().string() + "'").c_str()) == 0);
+  // LibTorch 1.13 reads pickle protocol 2 only (torch.save's default): protocol 4 is its clear error.
+  CHECK_THROWS_WITH(ltk::read_tensor_dict(dir.file("protocol4.pt"), "a test file"), Contains("protocol"));
+  {
+    auto tensors = ltk::read_tensor_dict(dir.file("small.pt"), "a test file");
+    std::map<std::string, torch::Tensor> by_name(tensors.begin(), tensors.end());
+    REQUIRE(by_name.size() == 7);
+    CHECK(by_name["view"].equal(torch::arange(3, 9, torch::kFloat32).view({2, 3})));
+    CHECK(by_name["strided"].equal(torch::tensor({1.0f, 5.0f, 9.0f})));
+    CHECK(by_name["half"].sum().item<double>() == 3);
+    CHECK(by_name["empty"].size(1) == 4);
+  }
+  auto many = ltk::read_tensor_dict(dir.file("many.pt"), "a test file");
+  REQUIRE(many.size() == 70000);
+  // Damaged: a byte of the central directory changed, the file cut short.
+  std::string bytes = ltk::read_file(dir.file("small.pt"));
+  std::string cut = bytes.substr(0, bytes.size() - 30);
+  ltk::test::write_file(dir.file("cut.pt"), cut);
+  CHECK_THROWS_AS(ltk::read_tensor_dict(dir.file("cut.pt"), "a test file"), ltk::CheckpointError);
+  size_t cd = bytes.rfind(std::string("PK\x01\x02", 4));
+  REQUIRE(cd != std::string::npos);
+  bytes[cd + 42] = static_cast<char>(0x7f);  // the last entry's local header offset
+  ltk::test::write_file(dir.file("bad.pt"), bytes);
+  CHECK_THROWS_AS(ltk::read_tensor_dict(dir.file("bad.pt"), "a test file"), ltk::CheckpointError);
 }

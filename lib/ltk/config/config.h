@@ -140,6 +140,7 @@ struct TrainerConfig {
   std::string progress = "auto";      ///< auto (a live bar when stderr is a terminal) | bar | lines
   int64_t bucket_pool = 0;  ///< length bucketing: sort pools of N batches by length; 0 = off
   int64_t max_tokens = 0;   ///< cap samples x longest sample per batch (padded tokens); 0 = off
+  bool memory_check = true;  ///< refuse a run whose parameters, optimiser state and largest batch exceed the free memory
   std::string dtype = "float32";  ///< float32 | float64: the weights' type (float64 for numerical checks)
   double dist_timeout_s = 300;    ///< distributed: the longest any collective (and the rendezvous) waits
   double dist_bucket_mb = 25;     ///< distributed: gradients are all-reduced in buffers of this size

@@ -136,6 +136,7 @@ const std::vector<Field<TrainerConfig>>& trainer_fields() {
       {"progress", &TrainerConfig::progress, one_of({"auto", "bar", "lines"})},
       {"bucket_pool", &TrainerConfig::bucket_pool, at_least(0)},
       {"max_tokens", &TrainerConfig::max_tokens, at_least(0)},
+      {"memory_check", &TrainerConfig::memory_check},
       {"dtype", &TrainerConfig::dtype, one_of({"float32", "float64"})},
       {"dist_timeout_s", &TrainerConfig::dist_timeout_s, at_least(1)},
       {"dist_bucket_mb", &TrainerConfig::dist_bucket_mb, at_least(0, false)},

@@ -99,8 +99,11 @@ void write_file_atomic(const std::string& path, const std::string& data) {
       throw Error("cannot sync " + tmp + " to disk: " + why);
     }
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    throw Error("cannot rename " + tmp + " to " + path + ": " + errno_text());
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string why = errno_text();
+    ::unlink(tmp.c_str());
+    throw Error("cannot rename " + tmp + " to " + path + ": " + why);
+  }
   sync_path(parent_directory(path));
 }
 
@@ -142,8 +145,13 @@ void replace_directory_durable(const std::string& from, const std::string& to) {
   }
   if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
     throw Error("cannot swap " + from + " into " + to + ": " + errno_text());
-  remove_tree(to);
+  // No swap on this file system: the old directory is moved aside, the new one renamed in, then the
+  // old one removed, so that a failure in between leaves one of them whole (TO.ltk-old at worst).
+  const std::string aside = to + ".ltk-old";
+  remove_tree(aside);
+  rename_durable(to, aside);
   rename_durable(from, to);
+  remove_tree(aside);
 }
 
 void remove_tree(const std::string& path) {

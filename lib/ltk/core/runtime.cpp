@@ -5,6 +5,9 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <algorithm>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "ltk/core/error.h"
@@ -46,5 +49,37 @@ int apply_threads(int64_t requested) {
 }
 
 void seed_everything(uint64_t seed) { torch::manual_seed(seed); }
+
+int64_t available_memory_bytes() {
+  int64_t available = -1;
+  {
+    std::ifstream in("/proc/meminfo");
+    std::string key;
+    int64_t kb = 0;
+    std::string unit;
+    while (in >> key >> kb >> unit)
+      if (key == "MemAvailable:") {
+        available = kb * 1024;
+        break;
+      }
+  }
+  // cgroup v2: this process's group (/proc/self/cgroup "0::/PATH") and its limit.
+  std::ifstream cg("/proc/self/cgroup");
+  for (std::string line; std::getline(cg, line);) {
+    if (line.rfind("0::", 0) != 0) continue;
+    const std::string dir = "/sys/fs/cgroup" + line.substr(3);
+    std::ifstream max_in(dir + "/memory.max"), cur_in(dir + "/memory.current");
+    std::string max;
+    int64_t current = 0;
+    if (max_in >> max && max != "max" && cur_in >> current) {
+      try {
+        const int64_t left = std::max<int64_t>(0, std::stoll(max) - current);
+        available = available < 0 ? left : std::min(available, left);
+      } catch (const std::exception&) {
+      }
+    }
+  }
+  return available;
+}
 
 }  // namespace ltk

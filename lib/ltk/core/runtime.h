@@ -18,4 +18,9 @@ int apply_threads(int64_t requested);
 /// Seeds LibTorch's generators (CPU and, when present, CUDA).
 void seed_everything(uint64_t seed);
 
+/// Bytes of memory this process can still take without being killed: /proc/meminfo's
+/// MemAvailable, or less when a cgroup (v2 memory.max, a container's limit) leaves less; -1 when
+/// neither can be read.
+int64_t available_memory_bytes();
+
 }  // namespace ltk

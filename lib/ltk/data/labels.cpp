@@ -29,10 +29,10 @@ LabelMap LabelMap::load(const std::string& path) {
   int64_t line_no = 0;
   for (std::string_view line : split(data, '\n')) {
     ++line_no;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);  // CRLF
     if (line.empty()) continue;
-    if (line.find('\r') != std::string_view::npos || utf8::find_invalid(line) != std::string_view::npos)
-      throw DataError(fmt::format("{}:{}: a label must be UTF-8 text without a carriage return", path, line_no));
+    // (no CR is stripped: a label read from JSON may end in one, and labels.txt keeps it)
+    if (utf8::find_invalid(line) != std::string_view::npos)
+      throw DataError(fmt::format("{}:{}: a label must be UTF-8 text", path, line_no));
     std::string l(line);
     if (m.index_.count(l)) throw DataError(fmt::format("{}:{}: duplicate label '{}'", path, line_no, l));
     m.index_[l] = static_cast<int64_t>(m.names_.size());

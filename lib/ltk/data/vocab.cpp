@@ -78,6 +78,7 @@ Vocabulary Vocabulary::load(const std::string& path) {
   int64_t line_no = 0;
   for (std::string_view line : split(data, '\n')) {
     ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);  // CRLF
     if (line.empty()) continue;
     auto fields = split(line, '\t');
     if (fields.size() != 2 || fields[0].empty())

@@ -85,8 +85,7 @@ void load_optimizer(torch::optim::Optimizer& optimizer, const std::string& path)
   check_torch_archive(raw, path);
   try {
     torch::serialize::InputArchive archive;
-    std::istringstream in(raw);
-    archive.load_from(in);
+    archive.load_from(raw.data(), raw.size());
     optimizer.load(archive);
   } catch (const c10::Error& e) {
     throw CheckpointError("optimizer state " + path + " cannot be loaded: " + e.what_without_backtrace());
@@ -121,7 +120,7 @@ uint64_t storage_item_size(const std::string& global) {
       {"torch ShortStorage", 2},       {"torch CharStorage", 1},          {"torch ByteStorage", 1},
       {"torch BoolStorage", 1},        {"torch ComplexFloatStorage", 8},  {"torch ComplexDoubleStorage", 16}};
   auto it = sizes.find(global);
-  return it == sizes.end() ? 0 : it->second;
+  return it == sizes.end() ? 1 : it->second;  // a type not listed here: a lower bound
 }
 
 // Walks the opcodes of a pickle (protocol 2, as torch.save writes data.pkl) as the unpickler would,
@@ -150,10 +149,17 @@ std::vector<StorageNeed> check_pickle(const std::string& b, uint64_t at, uint64_
     std::reverse(items.begin(), items.end());
     return items;
   };
+  // Only what a storage reference is made of is kept: a tuple of at most 5 items none of them a
+  // tuple, strings of at most 256 bytes; the rest is "other". So a crafted pickle that copies a
+  // value through the memo again and again, or nests tuples a million deep, stays small.
   auto push_tuple = [&](std::vector<PickleValue> items) {
     PickleValue t;
-    t.kind = PickleValue::kTuple;
-    t.items = std::move(items);
+    bool flat = items.size() <= 5;
+    for (const auto& item : items) flat = flat && item.kind != PickleValue::kTuple;
+    if (flat) {
+      t.kind = PickleValue::kTuple;
+      t.items = std::move(items);
+    }
     stack.push_back(std::move(t));
   };
   auto need = [&](uint64_t n) {
@@ -165,8 +171,10 @@ std::vector<StorageNeed> check_pickle(const std::string& b, uint64_t at, uint64_
     at += length_bytes;
     need(n);
     PickleValue v;
-    v.kind = PickleValue::kString;
-    v.text = b.substr(at, n);
+    if (n <= 256) {
+      v.kind = PickleValue::kString;
+      v.text = b.substr(at, n);
+    }
     at += n;
     stack.push_back(std::move(v));
   };
@@ -270,9 +278,9 @@ std::vector<StorageNeed> check_pickle(const std::string& b, uint64_t at, uint64_
         if (id.kind == PickleValue::kTuple && t.size() == 5 && t[0].kind == PickleValue::kString && t[0].text == "storage" &&
             t[1].kind == PickleValue::kGlobal && t[2].kind == PickleValue::kString && t[4].kind == PickleValue::kInt) {
           const uint64_t item = storage_item_size(t[1].text);
-          if (t[4].number < 0 || (item && static_cast<uint64_t>(t[4].number) > (uint64_t{1} << 60) / item))
+          if (t[4].number < 0 || static_cast<uint64_t>(t[4].number) > (uint64_t{1} << 60) / item)
             bad("a storage of data.pkl has an impossible size");
-          if (item) needs.push_back({t[2].text, static_cast<uint64_t>(t[4].number) * item});
+          needs.push_back({t[2].text, static_cast<uint64_t>(t[4].number) * item});
         }
         stack.emplace_back();
         break;
@@ -287,11 +295,16 @@ std::vector<StorageNeed> check_pickle(const std::string& b, uint64_t at, uint64_
         pop();
         stack.emplace_back();
         break;
-      case 0x93:  // STACK_GLOBAL
-        pop();
-        pop();
-        stack.emplace_back();
+      case 0x93: {  // STACK_GLOBAL: module and name from the stack (protocol 4)
+        PickleValue name = pop(), module = pop();
+        PickleValue v;
+        if (module.kind == PickleValue::kString && name.kind == PickleValue::kString) {
+          v.kind = PickleValue::kGlobal;
+          v.text = module.text + " " + name.text;
+        }
+        stack.push_back(std::move(v));
         break;
+      }
       case 'b': case 's':  // BUILD, SETITEM: pop the argument(s), the object stays
         pop();
         if (op == 's') pop();
@@ -348,6 +361,7 @@ void check_torch_archive(const std::string& b, const std::string& path) {
   std::map<std::string, uint64_t> record_sizes;
   std::vector<StorageNeed> needs;
   std::string pickle_prefix;
+  bool walked = false;
   uint64_t p = cd_off;
   for (uint64_t e = 0; e < entries; ++e) {
     const std::string which = "entry " + std::to_string(e + 1) + " of the central directory";
@@ -380,13 +394,17 @@ void check_torch_archive(const std::string& b, const std::string& path) {
     if (method != 0 && method != 8) bad(which + " has an unknown compression method");
     if (method == 0 && usize != csize) bad(which + " is stored with two different sizes");
     const std::string entry_name = b.substr(p + 46, name);
-    record_sizes[entry_name] = usize;
-    if (method == 0 && (entry_name == "data.pkl" || (entry_name.size() > 9 && entry_name.compare(entry_name.size() - 9, 9, "/data.pkl") == 0))) {
-      pickle_prefix = entry_name.substr(0, entry_name.size() - 8);
+    if (!record_sizes.emplace(entry_name, usize).second) bad("the archive holds " + entry_name + " twice");
+    // LibTorch reads ARCHIVE/data.pkl, ARCHIVE being the first entry's directory.
+    if (e == 0) pickle_prefix = entry_name.substr(0, entry_name.find('/') + 1);
+    if (entry_name == pickle_prefix + "data.pkl") {
+      if (method != 0) bad("data.pkl is compressed; torch.save stores it");
       needs = check_pickle(b, data, data + csize, bad);
+      walked = true;
     }
     p = next;
   }
+  if (!walked) bad("the archive has no data.pkl");
   for (const auto& need : needs) {
     auto it = record_sizes.find(pickle_prefix + "data/" + need.key);
     if (it == record_sizes.end()) bad("the data of storage " + need.key + " is missing");
@@ -415,14 +433,15 @@ std::vector<std::pair<std::string, torch::Tensor>> read_tensor_dict(const std::s
     // The view must lie inside its storage: LibTorch does not check what a damaged file says (a
     // storage record shorter than its tensors crashed a copy, found by the fuzz tests).
     if (t.numel() > 0) {
-      bool fits = t.storage_offset() >= 0 && t.layout() == torch::kStrided;
-      uint64_t last = static_cast<uint64_t>(std::max<int64_t>(t.storage_offset(), 0));
-      for (int64_t d = 0; fits && d < t.dim(); ++d) {
-        fits = t.stride(d) >= 0;
-        last += static_cast<uint64_t>(t.size(d) - 1) * static_cast<uint64_t>(std::max<int64_t>(t.stride(d), 0));
-      }
-      const uint64_t item_size = t.element_size();
-      if (!fits || !t.has_storage() || (last + 1) * item_size > t.storage().nbytes())
+      bool fits = t.storage_offset() >= 0 && t.layout() == torch::kStrided && t.has_storage();
+      uint64_t last = fits ? static_cast<uint64_t>(t.storage_offset()) : 0, step = 0, bytes = 0;
+      for (int64_t d = 0; fits && d < t.dim(); ++d)
+        fits = t.stride(d) >= 0 &&
+               !__builtin_mul_overflow(static_cast<uint64_t>(t.size(d) - 1), static_cast<uint64_t>(t.stride(d)), &step) &&
+               !__builtin_add_overflow(last, step, &last);
+      fits = fits && !__builtin_add_overflow(last, uint64_t{1}, &last) &&
+             !__builtin_mul_overflow(last, static_cast<uint64_t>(t.element_size()), &bytes);
+      if (!fits || bytes > t.storage().nbytes() || (t.storage().nbytes() > 0 && !t.storage().data()))
         throw CheckpointError(path + ": tensor " + item.key().toStringRef() + " is larger than its stored data; the "
                               "file is truncated or damaged");
     }

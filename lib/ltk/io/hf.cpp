@@ -114,7 +114,7 @@ PretrainedLoad load_hf_bert(torch::nn::Module& model, const std::string& dir) {
   return result;
 }
 
-void export_hf(const LoadedRun& run, const std::string& dir) {
+void export_hf(const LoadedRun& run, const std::string& given) {
   const Config& c = run.config;
   if (c.model.type != "bert")
     throw ConfigError("--export-hf writes a Hugging Face BERT directory; this run's model is '" + c.model.type +
@@ -127,59 +127,64 @@ void export_hf(const LoadedRun& run, const std::string& dir) {
                       "to export");
   // Written beside, then swapped in whole: a crash leaves the old directory or the new one, never
   // a config.json without its weights (which would read as an incomplete download).
-  check_export_dir(dir, {"config.json", "vocab.txt", "tokenizer_config.json", "model.safetensors"}, "--export-hf");
-  const std::string final_dir = dir;
-  const std::string tmp = dir + ".ltk-tmp";
+  const std::string final_dir =
+      check_export_dir(given, {"config.json", "vocab.txt", "tokenizer_config.json", "model.safetensors"}, "--export-hf");
+  const std::string tmp = final_dir + ".ltk-tmp";
   remove_tree(tmp);
   std::error_code ec;
   fs::create_directories(tmp, ec);
   if (ec) throw Error("cannot create " + tmp + ": " + ec.message());
-  nlohmann::ordered_json config = {
-      {"architectures", {mlm ? "BertForMaskedLM" : "BertForSequenceClassification"}}, {"model_type", "bert"}};
-  for (const char* k : {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                        "hidden_act", "layer_norm_eps", "max_position_embeddings", "type_vocab_size", "pad_token_id",
-                        "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range"})
-    config[k] = m.at(k);
-  config["vocab_size"] = run.vocab.size();
-  config["classifier_dropout"] = m.at("classifier_dropout").get<double>() < 0 ? nlohmann::json() : m.at("classifier_dropout");
-  config["position_embedding_type"] = "absolute";
-  // The labels as transformers names them. Binary keeps ltk's single logit (BCE, as in the
-  // article): one label, the positive one, with sigmoid semantics (multi_label_classification).
-  nlohmann::ordered_json id2label = nlohmann::ordered_json::object(), label2id = nlohmann::ordered_json::object();
-  const std::string& task = c.task.type;
-  if (!mlm) {
-    std::vector<std::string> names;
-    if (task == "binary") names = {run.labels.name(run.task->target_encoder().positive)};
-    else if (task == "regression") names = {"LABEL_0"};
-    else names = run.labels.names();
-    for (size_t i = 0; i < names.size(); ++i) {
-      id2label[std::to_string(i)] = names[i];
-      label2id[names[i]] = i;
+  try {  // (a full disk: the partial export goes, the old one stays)
+    nlohmann::ordered_json config = {
+        {"architectures", {mlm ? "BertForMaskedLM" : "BertForSequenceClassification"}}, {"model_type", "bert"}};
+    for (const char* k : {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                          "hidden_act", "layer_norm_eps", "max_position_embeddings", "type_vocab_size", "pad_token_id",
+                          "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range"})
+      config[k] = m.at(k);
+    config["vocab_size"] = run.vocab.size();
+    config["classifier_dropout"] = m.at("classifier_dropout").get<double>() < 0 ? nlohmann::json() : m.at("classifier_dropout");
+    config["position_embedding_type"] = "absolute";
+    // The labels as transformers names them. Binary keeps ltk's single logit (BCE, as in the
+    // article): one label, the positive one, with sigmoid semantics (multi_label_classification).
+    nlohmann::ordered_json id2label = nlohmann::ordered_json::object(), label2id = nlohmann::ordered_json::object();
+    const std::string& task = c.task.type;
+    if (!mlm) {
+      std::vector<std::string> names;
+      if (task == "binary") names = {run.labels.name(run.task->target_encoder().positive)};
+      else if (task == "regression") names = {"LABEL_0"};
+      else names = run.labels.names();
+      for (size_t i = 0; i < names.size(); ++i) {
+        id2label[std::to_string(i)] = names[i];
+        label2id[names[i]] = i;
+    }
+      config["id2label"] = id2label;
+      config["label2id"] = label2id;
+      config["problem_type"] = task == "regression" ? "regression"
+                               : task == "multiclass" ? "single_label_classification"
+                                                      : "multi_label_classification";
+    }
+    config["torch_dtype"] = "float32";
+    write_file_atomic(tmp + "/config.json", config.dump(2) + "\n");
+    run.vocab.save(tmp + "/vocab.txt");
+    const TokenizerConfig& t = c.data.tokenizer;
+    nlohmann::ordered_json tok = {{"tokenizer_class", "BertTokenizer"},
+                                  {"do_lower_case", t.lowercase},
+                                  {"strip_accents", t.lowercase ? nlohmann::json() : nlohmann::json(t.strip_accents)},
+                                  {"tokenize_chinese_chars", t.tokenize_chinese_chars},
+                                  {"model_max_length", c.data.max_len},
+                                  {"unk_token", "[UNK]"},
+                                  {"sep_token", "[SEP]"},
+                                  {"pad_token", "[PAD]"},
+                                  {"cls_token", "[CLS]"},
+                                  {"mask_token", "[MASK]"}};
+    write_file_atomic(tmp + "/tokenizer_config.json", tok.dump(2) + "\n");
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    for (const auto& p : run.model->named_parameters()) tensors.emplace_back(p.key(), p.value().to(torch::kFloat));
+    write_safetensors(tmp + "/model.safetensors", tensors, {{"format", "pt"}});
+  } catch (...) {
+    remove_tree(tmp);
+    throw;
   }
-    config["id2label"] = id2label;
-    config["label2id"] = label2id;
-    config["problem_type"] = task == "regression" ? "regression"
-                             : task == "multiclass" ? "single_label_classification"
-                                                    : "multi_label_classification";
-  }
-  config["torch_dtype"] = "float32";
-  write_file_atomic(tmp + "/config.json", config.dump(2) + "\n");
-  run.vocab.save(tmp + "/vocab.txt");
-  const TokenizerConfig& t = c.data.tokenizer;
-  nlohmann::ordered_json tok = {{"tokenizer_class", "BertTokenizer"},
-                                {"do_lower_case", t.lowercase},
-                                {"strip_accents", t.lowercase ? nlohmann::json() : nlohmann::json(t.strip_accents)},
-                                {"tokenize_chinese_chars", t.tokenize_chinese_chars},
-                                {"model_max_length", c.data.max_len},
-                                {"unk_token", "[UNK]"},
-                                {"sep_token", "[SEP]"},
-                                {"pad_token", "[PAD]"},
-                                {"cls_token", "[CLS]"},
-                                {"mask_token", "[MASK]"}};
-  write_file_atomic(tmp + "/tokenizer_config.json", tok.dump(2) + "\n");
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& p : run.model->named_parameters()) tensors.emplace_back(p.key(), p.value().to(torch::kFloat));
-  write_safetensors(tmp + "/model.safetensors", tensors, {{"format", "pt"}});
   replace_directory_durable(tmp, final_dir);
 }
 

@@ -71,10 +71,16 @@ void write_export(const LoadedRun& run, const std::string& tmp) {
 
 }  // namespace
 
-void check_export_dir(const std::string& dir, const std::vector<std::string>& files, const std::string& option) {
+std::string check_export_dir(const std::string& given, const std::vector<std::string>& files, const std::string& option) {
   namespace fs = std::filesystem;
+  std::string dir = given;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  const std::string base = fs::path(dir).filename().string();
+  if (dir.empty() || dir == "/" || base == "." || base == "..")
+    throw UsageError(option + " '" + given + "': give a directory of its own (it is replaced whole), e.g. " + option +
+                     " exported/");
   std::error_code ec;
-  if (!fs::exists(dir, ec)) return;
+  if (!fs::exists(dir, ec)) return dir;
   if (!fs::is_directory(dir, ec)) throw UsageError(option + " " + dir + ": not a directory");
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
@@ -83,13 +89,14 @@ void check_export_dir(const std::string& dir, const std::vector<std::string>& fi
                        "replaced whole, so give a new directory (or one an earlier " + option + " wrote)");
   }
   if (ec) throw Error("cannot list " + dir + ": " + ec.message());
+  return dir;
 }
 
-void export_run(const LoadedRun& run, const std::string& dir) {
+void export_run(const LoadedRun& run, const std::string& given) {
   if (run.config.model.type == "linear")
     throw ConfigError("--export writes a model for bench/ltk_torch.py, which has no n-gram tokenizer for the linear "
                       "model; predict with ltk-predict or the library (its weights are " + run.checkpoint_path + ")");
-  check_export_dir(dir, {"weights.pt", "model.json", "vocab.txt", "labels.txt"}, "--export");
+  const std::string dir = check_export_dir(given, {"weights.pt", "model.json", "vocab.txt", "labels.txt"}, "--export");
   // Written beside, then swapped in whole (as --export-hf): a kill or a full disk leaves the old
   // export or the new one, never new weights beside an old model.json.
   const std::string tmp = dir + ".ltk-tmp";

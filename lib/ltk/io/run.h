@@ -30,8 +30,10 @@ struct LoadedRun {
 
 /// An export directory (--export, --export-hf) is replaced whole; this refuses one that holds
 /// anything but the files such an export writes (`files`), so that `--export .` or a directory of
-/// the user's is never swapped away. A missing or empty directory is fine.
-void check_export_dir(const std::string& dir, const std::vector<std::string>& files, const std::string& option);
+/// the user's is never swapped away. A missing or empty directory is fine. Returns `dir` without
+/// trailing slashes ("out/" would put the temporary directory inside the one it replaces); "", ".",
+/// ".." and "/" are refused.
+std::string check_export_dir(const std::string& dir, const std::vector<std::string>& files, const std::string& option);
 
 /// Writes what Python needs to rebuild the model into `dir`: weights.pt (name -> tensor, read by
 /// torch.load), model.json (the resolved model and task sections, vocab_size, num_outputs),

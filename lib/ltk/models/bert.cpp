@@ -107,12 +107,10 @@ double lowest(torch::ScalarType t) {
   }
 }
 
-// The keys of the architecture, as config.json and the model section name them.
+// The integer keys of the architecture, as config.json and the model section name them (the rest are numbers).
 const char* const kIntKeys[] = {"vocab_size",           "hidden_size",     "num_hidden_layers",
                                 "num_attention_heads",  "intermediate_size", "max_position_embeddings",
                                 "type_vocab_size",      "pad_token_id"};
-const char* const kDoubleKeys[] = {"layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob",
-                                   "classifier_dropout", "initializer_range"};
 
 }  // namespace
 

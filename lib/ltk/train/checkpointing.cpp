@@ -63,7 +63,12 @@ void restore_rng_states(const c10::Dict<std::string, torch::Tensor>& rng, const 
 }  // namespace
 
 TrainState read_checkpoint_meta(const std::string& path) {
-  nlohmann::json meta = read_json_file(path);
+  nlohmann::json meta;
+  try {
+    meta = read_json_file(path);
+  } catch (const ConfigError& e) {  // unreadable or not JSON: a damaged checkpoint, not a config
+    throw CheckpointError(std::string(e.what()) + "; the checkpoint is damaged");
+  }
   if (!meta.is_object() || !meta.contains("state") || !meta["state"].is_object())
     throw CheckpointError(path + " holds no loop state (an object \"state\"); is it an ltk checkpoint's meta.json?");
   TrainState s;
@@ -120,7 +125,9 @@ void Trainer::restore(const std::string& dir) {
   last_checkpoint_step_ = state_.step;
   // Records written after this checkpoint belong to the lost part of the run: drop them.
   if (fs::exists(run_.metrics_path())) {
-    const uint64_t have = fs::file_size(run_.metrics_path());
+    std::error_code ec;
+    const uint64_t have = fs::file_size(run_.metrics_path(), ec);
+    if (ec) throw CheckpointError("cannot read the size of " + run_.metrics_path() + ": " + ec.message());
     if (have < state_.metrics_bytes)
       throw CheckpointError(fmt::format("{}/meta.json says metrics.jsonl held {} bytes at this checkpoint, but {} has "
                                         "only {}: the file was truncated or replaced; restore it or start a new run "

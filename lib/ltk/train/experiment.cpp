@@ -141,6 +141,50 @@ TokenizerConfig run_tokenizer(TokenizerConfig tok, const RunDirectory& run, cons
 
 namespace {
 
+// Refuses, before it allocates, a run that cannot fit in this machine's memory (a 10^7-token
+// vocabulary, texts of 10^6 tokens in a batch): an error naming the sizes and what to lower,
+// rather than an out-of-memory kill mid-run. A lower bound: the parameters, their gradients and
+// the optimiser's states, and the largest batch's token embeddings with their gradient (bow and
+// linear pool as they look up, so they have none); a model's other activations come on top.
+// Without `model`, before it is built: its embedding table and what it brings.
+void check_memory(const Config& config, int64_t vocab_size, const TextDataset& train, const TextModel* model) {
+  if (!config.trainer.memory_check) return;
+  const int64_t available = available_memory_bytes();
+  if (available < 0) return;
+  const nlohmann::json& o = config.model.options;
+  const double width = static_cast<double>(o.value("embed_dim", o.value("hidden_size", int64_t{0})));
+  const double elem = config.trainer.dtype == "float64" ? 8 : 4;
+  const std::string& opt = config.optimizer.type;
+  const double states = opt == "adam" || opt == "adamw" ? 2 : opt == "sgd" && config.optimizer.momentum == 0 ? 0 : 1;
+  const double grads = o.value("sparse", false) ? 0 : 1;
+  double params = static_cast<double>(vocab_size) * width * elem, trainable = params;
+  if (model) {
+    params = trainable = 0;
+    for (const auto& p : model->parameters()) {
+      params += static_cast<double>(p.numel()) * elem;
+      if (p.requires_grad()) trainable += static_cast<double>(p.numel()) * elem;
+    }
+  }
+  int64_t longest = 0;
+  for (int64_t i = 0; i < train.size(); ++i) longest = std::max(longest, train.length(i));
+  double tokens = static_cast<double>(std::min<int64_t>(config.trainer.batch_size, train.size())) * static_cast<double>(longest);
+  if (config.trainer.max_tokens > 0)
+    tokens = std::max(static_cast<double>(longest), std::min(tokens, static_cast<double>(config.trainer.max_tokens)));
+  const bool per_token = config.model.type != "bow" && config.model.type != "linear";
+  const double activations = per_token ? 2 * tokens * width * elem : 0;
+  // Once the model is built its parameters are already taken from what is available.
+  const double need = (model ? 0 : params) + trainable * (grads + states) + activations;
+  if (need <= static_cast<double>(available)) return;
+  auto gib = [](double b) { return fmt::format("{:.1f} GiB", b / (1024.0 * 1024 * 1024)); };
+  throw ConfigError(fmt::format(
+      "this run needs at least {} of memory and {} is available: parameters {} ({} tokens in the vocabulary x width {:.0f}"
+      "{}), their gradients and {}'s state {}, the token embeddings of the largest batch ({:.0f} tokens) {}. Lower "
+      "data.vocab.max_size or raise data.vocab.min_freq, or lower data.max_len (the longest text has {} tokens), "
+      "trainer.batch_size or trainer.max_tokens, or the model's width; trainer.memory_check false skips this check",
+      gib(need), gib(static_cast<double>(available)), gib(params), vocab_size, width, model ? ", as built" : "", opt,
+      gib(trainable * (grads + states)), tokens, gib(activations), longest));
+}
+
 // What run_training is doing, for the message when a stop request interrupts it.
 enum class Phase { data, training, test };
 
@@ -324,6 +368,7 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
   }
   phase = Phase::training;
   // Model first, on its device; the optimiser is built from its parameters afterwards (P3).
+  check_memory(config, vocab.size(), train_set, nullptr);
   auto model = build_model(config.model, ModelContext{vocab.size(), task->num_outputs(), vocab.pad_id(), &vocab,
                                                       config.task.type == "mlm", train_set.size()});
   const std::string pretrained_dir = config.model.options.value("pretrained_dir", std::string());
@@ -354,6 +399,7 @@ TrainSummary run_training_phases(const Config& config, bool overwrite, bool resu
     if (p.requires_grad()) n_trainable += p.numel();
   }
   log::info("[model] {} with {} parameters ({} trainable)", config.model.type, n_params, n_trainable);
+  if (device.is_cpu()) check_memory(config, vocab.size(), train_set, model.get());
 
   Trainer trainer(config, model, *task, device, run, vocab.size());
   if (group) trainer.set_group(group);
