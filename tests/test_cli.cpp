@@ -1098,3 +1098,14 @@ TEST_CASE("limits: a run that cannot fit in memory is refused before it allocate
   INFO(fits.err);
   CHECK(fits.code == 0);
 }
+
+TEST_CASE("limits: a training file with one label stops after reading, naming the label", "[cli][limits]") {
+  TempDir dir;
+  const std::string cfg = "--config '" + ltk::test::toy_config(dir) + "'";
+  std::string tsv;
+  for (int i = 0; i < 1000; ++i) tsv += "same\tthe text of line " + std::to_string(i) + "\n";
+  ltk::test::write_file(dir.file("one.tsv"), tsv);
+  auto r = run_app("ltk-train", cfg + " --set data.train=" + dir.file("one.tsv") + " --set output_dir=" + dir.file("run"));
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Contains("at least 2 labels") && Contains("found 1 ('same')"));
+}

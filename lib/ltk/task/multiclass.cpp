@@ -19,8 +19,9 @@ using namespace task_detail;
 MulticlassTask::MulticlassTask(TaskConfig config, const LabelMap& labels, std::vector<double> class_weights)
     : Task(std::move(config), std::move(class_weights)), labels_(labels) {
   if (labels_.size() < 2)
-    throw DataError(fmt::format("a multiclass task needs at least 2 labels in the training data, found {}",
-                                labels_.size()));
+    throw DataError(fmt::format("a multiclass task needs at least 2 labels in the training data (data.train), found "
+                                "{}{}: is data.label_column the label's column?",
+                                labels_.size(), labels_.size() == 1 ? " ('" + labels_.name(0) + "')" : std::string()));
 }
 
 static LabelMap numbered_labels(int64_t n) {
