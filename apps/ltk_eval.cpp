@@ -9,18 +9,18 @@
 #include <iostream>
 
 #include "app.h"
-#include "ltk/eval/stress.h"
 #include "ltk/core/files.h"
 #include "ltk/core/runtime.h"
 #include "ltk/data/formats.h"
-#include "ltk/metrics/compare.h"
-#include "ltk/eval/evaluator.h"
 #include "ltk/eval/badcases.h"
+#include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
+#include "ltk/eval/stress.h"
+#include "ltk/infer/score_file.h"
 #include "ltk/io/hf.h"
 #include "ltk/io/run.h"
-#include "ltk/experiment/score.h"
-#include "ltk/experiment/sweep.h"
+#include "ltk/metrics/compare.h"
+#include "ltk/sweep/sweep.h"
 
 namespace fs = std::filesystem;
 

@@ -10,8 +10,8 @@
 #include "ltk/core/runtime.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/utf8.h"
+#include "ltk/infer/predictor.h"
 #include "ltk/io/run.h"
-#include "ltk/serve/predictor.h"
 
 namespace {
 
@@ -100,14 +100,15 @@ Pending parse_line(const std::string& raw, int64_t line_no, const Options& o) {
   return p;
 }
 
-// Answers the pending lines (ltk/serve/predictor.h decides the JSON, as for ltk-serve) and prints
+// Answers the pending lines (ltk/infer/predictor.h decides the JSON, as for ltk-serve) and prints
 // them in order: "id" first when the input has one, {"error": ..., "line": N} in place of a line
 // that cannot be scored.
-void flush(const ltk::serve::Predictor& predictor, std::vector<Pending>& pending, int64_t batch_size, const Options& o) {
-  std::vector<ltk::serve::TextInput> inputs;
+void flush(const ltk::infer::Predictor& predictor, std::vector<Pending>& pending, int64_t batch_size,
+           const Options& o) {
+  std::vector<ltk::infer::TextInput> inputs;
   inputs.reserve(pending.size());
-  for (const auto& p : pending) inputs.push_back(ltk::serve::TextInput{p.text, p.text_pair, p.error});
-  std::vector<const ltk::serve::TextInput*> valid;
+  for (const auto& p : pending) inputs.push_back(ltk::infer::TextInput{p.text, p.text_pair, p.error});
+  std::vector<const ltk::infer::TextInput*> valid;
   for (const auto& in : inputs)
     if (in.error.empty()) valid.push_back(&in);
   auto data = predictor.encode(valid);
@@ -174,7 +175,7 @@ int main(int argc, char** argv) {
     o.pair_field = args["pair-field"].as<std::string>();
     if (o.top_k < 0) throw ltk::UsageError("--top-k must be >= 0");
     ltk::apply_threads(args["threads"].as<int64_t>());
-    ltk::serve::Predictor predictor(ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
+    ltk::infer::Predictor predictor(ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
                                                   args["device"].as<std::string>()));
     const auto& data = predictor.run().config.data;
     if (!data.text_pair_column.empty() || !data.text_pair_field.empty()) {

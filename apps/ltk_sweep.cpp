@@ -13,8 +13,8 @@
 #include "ltk/core/log.h"
 #include "ltk/core/runtime.h"
 #include "ltk/core/strings.h"
-#include "ltk/experiment/sweep.h"
 #include "ltk/models/registry.h"
+#include "ltk/sweep/sweep.h"
 
 namespace fs = std::filesystem;
 

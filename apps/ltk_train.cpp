@@ -1,6 +1,5 @@
 // ltk-train: trains a model from a JSON config into a run directory.
 #include <netinet/in.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,9 +14,10 @@
 #include "app.h"
 #include "ltk/config/config.h"
 #include "ltk/core/log.h"
+#include "ltk/core/process.h"
 #include "ltk/core/stop.h"
 #include "ltk/models/registry.h"
-#include "ltk/train/trainer.h"
+#include "ltk/train/run_training.h"
 
 namespace {
 
@@ -38,9 +38,6 @@ void install_signal_handlers() {
 
 // ltk-train --nproc N: N local workers of one data-parallel job, each this program with torchrun's
 // environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
-volatile sig_atomic_t g_launcher_signal = 0;
-extern "C" void on_launcher_signal(int sig) { g_launcher_signal = sig; }
-
 int free_local_port() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -72,46 +69,26 @@ int launch_workers(int nproc, int argc, char** argv, double timeout_s) {
   }
   const std::string port = std::getenv("MASTER_PORT") ? std::getenv("MASTER_PORT") : std::to_string(free_local_port());
   const std::string addr = std::getenv("MASTER_ADDR") ? std::getenv("MASTER_ADDR") : "127.0.0.1";
-  struct sigaction sa {};
-  sa.sa_handler = on_launcher_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  ltk::CapturedSignals signals;  // passed on to the workers
   std::vector<pid_t> pids;
-  std::vector<char*> cargv{argv[0]};
-  for (auto& a : args) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  const pid_t launcher = getpid();
   for (int r = 0; r < nproc; ++r) {
-    // Each worker's environment is made before the fork: the child only execs.
-    std::vector<std::string> vars = {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r),
-                                     "WORLD_SIZE=" + std::to_string(nproc), "LOCAL_WORLD_SIZE=" + std::to_string(nproc),
-                                     "MASTER_ADDR=" + addr, "MASTER_PORT=" + port};
-    std::vector<char*> envp;
-    for (auto& v : vars) envp.push_back(v.data());
-    for (char** e = environ; *e; ++e) {
-      std::string_view kv(*e);
-      bool ours = false;
-      for (const char* name : {"RANK=", "LOCAL_RANK=", "WORLD_SIZE=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT="})
-        ours = ours || kv.rfind(name, 0) == 0;
-      if (!ours) envp.push_back(*e);
-    }
-    envp.push_back(nullptr);
-    pid_t pid = fork();
-    if (pid < 0) {
+    ltk::ChildSpec child;
+    child.program = "/proc/self/exe";
+    child.argv = {argv[0]};
+    child.argv.insert(child.argv.end(), args.begin(), args.end());
+    child.env = {"RANK=" + std::to_string(r),
+                 "LOCAL_RANK=" + std::to_string(r),
+                 "WORLD_SIZE=" + std::to_string(nproc),
+                 "LOCAL_WORLD_SIZE=" + std::to_string(nproc),
+                 "MASTER_ADDR=" + addr,
+                 "MASTER_PORT=" + port};
+    try {
+      pids.push_back(ltk::spawn_child(child));
+    } catch (const ltk::Error&) {
       for (pid_t p : pids) kill(p, SIGKILL);
       for (pid_t p : pids) waitpid(p, nullptr, 0);
       throw ltk::Error("--nproc: fork failed");
     }
-    if (pid == 0) {
-      setpgid(0, 0);  // Ctrl-C reaches the launcher, which passes it on once
-      prctl(PR_SET_PDEATHSIG, SIGTERM);  // and a launcher that dies takes its workers with it
-      if (getppid() != launcher) _exit(1);
-      execve("/proc/self/exe", cargv.data(), envp.data());
-      _exit(127);
-    }
-    setpgid(pid, pid);
-    pids.push_back(pid);
   }
   std::cerr << "ltk-train: started " << nproc << " workers (rendezvous at " << addr << ":" << port << ")\n";
   int first_failure = 0, live = nproc;
@@ -119,10 +96,9 @@ int launch_workers(int nproc, int argc, char** argv, double timeout_s) {
   Clock::time_point failed_at{};
   int term_sent = 0;
   while (live > 0) {
-    if (int sig = g_launcher_signal) {
-      g_launcher_signal = 0;
-      for (pid_t p : pids) if (p > 0) kill(p, sig);
-    }
+    if (int sig = ltk::CapturedSignals::take())
+      for (pid_t p : pids)
+        if (p > 0) kill(p, sig);
     int status = 0;
     pid_t done = waitpid(-1, &status, WNOHANG);
     if (done > 0) {
@@ -130,7 +106,7 @@ int launch_workers(int nproc, int argc, char** argv, double timeout_s) {
         if (pids[r] != done) continue;
         pids[r] = -1;
         --live;
-        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        const int code = ltk::exit_code_of(status);
         if (code != 0) {
           if (code == 127 && WIFEXITED(status))
             std::cerr << "ltk-train: rank " << r << " (pid " << done << ") could not start (exec of /proc/self/exe failed)\n";
@@ -210,13 +186,15 @@ int main(int argc, char** argv) {
       if (n > 1) return launch_workers(n, argc, argv, config.trainer.dist_timeout_s);
     }
     install_signal_handlers();
-    int64_t until_epoch = 0;
+    ltk::TrainOptions train;
+    train.overwrite = args.count("overwrite") > 0;
+    train.resume = resume;
+    train.baseline = args.count("baseline") > 0;
     if (args.count("until-epoch")) {
-      until_epoch = args["until-epoch"].as<int64_t>();
-      if (until_epoch < 1) throw ltk::UsageError("--until-epoch must be >= 1");
+      train.until_epoch = args["until-epoch"].as<int64_t>();
+      if (train.until_epoch < 1) throw ltk::UsageError("--until-epoch must be >= 1");
     }
-    ltk::TrainSummary s =
-        ltk::run_training(config, args.count("overwrite") > 0, resume, args.count("baseline") > 0, until_epoch);
+    ltk::TrainSummary s = ltk::run_training(config, train);
     if (s.interrupted) return 128 + s.interrupted;
     if (!s.paused) ltk::log::info("run directory: {} (evaluate: ltk-eval --run {} --data FILE)", config.output_dir,
                    config.output_dir);

@@ -37,6 +37,8 @@ if [[ "${1:-}" == "--test" ]]; then
   packages+=(wrk gunicorn python3-flask)
   # The distributed tests: two network namespaces joined by a veth pair (ip netns, ip link).
   packages+=(iproute2)
+  # scripts/check_format.sh (clang-format-diff) and scripts/check_function_size.sh (ctags).
+  packages+=(clang-format universal-ctags)
   # node runs the Hugging Face tokenizers for the WordPiece parity test (Debian's, unless one is there).
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi

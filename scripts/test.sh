@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs every test (Catch2 through ctest, one thread each),
-# then every fuzz target for 20 s (scripts/fuzz.sh: clang, libFuzzer, ASan and UBSan).
+# Installs what is missing, checks function sizes and the formatting of changed lines, builds, and
+# runs every test (Catch2 through ctest, one thread each; a test whose environment is missing here
+# is reported as skipped), then every fuzz target for 20 s (scripts/fuzz.sh: clang, libFuzzer, ASan
+# and UBSan).
 #   LTK_FUZZ_SECONDS=0 scripts/test.sh   skips the fuzzing (the regression inputs still replay in ctest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
+# The habits a script can check: no function in lib/ over 100 lines, changed lines formatted.
+./scripts/check_function_size.sh
+./scripts/check_format.sh
 ./scripts/build.sh -DLTK_BUILD_TESTS=ON
 # The Hugging Face tokenizers (JavaScript) that the WordPiece parity test compares with.
 if [[ ! -d tests/parity/node_modules/@huggingface/tokenizers ]]; then

@@ -757,7 +757,6 @@ using ltk::test::SmallDisk;
 bool can_mount(const SmallDisk& disk) {
   if (disk.mounted) return true;
   if (geteuid() == 0) FAIL("cannot mount a tmpfs at " << disk.path << " as root");
-  WARN("not root: the disk-full and read-only tests need to mount a tmpfs; skipped");
   return false;
 }
 
@@ -822,7 +821,7 @@ TEST_CASE("faults: a disk that fills up during a checkpoint - a clear error, the
           "[cli][faults]") {
   TempDir dir;
   SmallDisk disk(dir.file("disk"), "16m");
-  if (!can_mount(disk)) return;
+  if (!can_mount(disk)) LTK_SKIP("not root: the disk-full tests need to mount a tmpfs");
   std::string cfg = "--config '" + ltk::test::toy_config(dir) + "' --set model.dropout=0.3 --set trainer.epochs=3 "
                     "--set trainer.checkpoint_every=3 --set trainer.log_every=2";
   auto ref = run_app("ltk-train", cfg + " --set output_dir=" + dir.file("ref"));
@@ -856,15 +855,13 @@ TEST_CASE("faults: a run directory made read-only mid-run - a clear error, files
   // any user (root writes anyway; and a file system with files open for writing cannot be remounted
   // read-only).
   if (geteuid() != 0 || std::system("command -v setpriv >/dev/null") != 0) {
-    WARN("not root, or no setpriv: the read-only run directory test needs both; skipped");
-    return;
+    LTK_SKIP("not root, or no setpriv: the read-only run directory test needs both");
   }
   TempDir dir;
   std::filesystem::permissions(dir.path(), std::filesystem::perms::all);
   const std::string as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups env";
   if (std::system((as_nobody + " test -x '" LTK_BIN_DIR "/ltk-train' -a -r '" + dir.path().string() + "'").c_str()) != 0) {
-    WARN("nobody cannot reach the build or the test directory (a parent without o+x): skipped");
-    return;
+    LTK_SKIP("nobody cannot reach the build or the test directory (a parent without o+x)");
   }
   std::string cfg = "--config '" + ltk::test::toy_config(dir) + "' --set model.dropout=0.3 --set trainer.epochs=3 "
                     "--set trainer.checkpoint_every=3 --set trainer.log_every=2";
@@ -898,7 +895,7 @@ TEST_CASE("faults: ltk-eval --out, --report and --export on a full disk fail cle
           "[cli][faults]") {
   TempDir dir;
   SmallDisk disk(dir.file("disk"), "16m");
-  if (!can_mount(disk)) return;
+  if (!can_mount(disk)) LTK_SKIP("not root: the disk-full tests need to mount a tmpfs");
   const std::string run = disk.path + "/run";
   auto train = run_app("ltk-train", "--config '" + ltk::test::toy_config(dir) + "' --set output_dir=" + run);
   REQUIRE(train.code == 0);

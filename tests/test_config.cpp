@@ -243,3 +243,42 @@ TEST_CASE("config: the rnn buckets by length unless told not to - the other mode
     CHECK(ltk::parse_config(k).trainer.bucket_pool == 0);
   }
 }
+
+TEST_CASE("docs: the README's architecture map, the build's areas and the folders of lib/ltk agree", "[config][docs]") {
+  namespace fs = std::filesystem;
+  // The folders of lib/ltk.
+  std::set<std::string> folders;
+  for (const auto& e : fs::directory_iterator(LTK_SOURCE_DIR "/lib/ltk"))
+    if (e.is_directory()) folders.insert(e.path().filename().string());
+  // The areas the build makes (one include root each): ltk_area(NAME ...) in lib/CMakeLists.txt.
+  std::set<std::string> areas;
+  std::istringstream cmake(ltk::test::read_text(LTK_SOURCE_DIR "/lib/CMakeLists.txt"));
+  for (std::string line; std::getline(cmake, line);)
+    if (line.rfind("ltk_area(", 0) == 0) areas.insert(line.substr(9, line.find_first_of(" )", 9) - 9));
+  // The rows of the README's map ("| `lib/ltk/NAME` ..." under "## Architecture").
+  const std::string readme = ltk::test::read_text(LTK_SOURCE_DIR "/README.md");
+  const size_t start = readme.find("\n## Architecture");
+  REQUIRE(start != std::string::npos);
+  std::istringstream lines(readme.substr(start));
+  std::set<std::string> mapped;
+  for (std::string line; std::getline(lines, line);) {
+    const std::string prefix = "| `lib/ltk/";
+    if (line.rfind(prefix, 0) != 0) continue;
+    mapped.insert(line.substr(prefix.size(), line.find('`', prefix.size()) - prefix.size()));
+  }
+  CHECK(areas == folders);
+  CHECK(mapped == folders);
+  // Namespaces follow folders: an area's own namespace is its folder's name (ltk::serve in serve/),
+  // its private helpers are in F_detail or F::detail, and a facility's namespace is the name of its
+  // file (ltk::log in core/log.h, ltk::utf8 in data/utf8.h).
+  for (const auto& folder : folders)
+    for (const auto& e : fs::directory_iterator(fs::path(LTK_SOURCE_DIR "/lib/ltk") / folder)) {
+      std::istringstream src(ltk::test::read_text(e.path().string()));
+      for (std::string line; std::getline(src, line);) {
+        if (line.rfind("namespace ltk::", 0) != 0) continue;
+        const std::string ns = line.substr(15, line.find_first_of(": {", 15) - 15);
+        INFO(e.path().string() << ": " << line);
+        CHECK((ns == folder || ns == folder + "_detail" || ns == e.path().stem().string()));
+      }
+    }
+}

@@ -1,6 +1,8 @@
 // core: durable files, the run-directory lock, and the OpenBLAS kernel decision.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -8,6 +10,7 @@
 #include "ltk/core/blas.h"
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
+#include "ltk/core/process.h"
 #include "test_util.h"
 
 using Catch::Matchers::Contains;
@@ -62,8 +65,7 @@ TEST_CASE("files: on a full disk an atomic write keeps the old file and frees it
   ltk::test::SmallDisk disk(dir.file("disk"), "1m");
   if (!disk.mounted) {
     if (geteuid() == 0) FAIL("cannot mount a tmpfs as root");
-    WARN("not root: the full-disk case needs to mount a tmpfs; skipped");
-    return;
+    LTK_SKIP("not root: the full-disk case needs to mount a tmpfs");
   }
   const std::string file = disk.path + "/weights.pt", log = disk.path + "/metrics.jsonl";
   ltk::write_file_atomic(file, "old weights\n");
@@ -164,4 +166,84 @@ TEST_CASE("blas: the loaded BLAS computes a correct GEMM and names its kernel", 
     CHECK_THAT(described, Contains("OpenBLAS"));
     CHECK(ltk::openblas_core_rank(core) >= 0);
   }
+}
+
+namespace {
+
+extern "C" void ltk_test_marker_handler(int) {}
+
+int wait_code(pid_t pid) {
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  return ltk::exit_code_of(status);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "process: a child gets its environment, streams and process group - its exit as a shell tells it - signals "
+    "are captured and the old handlers come back",
+    "[core]") {
+  ltk::test::TempDir dir;
+  ltk::test::write_file(dir.file("err"), "before\n");
+  ltk::ChildSpec child;
+  child.program = "/bin/sh";
+  child.argv = {"sh", "-c", "echo \"$LTK_TEST_X $OMP_NUM_THREADS $(cat)\"; echo err >&2; exit 3"};
+  child.env = {"LTK_TEST_X=hello", "OMP_NUM_THREADS=5"};
+  child.stdout_path = dir.file("out");
+  child.stderr_path = dir.file("err");
+  child.null_stdin = true;
+  // This process's stdin, for the moment, a pipe holding a line: the child reads /dev/null instead
+  // when asked to, and the pipe otherwise.
+  int pipe_fds[2];
+  REQUIRE(pipe(pipe_fds) == 0);
+  REQUIRE(write(pipe_fds[1], "piped", 5) == 5);
+  close(pipe_fds[1]);
+  const int saved_stdin = dup(0);
+  dup2(pipe_fds[0], 0);
+  close(pipe_fds[0]);
+  const int code = wait_code(ltk::spawn_child(child));
+  child.null_stdin = false;
+  child.stdout_path = dir.file("out2");
+  const int code2 = wait_code(ltk::spawn_child(child));
+  dup2(saved_stdin, 0);
+  close(saved_stdin);
+  CHECK(code == 3);
+  CHECK(code2 == 3);
+  CHECK(ltk::test::read_text(dir.file("out")) == "hello 5 \n");          // stdin was /dev/null
+  CHECK(ltk::test::read_text(dir.file("out2")) == "hello 5 piped\n");    // the parent's stdin
+  CHECK(ltk::test::read_text(dir.file("err")) == "before\nerr\nerr\n");  // appended to
+  // A stream that cannot be opened: 126, and the program never runs.
+  child.stdout_path = dir.file("no/such/dir/out");
+  CHECK(wait_code(ltk::spawn_child(child)) == 126);
+  CHECK(ltk::test::read_text(dir.file("err")) == "before\nerr\nerr\n");
+  // A group of its own (a Ctrl-C reaches the parent only), and death by a signal is 128 + it.
+  child = ltk::ChildSpec();
+  child.program = "/bin/sleep";
+  child.argv = {"sleep", "30"};
+  const pid_t sleeper = ltk::spawn_child(child);
+  CHECK(getpgid(sleeper) == sleeper);
+  kill(sleeper, SIGTERM);
+  CHECK(wait_code(sleeper) == 128 + SIGTERM);
+  // A program that cannot be executed: 127.
+  child.program = "/nonexistent/ltk-train";
+  child.argv = {"ltk-train"};
+  CHECK(wait_code(ltk::spawn_child(child)) == 127);
+  // Signals are recorded while captured; the handler that was there before comes back.
+  struct sigaction mine {
+  }, now{};
+  mine.sa_handler = ltk_test_marker_handler;
+  sigemptyset(&mine.sa_mask);
+  struct sigaction before {};
+  sigaction(SIGINT, &mine, &before);
+  {
+    ltk::CapturedSignals signals;
+    CHECK(ltk::CapturedSignals::last() == 0);
+    raise(SIGINT);
+    CHECK(ltk::CapturedSignals::last() == SIGINT);
+    CHECK(ltk::CapturedSignals::take() == SIGINT);
+    CHECK(ltk::CapturedSignals::last() == 0);
+  }
+  sigaction(SIGINT, &before, &now);
+  CHECK(now.sa_handler == ltk_test_marker_handler);
 }

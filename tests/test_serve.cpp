@@ -17,6 +17,11 @@
 #include <sstream>
 #include <thread>
 
+#include "ltk/io/run.h"
+#include "ltk/serve/batcher.h"
+#include "ltk/serve/kserve.h"
+#include "ltk/serve/prometheus.h"
+#include "ltk/serve/requests.h"
 #include "ltk/serve/server.h"
 #include "test_util.h"
 
@@ -237,6 +242,183 @@ TEST_CASE("serve: every endpoint of every task type answers as ltk-predict does"
     CHECK_THAT(metrics, Contains("ltk_model_version 1"));
     CHECK_THAT(metrics, Contains("ltk_queue_texts 0"));
   }
+}
+
+namespace {
+
+// The FieldError `f` throws, as "STATUS message"; "" when it throws none.
+template <typename F>
+std::string field_error(F&& f) {
+  try {
+    f();
+  } catch (const ltk::serve::FieldError& e) {
+    return std::to_string(e.status) + " " + e.message;
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("serve: the v1 and KServe v2 encodings and the batcher work without a server", "[serve]") {
+  using namespace ltk::serve;
+  TempDir dir;
+  const std::string run = train_run(dir, "multiclass");
+  auto servable =
+      std::make_shared<const Servable>(Servable{ltk::infer::Predictor(ltk::load_run(run)), 1, run, "", "best"});
+  const auto& predictor = servable->predictor;
+
+  // v1: texts or instances, ids, top_k; a bad text answered in place, a bad field refused.
+  V1Request v1 = parse_v1_request(R"({"instances": [{"text": "goal match", "id": 7}, {"text": " "},
+      {"text": "linux kernel"}], "top_k": 2})",
+                                  predictor);
+  CHECK(v1.top_k == 2);
+  REQUIRE(v1.inputs.size() == 3);
+  CHECK(v1.inputs[1].error == "empty text");
+  CHECK(v1.ids[0] == 7);
+  CHECK(v1.ids[1].is_null());
+  CHECK(field_error([&] { parse_v1_request(R"({"texts": "goal"})", predictor); }) ==
+        "422 texts: expected an array of strings, got string");
+  CHECK_THAT(field_error([&] { parse_v1_request(R"({"texts": [], "top_k": -1})", predictor); }), Contains("422 top_k"));
+  CHECK_THAT(field_error([&] {
+               parse_v1_request("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", predictor);
+             }),
+             Contains("400 invalid JSON: nested deeper than 32"));
+
+  // The batcher: a job of more texts than a batch is answered in order, as the predictor answers.
+  Batcher batcher(BatcherOptions{2, 1.0, 8}, nullptr);
+  batcher.start();
+  auto job = std::make_shared<BatchJob>();
+  job->model = servable;
+  std::vector<const ltk::infer::TextInput*> valid;
+  for (const auto& in : v1.inputs)
+    if (in.error.empty()) valid.push_back(&in);
+  std::vector<ltk::infer::TextInput> more = {ltk::infer::make_input("bread soup"),
+                                             ltk::infer::make_input("coach team")};
+  for (const auto& in : more) valid.push_back(&in);
+  job->data = predictor.encode(valid);
+  job->top_k.assign(valid.size(), 2);
+  std::string error;
+  {
+    Batcher::Arrival arrival(batcher);
+    REQUIRE(batcher.submit(job, arrival, error) == Batcher::Submit::answered);
+  }
+  const auto direct = predictor.answer(job->data, job->top_k, 64);
+  REQUIRE(job->answers.size() == 4);
+  for (size_t i = 0; i < direct.size(); ++i) CHECK(job->answers[i] == direct[i]);
+  CHECK(job->answers[0].at("label") == "sport");
+  CHECK(job->answers[3].at("label") == "sport");
+  // The v1 response: the ids first, the bad text's error in its place.
+  std::vector<nlohmann::ordered_json> answers(job->answers.begin(), job->answers.begin() + 2);
+  auto predictions = v1_predictions(v1, answers);
+  REQUIRE(predictions.size() == 3);
+  CHECK(predictions[0].at("id") == 7);
+  CHECK(predictions[0].at("label") == "sport");
+  CHECK(predictions[1] == nlohmann::ordered_json{{"error", "empty text"}});
+  CHECK(predictions[2].at("label") == "tech");
+  // More texts than the queue holds: full; after stop(): stopping.
+  auto big = std::make_shared<BatchJob>();
+  big->model = servable;
+  std::vector<const ltk::infer::TextInput*> many(9, &more[0]);
+  big->data = predictor.encode(many);
+  big->top_k.assign(9, 0);
+  {
+    Batcher::Arrival arrival(batcher);
+    CHECK(batcher.submit(big, arrival, error) == Batcher::Submit::full);
+  }
+  batcher.stop();
+  auto late = std::make_shared<BatchJob>();
+  late->model = servable;
+  late->data = predictor.encode({&more[0]});
+  {
+    Batcher::Arrival arrival(batcher);
+    CHECK(batcher.submit(late, arrival, error) == Batcher::Submit::stopping);
+  }
+
+  // Two requests waiting together are answered in one batch; a request for another model (one
+  // that arrived after a reload) in a batch of its own.
+  {
+    ServeMetrics metrics(8);
+    Batcher merging(BatcherOptions{8, 1000.0, 64}, &metrics);
+    merging.start();
+    merging.hold(true);
+    auto reloaded =
+        std::make_shared<const Servable>(Servable{ltk::infer::Predictor(ltk::load_run(run)), 2, run, "", "best"});
+    std::vector<std::shared_ptr<BatchJob>> jobs;
+    for (const auto& model : {servable, servable, reloaded}) {
+      auto j = std::make_shared<BatchJob>();
+      j->model = model;
+      j->data = predictor.encode({&more[0], &more[1]});
+      j->top_k.assign(2, 0);
+      jobs.push_back(j);
+    }
+    std::vector<Batcher::Submit> results(jobs.size());
+    std::vector<std::thread> clients;
+    auto submit = [&](size_t i, int64_t queued_after) {
+      clients.emplace_back([&, i] {
+        Batcher::Arrival arrival(merging);
+        std::string e;
+        results[i] = merging.submit(jobs[i], arrival, e);
+      });
+      for (int k = 0; k < 500 && merging.queued_texts() < queued_after; ++k)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    };
+    submit(0, 2);
+    submit(1, 4);
+    submit(2, 6);  // queued after the first two
+    CHECK(merging.queued_texts() == 6);
+    merging.hold(false);
+    for (auto& c : clients) c.join();
+    auto expected = direct[2];  // "bread soup", as the predictor answers it alone (no top_k here)
+    expected.erase("top");
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      CHECK(results[i] == Batcher::Submit::answered);
+      REQUIRE(jobs[i]->answers.size() == 2);
+      CHECK(jobs[i]->answers[0] == expected);
+    }
+    // Jobs 0 and 1 in one batch of 4 (the model thread did not wait its 1000 ms: nothing else was
+    // on its way), job 2 in one of 2.
+    const std::string rendered = metrics.render();
+    CHECK_THAT(rendered, Contains("ltk_batch_texts_count 2") && Contains("ltk_batch_texts_sum 6"));
+    CHECK_THAT(rendered,
+               Contains("ltk_batch_texts_bucket{le=\"2\"} 1") && Contains("ltk_batch_texts_bucket{le=\"4\"} 2"));
+  }
+
+  // KServe v2: the text input tensor, the outputs asked for, the id; tensors from answers.
+  V2Request v2 = parse_v2_request(R"({"id": "r1", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [2, 1],
+      "data": [["goal match"], ["bread soup"]]}], "outputs": [{"name": "label"}, {"name": "scores"}]})",
+                                  predictor);
+  REQUIRE(v2.id);
+  CHECK(*v2.id == "r1");
+  CHECK(v2.outputs == std::set<std::string>{"label", "scores"});
+  REQUIRE(v2.inputs.size() == 2);
+  std::vector<nlohmann::ordered_json> two = {direct[0], direct[2]};
+  for (auto& a : two) a.erase("top");  // v2 answers without top_k
+  auto outputs = v2_outputs(two, v2.outputs);
+  REQUIRE(outputs.size() == 2);
+  CHECK(outputs[0].at("name") == "label");
+  CHECK(outputs[0].at("datatype") == "BYTES");
+  CHECK(outputs[0].at("data") == nlohmann::ordered_json::array({"sport", "food"}));
+  CHECK(outputs[1].at("name") == "scores");
+  CHECK(outputs[1].at("datatype") == "FP32");
+  CHECK(outputs[1].at("shape") == nlohmann::ordered_json::array({2, 3}));
+  CHECK(outputs[1].at("parameters").at("labels").size() == 3);
+  CHECK(v2_outputs(two, {}).size() == 3);  // label, score, scores
+  CHECK_THAT(field_error([&] { v2_outputs(two, {"logits"}); }), Contains("400 outputs: unknown output 'logits'"));
+  CHECK_THAT(field_error([&] {
+               parse_v2_request(
+                   R"({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": ["a", "b"]}]})",
+                   predictor);
+             }),
+             Contains("400 inputs[0].shape [3] does not hold the 2 strings"));
+  CHECK_THAT(field_error([&] {
+               parse_v2_request(R"({"inputs": [{"name": "text", "datatype": "FP32", "data": [1]}]})", predictor);
+             }),
+             Contains("400 inputs[0].datatype"));
+  auto meta = v2_model_metadata(predictor, "m", 3, run, "ck");
+  CHECK(meta.at("name") == "m");
+  CHECK(meta.at("versions") == nlohmann::ordered_json::array({"3"}));
+  CHECK(meta.at("outputs").size() == 3);
+  CHECK(meta.at("parameters").at("checkpoint") == "ck");
 }
 
 TEST_CASE("serve: bad input gets 400 - 422 - 413 - 503 or an error in place, and the server lives on", "[serve]") {

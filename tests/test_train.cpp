@@ -15,17 +15,31 @@
 #include "ltk/data/formats.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
-#include "ltk/metrics/metrics.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/io/run.h"
+#include "ltk/metrics/metrics.h"
 #include "ltk/models/bow.h"
 #include "ltk/models/registry.h"
 #include "ltk/train/optim.h"
+#include "ltk/train/run_training.h"
 #include "ltk/train/trainer.h"
 #include "test_util.h"
 
 using Catch::Matchers::Contains;
 using ltk::test::TempDir;
+
+namespace {
+ltk::TrainOptions overwriting() {
+  ltk::TrainOptions o;
+  o.overwrite = true;
+  return o;
+}
+ltk::TrainOptions resuming() {
+  ltk::TrainOptions o;
+  o.resume = true;
+  return o;
+}
+}  // namespace
 
 TEST_CASE("metrics: accuracy, per-class scores, macro-F1 over present classes", "[train][metrics]") {
   // gold:  0 0 1 1 2   predicted: 0 1 1 1 0
@@ -57,7 +71,7 @@ TEST_CASE("schedule: constant, and linear warmup then decay to zero", "[train][o
 TEST_CASE("train: a bow model reaches 100% training accuracy on a separable toy set", "[train][e2e]") {
   TempDir dir;
   ltk::Config config = ltk::load_config(ltk::test::toy_config(dir));
-  auto summary = ltk::run_training(config, false);
+  auto summary = ltk::run_training(config);
   REQUIRE(summary.test.has_value());
   CHECK(summary.steps == 15 * 8);  // 60 samples / batch 8 = 8 batches per epoch
   auto run = ltk::load_run(config.output_dir, "last");
@@ -80,15 +94,15 @@ TEST_CASE("train: a bow model reaches 100% training accuracy on a separable toy 
 TEST_CASE("train: the same config and seed give identical weights", "[train][determinism]") {
   TempDir dir;
   ltk::Config config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=2"});
-  ltk::run_training(config, false);
+  ltk::run_training(config);
   auto last = [&] { return ltk::RunDirectory::open(config.output_dir).checkpoint("last"); };
   auto first = ltk::test::read_text(last());
   auto metrics = ltk::test::read_text(config.output_dir + "/metrics.jsonl");
-  ltk::run_training(config, /*overwrite=*/true);
+  ltk::run_training(config, overwriting());
   CHECK(ltk::test::read_text(last()) == first);
   CHECK(ltk::test::strip_timing(ltk::test::read_text(config.output_dir + "/metrics.jsonl")) ==
         ltk::test::strip_timing(metrics));
-  REQUIRE_THROWS_WITH(ltk::run_training(config, false), Contains("already holds a run") && Contains("--overwrite"));
+  REQUIRE_THROWS_WITH(ltk::run_training(config), Contains("already holds a run") && Contains("--overwrite"));
 }
 
 TEST_CASE("pitfall P3: the five steps lower the loss - a non-finite loss stops with step and samples",
@@ -121,7 +135,7 @@ TEST_CASE("pitfall P3: the five steps lower the loss - a non-finite loss stops w
 TEST_CASE("train: missing data files are reported before the run directory is made", "[train][e2e]") {
   TempDir dir;
   ltk::Config config = ltk::load_config(ltk::test::toy_config(dir), {"data.valid=" + dir.file("nope.tsv")});
-  REQUIRE_THROWS_WITH(ltk::run_training(config, false), Contains("data.valid") && Contains("nope.tsv"));
+  REQUIRE_THROWS_WITH(ltk::run_training(config), Contains("data.valid") && Contains("nope.tsv"));
   CHECK_FALSE(std::filesystem::exists(config.output_dir));
 }
 
@@ -187,8 +201,8 @@ TEST_CASE("accumulation: k micro-batches make the same step as one batch k times
     // (micro-batches of 2 hold other mixes of classes, so their summed weights differ)
     small.insert(small.end(), {weighted ? "trainer.batch_size=2" : "trainer.batch_size=3",
                                weighted ? "trainer.accumulate=6" : "trainer.accumulate=4", "output_dir=" + dir.file("small")});
-    auto sa = ltk::run_training(ltk::load_config(cfg, big), false);
-    auto sb = ltk::run_training(ltk::load_config(cfg, small), false);
+    auto sa = ltk::run_training(ltk::load_config(cfg, big));
+    auto sb = ltk::run_training(ltk::load_config(cfg, small));
     CHECK(sa.steps == 10);  // 60 samples / 12
     CHECK(sb.steps == 10);
     auto wa = weights_of(ltk::RunDirectory::open(dir.file("big")).checkpoint("last"));
@@ -214,8 +228,8 @@ TEST_CASE("accumulation: mlm micro-batches weigh by their masked pieces, masks i
   auto big = common, small = common;
   big.insert(big.end(), {"trainer.batch_size=12", "output_dir=" + dir.file("big")});
   small.insert(small.end(), {"trainer.batch_size=3", "trainer.accumulate=4", "output_dir=" + dir.file("small")});
-  auto sa = ltk::run_training(ltk::load_config(cfg, big), false);
-  auto sb = ltk::run_training(ltk::load_config(cfg, small), false);
+  auto sa = ltk::run_training(ltk::load_config(cfg, big));
+  auto sb = ltk::run_training(ltk::load_config(cfg, small));
   CHECK(sa.steps == 10);
   CHECK(sb.steps == 10);
   auto wa = weights_of(ltk::RunDirectory::open(dir.file("big")).checkpoint("last"));
@@ -231,7 +245,7 @@ TEST_CASE("early stopping, keep_best and the best/last pointers", "[train][early
   // min_delta 10 on accuracy: nothing after the first validation counts as an improvement.
   auto config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=10", "trainer.patience=2",
                                                               "trainer.min_delta=10", "trainer.keep_best=2"});
-  auto summary = ltk::run_training(config, false);
+  auto summary = ltk::run_training(config);
   CHECK(summary.early_stopped);
   CHECK(summary.steps == 3 * 8);
   CHECK(summary.best_step == 8);
@@ -273,11 +287,11 @@ TEST_CASE("guards: on_nonfinite skip counts skipped batches instead of stopping"
 TEST_CASE("fine-tuning: init_from another run reuses its vocabulary, strict by default, freeze", "[train][finetune]") {
   TempDir dir;
   auto base = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=2"});
-  ltk::run_training(base, false);
+  ltk::run_training(base);
   auto tuned = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=1", "output_dir=" + dir.file("tuned"),
                                                              "model.init_from=" + base.output_dir,
                                                              "model.freeze=[\"embedding\"]"});
-  ltk::run_training(tuned, false);
+  ltk::run_training(tuned);
   CHECK(ltk::test::read_text(dir.file("tuned/vocab.txt")) == ltk::test::read_text(base.output_dir + "/vocab.txt"));
   auto before = weights_of(ltk::RunDirectory::open(base.output_dir).checkpoint("best"));
   auto after = weights_of(ltk::RunDirectory::open(dir.file("tuned")).checkpoint("last"));
@@ -285,13 +299,13 @@ TEST_CASE("fine-tuning: init_from another run reuses its vocabulary, strict by d
   CHECK_FALSE(before["output.weight"].equal(after["output.weight"]));  // trained
   auto other = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file("other"), "model.embed_dim=8",
                                                              "model.init_from=" + base.output_dir});
-  REQUIRE_THROWS_WITH(ltk::run_training(other, false), Contains("embedding.weight") && Contains("[20, 16]"));
+  REQUIRE_THROWS_WITH(ltk::run_training(other), Contains("embedding.weight") && Contains("[20, 16]"));
   auto loose = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file("loose"), "model.embed_dim=8",
                                                              "model.init_from=" + base.output_dir,
                                                              "model.init_strict=false", "trainer.epochs=1"});
-  CHECK_NOTHROW(ltk::run_training(loose, false));
+  CHECK_NOTHROW(ltk::run_training(loose));
   auto typo = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file("typo"), "model.freeze=[\"embeding\"]"});
-  REQUIRE_THROWS_WITH(ltk::run_training(typo, false), Contains("'model.freeze'") && Contains("did you mean"));
+  REQUIRE_THROWS_WITH(ltk::run_training(typo), Contains("'model.freeze'") && Contains("did you mean"));
 }
 
 TEST_CASE("sampler: class-balanced sampling evens out an imbalanced split", "[train][sampler]") {
@@ -314,9 +328,9 @@ TEST_CASE("train: length bucketing with max_tokens trains, deterministically", "
   TempDir dir;
   auto config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=3", "trainer.bucket_pool=3",
                                                               "trainer.max_tokens=24", "trainer.accumulate=2"});
-  auto a = ltk::run_training(config, false);
+  auto a = ltk::run_training(config);
   auto first = ltk::test::read_text(ltk::RunDirectory::open(config.output_dir).checkpoint("last"));
-  auto b = ltk::run_training(config, true);
+  auto b = ltk::run_training(config, overwriting());
   CHECK(a.steps == b.steps);
   CHECK(ltk::test::read_text(ltk::RunDirectory::open(config.output_dir).checkpoint("last")) == first);
   REQUIRE(a.test.has_value());
@@ -330,7 +344,7 @@ TEST_CASE("run directory: --overwrite deletes only what ltk made - a second trai
   std::filesystem::create_directories(dir.file("project"));
   ltk::test::write_file(dir.file("project/config.json"), "{\"mine\": true}");
   auto project = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file("project")});
-  REQUIRE_THROWS_WITH(ltk::run_training(project, true), Contains("did not write") && Contains(".ltk-run"));
+  REQUIRE_THROWS_WITH(ltk::run_training(project, overwriting()), Contains("did not write") && Contains(".ltk-run"));
   CHECK(ltk::test::read_text(dir.file("project/config.json")) == "{\"mine\": true}");
   CHECK_FALSE(std::filesystem::exists(dir.file("project/.lock")));
   // A folder with other files (a log the shell made, say): the run goes there, and --overwrite
@@ -338,22 +352,22 @@ TEST_CASE("run directory: --overwrite deletes only what ltk made - a second trai
   std::filesystem::create_directories(dir.file("mixed"));
   ltk::test::write_file(dir.file("mixed/stderr.log"), "mine");
   auto mixed = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file("mixed"), "trainer.epochs=1"});
-  ltk::run_training(mixed, false);
-  ltk::run_training(mixed, true);
+  ltk::run_training(mixed);
+  ltk::run_training(mixed, overwriting());
   CHECK(ltk::test::read_text(dir.file("mixed/stderr.log")) == "mine");
   CHECK(std::filesystem::exists(dir.file("mixed/checkpoints/last.json")));
   // An ltk run is replaced with --overwrite only.
   auto config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=1"});
-  ltk::run_training(config, false);
+  ltk::run_training(config);
   CHECK(std::filesystem::exists(config.output_dir + "/.ltk-run"));
-  REQUIRE_THROWS_WITH(ltk::run_training(config, false), Contains("--overwrite"));
+  REQUIRE_THROWS_WITH(ltk::run_training(config), Contains("--overwrite"));
   {
     // Another process training there (a second lock on the directory): refused, naming its pid.
     ltk::DirectoryLock held(config.output_dir);
-    REQUIRE_THROWS_WITH(ltk::run_training(config, true), Contains("in use by another ltk-train (pid "));
+    REQUIRE_THROWS_WITH(ltk::run_training(config, overwriting()), Contains("in use by another ltk-train (pid "));
     CHECK(std::filesystem::exists(config.output_dir + "/checkpoints/last.json"));  // nothing deleted
   }
-  ltk::run_training(config, true);
+  ltk::run_training(config, overwriting());
 }
 
 TEST_CASE("signals: a stop during a validation checkpoints the state before it - resumed, the run validates first "
@@ -367,13 +381,13 @@ TEST_CASE("signals: a stop during a validation checkpoints the state before it -
     return ltk::load_config(ltk::test::toy_config(dir), o);
   };
   auto ref = with_dir("ref");
-  ltk::run_training(ref, false);
+  ltk::run_training(ref);
   // A stop request lands at step 4, just before its validation, which polls the flag and stops.
   ltk::set_fault_hook([](const char* point, int64_t step) {
     if (std::string(point) == "after_step" && step == 4) ltk::request_stop(SIGINT);
   });
   auto stopped = with_dir("stopped");
-  auto s = ltk::run_training(stopped, false);
+  auto s = ltk::run_training(stopped);
   ltk::set_fault_hook(nullptr);
   ltk::clear_stop();
   CHECK(s.interrupted == SIGINT);
@@ -381,7 +395,7 @@ TEST_CASE("signals: a stop during a validation checkpoints the state before it -
   auto meta = ltk::read_json_file(run.checkpoint_dir("last") + "/meta.json");
   CHECK(meta["step"] == 4);
   CHECK(meta["state"]["validation_pending"] == true);
-  auto resumed = ltk::run_training(ltk::resume_config(stopped.output_dir, {}), false, true);
+  auto resumed = ltk::run_training(ltk::resume_config(stopped.output_dir, {}), resuming());
   CHECK(resumed.interrupted == 0);
   CHECK(ltk::test::read_text(run.checkpoint("last")) ==
         ltk::test::read_text(ltk::RunDirectory::open(ref.output_dir).checkpoint("last")));
@@ -411,7 +425,7 @@ struct StopOnSecondBatch : ltk::TextModel {
 TEST_CASE("signals: an evaluation polls the stop flag between batches", "[train][signals]") {
   TempDir dir;
   auto config = ltk::load_config(ltk::test::toy_config(dir), {"trainer.epochs=1"});
-  ltk::run_training(config, false);
+  ltk::run_training(config);
   auto loaded = ltk::load_run(config.output_dir);
   auto examples = ltk::read_examples(config.data.valid, ltk::reader_options(config.data, config.task)).examples;
   auto data = loaded.encode(examples, config.data.valid, true);

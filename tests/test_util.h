@@ -22,6 +22,15 @@ namespace ltk::test {
 
 namespace fs = std::filesystem;
 
+/// The exit code of a test process whose case could not run here (ctest's SKIP_RETURN_CODE).
+constexpr int kSkipExitCode = 77;
+
+/// Set by LTK_SKIP: the case that ran could not check what it is for on this machine.
+inline std::string& skip_reason() {
+  static std::string reason;
+  return reason;
+}
+
 /// A fresh directory, removed when the object dies.
 class TempDir {
  public:
@@ -238,3 +247,15 @@ inline std::string toy_config(const TempDir& dir, const std::string& extra_train
 }
 
 }  // namespace ltk::test
+
+/// Ends the current test case as skipped: its environment is missing here (not root, no torchrun,
+/// no fixtures). ctest then reports it as "Not Run (Skipped)", never as passed (tests/main.cpp
+/// exits kSkipExitCode when a skip was recorded and nothing failed).
+#define LTK_SKIP(reason)                             \
+  do {                                               \
+    std::ostringstream ltk_skip_os_;                 \
+    ltk_skip_os_ << reason;                          \
+    ::ltk::test::skip_reason() = ltk_skip_os_.str(); \
+    WARN("skipped: " << ::ltk::test::skip_reason()); \
+    return;                                          \
+  } while (0)

@@ -1,11 +1,9 @@
-// Builds an ltk Config in code (no JSON file), trains a bag-of-words model on a label<TAB>text
-// file and saves the run directory, through the library.
+// Trains a bag-of-words model on a label<TAB>text file into a run directory, with the config
+// written in code (the same keys as a JSON config file), through the public API (ltk/ltk.h).
 //   train_bow TRAIN.tsv RUN_DIR
 #include <iostream>
 
-#include "ltk/config/config.h"
-#include "ltk/models/registry.h"
-#include "ltk/train/trainer.h"
+#include <ltk/ltk.h>
 
 int main(int argc, char** argv) {
   if (argc != 3) {
@@ -13,20 +11,21 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    ltk::Config config;
-    config.name = "consumer-bow";
-    config.device = "cpu";
-    config.threads = 1;
-    config.output_dir = argv[2];
-    config.data.train = argv[1];
-    config.data.valid = argv[1];  // picks the best checkpoint; a real project holds out a split
-    config.model = ltk::resolve_model_config({{"type", "bow"}, {"embed_dim", 16}});
-    config.optimizer.lr = 0.05;
-    config.trainer.epochs = 10;
-    config.trainer.batch_size = 8;
-    config.trainer.progress = "lines";
-    ltk::TrainSummary summary = ltk::run_training(config, /*overwrite=*/true);
-    std::cout << "trained " << summary.steps << " steps into " << config.output_dir << "\n";
+    ltk::Config config = ltk::parse_config({
+        {"name", "consumer-bow"},
+        {"device", "cpu"},
+        {"threads", 1},
+        {"output_dir", argv[2]},
+        // data.valid picks the best checkpoint; a real project holds out a split of its own.
+        {"data", {{"train", argv[1]}, {"valid", argv[1]}}},
+        {"model", {{"type", "bow"}, {"embed_dim", 16}}},
+        {"optimizer", {{"lr", 0.05}}},
+        {"trainer", {{"epochs", 10}, {"batch_size", 8}, {"progress", "lines"}}},
+    });
+    ltk::TrainOptions options;
+    options.overwrite = true;
+    ltk::TrainResult result = ltk::train(config, options);
+    std::cout << "trained " << result.steps << " steps into " << result.run_dir << "\n";
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "train_bow: " << e.what() << "\n";

@@ -17,10 +17,19 @@ cmake --install "$build" --prefix "$work/prefix" >/dev/null
 version=$("$work/prefix/bin/ltk-train" --version)
 echo "$version"
 [[ $version == "ltk "*"LibTorch "*"BLAS: "* ]] || fail "ltk-train --version printed '$version'"
-[[ -f $work/prefix/include/ltk/io/run.h && ! -f $work/prefix/include/ltk/task/task_util.h ]] ||
-  fail "the public headers are not what was installed"
+# The public headers: ltk/ltk.h and what it includes, none of them LibTorch's.
+installed=$(cd "$work/prefix/include" && find ltk -name '*.h' | sort | tr '\n' ' ')
+expected="ltk/api/classifier.h ltk/api/train.h ltk/config/config.h ltk/core/error.h ltk/core/version.h ltk/ltk.h ltk/models/load_config.h ltk/train/train_options.h "
+[[ $installed == "$expected" ]] || fail "installed headers: '$installed', expected '$expected'"
+if grep -l '#include <torch\|#include <ATen\|#include <c10' $(find "$work/prefix/include/ltk" -name '*.h'); then
+  fail "a public header includes LibTorch"
+fi
+echo "public headers: $installed"
 
-# 2. The consumer project, built against the install only.
+# 2. The consumer project, built against the install only, through the facade alone.
+if grep -h '#include "ltk/\|#include <ltk/' "$src"/examples/consumer/*.cpp | grep -v 'ltk/ltk.h'; then
+  fail "examples/consumer includes more than ltk/ltk.h"
+fi
 for i in $(seq 1 12); do
   printf 'sport\tgoal match team score\nfood\tbread cheese soup apple\ntech\tlinux kernel compiler bug\n'
 done > "$work/train.tsv"

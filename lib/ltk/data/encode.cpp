@@ -84,6 +84,119 @@ TokenCounter count_tokens(const std::vector<Example>& examples, const Tokenizer&
 
 namespace {
 
+/// The id of class `name`; a DataError naming the file and line when the model has no such label.
+int64_t class_id_of(const LabelMap& labels, std::string_view name, const std::string& source, int64_t line) {
+  int64_t id = labels.find(std::string(name));
+  if (id < 0) {
+    std::vector<std::string> known = labels.names();
+    std::string listed = known.size() <= 20 ? quoted_list(known) : fmt::format("{} labels", known.size());
+    throw DataError(
+        fmt::format("{}:{}: label '{}' is not one of the model's labels ({}){}; "
+                    "a model can only be evaluated on the labels it was trained on",
+                    source, line, name, listed, did_you_mean(std::string(name), known)));
+  }
+  return id;
+}
+
+/// The targets of one example: class ids (one, or a multi-hot list) or a regression value.
+void example_targets(const Example& ex, const TargetEncoder* targets, const std::string& source,
+                     std::vector<int64_t>& classes, float& value) {
+  classes.clear();
+  value = 0;
+  const TargetKind kind = targets ? targets->kind : TargetKind::none;
+  if (kind == TargetKind::class_id || kind == TargetKind::binary) {
+    classes.push_back(class_id_of(*targets->labels, ex.label, source, ex.line));
+  } else if (kind == TargetKind::multi_hot) {
+    for (auto part : split(ex.label, targets->separator.empty() ? ',' : targets->separator[0])) {
+      part = trim(part);
+      if (part.empty()) continue;  // "a,,b" and a trailing separator are tolerated
+      int64_t id = class_id_of(*targets->labels, part, source, ex.line);
+      if (std::find(classes.begin(), classes.end(), id) == classes.end()) classes.push_back(id);
+    }
+  } else if (kind == TargetKind::value) {
+    value = parse_target_value(ex.label, source, ex.line);
+  }
+}
+
+/// Whole-word flags of CJK pieces from a word segmenter. The segmenter decides only which CJK
+/// ideographs belong together: WordPiece makes each one a piece of its own, in text order, so the
+/// k-th ideograph piece is the k-th ideograph of the segmenter's words (the pieces, and so the
+/// ids, stay exactly those of the tokenizer).
+void mark_cjk_words(const std::string& text, const std::vector<std::string_view>& tokens, const Tokenizer& segmenter,
+                    std::vector<uint8_t>& word_flags) {
+  std::string word_scratch;
+  std::vector<std::string_view> words;
+  segmenter.tokenize(text, word_scratch, words);
+  std::vector<uint8_t> cjk_continues;
+  for (auto w : words) {
+    size_t i = 0, k = 0;
+    while (i < w.size()) {
+      char32_t c = utf8::next(w, i);
+      if (is_cjk_ideograph(c)) cjk_continues.push_back(k > 0);
+      ++k;
+    }
+  }
+  size_t next = 0;
+  for (size_t k = 0; k < tokens.size() && next < cjk_continues.size(); ++k) {
+    size_t i = 0;
+    char32_t c = utf8::next(tokens[k], i);
+    if (i == tokens[k].size() && is_cjk_ideograph(c)) word_flags[k] = cjk_continues[next++];
+  }
+}
+
+/// Truncates ids and their whole-word flags alike to `budget`; a kept piece after a cut starts a word.
+void truncate_with_flags(std::vector<int32_t>& ids, std::vector<uint8_t>& flags, int64_t budget,
+                         const std::string& truncation) {
+  std::vector<int32_t> keep(ids.size());
+  for (size_t k = 0; k < keep.size(); ++k) keep[k] = static_cast<int32_t>(k);
+  truncate_ids(keep, budget, truncation);
+  std::vector<int32_t> kept_ids;
+  std::vector<uint8_t> kept_flags;
+  for (size_t i = 0; i < keep.size(); ++i) {
+    const auto k = static_cast<size_t>(keep[i]);
+    kept_ids.push_back(ids[k]);
+    kept_flags.push_back(i == 0 || keep[i] != keep[i - 1] + 1 ? 0 : flags[k]);
+  }
+  ids.swap(kept_ids);
+  flags.swap(kept_flags);
+}
+
+/// task.pack: texts as [CLS] a [SEP] b [SEP] ... sequences of at most max_len; a text that does
+/// not fit starts the next sequence.
+class Packer {
+ public:
+  Packer(TextDataset& data, const EncodeOptions& options, bool flags) : data_(data), options_(options), flags_(flags) {}
+
+  void add(const std::vector<int32_t>& ids, const std::vector<uint8_t>& flags, int64_t line) {
+    if (ids_.size() > 1 && static_cast<int64_t>(ids_.size() + ids.size() + 1) > options_.max_len) flush();
+    if (ids_.empty()) {
+      ids_.push_back(options_.cls_id);
+      flags_out_.push_back(0);
+      line_ = line;
+    }
+    ids_.insert(ids_.end(), ids.begin(), ids.end());
+    ids_.push_back(options_.sep_id);
+    if (flags_) flags_out_.insert(flags_out_.end(), flags.begin(), flags.end());
+    flags_out_.push_back(0);
+  }
+
+  void flush() {
+    if (ids_.empty()) return;
+    data_.add(ids_, static_cast<int64_t>(ids_.size()), {}, 0.0f, line_);
+    if (flags_) data_.set_word_flags(flags_out_);
+    ids_.clear();
+    flags_out_.clear();
+  }
+
+ private:
+  TextDataset& data_;
+  const EncodeOptions& options_;
+  const bool flags_;
+  std::vector<int32_t> ids_;
+  std::vector<uint8_t> flags_out_;
+  int64_t line_ = 0;
+};
+
 /// The one encoding loop: `token_id(view)` numericalises a token (a vocabulary lookup, or the
 /// token counter's running id when the vocabulary is built in the same pass).
 template <typename TokenId>
@@ -97,19 +210,7 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
   data.set_source(source, kind, labels ? labels->size() : 0, targets ? targets->positive : 1);
   const bool specials = options.cls_id >= 0;
   const bool pairs = options.pairs;
-  if (pairs && !specials)
-    throw ConfigError("sentence pairs need data.special_tokens ([CLS] a [SEP] b [SEP])");
-  auto class_id = [&](std::string_view name, const Example& ex) {
-    int64_t id = labels->find(std::string(name));
-    if (id < 0) {
-      std::vector<std::string> known = labels->names();
-      std::string listed = known.size() <= 20 ? quoted_list(known) : fmt::format("{} labels", known.size());
-      throw DataError(fmt::format("{}:{}: label '{}' is not one of the model's labels ({}){}; "
-                                  "a model can only be evaluated on the labels it was trained on",
-                                  source, ex.line, name, listed, did_you_mean(std::string(name), known)));
-    }
-    return id;
-  };
+  if (pairs && !specials) throw ConfigError("sentence pairs need data.special_tokens ([CLS] a [SEP] b [SEP])");
   std::string scratch;
   std::vector<std::string_view> tokens;
   std::vector<int32_t> ids, second;
@@ -119,8 +220,6 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
   if (options.pack && (!specials || pairs || options.max_len < 3))
     throw ConfigError("task.pack needs special tokens, single texts and data.max_len >= 3");
   // The pieces of one text, and (with `word_flags`) whether each continues the previous word.
-  std::string word_scratch;
-  std::vector<std::string_view> words;
   auto body = [&](const std::string& text, std::vector<int32_t>& out, std::vector<uint8_t>* word_flags) {
     out.clear();
     if (word_flags) word_flags->clear();
@@ -129,55 +228,12 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
       out.push_back(token_id(t));
       if (word_flags) word_flags->push_back(t.size() > 2 && t[0] == '#' && t[1] == '#');
     }
-    if (word_flags && options.words) {
-      // The segmenter decides only which CJK ideographs belong together: WordPiece makes each one a
-      // piece of its own, in text order, so the k-th ideograph piece is the k-th ideograph of the
-      // segmenter's words (the pieces, and so the ids, stay exactly those of the tokenizer).
-      options.words->tokenize(text, word_scratch, words);
-      std::vector<uint8_t> cjk_continues;
-      for (auto w : words) {
-        size_t i = 0, k = 0;
-        while (i < w.size()) {
-          char32_t c = utf8::next(w, i);
-          if (is_cjk_ideograph(c)) cjk_continues.push_back(k > 0);
-          ++k;
-        }
-      }
-      size_t next = 0;
-      for (size_t k = 0; k < tokens.size() && next < cjk_continues.size(); ++k) {
-        size_t i = 0;
-        char32_t c = utf8::next(tokens[k], i);
-        if (i == tokens[k].size() && is_cjk_ideograph(c)) (*word_flags)[k] = cjk_continues[next++];
-      }
-    }
+    if (word_flags && options.words) mark_cjk_words(text, tokens, *options.words, *word_flags);
   };
-  // Packing: the sequence being filled.
-  std::vector<int32_t> packed_ids;
-  std::vector<uint8_t> packed_flags;
-  int64_t packed_line = 0;
-  const std::vector<int64_t> no_classes;
-  auto flush_pack = [&] {
-    if (packed_ids.empty()) return;
-    data.add(packed_ids, static_cast<int64_t>(packed_ids.size()), no_classes, 0.0f, packed_line);
-    if (flags_out) data.set_word_flags(packed_flags);
-    packed_ids.clear();
-    packed_flags.clear();
-  };
+  Packer packer(data, options, flags_out != nullptr);
   for (const auto& ex : examples) {
-    classes.clear();
     float value = 0;
-    if (kind == TargetKind::class_id || kind == TargetKind::binary) {
-      classes.push_back(class_id(ex.label, ex));
-    } else if (kind == TargetKind::multi_hot) {
-      for (auto part : split(ex.label, targets->separator.empty() ? ',' : targets->separator[0])) {
-        part = trim(part);
-        if (part.empty()) continue;  // "a,,b" and a trailing separator are tolerated
-        int64_t id = class_id(part, ex);
-        if (std::find(classes.begin(), classes.end(), id) == classes.end()) classes.push_back(id);
-      }
-    } else if (kind == TargetKind::value) {
-      value = parse_target_value(ex.label, source, ex.line);
-    }
+    example_targets(ex, targets, source, classes, value);
     body(ex.text, ids, flags_out);
     int64_t full = static_cast<int64_t>(ids.size());
     if (!specials) {
@@ -194,36 +250,15 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
       full += static_cast<int64_t>(second.size()) + 3;
       truncate_pair(ids, second, budget);
     } else if (flags_out && static_cast<int64_t>(ids.size()) > budget) {  // ids and flags truncated alike
-      std::vector<int32_t> keep(ids.size());
-      for (size_t k = 0; k < keep.size(); ++k) keep[k] = static_cast<int32_t>(k);
-      truncate_ids(keep, budget, options.truncation);
-      std::vector<int32_t> kept_ids;
-      std::vector<uint8_t> kept_flags;
-      for (size_t i = 0; i < keep.size(); ++i) {  // a kept piece after a cut starts a word
-        const auto k = static_cast<size_t>(keep[i]);
-        kept_ids.push_back(ids[k]);
-        kept_flags.push_back(i == 0 || keep[i] != keep[i - 1] + 1 ? 0 : flags[k]);
-      }
-      ids.swap(kept_ids);
-      flags.swap(kept_flags);
+      truncate_with_flags(ids, flags, budget, options.truncation);
       full += 2;
     } else {
       full += 2;
       if (budget == 0) ids.clear();  // max_len 2: [CLS] [SEP] only
       else truncate_ids(ids, budget, options.truncation);
     }
-    if (options.pack) {  // [CLS] a [SEP] b [SEP] ...: a text that does not fit starts the next sequence
-      if (packed_ids.size() > 1 && static_cast<int64_t>(packed_ids.size() + ids.size() + 1) > options.max_len)
-        flush_pack();
-      if (packed_ids.empty()) {
-        packed_ids.push_back(options.cls_id);
-        packed_flags.push_back(0);
-        packed_line = ex.line;
-      }
-      packed_ids.insert(packed_ids.end(), ids.begin(), ids.end());
-      packed_ids.push_back(options.sep_id);
-      if (flags_out) packed_flags.insert(packed_flags.end(), flags.begin(), flags.end());
-      packed_flags.push_back(0);
+    if (options.pack) {
+      packer.add(ids, flags, ex.line);
       continue;
     }
     ids.insert(ids.begin(), options.cls_id);
@@ -241,7 +276,7 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
       data.set_word_flags(flags);
     }
   }
-  if (options.pack) flush_pack();
+  if (options.pack) packer.flush();
   data.shrink_to_fit();
   return data;
 }

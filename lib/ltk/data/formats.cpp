@@ -159,6 +159,206 @@ std::vector<std::string> next_csv_record(const std::string& data, size_t& pos, i
   return fields;
 }
 
+namespace {
+
+// The example of one JSON Lines object; false (told to `bad`) when it has none.
+bool jsonl_example(const nlohmann::json& j, const std::string& where, int64_t line_no, const ReaderOptions& o,
+                   BadRows& bad, Example& ex) {
+  if (!j.is_object()) {
+    bad.handle(where + ": expected a JSON object per line");
+    return false;
+  }
+  if (!j.contains(o.text_field) || !j.at(o.text_field).is_string()) {
+    bad.handle(fmt::format("{}: no string field '{}' (data.text_field)", where, o.text_field));
+    return false;
+  }
+  ex = Example{"", std::string(trim(j.at(o.text_field).get<std::string>())), line_no};
+  if (ex.text.empty()) {
+    bad.handle(where + ": empty text");
+    return false;
+  }
+  if (!o.text_pair_field.empty()) {
+    if (!j.contains(o.text_pair_field) || !j.at(o.text_pair_field).is_string() ||
+        trim(j.at(o.text_pair_field).get<std::string>()).empty()) {
+      bad.handle(fmt::format("{}: no non-empty string field '{}' (data.text_pair_field)", where, o.text_pair_field));
+      return false;
+    }
+    ex.text_pair = std::string(trim(j.at(o.text_pair_field).get<std::string>()));
+  }
+  if (j.contains(o.label_field) && !j.at(o.label_field).is_null()) {
+    try {
+      ex.label = std::string(trim(json_label(j.at(o.label_field), o)));
+    } catch (const std::invalid_argument& e) {
+      bad.handle(fmt::format("{}: field '{}': {}", where, o.label_field, e.what()));
+      return false;
+    }
+  }
+  if (o.require_label && ex.label.empty()) {
+    bad.handle(fmt::format("{}: no label (field '{}', data.label_field)", where, o.label_field));
+    return false;
+  }
+  return true;
+}
+
+// The next record of a TSV or CSV file, as fields that view the file (or, for CSV, `csv_fields`,
+// the unquoted record); `pos` and `line` move past it.
+void next_record(const std::string& data, size_t& pos, int64_t& line, bool csv, bool simple_tsv,
+                 const std::string& path, std::vector<std::string>& csv_fields, std::vector<std::string_view>& fields) {
+  const int64_t row_line = line;
+  const size_t record_start = pos;
+  // Fields are views into the file (or, for CSV, into the unquoted record).
+  fields.clear();
+  if (csv) {
+    csv_fields = next_csv_record(data, pos, line, ',', path);
+    check_line_size(pos - record_start, path, row_line);
+    fields.assign(csv_fields.begin(), csv_fields.end());
+  } else {
+    size_t nl = data.find('\n', pos);
+    std::string_view l(data.data() + pos, (nl == std::string::npos ? data.size() : nl) - pos);
+    pos = nl == std::string::npos ? data.size() : nl + 1;
+    ++line;
+    check_line_size(l.size(), path, row_line);
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    if (simple_tsv) {  // label<TAB>text: the text is everything after the first tab
+      size_t tab = l.find('\t');
+      fields.push_back(l.substr(0, tab == std::string_view::npos ? l.size() : tab));
+      if (tab != std::string_view::npos) fields.push_back(l.substr(tab + 1));
+    } else {
+      fields = split(l, '\t');
+    }
+  }
+}
+
+// Calls f(line, line_no) for each line of `data` from `offset`, each checked against the line limit.
+template <typename F>
+void for_each_line(const std::string& data, size_t offset, const std::string& path, F&& f) {
+  int64_t line_no = 0;
+  size_t pos = offset;
+  std::string_view line;
+  while (next_line(data, pos, line)) {
+    ++line_no;
+    check_line_size(line.size(), path, line_no);
+    f(line, line_no);
+  }
+}
+
+void read_text_lines(const std::string& data, size_t offset, const std::string& path, const ReaderOptions& o,
+                     BadRows& bad, ReadResult& result) {
+  if (o.require_label)
+    throw ConfigError(
+        "config key 'data.format': \"text\" files have no labels; they are input for task.type "
+        "\"mlm\" (or ltk-predict)");
+  for_each_line(data, offset, path, [&](std::string_view line, int64_t line_no) {
+    line = trim(line);
+    if (line.empty()) return;
+    if (utf8::find_invalid(line) != std::string::npos) {
+      bad.handle(fmt::format("{}:{}: invalid UTF-8", path, line_no));
+      return;
+    }
+    result.examples.push_back(Example{"", std::string(line), line_no, ""});
+  });
+}
+
+void read_jsonl(const std::string& data, size_t offset, const std::string& path, const ReaderOptions& o, BadRows& bad,
+                ReadResult& result) {
+  for_each_line(data, offset, path, [&](std::string_view line, int64_t line_no) {
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (trim(line).empty()) return;
+    std::string where = fmt::format("{}:{}", path, line_no);
+    size_t invalid = utf8::find_invalid(line);
+    if (invalid != std::string::npos) {
+      bad.handle(fmt::format("{}: invalid UTF-8 at byte {} of the line", where, invalid));
+      return;
+    }
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      bad.handle(where + ": not valid JSON");
+      return;
+    } catch (const nlohmann::json::exception& e) {  // a number beyond double's range (1e999)
+      bad.handle(where + ": a number out of range");
+      return;
+    }
+    Example ex;
+    if (!jsonl_example(j, where, line_no, o, bad, ex)) return;
+    result.examples.push_back(std::move(ex));
+  });
+}
+
+void read_delimited(const std::string& data, size_t offset, const std::string& format, const std::string& path,
+                    const ReaderOptions& o, BadRows& bad, ReadResult& result) {
+  const bool pairs = !o.text_pair_column.empty();
+  const bool simple_tsv = format == "tsv" && !o.header && o.label_column.empty() && o.text_column.empty() && !pairs;
+  Column label_col = parse_column(o.label_column, 0), text_col = parse_column(o.text_column, 1);
+  Column pair_col = parse_column(o.text_pair_column, 2);
+  int64_t pi = -1;
+  std::vector<std::string> header, csv_fields;
+  std::vector<std::string_view> fields;
+  size_t pos = offset;
+  int64_t line = 1;
+  int64_t li = -1, ti = -1;
+  bool first = true;
+  while (pos < data.size()) {
+    int64_t row_line = line;
+    const size_t record_start = pos;
+    next_record(data, pos, line, format == "csv", simple_tsv, path, csv_fields, fields);
+    auto where = [&] { return fmt::format("{}:{}", path, row_line); };  // built only for an error
+    bool blank = fields.size() == 1 && trim(fields[0]).empty();
+    if (blank) continue;
+    if (first && o.header) {
+      header.assign(fields.begin(), fields.end());
+      first = false;
+      continue;
+    }
+    first = false;
+    if (li < 0) {
+      li = column_index(label_col, header, path, "label_column");
+      ti = column_index(text_col, header, path, "text_column");
+      if (pairs) pi = column_index(pair_col, header, path, "text_pair_column");
+    }
+    size_t invalid = utf8::find_invalid(std::string_view(data.data() + record_start, pos - record_start));
+    if (invalid != std::string::npos) {
+      bad.handle(fmt::format("{}: invalid UTF-8 at byte {} of the line (0x{:02X}); convert the file to UTF-8", where(),
+                             invalid, static_cast<unsigned char>(data[record_start + invalid])));
+      continue;
+    }
+    int64_t need = std::max({o.require_label ? li : int64_t{0}, ti, pi}) + 1;
+    if (static_cast<int64_t>(fields.size()) < need) {
+      if (simple_tsv)
+        bad.handle(where() + ": expected label<TAB>text, found no tab in \"" + std::string(fields[0].substr(0, 60)) +
+                   (fields[0].size() > 60 ? "...\"" : "\""));
+      else
+        bad.handle(fmt::format("{}: {} column(s), but the {} column is number {} (0-based)", where(), fields.size(),
+                               pi >= std::max(li, ti) ? "text pair"
+                               : ti >= li             ? "text"
+                                                      : "label",
+                               need - 1));
+      continue;
+    }
+    Example ex{li < static_cast<int64_t>(fields.size()) ? std::string(trim(fields[li])) : "",
+               std::string(trim(fields[ti])), row_line};
+    if (o.require_label && ex.label.empty()) {
+      bad.handle(where() + ": empty label");
+      continue;
+    }
+    if (ex.text.empty()) {
+      bad.handle(where() + ": empty text" + (ex.label.empty() ? "" : " (label '" + ex.label + "')"));
+      continue;
+    }
+    if (pairs) {
+      ex.text_pair = std::string(trim(fields[static_cast<size_t>(pi)]));
+      if (ex.text_pair.empty()) {
+        bad.handle(where() + ": empty second text (data.text_pair_column)");
+        continue;
+      }
+    }
+    result.examples.push_back(std::move(ex));
+  }
+}
+
+}  // namespace
+
 ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
   std::string format = resolve_format(path, o.format);
   std::string data = read_file(path);
@@ -166,172 +366,12 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
   size_t offset = data.size() - body.size();
   ReadResult result;
   BadRows bad(result, o.on_bad_row);
-
   if (format == "text") {  // one text per line, no label (pretraining input)
-    if (o.require_label)
-      throw ConfigError("config key 'data.format': \"text\" files have no labels; they are input for task.type "
-                        "\"mlm\" (or ltk-predict)");
-    int64_t line_no = 0;
-    size_t pos = offset;
-    std::string_view line;
-    while (next_line(data, pos, line)) {
-      ++line_no;
-      check_line_size(line.size(), path, line_no);
-      line = trim(line);
-      if (line.empty()) continue;
-      if (utf8::find_invalid(line) != std::string::npos) {
-        bad.handle(fmt::format("{}:{}: invalid UTF-8", path, line_no));
-        continue;
-      }
-      result.examples.push_back(Example{"", std::string(line), line_no, ""});
-    }
+    read_text_lines(data, offset, path, o, bad, result);
   } else if (format == "jsonl") {
-    int64_t line_no = 0;
-    size_t pos = offset;
-    std::string_view line;
-    while (next_line(data, pos, line)) {
-      ++line_no;
-      check_line_size(line.size(), path, line_no);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (trim(line).empty()) continue;
-      std::string where = fmt::format("{}:{}", path, line_no);
-      size_t invalid = utf8::find_invalid(line);
-      if (invalid != std::string::npos) {
-        bad.handle(fmt::format("{}: invalid UTF-8 at byte {} of the line", where, invalid));
-        continue;
-      }
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error& e) {
-        bad.handle(where + ": not valid JSON");
-        continue;
-      } catch (const nlohmann::json::exception& e) {  // a number beyond double's range (1e999)
-        bad.handle(where + ": a number out of range");
-        continue;
-      }
-      if (!j.is_object()) {
-        bad.handle(where + ": expected a JSON object per line");
-        continue;
-      }
-      if (!j.contains(o.text_field) || !j.at(o.text_field).is_string()) {
-        bad.handle(fmt::format("{}: no string field '{}' (data.text_field)", where, o.text_field));
-        continue;
-      }
-      Example ex{"", std::string(trim(j.at(o.text_field).get<std::string>())), line_no};
-      if (ex.text.empty()) {
-        bad.handle(where + ": empty text");
-        continue;
-      }
-      if (!o.text_pair_field.empty()) {
-        if (!j.contains(o.text_pair_field) || !j.at(o.text_pair_field).is_string() ||
-            trim(j.at(o.text_pair_field).get<std::string>()).empty()) {
-          bad.handle(fmt::format("{}: no non-empty string field '{}' (data.text_pair_field)", where, o.text_pair_field));
-          continue;
-        }
-        ex.text_pair = std::string(trim(j.at(o.text_pair_field).get<std::string>()));
-      }
-      if (j.contains(o.label_field) && !j.at(o.label_field).is_null()) {
-        try {
-          ex.label = std::string(trim(json_label(j.at(o.label_field), o)));
-        } catch (const std::invalid_argument& e) {
-          bad.handle(fmt::format("{}: field '{}': {}", where, o.label_field, e.what()));
-          continue;
-        }
-      }
-      if (o.require_label && ex.label.empty()) {
-        bad.handle(fmt::format("{}: no label (field '{}', data.label_field)", where, o.label_field));
-        continue;
-      }
-      result.examples.push_back(std::move(ex));
-    }
+    read_jsonl(data, offset, path, o, bad, result);
   } else if (format == "tsv" || format == "csv") {
-    const char sep = format == "csv" ? ',' : '\t';
-    const bool pairs = !o.text_pair_column.empty();
-    const bool simple_tsv =
-        format == "tsv" && !o.header && o.label_column.empty() && o.text_column.empty() && !pairs;
-    Column label_col = parse_column(o.label_column, 0), text_col = parse_column(o.text_column, 1);
-    Column pair_col = parse_column(o.text_pair_column, 2);
-    int64_t pi = -1;
-    std::vector<std::string> header, csv_fields;
-    std::vector<std::string_view> fields;
-    size_t pos = offset;
-    int64_t line = 1;
-    int64_t li = -1, ti = -1;
-    bool first = true;
-    while (pos < data.size()) {
-      int64_t row_line = line;
-      const size_t record_start = pos;
-      // Fields are views into the file (or, for CSV, into the unquoted record).
-      fields.clear();
-      if (format == "csv") {
-        csv_fields = next_csv_record(data, pos, line, sep, path);
-        check_line_size(pos - record_start, path, row_line);
-        fields.assign(csv_fields.begin(), csv_fields.end());
-      } else {
-        size_t nl = data.find('\n', pos);
-        std::string_view l(data.data() + pos, (nl == std::string::npos ? data.size() : nl) - pos);
-        pos = nl == std::string::npos ? data.size() : nl + 1;
-        ++line;
-        check_line_size(l.size(), path, row_line);
-        if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
-        if (simple_tsv) {  // label<TAB>text: the text is everything after the first tab
-          size_t tab = l.find('\t');
-          fields.push_back(l.substr(0, tab == std::string_view::npos ? l.size() : tab));
-          if (tab != std::string_view::npos) fields.push_back(l.substr(tab + 1));
-        } else {
-          fields = split(l, '\t');
-        }
-      }
-      auto where = [&] { return fmt::format("{}:{}", path, row_line); };  // built only for an error
-      bool blank = fields.size() == 1 && trim(fields[0]).empty();
-      if (blank) continue;
-      if (first && o.header) {
-        header.assign(fields.begin(), fields.end());
-        first = false;
-        continue;
-      }
-      first = false;
-      if (li < 0) {
-        li = column_index(label_col, header, path, "label_column");
-        ti = column_index(text_col, header, path, "text_column");
-        if (pairs) pi = column_index(pair_col, header, path, "text_pair_column");
-      }
-      size_t invalid = utf8::find_invalid(std::string_view(data.data() + record_start, pos - record_start));
-      if (invalid != std::string::npos) {
-        bad.handle(fmt::format("{}: invalid UTF-8 at byte {} of the line (0x{:02X}); convert the file to UTF-8", where(),
-                               invalid, static_cast<unsigned char>(data[record_start + invalid])));
-        continue;
-      }
-      int64_t need = std::max({o.require_label ? li : int64_t{0}, ti, pi}) + 1;
-      if (static_cast<int64_t>(fields.size()) < need) {
-        if (simple_tsv)
-          bad.handle(where() + ": expected label<TAB>text, found no tab in \"" + std::string(fields[0].substr(0, 60)) +
-                     (fields[0].size() > 60 ? "...\"" : "\""));
-        else
-          bad.handle(fmt::format("{}: {} column(s), but the {} column is number {} (0-based)", where(), fields.size(),
-                                 pi >= std::max(li, ti) ? "text pair" : ti >= li ? "text" : "label", need - 1));
-        continue;
-      }
-      Example ex{li < static_cast<int64_t>(fields.size()) ? std::string(trim(fields[li])) : "",
-                 std::string(trim(fields[ti])), row_line};
-      if (o.require_label && ex.label.empty()) {
-        bad.handle(where() + ": empty label");
-        continue;
-      }
-      if (ex.text.empty()) {
-        bad.handle(where() + ": empty text" + (ex.label.empty() ? "" : " (label '" + ex.label + "')"));
-        continue;
-      }
-      if (pairs) {
-        ex.text_pair = std::string(trim(fields[static_cast<size_t>(pi)]));
-        if (ex.text_pair.empty()) {
-          bad.handle(where() + ": empty second text (data.text_pair_column)");
-          continue;
-        }
-      }
-      result.examples.push_back(std::move(ex));
-    }
+    read_delimited(data, offset, format, path, o, bad, result);
   } else {
     throw ConfigError("config key 'data.format': unknown format '" + format + "'; use auto, tsv, csv, jsonl or text");
   }

@@ -38,15 +38,11 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   return out;
 }
 
-std::string render_report(const ReportInput& in) {
-  static const char* colors[] = {"#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2"};
-  std::string html = R"(<!DOCTYPE html><html><head><meta charset="utf-8"><title>)" + escape(in.title) +
-                     R"(</title><style>body{font-family:sans-serif;margin:24px;color:#222;max-width:1200px}
-h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
-.grid{display:flex;flex-wrap:wrap;gap:16px}table{border-collapse:collapse;font-size:13px}
-td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}pre{background:#f6f6f6;padding:10px;font-size:12px;overflow:auto}
-</style></head><body>)";
-  html += "<h1>" + escape(in.title) + "</h1>";
+namespace {
+
+// The headline figures of the evaluation.
+std::string headline_section(const ReportInput& in) {
+  std::string html;
   // Headline figures.
   if (in.evaluation.is_object()) {
     html += "<h2>" + escape(in.evaluation_name) + "</h2><table><tr>";
@@ -59,6 +55,12 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}pre{background:#f6f6
     }
     html += "</tr><tr>" + values + "</tr></table>";
   }
+  return html;
+}
+
+// The comparison with the tf-idf linear baseline.
+std::string baseline_section(const ReportInput& in) {
+  std::string html;
   // The article's first question: does a traditional method already do as well?
   if (in.baseline.is_object() && in.baseline.contains("rows")) {
     const std::string model = in.baseline.value("model", "model");
@@ -73,6 +75,12 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}pre{background:#f6f6
     }
     html += "</table><p>The baseline's run: " + escape(in.baseline.value("run", "")) + "</p>";
   }
+  return html;
+}
+
+// The stress tests: what perturbations that keep the label do to the answers.
+std::string stress_section(const ReportInput& in) {
+  std::string html;
   // Stress tests: what perturbations that keep the label do to the answers.
   if (in.stress.is_object() && in.stress.contains("perturbations")) {
     const std::string metric = in.stress.value("metric", "accuracy");
@@ -102,6 +110,13 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}pre{background:#f6f6
       html += "<h2>The worst flips</h2><table><tr><th>perturbation</th><th>line</th><th>text</th><th>perturbed</th>"
               "<th>label</th><th>probability drop</th></tr>" + worst + "</table>";
   }
+  return html;
+}
+
+// The training curves from metrics.jsonl.
+std::string training_section(const ReportInput& in) {
+  std::string html;
+  static const char* colors[] = {"#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2"};
   // Training curves.
   std::vector<Series> loss{{"train loss", colors[0], {}}, {"valid loss", colors[1], {}}}, lr{{"lr", colors[2], {}}};
   std::vector<Series> valid;
@@ -127,6 +142,12 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}pre{background:#f6f6
   }
   html += "<h2>Training</h2><div class=\"grid\">" + line_chart("Loss", "step", loss) + line_chart("Learning rate", "step", lr) +
           line_chart("Validation", "step", valid) + "</div>";
+  return html;
+}
+
+// Per-class figures, the confusion matrix, calibration.
+std::string classes_section(const ReportInput& in) {
+  std::string html;
   // Per-class figures, confusion matrix, calibration.
   if (in.evaluation.is_object()) {
     html += "<h2>Classes and calibration</h2><div class=\"grid\">";
@@ -150,6 +171,20 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}pre{background:#f6f6
       html += "</table>";
     }
   }
+  return html;
+}
+
+}  // namespace
+
+std::string render_report(const ReportInput& in) {
+  std::string html = R"(<!DOCTYPE html><html><head><meta charset="utf-8"><title>)" + escape(in.title) +
+                     R"(</title><style>body{font-family:sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
+.grid{display:flex;flex-wrap:wrap;gap:16px}table{border-collapse:collapse;font-size:13px}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}pre{background:#f6f6f6;padding:10px;font-size:12px;overflow:auto}
+</style></head><body>)";
+  html += "<h1>" + escape(in.title) + "</h1>";
+  html += headline_section(in) + baseline_section(in) + stress_section(in) + training_section(in) + classes_section(in);
   if (!in.data_stats.empty()) {
     html += "<h2>Data</h2><table>";
     for (const auto& [k, v] : in.data_stats) html += "<tr><th>" + escape(k) + "</th><td>" + escape(v) + "</td></tr>";

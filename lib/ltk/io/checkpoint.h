@@ -25,12 +25,6 @@ void save_optimizer(torch::optim::Optimizer& optimizer, const std::string& path)
 /// Loads an optimiser state written by save_optimizer; a damaged file is a CheckpointError.
 void load_optimizer(torch::optim::Optimizer& optimizer, const std::string& path);
 
-/// Checks the zip structure of a file torch.save or torch::pickle_save wrote (`bytes`, read from
-/// `path`) before LibTorch parses it: every record and offset inside the file. LibTorch 1.13's zip
-/// reader trusts them (a damaged file read out of bounds there, found by the fuzz tests); a
-/// CheckpointError names the file and what is wrong.
-void check_torch_archive(const std::string& bytes, const std::string& path);
-
 /// Reads a name -> tensor dictionary that torch.save or torch::pickle_save wrote (weights.pt,
 /// state.pt, pytorch_model.bin). A damaged or foreign file is a CheckpointError naming `path` and
 /// saying it should hold `what`.

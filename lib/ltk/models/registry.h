@@ -8,6 +8,7 @@
 
 #include "ltk/config/config.h"
 #include "ltk/config/json_reader.h"
+#include "ltk/models/load_config.h"
 #include "ltk/models/text_model.h"
 
 namespace ltk {
@@ -32,11 +33,6 @@ const ModelSchema& model_schema();
 
 /// Validates a `model` section (its `type` picks the registry entry) and fills its defaults.
 ModelConfig resolve_model_config(const nlohmann::json& section);
-
-/// parse_config and load_config of ltk/config/config.h with this registry's schema: the whole
-/// config checked, the model section by its own entry.
-Config parse_config(const nlohmann::json& j, const std::string& default_name = "experiment");
-Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 
 /// Builds the model a resolved config describes.
 std::shared_ptr<TextModel> build_model(const ModelConfig& config, const ModelContext& context);

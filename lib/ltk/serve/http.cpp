@@ -4,13 +4,14 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <strings.h>
+#include <unistd.h>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <thread>
-#include <strings.h>
-#include <unistd.h>
 
 namespace ltk::serve {
 
@@ -37,6 +38,35 @@ const char* reason_json(int status) {
     case 414: return "{\"error\": \"the request URI is too long\"}";
     default: return "{\"error\": \"the server could not answer this request\"}";
   }
+}
+
+}  // namespace
+
+namespace {
+
+// The library's own answers (400 for a malformed request, a method it does not route, 413) and an
+// exception escaping a handler (500) get a JSON body and the common headers like every other response.
+void install_error_handlers(httplib::Server& s, const std::function<void(httplib::Response&)>& add_common) {
+  s.set_error_handler(
+      httplib::Server::HandlerWithResponse([add_common](const httplib::Request&, httplib::Response& res) {
+        add_common(res);
+        if (res.body.empty()) res.set_content(reason_json(res.status), "application/json");
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  s.set_exception_handler([add_common](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    res.status = 500;
+    add_common(res);
+    res.set_content(nlohmann::json{{"error", "internal error: " + what}}.dump(-1, ' ', false,
+                                                                              nlohmann::json::error_handler_t::replace),
+                    "application/json");
+  });
 }
 
 }  // namespace
@@ -118,26 +148,7 @@ HttpServer::HttpServer(HttpOptions options, Handler handler, Observer on_respons
   s.Put(".*", with_body);
   s.Delete(".*", with_body);
   s.Patch(".*", with_body);
-  // The library's own answers (400 for a malformed request, a method it does not route, 413)
-  // get a JSON body and the common headers like every other response.
-  s.set_error_handler(httplib::Server::HandlerWithResponse([add_common](const httplib::Request&, httplib::Response& res) {
-    add_common(res);
-    if (res.body.empty()) res.set_content(reason_json(res.status), "application/json");
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  s.set_exception_handler([add_common](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown error";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    res.status = 500;
-    add_common(res);
-    res.set_content(nlohmann::json{{"error", "internal error: " + what}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                    "application/json");
-  });
+  install_error_handlers(s, add_common);
   if (on_response)
     s.set_logger([on_response](const httplib::Request& req, const httplib::Response& res) {
       on_response(req.path, res.status);

@@ -1,26 +1,27 @@
 // ltk-serve: a loaded run behind HTTP. Requests are validated and tokenised on their connection's
-// thread, merged into batches by one model thread (dynamic batching), and answered in their own
-// order. The model can be swapped while serving (reload); each request is answered by the model
+// thread, merged into batches by one model thread (dynamic batching, batcher.h), and answered in
+// their own order. The model can be swapped while serving (reload); each request is answered by the model
 // that was current when it arrived.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
 #include <atomic>
-#include <condition_variable>
-#include <chrono>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
+#include <vector>
 
+#include "ltk/infer/predictor.h"
+#include "ltk/serve/batcher.h"
 #include "ltk/serve/http.h"
-#include "ltk/serve/predictor.h"
 #include "ltk/serve/prometheus.h"
 
 namespace ltk::serve {
+
+using infer::Predictor;
+using infer::TextInput;
 
 struct ServeOptions {
   HttpOptions http;
@@ -32,14 +33,6 @@ struct ServeOptions {
   double max_delay_ms = 5;    ///< how long the first text of a batch waits for more
   int64_t max_queue = 4096;   ///< texts waiting at most; more are refused with 503
   std::string admin_token;    ///< "": /admin/reload only from loopback; else "Authorization: Bearer TOKEN"
-};
-
-/// A model being served: the loaded run and the version it was given (1, then +1 per reload).
-struct Servable {
-  Predictor predictor;
-  int64_t version = 0;
-  std::string run_dir, checkpoint;  ///< checkpoint: the weights file loaded
-  std::string checkpoint_spec;      ///< what was asked for ("best", "last", step-N, a path)
 };
 
 /// What reload() did: `version` is the one now served (the new one, or the old one on failure).
@@ -82,31 +75,15 @@ class Server {
   const std::string& model_name() const { return name_; }
 
  private:
-  struct Job;
-  /// Counts a prediction request from its start until it is queued (or answered without the
-  /// model): the batcher does not wait for more texts when none is on its way.
-  class Arrival {
-   public:
-    explicit Arrival(Server& server);
-    ~Arrival();
-    Arrival(const Arrival&) = delete;
-    Arrival& operator=(const Arrival&) = delete;
-
-   private:
-    friend class Server;
-    Server& server_;
-    bool counted_ = true;
-  };
   HttpResponse predict_v1(const HttpRequest& request, const std::shared_ptr<const Servable>& model);
   HttpResponse infer_v2(const HttpRequest& request, const std::shared_ptr<const Servable>& model);
-  HttpResponse model_v2(const std::shared_ptr<const Servable>& model) const;
   HttpResponse admin_reload(const HttpRequest& request);
-  /// Queues a job and waits for its answers; false when the queue is full or the server stops.
-  enum class Submit { answered, full, stopping, failed };
-  Submit run_job(const std::shared_ptr<Job>& job, Arrival& arrival, std::string& error);
-  /// run_job, and the response when the texts were not answered (503 queue full or stopping, 500).
-  std::optional<HttpResponse> answer_job(const std::shared_ptr<Job>& job, Arrival& arrival);
-  void batch_loop();
+  /// Encodes the inputs without an error, queues them for the model and waits for their answers
+  /// (in order, into `answers`); the response instead when they are refused (503 queue full or
+  /// stopping, 500 the model failed).
+  std::optional<HttpResponse> answer(const std::shared_ptr<const Servable>& model, const std::vector<TextInput>& inputs,
+                                     int64_t top_k, Batcher::Arrival& arrival,
+                                     std::vector<nlohmann::ordered_json>& answers);
 
   ServeOptions options_;
   std::string name_;
@@ -118,15 +95,8 @@ class Server {
   std::mutex reload_mutex_;
   int64_t next_version_ = 1;
 
-  mutable std::mutex queue_mutex_;
-  std::condition_variable queue_cv_;
-  std::deque<std::shared_ptr<Job>> queue_;
-  int64_t queued_texts_ = 0;
-  int64_t arriving_ = 0;  ///< prediction requests being read and tokenised (queue lock)
-  bool stopping_ = false;
-  bool held_ = false;
   std::atomic<bool> draining_{false};
-  std::thread batcher_;
+  Batcher batcher_;
 };
 
 }  // namespace ltk::serve

@@ -63,11 +63,11 @@ bool Trainer::micro_step(const Batch& batch, double scale, bool first, int64_t s
   return true;
 }
 
-TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
+BatchSampler Trainer::make_sampler(const TextDataset& train) const {
   const auto& tc = config_.trainer;
   // Distributed: the epoch is cut into global batches of batch_size x world samples, exactly as one
   // process with that batch size would cut it; each rank takes its slice of every global batch.
-  const int world = group_ ? group_->world() : 1, rank = group_ ? group_->rank() : 0;
+  const int world = group_ ? group_->world() : 1;
   BatchSampler sampler(train.size(), tc.batch_size * world, tc.shuffle, tc.drop_last, config_.seed);
   if (tc.sampler == "balanced") {
     std::vector<int64_t> classes(static_cast<size_t>(train.size()));
@@ -79,35 +79,168 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
     for (int64_t i = 0; i < train.size(); ++i) lengths[i] = train.length(i);
     sampler.set_length_batching(std::move(lengths), tc.bucket_pool, tc.max_tokens * world);
   }
-  const int64_t first_epoch_batches = sampler.batches_per_epoch();
-  if (first_epoch_batches == 0)
+  if (sampler.batches_per_epoch() == 0)
     throw ConfigError(fmt::format("config key 'trainer.batch_size': {}{} is larger than the {} training samples and "
                                   "trainer.drop_last is true, so no batch is left",
                                   tc.batch_size * world, world > 1 ? fmt::format(" ({} x {} processes)", tc.batch_size, world) : "",
                                   train.size()));
-  // With max_tokens the batch count can differ by epoch; the schedule uses the first epoch's.
-  const int64_t per_epoch = (first_epoch_batches + tc.accumulate - 1) / tc.accumulate;
-  const int64_t total = per_epoch * tc.epochs;
-  LrSchedule schedule(config_.scheduler, config_.optimizer.lr, total);
+  return sampler;
+}
+
+void Trainer::join_group() {
+  // Every rank starts from rank 0's weights (the same seed made them equal; this makes sure).
+  std::vector<torch::Tensor> state;
+  for (auto& p : model_->parameters()) state.push_back(p.data());
+  for (auto& b : model_->buffers()) state.push_back(b);
+  group_->broadcast(state);
+  // Each rank its own random stream (dropout, sampling), as one process draws different masks for
+  // the samples of one batch; a resumed run restored each rank's state from the checkpoint.
+  const int rank = group_->rank();
+  if (rank > 0 && state_.step == 0 && state_.batch_pos == 0)
+    torch::manual_seed(config_.seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(rank)));
+}
+
+Trainer::StepInput Trainer::collect(const TextDataset& train, const std::vector<std::vector<int64_t>>& order,
+                                    int64_t from, int64_t to) const {
+  const int world = group_ ? group_->world() : 1, rank = group_ ? group_->rank() : 0;
   PadCollate collate;
+  StepInput in;
+  for (int64_t b = from; b < to; ++b) {
+    in.samples += static_cast<int64_t>(order[b].size());
+    std::vector<int64_t> slice;
+    if (world > 1) {  // every world-th sample from this rank's: a length-sorted batch's long
+      // samples are shared out, and the slices' sizes differ by one at most
+      for (size_t k = static_cast<size_t>(rank); k < order[b].size(); k += static_cast<size_t>(world))
+        slice.push_back(order[b][k]);
+      if (slice.empty()) continue;  // a last global batch smaller than the world
+    }
+    Batch cpu = collate(train, world > 1 ? slice : order[b]);
+    check_token_ids(cpu, vocab_size_, train);  // P8, before the device
+    // Task-made inputs (mlm masks) from (seed, epoch, sample) alone: a resumed run sees the
+    // same, and so does a run that cuts the epoch into other batches.
+    task_.prepare_batch(cpu, config_.seed * 0x100000001B3ull ^ (static_cast<uint64_t>(state_.epoch) << 40));
+    in.weights.push_back(task_.batch_weight(cpu));
+    in.weight += in.weights.back();
+    in.batches.push_back(std::move(cpu));
+  }
+  return in;
+}
+
+bool Trainer::forward_backward(const StepInput& in, double& loss_out) {
   const bool mean_reduction = config_.task.reduction == "mean";
+  bool finite = true;
+  loss_out = 0;
+  for (size_t i = 0; i < in.batches.size() && finite; ++i) {
+    Batch batch = in.batches[i].to(device_);  // P1: the one place batches move
+    double share = in.weight > 0 ? in.weights[i] / in.weight : 1.0 / static_cast<double>(in.batches.size());
+    double loss = 0;
+    finite = micro_step(batch, mean_reduction && in.batches.size() > 1 ? share : 1.0, i == 0, state_.step + 1, loss);
+    loss_out += mean_reduction ? loss * share : loss;
+  }
+  return finite;
+}
+
+bool Trainer::step(const TextDataset& train, const TextDataset* valid, const std::vector<std::vector<int64_t>>& order,
+                   const LrSchedule& schedule, int64_t total, int64_t per_epoch, TrainSummary& summary) {
+  const auto& tc = config_.trainer;
+  const auto batches = static_cast<int64_t>(order.size());
+  // One optimiser step over `accumulate` micro-batches; with a mean loss each is weighted by its
+  // share of what the loss averages over (samples; masked pieces for mlm), so the step equals one
+  // batch `accumulate` times larger.
+  const int64_t end = std::min(batches, state_.batch_pos + tc.accumulate);
+  const double t_batch = now_s();
+  const StepInput in = collect(train, order, state_.batch_pos, end);
+  summary.data_seconds += now_s() - t_batch;
+  double group_loss = 0;
+  bool finite = forward_backward(in, group_loss);
+  state_.batch_pos = end;
+  int dist_stop = 0;
+  if (group_) {
+    if (in.batches.empty()) optimizer_->zero_grad();  // no sample of this step here: contributes nothing
+    const double t_sync = now_s();
+    StepSync s = sync_step(finite, finite ? in.weight : 0.0, group_loss);
+    summary.sync_seconds += now_s() - t_sync;
+    finite = s.finite;
+    group_loss = s.loss;
+    dist_stop = s.stop;
+  }
+  if (!finite) {
+    optimizer_->zero_grad();
+    ++state_.nonfinite_skipped;
+    log::warn("[train] step {}: non-finite loss, batch skipped ({} so far)", state_.step + 1, state_.nonfinite_skipped);
+    if (dist_stop) request_stop(dist_stop);  // every rank saw it: the next step's sync stops them all
+    return true;
+  }
+  clip_gradients(model_->parameters(), tc.clip_norm, tc.clip_value);  // of the averaged gradients
+  current_lr_ = schedule.at(state_.step, state_.plateau_scale);
+  set_lr(*optimizer_, current_lr_, lr_group_scales_);
+  optimizer_->step();  // 5. update
+  ++state_.step;
+  state_.samples_seen += in.samples;
+  window_samples_ += in.samples;
+  state_.window_loss += group_loss;
+  ++state_.window_steps;
+  state_.epoch_loss += group_loss;
+  ++state_.epoch_steps;
+  log_progress(total, per_epoch, state_.batch_pos == batches);
+  fault_point("after_step", state_.step);
+  const bool epoch_end = state_.batch_pos == batches;
+  const double t_eval = now_s();
+  if (tc.eval_every > 0 && state_.step % tc.eval_every == 0) {
+    validate_and_checkpoint(valid, true);
+  } else if (tc.checkpoint_every > 0 && state_.step % tc.checkpoint_every == 0 && !epoch_end) {
+    validate_and_checkpoint(valid, false);
+  }
+  summary.eval_seconds += now_s() - t_eval;
+  if (state_.early_stopped) return false;
+  if (int sig = group_ ? dist_stop : stop_signal()) {
+    if (last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, false);
+    log::progress_done();
+    log::warn("[train] stopped by signal {} at step {}; checkpoint written. Resume with: ltk-train --resume {}", sig,
+              state_.step, run_.path());
+    summary.interrupted = sig;
+    return false;
+  }
+  return true;
+}
+
+bool Trainer::close_epoch(const TextDataset* valid, TrainSummary& summary) {
+  const auto& tc = config_.trainer;
+  state_.last_epoch_loss = state_.epoch_loss / static_cast<double>(std::max<int64_t>(state_.epoch_steps, 1));
+  state_.epoch_loss = 0;
+  state_.epoch_steps = 0;
+  state_.epoch_closed = true;
+  // The end of an epoch: validate (per-epoch mode) and write a checkpoint (unless this step has one).
+  const double t_eval = now_s();
+  if (tc.eval_every == 0 || last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, tc.eval_every == 0);
+  summary.eval_seconds += now_s() - t_eval;
+  if (until_epoch_ > 0 && state_.epoch >= until_epoch_ && state_.epoch < tc.epochs && !state_.early_stopped) {
+    // The checkpoint just written holds this epoch as closed: a resumed run starts the next one.
+    log::progress_done();
+    log::info("[train] paused at the end of epoch {} (step {}); continue with: ltk-train --resume {}", state_.epoch,
+              state_.step, run_.path());
+    summary.paused = true;
+    return true;
+  }
+  state_.epoch_closed = false;
+  state_.batch_pos = 0;
+  return false;
+}
+
+TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
+  const auto& tc = config_.trainer;
+  const BatchSampler sampler = make_sampler(train);
+  // With max_tokens the batch count can differ by epoch; the schedule uses the first epoch's.
+  const int64_t per_epoch = (sampler.batches_per_epoch() + tc.accumulate - 1) / tc.accumulate;
+  const int64_t total = per_epoch * tc.epochs;
+  const LrSchedule schedule(config_.scheduler, config_.optimizer.lr, total);
   TrainSummary summary;
   const double start = now_s();
   window_start_ = start;
   loop_start_ = start;
   const int64_t samples_at_start = state_.samples_seen;
   try {
-    if (group_) {
-      // Every rank starts from rank 0's weights (the same seed made them equal; this makes sure).
-      std::vector<torch::Tensor> state;
-      for (auto& p : model_->parameters()) state.push_back(p.data());
-      for (auto& b : model_->buffers()) state.push_back(b);
-      group_->broadcast(state);
-      // Each rank its own random stream (dropout, sampling), as one process draws different masks for
-      // the samples of one batch; a resumed run restored each rank's state from the checkpoint.
-      if (rank > 0 && state_.step == 0 && state_.batch_pos == 0)
-        torch::manual_seed(config_.seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(rank)));
-    }
+    if (group_) join_group();
     if (state_.validation_pending) validate_and_checkpoint(valid, true);  // stopped during it last time
     model_->train();
     for (; state_.epoch <= tc.epochs && !state_.early_stopped; ++state_.epoch) {
@@ -120,115 +253,11 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
         state_.batch_pos = 0;
         continue;
       }
-      auto order = sampler.epoch(state_.epoch);
-      const auto batches = static_cast<int64_t>(order.size());
-      while (state_.batch_pos < batches) {
-        // One optimiser step over `accumulate` micro-batches; with a mean loss each is weighted by
-        // its share of what the loss averages over (samples; masked pieces for mlm), so the step
-        // equals one batch `accumulate` times larger.
-        int64_t end = std::min(batches, state_.batch_pos + tc.accumulate);
-        int64_t group_samples = 0;
-        std::vector<Batch> group;
-        std::vector<double> weights;
-        double group_weight = 0;
-        const double t_batch = now_s();
-        for (int64_t b = state_.batch_pos; b < end; ++b) {
-          group_samples += static_cast<int64_t>(order[b].size());
-          std::vector<int64_t> slice;
-          if (world > 1) {  // every world-th sample from this rank's: a length-sorted batch's long
-            // samples are shared out, and the slices' sizes differ by one at most
-            for (size_t k = static_cast<size_t>(rank); k < order[b].size(); k += static_cast<size_t>(world))
-              slice.push_back(order[b][k]);
-            if (slice.empty()) continue;  // a last global batch smaller than the world
-          }
-          Batch cpu = collate(train, world > 1 ? slice : order[b]);
-          check_token_ids(cpu, vocab_size_, train);  // P8, before the device
-          // Task-made inputs (mlm masks) from (seed, epoch, sample) alone: a resumed run sees the
-          // same, and so does a run that cuts the epoch into other batches.
-          task_.prepare_batch(cpu, config_.seed * 0x100000001B3ull ^ (static_cast<uint64_t>(state_.epoch) << 40));
-          weights.push_back(task_.batch_weight(cpu));
-          group_weight += weights.back();
-          group.push_back(std::move(cpu));
-        }
-        summary.data_seconds += now_s() - t_batch;
-        double group_loss = 0;
-        bool finite = true;
-        for (size_t i = 0; i < group.size() && finite; ++i) {
-          Batch batch = group[i].to(device_);  // P1: the one place batches move
-          double share = group_weight > 0 ? weights[i] / group_weight : 1.0 / static_cast<double>(group.size());
-          double loss = 0;
-          finite = micro_step(batch, mean_reduction && group.size() > 1 ? share : 1.0, i == 0, state_.step + 1, loss);
-          group_loss += mean_reduction ? loss * share : loss;
-        }
-        state_.batch_pos = end;
-        int dist_stop = 0;
-        if (group_) {
-          if (group.empty()) optimizer_->zero_grad();  // no sample of this step here: contributes nothing
-          const double t_sync = now_s();
-          StepSync s = sync_step(finite, finite ? group_weight : 0.0, group_loss);
-          summary.sync_seconds += now_s() - t_sync;
-          finite = s.finite;
-          group_loss = s.loss;
-          dist_stop = s.stop;
-        }
-        if (!finite) {
-          optimizer_->zero_grad();
-          ++state_.nonfinite_skipped;
-          log::warn("[train] step {}: non-finite loss, batch skipped ({} so far)", state_.step + 1,
-                    state_.nonfinite_skipped);
-          if (dist_stop) request_stop(dist_stop);  // every rank saw it: the next step's sync stops them all
-          continue;
-        }
-        clip_gradients(model_->parameters(), tc.clip_norm, tc.clip_value);  // of the averaged gradients
-        current_lr_ = schedule.at(state_.step, state_.plateau_scale);
-        set_lr(*optimizer_, current_lr_, lr_group_scales_);
-        optimizer_->step();  // 5. update
-        ++state_.step;
-        state_.samples_seen += group_samples;
-        window_samples_ += group_samples;
-        state_.window_loss += group_loss;
-        ++state_.window_steps;
-        state_.epoch_loss += group_loss;
-        ++state_.epoch_steps;
-        log_progress(total, per_epoch, state_.batch_pos == batches);
-        fault_point("after_step", state_.step);
-        bool epoch_end = state_.batch_pos == batches;
-        const double t_eval = now_s();
-        if (tc.eval_every > 0 && state_.step % tc.eval_every == 0) {
-          validate_and_checkpoint(valid, true);
-        } else if (tc.checkpoint_every > 0 && state_.step % tc.checkpoint_every == 0 && !epoch_end) {
-          validate_and_checkpoint(valid, false);
-        }
-        summary.eval_seconds += now_s() - t_eval;
-        if (state_.early_stopped) break;
-        if (int sig = group_ ? dist_stop : stop_signal()) {
-          if (last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, false);
-          log::progress_done();
-          log::warn("[train] stopped by signal {} at step {}; checkpoint written. Resume with: ltk-train --resume {}", sig,
-                    state_.step, run_.path());
-          summary.interrupted = sig;
-          break;
-        }
-      }
+      const auto order = sampler.epoch(state_.epoch);
+      while (state_.batch_pos < static_cast<int64_t>(order.size()))
+        if (!step(train, valid, order, schedule, total, per_epoch, summary)) break;
       if (summary.interrupted || state_.early_stopped) break;
-      state_.last_epoch_loss = state_.epoch_loss / static_cast<double>(std::max<int64_t>(state_.epoch_steps, 1));
-      state_.epoch_loss = 0;
-      state_.epoch_steps = 0;
-      state_.epoch_closed = true;
-      // The end of an epoch: validate (per-epoch mode) and write a checkpoint (unless this step has one).
-      const double t_eval = now_s();
-      if (tc.eval_every == 0 || last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, tc.eval_every == 0);
-      summary.eval_seconds += now_s() - t_eval;
-      if (until_epoch_ > 0 && state_.epoch >= until_epoch_ && state_.epoch < tc.epochs && !state_.early_stopped) {
-        // The checkpoint just written holds this epoch as closed: a resumed run starts the next one.
-        log::progress_done();
-        log::info("[train] paused at the end of epoch {} (step {}); continue with: ltk-train --resume {}",
-                  state_.epoch, state_.step, run_.path());
-        summary.paused = true;
-        break;
-      }
-      state_.epoch_closed = false;
-      state_.batch_pos = 0;
+      if (close_epoch(valid, summary)) break;
     }
     log::progress_done();
     const double t_eval = now_s();

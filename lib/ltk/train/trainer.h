@@ -105,6 +105,29 @@ class Trainer {
   const TrainState& state() const { return state_; }
 
  private:
+  /// The micro-batches of one optimiser step, collated on the CPU, with their loss weights.
+  struct StepInput {
+    std::vector<Batch> batches;
+    std::vector<double> weights;  ///< each micro-batch's (Task::batch_weight)
+    double weight = 0;            ///< their sum
+    int64_t samples = 0;          ///< the global batch's samples (every rank's)
+  };
+  /// The epochs' batches: balanced, bucketed by length or max_tokens as configured; a ConfigError
+  /// when drop_last leaves none.
+  BatchSampler make_sampler(const TextDataset& train) const;
+  /// Distributed: rank 0's weights to every rank, and each rank its own random stream.
+  void join_group();
+  /// Batches [from, to) of the epoch's `order`, this rank's slice of each.
+  StepInput collect(const TextDataset& train, const std::vector<std::vector<int64_t>>& order, int64_t from,
+                    int64_t to) const;
+  /// Steps 1-4 over the micro-batches (the gradients accumulate); false on a non-finite loss.
+  bool forward_backward(const StepInput& in, double& loss_out);
+  /// One optimiser step from the epoch's next batches, then the validation or checkpoint due;
+  /// false when training must stop (early stopping, a stop request).
+  bool step(const TextDataset& train, const TextDataset* valid, const std::vector<std::vector<int64_t>>& order,
+            const LrSchedule& schedule, int64_t total, int64_t per_epoch, TrainSummary& summary);
+  /// The end of an epoch: its validation and checkpoint; true when the run pauses here.
+  bool close_epoch(const TextDataset* valid, TrainSummary& summary);
   /// Forward + loss of one micro-batch, scaled by `scale`; false when the loss is not finite
   /// and trainer.on_nonfinite is "skip".
   bool micro_step(const Batch& batch, double scale, bool first, int64_t step, double& loss_out);
@@ -142,25 +165,5 @@ class Trainer {
   double loop_start_ = 0;  // when this process's training loop began (metrics "elapsed_s")
   double bar_shown_at_ = -1;
 };
-
-/// The whole training command: threads, seed, device, run directory, data, vocabulary, model,
-/// training, and the test split evaluated with the best checkpoint. With `resume`, continues the
-/// run in config.output_dir from its last checkpoint (its vocabulary and labels are reused).
-/// Used by ltk-train and the tests.
-///
-/// `until_epoch` > 0 pauses the run at the end of that epoch (Trainer::set_until_epoch): no test
-/// evaluation or report then; `ltk-train --resume` continues it.
-TrainSummary run_training(const Config& config, bool overwrite, bool resume = false, bool with_baseline = false,
-                          int64_t until_epoch = 0);
-
-/// The tf-idf linear baseline of a run (ltk-train --baseline): the same data, split, task and
-/// tokenizer (words for a wordpiece or sentencepiece one), model.type "linear" with its defaults,
-/// task.loss squared_hinge (LinearSVC) for class tasks, trained into output_dir/baseline.
-/// ConfigError for a run it cannot compare with (mlm, sentence pairs, a linear run).
-Config baseline_config(const Config& config);
-
-/// For `ltk-train --resume DIR`: the run's saved config with `overrides` applied. A change to the
-/// data, task or model sections is refused with the keys that differ; other changes are logged.
-Config resume_config(const std::string& run_dir, const std::vector<std::string>& overrides);
 
 }  // namespace ltk

@@ -1,4 +1,4 @@
-#include "ltk/experiment/score.h"
+#include "ltk/infer/score_file.h"
 
 #include <chrono>
 #include <iostream>

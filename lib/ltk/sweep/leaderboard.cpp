@@ -14,11 +14,11 @@
 #include "ltk/core/strings.h"
 #include "ltk/eval/badcases.h"
 #include "ltk/eval/svg.h"
-#include "ltk/experiment/score.h"
-#include "ltk/experiment/sweep.h"
-#include "ltk/experiment/sweep_detail.h"
+#include "ltk/infer/score_file.h"
 #include "ltk/io/run.h"
 #include "ltk/metrics/compare.h"
+#include "ltk/sweep/sweep.h"
+#include "ltk/sweep/trials.h"
 
 namespace fs = std::filesystem;
 
@@ -243,6 +243,98 @@ std::string html(const nlohmann::json& lb, const std::string& md_intro) {
 
 }  // namespace
 
+namespace {
+
+// A configuration's row: its trials' validation and test means and spreads, its status.
+nlohmann::json config_row(const Configuration& c, const std::vector<TrialResult>& results) {
+  std::vector<double> valid, test, seconds;
+  int64_t finished = 0, stopped_at = 0, params = 0;
+  bool any_failed = false, all_done = true;
+  for (size_t i : c.trials) {
+    const auto& r = results[i];
+    any_failed = any_failed || r.state.status == "failed";
+    all_done = all_done && r.state.status == "done";
+    if (r.state.status != "done" && r.state.status != "stopped") continue;
+    ++finished;
+    if (r.state.status == "stopped") stopped_at = r.state.stopped_at;
+    if (!std::isnan(r.valid)) valid.push_back(r.valid);
+    if (!std::isnan(r.test)) test.push_back(r.test);
+    seconds.push_back(r.state.seconds);
+    params = r.params;
+  }
+  std::string status = all_done     ? "done"
+                       : any_failed ? "failed"
+                       : stopped_at ? fmt::format("stopped at epoch {}", stopped_at)
+                                    : fmt::format("{} of {} trials finished", finished, c.trials.size());
+  return {{"id", c.id},
+          {"values", c.assignment},
+          {"trials", static_cast<int64_t>(c.trials.size())},
+          {"finished", finished},
+          {"complete", all_done},
+          {"status", status},
+          {"valid_mean", number_or_null(mean(valid))},
+          {"valid_std", number_or_null(stdev(valid))},
+          {"test_mean", number_or_null(mean(test))},
+          {"test_std", number_or_null(stdev(test))},
+          {"valid_values", valid},
+          {"test_values", test},
+          {"seconds_mean", number_or_null(mean(seconds))},
+          {"params", params}};
+}
+
+// The rows ranked: complete configurations by their validation mean, then the rest the same way;
+// the first is marked best when it is complete and has a mean. Returns the best's id ("" if none).
+std::string rank_rows(const Plan& plan, const nlohmann::json& rows, nlohmann::json& ranked) {
+  std::vector<size_t> order(rows.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto key = [&](size_t i) {
+    const auto& v = rows[i]["valid_mean"];
+    return v.is_null() ? std::nan("") : v.get<double>();
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const bool ca = rows[a]["complete"].get<bool>(), cb = rows[b]["complete"].get<bool>();
+    if (ca != cb) return ca;
+    const double va = key(a), vb = key(b);
+    if (std::isnan(va) || std::isnan(vb)) return !std::isnan(va) && std::isnan(vb);
+    return plan.higher_better ? va > vb : va < vb;
+  });
+  for (size_t i : order) ranked.push_back(rows[i]);
+  std::string best_id;
+  if (!ranked.empty() && ranked[0]["complete"].get<bool>() && !std::isnan(key(order[0]))) {
+    ranked[0]["best"] = true;
+    best_id = ranked[0]["id"].get<std::string>();
+  }
+  return best_id;
+}
+
+// The test differences of each configuration to the best: over samples (bootstrap) and over
+// trials (Welch).
+void compare_to_best(const Plan& plan, const std::vector<TrialResult>& results, const std::string& best_id,
+                     nlohmann::json& ranked) {
+  if (best_id.empty() || !plan.has_test) return;
+  auto rights = [&](const std::string& id, std::vector<double>& tests) {
+    std::vector<std::vector<int>> out;
+    for (const auto& c : plan.configs)
+      if (c.id == id)
+        for (size_t i : c.trials)
+          if (!results[i].right.empty()) {
+            out.push_back(results[i].right);
+            tests.push_back(results[i].test);
+          }
+    return out;
+  };
+  std::vector<double> best_tests;
+  auto best_rights = rights(best_id, best_tests);
+  for (size_t k = 1; k < ranked.size(); ++k) {
+    std::vector<double> tests;
+    auto r = rights(ranked[k]["id"].get<std::string>(), tests);
+    if (r.empty() || best_rights.empty()) continue;
+    ranked[k]["vs_best"] = compare_groups(r, best_rights, tests, best_tests).to_json();
+  }
+}
+
+}  // namespace
+
 nlohmann::json write_leaderboard(const Plan& plan, const Options& options) {
   std::vector<TrialResult> results(plan.trials.size());
   nlohmann::json failed = nlohmann::json::array();
@@ -259,84 +351,10 @@ nlohmann::json write_leaderboard(const Plan& plan, const Options& options) {
     score_trial(plan, t, r);
   }
   nlohmann::json rows = nlohmann::json::array();
-  for (const auto& c : plan.configs) {
-    std::vector<double> valid, test, seconds;
-    int64_t finished = 0, stopped_at = 0, params = 0;
-    bool any_failed = false, all_done = true;
-    for (size_t i : c.trials) {
-      const auto& r = results[i];
-      any_failed = any_failed || r.state.status == "failed";
-      all_done = all_done && r.state.status == "done";
-      if (r.state.status != "done" && r.state.status != "stopped") continue;
-      ++finished;
-      if (r.state.status == "stopped") stopped_at = r.state.stopped_at;
-      if (!std::isnan(r.valid)) valid.push_back(r.valid);
-      if (!std::isnan(r.test)) test.push_back(r.test);
-      seconds.push_back(r.state.seconds);
-      params = r.params;
-    }
-    std::string status = all_done ? "done"
-                         : any_failed ? "failed"
-                         : stopped_at ? fmt::format("stopped at epoch {}", stopped_at)
-                                      : fmt::format("{} of {} trials finished", finished, c.trials.size());
-    rows.push_back({{"id", c.id},
-                    {"values", c.assignment},
-                    {"trials", static_cast<int64_t>(c.trials.size())},
-                    {"finished", finished},
-                    {"complete", all_done},
-                    {"status", status},
-                    {"valid_mean", number_or_null(mean(valid))},
-                    {"valid_std", number_or_null(stdev(valid))},
-                    {"test_mean", number_or_null(mean(test))},
-                    {"test_std", number_or_null(stdev(test))},
-                    {"valid_values", valid},
-                    {"test_values", test},
-                    {"seconds_mean", number_or_null(mean(seconds))},
-                    {"params", params}});
-  }
-  // Rank: complete configurations by their validation mean, then the rest the same way.
-  std::vector<size_t> order(rows.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  auto key = [&](size_t i) {
-    const auto& v = rows[i]["valid_mean"];
-    return v.is_null() ? std::nan("") : v.get<double>();
-  };
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const bool ca = rows[a]["complete"].get<bool>(), cb = rows[b]["complete"].get<bool>();
-    if (ca != cb) return ca;
-    const double va = key(a), vb = key(b);
-    if (std::isnan(va) || std::isnan(vb)) return !std::isnan(va) && std::isnan(vb);
-    return plan.higher_better ? va > vb : va < vb;
-  });
+  for (const auto& c : plan.configs) rows.push_back(config_row(c, results));
   nlohmann::json ranked = nlohmann::json::array();
-  for (size_t i : order) ranked.push_back(rows[i]);
-  std::string best_id;
-  if (!ranked.empty() && ranked[0]["complete"].get<bool>() && !std::isnan(key(order[0]))) {
-    ranked[0]["best"] = true;
-    best_id = ranked[0]["id"].get<std::string>();
-  }
-  // The test differences to the best: over samples (bootstrap) and over trials (Welch).
-  if (!best_id.empty() && plan.has_test) {
-    auto rights = [&](const std::string& id, std::vector<double>& tests) {
-      std::vector<std::vector<int>> out;
-      for (const auto& c : plan.configs)
-        if (c.id == id)
-          for (size_t i : c.trials)
-            if (!results[i].right.empty()) {
-              out.push_back(results[i].right);
-              tests.push_back(results[i].test);
-            }
-      return out;
-    };
-    std::vector<double> best_tests;
-    auto best_rights = rights(best_id, best_tests);
-    for (size_t k = 1; k < ranked.size(); ++k) {
-      std::vector<double> tests;
-      auto r = rights(ranked[k]["id"].get<std::string>(), tests);
-      if (r.empty() || best_rights.empty()) continue;
-      ranked[k]["vs_best"] = compare_groups(r, best_rights, tests, best_tests).to_json();
-    }
-  }
+  const std::string best_id = rank_rows(plan, rows, ranked);
+  compare_to_best(plan, results, best_id, ranked);
   const int64_t full = static_cast<int64_t>(plan.trials.size()) * plan.epochs;
   nlohmann::json lb = {{"sweep", fs::path(plan.dir).filename().string()},
                        {"strategy", options.strategy},

@@ -12,7 +12,7 @@
 #include "ltk/data/dataset.h"
 #include "ltk/io/run.h"
 
-namespace ltk::serve {
+namespace ltk::infer {
 
 /// One text to answer: trimmed, with a sentence pair's second text when the run reads pairs, or
 /// the reason it cannot be answered (`error`, answered in place as {"error": ...}).
@@ -60,4 +60,4 @@ class Predictor {
 /// apart are batched together this way.
 void append_sample(TextDataset& into, const TextDataset& from, int64_t i);
 
-}  // namespace ltk::serve
+}  // namespace ltk::infer

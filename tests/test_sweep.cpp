@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "ltk/core/error.h"
-#include "ltk/experiment/sweep.h"
 #include "ltk/metrics/compare.h"
+#include "ltk/sweep/sweep.h"
 #include "test_util.h"
 
 using ltk::test::read_text;

@@ -1,4 +1,4 @@
-#include "ltk/serve/predictor.h"
+#include "ltk/infer/predictor.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 #include "ltk/data/utf8.h"
 #include "ltk/eval/evaluator.h"
 
-namespace ltk::serve {
+namespace ltk::infer {
 
 namespace {
 
@@ -141,4 +141,4 @@ void append_sample(TextDataset& into, const TextDataset& from, int64_t i) {
   if (from.has_pairs()) into.set_second_start(from.second_start(i));
 }
 
-}  // namespace ltk::serve
+}  // namespace ltk::infer

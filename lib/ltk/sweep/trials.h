@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "ltk/experiment/sweep.h"
+#include "ltk/sweep/sweep.h"
 
 namespace ltk::sweep::detail {
 
