@@ -86,15 +86,16 @@ def sklearn_side(config, split, grid):
     return best
 
 
-def ltk_side(config_path, split, grid, work):
+def ltk_side(config_path, split, grid, work, extra=(), name="ltk"):
     bin_dir = "build/bin"
     best = None
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for C in grid:
-        run = os.path.join(work, f"ltk_C{C}")
+        run = os.path.join(work, f"{name}_C{C}")
         start = time.perf_counter()
         out = subprocess.run([f"{bin_dir}/ltk-train", "--config", config_path, "--overwrite", "--json",
-                              "--set", f"output_dir={run}", "--set", f"model.C={C}", "--set", "threads=1"],
+                              "--set", f"output_dir={run}", "--set", f"model.C={C}", "--set", "threads=1",
+                              *extra],
                              capture_output=True, text=True, env=env, check=True).stdout
         wall = time.perf_counter() - start
         s = json.loads(out)
@@ -105,7 +106,7 @@ def ltk_side(config_path, split, grid, work):
                         test_macro_f1=s["test"]["macro_f1"], train_seconds=wall, train_loop_seconds=s["seconds"],
                         epochs=s["epochs"], run=run)
     # Prediction: ltk-predict reading the test texts (ten copies, so loading the run is amortised).
-    texts = os.path.join(work, "texts.txt")
+    texts = os.path.join(work, f"{name}_texts.txt")
     with open(texts, "w", encoding="utf-8") as f:
         for _ in range(10):
             f.writelines(t.replace("\n", " ") + "\n" for t in split[2][0])
@@ -125,7 +126,11 @@ def main():
     split = [read(config["data"][k]) for k in ("train", "valid", "test")]
     with tempfile.TemporaryDirectory() as work:
         result = {"corpus": corpus, "config": config_path, "grid": grid,
-                  "sklearn": sklearn_side(config, split, grid), "ltk": ltk_side(config_path, split, grid, work)}
+                  "sklearn": sklearn_side(config, split, grid), "ltk": ltk_side(config_path, split, grid, work),
+                  # The exact solver: LinearSVC's problem solved by dual coordinate descent, as liblinear.
+                  "ltk_dual_cd": ltk_side(config_path, split, grid, work,
+                                          ("--set", "optimizer.type=dual_cd", "--set", "task.loss=squared_hinge"),
+                                          "ltk_dual_cd")}
     print(json.dumps(result))
 
 

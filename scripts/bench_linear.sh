@@ -21,6 +21,7 @@ def row(name, s):
     return (f"| {r['corpus']} | {name} | {s['C']} | {s['valid_accuracy']:.4f} | {s['test_accuracy']:.4f} | "
             f"{s['test_macro_f1']:.4f} | {s['train_seconds']:.1f} | {s['predict_texts_per_s']:.0f} |")
 print(row("ltk linear (LibTorch, adagrad, squared hinge)", r["ltk"]))
+print(row("ltk linear, optimizer.type dual_cd (exact, LinearSVC's problem)", r["ltk_dual_cd"]))
 print(row("scikit-learn TfidfVectorizer + LinearSVC", r["sklearn"]))
 PY
 )")
@@ -31,7 +32,8 @@ done
   echo "Made by \`scripts/bench_linear.sh\` on $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), one thread each side."
   echo "Same tokens and n-grams (the configs' tokenizer; \`\\w+|[^\\w\\s]\` and jieba on the Python side), sublinear tf,"
   echo "smoothed idf, L2 rows; C chosen by validation accuracy over the same grid. Training seconds: ltk-train's"
-  echo "whole process (reading, features, the epochs with a validation and checkpoint each, the test and report);"
+  echo "whole process (reading, features, the epochs with a validation and checkpoint each, or dual_cd's one solve"
+  echo "and checkpoint, the test and report);"
   echo "scikit-learn's fit_transform + LinearSVC.fit. Prediction: ltk-predict on a file of the test texts (ten"
   echo "copies) against transform + predict in the same Python process."
   echo

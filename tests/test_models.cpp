@@ -759,3 +759,40 @@ TEST_CASE("linear: config errors name the key", "[models][linear][config]") {
       ltk::parse_config(with({{"type", "linear"}}, {{"data", {{"train", "x.tsv"}, {"vocab", {{"max_size", 100}}}}}})),
       Contains("'data.vocab.max_size'") && Contains("model.max_features"));
 }
+
+TEST_CASE("linear: rows_of builds every text's tf-idf row as features() does, the intercept column last",
+          "[models][linear]") {
+  for (const nlohmann::json& section :
+       {nlohmann::json{{"type", "linear"}, {"ngram_range", {1, 2}}},
+        nlohmann::json{
+            {"type", "linear"}, {"ngram_range", {1, 1}}, {"char_ngram_range", {2, 3}}, {"sublinear_tf", false}}}) {
+    INFO(section.dump());
+    auto s = linear_setup(section, tfidf_corpus());
+    const auto& linear = dynamic_cast<const ltk::LinearImpl&>(*s.model);
+    const ltk::SparseRows x = linear.rows_of(s.data, 2.5);
+    const ltk::TfIdfRows f = linear.features(s.batch);
+    REQUIRE(x.rows() == s.data.size());
+    REQUIRE(x.num_cols == s.vocab.size() + 1);
+    const auto rows = f.rows.contiguous(), ids = f.ids.contiguous(), weights = f.weights.contiguous();
+    int64_t e = 0, empty = 0;
+    for (int64_t i = 0; i < x.rows(); ++i) {
+      const int64_t last = x.offsets[i + 1] - 1;
+      empty += last == x.offsets[i];
+      for (int64_t k = x.offsets[i]; k < last; ++k, ++e) {
+        REQUIRE(e < rows.numel());
+        CHECK(rows[e].item<int64_t>() == i);
+        CHECK(ids[e].item<int64_t>() == x.cols[k]);
+        // Both float64; only the order of the norm's sum may differ: ~1e-16 relative, weights <= 1.
+        CHECK(std::abs(weights[e].item<double>() - x.values[k]) < 1e-12);
+      }
+      CHECK(x.cols[last] == s.vocab.size());  // the intercept column
+      CHECK(x.values[last] == 2.5);
+    }
+    CHECK(e == rows.numel());
+    // Texts without a term (the one of spaces, those of no word) have the intercept alone.
+    std::set<int64_t> with_terms;
+    for (int64_t k = 0; k < rows.numel(); ++k) with_terms.insert(rows[k].item<int64_t>());
+    CHECK(empty == s.data.size() - static_cast<int64_t>(with_terms.size()));
+    CHECK(empty >= 1);
+  }
+}

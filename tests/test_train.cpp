@@ -1,9 +1,12 @@
 #include <catch2/catch.hpp>
 
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <map>
+#include <random>
+#include <set>
+#include <sstream>
 
 #include <torch/serialize.h>
 
@@ -20,6 +23,7 @@
 #include "ltk/metrics/metrics.h"
 #include "ltk/models/bow.h"
 #include "ltk/models/registry.h"
+#include "ltk/train/dual_cd.h"
 #include "ltk/train/optim.h"
 #include "ltk/train/run_training.h"
 #include "ltk/train/trainer.h"
@@ -435,4 +439,201 @@ TEST_CASE("signals: an evaluation polls the stop flag between batches", "[train]
   CHECK(model.calls == 2);  // the third batch never ran
   ltk::clear_stop();
   CHECK(ltk::predict(model, *loaded.task, data, 4, torch::kCPU, loaded.vocab.size()).samples == data.size());
+}
+
+namespace {
+
+// A random sparse classification problem: n rows of about 8 nonzeros in `cols` columns (the last
+// column the intercept's, 1), and labels of `classes` classes that depend on the rows.
+ltk::SparseRows random_rows(int64_t n, int64_t cols, int64_t classes, uint64_t seed, std::vector<int64_t>& labels) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> value(0.1, 1.0);
+  ltk::SparseRows x;
+  x.num_cols = cols;
+  labels.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    std::set<int32_t> used;
+    for (int k = 0; k < 8; ++k) used.insert(static_cast<int32_t>(rng() % static_cast<uint64_t>(cols - 1)));
+    double score = 0;
+    for (int32_t c : used) {
+      const double v = value(rng);
+      x.cols.push_back(c);
+      x.values.push_back(v);
+      score += (c % classes) * v;
+    }
+    x.cols.push_back(static_cast<int32_t>(cols - 1));
+    x.values.push_back(1.0);
+    x.offsets.push_back(static_cast<int64_t>(x.cols.size()));
+    labels.push_back(static_cast<int64_t>(score) % classes);  // learnable, with noise
+  }
+  return x;
+}
+
+// 1/2 ||w||^2 + sum_i c_i max(0, 1 - y_i w.x_i)^2, and its gradient's norm.
+std::pair<double, double> primal(const ltk::SparseRows& x, const std::vector<int8_t>& y, const std::vector<double>& c,
+                                 const std::vector<double>& w) {
+  std::vector<double> grad = w;
+  double value = 0;
+  for (double v : w) value += v * v / 2;
+  for (int64_t i = 0; i < x.rows(); ++i) {
+    double m = 0;
+    for (int64_t k = x.offsets[i]; k < x.offsets[i + 1]; ++k) m += w[x.cols[k]] * x.values[k];
+    const double xi = std::max(0.0, 1 - y[i] * m);
+    value += c[i] * xi * xi;
+    for (int64_t k = x.offsets[i]; k < x.offsets[i + 1]; ++k) grad[x.cols[k]] -= 2 * c[i] * xi * y[i] * x.values[k];
+  }
+  double g = 0;
+  for (double v : grad) g += v * v;
+  return {value, std::sqrt(g)};
+}
+
+}  // namespace
+
+TEST_CASE(
+    "dual_cd: the solver reaches the optimum - duality gap, gradient, strong convexity bound - thread-count "
+    "independent one-vs-rest",
+    "[train][dual_cd]") {
+  std::vector<int64_t> labels;
+  const ltk::SparseRows x = random_rows(400, 120, 3, 5, labels);
+  std::vector<int8_t> y;
+  for (auto l : labels) y.push_back(l == 1 ? 1 : -1);
+  std::vector<double> cost(y.size(), 0.7);
+  ltk::DualCdOptions tight;
+  tight.tol = 1e-10;
+  tight.max_iter = 100000;
+  const auto best = ltk::solve_l2_svc_dual(x, y, cost, tight);
+  REQUIRE(best.converged);
+  // At the optimum the primal and dual objectives meet and the primal gradient vanishes: tol 1e-10
+  // on the dual's projected gradient leaves |grad P| of order 1e-10 times the rows' norms; float64
+  // sums of ~10^3 terms add ~1e-13. 1e-6 and 1e-4 hold with orders of magnitude to spare.
+  const auto [p_best, g_best] = primal(x, y, cost, best.w);
+  CHECK(p_best == Approx(best.primal).epsilon(1e-12));
+  CHECK(best.primal - best.dual >= -1e-9);
+  CHECK(best.primal - best.dual <= 1e-6 * best.primal);
+  CHECK(g_best < 1e-4);
+  // LinearSVC's default tolerance: a point no better than the optimum, and (the objective is
+  // 1-strongly convex) within sqrt(2 (P(w) - P(w*))) of it.
+  ltk::DualCdOptions usual;
+  const auto near = ltk::solve_l2_svc_dual(x, y, cost, usual);
+  REQUIRE(near.converged);
+  const double excess = primal(x, y, cost, near.w).first - p_best;
+  CHECK(excess >= -1e-9);
+  double dist2 = 0;
+  for (size_t f = 0; f < near.w.size(); ++f) dist2 += (near.w[f] - best.w[f]) * (near.w[f] - best.w[f]);
+  // (1-strong convexity around `best`, itself within |grad P(best)| of stationary.)
+  CHECK(dist2 <= 2 * excess + 2 * g_best * std::sqrt(dist2) + 1e-12);
+  CHECK(excess <= 1e-3 * p_best);
+  // One-vs-rest: class k's problem is the binary one above for k = 1; the thread count changes nothing.
+  const auto one = ltk::solve_one_vs_rest(x, labels, 3, 0.7, {}, tight, 1);
+  const auto three = ltk::solve_one_vs_rest(x, labels, 3, 0.7, {}, tight, 3);
+  REQUIRE(one.size() == 3);
+  for (size_t k = 0; k < 3; ++k) CHECK(one[k].w == three[k].w);
+  CHECK(one[1].primal == Approx(best.primal).epsilon(1e-8));
+  // A class weight is the positives' cost.
+  const auto weighted = ltk::solve_one_vs_rest(x, labels, 3, 0.7, {1.0, 3.0, 1.0}, tight, 2);
+  std::vector<double> cost_w(y.size());
+  for (size_t i = 0; i < y.size(); ++i) cost_w[i] = y[i] > 0 ? 2.1 : 0.7;
+  CHECK(primal(x, y, cost_w, weighted[1].w).second < 1e-4);
+}
+
+TEST_CASE(
+    "dual_cd: the linear model solved exactly - one checkpoint, its validation, ltk-eval - what it cannot do is "
+    "refused",
+    "[train][dual_cd]") {
+  TempDir dir;
+  const std::string cfg = ltk::test::toy_config(dir);
+  std::vector<std::string> sets = {"model={\"type\": \"linear\", \"C\": 0.5}", "optimizer.type=dual_cd",
+                                   "task.loss=squared_hinge", "trainer.log_every=1000"};
+  ltk::Config config = ltk::load_config(cfg, sets);
+  auto summary = ltk::run_training(config);
+  CHECK(summary.steps == 1);
+  CHECK(summary.epochs == 1);
+  REQUIRE(summary.test);
+  CHECK(summary.test->get("accuracy") > 0.9);
+  auto metrics = ltk::test::read_text(dir.file("run/metrics.jsonl"));
+  CHECK_THAT(metrics, Contains("\"kind\":\"valid\"") && Contains("\"kind\":\"test\""));
+  CHECK(std::filesystem::exists(dir.file("run/checkpoints/best.json")));
+  auto eval =
+      ltk::test::run_app("ltk-eval", "--run '" + dir.file("run") + "' --data '" + dir.file("valid.tsv") + "' --json");
+  INFO(eval.err);
+  CHECK(eval.code == 0);
+  CHECK(nlohmann::json::parse(eval.out).at("accuracy").get<double>() == Approx(summary.test->get("accuracy")));
+  ltk::TrainOptions resume;
+  resume.resume = true;
+  // Resumed (as ltk-sweep resumes a trial with a checkpoint), it is solved again: the same.
+  auto again = ltk::run_training(ltk::resume_config(dir.file("run"), {}), resume);
+  REQUIRE(again.test);
+  CHECK(again.test->get("loss") == summary.test->get("loss"));
+  CHECK(again.steps == 1);
+  ltk::TrainOptions pause;
+  pause.overwrite = true;
+  pause.until_epoch = 1;
+  REQUIRE_THROWS_WITH(ltk::run_training(config, pause), Contains("--until-epoch"));
+  // A binary task: one problem, the positive class's.
+  std::string binary_train, binary_valid;
+  for (auto [text, out] : {std::pair<std::string, std::string*>{ltk::test::toy_corpus(20, 1), &binary_train},
+                           {ltk::test::toy_corpus(5, 2), &binary_valid}}) {
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("tech", 0) != 0) *out += line + "\n";
+  }
+  ltk::test::write_file(dir.file("binary-train.tsv"), binary_train);
+  ltk::test::write_file(dir.file("binary-valid.tsv"), binary_valid);
+  std::vector<std::string> binary_sets = sets;
+  for (std::string s :
+       std::vector<std::string>{"task.type=binary", "data.train=" + dir.file("binary-train.tsv"),
+                                "data.valid=" + dir.file("binary-valid.tsv"),
+                                "data.test=" + dir.file("binary-valid.tsv"), "output_dir=" + dir.file("binary")})
+    binary_sets.push_back(s);
+  auto binary = ltk::run_training(ltk::load_config(cfg, binary_sets));
+  REQUIRE(binary.test);
+  CHECK(binary.test->get("accuracy") > 0.9);
+  REQUIRE_THROWS_WITH(ltk::load_config(cfg, {"optimizer.type=dual_cd"}),
+                      Contains("optimizer.type") && Contains("linear"));
+  REQUIRE_THROWS_WITH(
+      ltk::load_config(cfg, {"model={\"type\": \"linear\"}", "optimizer.type=dual_cd", "task.loss=squared_hinge",
+                             "task.type=binary", "task.class_weights={\"sport\": 2, \"food\": 1}"}),
+      Contains("task.class_weights"));
+  REQUIRE_THROWS_WITH(ltk::load_config(cfg, {"model={\"type\": \"linear\"}", "optimizer.type=dual_cd"}),
+                      Contains("task.loss") && Contains("squared_hinge"));
+  REQUIRE_THROWS_WITH(
+      ltk::load_config(cfg, {"model={\"type\": \"linear\", \"intercept_scaling\": 0}", "optimizer.type=dual_cd"}),
+      Contains("model.intercept_scaling"));
+}
+
+TEST_CASE("dual_cd: the solution equals scikit-learn's LinearSVC (liblinear) on the same rows, C and class weights",
+          "[train][dual_cd][parity]") {
+  std::vector<int64_t> labels;
+  const ltk::SparseRows x = random_rows(300, 60, 3, 9, labels);
+  ltk::DualCdOptions tight;
+  tight.tol = 1e-10;
+  tight.max_iter = 100000;
+  const std::vector<double> class_weights = {1.0, 2.5, 0.5};
+  const auto solved = ltk::solve_one_vs_rest(x, labels, 3, 0.3, class_weights, tight, 2);
+  nlohmann::json w = nlohmann::json::array(), gap = nlohmann::json::array();
+  for (const auto& s : solved) {
+    REQUIRE(s.converged);
+    w.push_back(s.w);
+    gap.push_back(std::max(0.0, s.primal - s.dual));
+  }
+  nlohmann::json weights = {{"0", 1.0}, {"1", 2.5}, {"2", 0.5}};
+  nlohmann::json c = {{"offsets", x.offsets},
+                      {"cols", x.cols},
+                      {"values", x.values},
+                      {"num_cols", x.num_cols},
+                      {"labels", labels},
+                      {"C", 0.3},
+                      {"intercept_scaling", 1.0},
+                      {"class_weight", weights},
+                      {"w", w},
+                      {"gap", gap}};
+  TempDir dir;
+  ltk::test::write_file(dir.file("case.json"), c.dump());
+  const std::string cmd = "/usr/bin/python3 '" LTK_SOURCE_DIR "/tests/metrics/check_dual_cd.py' '" +
+                          dir.file("case.json") + "' > '" + dir.file("out.txt") + "' 2>&1";
+  const int status = std::system(cmd.c_str());
+  const std::string out = ltk::test::read_text(dir.file("out.txt"));
+  INFO(out);
+  CHECK(status == 0);
+  CHECK_THAT(out, Contains("dual_cd: 0 mismatches"));
 }

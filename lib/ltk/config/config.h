@@ -87,7 +87,7 @@ struct ModelConfig {
 };
 
 struct OptimizerConfig {
-  std::string type = "adam";  ///< sgd | adam | adamw | adagrad
+  std::string type = "adam";  ///< sgd | adam | adamw | adagrad | dual_cd (the linear model's exact solver)
   double lr = 1e-3;
   double weight_decay = 0.0;
   double momentum = 0.0;  ///< sgd only
@@ -102,6 +102,8 @@ struct OptimizerConfig {
   /// Layer-wise lr decay: a layer d levels below the head learns at lr * layer_decay^d (models
   /// with layers: transformer, bert); 1 = off.
   double layer_decay = 1.0;
+  double tol = 1e-4;        ///< dual_cd: the stopping tolerance (scikit-learn's LinearSVC tol)
+  int64_t max_iter = 1000;  ///< dual_cd: passes over the samples at most
 };
 
 struct SchedulerConfig {

@@ -82,7 +82,7 @@ const std::vector<Field<TaskConfig>>& task_fields() {
 
 const std::vector<Field<OptimizerConfig>>& optimizer_fields() {
   static const std::vector<Field<OptimizerConfig>> f = {
-      {"type", &OptimizerConfig::type, one_of({"sgd", "adam", "adamw", "adagrad"})},
+      {"type", &OptimizerConfig::type, one_of({"sgd", "adam", "adamw", "adagrad", "dual_cd"})},
       {"lr", &OptimizerConfig::lr, at_least(0, false)},
       {"weight_decay", &OptimizerConfig::weight_decay, at_least(0)},
       {"momentum", &OptimizerConfig::momentum, at_least(0)},
@@ -94,6 +94,8 @@ const std::vector<Field<OptimizerConfig>>& optimizer_fields() {
       {"no_decay_bias_norm", &OptimizerConfig::no_decay_bias_norm},
       {"head_lr", &OptimizerConfig::head_lr, at_least(0)},
       {"layer_decay", &OptimizerConfig::layer_decay, between(0, 1, false, true)},
+      {"tol", &OptimizerConfig::tol, at_least(0, false)},
+      {"max_iter", &OptimizerConfig::max_iter, at_least(1)},
   };
   return f;
 }

@@ -1,5 +1,6 @@
 #include "ltk/models/linear.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ltk/core/error.h"
@@ -88,6 +89,44 @@ TfIdfRows LinearImpl::features(const Batch& batch) const {
   return out;
 }
 
+SparseRows LinearImpl::rows_of(const TextDataset& data, double intercept) const {
+  const int64_t V = options.vocab_size(), n = data.size();
+  const auto idf = this->idf.to(torch::kCPU, torch::kDouble).contiguous();
+  const double* idf_of = idf.data_ptr<double>();
+  torch::Tensor block;
+  if (this->block.defined()) block = this->block.to(torch::kCPU, torch::kLong).contiguous();
+  const int64_t* block_of = block.defined() ? block.data_ptr<int64_t>() : nullptr;
+  const bool sublinear = options.sublinear_tf();
+  SparseRows x;
+  x.num_cols = V + 1;
+  x.offsets.reserve(static_cast<size_t>(n) + 1);
+  std::vector<int32_t> ids;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t* tokens = data.tokens(i);
+    ids.clear();
+    for (int64_t k = 0; k < data.length(i); ++k)
+      if (tokens[k] >= Vocabulary::kFirstWordId && tokens[k] < V) ids.push_back(tokens[k]);
+    std::sort(ids.begin(), ids.end());
+    const size_t first = x.cols.size();
+    double norm2[2] = {0, 0};
+    for (size_t k = 0; k < ids.size();) {
+      size_t end = k;
+      while (end < ids.size() && ids[end] == ids[k]) ++end;
+      const double tf = static_cast<double>(end - k);
+      const double w = (sublinear ? std::log(tf) + 1.0 : tf) * idf_of[ids[k]];
+      norm2[block_of ? block_of[ids[k]] : 0] += w * w;
+      x.cols.push_back(ids[k]);
+      x.values.push_back(w);
+      k = end;
+    }
+    for (size_t e = first; e < x.cols.size(); ++e) x.values[e] /= std::sqrt(norm2[block_of ? block_of[x.cols[e]] : 0]);
+    x.cols.push_back(static_cast<int32_t>(V));
+    x.values.push_back(intercept);
+    x.offsets.push_back(static_cast<int64_t>(x.cols.size()));
+  }
+  return x;
+}
+
 torch::Tensor LinearImpl::forward(const Batch& batch) {
   TfIdfRows f = features(batch);
   return weight->forward(f.ids, f.offsets, f.weights.to(weight->weight.scalar_type())) + bias;
@@ -160,8 +199,18 @@ nlohmann::json resolve_linear(JsonReader& r) {
   r.get("C", C);
   check_min(r.key_path("C"), C, 0, /*inclusive=*/false);
   r.get("sparse", sparse);
-  return {{"ngram_range", words}, {"char_ngram_range", chars}, {"min_df", min_df},           {"max_df", max_df},
-          {"max_features", max_features}, {"sublinear_tf", sublinear_tf}, {"C", C}, {"sparse", sparse}};
+  double intercept_scaling = 1.0;
+  r.get("intercept_scaling", intercept_scaling);
+  check_min(r.key_path("intercept_scaling"), intercept_scaling, 0, /*inclusive=*/false);
+  return {{"ngram_range", words},
+          {"char_ngram_range", chars},
+          {"min_df", min_df},
+          {"max_df", max_df},
+          {"max_features", max_features},
+          {"sublinear_tf", sublinear_tf},
+          {"C", C},
+          {"sparse", sparse},
+          {"intercept_scaling", intercept_scaling}};
 }
 
 std::shared_ptr<TextModel> build_linear(const nlohmann::json& j, const ModelContext& context) {
@@ -191,7 +240,25 @@ void complete_linear(const nlohmann::json& options, const nlohmann::json& docume
 }
 
 void check_linear(const nlohmann::json& options, const Config& config) {
-  if (options.at("sparse").get<bool>()) check_sparse_optimizer("model.sparse", config);
+  if (config.optimizer.type == "dual_cd") {
+    // The exact solver: LinearSVC's problem, solved in one go.
+    if (config.task.type != "multiclass" && config.task.type != "binary")
+      config_fail("optimizer.type", "\"dual_cd\" solves multiclass and binary tasks; task.type \"" + config.task.type +
+                                        "\" trains with optimizer.type \"adagrad\"");
+    if (config.task.loss != "squared_hinge")
+      config_fail("task.loss",
+                  "optimizer.type \"dual_cd\" minimises the squared hinge (scikit-learn's LinearSVC): "
+                  "set task.loss \"squared_hinge\" (logistic regression trains with \"adagrad\")");
+    if (config.task.reduction != "mean")
+      config_fail("task.reduction", "optimizer.type \"dual_cd\" solves C * the sum of the losses; leave \"mean\"");
+    const auto& cw = config.task.class_weights;
+    if (config.task.type == "binary" && !(cw.is_string() && cw.get<std::string>() == "none"))
+      config_fail("task.class_weights",
+                  "optimizer.type \"dual_cd\" weighs the classes of multiclass tasks; for a "
+                  "binary one, use task.type \"multiclass\" (its two classes) or adagrad");
+  } else if (options.at("sparse").get<bool>()) {
+    check_sparse_optimizer("model.sparse", config);
+  }
   if (config.optimizer.weight_decay > 0)
     config_fail("optimizer.weight_decay", "the linear model's L2 regularisation is model.C; leave weight_decay 0");
   const auto& d = config.data;

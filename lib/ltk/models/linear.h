@@ -14,6 +14,7 @@
 #include "ltk/config/config.h"
 #include "ltk/config/json_reader.h"
 #include "ltk/data/ngrams.h"
+#include "ltk/data/sparse_rows.h"
 #include "ltk/models/text_model.h"
 
 namespace ltk {
@@ -53,6 +54,10 @@ class LinearImpl : public TextModel {
   torch::Tensor penalty(const Batch& batch) override;
   /// The tf-idf features of a batch (the unknown and padding ids are not features).
   TfIdfRows features(const Batch& batch) const;
+  /// The same rows for every sample of `data`, in one pass over its ids, as a sparse matrix of
+  /// vocab_size + 1 columns: the last is the intercept's, of value `intercept` in every row
+  /// (optimizer.type "dual_cd" solves on it).
+  SparseRows rows_of(const TextDataset& data, double intercept) const;
   /// Sets idf and the penalty scales from document frequencies `df` [vocab_size] over `documents`
   /// training texts, and which features are character n-grams (`is_char`, with two blocks).
   void set_statistics(const std::vector<int64_t>& df, int64_t documents, const std::vector<bool>& is_char);

@@ -48,6 +48,9 @@ class RegistrySchema final : public ModelSchema {
     const ModelEntry& entry = find_entry(config.model.type, "model");
     if (config.task.type == "mlm" && config.model.type != "bert")
       config_fail("task.type", "\"mlm\" pretrains a bert model; model.type is '" + config.model.type + "'");
+    if (config.optimizer.type == "dual_cd" && config.model.type != "linear")
+      config_fail("optimizer.type", "\"dual_cd\" solves the linear model exactly; model.type '" + config.model.type +
+                                        "' trains with sgd, adam, adamw or adagrad");
     if (entry.check) entry.check(config.model.options, config);
   }
   void complete(const nlohmann::json& document, Config& config) const override {

@@ -279,6 +279,11 @@ Plan make_plan(const nlohmann::json& base, const std::string& base_path, const S
         } catch (const ConfigError& e) {
           throw ConfigError("the configuration " + describe(a) + " is not a valid config: " + e.what());
         }
+        if (options.strategy == "asha" && trial_config.optimizer.type == "dual_cd")
+          throw ConfigError(
+              "--strategy asha trains its trials a rung of epochs at a time, and optimizer.type "
+              "\"dual_cd\" solves a run in one go (the configuration " +
+              describe(a) + "): use --strategy grid or random");
         if (options.strategy == "asha" && trial_config.trainer.eval_every > 0)
           throw ConfigError(
               "--strategy asha ranks configurations on the validation at the end of each rung's epoch: "

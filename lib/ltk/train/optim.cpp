@@ -171,6 +171,11 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerConfig& c
     auto o = torch::optim::AdagradOptions(c.lr).lr_decay(c.lr_decay).eps(c.eps).weight_decay(c.weight_decay);
     return std::make_unique<torch::optim::Adagrad>(groups(params, o, nd, lr_scales), o);
   }
+  if (c.type == "dual_cd") {
+    // The exact solver keeps no optimiser state; a checkpoint still holds an optimiser's (plain SGD).
+    auto o = torch::optim::SGDOptions(c.lr);
+    return std::make_unique<torch::optim::SGD>(groups(params, o, nd, lr_scales), o);
+  }
   throw ConfigError("config key 'optimizer.type': unknown optimizer '" + c.type + "'");
 }
 

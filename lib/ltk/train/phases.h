@@ -2,6 +2,7 @@
 //   prepare_data      (prepare_data.cpp)     read the splits, the tokenizer, vocabulary, labels, task
 //   build_run_model   (build_model.cpp)      the model on its device: initialised, frozen, checked
 //   Trainer::fit      (trainer.cpp)          the five-step loop, validation, checkpoints
+//   or solve_linear   (solve_linear.cpp)     optimizer.type "dual_cd": the linear model solved exactly
 //   test_and_report   (test_and_report.cpp)  the best checkpoint on the test split, report.html
 //   compare_baseline  (baseline.cpp)         the tf-idf linear baseline on the same split, beside
 // Private to the train area.
@@ -62,6 +63,8 @@ struct PreparedData {
   std::optional<TextDataset> valid, test;
   /// model.init_from when it names a run directory (its vocabulary and best weights are used).
   std::string init_run;
+  /// The task's class weights (task.class_weights resolved; empty: none).
+  std::vector<double> class_weights;
 };
 
 /// Reads data.train, builds (or, resumed and fine-tuned, reuses) the tokenizer files, vocabulary
@@ -72,6 +75,11 @@ PreparedData prepare_data(const RunContext& ctx);
 /// The model for the data, on ctx.device: from pretrained_dir or init_from when configured,
 /// frozen where asked, its outputs checked against the task, its memory checked first.
 std::shared_ptr<TextModel> build_run_model(const RunContext& ctx, const PreparedData& data);
+
+/// The fit of optimizer.type "dual_cd" (solve_linear.cpp), in place of the Trainer's loop: the
+/// linear model's tf-idf features of the training split as a sparse matrix, built once, solved
+/// exactly (one-vs-rest on ctx.threads threads), the solution validated and checkpointed.
+TrainSummary solve_linear(const RunContext& ctx, const PreparedData& data, const std::shared_ptr<TextModel>& model);
 
 /// report.html of a run: what it shows besides the evaluation, and where it is.
 struct RunReport {

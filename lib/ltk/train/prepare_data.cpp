@@ -207,6 +207,7 @@ PreparedData prepare_data(const RunContext& ctx) {
     throw ConfigError("config key 'trainer.sampler': \"balanced\" needs classes; a regression task has none");
   std::vector<double> weights = resolve_class_weights(config.task, out.labels, out.train);
   out.task = make_task(config.task, out.labels, weights);
+  out.class_weights = weights;
   if (out.vocab.fixed()) out.task->set_vocabulary(out.vocab);
   write_file_atomic(ctx.run.file("task.json"), nlohmann::json{{"class_weights", weights}}.dump() + "\n");
   if (!weights.empty()) log::info("[task] class weights {}", nlohmann::json(weights).dump());

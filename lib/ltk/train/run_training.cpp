@@ -143,7 +143,7 @@ TrainSummary run_phases(const Config& config, const TrainOptions& options, std::
   PreparedData data = prepare_data(ctx);
   phase = Phase::training;
   const std::shared_ptr<TextModel> model = build_run_model(ctx, data);
-  TrainSummary summary = fit(ctx, data, model);
+  TrainSummary summary = config.optimizer.type == "dual_cd" ? solve_linear(ctx, data, model) : fit(ctx, data, model);
   if (group) {
     group->finish();
     if (rank > 0) return summary;  // the test, the report and the exports are rank 0's
@@ -160,6 +160,24 @@ TrainSummary run_phases(const Config& config, const TrainOptions& options, std::
 
 TrainSummary run_training(const Config& config, const TrainOptions& options) {
   if (options.baseline) baseline_config(config);  // refused before anything is trained
+  if (config.optimizer.type == "dual_cd") {
+    // The exact solver has no epochs to stop between: a run is solved whole, in seconds.
+    // A resumed one (ltk-sweep resumes every trial that has a checkpoint) is solved again: the same.
+    if (options.resume) {
+      log::info("[resume] optimizer.type \"dual_cd\" keeps no state between passes: {} is solved again from the start",
+                config.output_dir);
+      TrainOptions again = options;
+      again.resume = false;
+      again.overwrite = true;
+      return run_training(config, again);
+    }
+    if (options.until_epoch > 0)
+      throw ConfigError("--until-epoch: optimizer.type \"dual_cd\" has no epochs to pause between");
+    if (dist::launch_from_env().world > 1)
+      throw ConfigError(
+          "optimizer.type \"dual_cd\" solves in one process (its classes on every core of it): "
+          "run it without torchrun or --nproc");
+  }
   const dist::Launch launch = dist::launch_from_env();
   std::shared_ptr<dist::Group> group;
   if (launch.world > 1) {

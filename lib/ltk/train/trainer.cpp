@@ -272,6 +272,33 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
               stop.signal(), state_.step, run_.path());
     summary.interrupted = stop.signal();
   }
+  summarize(summary, start, samples_at_start);
+  return summary;
+}
+
+TrainSummary Trainer::record_solution(const TextDataset* valid, int64_t samples, double objective) {
+  const double start = now_s();
+  loop_start_ = start;
+  state_.step = 1;  // the solution is one step: validated and checkpointed as one
+  state_.samples_seen = samples;
+  state_.epoch_closed = true;
+  state_.last_epoch_loss = objective;
+  run_.append_metrics({{"kind", "train"}, {"epoch", 1}, {"step", 1}, {"loss", objective}, {"lr", 0.0}});
+  TrainSummary summary;
+  try {
+    validate_and_checkpoint(valid, valid != nullptr);
+  } catch (const StopRequested& stop) {  // the checkpoint is written; a resumed run solves again
+    log::progress_done();
+    log::warn("[train] stopped by signal {} during the validation of the solution; checkpoint written", stop.signal());
+    summary.interrupted = stop.signal();
+  }
+  summary.eval_seconds = now_s() - start;
+  summarize(summary, start, 0);
+  return summary;
+}
+
+void Trainer::summarize(TrainSummary& summary, double start, int64_t samples_at_start) const {
+  const auto& tc = config_.trainer;
   summary.last_train_loss = state_.last_epoch_loss;
   summary.steps = state_.step;
   summary.epochs = std::min(state_.epoch, tc.epochs);
@@ -284,7 +311,6 @@ TrainSummary Trainer::fit(const TextDataset& train, const TextDataset* valid) {
   summary.sync_bytes = sync_bytes_;
   summary.samples_per_s =
       summary.seconds > 0 ? static_cast<double>(state_.samples_seen - samples_at_start) / summary.seconds : 0.0;
-  return summary;
 }
 
 void Trainer::set_group(std::shared_ptr<dist::Group> group) {

@@ -97,6 +97,11 @@ class Trainer {
   /// Trains until trainer.epochs are done, early stopping triggers or a stop is requested.
   TrainSummary fit(const TextDataset& train, const TextDataset* valid);
 
+  /// For a model solved outside the loop (optimizer.type "dual_cd"): its weights are the run's one
+  /// step over `samples` samples, validated on `valid` and checkpointed as a finished epoch.
+  /// `objective`: the solution's objective per sample, recorded as the training loss.
+  TrainSummary record_solution(const TextDataset* valid, int64_t samples, double objective);
+
   /// One optimisation step on one batch already on the device, in the article's order: forward,
   /// loss (checked scalar and finite), zero_grad, backward, step. Returns the loss.
   double train_step(const Batch& batch, int64_t step);
@@ -126,6 +131,8 @@ class Trainer {
   /// false when training must stop (early stopping, a stop request).
   bool step(const TextDataset& train, const TextDataset* valid, const std::vector<std::vector<int64_t>>& order,
             const LrSchedule& schedule, int64_t total, int64_t per_epoch, TrainSummary& summary);
+  /// The summary's figures from the loop state (`start`: when the loop began).
+  void summarize(TrainSummary& summary, double start, int64_t samples_at_start) const;
   /// The end of an epoch: its validation and checkpoint; true when the run pauses here.
   bool close_epoch(const TextDataset* valid, TrainSummary& summary);
   /// Forward + loss of one micro-batch, scaled by `scale`; false when the loss is not finite

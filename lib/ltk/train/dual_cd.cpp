@@ -1,0 +1,145 @@
+#include "ltk/train/dual_cd.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "ltk/core/error.h"
+
+namespace ltk {
+
+namespace {
+
+double dot(const SparseRows& x, int64_t i, const std::vector<double>& w) {
+  double s = 0;
+  for (int64_t k = x.offsets[i]; k < x.offsets[i + 1]; ++k) s += w[static_cast<size_t>(x.cols[k])] * x.values[k];
+  return s;
+}
+
+void axpy(const SparseRows& x, int64_t i, double a, std::vector<double>& w) {
+  for (int64_t k = x.offsets[i]; k < x.offsets[i + 1]; ++k) w[static_cast<size_t>(x.cols[k])] += a * x.values[k];
+}
+
+void objectives(const SparseRows& x, const std::vector<int8_t>& y, const std::vector<double>& cost,
+                const std::vector<double>& alpha, DualCdResult& r) {
+  double ww = 0;
+  for (double v : r.w) ww += v * v;
+  double loss = 0, sum_alpha = 0, alpha_penalty = 0;
+  for (int64_t i = 0; i < x.rows(); ++i) {
+    const double margin = std::max(0.0, 1 - y[static_cast<size_t>(i)] * dot(x, i, r.w));
+    loss += cost[static_cast<size_t>(i)] * margin * margin;
+    const double a = alpha[static_cast<size_t>(i)];
+    sum_alpha += a;
+    alpha_penalty += a * a / (4 * cost[static_cast<size_t>(i)]);
+  }
+  r.primal = ww / 2 + loss;
+  r.dual = sum_alpha - ww / 2 - alpha_penalty;
+}
+
+}  // namespace
+
+DualCdResult solve_l2_svc_dual(const SparseRows& x, const std::vector<int8_t>& y, const std::vector<double>& cost,
+                               const DualCdOptions& options) {
+  const int64_t n = x.rows();
+  if (static_cast<int64_t>(y.size()) != n || static_cast<int64_t>(cost.size()) != n)
+    throw Error("solve_l2_svc_dual: one label and one cost per row expected");
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  DualCdResult r;
+  r.w.assign(static_cast<size_t>(x.num_cols), 0.0);
+  std::vector<double> alpha(static_cast<size_t>(n), 0.0), diag(static_cast<size_t>(n)), qd(static_cast<size_t>(n));
+  std::vector<int64_t> index(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    diag[i] = 0.5 / cost[i];  // the L2 loss as a quadratic term of the dual
+    double xx = 0;
+    for (int64_t k = x.offsets[i]; k < x.offsets[i + 1]; ++k) xx += x.values[k] * x.values[k];
+    qd[i] = diag[i] + xx;
+    index[i] = i;
+  }
+  std::mt19937_64 rng(options.seed);
+  int64_t active = n;
+  double pg_max_old = kInf, pg_min_old = -kInf;
+  for (r.iterations = 0; r.iterations < options.max_iter;) {
+    double pg_max = -kInf, pg_min = kInf;
+    for (int64_t s = 0; s < active; ++s) std::swap(index[s], index[s + static_cast<int64_t>(rng() % (active - s))]);
+    for (int64_t s = 0; s < active; ++s) {
+      const int64_t i = index[s];
+      const double yi = y[i];
+      const double g = yi * dot(x, i, r.w) - 1 + alpha[i] * diag[i];
+      double pg = 0;
+      if (alpha[i] == 0) {
+        if (g > pg_max_old) {  // shrink: at its bound and likely to stay there
+          std::swap(index[s], index[--active]);
+          --s;
+          continue;
+        }
+        if (g < 0) pg = g;
+      } else {
+        pg = g;
+      }
+      pg_max = std::max(pg_max, pg);
+      pg_min = std::min(pg_min, pg);
+      if (std::abs(pg) > 1e-12) {
+        const double old = alpha[i];
+        alpha[i] = std::max(alpha[i] - g / qd[i], 0.0);
+        axpy(x, i, (alpha[i] - old) * yi, r.w);
+      }
+    }
+    ++r.iterations;
+    if (pg_max - pg_min <= options.tol) {
+      if (active == n) {
+        r.converged = true;
+        break;
+      }
+      active = n;  // converged on the active set: check every sample once more
+      pg_max_old = kInf;
+      pg_min_old = -kInf;
+      continue;
+    }
+    pg_max_old = pg_max <= 0 ? kInf : pg_max;
+    pg_min_old = pg_min >= 0 ? -kInf : pg_min;
+  }
+  objectives(x, y, cost, alpha, r);
+  return r;
+}
+
+std::vector<DualCdResult> solve_one_vs_rest(const SparseRows& x, const std::vector<int64_t>& labels,
+                                            int64_t num_classes, double C, const std::vector<double>& class_weights,
+                                            const DualCdOptions& options, int threads) {
+  const int64_t n = x.rows();
+  if (static_cast<int64_t>(labels.size()) != n) throw Error("solve_one_vs_rest: one label per row expected");
+  std::vector<DualCdResult> out(static_cast<size_t>(num_classes));
+  std::atomic<int64_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  auto work = [&] {
+    for (int64_t k; (k = next++) < num_classes;) {
+      try {
+        std::vector<int8_t> y(static_cast<size_t>(n));
+        std::vector<double> cost(static_cast<size_t>(n));
+        const double positive = C * (class_weights.empty() ? 1.0 : class_weights[static_cast<size_t>(k)]);
+        for (int64_t i = 0; i < n; ++i) {
+          y[i] = labels[i] == k ? 1 : -1;
+          cost[i] = labels[i] == k ? positive : C;
+        }
+        DualCdOptions o = options;
+        o.seed = options.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(k);
+        out[static_cast<size_t>(k)] = solve_l2_svc_dual(x, y, cost, o);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(failure_mutex);
+        failure = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < std::max(1, threads) && t < num_classes; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
+  return out;
+}
+
+}  // namespace ltk
