@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include "app.h"
 #include "ltk/core/runtime.h"
@@ -44,6 +45,7 @@ struct Options {
   std::string id_field = "id";
   std::string pair_field;  // non-empty: the run reads sentence pairs, jsonl input
   int64_t top_k = 0;
+  int threads = 1;  // a linear run's slices at once
 };
 
 // Turns one input line into a Pending entry; malformed lines get an error, never a crash.
@@ -107,27 +109,55 @@ void flush(const ltk::infer::Predictor& predictor, std::vector<Pending>& pending
            const Options& o) {
   std::vector<ltk::infer::TextInput> inputs;
   inputs.reserve(pending.size());
-  for (const auto& p : pending) inputs.push_back(ltk::infer::TextInput{p.text, p.text_pair, p.error});
+  for (auto& p : pending) inputs.push_back(ltk::infer::TextInput{std::move(p.text), std::move(p.text_pair), p.error});
   std::vector<const ltk::infer::TextInput*> valid;
   for (const auto& in : inputs)
     if (in.error.empty()) valid.push_back(&in);
-  auto data = predictor.encode(valid);
-  auto answers = predictor.answer(data, std::vector<int64_t>(valid.size(), o.top_k), batch_size);
-  size_t row = 0;
-  for (auto& p : pending) {
+  std::string out;
+  auto error_line = [&](const Pending& p, const std::string& error) {
     nlohmann::ordered_json j;
     if (!p.id.is_null()) j["id"] = p.id;
-    if (p.error.empty()) {
-      for (auto& [k, v] : answers[row].items()) j[k] = std::move(v);
-      ++row;
-      if (j.contains("error")) j["line"] = p.line;  // an mlm text without [MASK]
-    } else {
-      j["error"] = p.error;
-      j["line"] = p.line;
+    j["error"] = error;
+    j["line"] = p.line;
+    out += j.dump();
+    out += '\n';
+  };
+  if (predictor.masked_lm()) {  // answers that may be errors of their own (a text without [MASK])
+    auto answers = predictor.answer(predictor.encode(valid), std::vector<int64_t>(valid.size(), o.top_k), batch_size);
+    size_t row = 0;
+    for (auto& p : pending) {
+      if (!p.error.empty()) {
+        error_line(p, p.error);
+        continue;
+      }
+      nlohmann::ordered_json j;
+      if (!p.id.is_null()) j["id"] = p.id;
+      for (auto& [k, v] : answers[row++].items()) j[k] = std::move(v);
+      if (j.contains("error")) j["line"] = p.line;
+      out += j.dump();
+      out += '\n';
     }
-    std::cout << j.dump() << '\n';
+  } else {
+    auto answers = predictor.answer_texts(valid, o.top_k, batch_size, o.threads);
+    size_t row = 0;
+    for (auto& p : pending) {
+      if (!p.error.empty()) {
+        error_line(p, p.error);
+        continue;
+      }
+      const std::string& answer = answers[row++];  // a JSON object: "id" goes first inside it
+      if (p.id.is_null()) {
+        out += answer;
+      } else {
+        out += "{\"id\":";
+        out += p.id.dump();
+        out += ',';
+        out.append(answer, 1, std::string::npos);
+      }
+      out += '\n';
+    }
   }
-  std::cout << std::flush;
+  std::cout << out << std::flush;
   pending.clear();
 }
 
@@ -143,24 +173,31 @@ int main(int argc, char** argv) {
                              "  for each [MASK] of the text (--top-k pieces, default 5)\n"
                              "with \"id\" first when the input has one, \"top\" with --top-k, and\n"
                              "{\"error\": ..., \"line\": N} in place of a line that cannot be scored.");
-    options.add_options()
-        ("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())
-        ("i,input", "input file (default: stdin)", cxxopts::value<std::string>())
-        ("format", "plain (a text per line), tsv (id<TAB>text) or jsonl (objects with text and id fields)",
-         cxxopts::value<std::string>()->default_value("plain"))
-        ("text-field", "jsonl: the field holding the text", cxxopts::value<std::string>()->default_value("text"))
-        ("id-field", "jsonl: the field carried through as \"id\"", cxxopts::value<std::string>()->default_value("id"))
-        ("pair-field", "jsonl: the second text of a sentence pair, for a run trained on pairs (default: the run's "
-                       "data.text_pair_field, else \"text_pair\")", cxxopts::value<std::string>()->default_value(""))
-        ("top-k", "also list the k most probable labels (\"top\")", cxxopts::value<int64_t>()->default_value("0"))
-        ("checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))
-        ("device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))
-        ("threads", "LibTorch threads (0 = all cores)", cxxopts::value<int64_t>()->default_value("1"))
-        ("batch-size", "texts per batch (default 256; 1 when reading a terminal or pipe, so that each line is "
-                       "answered at once)", cxxopts::value<int64_t>()->default_value("0"))
-        ("max-line-bytes", "a longer input line is answered with an error and skipped, so that memory stays "
-                           "bounded whatever the input", cxxopts::value<int64_t>()->default_value("16777216"))
-        ("h,help", "show this help");
+    options.add_options()("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())(
+        "i,input", "input file (default: stdin)", cxxopts::value<std::string>())(
+        "format", "plain (a text per line), tsv (id<TAB>text) or jsonl (objects with text and id fields)",
+        cxxopts::value<std::string>()->default_value("plain"))("text-field", "jsonl: the field holding the text",
+                                                               cxxopts::value<std::string>()->default_value("text"))(
+        "id-field", "jsonl: the field carried through as \"id\"", cxxopts::value<std::string>()->default_value("id"))(
+        "pair-field",
+        "jsonl: the second text of a sentence pair, for a run trained on pairs (default: the run's "
+        "data.text_pair_field, else \"text_pair\")",
+        cxxopts::value<std::string>()->default_value(""))("top-k", "also list the k most probable labels (\"top\")",
+                                                          cxxopts::value<int64_t>()->default_value("0"))(
+        "checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))(
+        "device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))(
+        "threads",
+        "threads (0 = all cores): LibTorch's, or for a linear run ltk's own, which tokenise, score and "
+        "write the texts in parallel",
+        cxxopts::value<int64_t>()->default_value("1"))(
+        "batch-size",
+        "texts per batch (default 256; 1 when reading a terminal or pipe, so that each line is "
+        "answered at once)",
+        cxxopts::value<int64_t>()->default_value("0"))(
+        "max-line-bytes",
+        "a longer input line is answered with an error and skipped, so that memory stays "
+        "bounded whatever the input",
+        cxxopts::value<int64_t>()->default_value("16777216"))("h,help", "show this help");
     bool help = false;
     auto args = ltk::app::parse(options, argc, argv, help);
     if (help) return 0;
@@ -174,9 +211,15 @@ int main(int argc, char** argv) {
     o.top_k = args["top-k"].as<int64_t>();
     o.pair_field = args["pair-field"].as<std::string>();
     if (o.top_k < 0) throw ltk::UsageError("--top-k must be >= 0");
-    ltk::apply_threads(args["threads"].as<int64_t>());
+    // LibTorch's pools start with more than one thread (their workers spin between parallel ops)
+    // only for a model that runs on them: a linear run's texts go through ltk's own threads.
+    ltk::apply_threads(1);
     ltk::infer::Predictor predictor(ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
                                                   args["device"].as<std::string>()));
+    const int64_t requested = args["threads"].as<int64_t>();
+    if (requested < 0) throw ltk::UsageError("--threads must be >= 0 (0 = all cores)");
+    o.threads = predictor.scores_rows() ? static_cast<int>(requested ? requested : std::thread::hardware_concurrency())
+                                        : ltk::apply_threads(requested);
     const auto& data = predictor.run().config.data;
     if (!data.text_pair_column.empty() || !data.text_pair_field.empty()) {
       if (o.format != "jsonl")

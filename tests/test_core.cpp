@@ -5,11 +5,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "ltk/core/blas.h"
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
+#include "ltk/core/parallel.h"
 #include "ltk/core/process.h"
 #include "test_util.h"
 
@@ -246,4 +250,37 @@ TEST_CASE(
   }
   sigaction(SIGINT, &before, &now);
   CHECK(now.sa_handler == ltk_test_marker_handler);
+}
+
+TEST_CASE("parallel_chunks: every item once, in contiguous chunks - the first chunk's error - nested calls in place",
+          "[core]") {
+  for (int64_t n : {0, 1, 7, 1000, 4096}) {
+    for (int threads : {1, 2, 5}) {
+      std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
+      std::atomic<int> chunks{0};
+      ltk::parallel_chunks(n, threads, 100, [&](int64_t begin, int64_t end) {
+        ++chunks;
+        for (int64_t i = begin; i < end; ++i) ++seen[static_cast<size_t>(i)];
+      });
+      for (auto& s : seen) REQUIRE(s == 1);
+      CHECK(chunks <= std::max<int64_t>(1, std::min<int64_t>(threads, n / 100)));
+    }
+  }
+  // Each chunk throws: the error is the first chunk's, whichever finished first.
+  REQUIRE_THROWS_WITH(ltk::parallel_chunks(4000, 4, 1,
+                                           [](int64_t begin, int64_t) {
+                                             if (begin == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                                             throw ltk::Error("chunk at " + std::to_string(begin));
+                                           }),
+                      "chunk at 0");
+  // Inside a chunk, another call runs on that thread as one chunk.
+  std::atomic<int> inner{0};
+  ltk::parallel_chunks(1000, 2, 1, [&](int64_t, int64_t) {
+    ltk::parallel_chunks(1000, 4, 1, [&](int64_t begin, int64_t end) {
+      CHECK(begin == 0);
+      CHECK(end == 1000);
+      ++inner;
+    });
+  });
+  CHECK(inner == 2);
 }

@@ -823,3 +823,41 @@ TEST_CASE("stress perturbations: names and groups select, an unknown name is an 
   CHECK(two[3]->name == "typos");
   REQUIRE_THROWS_WITH(ltk::select_perturbations("typo"), Contains("did you mean 'typos'"));
 }
+
+TEST_CASE("encode: on several threads, the same vocabulary, ids, labels and first error as on one", "[data][vocab]") {
+  std::vector<ltk::Example> ex;
+  std::mt19937 rng(9);
+  for (int i = 0; i < 9000; ++i) {  // enough for 4 slices of 2048
+    std::string text;
+    for (int k = 0, n = static_cast<int>(rng() % 9); k <= n; ++k) text += "w" + std::to_string(rng() % 500) + " ";
+    ex.push_back({i % 3 ? "x" : "y", text, i + 1});
+  }
+  ltk::WhitespaceTokenizer tok(false);
+  auto labels = ltk::LabelMap::from_labels({"x", "y"});
+  auto targets = ltk::class_targets(labels);
+  auto same = [](const ltk::TextDataset& a, const ltk::TextDataset& b) {
+    REQUIRE(a.size() == b.size());
+    REQUIRE(a.total_tokens() == b.total_tokens());
+    for (int64_t i = 0; i < a.size(); ++i) {
+      REQUIRE(std::vector<int32_t>(a.tokens(i), a.tokens(i) + a.length(i)) ==
+              std::vector<int32_t>(b.tokens(i), b.tokens(i) + b.length(i)));
+      REQUIRE(a.label(i) == b.label(i));
+      REQUIRE(a.source_line(i) == b.source_line(i));
+      REQUIRE(a.full_length(i) == b.full_length(i));
+    }
+  };
+  ltk::EncodeOptions one{4, "tail"}, many = one;
+  many.threads = 4;
+  auto [v1, d1] = ltk::build_vocab_and_encode(ex, "m", tok, 2, 0, &targets, one);
+  auto [v4, d4] = ltk::build_vocab_and_encode(ex, "m", tok, 2, 0, &targets, many);
+  REQUIRE(v1.size() == v4.size());
+  for (int32_t i = 0; i < v1.size(); ++i) REQUIRE(v1.token(i) == v4.token(i));
+  same(d1, d4);
+  CHECK(d4.id_bytes() == static_cast<size_t>(d4.total_tokens()) * 4);
+  same(ltk::encode_examples(ex, "m", tok, v1, &targets, one), ltk::encode_examples(ex, "m", tok, v1, &targets, many));
+  // Two bad labels in different slices: the error names the first line, as on one thread.
+  ex[7000].label = "zz";
+  ex[100].label = "qq";
+  REQUIRE_THROWS_WITH(ltk::build_vocab_and_encode(ex, "m", tok, 1, 0, &targets, many), Contains("m:101"));
+  REQUIRE_THROWS_WITH(ltk::build_vocab_and_encode(ex, "m", tok, 1, 0, &targets, one), Contains("m:101"));
+}

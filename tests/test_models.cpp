@@ -9,6 +9,7 @@
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
 
+#include "ltk/config/config.h"
 #include "ltk/core/error.h"
 #include "ltk/data/dataset.h"
 #include "ltk/data/utf8.h"
@@ -18,9 +19,9 @@
 #include "ltk/models/bow.h"
 #include "ltk/models/linear.h"
 #include "ltk/models/registry.h"
-#include "ltk/config/config.h"
-#include "ltk/train/optim.h"
 #include "ltk/task/task.h"
+#include "ltk/task/task_util.h"
+#include "ltk/train/optim.h"
 #include "test_util.h"
 
 using Catch::Matchers::Contains;
@@ -789,10 +790,138 @@ TEST_CASE("linear: rows_of builds every text's tf-idf row as features() does, th
       CHECK(x.values[last] == 2.5);
     }
     CHECK(e == rows.numel());
+    // On several threads, in slices of 2048 texts: the same matrix.
+    std::vector<ltk::Example> many;
+    for (int r = 0; r < 90; ++r)
+      for (const auto& ex : tfidf_corpus()) many.push_back(ex);
+    auto big = linear_setup(section, many);
+    const auto& big_linear = dynamic_cast<const ltk::LinearImpl&>(*big.model);
+    const ltk::SparseRows one = big_linear.rows_of(big.data, 1.0, 1), four = big_linear.rows_of(big.data, 1.0, 4);
+    CHECK(one.offsets == four.offsets);
+    CHECK(one.cols == four.cols);
+    CHECK(one.values == four.values);
+    CHECK(one.rows() == static_cast<int64_t>(many.size()));
+    CHECK(many.size() > 2 * 2048);
     // Texts without a term (the one of spaces, those of no word) have the intercept alone.
     std::set<int64_t> with_terms;
     for (int64_t k = 0; k < rows.numel(); ++k) with_terms.insert(rows[k].item<int64_t>());
     CHECK(empty == s.data.size() - static_cast<int64_t>(with_terms.size()));
     CHECK(empty >= 1);
+  }
+}
+
+TEST_CASE("tasks: write_prediction writes prediction(scores, top_k).dump()'s bytes, numbers as nlohmann writes them",
+          "[models][task]") {
+  // Every score ltk prints is a multiple of 1e-6: all of [0, 1] and a sample beyond, both signs.
+  std::string out;
+  for (int64_t k = -2000; k <= 1000000; ++k) {
+    const double x = static_cast<double>(k) / 1e6;
+    out.clear();
+    ltk::task_detail::append_round6(out, x);
+    if (out != nlohmann::json(ltk::task_detail::round6(x)).dump()) FAIL("k = " << k << ": " << out);
+  }
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> wide(-1e12, 1e12);
+  for (int i = 0; i < 20000; ++i) {
+    const double x = i % 2 ? wide(rng) : wide(rng) * 1e-12;
+    out.clear();
+    ltk::task_detail::append_round6(out, x);
+    REQUIRE(out == nlohmann::json(ltk::task_detail::round6(x)).dump());
+  }
+  out.clear();
+  ltk::task_detail::append_round6(out, std::numeric_limits<double>::quiet_NaN());
+  CHECK(out == "null");
+
+  // Labels that need escaping, ties (top keeps label order), every task.
+  auto labels = ltk::LabelMap::from_labels({"a\"q", "b\\s", "c\tt", "\xE4\xB8\xAD", "e"});
+  auto two = ltk::LabelMap::from_labels({"neg", "pos\n"});
+  ltk::TaskConfig mc, bc, ml, rc;
+  mc.type = "multiclass";
+  bc.type = "binary";
+  bc.positive_label = "neg";
+  ml.type = "multilabel";
+  ml.threshold = 0.4;
+  rc.type = "regression";
+  const ltk::MulticlassTask multiclass(mc, labels);
+  const ltk::BinaryTask binary(bc, two);
+  const ltk::MultilabelTask multilabel(ml, labels);
+  const ltk::RegressionTask regression(rc);
+  std::uniform_real_distribution<float> unit(0.f, 1.f);
+  for (int i = 0; i < 2000; ++i) {
+    std::vector<float> scores(5);
+    for (auto& s : scores) s = i % 3 ? unit(rng) : std::round(unit(rng) * 4) / 4;  // some ties
+    for (int64_t top_k : {0, 1, 3, 9})
+      for (const ltk::Task* task :
+           std::initializer_list<const ltk::Task*>{&multiclass, &binary, &multilabel, &regression}) {
+        out.clear();
+        task->write_prediction(scores.data(), top_k, out);
+        REQUIRE(out == task->prediction(scores.data(), top_k).dump());
+      }
+  }
+}
+
+TEST_CASE("linear: forward_rows scores every text as forward() does, on every task", "[models][linear]") {
+  for (const nlohmann::json& section :
+       {nlohmann::json{{"type", "linear"}, {"ngram_range", {1, 2}}},
+        nlohmann::json{{"type", "linear"}, {"ngram_range", {1, 1}}, {"char_ngram_range", {2, 3}}}}) {
+    for (auto dtype : {torch::kFloat, torch::kDouble}) {
+      INFO(section.dump() << " " << dtype);
+      auto s = linear_setup(section, tfidf_corpus());
+      auto& linear = dynamic_cast<ltk::LinearImpl&>(*s.model);
+      linear.to(dtype);
+      {
+        torch::NoGradGuard no_grad;
+        linear.weight->weight.normal_(0, 1);
+        linear.bias.normal_(0, 1);
+      }
+      std::vector<int64_t> order(static_cast<size_t>(s.data.size()));
+      std::iota(order.rbegin(), order.rend(), 0);  // any order of samples
+      // With gradients on, there is no sparse path: evaluation runs forward().
+      CHECK_FALSE(linear.forward_rows(s.data, order).defined());
+      torch::NoGradGuard no_grad;
+      auto reference = linear.forward(s.batch).index_select(0, torch::tensor(order));
+      auto rows = linear.forward_rows(s.data, order);
+      REQUIRE(rows.defined());
+      REQUIRE(rows.sizes() == reference.sizes());
+      REQUIRE(rows.scalar_type() == dtype);
+      // The same products summed in the same order, one fused multiply-add each as LibTorch's
+      // embedding_bag kernel does; where a CPU's kernel sums otherwise, the difference stays within
+      // the sum's rounding: (terms + 2) * epsilon * (sum of |w_f W_fk| + |b_k|), row by row.
+      const double eps = dtype == torch::kFloat ? 1.2e-7 : 2.3e-16;
+      const ltk::SparseRows x = linear.rows_of(s.data, 0.0);
+      auto W = linear.weight->weight.to(torch::kDouble).abs().amax(1).contiguous();
+      const double b = linear.bias.abs().max().item<double>();
+      auto diff = (rows - reference).abs().amax(1).to(torch::kDouble).contiguous();
+      for (size_t r = 0; r < order.size(); ++r) {
+        const int64_t i = order[r];
+        double sum = b;
+        for (int64_t k = x.offsets[i]; k + 1 < x.offsets[i + 1]; ++k) sum += x.values[k] * W[x.cols[k]].item<double>();
+        const double terms = static_cast<double>(x.offsets[i + 1] - x.offsets[i]) + 1;
+        CHECK(diff[static_cast<int64_t>(r)].item<double>() <= terms * eps * sum);
+      }
+      // Every task's answers from either, as ltk-predict prints them (binary and regression read
+      // the first output).
+      auto labels = ltk::LabelMap::from_labels({"x", "y", "z"});
+      ltk::TaskConfig mc, bc, ml, rc;
+      mc.type = "multiclass";
+      bc.type = "binary";
+      ml.type = "multilabel";
+      rc.type = "regression";
+      const ltk::MulticlassTask multiclass(mc, labels);
+      const ltk::BinaryTask binary(bc, ltk::LabelMap::from_labels({"n", "p"}));
+      const ltk::MultilabelTask multilabel(ml, labels);
+      const ltk::RegressionTask regression(rc);
+      int64_t same = 0, answers = 0;
+      for (const ltk::Task* task :
+           std::initializer_list<const ltk::Task*>{&multiclass, &binary, &multilabel, &regression}) {
+        const int64_t width = task->num_outputs();
+        auto a = task->scores(rows.narrow(1, 0, width)).to(torch::kFloat).contiguous();
+        auto b = task->scores(reference.narrow(1, 0, width)).to(torch::kFloat).contiguous();
+        for (int64_t i = 0; i < a.size(0); ++i, ++answers)
+          same +=
+              task->prediction(a[i].data_ptr<float>(), 2).dump() == task->prediction(b[i].data_ptr<float>(), 2).dump();
+      }
+      CHECK(same >= answers - 2);  // a 6th-decimal rounding boundary may fall between them, rarely
+    }
   }
 }

@@ -601,6 +601,19 @@ TEST_CASE(
       Contains("model.intercept_scaling"));
 }
 
+// Runs tests/metrics/check_dual_cd.py on the problem and solution in `c`: scikit-learn solves it too.
+void check_against_liblinear(const nlohmann::json& c) {
+  TempDir dir;
+  ltk::test::write_file(dir.file("case.json"), c.dump());
+  const std::string cmd = "/usr/bin/python3 '" LTK_SOURCE_DIR "/tests/metrics/check_dual_cd.py' '" +
+                          dir.file("case.json") + "' > '" + dir.file("out.txt") + "' 2>&1";
+  const int status = std::system(cmd.c_str());
+  const std::string out = ltk::test::read_text(dir.file("out.txt"));
+  INFO(out);
+  CHECK(status == 0);
+  CHECK_THAT(out, Contains("dual_cd: 0 mismatches"));
+}
+
 TEST_CASE("dual_cd: the solution equals scikit-learn's LinearSVC (liblinear) on the same rows, C and class weights",
           "[train][dual_cd][parity]") {
   std::vector<int64_t> labels;
@@ -627,13 +640,86 @@ TEST_CASE("dual_cd: the solution equals scikit-learn's LinearSVC (liblinear) on 
                       {"class_weight", weights},
                       {"w", w},
                       {"gap", gap}};
+  check_against_liblinear(c);
+}
+
+TEST_CASE("dual_cd: logistic regression equals scikit-learn's LogisticRegression (liblinear) on the same rows and C",
+          "[train][dual_cd][parity]") {
+  std::vector<int64_t> labels;
+  const ltk::SparseRows x = random_rows(300, 60, 2, 13, labels);
+  std::vector<int8_t> y;
+  for (auto l : labels) y.push_back(l == 1 ? 1 : -1);
+  ltk::DualCdOptions tight;
+  tight.tol = 1e-10;
+  tight.max_iter = 100000;
+  const double C = 0.7;
+  const auto solved = ltk::solve_l2_lr_dual(x, y, std::vector<double>(y.size(), C), tight);
+  REQUIRE(solved.converged);
+  // A duality gap: the primal is above the dual, and close at the optimum.
+  CHECK(solved.primal >= solved.dual - 1e-9);
+  CHECK(solved.primal - solved.dual <= 1e-6 * solved.primal);
+  // Looser tolerances stop earlier, further from the optimum, never below it.
+  ltk::DualCdOptions loose;
+  loose.tol = 0.1;
+  const auto early = ltk::solve_l2_lr_dual(x, y, std::vector<double>(y.size(), C), loose);
+  CHECK(early.iterations < solved.iterations);
+  CHECK(early.primal >= solved.primal - 1e-9);
+  nlohmann::json c = {{"offsets", x.offsets},
+                      {"cols", x.cols},
+                      {"values", x.values},
+                      {"num_cols", x.num_cols},
+                      {"labels", labels},
+                      {"C", C},
+                      {"loss", "logistic"},
+                      {"intercept_scaling", 1.0},
+                      {"class_weight", nlohmann::json::object()},
+                      {"w", {solved.w}},
+                      {"gap", {std::max(0.0, solved.primal - solved.dual)}}};
+  check_against_liblinear(c);
+}
+
+TEST_CASE("dual_cd: the linear model's default where it solves the task, adagrad where it cannot", "[train][dual_cd]") {
   TempDir dir;
-  ltk::test::write_file(dir.file("case.json"), c.dump());
-  const std::string cmd = "/usr/bin/python3 '" LTK_SOURCE_DIR "/tests/metrics/check_dual_cd.py' '" +
-                          dir.file("case.json") + "' > '" + dir.file("out.txt") + "' 2>&1";
-  const int status = std::system(cmd.c_str());
-  const std::string out = ltk::test::read_text(dir.file("out.txt"));
-  INFO(out);
-  CHECK(status == 0);
-  CHECK_THAT(out, Contains("dual_cd: 0 mismatches"));
+  const std::string cfg = ltk::test::toy_config(dir);
+  auto type_of = [&](std::vector<std::string> sets) {
+    sets.insert(sets.begin(), {"model={\"type\": \"linear\"}", "optimizer={}"});  // the toy config's adam gone
+    return ltk::load_config(cfg, sets).optimizer.type;
+  };
+  CHECK(type_of({"task.loss=squared_hinge"}) == "dual_cd");
+  CHECK(type_of({"task.type=binary"}) == "dual_cd");  // logistic regression
+  CHECK(type_of({}) == "adagrad");                    // the softmax
+  CHECK(type_of({"task.type=multilabel"}) == "adagrad");
+  CHECK(type_of({"task.loss=squared_hinge", "trainer.sampler=balanced"}) == "adagrad");
+  CHECK(type_of({"task.loss=squared_hinge", "optimizer.type=adagrad"}) == "adagrad");
+  // Asked for, what it cannot do is named.
+  for (auto [set, key] :
+       std::vector<std::pair<std::string, std::string>>{{"trainer.sampler=balanced", "trainer.sampler"},
+                                                        {"model.freeze=[\"weight\"]", "model.freeze"},
+                                                        {"task.reduction=sum", "task.reduction"}}) {
+    REQUIRE_THROWS_WITH(type_of({"task.loss=squared_hinge", "optimizer.type=dual_cd", set}), Contains(key));
+  }
+  // A binary task by logistic regression, end to end: one checkpoint, the loss the task's BCE.
+  std::string train, valid;
+  for (auto [text, out] : {std::pair<std::string, std::string*>{ltk::test::toy_corpus(20, 1), &train},
+                           {ltk::test::toy_corpus(5, 2), &valid}}) {
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("tech", 0) != 0) *out += line + "\n";
+  }
+  ltk::test::write_file(dir.file("b-train.tsv"), train);
+  ltk::test::write_file(dir.file("b-valid.tsv"), valid);
+  auto config = ltk::load_config(cfg, {"model={\"type\": \"linear\"}", "optimizer={}", "task.type=binary",
+                                       "data.train=" + dir.file("b-train.tsv"), "data.valid=" + dir.file("b-valid.tsv"),
+                                       "data.test=" + dir.file("b-valid.tsv"), "output_dir=" + dir.file("b")});
+  REQUIRE(config.optimizer.type == "dual_cd");
+  auto summary = ltk::run_training(config);
+  CHECK(summary.steps == 1);
+  REQUIRE(summary.test);
+  CHECK(summary.test->get("accuracy") > 0.9);
+  CHECK(summary.test->get("loss") < std::log(2.0));  // better than chance under the BCE
+  auto predict = ltk::test::run_app(
+      "ltk-predict", "--run '" + dir.file("b") + "' --input '" + dir.file("b-valid.tsv") + "' --format tsv --top-k 1");
+  INFO(predict.err);
+  CHECK(predict.code == 0);
+  CHECK_THAT(predict.out, Contains("\"top\":[{\"label\":"));
 }

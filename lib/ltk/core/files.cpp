@@ -80,7 +80,7 @@ void sync_path(const std::string& path) {
     throw Error("cannot sync " + path + " to disk: " + errno_text());
 }
 
-void write_file_atomic(const std::string& path, const std::string& data) {
+void write_file_atomic(const std::string& path, std::string_view data) {
   std::string tmp = path + ".tmp";
   {
     Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace ltk {
 
@@ -12,7 +13,7 @@ std::string read_file(const std::string& path);
 /// Replaces `path` with `data` so that after a crash or a power loss at any moment the file is
 /// either the old one or the new one, whole: a temporary file beside it, written and fsynced,
 /// renamed over `path`, then the directory fsynced so that the rename itself is on disk.
-void write_file_atomic(const std::string& path, const std::string& data);
+void write_file_atomic(const std::string& path, std::string_view data);
 
 /// Appends `data` to `path` (created when missing) and fsyncs it: once this returns, the bytes
 /// are on disk. A new file's directory entry is synced too.

@@ -45,6 +45,9 @@ struct EncodeOptions {
   bool pack = false;
   /// Every example is a sentence pair (data.text_pair_*): one without a second text is an error.
   bool pairs = false;
+  /// Tokenise on up to this many threads, in slices of the examples (single texts without
+  /// packing or word flags; 1 otherwise): the result is the same whatever the count.
+  int threads = 1;
 };
 
 /// The encode options of a data config over `vocab` (the [CLS]/[SEP] ids when

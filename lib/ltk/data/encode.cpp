@@ -3,9 +3,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "ltk/core/error.h"
+#include "ltk/core/parallel.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/utf8.h"
 
@@ -197,11 +199,21 @@ class Packer {
   int64_t line_ = 0;
 };
 
+/// A run of examples (a slice of a split, encoded by one thread).
+struct ExampleSpan {
+  const Example* first;
+  const Example* last;
+  ExampleSpan(const std::vector<Example>& v) : first(v.data()), last(v.data() + v.size()) {}
+  ExampleSpan(const Example* f, const Example* l) : first(f), last(l) {}
+  const Example* begin() const { return first; }
+  const Example* end() const { return last; }
+};
+
 /// The one encoding loop: `token_id(view)` numericalises a token (a vocabulary lookup, or the
 /// token counter's running id when the vocabulary is built in the same pass).
 template <typename TokenId>
-TextDataset encode_with(const std::vector<Example>& examples, const std::string& source, const Tokenizer& tokenizer,
-                        TokenId&& token_id, const TargetEncoder* targets, const EncodeOptions& options) {
+TextDataset encode_with(ExampleSpan examples, const std::string& source, const Tokenizer& tokenizer, TokenId&& token_id,
+                        const TargetEncoder* targets, const EncodeOptions& options) {
   TextDataset data;
   TargetKind kind = targets ? targets->kind : TargetKind::none;
   const LabelMap* labels = targets ? targets->labels : nullptr;
@@ -283,11 +295,64 @@ TextDataset encode_with(const std::vector<Example>& examples, const std::string&
 
 }  // namespace
 
+namespace {
+
+/// Whether `options` let a split be encoded in slices on several threads.
+int64_t slices_for(const EncodeOptions& options, size_t examples) {
+  if (options.threads <= 1 || options.pack || options.word_flags || options.pairs) return 1;
+  return std::clamp<int64_t>(static_cast<int64_t>(examples) / 2048, 1, options.threads);
+}
+
+/// Appends every sample of `part` to `into`, its ids mapped through `table` (empty: as they are).
+void append_encoded(TextDataset& into, const TextDataset& part, const std::vector<int32_t>& table) {
+  std::vector<int32_t> ids;
+  for (int64_t i = 0; i < part.size(); ++i) {
+    const int32_t* from = part.tokens(i);
+    ids.assign(from, from + part.length(i));
+    if (!table.empty())
+      for (auto& id : ids) id = table[static_cast<size_t>(id)];
+    into.add(ids, part.full_length(i), part.labels(i), part.value(i), part.source_line(i));
+  }
+}
+
+/// encode_with over `slices` slices of `examples`, one per thread, each with its own token ids
+/// from `make_id(slice)`; `merge(slice, part)` folds each part into the whole, in order.
+template <typename MakeId, typename Merge>
+void encode_in_slices(const std::vector<Example>& examples, int64_t slices, const std::string& source,
+                      const Tokenizer& tokenizer, const TargetEncoder* targets, const EncodeOptions& options,
+                      MakeId&& make_id, Merge&& merge) {
+  std::vector<TextDataset> parts(static_cast<size_t>(slices));
+  const auto n = static_cast<int64_t>(examples.size());
+  parallel_chunks(slices, static_cast<int>(slices), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s)
+      parts[static_cast<size_t>(s)] =
+          encode_with(ExampleSpan(examples.data() + n * s / slices, examples.data() + n * (s + 1) / slices), source,
+                      tokenizer, make_id(s), targets, options);
+  });
+  for (int64_t s = 0; s < slices; ++s) merge(s, parts[static_cast<size_t>(s)]);
+}
+
+}  // namespace
+
 TextDataset encode_examples(const std::vector<Example>& examples, const std::string& source,
                             const Tokenizer& tokenizer, const Vocabulary& vocab, const TargetEncoder* targets,
                             const EncodeOptions& options) {
-  TextDataset data =
-      encode_with(examples, source, tokenizer, [&](std::string_view t) { return vocab.id(t); }, targets, options);
+  auto lookup = [&](std::string_view t) { return vocab.id(t); };
+  const int64_t slices = slices_for(options, examples.size());
+  TextDataset data;
+  if (slices == 1) {
+    data = encode_with(examples, source, tokenizer, lookup, targets, options);
+  } else {
+    encode_in_slices(
+        examples, slices, source, tokenizer, targets, options, [&](int64_t) { return lookup; },
+        [&](int64_t s, const TextDataset& part) {
+          if (s == 0)
+            data = part;
+          else
+            append_encoded(data, part, {});
+        });
+    data.shrink_to_fit();
+  }
   data.set_pad_id(vocab.pad_id());
   return data;
 }
@@ -297,10 +362,33 @@ std::pair<Vocabulary, TextDataset> build_vocab_and_encode(const std::vector<Exam
                                                           int64_t min_freq, int64_t max_size,
                                                           const TargetEncoder* targets, const EncodeOptions& options) {
   // One tokenisation pass: every token is counted and stored under the counter's id; once the
-  // vocabulary is known those ids are mapped to its ids (one lookup per distinct token).
+  // vocabulary is known those ids are mapped to its ids (one lookup per distinct token). On
+  // several threads each slice counts on its own and the counters are merged in slice order; the
+  // vocabulary's order (by count, then bytes) does not depend on how the split was sliced.
   TokenCounter counter;
-  TextDataset data = encode_with(examples, source, tokenizer, [&](std::string_view t) { return counter.add(t); },
-                                 targets, options);
+  TextDataset data;
+  const int64_t slices = slices_for(options, examples.size());
+  if (slices == 1) {
+    data = encode_with(
+        examples, source, tokenizer, [&](std::string_view t) { return counter.add(t); }, targets, options);
+  } else {
+    std::vector<TokenCounter> counters(static_cast<size_t>(slices));
+    encode_in_slices(
+        examples, slices, source, tokenizer, targets, options,
+        [&](int64_t s) {
+          TokenCounter* mine = &counters[static_cast<size_t>(s)];
+          return [mine](std::string_view t) { return mine->add(t); };
+        },
+        [&](int64_t s, const TextDataset& part) {
+          const TokenCounter& c = counters[static_cast<size_t>(s)];
+          std::vector<int32_t> table(c.size());
+          for (size_t id = 0; id < table.size(); ++id)
+            table[id] = counter.add(c.token(static_cast<int32_t>(id)), c.count(static_cast<int32_t>(id)));
+          if (s == 0) data.set_source(part.source(), part.target_kind(), part.num_classes(), part.positive_class());
+          append_encoded(data, part, table);
+        });
+    data.shrink_to_fit();
+  }
   Vocabulary vocab = Vocabulary::build(counter, min_freq, max_size);
   std::vector<int32_t> table(counter.size());
   for (size_t i = 0; i < table.size(); ++i) table[i] = vocab.id(counter.token(static_cast<int32_t>(i)));

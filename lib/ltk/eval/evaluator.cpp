@@ -65,6 +65,21 @@ void check_forward_outputs(TextModel& model, const Task& task, const TextDataset
         rows, unit, unit, rows));
 }
 
+namespace {
+
+/// check_token_ids for samples scored without a batch: the same error, from their batch, when one
+/// id is out of range.
+void check_row_ids(const TextDataset& data, const std::vector<int64_t>& indices, int64_t vocab_size,
+                   const PadCollate& collate) {
+  for (int64_t i : indices) {
+    const int32_t* ids = data.tokens(i);
+    for (int64_t k = 0; k < data.length(i); ++k)
+      if (ids[k] < 0 || ids[k] >= vocab_size) return check_token_ids(collate(data, indices), vocab_size, data);
+  }
+}
+
+}  // namespace
+
 Predictions predict(TextModel& model, const Task& task, const TextDataset& data, int64_t batch_size,
                     const torch::Device& device, int64_t vocab_size, int shard, int shards) {
   check_same_device(model, device);
@@ -87,6 +102,20 @@ Predictions predict(TextModel& model, const Task& task, const TextDataset& data,
   for (int64_t start = 0; start < mine; start += batch_size) {
     throw_if_stop_requested();  // Ctrl-C during a long evaluation acts now, not after it
     indices.assign(order.begin() + start, order.begin() + std::min(mine, start + batch_size));
+    if (!task.token_level() && device.is_cpu()) {
+      // A model that scores rows without a padded batch (the linear model's sparse dot products).
+      auto outputs = model.forward_rows(data, indices);
+      if (outputs.defined()) {
+        check_row_ids(data, indices, vocab_size, collate);
+        if (data.has_labels()) {
+          auto labels = data.targets(indices);
+          out.loss_sum += task.per_sample_loss(outputs, targets_like(labels, outputs)).sum().item<double>();
+          targets.push_back(labels);
+        }
+        scores.push_back(task.scores(outputs).to(torch::kFloat));
+        continue;
+      }
+    }
     Batch batch = collate(data, indices);
     check_token_ids(batch, vocab_size, data);
     if (task.token_level()) {

@@ -4,6 +4,9 @@
 #include <cmath>
 #include <numeric>
 
+#include <ATen/Parallel.h>
+
+#include "ltk/core/parallel.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/utf8.h"
 #include "ltk/eval/evaluator.h"
@@ -33,6 +36,8 @@ Predictor::Predictor(LoadedRun run) : run_(std::move(run)) {
   const auto& data = run_.config.data;
   pairs_ = !data.text_pair_column.empty() || !data.text_pair_field.empty();
   pair_field_ = data.text_pair_field.empty() ? "text_pair" : data.text_pair_field;
+  torch::NoGradGuard no_grad;
+  scores_rows_ = !masked_lm() && run_.model->forward_rows(TextDataset(), {}).defined();
 }
 
 TextDataset Predictor::encode(const std::vector<const TextInput*>& inputs) const {
@@ -94,6 +99,12 @@ std::vector<nlohmann::ordered_json> Predictor::answer(const TextDataset& data, c
   // padding-invariant, so the grouping changes the speed, not the answers.
   const int64_t n = data.size();
   batch_size = std::max<int64_t>(1, batch_size);
+  if (scores_rows_) {  // no padding to save: the rows in batches as they come
+    auto scores =
+        predict(*run_.model, *run_.task, data, batch_size, run_.device, run_.vocab.size()).scores.contiguous();
+    for (int64_t i = 0; i < n; ++i) out.push_back(run_.task->prediction(scores[i].data_ptr<float>(), k_of(i)));
+    return out;
+  }
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), int64_t{0});
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return data.length(a) < data.length(b); });
@@ -114,20 +125,37 @@ std::vector<nlohmann::ordered_json> Predictor::answer(const TextDataset& data, c
     for (size_t k = start; k < end; ++k) rows[static_cast<size_t>(order[k])] = scores[static_cast<int64_t>(k - start)];
     start = end;
   }
-  for (int64_t i = 0; i < n; ++i) {
-    nlohmann::ordered_json j = run_.task->prediction(rows[static_cast<size_t>(i)].data_ptr<float>());
-    const int64_t k = k_of(i);
-    if (k > 0 && j.contains("scores")) {
-      std::vector<std::pair<double, std::string>> ranked;
-      for (auto& [label, v] : j["scores"].items()) ranked.emplace_back(v.get<double>(), label);
-      std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-      nlohmann::ordered_json top = nlohmann::ordered_json::array();
-      for (size_t r = 0; r < ranked.size() && r < static_cast<size_t>(k); ++r)
-        top.push_back({{"label", ranked[r].second}, {"score", ranked[r].first}});
-      j["top"] = top;
-    }
-    out.push_back(std::move(j));
+  for (int64_t i = 0; i < n; ++i)
+    out.push_back(run_.task->prediction(rows[static_cast<size_t>(i)].data_ptr<float>(), k_of(i)));
+  return out;
+}
+
+std::vector<std::string> Predictor::answer_texts(const std::vector<const TextInput*>& inputs, int64_t top_k,
+                                                 int64_t batch_size, int threads) const {
+  const auto n = static_cast<int64_t>(inputs.size());
+  std::vector<std::string> out(static_cast<size_t>(n));
+  if (!scores_rows_) {
+    auto answers = answer(encode(inputs), std::vector<int64_t>(static_cast<size_t>(n), top_k), batch_size);
+    for (size_t i = 0; i < answers.size(); ++i) out[i] = answers[i].dump();
+    return out;
   }
+  // Slices of the inputs on the LibTorch threads, each encoded, scored and written on its own
+  // (the model's weights are only read).
+  parallel_chunks(n, threads > 0 ? threads : at::get_num_threads(), 256, [&](int64_t begin, int64_t end) {
+    torch::NoGradGuard no_grad;
+    std::vector<const TextInput*> slice(inputs.begin() + begin, inputs.begin() + end);
+    TextDataset data = encode(slice);
+    std::vector<int64_t> indices(static_cast<size_t>(data.size()));
+    std::iota(indices.begin(), indices.end(), int64_t{0});
+    auto scores = run_.task->scores(run_.model->forward_rows(data, indices)).to(torch::kFloat).contiguous();
+    const float* rows = scores.data_ptr<float>();
+    const int64_t width = scores.size(1);
+    for (int64_t r = 0; r < data.size(); ++r) {
+      std::string& text = out[static_cast<size_t>(begin + r)];
+      text.reserve(static_cast<size_t>(24 * width + 64));
+      run_.task->write_prediction(rows + r * width, top_k, text);
+    }
+  });
   return out;
 }
 

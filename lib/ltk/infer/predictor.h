@@ -47,11 +47,20 @@ class Predictor {
   /// "top" where top_k[i] > 0 (mlm: the k best pieces per mask, 5 when 0).
   std::vector<nlohmann::ordered_json> answer(const TextDataset& data, const std::vector<int64_t>& top_k,
                                              int64_t batch_size) const;
+  /// encode() and answer() in one, each answer as its JSON text (answer(...)[i].dump()), for
+  /// inputs without an error. A model that scores rows without batches (linear) answers on the
+  /// LibTorch threads, in slices of the inputs: tokens, scores and JSON at once.
+  /// `threads` (0: LibTorch's count) is how many slices run at once for such a model.
+  std::vector<std::string> answer_texts(const std::vector<const TextInput*>& inputs, int64_t top_k, int64_t batch_size,
+                                        int threads = 0) const;
+  /// The model scores rows without padded batches (TextModel::forward_rows: a linear run on the CPU).
+  bool scores_rows() const { return scores_rows_; }
 
  private:
   nlohmann::ordered_json fill_masks(const TextDataset& data, int64_t i, int64_t top_k) const;
 
   LoadedRun run_;
+  bool scores_rows_ = false;
   bool pairs_ = false;
   std::string pair_field_;
 };

@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include <ATen/Parallel.h>
+
+#include "ltk/core/parallel.h"
+
 #include "ltk/core/error.h"
 #include "ltk/models/embeddings.h"
 
@@ -81,7 +85,8 @@ TfIdfRows LinearImpl::features(const Batch& batch) const {
   auto tf = counts.to(torch::kDouble);
   if (options.sublinear_tf()) tf = tf.log() + 1.0;
   auto w = tf * idf.index_select(0, out.ids);
-  auto group = block.defined() ? out.rows * 2 + block.index_select(0, out.ids) : out.rows;
+  // (Module::to(kDouble), trainer.dtype "float64", converts the block buffer too: back to ids.)
+  auto group = block.defined() ? out.rows * 2 + block.index_select(0, out.ids).to(torch::kLong) : out.rows;
   auto norm2 = torch::zeros({B * (block.defined() ? 2 : 1)}, w.options()).index_add_(0, group, w * w);
   out.weights = w / norm2.sqrt().index_select(0, group);  // every weight is > 0: no group has norm 0
   auto per_row = torch::bincount(out.rows, {}, B);
@@ -89,41 +94,129 @@ TfIdfRows LinearImpl::features(const Batch& batch) const {
   return out;
 }
 
-SparseRows LinearImpl::rows_of(const TextDataset& data, double intercept) const {
+void LinearImpl::tfidf_row(const TextDataset& data, int64_t i, const double* idf_of, const int64_t* block_of,
+                           std::vector<int32_t>& ids, std::vector<int32_t>& cols, std::vector<double>& values) const {
+  const int64_t V = options.vocab_size();
+  const int32_t* tokens = data.tokens(i);
+  ids.clear();
+  cols.clear();
+  values.clear();
+  for (int64_t k = 0; k < data.length(i); ++k)
+    if (tokens[k] >= Vocabulary::kFirstWordId && tokens[k] < V) ids.push_back(tokens[k]);
+  std::sort(ids.begin(), ids.end());
+  double norm2[2] = {0, 0};
+  for (size_t k = 0; k < ids.size();) {
+    size_t end = k;
+    while (end < ids.size() && ids[end] == ids[k]) ++end;
+    const double tf = static_cast<double>(end - k);
+    const double w = (options.sublinear_tf() ? std::log(tf) + 1.0 : tf) * idf_of[ids[k]];
+    norm2[block_of ? block_of[ids[k]] : 0] += w * w;
+    cols.push_back(ids[k]);
+    values.push_back(w);
+    k = end;
+  }
+  for (size_t e = 0; e < cols.size(); ++e) values[e] /= std::sqrt(norm2[block_of ? block_of[cols[e]] : 0]);
+}
+
+namespace {
+
+/// The CPU copies of the buffers a tf-idf row reads.
+struct RowBuffers {
+  torch::Tensor idf, block;
+  RowBuffers(const torch::Tensor& idf_, const torch::Tensor& block_) {
+    idf = idf_.to(torch::kCPU, torch::kDouble).contiguous();
+    if (block_.defined()) block = block_.to(torch::kCPU, torch::kLong).contiguous();
+  }
+  const double* idf_of() const { return idf.data_ptr<double>(); }
+  const int64_t* block_of() const { return block.defined() ? block.data_ptr<int64_t>() : nullptr; }
+};
+
+// y += w * x as LibTorch's embedding_bag kernel accumulates (one fused multiply-add per element),
+// so that the sparse path's logits are the forward()'s bit for bit; the fma instruction where the
+// CPU has it (every x86-64 CPU since 2013), std::fma's exact result elsewhere.
+__attribute__((target("fma"))) void fma_row_native(float w, const float* x, float* y, int64_t K) {
+  for (int64_t k = 0; k < K; ++k) y[k] = __builtin_fmaf(w, x[k], y[k]);
+}
+__attribute__((target("fma"))) void fma_row_native(double w, const double* x, double* y, int64_t K) {
+  for (int64_t k = 0; k < K; ++k) y[k] = __builtin_fma(w, x[k], y[k]);
+}
+template <typename T>
+void fma_row(T w, const T* x, T* y, int64_t K) {
+  static const bool native = __builtin_cpu_supports("fma");
+  if (native) return fma_row_native(w, x, y, K);
+  for (int64_t k = 0; k < K; ++k) y[k] = std::fma(w, x[k], y[k]);
+}
+
+template <typename T>
+void score_rows(const LinearImpl& m, const TextDataset& data, const std::vector<int64_t>& indices, const T* W,
+                const T* bias, T* out) {
+  const int64_t K = m.options.num_outputs();
+  const RowBuffers buffers(m.idf, m.block);
+  parallel_chunks(static_cast<int64_t>(indices.size()), at::get_num_threads(), 256, [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> ids, cols;
+    std::vector<double> values;
+    for (int64_t r = begin; r < end; ++r) {
+      m.tfidf_row(data, indices[static_cast<size_t>(r)], buffers.idf_of(), buffers.block_of(), ids, cols, values);
+      T* row = out + r * K;
+      std::fill(row, row + K, T(0));
+      for (size_t e = 0; e < cols.size(); ++e)
+        fma_row(static_cast<T>(values[e]), W + static_cast<int64_t>(cols[e]) * K, row, K);
+      for (int64_t k = 0; k < K; ++k) row[k] += bias[k];
+    }
+  });
+}
+
+}  // namespace
+
+torch::Tensor LinearImpl::forward_rows(const TextDataset& data, const std::vector<int64_t>& indices) {
+  const torch::Tensor& W = weight->weight;
+  if (!W.device().is_cpu() || torch::GradMode::is_enabled() || !W.is_contiguous()) return {};
+  auto b = bias.contiguous();
+  auto out = torch::empty({static_cast<int64_t>(indices.size()), options.num_outputs()}, W.options());
+  if (W.scalar_type() == torch::kFloat)
+    score_rows(*this, data, indices, W.data_ptr<float>(), b.data_ptr<float>(), out.data_ptr<float>());
+  else if (W.scalar_type() == torch::kDouble)
+    score_rows(*this, data, indices, W.data_ptr<double>(), b.data_ptr<double>(), out.data_ptr<double>());
+  else
+    return {};
+  return out;
+}
+
+SparseRows LinearImpl::rows_of(const TextDataset& data, double intercept, int threads) const {
+  // Two passes on `threads` threads: each row's length (its distinct features and the intercept),
+  // then the rows written in place, so the matrix is allocated once at its size, with no
+  // temporaries (the solve's memory peak is the matrix).
   const int64_t V = options.vocab_size(), n = data.size();
-  const auto idf = this->idf.to(torch::kCPU, torch::kDouble).contiguous();
-  const double* idf_of = idf.data_ptr<double>();
-  torch::Tensor block;
-  if (this->block.defined()) block = this->block.to(torch::kCPU, torch::kLong).contiguous();
-  const int64_t* block_of = block.defined() ? block.data_ptr<int64_t>() : nullptr;
-  const bool sublinear = options.sublinear_tf();
+  const RowBuffers buffers(idf, block);
   SparseRows x;
   x.num_cols = V + 1;
-  x.offsets.reserve(static_cast<size_t>(n) + 1);
-  std::vector<int32_t> ids;
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t* tokens = data.tokens(i);
-    ids.clear();
-    for (int64_t k = 0; k < data.length(i); ++k)
-      if (tokens[k] >= Vocabulary::kFirstWordId && tokens[k] < V) ids.push_back(tokens[k]);
-    std::sort(ids.begin(), ids.end());
-    const size_t first = x.cols.size();
-    double norm2[2] = {0, 0};
-    for (size_t k = 0; k < ids.size();) {
-      size_t end = k;
-      while (end < ids.size() && ids[end] == ids[k]) ++end;
-      const double tf = static_cast<double>(end - k);
-      const double w = (sublinear ? std::log(tf) + 1.0 : tf) * idf_of[ids[k]];
-      norm2[block_of ? block_of[ids[k]] : 0] += w * w;
-      x.cols.push_back(ids[k]);
-      x.values.push_back(w);
-      k = end;
+  x.offsets.assign(static_cast<size_t>(n) + 1, 0);
+  parallel_chunks(n, threads, 1024, [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> ids;
+    for (int64_t i = begin; i < end; ++i) {
+      const int32_t* tokens = data.tokens(i);
+      ids.clear();
+      for (int64_t k = 0; k < data.length(i); ++k)
+        if (tokens[k] >= Vocabulary::kFirstWordId && tokens[k] < V) ids.push_back(tokens[k]);
+      std::sort(ids.begin(), ids.end());
+      x.offsets[static_cast<size_t>(i) + 1] = std::unique(ids.begin(), ids.end()) - ids.begin() + 1;
     }
-    for (size_t e = first; e < x.cols.size(); ++e) x.values[e] /= std::sqrt(norm2[block_of ? block_of[x.cols[e]] : 0]);
-    x.cols.push_back(static_cast<int32_t>(V));
-    x.values.push_back(intercept);
-    x.offsets.push_back(static_cast<int64_t>(x.cols.size()));
-  }
+  });
+  for (size_t i = 1; i < x.offsets.size(); ++i) x.offsets[i] += x.offsets[i - 1];
+  x.cols.resize(static_cast<size_t>(x.offsets.back()));
+  x.values.resize(x.cols.size());
+  parallel_chunks(n, threads, 1024, [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> ids, cols;
+    std::vector<double> values;
+    for (int64_t i = begin; i < end; ++i) {
+      tfidf_row(data, i, buffers.idf_of(), buffers.block_of(), ids, cols, values);
+      const auto at = static_cast<size_t>(x.offsets[static_cast<size_t>(i)]);
+      std::copy(cols.begin(), cols.end(), x.cols.begin() + static_cast<std::ptrdiff_t>(at));
+      std::copy(values.begin(), values.end(), x.values.begin() + static_cast<std::ptrdiff_t>(at));
+      x.cols[at + cols.size()] = static_cast<int32_t>(V);
+      x.values[at + cols.size()] = intercept;
+    }
+  });
   return x;
 }
 
@@ -232,30 +325,56 @@ std::shared_ptr<TextModel> build_linear(const nlohmann::json& j, const ModelCont
   return model.ptr();
 }
 
+namespace {
+
+/// Why optimizer.type "dual_cd" cannot train `config` (the key at fault and what to do), or "".
+std::pair<std::string, std::string> dual_cd_refusal(const Config& config) {
+  const auto& t = config.task;
+  if (t.type != "multiclass" && t.type != "binary")
+    return {"optimizer.type", "\"dual_cd\" solves multiclass and binary tasks; task.type \"" + t.type +
+                                  "\" trains with optimizer.type \"adagrad\""};
+  if (t.loss != "squared_hinge" && t.type != "binary")
+    return {"task.loss",
+            "optimizer.type \"dual_cd\" solves a multiclass task's task.loss \"squared_hinge\" (scikit-learn's "
+            "LinearSVC, one-vs-rest); the softmax cross-entropy trains with optimizer.type \"adagrad\" (a binary "
+            "task's cross-entropy, logistic regression, is solved by dual_cd too)"};
+  if (t.reduction != "mean")
+    return {"task.reduction", "optimizer.type \"dual_cd\" solves C * the sum of the losses; leave \"mean\""};
+  if (t.type == "binary" && !(t.class_weights.is_string() && t.class_weights.get<std::string>() == "none"))
+    return {"task.class_weights",
+            "optimizer.type \"dual_cd\" weighs the classes of multiclass tasks; for a binary one, use task.type "
+            "\"multiclass\" (its two classes) or optimizer.type \"adagrad\""};
+  if (!config.model.init_from.empty())
+    return {"model.init_from",
+            "optimizer.type \"dual_cd\" solves from scratch (the optimum does not depend on a "
+            "start); start from another run's weights with optimizer.type \"adagrad\""};
+  if (!config.model.freeze.empty())
+    return {"model.freeze",
+            "optimizer.type \"dual_cd\" solves every weight; freeze some with optimizer.type \"adagrad\""};
+  if (config.trainer.sampler != "random")
+    return {"trainer.sampler",
+            "optimizer.type \"dual_cd\" reads every sample once per pass (weigh classes with "
+            "task.class_weights); the \"" +
+                config.trainer.sampler + "\" sampler trains with optimizer.type \"adagrad\""};
+  return {};
+}
+
+}  // namespace
+
 void complete_linear(const nlohmann::json& options, const nlohmann::json& document, Config& config) {
-  // Sparse gradients want adagrad; a convex problem with tf-idf rows of unit norm takes a large lr.
+  // The exact solver where it solves the task and loss (optimizer.type "dual_cd"), else sparse
+  // gradients, which want adagrad (a convex problem with tf-idf rows of unit norm takes a large lr).
   if (!options.at("sparse").get<bool>()) return;
-  if (!written(document, {"optimizer", "type"})) config.optimizer.type = "adagrad";
+  if (!written(document, {"optimizer", "type"}))
+    config.optimizer.type = dual_cd_refusal(config).first.empty() ? "dual_cd" : "adagrad";
   if (!written(document, {"optimizer", "lr"}) && config.optimizer.type == "adagrad") config.optimizer.lr = 1.0;
 }
 
 void check_linear(const nlohmann::json& options, const Config& config) {
   if (config.optimizer.type == "dual_cd") {
-    // The exact solver: LinearSVC's problem, solved in one go.
-    if (config.task.type != "multiclass" && config.task.type != "binary")
-      config_fail("optimizer.type", "\"dual_cd\" solves multiclass and binary tasks; task.type \"" + config.task.type +
-                                        "\" trains with optimizer.type \"adagrad\"");
-    if (config.task.loss != "squared_hinge")
-      config_fail("task.loss",
-                  "optimizer.type \"dual_cd\" minimises the squared hinge (scikit-learn's LinearSVC): "
-                  "set task.loss \"squared_hinge\" (logistic regression trains with \"adagrad\")");
-    if (config.task.reduction != "mean")
-      config_fail("task.reduction", "optimizer.type \"dual_cd\" solves C * the sum of the losses; leave \"mean\"");
-    const auto& cw = config.task.class_weights;
-    if (config.task.type == "binary" && !(cw.is_string() && cw.get<std::string>() == "none"))
-      config_fail("task.class_weights",
-                  "optimizer.type \"dual_cd\" weighs the classes of multiclass tasks; for a "
-                  "binary one, use task.type \"multiclass\" (its two classes) or adagrad");
+    // The exact solver: LinearSVC's or LogisticRegression's problem, solved in one go.
+    auto [key, why] = dual_cd_refusal(config);
+    if (!key.empty()) config_fail(key, why);
   } else if (options.at("sparse").get<bool>()) {
     check_sparse_optimizer("model.sparse", config);
   }

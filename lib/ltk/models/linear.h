@@ -47,6 +47,9 @@ class LinearImpl : public TextModel {
   explicit LinearImpl(const LinearOptions& options);
   void reset();
   torch::Tensor forward(const Batch& batch) override;
+  /// On the CPU without gradients: each sample's logits as a sparse dot product of its tf-idf row
+  /// with the weights (the same sums as forward(), in the same order).
+  torch::Tensor forward_rows(const TextDataset& data, const std::vector<int64_t>& indices) override;
   /// Per sample, sum over its features f of ||W_f||^2 / (2 C df_f): over a training split these sum
   /// to ||W||^2 / (2 C), so the mean over the split is ||W||^2 / (2 C n), and minimising the mean
   /// loss plus this is minimising scikit-learn's objective; only the rows a batch uses get a
@@ -56,8 +59,9 @@ class LinearImpl : public TextModel {
   TfIdfRows features(const Batch& batch) const;
   /// The same rows for every sample of `data`, in one pass over its ids, as a sparse matrix of
   /// vocab_size + 1 columns: the last is the intercept's, of value `intercept` in every row
-  /// (optimizer.type "dual_cd" solves on it).
-  SparseRows rows_of(const TextDataset& data, double intercept) const;
+  /// (optimizer.type "dual_cd" solves on it). Built on `threads` threads; the same matrix whatever
+  /// their number.
+  SparseRows rows_of(const TextDataset& data, double intercept, int threads = 1) const;
   /// Sets idf and the penalty scales from document frequencies `df` [vocab_size] over `documents`
   /// training texts, and which features are character n-grams (`is_char`, with two blocks).
   void set_statistics(const std::vector<int64_t>& df, int64_t documents, const std::vector<bool>& is_char);
@@ -66,6 +70,10 @@ class LinearImpl : public TextModel {
   void set_penalty(const std::vector<int64_t>& df);
 
   LinearOptions options;
+  /// Sample `i`'s tf-idf row into `cols` (ascending) and `values` (each block of unit L2 norm),
+  /// with `scratch` for its ids. `idf` and `block` are the buffers' CPU data (block may be null).
+  void tfidf_row(const TextDataset& data, int64_t i, const double* idf, const int64_t* block,
+                 std::vector<int32_t>& scratch, std::vector<int32_t>& cols, std::vector<double>& values) const;
   torch::nn::EmbeddingBag weight{nullptr};  ///< [features, outputs]
   torch::Tensor bias;
   torch::Tensor idf;            ///< [features] float64 buffer

@@ -5,6 +5,7 @@
 #include <torch/nn/module.h>
 
 #include "ltk/data/batch.h"
+#include "ltk/data/dataset.h"
 #include "ltk/data/vocab.h"
 
 namespace ltk {
@@ -29,6 +30,11 @@ class TextModel : public torch::nn::Module {
   /// A regularisation term of each sample [B] that the trainer adds to the task's loss (reduced
   /// as the loss is), or an undefined tensor (most models: optimizer.weight_decay regularises).
   virtual torch::Tensor penalty(const Batch& batch) { return {}; }
+  /// The outputs [indices.size(), num_outputs] of samples `indices` of `data` computed straight
+  /// from their ids, without a padded batch or a graph, where the model has such a path, else an
+  /// undefined tensor (the default; evaluation then runs forward()). The linear model scores its
+  /// tf-idf rows as sparse dot products on the CPU, on the LibTorch threads.
+  virtual torch::Tensor forward_rows(const TextDataset& data, const std::vector<int64_t>& indices) { return {}; }
 
   /// Whether parameter `name` belongs to the task head (optimizer.head_lr).
   virtual bool is_head(const std::string& name) const { return name.rfind("output.", 0) == 0; }

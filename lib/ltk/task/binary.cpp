@@ -67,6 +67,18 @@ nlohmann::ordered_json BinaryTask::prediction(const float* scores) const {
   return j;
 }
 
+void BinaryTask::write_prediction(const float* scores, int64_t top_k, std::string& out) const {
+  const double p = scores[0];
+  const bool pos = p >= config_.threshold;
+  out += "{\"label\":";
+  append_json_string(out, labels_.name(pos ? positive_ : 1 - positive_));
+  out += ",\"score\":";
+  append_round6(out, pos ? p : 1 - p);
+  out += ',';
+  append_scores(out, labels_, {round6(positive_ == 0 ? p : 1 - p), round6(positive_ == 1 ? p : 1 - p)}, top_k);
+  out += '}';
+}
+
 EvalReport BinaryTask::evaluate(const Predictions& p) const {
   auto probs = p.scores.select(1, 0).contiguous();
   auto gold = p.targets.contiguous();

@@ -60,6 +60,23 @@ nlohmann::ordered_json MultilabelTask::prediction(const float* scores) const {
   return j;
 }
 
+void MultilabelTask::write_prediction(const float* scores, int64_t top_k, std::string& out) const {
+  const int64_t C = labels_.size();
+  std::vector<double> rounded(static_cast<size_t>(C));
+  out += "{\"labels\":[";
+  bool first = true;
+  for (int64_t c = 0; c < C; ++c) {
+    rounded[static_cast<size_t>(c)] = round6(scores[c]);
+    if (scores[c] < config_.threshold) continue;
+    if (!first) out += ',';
+    first = false;
+    append_json_string(out, labels_.name(c));
+  }
+  out += "],";
+  append_scores(out, labels_, rounded, top_k);
+  out += '}';
+}
+
 EvalReport MultilabelTask::evaluate(const Predictions& p) const {
   const int64_t C = labels_.size(), N = p.scores.size(0);
   auto pred = (p.scores >= config_.threshold).to(torch::kBool);

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "ltk/core/error.h"
@@ -13,6 +14,23 @@ namespace ltk {
 
 namespace F = torch::nn::functional;
 using namespace task_detail;
+
+nlohmann::ordered_json Task::prediction(const float* scores, int64_t top_k) const {
+  nlohmann::ordered_json j = prediction(scores);
+  if (top_k <= 0 || !j.contains("scores")) return j;
+  std::vector<std::pair<double, std::string>> ranked;
+  for (auto& [label, v] : j["scores"].items()) ranked.emplace_back(v.get<double>(), label);
+  std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  nlohmann::ordered_json top = nlohmann::ordered_json::array();
+  for (size_t r = 0; r < ranked.size() && r < static_cast<size_t>(top_k); ++r)
+    top.push_back({{"label", ranked[r].second}, {"score", ranked[r].first}});
+  j["top"] = top;
+  return j;
+}
+
+void Task::write_prediction(const float* scores, int64_t top_k, std::string& out) const {
+  out += prediction(scores, top_k).dump();
+}
 
 double EvalReport::get(const std::string& name) const {
   auto it = metrics.find(name);

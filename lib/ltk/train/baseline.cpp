@@ -94,7 +94,7 @@ Config baseline_config(const Config& config) {
   nlohmann::json j = to_json(config);
   j["name"] = config.name + "-baseline";
   j["output_dir"] = (std::filesystem::path(config.output_dir) / "baseline").string();
-  j["model"] = {{"type", "linear"}};  // its defaults: word 1-2 grams, C 1, adagrad
+  j["model"] = {{"type", "linear"}};  // its defaults: word 1-2 grams, C 1, solved exactly (dual_cd)
   j.erase("optimizer");
   j["scheduler"] = {{"type", "linear"}};
   j["trainer"] = {{"epochs", 10},

@@ -161,7 +161,7 @@ void Trainer::write_checkpoint(bool improved) {
   fault_point("in_checkpoint", state_.step);
   save_optimizer(*optimizer_, tmp + "/optim.pt");
   auto bytes = torch::pickle_save(rng);
-  write_file_atomic(tmp + "/state.pt", std::string(bytes.begin(), bytes.end()));
+  write_file_atomic(tmp + "/state.pt", std::string_view(bytes.data(), bytes.size()));
   nlohmann::json meta = {{"step", state_.step}, {"epoch", state_.epoch}, {"state", state_.to_json()}};
   write_file_atomic(tmp + "/meta.json", meta.dump(2) + "\n");
   // Each file is on disk (write_file_atomic fsyncs); the rename of the directory is made durable

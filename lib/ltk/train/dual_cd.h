@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "ltk/data/sparse_rows.h"
@@ -30,12 +31,23 @@ struct DualCdResult {
 DualCdResult solve_l2_svc_dual(const SparseRows& x, const std::vector<int8_t>& y, const std::vector<double>& cost,
                                const DualCdOptions& options);
 
+/// Solves min_w 1/2 ||w||^2 + sum_i c_i log(1 + exp(-y_i w.x_i)), L2-regularised logistic
+/// regression, by liblinear's dual coordinate descent with a Newton step per coordinate (Yu, Huang
+/// and Lin, Machine Learning 2011): the optimum scikit-learn's LogisticRegression(solver="liblinear")
+/// finds. Stops when a pass's largest |gradient| is below options.tol. `primal` and `dual` as above,
+/// with the logistic loss.
+DualCdResult solve_l2_lr_dual(const SparseRows& x, const std::vector<int8_t>& y, const std::vector<double>& cost,
+                              const DualCdOptions& options);
+
 /// One-vs-rest over `num_classes` classes: problem k has y = +1 for class k and -1 otherwise, cost
 /// C * class_weights[k] for its positives and C for the rest (liblinear's; no weights: C for all).
 /// Problems run on up to `threads` threads; each's order is seeded by (seed, k), so the result does
 /// not depend on the thread count.
+/// `on_solved(k, result)`, when given, runs on the solving thread as soon as problem k is solved
+/// (it may take result.w: a caller that stores each solution at once never holds them all).
 std::vector<DualCdResult> solve_one_vs_rest(const SparseRows& x, const std::vector<int64_t>& labels,
                                             int64_t num_classes, double C, const std::vector<double>& class_weights,
-                                            const DualCdOptions& options, int threads);
+                                            const DualCdOptions& options, int threads,
+                                            const std::function<void(int64_t, DualCdResult&)>& on_solved = {});
 
 }  // namespace ltk

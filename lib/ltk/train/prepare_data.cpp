@@ -118,6 +118,12 @@ std::string data_fingerprint(const Vocabulary& vocab, const LabelMap& labels, co
 
 /// The training split encoded, with the vocabulary it is encoded with: a pretrained tokenizer's,
 /// the resumed or fine-tuned run's, the linear model's n-gram features, or one counted from it.
+/// `options` tokenising on the run's threads.
+EncodeOptions on_threads(EncodeOptions options, const RunContext& ctx) {
+  options.threads = ctx.threads;
+  return options;
+}
+
 void encode_train(const RunContext& ctx, Split& train, const Tokenizer& tokenizer, const std::string& tokenizer_dict,
                   const TargetEncoder& targets, const Tokenizer* segmenter, PreparedData& out) {
   const Config& config = ctx.config;
@@ -126,25 +132,25 @@ void encode_train(const RunContext& ctx, Split& train, const Tokenizer& tokenize
     // A pretrained model's ids: its WordPiece vocab.txt as it is (kept in the run as vocab.txt).
     out.vocab = Vocabulary::load_wordpiece(resume ? ctx.src.vocab_path() : tokenizer_dict);
     out.train = encode_examples(train.examples, train.path, tokenizer, out.vocab, &targets,
-                                encode_options(config.data, out.vocab, &config.task, segmenter));
+                                on_threads(encode_options(config.data, out.vocab, &config.task, segmenter), ctx));
   } else if (resume || !out.init_run.empty()) {
     out.vocab = Vocabulary::load(resume ? ctx.src.vocab_path() : RunDirectory::open(out.init_run).vocab_path());
     if (!resume) log::info("[data] vocabulary of {} reused ({} tokens)", out.init_run, out.vocab.size());
     out.train = encode_examples(train.examples, train.path, tokenizer, out.vocab, &targets,
-                                encode_options(config.data, out.vocab));
+                                on_threads(encode_options(config.data, out.vocab), ctx));
   } else if (auto features = linear_features(config.model)) {
     // The linear model's features: n-gram terms chosen by document frequency (the counts are
     // document frequencies, the idf's).
     std::tie(out.vocab, out.train) =
         build_features_and_encode(train.examples, train.path, tokenizer, features->selection, &targets,
-                                  encode_options(config.data, Vocabulary()));
+                                  on_threads(encode_options(config.data, Vocabulary()), ctx));
     if (out.vocab.size() <= Vocabulary::kFirstWordId)
       throw ConfigError(fmt::format("config key 'model.min_df': no n-gram of {} is in {} or more texts; lower it",
                                     train.path, features->selection.min_df));
   } else {
-    std::tie(out.vocab, out.train) =
-        build_vocab_and_encode(train.examples, train.path, tokenizer, config.data.vocab.min_freq,
-                               config.data.vocab.max_size, &targets, encode_options(config.data, Vocabulary()));
+    std::tie(out.vocab, out.train) = build_vocab_and_encode(
+        train.examples, train.path, tokenizer, config.data.vocab.min_freq, config.data.vocab.max_size, &targets,
+        on_threads(encode_options(config.data, Vocabulary()), ctx));
   }
 }
 
@@ -192,7 +198,7 @@ PreparedData prepare_data(const RunContext& ctx) {
   const TargetEncoder targets = encoder_task->target_encoder();
   auto segmenter = word_segmenter(config.task);  // mlm whole-word masking over jieba words
   encode_train(ctx, train, *tokenizer, run_tok.dict, targets, segmenter.get(), out);
-  const EncodeOptions enc = encode_options(config.data, out.vocab, &config.task, segmenter.get());
+  const EncodeOptions enc = on_threads(encode_options(config.data, out.vocab, &config.task, segmenter.get()), ctx);
   if (!resume) {  // a resumed run keeps its own files
     out.vocab.save(ctx.run.vocab_path());
     if (has_labels) out.labels.save(ctx.run.labels_path());

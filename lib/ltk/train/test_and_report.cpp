@@ -13,8 +13,9 @@ namespace ltk {
 
 namespace {
 
-EvalReport evaluate_best(const RunContext& ctx, const PreparedData& data, TextModel& model, const TextDataset& set) {
-  load_weights(model, ctx.run.checkpoint("best"));
+EvalReport evaluate_best(const RunContext& ctx, const PreparedData& data, TextModel& model, const TextDataset& set,
+                         const TrainSummary& summary) {
+  if (!summary.model_is_best) load_weights(model, ctx.run.checkpoint("best"));
   model.to(ctx.device);
   return data.task->evaluate(
       predict(model, *data.task, set, ctx.config.trainer.eval_batch_size, ctx.device, data.vocab.size()));
@@ -25,7 +26,7 @@ EvalReport evaluate_best(const RunContext& ctx, const PreparedData& data, TextMo
 RunReport test_and_report(const RunContext& ctx, const PreparedData& data, TextModel& model, TrainSummary& summary) {
   const Config& config = ctx.config;
   if (data.test) {
-    auto report = evaluate_best(ctx, data, model, *data.test);
+    auto report = evaluate_best(ctx, data, model, *data.test, summary);
     log::info("[test] best checkpoint (epoch {}): {} on {} samples", summary.best_epoch, report.summary(),
               data.test->size());
     nlohmann::json record = {{"kind", "test"}, {"epoch", summary.best_epoch}, {"step", summary.steps}};
@@ -45,7 +46,7 @@ RunReport test_and_report(const RunContext& ctx, const PreparedData& data, TextM
   summary.shown = summary.test;
   summary.shown_name = "test: " + config.data.test;
   if (!summary.shown && data.valid) {
-    summary.shown = evaluate_best(ctx, data, model, *data.valid);
+    summary.shown = evaluate_best(ctx, data, model, *data.valid, summary);
     summary.shown_name = "valid: " + config.data.valid;
   }
   if (config.task.type == "mlm") {

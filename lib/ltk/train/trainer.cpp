@@ -294,6 +294,7 @@ TrainSummary Trainer::record_solution(const TextDataset* valid, int64_t samples,
   }
   summary.eval_seconds = now_s() - start;
   summarize(summary, start, 0);
+  summary.model_is_best = summary.best_step == state_.step;  // the one checkpoint, written from this model
   return summary;
 }
 

@@ -38,6 +38,7 @@ struct TrainSummary {
   bool early_stopped = false;
   int interrupted = 0;         ///< the signal that stopped training early, or 0
   bool paused = false;         ///< stopped at the end of Trainer::set_until_epoch's epoch, checkpointed
+  bool model_is_best = false;  ///< the model in memory holds the best checkpoint's weights (a solver's one)
   std::optional<EvalReport> test;  ///< the best checkpoint on data.test
   /// The best checkpoint on the split report.html shows (test, else valid), and that split's name.
   std::optional<EvalReport> shown;
