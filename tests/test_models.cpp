@@ -648,10 +648,17 @@ TEST_CASE("linear: tf-idf features equal scikit-learn's TfidfVectorizer to 1e-6"
 
   const std::vector<nlohmann::json> sections = {
       {{"type", "linear"}},
-      {{"type", "linear"}, {"ngram_range", {1, 3}}, {"sublinear_tf", false}, {"min_df", 2}, {"max_df", 0.8},
+      {{"type", "linear"},
+       {"ngram_range", {1, 3}},
+       {"sublinear_tf", false},
+       {"min_df", 2},
+       {"max_df", 0.8},
        {"max_features", cut}},
       {{"type", "linear"}, {"ngram_range", {0, 0}}, {"char_ngram_range", {2, 4}}},
       {{"type", "linear"}, {"ngram_range", {1, 1}}, {"char_ngram_range", {1, 3}}, {"min_df", 2}},
+      // Hashed: few buckets, so that terms collide; both kinds, each with its own buckets.
+      {{"type", "linear"}, {"ngram_range", {1, 2}}, {"buckets", 16}},
+      {{"type", "linear"}, {"ngram_range", {1, 2}}, {"char_ngram_range", {2, 4}}, {"buckets", 64}},
   };
   nlohmann::json cases = nlohmann::json::array();
   for (const auto& section : sections) {

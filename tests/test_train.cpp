@@ -16,6 +16,8 @@
 #include "ltk/core/files.h"
 #include "ltk/core/stop.h"
 #include "ltk/data/formats.h"
+#include "ltk/data/ngrams.h"
+#include "ltk/data/vocab.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
 #include "ltk/io/checkpoint.h"
@@ -678,6 +680,37 @@ TEST_CASE("dual_cd: logistic regression equals scikit-learn's LogisticRegression
   check_against_liblinear(c);
 }
 
+TEST_CASE("dual_cd: ridge regression equals scikit-learn's LinearSVR (squared error, epsilon 0) on the same rows",
+          "[train][dual_cd][parity]") {
+  std::vector<int64_t> labels;
+  const ltk::SparseRows x = random_rows(300, 60, 5, 21, labels);
+  std::vector<double> y;
+  std::mt19937_64 rng(4);
+  std::normal_distribution<double> noise(0.0, 0.3);
+  for (auto l : labels) y.push_back(1.5 * static_cast<double>(l) - 2 + noise(rng));
+  ltk::DualCdOptions tight;
+  tight.tol = 1e-12;
+  tight.max_iter = 100000;
+  const double C = 0.4;
+  const auto solved = ltk::solve_l2_svr_dual(x, y, C, tight);
+  REQUIRE(solved.converged);
+  CHECK(solved.primal >= solved.dual - 1e-9);
+  CHECK(solved.primal - solved.dual <= 1e-8 * solved.primal);
+  nlohmann::json c = {{"offsets", x.offsets},
+                      {"cols", x.cols},
+                      {"values", x.values},
+                      {"num_cols", x.num_cols},
+                      {"labels", labels},
+                      {"targets", y},
+                      {"C", C},
+                      {"loss", "svr"},
+                      {"intercept_scaling", 1.0},
+                      {"class_weight", nlohmann::json::object()},
+                      {"w", {solved.w}},
+                      {"gap", {std::max(0.0, solved.primal - solved.dual)}}};
+  check_against_liblinear(c);
+}
+
 TEST_CASE("dual_cd: the linear model's default where it solves the task, adagrad where it cannot", "[train][dual_cd]") {
   TempDir dir;
   const std::string cfg = ltk::test::toy_config(dir);
@@ -688,7 +721,9 @@ TEST_CASE("dual_cd: the linear model's default where it solves the task, adagrad
   CHECK(type_of({"task.loss=squared_hinge"}) == "dual_cd");
   CHECK(type_of({"task.type=binary"}) == "dual_cd");  // logistic regression
   CHECK(type_of({}) == "adagrad");                    // the softmax
-  CHECK(type_of({"task.type=multilabel"}) == "adagrad");
+  CHECK(type_of({"task.type=multilabel"}) == "dual_cd");  // one logistic regression per label
+  CHECK(type_of({"task.type=regression"}) == "dual_cd");  // ridge regression
+  CHECK(type_of({"task.type=regression", "task.loss=huber"}) == "adagrad");
   CHECK(type_of({"task.loss=squared_hinge", "trainer.sampler=balanced"}) == "adagrad");
   CHECK(type_of({"task.loss=squared_hinge", "optimizer.type=adagrad"}) == "adagrad");
   // Asked for, what it cannot do is named.
@@ -722,4 +757,61 @@ TEST_CASE("dual_cd: the linear model's default where it solves the task, adagrad
   INFO(predict.err);
   CHECK(predict.code == 0);
   CHECK_THAT(predict.out, Contains("\"top\":[{\"label\":"));
+  // A regression: ridge on the tf-idf rows, its value whether "up" is in the text.
+  std::string reg;
+  std::mt19937 rng(3);
+  for (int i = 0; i < 300; ++i) {
+    int a = static_cast<int>(rng() % 4), b = static_cast<int>(rng() % 4);
+    std::string text = "w" + std::to_string(rng() % 30);
+    for (int k = 0; k < a; ++k) text += " up";
+    for (int k = 0; k < b; ++k) text += " down";
+    reg += std::string(a > 0 ? "1" : "0") + "\t" + text + "\n";  // "down" and the w-word are noise
+  }
+  ltk::test::write_file(dir.file("reg.tsv"), reg);
+  auto rc = ltk::load_config(
+      cfg, {"model={\"type\": \"linear\", \"C\": 10}", "optimizer={}", "task.type=regression",
+            "data.train=" + dir.file("reg.tsv"), "data.valid=" + dir.file("reg.tsv"),
+            "data.test=" + dir.file("reg.tsv"), "output_dir=" + dir.file("reg"), "trainer.select_metric=rmse"});
+  REQUIRE(rc.optimizer.type == "dual_cd");
+  auto rs = ltk::run_training(rc);
+  REQUIRE(rs.test);
+  CHECK(rs.test->get("rmse") < 0.2);  // "up" present or not: the target is read from the text's terms
+  // Multilabel: one logistic regression per label ("up" -> a, "down" -> b, neither -> c).
+  std::string ml;
+  for (int i = 0; i < 300; ++i) {
+    const bool up = rng() % 2, down = rng() % 2;
+    std::string labels = up && down ? "a,b" : up ? "a" : down ? "b" : "c";
+    ml += labels + "\tw" + std::to_string(rng() % 30) + (up ? " up" : "") + (down ? " down" : "") + "\n";
+  }
+  ltk::test::write_file(dir.file("ml.tsv"), ml);
+  auto mc = ltk::load_config(cfg, {"model={\"type\": \"linear\", \"C\": 10}", "optimizer={}", "task.type=multilabel",
+                                   "data.train=" + dir.file("ml.tsv"), "data.valid=" + dir.file("ml.tsv"),
+                                   "data.test=" + dir.file("ml.tsv"), "output_dir=" + dir.file("ml")});
+  REQUIRE(mc.optimizer.type == "dual_cd");
+  auto ms = ltk::run_training(mc);
+  REQUIRE(ms.test);
+  CHECK(ms.test->get("subset_accuracy") > 0.95);
+}
+
+TEST_CASE("linear: hashed features (model.buckets) train, reload and predict as a vocabulary of buckets",
+          "[train][linear]") {
+  TempDir dir;
+  const std::string cfg = ltk::test::toy_config(dir);
+  auto config = ltk::load_config(cfg, {"model={\"type\": \"linear\", \"buckets\": 64, \"char_ngram_range\": [2, 3]}",
+                                       "optimizer={}", "task.loss=squared_hinge"});
+  auto summary = ltk::run_training(config);
+  REQUIRE(summary.test);
+  CHECK(summary.test->get("accuracy") > 0.8);
+  // At most 64 buckets of each kind, named as the hashing names them.
+  const auto vocab = ltk::Vocabulary::load(dir.file("run/vocab.txt"));
+  CHECK(vocab.size() <= 2 + 2 * 64);
+  for (int32_t id = ltk::Vocabulary::kFirstWordId; id < vocab.size(); ++id)
+    REQUIRE((vocab.token(id).rfind("#", 0) == 0 || vocab.token(id).rfind(" #", 0) == 0));
+  auto predict = ltk::test::run_app(
+      "ltk-predict", "--run '" + dir.file("run") + "' --input '" + dir.file("valid.tsv") + "' --format tsv");
+  INFO(predict.err);
+  CHECK(predict.code == 0);
+  CHECK_THAT(predict.out, Contains("\"label\":"));
+  // The bucket of a term is scikit-learn's: its murmurhash3_32(b"foo", 0) is -156908512.
+  CHECK(ltk::hash_bucket("foo", 1u << 31) == 156908512u);
 }

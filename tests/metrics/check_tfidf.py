@@ -4,11 +4,14 @@ Usage: /usr/bin/python3 check_tfidf.py cases.json   (exit 0 when every weight ag
 
 ltk marks a character n-gram term with a leading space; its word tokens are split on whitespace
 (data.tokenizer "whitespace"), which is token_pattern \\S+ here. With word and character n-grams
-both on, each block is its own vectorizer, normalised on its own: scikit-learn's FeatureUnion."""
+both on, each block is its own vectorizer, normalised on its own: scikit-learn's FeatureUnion. With
+"buckets", each block is a HashingVectorizer (no alternating sign, no norm) into that many columns,
+then a TfidfTransformer; ltk names column k "#k" (" #k" for character n-grams)."""
 import json
 import sys
 
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
+from sklearn.pipeline import make_pipeline
 
 cases = json.load(open(sys.argv[1], encoding="utf-8"))
 mismatches = 0
@@ -17,16 +20,23 @@ for ci, case in enumerate(cases):
     docs = case["docs"]
     common = dict(lowercase=True, sublinear_tf=o["sublinear_tf"], min_df=o["min_df"], max_df=o["max_df"],
                   max_features=o["max_features"] or None, dtype=float)
+    buckets = o.get("buckets", 0)
+
+    def vectorizer(**kw):
+        if not buckets:
+            return TfidfVectorizer(**kw, **common)
+        hashing = HashingVectorizer(**kw, n_features=buckets, alternate_sign=False, norm=None, lowercase=True)
+        return make_pipeline(hashing, TfidfTransformer(sublinear_tf=o["sublinear_tf"]))
+
     blocks = []
     if o["ngram_range"][1] > 0:
-        blocks.append(("", TfidfVectorizer(analyzer="word", token_pattern=r"\S+",
-                                           ngram_range=tuple(o["ngram_range"]), **common)))
+        blocks.append(("", vectorizer(analyzer="word", token_pattern=r"\S+", ngram_range=tuple(o["ngram_range"]))))
     if o["char_ngram_range"][1] > 0:
-        blocks.append((" ", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(o["char_ngram_range"]), **common)))
+        blocks.append((" ", vectorizer(analyzer="char_wb", ngram_range=tuple(o["char_ngram_range"]))))
     theirs = [dict() for _ in docs]
     for mark, v in blocks:
         X = v.fit_transform(docs).tocsr()
-        names = v.get_feature_names_out()
+        names = [f"#{k}" for k in range(buckets)] if buckets else v.get_feature_names_out()
         for i in range(X.shape[0]):
             for j, w in zip(X.indices[X.indptr[i]:X.indptr[i + 1]], X.data[X.indptr[i]:X.indptr[i + 1]]):
                 theirs[i][mark + names[j]] = w

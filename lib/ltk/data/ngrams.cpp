@@ -7,6 +7,52 @@
 
 namespace ltk {
 
+namespace {
+
+/// MurmurHash3's x86_32 variant (Austin Appleby's, public domain), as scikit-learn's
+/// murmurhash3_32 computes it: the hash of `key`'s bytes with `seed`, as a signed 32-bit value.
+int32_t murmurhash3_32(std::string_view key, uint32_t seed) {
+  constexpr uint32_t c1 = 0xcc9e2d51, c2 = 0x1b873593;
+  const auto* data = reinterpret_cast<const unsigned char*>(key.data());
+  const size_t n = key.size(), blocks = n / 4;
+  uint32_t h = seed;
+  auto rotl = [](uint32_t x, int r) { return (x << r) | (x >> (32 - r)); };
+  for (size_t i = 0; i < blocks; ++i) {
+    uint32_t k = static_cast<uint32_t>(data[4 * i]) | static_cast<uint32_t>(data[4 * i + 1]) << 8 |
+                 static_cast<uint32_t>(data[4 * i + 2]) << 16 | static_cast<uint32_t>(data[4 * i + 3]) << 24;
+    k = rotl(k * c1, 15) * c2;
+    h = rotl(h ^ k, 13) * 5 + 0xe6546b64;
+  }
+  uint32_t k = 0;
+  const unsigned char* tail = data + 4 * blocks;
+  switch (n & 3) {
+    case 3:
+      k ^= static_cast<uint32_t>(tail[2]) << 16;
+      [[fallthrough]];
+    case 2:
+      k ^= static_cast<uint32_t>(tail[1]) << 8;
+      [[fallthrough]];
+    case 1:
+      k ^= tail[0];
+      h ^= rotl(k * c1, 15) * c2;
+  }
+  h ^= static_cast<uint32_t>(n);
+  h ^= h >> 16;
+  h *= 0x85ebca6b;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35;
+  h ^= h >> 16;
+  return static_cast<int32_t>(h);
+}
+
+}  // namespace
+
+uint32_t hash_bucket(std::string_view term, int64_t buckets) {
+  const int32_t h = murmurhash3_32(term, 0);
+  const uint32_t magnitude = h < 0 ? 0u - static_cast<uint32_t>(h) : static_cast<uint32_t>(h);  // |INT_MIN| = 2^31
+  return static_cast<uint32_t>(magnitude % static_cast<uint64_t>(buckets));
+}
+
 NgramTokenizer::NgramTokenizer(std::unique_ptr<Tokenizer> words, Normalizer normalizer, NgramRanges ranges)
     : Tokenizer(normalizer), words_(std::move(words)), ranges_(ranges) {}
 
@@ -75,6 +121,21 @@ void NgramTokenizer::tokenize(std::string_view text, std::string& scratch,
         if (last == 0) break;  // the whole word was one n-gram: longer ones would repeat it
       }
     }
+  }
+  if (ranges_.buckets > 0) {  // each term by its bucket's name, into the scratch the views point to
+    thread_local std::string named;
+    named.clear();
+    for (auto& [at, len] : spans) {
+      std::string_view term(scratch.data() + at, len);
+      const bool chars = is_char_term(term);
+      const size_t start = named.size();
+      if (chars) named += kCharTermMark;
+      named += '#';
+      named += std::to_string(hash_bucket(chars ? term.substr(1) : term, ranges_.buckets));
+      at = start;
+      len = named.size() - start;
+    }
+    scratch.swap(named);
   }
   tokens.clear();
   for (const auto& [at, len] : spans) tokens.emplace_back(scratch.data() + at, len);

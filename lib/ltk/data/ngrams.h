@@ -19,6 +19,10 @@ struct NgramRanges {
   /// Character n-grams of each whitespace-separated word padded with a space on both sides
   /// (scikit-learn's char_wb); char_max 0 = none.
   int64_t char_min = 0, char_max = 0;
+  /// > 0: every term becomes its hash bucket, "#k" (character terms " #k"), k in [0, buckets):
+  /// scikit-learn's HashingVectorizer (MurmurHash3 x86_32, seed 0, of the term's UTF-8 bytes,
+  /// |h| mod buckets, no alternating sign); each kind of n-gram has its own buckets.
+  int64_t buckets = 0;
   bool words() const { return word_max > 0; }
   bool chars() const { return char_max > 0; }
 };
@@ -27,6 +31,9 @@ struct NgramRanges {
 /// term: no tokenizer's word starts with a space, and word n-grams join words with inner spaces.
 inline constexpr char kCharTermMark = ' ';
 inline bool is_char_term(std::string_view term) { return !term.empty() && term[0] == kCharTermMark; }
+
+/// The bucket of `term` among `buckets` (> 0): scikit-learn's HashingVectorizer's column for it.
+uint32_t hash_bucket(std::string_view term, int64_t buckets);
 
 /// Splits text into n-gram terms: the word n-grams of `words`' tokens, then the character
 /// n-grams of the normalised text (normalised by `normalizer`, as the word tokenizer does).

@@ -242,6 +242,7 @@ std::optional<LinearFeatures> linear_features(const ModelConfig& model) {
   f.ranges.word_max = words[1];
   f.ranges.char_min = chars[0];
   f.ranges.char_max = chars[1];
+  f.ranges.buckets = j.at("buckets").get<int64_t>();
   f.selection.min_df = j.at("min_df").get<int64_t>();
   f.selection.max_df = j.at("max_df").get<double>();
   f.selection.max_features = j.at("max_features").get<int64_t>();
@@ -295,6 +296,10 @@ nlohmann::json resolve_linear(JsonReader& r) {
   double intercept_scaling = 1.0;
   r.get("intercept_scaling", intercept_scaling);
   check_min(r.key_path("intercept_scaling"), intercept_scaling, 0, /*inclusive=*/false);
+  int64_t buckets = 0;  // hashed features (scikit-learn's HashingVectorizer); 0: a vocabulary of n-grams
+  r.get("buckets", buckets);
+  check_min(r.key_path("buckets"), static_cast<double>(buckets), 0);
+  check_max(r.key_path("buckets"), static_cast<double>(buckets), 1 << 30);
   return {{"ngram_range", words},
           {"char_ngram_range", chars},
           {"min_df", min_df},
@@ -303,7 +308,8 @@ nlohmann::json resolve_linear(JsonReader& r) {
           {"sublinear_tf", sublinear_tf},
           {"C", C},
           {"sparse", sparse},
-          {"intercept_scaling", intercept_scaling}};
+          {"intercept_scaling", intercept_scaling},
+          {"buckets", buckets}};
 }
 
 std::shared_ptr<TextModel> build_linear(const nlohmann::json& j, const ModelContext& context) {
@@ -330,10 +336,15 @@ namespace {
 /// Why optimizer.type "dual_cd" cannot train `config` (the key at fault and what to do), or "".
 std::pair<std::string, std::string> dual_cd_refusal(const Config& config) {
   const auto& t = config.task;
-  if (t.type != "multiclass" && t.type != "binary")
-    return {"optimizer.type", "\"dual_cd\" solves multiclass and binary tasks; task.type \"" + t.type +
-                                  "\" trains with optimizer.type \"adagrad\""};
-  if (t.loss != "squared_hinge" && t.type != "binary")
+  if (t.type != "multiclass" && t.type != "binary" && t.type != "multilabel" && t.type != "regression")
+    return {"optimizer.type", "\"dual_cd\" solves multiclass, binary, multilabel and regression tasks; task.type \"" +
+                                  t.type + "\" trains with optimizer.type \"adagrad\""};
+  if (t.type == "regression" && t.loss != "mse" && t.loss != "auto")
+    return {"task.loss",
+            "optimizer.type \"dual_cd\" solves a regression's squared error (ridge regression, "
+            "scikit-learn's LinearSVR with epsilon 0); task.loss \"" +
+                t.loss + "\" trains with optimizer.type \"adagrad\""};
+  if (t.type == "multiclass" && t.loss != "squared_hinge")
     return {"task.loss",
             "optimizer.type \"dual_cd\" solves a multiclass task's task.loss \"squared_hinge\" (scikit-learn's "
             "LinearSVC, one-vs-rest); the softmax cross-entropy trains with optimizer.type \"adagrad\" (a binary "

@@ -198,29 +198,76 @@ DualCdResult solve_l2_lr_dual(const SparseRows& x, const std::vector<int8_t>& y,
   return r;
 }
 
-std::vector<DualCdResult> solve_one_vs_rest(const SparseRows& x, const std::vector<int64_t>& labels,
-                                            int64_t num_classes, double C, const std::vector<double>& class_weights,
-                                            const DualCdOptions& options, int threads,
+DualCdResult solve_l2_svr_dual(const SparseRows& x, const std::vector<double>& y, double C,
+                               const DualCdOptions& options) {
+  // liblinear's solve_l2r_l1l2_svr with the L2 loss and epsilon 0: beta_i unbounded, the quadratic
+  // term lambda = 1/(2C), w = sum_i beta_i x_i, each coordinate's step exact (-G/H). With epsilon 0
+  // no coordinate is ever shrunk (its test needs G > M and G < -M at once).
+  const int64_t n = x.rows();
+  if (static_cast<int64_t>(y.size()) != n) throw Error("solve_l2_svr_dual: one target per row expected");
+  const double lambda = 0.5 / C;
+  DualCdResult r;
+  r.w.assign(static_cast<size_t>(x.num_cols), 0.0);
+  std::vector<double> beta(static_cast<size_t>(n), 0.0), qd(static_cast<size_t>(n));
+  std::vector<int64_t> index(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    double xx = 0;
+    for (int64_t k = x.offsets[i]; k < x.offsets[i + 1]; ++k) xx += x.values[k] * x.values[k];
+    qd[i] = xx + lambda;
+    index[i] = i;
+  }
+  Shuffler rng(options.seed);
+  double g_norm1_init = -1;
+  for (r.iterations = 0; r.iterations < options.max_iter;) {
+    double g_norm1 = 0;
+    for (int64_t s = 0; s < n; ++s) std::swap(index[s], index[s + rng.below(n - s)]);
+    for (int64_t s = 0; s < n; ++s) {
+      const int64_t i = index[s];
+      const double g = -y[i] + lambda * beta[i] + dot(x, i, r.w);
+      g_norm1 += std::abs(g);
+      const double d = -g / qd[i];
+      if (std::abs(d) < 1e-12) continue;
+      beta[i] += d;
+      axpy(x, i, d, r.w);
+    }
+    if (g_norm1_init < 0) g_norm1_init = g_norm1;
+    ++r.iterations;
+    if (g_norm1 <= options.tol * g_norm1_init) {
+      r.converged = true;
+      break;
+    }
+  }
+  double ww = 0;
+  for (double v : r.w) ww += v * v;
+  double loss = 0, yb = 0, bb = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double residual = y[i] - dot(x, i, r.w);
+    loss += residual * residual;
+    yb += y[i] * beta[i];
+    bb += beta[i] * beta[i];
+  }
+  r.primal = ww / 2 + C * loss;
+  r.dual = yb - ww / 2 - bb / (4 * C);
+  return r;
+}
+
+std::vector<DualCdResult> solve_independent(const SparseRows& x, int64_t problems, const ProblemMaker& make,
+                                            bool logistic, const DualCdOptions& options, int threads,
                                             const std::function<void(int64_t, DualCdResult&)>& on_solved) {
   const int64_t n = x.rows();
-  if (static_cast<int64_t>(labels.size()) != n) throw Error("solve_one_vs_rest: one label per row expected");
-  std::vector<DualCdResult> out(static_cast<size_t>(num_classes));
+  std::vector<DualCdResult> out(static_cast<size_t>(problems));
   std::atomic<int64_t> next{0};
   std::exception_ptr failure;
   std::mutex failure_mutex;
   auto work = [&] {
-    for (int64_t k; (k = next++) < num_classes;) {
+    std::vector<int8_t> y(static_cast<size_t>(n));
+    std::vector<double> cost(static_cast<size_t>(n));
+    for (int64_t k; (k = next++) < problems;) {
       try {
-        std::vector<int8_t> y(static_cast<size_t>(n));
-        std::vector<double> cost(static_cast<size_t>(n));
-        const double positive = C * (class_weights.empty() ? 1.0 : class_weights[static_cast<size_t>(k)]);
-        for (int64_t i = 0; i < n; ++i) {
-          y[i] = labels[i] == k ? 1 : -1;
-          cost[i] = labels[i] == k ? positive : C;
-        }
+        make(k, y, cost);
         DualCdOptions o = options;
         o.seed = options.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(k);
-        out[static_cast<size_t>(k)] = solve_l2_svc_dual(x, y, cost, o);
+        out[static_cast<size_t>(k)] = logistic ? solve_l2_lr_dual(x, y, cost, o) : solve_l2_svc_dual(x, y, cost, o);
         if (on_solved) on_solved(k, out[static_cast<size_t>(k)]);
       } catch (...) {
         std::lock_guard<std::mutex> lock(failure_mutex);
@@ -229,11 +276,27 @@ std::vector<DualCdResult> solve_one_vs_rest(const SparseRows& x, const std::vect
     }
   };
   std::vector<std::thread> pool;
-  for (int t = 1; t < std::max(1, threads) && t < num_classes; ++t) pool.emplace_back(work);
+  for (int t = 1; t < std::max(1, threads) && t < problems; ++t) pool.emplace_back(work);
   work();
   for (auto& t : pool) t.join();
   if (failure) std::rethrow_exception(failure);
   return out;
+}
+
+std::vector<DualCdResult> solve_one_vs_rest(const SparseRows& x, const std::vector<int64_t>& labels,
+                                            int64_t num_classes, double C, const std::vector<double>& class_weights,
+                                            const DualCdOptions& options, int threads,
+                                            const std::function<void(int64_t, DualCdResult&)>& on_solved) {
+  const int64_t n = x.rows();
+  if (static_cast<int64_t>(labels.size()) != n) throw Error("solve_one_vs_rest: one label per row expected");
+  auto make = [&](int64_t k, std::vector<int8_t>& y, std::vector<double>& cost) {
+    const double positive = C * (class_weights.empty() ? 1.0 : class_weights[static_cast<size_t>(k)]);
+    for (int64_t i = 0; i < n; ++i) {
+      y[i] = labels[i] == k ? 1 : -1;
+      cost[i] = labels[i] == k ? positive : C;
+    }
+  };
+  return solve_independent(x, num_classes, make, /*logistic=*/false, options, threads, on_solved);
 }
 
 }  // namespace ltk

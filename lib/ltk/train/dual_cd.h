@@ -39,6 +39,24 @@ DualCdResult solve_l2_svc_dual(const SparseRows& x, const std::vector<int8_t>& y
 DualCdResult solve_l2_lr_dual(const SparseRows& x, const std::vector<int8_t>& y, const std::vector<double>& cost,
                               const DualCdOptions& options);
 
+/// Solves min_w 1/2 ||w||^2 + C sum_i (y_i - w.x_i)^2, ridge regression with scikit-learn's C (its
+/// LinearSVR with loss "squared_epsilon_insensitive" and epsilon 0), by liblinear's dual coordinate
+/// descent for the L2-loss SVR, with shrinking; stops when a pass's summed violation falls below
+/// options.tol times the first pass's. `primal` and `dual` as above, with the squared error.
+DualCdResult solve_l2_svr_dual(const SparseRows& x, const std::vector<double>& y, double C,
+                               const DualCdOptions& options);
+
+/// Fills problem k's labels (+1/-1) and per-sample costs, both already of one entry per row.
+using ProblemMaker = std::function<void(int64_t k, std::vector<int8_t>& y, std::vector<double>& cost)>;
+
+/// Solves `problems` independent binary problems on the same rows (squared hinge, or logistic
+/// regression when `logistic`), problem k's labels and costs from `make`, on up to `threads`
+/// threads; each's order is seeded by (seed, k), so the result does not depend on the thread count.
+/// `on_solved(k, result)`, when given, runs on the solving thread as soon as problem k is solved.
+std::vector<DualCdResult> solve_independent(const SparseRows& x, int64_t problems, const ProblemMaker& make,
+                                            bool logistic, const DualCdOptions& options, int threads,
+                                            const std::function<void(int64_t, DualCdResult&)>& on_solved = {});
+
 /// One-vs-rest over `num_classes` classes: problem k has y = +1 for class k and -1 otherwise, cost
 /// C * class_weights[k] for its positives and C for the rest (liblinear's; no weights: C for all).
 /// Problems run on up to `threads` threads; each's order is seeded by (seed, k), so the result does

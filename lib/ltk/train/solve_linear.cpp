@@ -70,6 +70,27 @@ std::vector<DualCdResult> solve_problems(const RunContext& ctx, const PreparedDa
   options.tol = config.optimizer.tol;
   options.max_iter = config.optimizer.max_iter;
   options.seed = config.seed;
+  if (config.task.type == "regression") {  // ridge: one problem on the values
+    std::vector<double> y(static_cast<size_t>(x.rows()));
+    for (int64_t i = 0; i < x.rows(); ++i) y[static_cast<size_t>(i)] = data.train.value(i);
+    DualCdResult r = solve_l2_svr_dual(x, y, C, options);
+    sink.store(0, r);
+    return {r};
+  }
+  if (config.task.type == "multilabel") {  // one problem per label: is it in the sample's set?
+    std::vector<std::vector<int64_t>> sets(static_cast<size_t>(x.rows()));
+    for (int64_t i = 0; i < x.rows(); ++i) sets[static_cast<size_t>(i)] = data.train.labels(i);
+    const auto& cw = data.class_weights;
+    auto make = [&](int64_t k, std::vector<int8_t>& y, std::vector<double>& cost) {
+      for (size_t i = 0; i < y.size(); ++i) {
+        const bool in = std::find(sets[i].begin(), sets[i].end(), k) != sets[i].end();
+        y[i] = in ? 1 : -1;
+        cost[i] = in && !cw.empty() ? C * cw[static_cast<size_t>(k)] : C;  // a label's weight scales its positives
+      }
+    };
+    return solve_independent(x, K, make, logistic, options, ctx.threads,
+                             [&](int64_t k, DualCdResult& r) { sink.store(k, r); });
+  }
   std::vector<int64_t> targets(static_cast<size_t>(x.rows()));
   for (int64_t i = 0; i < x.rows(); ++i) targets[static_cast<size_t>(i)] = data.train.label(i);
   if (!binary && K != 2)
@@ -114,9 +135,11 @@ TrainSummary solve_linear(const RunContext& ctx, const PreparedData& data, const
   const Config& config = ctx.config;
   auto* linear = dynamic_cast<LinearImpl*>(model.get());
   if (!linear) throw ConfigError("optimizer.type \"dual_cd\" solves model.type \"linear\" only");
-  const bool binary = config.task.type == "binary";
-  // A binary task's cross-entropy is logistic regression; every other problem is the squared hinge's.
-  const bool logistic = binary && config.task.loss != "squared_hinge";
+  const bool binary = config.task.type == "binary", regression = config.task.type == "regression";
+  // A binary (or multilabel) task's cross-entropy is logistic regression, a regression's squared
+  // error ridge regression; every other problem is the squared hinge's.
+  const bool logistic = (binary || config.task.type == "multilabel") && config.task.loss != "squared_hinge";
+  const char* problem = regression ? "ridge regression" : logistic ? "logistic regression" : "squared hinge";
   const double intercept = config.model.options.at("intercept_scaling").get<double>();
   const int64_t K = linear->options.num_outputs();
   const auto t0 = std::chrono::steady_clock::now();
@@ -129,12 +152,12 @@ TrainSummary solve_linear(const RunContext& ctx, const PreparedData& data, const
   sink.finish();
   const double solve_seconds = seconds_since(t1);
   x = SparseRows();  // the validation, checkpoint and test need memory more
-  const bool one_problem = binary || K == 2;
+  const bool one_problem = binary || regression || K == 2;
   log::info(
       "[train] dual_cd ({}): {} problem(s) over {} samples x {} features ({} nonzeros), built in {:.2f}s, solved "
       "in {:.2f}s ({} thread(s)); at most {} passes, relative duality gap at most {:.2g}",
-      logistic ? "logistic regression" : "squared hinge", one_problem ? 1 : K, n, cols, nonzeros, build_seconds,
-      solve_seconds, one_problem ? 1 : ctx.threads, stats.iterations, stats.worst_gap);
+      problem, one_problem ? 1 : K, n, cols, nonzeros, build_seconds, solve_seconds, one_problem ? 1 : ctx.threads,
+      stats.iterations, stats.worst_gap);
   if (stats.unconverged)
     log::warn(
         "[train] dual_cd: {} of {} problem(s) stopped at optimizer.max_iter {} before the tolerance {}; raise "
