@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -37,7 +38,13 @@ void parallel_chunks(int64_t n, int threads, int64_t grain, const std::function<
   };
   std::vector<std::thread> pool;
   pool.reserve(static_cast<size_t>(chunks - 1));
-  for (int64_t c = 1; c < chunks; ++c) pool.emplace_back(run, c);
+  for (int64_t c = 1; c < chunks; ++c) {
+    try {
+      pool.emplace_back(run, c);
+    } catch (const std::system_error&) {  // no thread to be had (a process or memory limit): here, then
+      run(c);
+    }
+  }
   run(0);
   for (auto& t : pool) t.join();
   for (auto& failure : failures)

@@ -48,7 +48,7 @@ class LinearImpl : public TextModel {
   void reset();
   torch::Tensor forward(const Batch& batch) override;
   /// On the CPU without gradients: each sample's logits as a sparse dot product of its tf-idf row
-  /// with the weights (the same sums as forward(), in the same order).
+  /// with the weights (the same products as forward(), summed in the same order).
   torch::Tensor forward_rows(const TextDataset& data, const std::vector<int64_t>& indices) override;
   /// Per sample, sum over its features f of ||W_f||^2 / (2 C df_f): over a training split these sum
   /// to ||W||^2 / (2 C), so the mean over the split is ||W||^2 / (2 C n), and minimising the mean

@@ -283,7 +283,9 @@ Plan make_plan(const nlohmann::json& base, const std::string& base_path, const S
           throw ConfigError(
               "--strategy asha trains its trials a rung of epochs at a time, and optimizer.type "
               "\"dual_cd\" solves a run in one go (the configuration " +
-              describe(a) + "): use --strategy grid or random");
+              describe(a) +
+              "; the linear model's default where it applies): use --strategy grid or random, or set "
+              "optimizer.type \"adagrad\"");
         if (options.strategy == "asha" && trial_config.trainer.eval_every > 0)
           throw ConfigError(
               "--strategy asha ranks configurations on the validation at the end of each rung's epoch: "

@@ -4,7 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
-#include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "ltk/core/error.h"
@@ -257,8 +257,7 @@ std::vector<DualCdResult> solve_independent(const SparseRows& x, int64_t problem
   const int64_t n = x.rows();
   std::vector<DualCdResult> out(static_cast<size_t>(problems));
   std::atomic<int64_t> next{0};
-  std::exception_ptr failure;
-  std::mutex failure_mutex;
+  std::vector<std::exception_ptr> failures(static_cast<size_t>(problems));
   auto work = [&] {
     std::vector<int8_t> y(static_cast<size_t>(n));
     std::vector<double> cost(static_cast<size_t>(n));
@@ -270,16 +269,19 @@ std::vector<DualCdResult> solve_independent(const SparseRows& x, int64_t problem
         out[static_cast<size_t>(k)] = logistic ? solve_l2_lr_dual(x, y, cost, o) : solve_l2_svc_dual(x, y, cost, o);
         if (on_solved) on_solved(k, out[static_cast<size_t>(k)]);
       } catch (...) {
-        std::lock_guard<std::mutex> lock(failure_mutex);
-        failure = std::current_exception();
+        failures[static_cast<size_t>(k)] = std::current_exception();
       }
     }
   };
   std::vector<std::thread> pool;
-  for (int t = 1; t < std::max(1, threads) && t < problems; ++t) pool.emplace_back(work);
+  try {
+    for (int t = 1; t < std::max(1, threads) && t < problems; ++t) pool.emplace_back(work);
+  } catch (const std::system_error&) {  // fewer threads than asked for: the others take the problems
+  }
   work();
   for (auto& t : pool) t.join();
-  if (failure) std::rethrow_exception(failure);
+  for (auto& failure : failures)  // the first problem's error, whichever thread met it
+    if (failure) std::rethrow_exception(failure);
   return out;
 }
 

@@ -172,11 +172,13 @@ TrainSummary run_training(const Config& config, const TrainOptions& options) {
       return run_training(config, again);
     }
     if (options.until_epoch > 0)
-      throw ConfigError("--until-epoch: optimizer.type \"dual_cd\" has no epochs to pause between");
+      throw ConfigError(
+          "--until-epoch: optimizer.type \"dual_cd\" (the linear model's default where it applies) "
+          "has no epochs to pause between; set optimizer.type \"adagrad\" to train in epochs");
     if (dist::launch_from_env().world > 1)
       throw ConfigError(
-          "optimizer.type \"dual_cd\" solves in one process (its classes on every core of it): "
-          "run it without torchrun or --nproc");
+          "optimizer.type \"dual_cd\" (the linear model's default where it applies) solves in one process (its "
+          "classes on every core of it): run it without torchrun or --nproc, or set optimizer.type \"adagrad\"");
   }
   const dist::Launch launch = dist::launch_from_env();
   std::shared_ptr<dist::Group> group;

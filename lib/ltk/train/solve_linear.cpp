@@ -163,10 +163,13 @@ TrainSummary solve_linear(const RunContext& ctx, const PreparedData& data, const
         "[train] dual_cd: {} of {} problem(s) stopped at optimizer.max_iter {} before the tolerance {}; raise "
         "optimizer.max_iter (or lower model.C)",
         stats.unconverged, one_problem ? 1 : K, config.optimizer.max_iter, config.optimizer.tol);
-  // The objective per sample, as the loop's training loss (the penalty included).
+  // The objective as the loop's training loss (the mean loss plus the penalty's share): the solved
+  // objectives over n C (a multilabel's also over its K labels, whose losses it averages).
+  const double C = config.model.options.at("C").get<double>();
+  const double scale =
+      C * static_cast<double>(std::max<int64_t>(1, n)) * static_cast<double>(config.task.type == "multilabel" ? K : 1);
   Trainer trainer(config, model, *data.task, ctx.device, ctx.run, data.vocab.size());
-  TrainSummary summary = trainer.record_solution(data.valid ? &*data.valid : nullptr, n,
-                                                 stats.objective / static_cast<double>(std::max<int64_t>(1, n)));
+  TrainSummary summary = trainer.record_solution(data.valid ? &*data.valid : nullptr, n, stats.objective / scale);
   summary.seconds = seconds_since(t0);
   summary.data_seconds = build_seconds;  // the rows, built once
   summary.samples_per_s = summary.seconds > 0 ? static_cast<double>(n) / summary.seconds : 0.0;
