@@ -538,6 +538,19 @@ TEST_CASE(
   CHECK(primal(x, y, cost_w, weighted[1].w).second < 1e-4);
 }
 
+// The toy corpus without its "tech" texts: a binary task's train and valid files in `dir`.
+void write_binary_toy(const TempDir& dir, const std::string& train_name, const std::string& valid_name) {
+  std::string train, valid;
+  for (auto [text, out] : {std::pair<std::string, std::string*>{ltk::test::toy_corpus(20, 1), &train},
+                           {ltk::test::toy_corpus(5, 2), &valid}}) {
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("tech", 0) != 0) *out += line + "\n";
+  }
+  ltk::test::write_file(dir.file(train_name), train);
+  ltk::test::write_file(dir.file(valid_name), valid);
+}
+
 TEST_CASE(
     "dual_cd: the linear model solved exactly - one checkpoint, its validation, ltk-eval - what it cannot do is "
     "refused",
@@ -572,15 +585,7 @@ TEST_CASE(
   pause.until_epoch = 1;
   REQUIRE_THROWS_WITH(ltk::run_training(config, pause), Contains("--until-epoch"));
   // A binary task: one problem, the positive class's.
-  std::string binary_train, binary_valid;
-  for (auto [text, out] : {std::pair<std::string, std::string*>{ltk::test::toy_corpus(20, 1), &binary_train},
-                           {ltk::test::toy_corpus(5, 2), &binary_valid}}) {
-    std::istringstream in(text);
-    for (std::string line; std::getline(in, line);)
-      if (line.rfind("tech", 0) != 0) *out += line + "\n";
-  }
-  ltk::test::write_file(dir.file("binary-train.tsv"), binary_train);
-  ltk::test::write_file(dir.file("binary-valid.tsv"), binary_valid);
+  write_binary_toy(dir, "binary-train.tsv", "binary-valid.tsv");
   std::vector<std::string> binary_sets = sets;
   for (std::string s :
        std::vector<std::string>{"task.type=binary", "data.train=" + dir.file("binary-train.tsv"),
@@ -603,8 +608,30 @@ TEST_CASE(
       Contains("model.intercept_scaling"));
 }
 
-// Runs tests/metrics/check_dual_cd.py on the problem and solution in `c`: scikit-learn solves it too.
-void check_against_liblinear(const nlohmann::json& c) {
+// Runs tests/metrics/check_dual_cd.py: scikit-learn solves the problem on rows `x` (labels, C,
+// `loss` "hinge" | "logistic" | "svr", `extra` keys such as class weights or targets) and its
+// weights are compared with `solved`'s, within a bound from each duality gap.
+void check_against_liblinear(const ltk::SparseRows& x, const std::vector<int64_t>& labels, double C,
+                             const std::string& loss, const std::vector<ltk::DualCdResult>& solved,
+                             const nlohmann::json& extra = nlohmann::json::object()) {
+  nlohmann::json w = nlohmann::json::array(), gap = nlohmann::json::array();
+  for (const auto& s : solved) {
+    REQUIRE(s.converged);
+    w.push_back(s.w);
+    gap.push_back(std::max(0.0, s.primal - s.dual));
+  }
+  nlohmann::json c = {{"offsets", x.offsets},
+                      {"cols", x.cols},
+                      {"values", x.values},
+                      {"num_cols", x.num_cols},
+                      {"labels", labels},
+                      {"C", C},
+                      {"loss", loss},
+                      {"intercept_scaling", 1.0},
+                      {"class_weight", nlohmann::json::object()},
+                      {"w", w},
+                      {"gap", gap}};
+  c.update(extra);
   TempDir dir;
   ltk::test::write_file(dir.file("case.json"), c.dump());
   const std::string cmd = "/usr/bin/python3 '" LTK_SOURCE_DIR "/tests/metrics/check_dual_cd.py' '" +
@@ -625,24 +652,7 @@ TEST_CASE("dual_cd: the solution equals scikit-learn's LinearSVC (liblinear) on 
   tight.max_iter = 100000;
   const std::vector<double> class_weights = {1.0, 2.5, 0.5};
   const auto solved = ltk::solve_one_vs_rest(x, labels, 3, 0.3, class_weights, tight, 2);
-  nlohmann::json w = nlohmann::json::array(), gap = nlohmann::json::array();
-  for (const auto& s : solved) {
-    REQUIRE(s.converged);
-    w.push_back(s.w);
-    gap.push_back(std::max(0.0, s.primal - s.dual));
-  }
-  nlohmann::json weights = {{"0", 1.0}, {"1", 2.5}, {"2", 0.5}};
-  nlohmann::json c = {{"offsets", x.offsets},
-                      {"cols", x.cols},
-                      {"values", x.values},
-                      {"num_cols", x.num_cols},
-                      {"labels", labels},
-                      {"C", 0.3},
-                      {"intercept_scaling", 1.0},
-                      {"class_weight", weights},
-                      {"w", w},
-                      {"gap", gap}};
-  check_against_liblinear(c);
+  check_against_liblinear(x, labels, 0.3, "hinge", solved, {{"class_weight", {{"0", 1.0}, {"1", 2.5}, {"2", 0.5}}}});
 }
 
 TEST_CASE("dual_cd: logistic regression equals scikit-learn's LogisticRegression (liblinear) on the same rows and C",
@@ -666,18 +676,7 @@ TEST_CASE("dual_cd: logistic regression equals scikit-learn's LogisticRegression
   const auto early = ltk::solve_l2_lr_dual(x, y, std::vector<double>(y.size(), C), loose);
   CHECK(early.iterations < solved.iterations);
   CHECK(early.primal >= solved.primal - 1e-9);
-  nlohmann::json c = {{"offsets", x.offsets},
-                      {"cols", x.cols},
-                      {"values", x.values},
-                      {"num_cols", x.num_cols},
-                      {"labels", labels},
-                      {"C", C},
-                      {"loss", "logistic"},
-                      {"intercept_scaling", 1.0},
-                      {"class_weight", nlohmann::json::object()},
-                      {"w", {solved.w}},
-                      {"gap", {std::max(0.0, solved.primal - solved.dual)}}};
-  check_against_liblinear(c);
+  check_against_liblinear(x, labels, C, "logistic", {solved});
 }
 
 TEST_CASE("dual_cd: ridge regression equals scikit-learn's LinearSVR (squared error, epsilon 0) on the same rows",
@@ -696,19 +695,7 @@ TEST_CASE("dual_cd: ridge regression equals scikit-learn's LinearSVR (squared er
   REQUIRE(solved.converged);
   CHECK(solved.primal >= solved.dual - 1e-9);
   CHECK(solved.primal - solved.dual <= 1e-8 * solved.primal);
-  nlohmann::json c = {{"offsets", x.offsets},
-                      {"cols", x.cols},
-                      {"values", x.values},
-                      {"num_cols", x.num_cols},
-                      {"labels", labels},
-                      {"targets", y},
-                      {"C", C},
-                      {"loss", "svr"},
-                      {"intercept_scaling", 1.0},
-                      {"class_weight", nlohmann::json::object()},
-                      {"w", {solved.w}},
-                      {"gap", {std::max(0.0, solved.primal - solved.dual)}}};
-  check_against_liblinear(c);
+  check_against_liblinear(x, labels, C, "svr", {solved}, {{"targets", y}});
 }
 
 TEST_CASE("dual_cd: the linear model's default where it solves the task, adagrad where it cannot", "[train][dual_cd]") {
@@ -734,15 +721,7 @@ TEST_CASE("dual_cd: the linear model's default where it solves the task, adagrad
     REQUIRE_THROWS_WITH(type_of({"task.loss=squared_hinge", "optimizer.type=dual_cd", set}), Contains(key));
   }
   // A binary task by logistic regression, end to end: one checkpoint, the loss the task's BCE.
-  std::string train, valid;
-  for (auto [text, out] : {std::pair<std::string, std::string*>{ltk::test::toy_corpus(20, 1), &train},
-                           {ltk::test::toy_corpus(5, 2), &valid}}) {
-    std::istringstream in(text);
-    for (std::string line; std::getline(in, line);)
-      if (line.rfind("tech", 0) != 0) *out += line + "\n";
-  }
-  ltk::test::write_file(dir.file("b-train.tsv"), train);
-  ltk::test::write_file(dir.file("b-valid.tsv"), valid);
+  write_binary_toy(dir, "b-train.tsv", "b-valid.tsv");
   auto config = ltk::load_config(cfg, {"model={\"type\": \"linear\"}", "optimizer={}", "task.type=binary",
                                        "data.train=" + dir.file("b-train.tsv"), "data.valid=" + dir.file("b-valid.tsv"),
                                        "data.test=" + dir.file("b-valid.tsv"), "output_dir=" + dir.file("b")});

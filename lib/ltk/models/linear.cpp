@@ -94,16 +94,25 @@ TfIdfRows LinearImpl::features(const Batch& batch) const {
   return out;
 }
 
-void LinearImpl::tfidf_row(const TextDataset& data, int64_t i, const double* idf_of, const int64_t* block_of,
-                           std::vector<int32_t>& ids, std::vector<int32_t>& cols, std::vector<double>& values) const {
-  const int64_t V = options.vocab_size();
+namespace {
+
+/// Sample `i`'s feature ids in ascending order, repeats kept (the unknown, padding and ids past
+/// `V` are no features).
+void sorted_features(const TextDataset& data, int64_t i, int64_t V, std::vector<int32_t>& ids) {
   const int32_t* tokens = data.tokens(i);
   ids.clear();
-  cols.clear();
-  values.clear();
   for (int64_t k = 0; k < data.length(i); ++k)
     if (tokens[k] >= Vocabulary::kFirstWordId && tokens[k] < V) ids.push_back(tokens[k]);
   std::sort(ids.begin(), ids.end());
+}
+
+}  // namespace
+
+void LinearImpl::tfidf_row(const TextDataset& data, int64_t i, const double* idf_of, const int64_t* block_of,
+                           std::vector<int32_t>& ids, std::vector<int32_t>& cols, std::vector<double>& values) const {
+  sorted_features(data, i, options.vocab_size(), ids);
+  cols.clear();
+  values.clear();
   double norm2[2] = {0, 0};
   for (size_t k = 0; k < ids.size();) {
     size_t end = k;
@@ -208,11 +217,7 @@ SparseRows LinearImpl::rows_of(const TextDataset& data, double intercept, int th
   parallel_chunks(n, threads, 1024, [&](int64_t begin, int64_t end) {
     std::vector<int32_t> ids;
     for (int64_t i = begin; i < end; ++i) {
-      const int32_t* tokens = data.tokens(i);
-      ids.clear();
-      for (int64_t k = 0; k < data.length(i); ++k)
-        if (tokens[k] >= Vocabulary::kFirstWordId && tokens[k] < V) ids.push_back(tokens[k]);
-      std::sort(ids.begin(), ids.end());
+      sorted_features(data, i, V, ids);
       x.offsets[static_cast<size_t>(i) + 1] = std::unique(ids.begin(), ids.end()) - ids.begin() + 1;
     }
   });
