@@ -19,10 +19,10 @@
 namespace {
 
 // The signal thread: SIGHUP reloads; SIGTERM or SIGINT stops accepting, and if the drain has not
-// finished `drain_s` later (a client trickling its request byte by byte), exits 1 anyway.
+// finished `drain_s` later (a queue of thousands of texts for a slow model), exits 1 anyway.
 class SignalThread {
  public:
-  SignalThread(ltk::serve::Server& server, const sigset_t& signals, int drain_s)
+  SignalThread(ltk::serve::Server& server, const sigset_t& signals, double drain_s)
       : server_(server), signals_(signals), drain_s_(drain_s), thread_([this] { loop(); }) {}
   ~SignalThread() {
     {
@@ -52,7 +52,7 @@ class SignalThread {
       lock.unlock();
       server_.shutdown();
       lock.lock();
-      if (!cv_.wait_for(lock, std::chrono::seconds(drain_s_), [&] { return finished_; })) {
+      if (!cv_.wait_for(lock, std::chrono::duration<double>(drain_s_), [&] { return finished_; })) {
         ltk::log::error("the drain did not finish in {} s: exiting", drain_s_);
         std::_Exit(1);
       }
@@ -62,7 +62,7 @@ class SignalThread {
 
   ltk::serve::Server& server_;
   sigset_t signals_;
-  int drain_s_;
+  double drain_s_;
   std::mutex mutex_;
   std::condition_variable cv_;
   bool finished_ = false;
@@ -91,29 +91,58 @@ int main(int argc, char** argv) {
         "       /v2/models/NAME, POST /v2/models/NAME/infer (a BYTES input \"text\")\n"
         "  GET /metrics (Prometheus); POST /admin/reload [{\"run\": DIR, \"checkpoint\": C}] or SIGHUP\n"
         "SIGTERM or SIGINT: stop accepting, answer the requests being handled, exit 0.");
-    options.add_options()
-        ("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())
-        ("checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))
-        ("device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))
-        ("host", "address to listen on (0.0.0.0: every interface)", cxxopts::value<std::string>()->default_value("127.0.0.1"))
-        ("port", "port to listen on (0: any free port; see --port-file)", cxxopts::value<int>()->default_value("8080"))
-        ("port-file", "write the port listened on to this file once listening", cxxopts::value<std::string>()->default_value(""))
-        ("model-name", "the model's name in /v2/models/NAME (default: the run directory's name)",
-         cxxopts::value<std::string>()->default_value(""))
-        ("threads", "LibTorch threads of the model (0 = all cores)", cxxopts::value<int64_t>()->default_value("1"))
-        ("http-threads", "connections served at once (one thread each, keep-alive included)",
-         cxxopts::value<int>()->default_value("64"))
-        ("max-batch", "texts per model batch (1: no batching)", cxxopts::value<int64_t>()->default_value("64"))
-        ("max-delay-ms", "the longest a text waits for others to batch with (not at all when no other request "
-                         "is being read)", cxxopts::value<double>()->default_value("5"))
-        ("max-queue", "texts waiting at most; requests beyond it get 503 and Retry-After",
-         cxxopts::value<int64_t>()->default_value("4096"))
-        ("max-body", "largest request body in bytes (413 beyond)", cxxopts::value<int64_t>()->default_value("1048576"))
-        ("timeout-s", "a client that sends nothing for this long is disconnected; idle keep-alive "
-                      "connections close after it", cxxopts::value<int>()->default_value("5"))
-        ("admin-token", "accept POST /admin/reload from anywhere with \"Authorization: Bearer TOKEN\" "
-                        "(without it: from loopback only)", cxxopts::value<std::string>()->default_value(""))
-        ("h,help", "show this help");
+    options.add_options()("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())(
+        "checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))(
+        "device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))(
+        "host", "address to listen on (0.0.0.0: every interface)",
+        cxxopts::value<std::string>()->default_value("127.0.0.1"))(
+        "port", "port to listen on (0: any free port; see --port-file)", cxxopts::value<int>()->default_value("8080"))(
+        "port-file", "write the port listened on to this file once listening",
+        cxxopts::value<std::string>()->default_value(""))(
+        "model-name", "the model's name in /v2/models/NAME (default: the run directory's name)",
+        cxxopts::value<std::string>()->default_value(""))("threads", "LibTorch threads of the model (0 = all cores)",
+                                                          cxxopts::value<int64_t>()->default_value("1"))(
+        "http-threads",
+        "requests handled at once (a thread each while its answer is made; idle and "
+        "incoming connections hold none)",
+        cxxopts::value<int>()->default_value("64"))("max-batch", "texts per model batch (1: no batching)",
+                                                    cxxopts::value<int64_t>()->default_value("64"))(
+        "max-delay-ms",
+        "the longest a text waits for others to batch with (not at all when no other request "
+        "is being read)",
+        cxxopts::value<double>()->default_value("5"))(
+        "max-queue", "texts waiting at most; requests beyond it get 503 and Retry-After",
+        cxxopts::value<int64_t>()->default_value("4096"))("max-body", "largest request body in bytes (413 beyond)",
+                                                          cxxopts::value<int64_t>()->default_value("1048576"))(
+        "header-timeout-s",
+        "a request's line and headers must arrive within this (a new connection's: of "
+        "its accept); else 408 and closed",
+        cxxopts::value<double>()->default_value("5"))(
+        "body-timeout-s",
+        "a request's body must arrive within this of its headers, and a response be read "
+        "within it; else 408 and closed",
+        cxxopts::value<double>()->default_value("10"))("idle-timeout-s",
+                                                       "a keep-alive connection without a request closes after this",
+                                                       cxxopts::value<double>()->default_value("5"))(
+        "drain-timeout-s",
+        "after SIGTERM/SIGINT, exit 1 if the requests that had arrived are not all answered "
+        "within this",
+        cxxopts::value<double>()->default_value("30"))(
+        "timeout-s",
+        "sets --header-timeout-s, --body-timeout-s and --idle-timeout-s at once (those given "
+        "explicitly win)",
+        cxxopts::value<double>())("max-connections",
+                                  "connections open at once (capped below the open-files limit, which is raised to its "
+                                  "hard limit); more are answered 503 and closed",
+                                  cxxopts::value<int>()->default_value("10000"))(
+        "max-connections-per-client",
+        "connections open at once from one client address (0: no cap; behind a "
+        "proxy, every client is the proxy); more are answered 503 and closed",
+        cxxopts::value<int>()->default_value("256"))(
+        "admin-token",
+        "accept POST /admin/reload from anywhere with \"Authorization: Bearer TOKEN\" "
+        "(without it: from loopback only)",
+        cxxopts::value<std::string>()->default_value(""))("h,help", "show this help");
     bool help = false;
     auto args = ltk::app::parse(options, argc, argv, help);
     if (help) return 0;
@@ -131,16 +160,27 @@ int main(int argc, char** argv) {
     o.http.port = args["port"].as<int>();
     o.http.threads = args["http-threads"].as<int>();
     const int64_t max_body = args["max-body"].as<int64_t>();
-    const int timeout = args["timeout-s"].as<int>();
+    auto timeout = [&](const char* name) {
+      const double t =
+          args.count(name) || !args.count("timeout-s") ? args[name].as<double>() : args["timeout-s"].as<double>();
+      if (!(t > 0 && t <= 3600)) throw ltk::UsageError(std::string("--") + name + " must be in (0, 3600] seconds");
+      return t;
+    };
+    o.http.header_timeout_s = timeout("header-timeout-s");
+    o.http.body_timeout_s = o.http.write_timeout_s = timeout("body-timeout-s");
+    o.http.idle_timeout_s = timeout("idle-timeout-s");
+    const double drain_s = timeout("drain-timeout-s");
+    o.http.max_connections = args["max-connections"].as<int>();
+    o.http.max_connections_per_client = args["max-connections-per-client"].as<int>();
+    if (o.http.max_connections < 1) throw ltk::UsageError("--max-connections must be >= 1");
+    if (o.http.max_connections_per_client < 0) throw ltk::UsageError("--max-connections-per-client must be >= 0");
     if (o.http.port < 0 || o.http.port > 65535) throw ltk::UsageError("--port must be in 0..65535");
     if (o.http.threads < 1 || o.http.threads > 4096) throw ltk::UsageError("--http-threads must be in 1..4096");
     if (o.max_batch < 1 || o.max_batch > 65536) throw ltk::UsageError("--max-batch must be in 1..65536");
     if (!(o.max_delay_ms >= 0 && o.max_delay_ms <= 60000)) throw ltk::UsageError("--max-delay-ms must be in 0..60000");
     if (o.max_queue < 1 || o.max_queue > (int64_t{1} << 30)) throw ltk::UsageError("--max-queue must be in 1..2^30");
     if (max_body < 1) throw ltk::UsageError("--max-body must be >= 1");
-    if (timeout < 1 || timeout > 3600) throw ltk::UsageError("--timeout-s must be in 1..3600");
     o.http.max_body = static_cast<size_t>(max_body);
-    o.http.read_timeout_s = o.http.write_timeout_s = o.http.keep_alive_s = timeout;
     ltk::apply_threads(args["threads"].as<int64_t>());
 
     ltk::serve::Server server(o);
@@ -151,10 +191,15 @@ int main(int argc, char** argv) {
     ltk::log::info("serving '{}' version {} ({}, {}) on http://{}:{} (max batch {}, max delay {} ms)",
                    server.model_name(), model->version, model->run_dir, model->checkpoint, o.http.host, server.port(),
                    o.max_batch, o.max_delay_ms);
+    ltk::log::info(
+        "connections: at most {} ({} per client address), request heads due in {} s, bodies in {} s, "
+        "idle keep-alive closed after {} s; {} handler threads",
+        server.connections().max_connections, o.http.max_connections_per_client, o.http.header_timeout_s,
+        o.http.body_timeout_s, o.http.idle_timeout_s, o.http.threads);
     {
       // A signal that arrived while the model loaded is pending, and taken now: a SIGTERM then
       // stops the server before it serves (run() returns at once).
-      SignalThread signal_thread(server, signals, 2 * timeout + 10);
+      SignalThread signal_thread(server, signals, drain_s);
       server.run();
     }
     ltk::log::info("stopped");

@@ -1,6 +1,9 @@
 -- wrk script of scripts/bench_serve.sh: POST /v1/predict with the bodies of a file (one JSON body a
 -- line), each thread in turn from a random start; done() prints one JSON line of figures.
 --   wrk -t1 -c8 -d10s -s bench/wrk_predict.lua http://127.0.0.1:PORT -- BODIES_FILE
+-- With WRK_DELAY_MS=D in the environment each connection waits D ms between its requests: a steady
+-- rate of about connections x 1000 / D requests/s, not the most the server can take
+-- (scripts/soak_serve.sh).
 local bodies = {}
 local counter = 0
 
@@ -8,6 +11,11 @@ function init(args)
   for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
   math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 1000)
   counter = math.random(#bodies)
+end
+
+local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if delay_ms then
+  function delay() return delay_ms end
 end
 
 wrk.method = "POST"

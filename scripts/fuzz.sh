@@ -38,7 +38,7 @@ dict_of() {
   case "$1" in
     reader_tsv|reader_csv) echo csv ;;
     reader_jsonl|config|hf_config|checkpoint_state) echo json ;;
-    tokenize|vocab|jieba_dict) echo text ;;
+    tokenize|vocab|jieba_dict|http_request) echo text ;;
     weights) echo pickle ;;
     safetensors) echo safetensors ;;
   esac

@@ -19,8 +19,9 @@ packages=(
   libopencc-dev
   # cpack -G DEB: dpkg-shlibdeps computes the package's Depends (it needs file).
   dpkg-dev file
-  # ltk-serve's HTTP server (found through its pkg-config file).
-  libcpp-httplib-dev pkg-config
+  # ltk-serve: its HTTP client for tests and tools (cpp-httplib, found through its pkg-config file);
+  # the server's decoding of gzip/deflate and brotli request bodies.
+  libcpp-httplib-dev pkg-config zlib1g-dev libbrotli-dev
   # Distributed training: Gloo's headers (c10d's CPU backend; the library comes with libtorch).
   libgloo-dev
 )

@@ -3,12 +3,14 @@
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
+#include <brotli/encode.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <atomic>
 #include <chrono>
@@ -19,6 +21,7 @@
 
 #include "ltk/io/run.h"
 #include "ltk/serve/batcher.h"
+#include "ltk/serve/http_parse.h"
 #include "ltk/serve/kserve.h"
 #include "ltk/serve/prometheus.h"
 #include "ltk/serve/requests.h"
@@ -426,7 +429,7 @@ TEST_CASE("serve: bad input gets 400 - 422 - 413 - 503 or an error in place, and
   const std::string run = train_run(dir, "multiclass");
   auto o = options(run);
   o.http.max_body = 4096;
-  o.http.read_timeout_s = o.http.keep_alive_s = 1;
+  o.http.header_timeout_s = o.http.body_timeout_s = o.http.idle_timeout_s = 1;
   o.max_queue = 4;
   Running s(o);
   auto status_of = [&](const std::string& body, const std::string& path = "/v1/predict") {
@@ -494,11 +497,11 @@ TEST_CASE("serve: bad input gets 400 - 422 - 413 - 503 or an error in place, and
   CHECK(header(r, "Retry-After") == "1");
   s.server.hold(false);
   first.join();
-  // A client that stops sending is cut off after the read timeout (1 s here): a 400 naming it,
-  // then the connection closes (at the latest after the keep-alive timeout, also 1 s).
+  // A client that stops sending its body is cut off at the body deadline (1 s here): a 408 naming
+  // it, then the connection closes.
   auto [received, answered_after] =
       raw_exchange(s.server.port(), "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"te");
-  CHECK_THAT(received, Contains("HTTP/1.1 400") && Contains("stops sending"));
+  CHECK_THAT(received, Contains("HTTP/1.1 408") && Contains("stops sending") && Contains("--body-timeout-s"));
   CHECK(answered_after >= 0.5);
   CHECK(answered_after < 4);
   // Still serving; every refusal was counted.
@@ -617,4 +620,353 @@ TEST_CASE("cli: ltk-serve - SIGHUP reloads - SIGTERM exits 0 - a port in use is 
   CHECK(ltk::test::wait_exit_code(pid, 30) == 0);
   const std::string log = ltk::test::read_text(dir.file("serve.err"));
   CHECK_THAT(log, Contains("SIGTERM") && Contains("stopped") && Contains("reload: serving version 2"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections under hostile load: the event-driven server (ltk/serve/http.h)
+
+namespace {
+
+// A TCP connection to the server on loopback from `source` (127.0.0.2 and up are loopback too, each
+// its own client address); -1 when it cannot connect.
+int connect_from(int port, const char* source = "127.0.0.1") {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  inet_pton(AF_INET, source, &local.sin_addr);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// What the server sends on `fd` until it closes it or `wait_s` passes.
+std::string read_until_close(int fd, double wait_s) {
+  timeval wait{static_cast<time_t>(wait_s), static_cast<suseconds_t>((wait_s - static_cast<int>(wait_s)) * 1e6)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  std::string received;
+  char buf[4096];
+  for (ssize_t got; (got = ::recv(fd, buf, sizeof buf, 0)) > 0;) received.append(buf, static_cast<size_t>(got));
+  return received;
+}
+
+// Idle connections (connected, silent) and slowloris ones (a request head trickled a line every
+// 100 ms, never finished), from 127.0.0.2 and up, `per_address` connections from each address.
+struct Storm {
+  std::vector<int> idle, slow;
+  std::atomic<bool> stop{false};
+  std::thread trickle;
+  Storm(int port, int n_idle, int n_slow, int per_address = 100) {
+    int made = 0;
+    auto source = [&] { return "127.0.0." + std::to_string(2 + made++ / per_address); };
+    for (int i = 0; i < n_idle; ++i)
+      if (int fd = connect_from(port, source().c_str()); fd >= 0) idle.push_back(fd);
+    for (int i = 0; i < n_slow; ++i)
+      if (int fd = connect_from(port, source().c_str()); fd >= 0) {
+        ::send(fd, "POST /v1/predict HTTP/1.1\r\n", 27, MSG_NOSIGNAL);
+        slow.push_back(fd);
+      }
+    trickle = std::thread([this] {
+      for (int k = 0; !stop; ++k) {
+        const std::string line = "X-Slow-" + std::to_string(k) + ": 1\r\n";
+        for (int fd : slow) ::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  }
+  ~Storm() { end(); }
+  void end() {
+    stop = true;
+    if (trickle.joinable()) trickle.join();
+    for (int fd : idle) ::close(fd);
+    for (int fd : slow) ::close(fd);
+    idle.clear();
+    slow.clear();
+  }
+};
+
+// `text` compressed as an HTTP Content-Encoding: gzip, deflate (a zlib stream) or br.
+std::string compress(const std::string& coding, const std::string& text) {
+  std::string out(text.size() + 1024, '\0');
+  if (coding == "br") {
+    size_t n = out.size();
+    REQUIRE(BrotliEncoderCompress(BROTLI_DEFAULT_QUALITY, BROTLI_DEFAULT_WINDOW, BROTLI_MODE_TEXT, text.size(),
+                                  reinterpret_cast<const uint8_t*>(text.data()), &n,
+                                  reinterpret_cast<uint8_t*>(out.data())) == BROTLI_TRUE);
+    out.resize(n);
+    return out;
+  }
+  z_stream z{};
+  REQUIRE(deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, coding == "gzip" ? 15 + 16 : 15, 8, Z_DEFAULT_STRATEGY) ==
+          Z_OK);
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+  z.avail_in = static_cast<uInt>(text.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&z, Z_FINISH) == Z_STREAM_END);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+// The figure of one sample of /metrics ("ltk_http_connections" -> 12), -1 when absent.
+double metric(const std::string& body, const std::string& sample) {
+  const size_t at = body.find("\n" + sample + " ");
+  return at == std::string::npos ? -1 : std::stod(body.substr(at + sample.size() + 2));
+}
+
+}  // namespace
+
+TEST_CASE("serve: http parsing - heads, chunked bodies byte by byte, compressed bodies", "[serve][http]") {
+  using namespace ltk::serve;
+  const std::string head = "POST /v2/models/a%20b/infer?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n";
+  size_t scanned = 0;
+  // The head's end is found once, whichever way its bytes arrive.
+  for (size_t n = 1; n < head.size(); ++n) CHECK(find_head_end(std::string_view(head).substr(0, n), scanned) == 0);
+  CHECK(find_head_end(head + "{\"texts\"", scanned) == head.size());
+  auto h = parse_head(head, 100);
+  CHECK(h.error_status == 0);
+  CHECK(h.method == "POST");
+  CHECK(h.path == "/v2/models/a b/infer");
+  CHECK(h.content_length == 12);
+  CHECK(h.keep_alive);
+  CHECK(parse_head("GET / HTTP/1.0\r\n\r\n", 100).keep_alive == false);
+  CHECK(parse_head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 100).keep_alive);
+  CHECK(parse_head("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 100).keep_alive == false);
+  // Refusals, each with its status.
+  CHECK(parse_head("POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n", 100).error_status == 413);
+  CHECK(parse_head("POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 100).error_status == 400);
+  CHECK(parse_head("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 100).error_status == 400);
+  CHECK(parse_head("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 100).error_status ==
+        400);
+  CHECK(parse_head("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 100).error_status == 501);
+  CHECK(parse_head("POST / HTTP/1.1\r\nContent-Encoding: zstd\r\n\r\n", 100).error_status == 415);
+  CHECK(parse_head("GET / HTTP/2.0\r\n\r\n", 100).error_status == 505);
+  CHECK(parse_head("GET /%zz HTTP/1.1\r\n\r\n", 100).error_status == 400);
+  CHECK(parse_head("GET / HTTP/1.1\r\nHost x\r\n\r\n", 100).error_status == 400);
+  CHECK(parse_head("GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 100).error_status == 400);
+  CHECK(parse_head("GET /" + std::string(9000, 'a') + " HTTP/1.1\r\n\r\n", 100).error_status == 414);
+  CHECK(parse_head("GARBAGE\r\n\r\n", 100).error_status == 400);
+
+  // A chunked body decodes the same fed whole or a byte at a time; extensions and trailers are skipped.
+  const std::string chunked = "5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+  for (size_t step : {chunked.size(), size_t{1}, size_t{3}}) {
+    ChunkedDecoder d;
+    std::string in, body;
+    ChunkedDecoder::Result r = ChunkedDecoder::Result::more;
+    size_t fed = 0;
+    while (r == ChunkedDecoder::Result::more && fed < chunked.size()) {
+      in.append(chunked, fed, step);
+      fed += step;
+      size_t pos = 0;
+      r = d.feed(in, pos, body, 100);
+      in.erase(0, pos);
+    }
+    CHECK(r == ChunkedDecoder::Result::done);
+    CHECK(body == "hello 0123456789");
+    if (fed < chunked.size()) in.append(chunked, fed);
+    CHECK(in == "NEXT");  // what follows is the next request's, left unread
+  }
+  auto feed_all = [](const std::string& bytes, size_t max) {
+    ChunkedDecoder d;
+    std::string body;
+    size_t pos = 0;
+    return d.feed(bytes, pos, body, max);
+  };
+  CHECK(feed_all("5\r\nhello\r\n0\r\n\r\n", 4) == ChunkedDecoder::Result::too_large);
+  CHECK(feed_all("ffffffffffffffff\r\n", 100) == ChunkedDecoder::Result::too_large);
+  CHECK(feed_all("zz\r\n", 100) == ChunkedDecoder::Result::bad);
+  CHECK(feed_all("2\r\nhello\r\n", 100) == ChunkedDecoder::Result::bad);
+  CHECK(feed_all(std::string(5000, '1'), 100) == ChunkedDecoder::Result::bad);
+
+  // gzip, a zlib stream ("deflate" in HTTP) and brotli: decoded, capped at the limit once decoded,
+  // refused when corrupt.
+  const std::string text = "{\"texts\": [\"" + std::string(3000, 'a') + "\"]}";
+  for (const std::string coding : {"gzip", "deflate", "br"}) {
+    INFO(coding);
+    const std::string packed = compress(coding, text);
+    CHECK(packed.size() < 200);
+    std::string body = packed;
+    CHECK(decode_content(coding, body, 4096) == 0);
+    CHECK(body == text);
+    body = packed;
+    CHECK(decode_content(coding, body, 1000) == 413);  // a small body that inflates past --max-body
+    body = packed.substr(0, packed.size() - 3);
+    CHECK(decode_content(coding, body, 4096) == 400);
+    body = "not compressed at all";
+    CHECK(decode_content(coding, body, 4096) == 400);
+  }
+}
+
+TEST_CASE("serve: idle and slowloris connections lock out no client - header deadline - connection caps", "[serve]") {
+  ltk::serve::raise_open_files_limit();  // the storms below hold hundreds of sockets on this side too
+  TempDir dir;
+  const std::string run = train_run(dir, "multiclass");
+  auto elapsed = [](std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  SECTION("more idle and slow connections than handler threads: requests are answered at once") {
+    auto o = options(run);
+    o.http.threads = 2;
+    o.http.header_timeout_s = o.http.idle_timeout_s = 30;
+    Running s(o);
+    Storm storm(s.server.port(), 300, 50);
+    REQUIRE(storm.idle.size() == 300);
+    REQUIRE(storm.slow.size() == 50);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 20; ++i)
+      CHECK(s.post("/v1/predict", {{"texts", {"goal match"}}})["predictions"][0]["label"] == "sport");
+    // A thread per connection would have them wait for the storm's connections' 30 s deadline.
+    CHECK(elapsed(t0) < 10);
+    const std::string m = s.call("GET", "/metrics").body;
+    CHECK(metric(m, "ltk_http_connections") >= 351);
+    CHECK(metric(m, "ltk_http_timeouts_total{phase=\"header\"}") == 0);
+  }
+  SECTION("a request head trickled a line at a time is cut at its deadline, a silent connection too") {
+    auto o = options(run);
+    o.http.header_timeout_s = 1;
+    Running s(o);
+    int fd = connect_from(s.server.port());
+    REQUIRE(fd >= 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::atomic<bool> done{false};
+    std::thread trickle([&] {
+      ::send(fd, "POST /v1/predict HTTP/1.1\r\n", 27, MSG_NOSIGNAL);
+      for (int k = 0; !done && k < 80; ++k) {
+        const std::string line = "X-Slow-" + std::to_string(k) + ": 1\r\n";
+        if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) < 0) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+    const std::string got = read_until_close(fd, 8);
+    const double cut_after = elapsed(t0);
+    done = true;
+    trickle.join();
+    ::close(fd);
+    CHECK_THAT(got, Contains("HTTP/1.1 408") && Contains("--header-timeout-s (1 s)"));
+    CHECK(cut_after > 0.8);
+    CHECK(cut_after < 5);
+    int silent = connect_from(s.server.port());
+    const auto t1 = std::chrono::steady_clock::now();
+    CHECK(read_until_close(silent, 8).empty());
+    CHECK(elapsed(t1) < 5);
+    ::close(silent);
+    const std::string m = metrics_with(s, {"ltk_http_timeouts_total{phase=\"idle\"} 1"});
+    CHECK(metric(m, "ltk_http_timeouts_total{phase=\"header\"}") == 1);
+    CHECK(metric(m, "ltk_http_timeouts_total{phase=\"idle\"}") == 1);
+    CHECK(s.call("GET", "/v2/health/live").status == 200);
+  }
+  SECTION("the per-client cap refuses one address, not the others - the total cap refuses anyone") {
+    auto o = options(run);
+    o.http.max_connections_per_client = 3;
+    o.http.header_timeout_s = o.http.idle_timeout_s = 30;
+    Running s(o);
+    std::vector<int> mine;
+    for (int i = 0; i < 3; ++i) mine.push_back(connect_from(s.server.port(), "127.0.0.3"));
+    for (int fd : mine) REQUIRE(fd >= 0);
+    int extra = connect_from(s.server.port(), "127.0.0.3");
+    CHECK_THAT(read_until_close(extra, 5), Contains("HTTP/1.1 503") && Contains("--max-connections-per-client 3"));
+    ::close(extra);
+    CHECK(s.post("/v1/predict", {{"texts", {"goal"}}})["predictions"][0]["label"] == "sport");  // from 127.0.0.1
+    // A connection closed frees its place.
+    ::close(mine[0]);
+    std::string m;
+    for (int i = 0; i < 100 && metric(m = s.call("GET", "/metrics").body, "ltk_http_connections") > 3; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    mine[0] = connect_from(s.server.port(), "127.0.0.3");
+    const std::string live = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    ::send(mine[0], live.data(), live.size(), MSG_NOSIGNAL);
+    CHECK_THAT(read_until_close(mine[0], 5), Contains("HTTP/1.1 200"));
+    for (int fd : mine) ::close(fd);
+    m = s.call("GET", "/metrics").body;
+    CHECK(metric(m, "ltk_http_connections_refused_total{reason=\"per_client\"}") == 1);
+    CHECK(metric(m, "ltk_http_connections_refused_total{reason=\"total\"}") == 0);
+
+    auto all = options(run);
+    all.http.max_connections = 4;
+    all.http.max_connections_per_client = 0;
+    all.http.header_timeout_s = all.http.idle_timeout_s = 30;
+    Running capped(all);
+    Storm storm(capped.server.port(), 4, 0, 1);  // from four addresses
+    int fifth = connect_from(capped.server.port());
+    CHECK_THAT(read_until_close(fifth, 5), Contains("HTTP/1.1 503") && Contains("--max-connections 4"));
+    ::close(fifth);
+    storm.end();
+    std::string after;
+    for (int i = 0; i < 100; ++i) {
+      auto r = capped.call("GET", "/metrics");
+      if (r.status == 200 && (after = r.body).find("reason=\"total\"} 1") != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    CHECK(metric(after, "ltk_http_connections_refused_total{reason=\"total\"}") == 1);
+  }
+}
+
+TEST_CASE("cli: ltk-serve drains and exits 0 on SIGTERM during and after a connection storm - every time",
+          "[serve][cli]") {
+  ltk::serve::raise_open_files_limit();
+  TempDir dir;
+  const std::string run = train_run(dir, "multiclass");
+  const std::string body = R"({"texts": ["goal match", "linux kernel"]})";
+  const std::string request =
+      "POST /v1/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  // A response is whole when its body has the length its head declares.
+  auto whole = [](const std::string& r) {
+    const size_t end = r.find("\r\n\r\n"), at = r.find("Content-Length: ");
+    if (end == std::string::npos || at == std::string::npos) return false;
+    return r.size() - end - 4 == std::stoul(r.substr(at + 16)) && r.rfind("HTTP/1.1 200", 0) == 0;
+  };
+  for (int round = 0; round < 6; ++round) {
+    const bool during = round % 2 == 0;
+    INFO("round " << round << (during ? ": SIGTERM during the storm" : ": SIGTERM after the storm"));
+    const std::string port_file = dir.file("port" + std::to_string(round));
+    pid_t pid = ltk::test::spawn_app("ltk-serve",
+                                     {"--run", run, "--port", "0", "--port-file", port_file, "--header-timeout-s", "1"},
+                                     dir.file("serve.err"));
+    for (int i = 0; i < 300 && !std::filesystem::exists(port_file); ++i) usleep(50000);
+    REQUIRE(std::filesystem::exists(port_file));
+    const int port = std::stoi(ltk::test::read_text(port_file));
+    auto storm = std::make_unique<Storm>(port, 300, 50);
+    std::atomic<bool> signalled{false}, stop{false};
+    std::atomic<int> answered{0}, broken{0}, lost_before_signal{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 4; ++c)
+      clients.emplace_back([&] {
+        while (!stop) {
+          const bool before = !signalled;
+          const std::string got = raw_exchange(port, request, 10).first;
+          if (got.empty()) {
+            if (before && !signalled) ++lost_before_signal;  // refused or dropped while the server still served
+            if (signalled) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          } else if (whole(got)) {
+            ++answered;
+          } else {
+            ++broken;
+          }
+        }
+      });
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    if (!during) {
+      storm->end();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the server cuts what is left of it
+    }
+    signalled = true;
+    kill(pid, SIGTERM);
+    const int code = ltk::test::wait_exit_code(pid, 40);
+    stop = true;
+    for (auto& t : clients) t.join();
+    storm.reset();
+    INFO(ltk::test::read_text(dir.file("serve.err")));
+    CHECK(code == 0);
+    CHECK(answered > 0);
+    CHECK(broken == 0);
+    CHECK(lost_before_signal == 0);
+  }
 }

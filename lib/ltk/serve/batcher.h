@@ -1,4 +1,4 @@
-// Dynamic batching: requests' texts, already tokenised on their connection's thread, wait in one
+// Dynamic batching: requests' texts, already tokenised on a handler thread of the HTTP server, wait in one
 // queue; one model thread merges them into batches of at most max_batch texts (waiting at most
 // max_delay for more, and not at all when no other request is on its way) and answers each
 // request's texts in their own order. Texts of requests that arrived after a reload go to the new

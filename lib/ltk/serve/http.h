@@ -1,6 +1,7 @@
-// HTTP/1.1 for ltk-serve and its tests, on Debian's cpp-httplib (libcpp-httplib-dev). This header
-// is free of cpp-httplib and LibTorch: http.cpp alone includes httplib.h, compiled with the flags
-// Debian built the library with (its pkg-config Cflags), outside the precompiled header.
+// HTTP/1.1 for ltk-serve: its server (http.cpp, an epoll event loop of ltk's own, on
+// http_parse.h) and a client for tests and tools (http_client.cpp, on Debian's cpp-httplib, the one
+// file that includes httplib.h, compiled with the flags Debian built it with, outside the
+// precompiled header). This header is free of both and of LibTorch.
 #pragma once
 
 #include <atomic>
@@ -39,18 +40,32 @@ struct HttpResponse {
 
 struct HttpOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;            ///< 0: any free port (HttpServer::port() tells which)
-  int threads = 64;           ///< connections served at once (one thread each, keep-alive included)
-  size_t max_body = 1 << 20;  ///< larger bodies are answered 413 (read and discarded, never kept)
-  int read_timeout_s = 5;     ///< a client that sends nothing for this long is disconnected
-  int write_timeout_s = 5;
-  int keep_alive_s = 5;       ///< idle keep-alive connections close after this
-  size_t keep_alive_max = 1000;  ///< requests per connection before it is closed
+  int port = 8080;                       ///< 0: any free port (HttpServer::port() tells which)
+  int threads = 64;                      ///< requests handled at once: a connection holds none while it is read or idle
+  size_t max_body = 1 << 20;             ///< larger bodies are answered 413 (never kept)
+  double header_timeout_s = 5;           ///< a request's line and headers must all arrive within this of its first byte
+                                         ///< (a new connection's first request: of its accept); else 408 and closed
+  double body_timeout_s = 10;            ///< its body within this of its headers; else 408 and closed
+  double idle_timeout_s = 5;             ///< a keep-alive connection with no request for this long is closed
+  double write_timeout_s = 10;           ///< a client that takes longer to read its response is disconnected
+  size_t keep_alive_max = 1000;          ///< requests per connection before it is closed
+  int max_connections = 10000;           ///< open at once (capped below the open-files limit); more: 503 and closed
+  int max_connections_per_client = 256;  ///< open at once from one address (0: no cap); more: 503 and closed
 };
 
-/// A blocking HTTP server: every request goes to one handler (on the connection's thread), and
-/// every response, the server's own errors (413, 400 on a malformed request) included, to
-/// `on_response` with the request's path and status.
+/// What became of the server's connections (for /metrics).
+struct ConnectionStats {
+  int64_t open = 0, accepted = 0;
+  int64_t refused_total = 0, refused_per_client = 0;  ///< over max_connections, over the per-client cap
+  int64_t timeouts_header = 0, timeouts_body = 0, timeouts_idle = 0, timeouts_write = 0;
+  int64_t max_connections = 0;  ///< the cap in force (max_connections, or less under the open-files limit)
+};
+
+/// An event-driven HTTP/1.1 server: one thread reads every connection (epoll), so idle, slow and
+/// half-open connections cost memory only (a few hundred bytes each) and never a thread; a request
+/// whose head and body have arrived whole goes to one of `threads` handler threads, and its
+/// response is written back by the event thread. Every response, the server's own refusals (400,
+/// 408, 413, 415, 431, ...) included, goes to `on_response` with the request's path and status.
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
@@ -66,23 +81,24 @@ class HttpServer {
   /// cannot assign the address) when it cannot.
   void bind();
   int port() const { return port_; }
-  /// Serves until stop(): then returns once every request being handled has been answered
-  /// (connections waiting for a thread are closed; an idle keep-alive connection closes within the
-  /// keep-alive timeout, after at most one more request). Returns at once when stop() came first;
-  /// ServeError when the accept loop fails.
+  /// Serves until stop(): then returns once every request that had arrived (its head whole) has
+  /// been answered: idle connections and requests whose head is still arriving are closed at
+  /// once, a body on its way gets its deadline. Returns at once when stop() came first; ServeError
+  /// when the event loop fails.
   void run();
   /// Stops accepting connections (safe from any thread, before or during run(); idempotent).
   void stop();
+  ConnectionStats stats() const;
 
  private:
   struct Impl;
-  void close_unserved_socket();
   std::unique_ptr<Impl> impl_;
-  HttpOptions options_;
   int port_ = 0;
-  int listen_fd_ = -1;  ///< the listening socket, once bound
-  std::atomic<bool> entered_{false}, finished_{false}, stop_requested_{false};
 };
+
+/// Raises this process's open-files limit to its hard limit (each connection is a file); returns
+/// the limit now in force.
+int64_t raise_open_files_limit();
 
 /// A client call for tests and tools: `method` GET or POST to http://host:port/path. Returns the
 /// response, or status -1 and the error in `body` when there is no answer.

@@ -163,4 +163,27 @@ std::string ServeMetrics::render() const {
   return out.str();
 }
 
+std::string render_connections(const ConnectionStats& c) {
+  std::ostringstream out;
+  out << "# HELP ltk_http_connections Connections open now.\n# TYPE ltk_http_connections gauge\n"
+      << "ltk_http_connections " << c.open << "\n"
+      << "# HELP ltk_http_connections_max The cap on open connections (--max-connections, under the open-files "
+         "limit).\n# TYPE ltk_http_connections_max gauge\n"
+      << "ltk_http_connections_max " << c.max_connections << "\n"
+      << "# HELP ltk_http_connections_accepted_total Connections accepted, refused ones included.\n"
+      << "# TYPE ltk_http_connections_accepted_total counter\n"
+      << "ltk_http_connections_accepted_total " << c.accepted << "\n"
+      << "# HELP ltk_http_connections_refused_total Connections answered 503 and closed at once, by the cap they "
+         "passed.\n# TYPE ltk_http_connections_refused_total counter\n"
+      << "ltk_http_connections_refused_total{reason=\"total\"} " << c.refused_total << "\n"
+      << "ltk_http_connections_refused_total{reason=\"per_client\"} " << c.refused_per_client << "\n"
+      << "# HELP ltk_http_timeouts_total Connections cut at a deadline, by phase (header, body: answered 408; "
+         "idle, write: closed).\n# TYPE ltk_http_timeouts_total counter\n"
+      << "ltk_http_timeouts_total{phase=\"header\"} " << c.timeouts_header << "\n"
+      << "ltk_http_timeouts_total{phase=\"body\"} " << c.timeouts_body << "\n"
+      << "ltk_http_timeouts_total{phase=\"idle\"} " << c.timeouts_idle << "\n"
+      << "ltk_http_timeouts_total{phase=\"write\"} " << c.timeouts_write << "\n";
+  return out.str();
+}
+
 }  // namespace ltk::serve

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "ltk/serve/http.h"
+
 namespace ltk::serve {
 
 /// A Prometheus histogram: counts per upper bound (rendered cumulative), their sum and count.
@@ -47,5 +49,8 @@ class ServeMetrics {
   int64_t version_ = 0;
   std::string name_, run_, checkpoint_;
 };
+
+/// The HTTP server's connection figures (ltk_http_*).
+std::string render_connections(const ConnectionStats& stats);
 
 }  // namespace ltk::serve

@@ -3,6 +3,8 @@
 // the batching of texts in batcher.cpp.
 #include "ltk/serve/server.h"
 
+#include <malloc.h>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -74,7 +76,7 @@ void Server::bind() {
 
 void Server::run() {
   http_.run();
-  // Every connection thread has returned, so every accepted request has been answered; the
+  // Every handler thread has returned, so every request that arrived has been answered; the
   // model thread stops once the queue is empty (it is, then).
   batcher_.stop();
 }
@@ -116,6 +118,11 @@ ReloadResult Server::reload(const std::string& run_dir, const std::string& check
     log::warn("reload of {} ({}) failed, still serving version {}: {}", dir, which, old->version, r.error);
   }
   metrics_.reload(r.ok);
+  // The old model is freed here, or by the last request it answers; either way glibc keeps the
+  // pages in the arena of the thread that loaded it (one of many handler threads): handing them
+  // back keeps RSS flat over a reload every few seconds (+70 MB a reload without it, soak_serve.sh).
+  old.reset();
+  malloc_trim(0);
   r.seconds = seconds_since(t0);
   return r;
 }
@@ -136,7 +143,7 @@ std::optional<HttpResponse> Server::answer(const std::shared_ptr<const Servable>
   std::vector<const TextInput*> valid;
   for (const auto& in : inputs)
     if (in.error.empty()) valid.push_back(&in);
-  // Tokenised here, on the connection's thread; the model thread only batches and runs the model.
+  // Tokenised here, on a handler thread; the model thread only batches and runs the model.
   job->data = model->predictor.encode(valid);
   job->top_k.assign(valid.size(), top_k);
   if (valid.empty()) return std::nullopt;
@@ -197,7 +204,7 @@ HttpResponse Server::handle(const HttpRequest& request) {
         response = json_response(200, {{"name", "ltk"}, {"version", ltk::version()}, {"extensions", json::array()}});
     } else if (path == "/metrics") {
       if (only("GET")) {
-        response.body = metrics_.render();
+        response.body = metrics_.render() + render_connections(http_.stats());
         response.content_type = "text/plain; version=0.0.4; charset=utf-8";
       }
     } else if (path == "/admin/reload") {

@@ -1,6 +1,6 @@
-// ltk-serve: a loaded run behind HTTP. Requests are validated and tokenised on their connection's
-// thread, merged into batches by one model thread (dynamic batching, batcher.h), and answered in
-// their own order. The model can be swapped while serving (reload); each request is answered by the model
+// ltk-serve: a loaded run behind HTTP. Requests are read by the HTTP server's event thread, validated
+// and tokenised on a handler thread, merged into batches by one model thread (dynamic batching, batcher.h), and
+// answered in their own order. The model can be swapped while serving (reload); each request is answered by the model
 // that was current when it arrived.
 #pragma once
 
@@ -73,6 +73,8 @@ class Server {
   /// Texts waiting in the queue now.
   int64_t queued_texts() const;
   const std::string& model_name() const { return name_; }
+  /// The HTTP server's connection figures (also in /metrics).
+  ConnectionStats connections() const { return http_.stats(); }
 
  private:
   HttpResponse predict_v1(const HttpRequest& request, const std::shared_ptr<const Servable>& model);
