@@ -62,6 +62,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// After an error response, what the client still sends is read and dropped: at most this much per
+// wake-up, and the connection is closed once this much in all was dropped.
+constexpr size_t kLingerReadPerCall = 256 * 1024;
+constexpr size_t kLingerReadMax = 1 << 20;
+
 enum class Phase { idle, header, body, handling, writing, lingering };
 
 struct Conn {
@@ -71,6 +76,7 @@ struct Conn {
   Clock::time_point deadline;
   bool dead = false, peer_eof = false, close_after = false;
   size_t requests = 0;
+  size_t dropped = 0;  ///< bytes read and dropped while lingering
   // the request being read
   std::string in;      ///< bytes read and not consumed (after the head is parsed: from the body on)
   size_t scanned = 0;  ///< how far find_head_end looked
@@ -86,6 +92,7 @@ struct Conn {
 struct Task {
   Conn* conn;
   HttpRequest request;
+  std::string content_encoding;  ///< the body's, still to decode
   bool head_only, keep_alive;
   int minor_version;
 };
@@ -198,7 +205,12 @@ struct HttpServer::Impl {
       : o(std::move(options)), handler(std::move(h)), observer(std::move(obs)), common(std::move(c)) {
     epfd = epoll_create1(EPOLL_CLOEXEC);
     wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (epfd < 0 || wakefd < 0) throw ServeError(std::string("cannot create the event loop: ") + std::strerror(errno));
+    if (epfd < 0 || wakefd < 0) {
+      const std::string why = std::strerror(errno);
+      if (epfd >= 0) ::close(epfd);
+      if (wakefd >= 0) ::close(wakefd);
+      throw ServeError("cannot create the event loop: " + why);
+    }
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.ptr = &wake_tag;
@@ -234,14 +246,7 @@ struct HttpServer::Impl {
         t = std::move(tasks.front());
         tasks.pop_front();
       }
-      HttpResponse r;
-      try {
-        r = handler(t.request);
-      } catch (const std::exception& e) {
-        r = error_json(500, std::string("internal error: ") + e.what());
-      } catch (...) {
-        r = error_json(500, "internal error");
-      }
+      HttpResponse r = answer(t);
       add_common(r);
       const bool close = !t.keep_alive || stopping;
       Done d{t.conn, serialize(r, t.head_only, close, t.minor_version), close};
@@ -253,6 +258,25 @@ struct HttpServer::Impl {
         done.push_back(std::move(d));
       }
       if (was_empty) wake();
+    }
+  }
+
+  // The handler's response to a request, or the refusal of its body: decompressed here, off the
+  // event thread (inflating up to --max-body takes milliseconds).
+  HttpResponse answer(Task& t) {
+    const int decoded = decode_content(t.content_encoding, t.request.body, o.max_body);
+    if (decoded == 413)
+      return error_json(413, "the request body is larger than the server's --max-body once decompressed");
+    if (decoded) return error_json(400, "the body is not valid " + t.content_encoding);
+    const std::string type = t.request.header("Content-Type");
+    if (strncasecmp(type.c_str(), "multipart/form-data", 19) == 0)
+      return error_json(415, "send the request as JSON, not multipart form data");
+    try {
+      return handler(t.request);
+    } catch (const std::exception& e) {
+      return error_json(500, std::string("internal error: ") + e.what());
+    } catch (...) {
+      return error_json(500, "internal error");
     }
   }
 
@@ -283,7 +307,9 @@ struct HttpServer::Impl {
   void close_conn(Conn* c) {
     if (c->dead) return;
     c->dead = true;
-    ::close(c->fd);  // leaves the epoll set with it
+    // (removed explicitly: a descriptor duplicated into a child process would keep it registered)
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, nullptr);
+    ::close(c->fd);
     auto pc = per_client.find(c->peer);
     if (pc != per_client.end() && --pc->second <= 0) per_client.erase(pc);
     auto it = conns.find(c->fd);
@@ -293,6 +319,8 @@ struct HttpServer::Impl {
   }
 
   void reset_request(Conn* c) {
+    // a large body's buffer is not kept for the life of a keep-alive connection
+    if (c->in.capacity() > 64 * 1024) std::string(c->in).swap(c->in);
     c->have_head = false;
     c->head = RequestHead{};
     c->chunks = ChunkedDecoder{};
@@ -341,17 +369,21 @@ struct HttpServer::Impl {
   }
 
   void after_write(Conn* c) {
-    if (c->close_after || draining || c->peer_eof) {
+    if (c->close_after || draining) {
       if (c->peer_eof)
-        close_conn(c);
+        close_conn(c);  // nothing more will come to linger for
       else
         start_linger(c);
       return;
     }
     c->phase = Phase::idle;
     c->deadline = now + seconds(o.idle_timeout_s);
-    process(c);                                            // a request that came right behind (pipelined)
-    if (!c->dead && is_reading(c->phase)) on_readable(c);  // what arrived while it was handled
+    process(c);  // a request that came right behind (pipelined), even from a client that has half-closed
+    if (c->dead || !is_reading(c->phase)) return;
+    if (c->peer_eof)
+      close_conn(c);  // no whole request left, and no more bytes coming
+    else
+      on_readable(c);  // what arrived while it was handled
   }
 
   void start_linger(Conn* c) {
@@ -365,12 +397,21 @@ struct HttpServer::Impl {
   enum class ReadResult { again, eof, full, error };
 
   ReadResult read_some(Conn* c) {
-    // Enough for a whole request and then some: past this the request is complete or refused.
-    const size_t cap = kMaxHead + o.max_body + buffer.size();
+    // Enough for the part of the request under way and then some: past this, its head or its body
+    // is whole or refused. While lingering, what is read is dropped, a bounded amount per call (a
+    // client streaming into an error does not keep the event thread).
+    const size_t cap = (c->phase == Phase::body ? o.max_body : 0) + kMaxHead + buffer.size();
+    size_t dropped = 0;
     for (;;) {
       const ssize_t n = ::recv(c->fd, buffer.data(), buffer.size(), 0);
       if (n > 0) {
-        if (c->phase != Phase::lingering) c->in.append(buffer.data(), static_cast<size_t>(n));
+        if (c->phase == Phase::lingering) {
+          dropped += static_cast<size_t>(n);
+          c->dropped += static_cast<size_t>(n);
+          if (dropped >= kLingerReadPerCall) return ReadResult::full;
+          continue;
+        }
+        c->in.append(buffer.data(), static_cast<size_t>(n));
         if (c->in.size() >= cap) return ReadResult::full;
       } else if (n == 0) {
         return ReadResult::eof;
@@ -389,7 +430,12 @@ struct HttpServer::Impl {
         close_conn(c);
         return;
       }
-      if (c->phase != Phase::lingering) process(c);
+      if (c->phase == Phase::lingering) {
+        if (r == ReadResult::full && c->dropped > kLingerReadMax) close_conn(c);
+        if (r == ReadResult::full) return;  // the rest when more arrives, or at the linger deadline
+        continue;
+      }
+      process(c);
       if (c->dead) return;
       if (r == ReadResult::eof) {
         c->peer_eof = true;  // a request that arrived whole is still answered
@@ -427,7 +473,10 @@ struct HttpServer::Impl {
         c->phase = Phase::body;
         c->deadline = now + seconds(o.body_timeout_s);
         const size_t have = c->in.size();
-        if (c->head.expect_continue && (c->head.chunked || have < static_cast<size_t>(c->head.content_length))) {
+        // (HTTP/1.0 clients never get one: RFC 9110 15.2.1; a send that does not go out whole is
+        // harmless, clients send the body after a short wait anyway)
+        if (c->head.expect_continue && c->head.minor_version >= 1 &&
+            (c->head.chunked || have < static_cast<size_t>(c->head.content_length))) {
           static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
           ::send(c->fd, kContinue, sizeof kContinue - 1, MSG_NOSIGNAL);
         }
@@ -451,15 +500,9 @@ struct HttpServer::Impl {
   }
 
   void complete(Conn* c) {
-    const int decoded = decode_content(c->head.content_encoding, c->body, o.max_body);
-    if (decoded == 413)
-      return refuse(c, 413, "the request body is larger than the server's --max-body once decompressed");
-    if (decoded) return refuse(c, 400, "the body is not valid " + c->head.content_encoding);
     Task t;
     t.conn = c;
-    for (const auto& [k, v] : c->head.headers)
-      if (strcasecmp(k.c_str(), "Content-Type") == 0 && strncasecmp(v.c_str(), "multipart/form-data", 19) == 0)
-        return refuse(c, 415, "send the request as JSON, not multipart form data");
+    t.content_encoding = std::move(c->head.content_encoding);  // decoded on the handler thread
     t.head_only = c->head.method == "HEAD";
     t.request.method = t.head_only ? "GET" : std::move(c->head.method);
     t.request.path = std::move(c->head.path);
@@ -485,7 +528,14 @@ struct HttpServer::Impl {
       std::lock_guard<std::mutex> lock(done_mutex);
       ready.swap(done);
     }
-    for (auto& d : ready) send_bytes(d.conn, std::move(d.bytes), d.close);
+    for (auto& d : ready) {
+      if (draining && !d.close) {
+        // serialised before the drain began: it must tell the client that the connection closes
+        d.bytes.insert(d.bytes.find("\r\n\r\n") + 2, "Connection: close\r\n");
+        d.close = true;
+      }
+      send_bytes(d.conn, std::move(d.bytes), d.close);
+    }
   }
 
   // ---- accepting ----------------------------------------------------------------------------

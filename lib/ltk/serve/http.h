@@ -45,6 +45,7 @@ struct HttpOptions {
   size_t max_body = 1 << 20;             ///< larger bodies are answered 413 (never kept)
   double header_timeout_s = 5;           ///< a request's line and headers must all arrive within this of its first byte
                                          ///< (a new connection's first request: of its accept); else 408 and closed
+                                         ///< (a new connection that sent nothing: closed, counted as idle)
   double body_timeout_s = 10;            ///< its body within this of its headers; else 408 and closed
   double idle_timeout_s = 5;             ///< a keep-alive connection with no request for this long is closed
   double write_timeout_s = 10;           ///< a client that takes longer to read its response is disconnected
@@ -64,8 +65,9 @@ struct ConnectionStats {
 /// An event-driven HTTP/1.1 server: one thread reads every connection (epoll), so idle, slow and
 /// half-open connections cost memory only (a few hundred bytes each) and never a thread; a request
 /// whose head and body have arrived whole goes to one of `threads` handler threads, and its
-/// response is written back by the event thread. Every response, the server's own refusals (400,
-/// 408, 413, 415, 431, ...) included, goes to `on_response` with the request's path and status.
+/// response is written back by the event thread. Every response to a request, the server's own
+/// refusals (400, 408, 413, 415, 431, ...) included, goes to `on_response` with the request's path and
+/// status; connections refused at the caps (503) are counted in stats() instead.
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse(const HttpRequest&)>;

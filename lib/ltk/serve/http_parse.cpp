@@ -93,10 +93,14 @@ RequestHead interpret_headers(RequestHead h, size_t max_body) {
       h.chunked = true;
     } else if (iequals(name, "Connection")) {
       // a list of options: close, keep-alive, others ignored
-      std::string lower(value);
-      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-      close = close || lower.find("close") != std::string::npos;
-      keep = keep || lower.find("keep-alive") != std::string::npos;
+      std::string_view rest = value;
+      while (!rest.empty()) {
+        const size_t comma = rest.find(',');
+        const std::string_view option = trim(rest.substr(0, comma));
+        close = close || iequals(option, "close");
+        keep = keep || iequals(option, "keep-alive");
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      }
     } else if (iequals(name, "Expect")) {
       if (!iequals(value, "100-continue"))
         return refuse(std::move(h), 417, "only \"Expect: 100-continue\" is understood");
@@ -114,7 +118,7 @@ RequestHead interpret_headers(RequestHead h, size_t max_body) {
   }
   if (has_te && h.content_length >= 0)
     return refuse(std::move(h), 400, "both Content-Length and Transfer-Encoding: send one");
-  h.keep_alive = h.minor_version >= 1 ? !close : keep && !close;
+  h.keep_alive = h.minor_version >= 1 ? !close : keep && !close && !has_te;  // RFC 9112 6.1
   if (h.content_length > 0 && static_cast<uint64_t>(h.content_length) > max_body)
     return refuse(std::move(h), 413, "the request body is larger than the server's --max-body");
   return h;
@@ -135,6 +139,11 @@ size_t find_head_end(std::string_view buffer, size_t& scanned) {
 
 RequestHead parse_head(std::string_view head, size_t max_body) {
   RequestHead h;
+  // A bare CR or a NUL would let another parser on the way (a proxy) split the lines otherwise
+  // (RFC 9112 2.2): refused.
+  for (size_t i = 0; i < head.size(); ++i)
+    if (head[i] == '\0' || (head[i] == '\r' && (i + 1 == head.size() || head[i + 1] != '\n')))
+      return refuse(std::move(h), 400, "a bare CR or a NUL byte in the request head");
   // Empty lines before the request line are ignored (RFC 9112 2.2).
   while (!head.empty() && (head.front() == '\r' || head.front() == '\n')) head.remove_prefix(1);
   size_t eol = head.find('\n');
