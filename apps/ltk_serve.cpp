@@ -91,58 +91,46 @@ int main(int argc, char** argv) {
         "       /v2/models/NAME, POST /v2/models/NAME/infer (a BYTES input \"text\")\n"
         "  GET /metrics (Prometheus); POST /admin/reload [{\"run\": DIR, \"checkpoint\": C}] or SIGHUP\n"
         "SIGTERM or SIGINT: stop accepting, answer the requests being handled, exit 0.");
-    options.add_options()("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())(
-        "checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))(
-        "device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))(
-        "host", "address to listen on (0.0.0.0: every interface)",
-        cxxopts::value<std::string>()->default_value("127.0.0.1"))(
-        "port", "port to listen on (0: any free port; see --port-file)", cxxopts::value<int>()->default_value("8080"))(
-        "port-file", "write the port listened on to this file once listening",
-        cxxopts::value<std::string>()->default_value(""))(
-        "model-name", "the model's name in /v2/models/NAME (default: the run directory's name)",
-        cxxopts::value<std::string>()->default_value(""))("threads", "LibTorch threads of the model (0 = all cores)",
-                                                          cxxopts::value<int64_t>()->default_value("1"))(
-        "http-threads",
-        "requests handled at once (a thread each while its answer is made; idle and "
-        "incoming connections hold none)",
-        cxxopts::value<int>()->default_value("64"))("max-batch", "texts per model batch (1: no batching)",
-                                                    cxxopts::value<int64_t>()->default_value("64"))(
-        "max-delay-ms",
-        "the longest a text waits for others to batch with (not at all when no other request "
-        "is being read)",
-        cxxopts::value<double>()->default_value("5"))(
-        "max-queue", "texts waiting at most; requests beyond it get 503 and Retry-After",
-        cxxopts::value<int64_t>()->default_value("4096"))("max-body", "largest request body in bytes (413 beyond)",
-                                                          cxxopts::value<int64_t>()->default_value("1048576"))(
-        "header-timeout-s",
-        "a request's line and headers must arrive within this (a new connection's: of "
-        "its accept); else 408 and closed",
-        cxxopts::value<double>()->default_value("5"))(
-        "body-timeout-s",
-        "a request's body must arrive within this of its headers, and a response be read "
-        "within it; else 408 and closed",
-        cxxopts::value<double>()->default_value("10"))("idle-timeout-s",
-                                                       "a keep-alive connection without a request closes after this",
-                                                       cxxopts::value<double>()->default_value("5"))(
-        "drain-timeout-s",
-        "after SIGTERM/SIGINT, exit 1 if the requests that had arrived are not all answered "
-        "within this",
-        cxxopts::value<double>()->default_value("30"))(
-        "timeout-s",
-        "sets --header-timeout-s, --body-timeout-s and --idle-timeout-s at once (those given "
-        "explicitly win)",
-        cxxopts::value<double>())("max-connections",
-                                  "connections open at once (capped below the open-files limit, which is raised to its "
-                                  "hard limit); more are answered 503 and closed",
-                                  cxxopts::value<int>()->default_value("10000"))(
-        "max-connections-per-client",
-        "connections open at once from one client address (0: no cap; behind a "
-        "proxy, every client is the proxy); more are answered 503 and closed",
-        cxxopts::value<int>()->default_value("256"))(
-        "admin-token",
-        "accept POST /admin/reload from anywhere with \"Authorization: Bearer TOKEN\" "
-        "(without it: from loopback only)",
-        cxxopts::value<std::string>()->default_value(""))("h,help", "show this help");
+    // clang-format off
+    options.add_options()
+        ("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())
+        ("checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))
+        ("device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))
+        ("host", "address to listen on (0.0.0.0: every interface)", cxxopts::value<std::string>()->default_value("127.0.0.1"))
+        ("port", "port to listen on (0: any free port; see --port-file)", cxxopts::value<int>()->default_value("8080"))
+        ("port-file", "write the port listened on to this file once listening", cxxopts::value<std::string>()->default_value(""))
+        ("model-name", "the model's name in /v2/models/NAME (default: the run directory's name)",
+         cxxopts::value<std::string>()->default_value(""))
+        ("threads", "LibTorch threads of each model worker (0 = all cores)", cxxopts::value<int64_t>()->default_value("1"))
+        ("workers", "model workers: threads that each run their own batches on the one copy of the weights "
+                    "(0: the cores / --threads, at least 1)", cxxopts::value<int>()->default_value("0"))
+        ("http-threads", "requests handled at once (a thread each while its answer is made; idle and incoming "
+                         "connections hold none)", cxxopts::value<int>()->default_value("64"))
+        ("max-batch", "texts per model batch (1: no batching)", cxxopts::value<int64_t>()->default_value("64"))
+        ("max-delay-ms", "the longest a text waits for others to batch with (not at all when no other request "
+                         "is being read)", cxxopts::value<double>()->default_value("5"))
+        ("max-queue", "texts waiting at most; requests beyond it get 503 and Retry-After",
+         cxxopts::value<int64_t>()->default_value("4096"))
+        ("max-body", "largest request body in bytes (413 beyond)", cxxopts::value<int64_t>()->default_value("1048576"))
+        ("header-timeout-s", "a request's line and headers must arrive within this (a new connection's: of its "
+                             "accept); else 408 and closed", cxxopts::value<double>()->default_value("5"))
+        ("body-timeout-s", "a request's body must arrive within this of its headers, and a response be read "
+                           "within it; else 408 and closed", cxxopts::value<double>()->default_value("10"))
+        ("idle-timeout-s", "a keep-alive connection without a request closes after this",
+         cxxopts::value<double>()->default_value("5"))
+        ("drain-timeout-s", "after SIGTERM/SIGINT, exit 1 if the requests that had arrived are not all answered "
+                            "within this", cxxopts::value<double>()->default_value("30"))
+        ("timeout-s", "sets --header-timeout-s, --body-timeout-s and --idle-timeout-s at once (those given "
+                      "explicitly win)", cxxopts::value<double>())
+        ("max-connections", "connections open at once (capped below the open-files limit, which is raised to its "
+                            "hard limit); more are answered 503 and closed", cxxopts::value<int>()->default_value("10000"))
+        ("max-connections-per-client", "connections open at once from one client address (0: no cap; behind a "
+                                       "proxy, every client is the proxy); more are answered 503 and closed",
+         cxxopts::value<int>()->default_value("256"))
+        ("admin-token", "accept POST /admin/reload from anywhere with \"Authorization: Bearer TOKEN\" "
+                        "(without it: from loopback only)", cxxopts::value<std::string>()->default_value(""))
+        ("h,help", "show this help");
+    // clang-format on
     bool help = false;
     auto args = ltk::app::parse(options, argc, argv, help);
     if (help) return 0;
@@ -181,7 +169,16 @@ int main(int argc, char** argv) {
     if (o.max_queue < 1 || o.max_queue > (int64_t{1} << 30)) throw ltk::UsageError("--max-queue must be in 1..2^30");
     if (max_body < 1) throw ltk::UsageError("--max-body must be >= 1");
     o.http.max_body = static_cast<size_t>(max_body);
-    ltk::apply_threads(args["threads"].as<int64_t>());
+    const int per_worker = ltk::apply_threads(args["threads"].as<int64_t>());
+    // Workers x threads stays within the cores unless both were asked for.
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    o.workers = args["workers"].as<int>();
+    if (o.workers < 0 || o.workers > 256) throw ltk::UsageError("--workers must be in 0..256");
+    if (o.workers == 0)
+      o.workers = std::max(1, cores / std::max(1, per_worker));
+    else if (o.workers * per_worker > cores)
+      ltk::log::warn("--workers {} x {} LibTorch threads each is more than the {} cores: they will contend", o.workers,
+                     per_worker, cores);
 
     ltk::serve::Server server(o);
     server.bind();
@@ -191,6 +188,7 @@ int main(int argc, char** argv) {
     ltk::log::info("serving '{}' version {} ({}, {}) on http://{}:{} (max batch {}, max delay {} ms)",
                    server.model_name(), model->version, model->run_dir, model->checkpoint, o.http.host, server.port(),
                    o.max_batch, o.max_delay_ms);
+    ltk::log::info("{} model worker(s) x {} LibTorch thread(s), sharing the weights", o.workers, per_worker);
     ltk::log::info(
         "connections: at most {} ({} per client address), request heads due in {} s, bodies in {} s, "
         "idle keep-alive closed after {} s; {} handler threads",

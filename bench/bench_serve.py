@@ -91,8 +91,9 @@ class Server:
             cmd = ["gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", "--chdir",
                    os.path.join(ROOT, "bench"), "--log-level", "warning", "serve_flask:app"]
         else:
+            # one model worker: on 2 cores shared with wrk a second one only contends (docs/benchmarks.md)
             cmd = [os.path.join(BIN, "ltk-serve"), "--run", run, "--port", str(port), "--threads", "1",
-                   "--max-batch", str(max_batch)]
+                   "--workers", "1", "--max-batch", str(max_batch)]
         self.log = open(os.path.join(tmp, f"{kind}-{port}.log"), "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=self.log)
 

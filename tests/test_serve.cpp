@@ -102,9 +102,12 @@ struct Running {
   }
 };
 
+// Two model workers: every test below also checks that batches run on several threads at once
+// answer as one thread does.
 ltk::serve::ServeOptions options(const std::string& run) {
   ltk::serve::ServeOptions o;
   o.run_dir = run;
+  o.workers = 2;
   return o;
 }
 

@@ -16,10 +16,13 @@ namespace ltk {
 /// Puts a module in eval mode for its lifetime and restores the previous mode.
 class EvalModeGuard {
  public:
+  /// A module already in eval mode is not written to (model threads of ltk-serve share one).
   explicit EvalModeGuard(torch::nn::Module& module) : module_(module), was_training_(module.is_training()) {
-    module_.eval();
+    if (was_training_) module_.eval();
   }
-  ~EvalModeGuard() { module_.train(was_training_); }
+  ~EvalModeGuard() {
+    if (was_training_) module_.train(true);
+  }
   EvalModeGuard(const EvalModeGuard&) = delete;
   EvalModeGuard& operator=(const EvalModeGuard&) = delete;
 

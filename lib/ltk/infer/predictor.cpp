@@ -36,6 +36,8 @@ Predictor::Predictor(LoadedRun run) : run_(std::move(run)) {
   const auto& data = run_.config.data;
   pairs_ = !data.text_pair_column.empty() || !data.text_pair_field.empty();
   pair_field_ = data.text_pair_field.empty() ? "text_pair" : data.text_pair_field;
+  // For good: answer() on several threads at once then only reads the model.
+  run_.model->eval();
   torch::NoGradGuard no_grad;
   scores_rows_ = !masked_lm() && run_.model->forward_rows(TextDataset(), {}).defined();
 }

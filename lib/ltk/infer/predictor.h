@@ -26,8 +26,8 @@ struct TextInput {
 /// are errors of that input alone. `pair` is checked the same way when `pairs` is set.
 TextInput make_input(std::string_view text, std::string_view pair = {}, bool pairs = false);
 
-/// A loaded run and how to answer with it. encode() may run on any thread at once; answer() runs
-/// the model and must be called by one thread at a time.
+/// A loaded run and how to answer with it, the model in eval mode for good. encode() and answer()
+/// may run on any threads at once (answer() only reads the model: ltk-serve's model threads share it).
 class Predictor {
  public:
   explicit Predictor(LoadedRun run);

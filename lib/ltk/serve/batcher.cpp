@@ -16,7 +16,8 @@ Batcher::~Batcher() {
 
 void Batcher::start() {
   std::lock_guard<std::mutex> one_join(join_mutex_);
-  if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+  if (!threads_.empty()) return;
+  for (int i = 0; i < std::max(1, options_.workers); ++i) threads_.emplace_back([this] { loop(); });
 }
 
 void Batcher::stop() {
@@ -26,7 +27,8 @@ void Batcher::stop() {
   }
   cv_.notify_all();
   std::lock_guard<std::mutex> one_join(join_mutex_);  // run() and the destructor may both stop it
-  if (thread_.joinable()) thread_.join();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
 }
 
 void Batcher::hold(bool on) {
@@ -87,12 +89,20 @@ bool Batcher::next_batch(std::vector<Part>& parts, int64_t& n) {
   const auto max_delay =
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(options_.max_delay_ms));
   std::unique_lock<std::mutex> lock(mutex_);
-  cv_.wait(lock, [&] { return (!queue_.empty() && (!held_ || stopping_)) || (stopping_ && queue_.empty()); });
-  if (queue_.empty()) return false;  // stopping, and nothing left to answer
-  // Wait for more texts until the batch is full, the first text has waited max_delay, or no
-  // other request is on its way (so that a lone client never waits for nothing).
-  const auto deadline = queue_.front()->arrived + max_delay;
-  cv_.wait_until(lock, deadline, [&] { return queued_texts_ >= options_.max_batch || arriving_ == 0 || stopping_; });
+  for (;;) {
+    cv_.wait(lock, [&] { return (!queue_.empty() && (!held_ || stopping_)) || (stopping_ && queue_.empty()); });
+    if (queue_.empty()) return false;  // stopping, and nothing left to answer
+    // Wait for more texts until the batch is full, the first text has waited max_delay, or no
+    // other request is on its way (so that a lone client never waits for nothing).
+    const auto first = queue_.front();
+    const auto deadline = first->arrived + max_delay;
+    cv_.wait_until(lock, deadline, [&] {
+      return queue_.empty() || queue_.front() != first || queued_texts_ >= options_.max_batch || arriving_ == 0 ||
+             stopping_;
+    });
+    // Another model thread took that request meanwhile: wait for the next one from the start.
+    if (!queue_.empty() && queue_.front() == first && (!held_ || stopping_)) break;
+  }
   const auto model = queue_.front()->model;
   while (!queue_.empty() && n < options_.max_batch) {
     auto& job = queue_.front();
@@ -105,6 +115,7 @@ bool Batcher::next_batch(std::vector<Part>& parts, int64_t& n) {
   }
   queued_texts_ -= n;
   if (metrics_) metrics_->queue_depth(queued_texts_);
+  if (!queue_.empty()) cv_.notify_all();  // the rest is another model thread's
   return true;
 }
 
@@ -134,6 +145,7 @@ void Batcher::run_batch(const std::vector<Part>& parts, int64_t n) {
     metrics_->batch(n, std::chrono::duration<double>(Clock::now() - t0).count());
     metrics_->texts(error.empty() ? n : 0, 0);
   }
+  std::lock_guard<std::mutex> lock(finish_mutex_);
   for (const auto& p : parts) {
     if (!error.empty()) p.job->error = error;
     p.job->finished += p.count;

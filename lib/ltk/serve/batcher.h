@@ -1,8 +1,7 @@
 // Dynamic batching: requests' texts, already tokenised on a handler thread of the HTTP server, wait in one
-// queue; one model thread merges them into batches of at most max_batch texts (waiting at most
-// max_delay for more, and not at all when no other request is on its way) and answers each
-// request's texts in their own order. Texts of requests that arrived after a reload go to the new
-// model in a batch of their own.
+// queue; model threads (`workers`, sharing the model's weights) each take batches of at most max_batch texts (waiting
+// at most max_delay for more, and not at all when no other request is on its way) and answers each request's texts in
+// their own order. Texts of requests that arrived after a reload go to the new model in a batch of their own.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -38,8 +37,8 @@ struct BatchJob {
   std::vector<int64_t> top_k;                   ///< per sample
   std::vector<nlohmann::ordered_json> answers;  ///< per sample, filled by the model thread
   int64_t taken = 0;                            ///< samples handed to a batch (queue lock)
-  int64_t finished = 0;                         ///< samples answered (model thread only)
-  std::string error;                            ///< the model failed on a batch with this job
+  int64_t finished = 0;                         ///< samples answered (Batcher's finish lock)
+  std::string error;                            ///< the model failed on a batch with this job (finish lock)
   std::chrono::steady_clock::time_point arrived;
   std::promise<void> done;
 };
@@ -48,6 +47,7 @@ struct BatcherOptions {
   int64_t max_batch = 64;    ///< texts per model batch
   double max_delay_ms = 5;   ///< how long the first text of a batch waits for more
   int64_t max_queue = 4096;  ///< texts waiting at most; more are refused
+  int workers = 1;           ///< model threads, each taking its own batches (the weights are shared)
 };
 
 class Batcher {
@@ -58,9 +58,9 @@ class Batcher {
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
-  /// Starts the model thread (idempotent).
+  /// Starts the model threads (idempotent).
   void start();
-  /// Refuses new jobs, answers those queued, and joins the model thread (idempotent; any thread).
+  /// Refuses new jobs, answers those queued, and joins the model threads (idempotent; any thread).
   void stop();
 
   /// Counts a request from its start until it is queued (or answered without the model): the
@@ -108,8 +108,9 @@ class Batcher {
   int64_t arriving_ = 0;  ///< requests being read and tokenised (under mutex_)
   bool stopping_ = false;
   bool held_ = false;
-  std::mutex join_mutex_;  ///< start() and stop() from several threads
-  std::thread thread_;
+  std::mutex finish_mutex_;  ///< a job's parts may be answered by several model threads
+  std::mutex join_mutex_;    ///< start() and stop() from several threads
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace ltk::serve

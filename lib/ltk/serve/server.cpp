@@ -48,10 +48,12 @@ Server::Server(ServeOptions options)
             return std::vector<std::pair<std::string, std::string>>{
                 {"X-Model-Version", std::to_string(current()->version)}};
           }),
-      batcher_(BatcherOptions{options_.max_batch, options_.max_delay_ms, options_.max_queue}, &metrics_) {
+      batcher_(BatcherOptions{options_.max_batch, options_.max_delay_ms, options_.max_queue, options_.workers},
+               &metrics_) {
   if (options_.max_batch < 1) throw UsageError("--max-batch must be >= 1");
   if (options_.max_delay_ms < 0) throw UsageError("--max-delay-ms must be >= 0");
   if (options_.max_queue < 1) throw UsageError("--max-queue must be >= 1");
+  if (options_.workers < 1) throw UsageError("--workers must be >= 1");
   name_ = options_.model_name;
   if (name_.empty()) name_ = std::filesystem::path(options_.run_dir).lexically_normal().filename().string();
   if (name_.empty() || name_ == "." || name_ == "..")

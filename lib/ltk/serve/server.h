@@ -32,6 +32,7 @@ struct ServeOptions {
   int64_t max_batch = 64;     ///< texts per model batch
   double max_delay_ms = 5;    ///< how long the first text of a batch waits for more
   int64_t max_queue = 4096;   ///< texts waiting at most; more are refused with 503
+  int workers = 1;            ///< model threads sharing the model, each running its own batches
   std::string admin_token;    ///< "": /admin/reload only from loopback; else "Authorization: Bearer TOKEN"
 };
 
