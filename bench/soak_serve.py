@@ -263,7 +263,7 @@ def write_docs(r):
         "# ltk-serve under hostile load (scripts/soak_serve.sh)",
         "",
         f"Made by `scripts/soak_serve.sh` on {r['date']}: {r['machine']}, loopback only. The fortunes_en bow run, "
-        f"`ltk-serve` with its defaults (`--threads 1`). Legitimate clients: wrk from 127.0.0.1, {r['args']['connections']} "
+        f"`ltk-serve` with its defaults and `--threads 1` (so a model worker per core). Legitimate clients: wrk from 127.0.0.1, {r['args']['connections']} "
         f"connections each waiting {r['args']['delay_ms']} ms between requests (one text each), for {r['args']['seconds']} s. "
         f"Beside them, from 127.0.0.2 and up ({r['args']['per_address']} per address): {r['args']['idle']} idle connections "
         f"and {r['args']['slow']} slowloris ones (a header line a second, never finished), each reopened as soon as the "
