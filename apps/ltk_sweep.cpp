@@ -71,8 +71,7 @@ int main(int argc, char** argv) {
     const std::string config_path = args["config"].as<std::string>();
     const std::string space_path = args["space"].as<std::string>();
     const std::string dir = args["out"].as<std::string>();
-    nlohmann::json base = ltk::read_json_file(config_path);
-    if (!base.is_object()) throw ltk::ConfigError(config_path + ": the config must be a JSON object {...}");
+    nlohmann::json base = ltk::read_config_file(config_path);
     if (args.count("set"))
       for (const auto& o : args["set"].as<std::vector<std::string>>()) ltk::apply_override(base, o);
     base.erase("output_dir");  // each trial has its own

@@ -220,7 +220,7 @@ TEST_CASE("config: every shipped config in configs/ parses", "[config]") {
     if (entry.path().extension() != ".json") continue;
     INFO(entry.path().string());
     // From the source root, as the README runs them (a pretrained_dir must exist: skipped then).
-    auto doc = ltk::read_json_file(entry.path().string());
+    auto doc = ltk::read_config_file(entry.path().string());
     if (doc.contains("model") && doc["model"].contains("pretrained_dir")) continue;
     CHECK_NOTHROW(ltk::parse_config(doc));
     ++n;
@@ -281,4 +281,109 @@ TEST_CASE("docs: the README's architecture map, the build's areas and the folder
         CHECK((ns == folder || ns == folder + "_detail" || ns == e.path().stem().string()));
       }
     }
+}
+
+TEST_CASE("config: extends chains merge objects key by key - env values - each mistake named", "[config]") {
+  ltk::test::TempDir dir;
+  std::filesystem::create_directories(dir.file("sub"));
+  auto write = [&](const std::string& name, const json& j) { ltk::test::write_file(dir.file(name), j.dump(2)); };
+  write("base.json",
+        {{"name", "base"},
+         {"data", {{"train", "train.tsv"}, {"max_len", 64}, {"tokenizer", {{"type", "basic"}, {"lowercase", true}}}}},
+         {"model", {{"type", "bow"}, {"embed_dim", 32}}},
+         {"trainer", {{"epochs", 3}, {"batch_size", 16}}}});
+  // A chain: sub/mid.json extends ../base.json (relative to itself), child.json extends sub/mid.json.
+  write("sub/mid.json", {{"extends", "../base.json"}, {"model", {{"embed_dim", 64}}}, {"trainer", {{"epochs", 5}}}});
+  write("child.json", {{"extends", "sub/mid.json"},
+                       {"name", "child"},
+                       {"data", {{"tokenizer", {{"lowercase", false}}}, {"valid", "${env:LTK_TEST_VALID:-valid.tsv}"}}},
+                       {"output_dir", "${env:LTK_TEST_RUNS}/child"},
+                       {"trainer", {{"batch_size", 8}}}});
+  setenv("LTK_TEST_RUNS", "/tmp/runs-from-env", 1);
+  unsetenv("LTK_TEST_VALID");
+  json j = ltk::read_config_file(dir.file("child.json"));
+  CHECK_FALSE(j.contains("extends"));
+  CHECK(j["name"] == "child");
+  CHECK(j["data"]["train"] == "train.tsv");              // from the base
+  CHECK(j["data"]["max_len"] == 64);                     // from the base
+  CHECK(j["data"]["tokenizer"]["type"] == "basic");      // merged key by key...
+  CHECK(j["data"]["tokenizer"]["lowercase"] == false);   // ...the child's value winning
+  CHECK(j["data"]["valid"] == "valid.tsv");              // an unset variable's default
+  CHECK(j["output_dir"] == "/tmp/runs-from-env/child");  // the environment's value
+  CHECK(j["model"] == json({{"type", "bow"}, {"embed_dim", 64}}));
+  CHECK(j["trainer"] == json({{"epochs", 5}, {"batch_size", 8}}));
+  // --set comes last; the parsed config holds the resolved values.
+  ltk::Config c = ltk::load_config(dir.file("child.json"), {"trainer.epochs=7"});
+  CHECK(c.trainer.epochs == 7);
+  CHECK(c.output_dir == "/tmp/runs-from-env/child");
+  CHECK(ltk::to_json(c).dump().find("${") == std::string::npos);
+  // $${ is a literal ${; a list replaces a list whole.
+  write("literal.json", {{"extends", "base.json"}, {"name", "cost $${HOME}"}, {"data", {{"train", "x.tsv"}}}});
+  CHECK(ltk::read_config_file(dir.file("literal.json"))["name"] == "cost ${HOME}");
+
+  auto fails = [&](const std::string& name, const json& doc) {
+    write(name, doc);
+    try {
+      ltk::read_config_file(dir.file(name));
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  unsetenv("LTK_TEST_UNSET");
+  CHECK_THAT(fails("unset.json", {{"extends", "base.json"}, {"output_dir", "${env:LTK_TEST_UNSET}"}}),
+             Contains("unset.json: key 'output_dir'") && Contains("LTK_TEST_UNSET is not set") &&
+                 Contains("${env:LTK_TEST_UNSET:-VALUE}"));
+  CHECK_THAT(fails("missing.json", {{"extends", "nowhere.json"}}),
+             Contains("missing.json: key 'extends'") && Contains("nowhere.json does not exist"));
+  CHECK_THAT(fails("clash.json", {{"extends", "base.json"}, {"model", "bow"}}),
+             Contains("clash.json: key 'model' is a string here but an object in its base") && Contains("base.json"));
+  CHECK_THAT(fails("clash2.json", {{"extends", "base.json"}, {"trainer", {{"epochs", "five"}}}}),
+             Contains("key 'trainer.epochs' is a string here but a number"));
+  CHECK_THAT(fails("notstring.json", {{"extends", 3}}), Contains("key 'extends': expected the path of a base config"));
+  CHECK_THAT(fails("other.json", {{"name", "${HOME}"}}), Contains("unknown substitution '${HOME}'"));
+  CHECK_THAT(fails("open.json", {{"name", "${env:HOME"}}), Contains("without its closing '}'"));
+  CHECK_THAT(fails("badname.json", {{"name", "${env:A-B}"}}), Contains("'A-B' is not an environment variable's name"));
+  write("a.json", {{"extends", "b.json"}});
+  CHECK_THAT(fails("b.json", {{"extends", "a.json"}}), Contains("cycle") && Contains("a.json") && Contains("b.json"));
+  CHECK_THAT(fails("self.json", {{"extends", "self.json"}}), Contains("cycle"));
+  // A directory named as a config says so.
+  CHECK_THROWS_WITH(ltk::read_config_file(dir.file("sub")), Contains("is a directory, not a config file"));
+}
+
+TEST_CASE("cli: ltk-train --dump-config resolves extends and env values - the run stores them resolved",
+          "[config][cli]") {
+  ltk::test::TempDir dir;
+  ltk::test::write_file(dir.file("train.tsv"), ltk::test::toy_corpus(4, 1));
+  ltk::test::write_file(dir.file("base.json"), R"({"seed": 3, "device": "cpu", "threads": 1,
+    "data": {"train": "${env:LTK_TEST_DATA}/train.tsv"}, "model": {"type": "bow", "embed_dim": 8},
+    "trainer": {"epochs": 1, "batch_size": 8}})");
+  ltk::test::write_file(dir.file("child.json"), R"({"extends": "base.json", "output_dir": ")" + dir.file("run") +
+                                                    R"(", "trainer": {"epochs": 2}})");
+  const std::string env = "LTK_TEST_DATA='" + dir.path().string() + "'";
+  auto dumped = ltk::test::run_app("ltk-train", "--config '" + dir.file("child.json") + "' --dump-config", "", "", env);
+  INFO(dumped.err);
+  REQUIRE(dumped.code == 0);
+  json d = json::parse(dumped.out);
+  CHECK(d["data"]["train"] == dir.file("train.tsv"));
+  CHECK(d["trainer"]["epochs"] == 2);
+  CHECK(d["model"]["embed_dim"] == 8);
+  auto trained = ltk::test::run_app("ltk-train", "--config '" + dir.file("child.json") + "'", "", "", env);
+  INFO(trained.err);
+  REQUIRE(trained.code == 0);
+  const std::string stored = ltk::test::read_text(dir.file("run/config.json"));
+  CHECK(stored.find("extends") == std::string::npos);
+  CHECK(stored.find("${") == std::string::npos);
+  CHECK(json::parse(stored)["data"]["train"] == dir.file("train.tsv"));
+  // Without the variable: one line naming the file, the key and the variable.
+  auto unset = ltk::test::run_app("ltk-train", "--config '" + dir.file("child.json") + "' --dump-config");
+  CHECK(unset.code != 0);
+  CHECK_THAT(unset.err, Contains("base.json: key 'data.train'") && Contains("LTK_TEST_DATA is not set"));
+  // A directory as a data file says it is one.
+  auto directory = ltk::test::run_app("ltk-train",
+                                      "--config '" + dir.file("child.json") + "' --set data.train='" +
+                                          dir.path().string() + "' --set output_dir='" + dir.file("run2") + "'",
+                                      "", "", env);
+  CHECK(directory.code != 0);
+  CHECK_THAT(directory.err, Contains("config key 'data.train'") && Contains("is a directory, not a data file"));
 }

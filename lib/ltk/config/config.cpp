@@ -143,8 +143,7 @@ void apply_override(nlohmann::json& j, const std::string& assignment) {
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides, const ModelSchema& models) {
-  nlohmann::json j = read_json_file(path);
-  if (!j.is_object()) throw ConfigError(path + ": the config must be a JSON object {...}");
+  nlohmann::json j = read_config_file(path);
   for (const auto& o : overrides) apply_override(j, o);
   std::string stem = std::filesystem::path(path).stem().string();
   try {

@@ -188,8 +188,8 @@ class ModelSchema {
 /// `models`. `default_name` fills `name` when the document has none.
 Config parse_config(const nlohmann::json& j, const ModelSchema& models, const std::string& default_name = "experiment");
 
-/// Reads a JSON file (errors name file:line:column), applies `overrides` ("a.b=value", the
-/// value parsed as JSON when it parses, else taken as a string) and parses it.
+/// Reads a config file with read_config_file (errors name file:line:column), applies `overrides`
+/// ("a.b=value", the value parsed as JSON when it parses, else taken as a string) and parses it.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides, const ModelSchema& models);
 
 /// The `model` section: the keys every model has (type, init_from, init_strict, freeze), and the
@@ -198,6 +198,15 @@ ModelConfig parse_model_section(const nlohmann::json& section, const ModelSchema
 
 /// Reads a JSON file into a document; a syntax error names file:line:column.
 nlohmann::json read_json_file(const std::string& path);
+
+/// Reads a config file and what it is made of (compose.cpp): "extends": "base.json" (a path
+/// relative to the file; chains allowed, a cycle refused naming the files) merges the file over its
+/// base, objects key by key and anything else replaced (a value of another kind than the base's is
+/// an error naming file and key); ${env:NAME} and ${env:NAME:-default} in string values take the
+/// environment's value (unset without a default: an error naming file, key and variable; $${ is a
+/// literal ${). The result has neither: a run stores it, and never depends on the files or the
+/// environment it came from.
+nlohmann::json read_config_file(const std::string& path);
 
 /// Applies one "a.b.c=value" override to a JSON document.
 void apply_override(nlohmann::json& j, const std::string& assignment);

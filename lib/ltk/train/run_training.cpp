@@ -44,7 +44,10 @@ void check_data_files(const Config& config) {
   for (auto [key, path] : {std::pair<const char*, const std::string*>{"data.train", &config.data.train},
                            {"data.valid", &config.data.valid},
                            {"data.test", &config.data.test}})
-    if (!path->empty() && !std::filesystem::is_regular_file(*path))
+    if (!path->empty() && std::filesystem::is_directory(*path))
+      throw DataError("config key '" + std::string(key) + "': " + *path +
+                      " is a directory, not a data file (name the .tsv, .csv, .jsonl or .txt file in it)");
+    else if (!path->empty() && !std::filesystem::exists(*path))
       throw DataError("config key '" + std::string(key) + "': " + *path +
                       " does not exist (run ./scripts/data.sh to make the corpora)");
 }
