@@ -3,13 +3,17 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <random>
+#include <sstream>
 
 #include "ltk/eval/evaluator.h"
 #include "ltk/metrics/compare.h"
 #include "ltk/metrics/scores.h"
 #include "ltk/models/registry.h"
+#include "ltk/task/calibration.h"
 #include "ltk/task/task.h"
 #include "test_util.h"
 
@@ -209,4 +213,102 @@ TEST_CASE("report: report.html is self-contained and renders in headless Chromiu
   REQUIRE(status == 0);
   int n = std::atoi(colors.substr(colors.find(' ') + 1).c_str());
   CHECK(n > 50);  // a blank page has 1
+}
+
+TEST_CASE("temperature scaling: an over-confident model's T is found, its ECE drops, its argmax stays",
+          "[eval][calibrate]") {
+  // Labels drawn from softmax(z) (or sigmoid(z)): z is calibrated; the model reports 4z, four
+  // times too confident, and the temperature that undoes it is 4 (up to the sample's noise: the
+  // maximum-likelihood estimate of 1/T from 20000 samples is within a few percent).
+  torch::manual_seed(11);
+  const int64_t n = 20000;
+  auto z = torch::randn({n, 4}, torch::kFloat64) * 1.5;
+  auto y = torch::multinomial(z.softmax(1), 1).squeeze(1);
+  ltk::TaskConfig mc;
+  mc.type = "multiclass";
+  ltk::MulticlassTask task(mc, ltk::LabelMap::from_labels({"a", "b", "c", "d"}));
+  auto t = ltk::fit_temperature("multiclass", z * 4, y);
+  REQUIRE(t.size() == 1);
+  CHECK(t[0] == Approx(4).epsilon(0.1));
+  ltk::Predictions p;
+  p.targets = y;
+  p.samples = n;
+  p.scores = task.scores((z * 4).to(torch::kFloat));
+  const double before = task.evaluate(p).get("ece");
+  task.set_temperature(t);
+  auto calibrated = task.scores((z * 4).to(torch::kFloat));
+  p.scores = calibrated;
+  const double after = task.evaluate(p).get("ece");
+  CHECK(before > 0.05);
+  CHECK(after < before / 3);
+  CHECK(torch::equal(calibrated.argmax(1), z.argmax(1)));  // what is predicted does not change
+  // Per label for sigmoid outputs: two columns over-confident by 3 and by 0.5 (under-confident).
+  auto zb = torch::randn({n, 2}, torch::kFloat64) * 2;
+  auto yb = torch::bernoulli(zb.sigmoid());
+  auto tb = ltk::fit_temperature("multilabel", zb * torch::tensor({3.0, 0.5}, torch::kFloat64), yb);
+  REQUIRE(tb.size() == 2);
+  CHECK(tb[0] == Approx(3).epsilon(0.1));
+  CHECK(tb[1] == Approx(0.5).epsilon(0.1));
+  auto one = ltk::fit_temperature("binary", (zb.select(1, 0) * 3).unsqueeze(1), yb.select(1, 0));
+  CHECK(one[0] == Approx(tb[0]).epsilon(1e-6));
+}
+
+TEST_CASE("cli: task.calibrate temperature is fitted on valid, stored in the run, used by ltk-eval and ltk-predict",
+          "[eval][calibrate][cli]") {
+  ltk::test::TempDir dir;
+  const std::string cfg = ltk::test::toy_config(dir);
+  // A validation split with every third label wrong: the model cannot be right on all of it, so
+  // the best temperature is inside its range (on a split it gets all right it is the lowest, 0.05).
+  std::istringstream valid_in(ltk::test::toy_corpus(5, 2));
+  std::string noisy;
+  int k = 0;
+  for (std::string line; std::getline(valid_in, line); ++k) {
+    std::string label = line.substr(0, line.find('\t'));
+    if (k % 3 == 0) label = label == "sport" ? "food" : "sport";
+    noisy += label + line.substr(line.find('\t')) + "\n";
+  }
+  ltk::test::write_file(dir.file("valid.tsv"), noisy);
+  auto r = ltk::test::run_app("ltk-train", "--config '" + cfg + "' --set task.calibrate=temperature");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.err, Contains("[calibrate] temperature"));
+  json task = json::parse(ltk::test::read_text(dir.file("run/task.json")));
+  REQUIRE(task["temperature"].size() == 1);
+  const double t = task["temperature"][0];
+  CHECK(t > 0.06);
+  CHECK(t < 19);
+  bool recorded = false;
+  std::istringstream metrics(ltk::test::read_text(dir.file("run/metrics.jsonl")));
+  for (std::string line; std::getline(metrics, line);) {
+    json m = json::parse(line);
+    if (m["kind"] != "calibration") continue;
+    recorded = true;
+    CHECK(m["valid_ece_after"].get<double>() <= m["valid_ece_before"].get<double>() + 1e-9);
+  }
+  CHECK(recorded);
+  CHECK_THAT(ltk::test::read_text(dir.file("run/report.html")), Contains("calibration"));
+  // ltk-predict's probabilities are softmax(logits / T): the same run without its temperature
+  // answers with softmax(logits), the same label, and the two are related by T exactly.
+  auto calibrated = ltk::test::run_app("ltk-predict", "--run '" + dir.file("run") + "'", "goal match team\n");
+  REQUIRE(calibrated.code == 0);
+  ltk::test::write_file(dir.file("run/task.json"), json{{"class_weights", json::array()}}.dump());
+  auto raw = ltk::test::run_app("ltk-predict", "--run '" + dir.file("run") + "'", "goal match team\n");
+  REQUIRE(raw.code == 0);
+  json a = json::parse(calibrated.out), b = json::parse(raw.out);
+  CHECK(a["label"] == b["label"]);
+  // A temperature above 1 softens the top probability, below 1 sharpens it.
+  const double pa = a["score"], pb = b["score"];
+  if (t > 1)
+    CHECK(pa <= pb);
+  else
+    CHECK(pa >= pb);
+  // Without a validation split, or on a regression task: an error naming the key.
+  auto no_valid = ltk::test::run_app(
+      "ltk-train", "--config '" + cfg + "' --set task.calibrate=temperature --set data.valid= --dump-config");
+  CHECK(no_valid.code != 0);
+  CHECK_THAT(no_valid.err, Contains("task.calibrate") && Contains("data.valid"));
+  auto regression = ltk::test::run_app(
+      "ltk-train", "--config '" + cfg + "' --set task.calibrate=temperature --set task.type=regression --dump-config");
+  CHECK(regression.code != 0);
+  CHECK_THAT(regression.err, Contains("task.calibrate") && Contains("regression"));
 }

@@ -62,6 +62,8 @@ Config parse_config(const nlohmann::json& j, const ModelSchema& models, const st
   // Checks that span sections.
   models.complete(j, c);
   config_detail::check_data(c.data);
+  if (c.task.calibrate != "none" && c.data.valid.empty())
+    config_fail("task.calibrate", "fits the temperature on the validation split: set data.valid");
   models.check(c);
   const std::string& m = c.trainer.select_metric;
   bool regression = c.task.type == "regression";

@@ -76,6 +76,9 @@ struct TaskConfig {
   /// "jieba" (a jieba word, for Chinese, as the Chinese BERT-wwm models do)
   std::string word_segmenter = "wordpiece";
   bool pack = false;                  ///< mlm: pack several short texts into one sequence up to max_len
+  /// "none" | "temperature": after training, one temperature (multiclass; per label for binary and
+  /// multilabel) fitted on data.valid divides the logits wherever scores are shown
+  std::string calibrate = "none";
 };
 
 struct ModelConfig {

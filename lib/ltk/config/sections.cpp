@@ -76,6 +76,7 @@ const std::vector<Field<TaskConfig>>& task_fields() {
       {"whole_word", &TaskConfig::whole_word},
       {"word_segmenter", &TaskConfig::word_segmenter, one_of({"wordpiece", "jieba"})},
       {"pack", &TaskConfig::pack},
+      {"calibrate", &TaskConfig::calibrate, one_of({"none", "temperature"})},
   };
   return f;
 }
@@ -246,6 +247,9 @@ void read_task(JsonReader r, TaskConfig& t) {
     config_fail("task.class_weights", "a " + t.type + " task has no classes");
   if (t.word_segmenter != "wordpiece" && !t.whole_word)
     config_fail("task.word_segmenter", "applies with task.whole_word true");
+  if (t.calibrate != "none" && t.type != "multiclass" && t.type != "binary" && t.type != "multilabel")
+    config_fail("task.calibrate", "calibrates the probabilities of multiclass, binary and multilabel tasks, not of a " +
+                                      t.type + " task");
   if (t.type != "mlm" && (t.whole_word || t.pack || t.mask_prob != 0.15))
     config_fail(t.whole_word ? "task.whole_word" : t.pack ? "task.pack" : "task.mask_prob",
                 "applies to mlm only (task.type is '" + t.type + "')");

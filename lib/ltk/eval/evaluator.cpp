@@ -81,7 +81,7 @@ void check_row_ids(const TextDataset& data, const std::vector<int64_t>& indices,
 }  // namespace
 
 Predictions predict(TextModel& model, const Task& task, const TextDataset& data, int64_t batch_size,
-                    const torch::Device& device, int64_t vocab_size, int shard, int shards) {
+                    const torch::Device& device, int64_t vocab_size, int shard, int shards, bool raw_outputs) {
   check_same_device(model, device);
   EvalModeGuard eval_mode(model);
   torch::NoGradGuard no_grad;
@@ -112,7 +112,7 @@ Predictions predict(TextModel& model, const Task& task, const TextDataset& data,
           out.loss_sum += task.per_sample_loss(outputs, targets_like(labels, outputs)).sum().item<double>();
           targets.push_back(labels);
         }
-        scores.push_back(task.scores(outputs).to(torch::kFloat));
+        scores.push_back((raw_outputs ? outputs : task.scores(outputs)).to(torch::kFloat));
         continue;
       }
     }
@@ -136,7 +136,7 @@ Predictions predict(TextModel& model, const Task& task, const TextDataset& data,
       out.loss_sum += task.per_sample_loss(outputs, targets_like(on_device.labels, outputs)).sum().item<double>();
       targets.push_back(batch.labels);
     }
-    scores.push_back(task.scores(outputs).to(torch::kCPU, torch::kFloat));
+    scores.push_back((raw_outputs ? outputs : task.scores(outputs)).to(torch::kCPU, torch::kFloat));
   }
   out.samples = n;
   auto positions = torch::from_blob(order.data(), {mine}, torch::kLong);

@@ -40,9 +40,11 @@ void check_same_device(const torch::nn::Module& model, const torch::Device& devi
 /// Runs the model over `data` in order: scores, gold targets and summed loss on the CPU. Polls the
 /// stop flag between batches (StopRequested, ltk/core/stop.h). With `shards` > 1 only the samples
 /// i with i % shards == shard are run; the other rows of scores and targets are zeros, so that the
-/// shards' results sum to the whole (distributed validation).
+/// shards' results sum to the whole (distributed validation). `raw_outputs`: the model's outputs
+/// (logits) in place of the task's scores (temperature scaling fits on them).
 Predictions predict(TextModel& model, const Task& task, const TextDataset& data, int64_t batch_size,
-                    const torch::Device& device, int64_t vocab_size, int shard = 0, int shards = 1);
+                    const torch::Device& device, int64_t vocab_size, int shard = 0, int shards = 1,
+                    bool raw_outputs = false);
 
 /// Floating-point targets in the outputs' type (a float64 model's loss against float32 labels).
 torch::Tensor targets_like(const torch::Tensor& labels, const torch::Tensor& outputs);

@@ -34,12 +34,14 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
   run.vocab = run.config.data.vocab.source == "tokenizer" ? Vocabulary::load_wordpiece(run.dir.vocab_path())
                                                          : Vocabulary::load(run.dir.vocab_path());
   if (task_has_labels(run.config.task.type)) run.labels = LabelMap::load(run.dir.labels_path());
-  std::vector<double> weights;
+  std::vector<double> weights, temperature;
   if (std::filesystem::exists(run.dir.file("task.json"))) {
     auto j = read_json_file(run.dir.file("task.json"));
     weights = j.value("class_weights", std::vector<double>{});
+    temperature = j.value("temperature", std::vector<double>{});  // task.calibrate's fit
   }
   run.task = make_task(run.config.task, run.labels, weights);
+  run.task->set_temperature(temperature);
   if (run.vocab.fixed()) run.task->set_vocabulary(run.vocab);
   run.device = resolve_device(device.empty() ? run.config.device : device, device.empty() ? "device" : "--device");
   run.model = build_model(run.config.model,

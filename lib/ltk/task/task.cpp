@@ -137,3 +137,14 @@ void check_scalar_loss(const torch::Tensor& loss) {
 }
 
 }  // namespace ltk
+
+namespace ltk {
+
+torch::Tensor Task::calibrated(const torch::Tensor& outputs) const {
+  if (temperature_.empty()) return outputs;
+  if (temperature_.size() == 1) return outputs / temperature_[0];
+  auto t = torch::tensor(temperature_, torch::TensorOptions().dtype(torch::kFloat64)).to(outputs.options());
+  return outputs / t;
+}
+
+}  // namespace ltk

@@ -104,9 +104,18 @@ class Task {
   const std::vector<double>& class_weights() const { return class_weights_; }
   const TaskConfig& config() const { return config_; }
 
+  /// Temperature scaling (task.calibrate): the logits are divided by `t` before scores() turns
+  /// them into probabilities: one value, or one per output column. Empty: none.
+  void set_temperature(std::vector<double> t) { temperature_ = std::move(t); }
+  const std::vector<double>& temperature() const { return temperature_; }
+
  protected:
+  /// The outputs divided by the temperature (as they are without one).
+  torch::Tensor calibrated(const torch::Tensor& outputs) const;
+
   TaskConfig config_;
   std::vector<double> class_weights_;  ///< resolved task.class_weights (empty = none)
+  std::vector<double> temperature_;    ///< task.calibrate's fit (empty = none)
 };
 
 /// C classes, cross-entropy with optional class weights and label smoothing; targets are 1-D
@@ -124,7 +133,7 @@ class MulticlassTask : public Task {
   /// With class weights, a mean cross-entropy divides by the batch's summed target weights (PyTorch's
   /// weighted mean), so that is what micro-batches and ranks weigh by.
   double batch_weight(const Batch& batch) const override;
-  torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs.softmax(1); }
+  torch::Tensor scores(const torch::Tensor& outputs) const override { return calibrated(outputs).softmax(1); }
   nlohmann::ordered_json prediction(const float* scores) const override;
   void write_prediction(const float* scores, int64_t top_k, std::string& out) const override;
   EvalReport evaluate(const Predictions& p) const override;
@@ -149,7 +158,7 @@ class BinaryTask : public Task {
   TargetEncoder target_encoder() const override;
   torch::Tensor loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
   torch::Tensor per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
-  torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs.sigmoid(); }
+  torch::Tensor scores(const torch::Tensor& outputs) const override { return calibrated(outputs).sigmoid(); }
   nlohmann::ordered_json prediction(const float* scores) const override;
   void write_prediction(const float* scores, int64_t top_k, std::string& out) const override;
   EvalReport evaluate(const Predictions& p) const override;
@@ -171,7 +180,7 @@ class MultilabelTask : public Task {
   TargetEncoder target_encoder() const override;
   torch::Tensor loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
   torch::Tensor per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
-  torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs.sigmoid(); }
+  torch::Tensor scores(const torch::Tensor& outputs) const override { return calibrated(outputs).sigmoid(); }
   nlohmann::ordered_json prediction(const float* scores) const override;
   void write_prediction(const float* scores, int64_t top_k, std::string& out) const override;
   EvalReport evaluate(const Predictions& p) const override;

@@ -155,6 +155,7 @@ TrainSummary run_phases(const Config& config, const TrainOptions& options, std::
   log_fitted(summary);
 
   phase = Phase::test;
+  calibrate(ctx, data, *model, summary);
   RunReport report = test_and_report(ctx, data, *model, summary);
   if (options.baseline) compare_baseline(ctx, summary, report);
   log::info("[report] {}", report.path);

@@ -43,6 +43,7 @@ RunReport test_and_report(const RunContext& ctx, const PreparedData& data, TextM
                                   {"test", data.test ? &*data.test : nullptr}})
     if (set)
       for (auto& row : dataset_stats(name, *set)) out.stats.push_back(row);
+  if (!summary.calibration.empty()) out.stats.emplace_back("calibration", summary.calibration);
   summary.shown = summary.test;
   summary.shown_name = "test: " + config.data.test;
   if (!summary.shown && data.valid) {

@@ -46,6 +46,8 @@ struct TrainSummary {
   /// With a baseline: its comparison on that split (model, baseline, run, rows of metric, model,
   /// baseline, difference), its split and training seconds; null otherwise.
   nlohmann::json baseline;
+  /// task.calibrate: the temperature fitted and the validation ECE before and after ("" without).
+  std::string calibration;
 };
 
 /// Everything needed to continue training exactly where it stopped; saved in every checkpoint.
