@@ -234,10 +234,12 @@ int main(int argc, char** argv) {
     bool streaming = false;
     if (args.count("input")) {
       std::string path = args["input"].as<std::string>();
+      struct stat st {};
+      if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+        throw ltk::DataError("--input " + path + " is a directory, not a file of texts");
       file.open(path, std::ios::binary);
       if (!file) throw ltk::DataError("cannot open input " + path);
       in = &file;
-      struct stat st {};
       streaming = stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode);  // a FIFO, /dev/stdin
     } else {
       struct stat st {};

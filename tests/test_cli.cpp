@@ -193,6 +193,9 @@ TEST_CASE("cli: ltk-predict answers one JSON line per input line, in order", "[c
   CHECK(argmax == "sport");
   CHECK(rows[0]["score"].get<double>() == highest);  // the score is the predicted label's probability
 
+  auto directory = run_app("ltk-predict", "--run '" + run + "' --input '" + dir.path().string() + "'");
+  CHECK(directory.code != 0);
+  CHECK_THAT(directory.err, Contains("is a directory, not a file of texts"));
   ltk::test::write_file(dir.file("in.txt"), "cheese apple\ncompiler memory\n");
   auto f = run_app("ltk-predict", "--run '" + run + "' --input '" + dir.file("in.txt") + "' --batch-size 1");
   REQUIRE(f.code == 0);
