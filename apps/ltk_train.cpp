@@ -177,7 +177,7 @@ int main(int argc, char** argv) {
     ltk::Config config = resume ? ltk::resume_config(args["resume"].as<std::string>(), overrides)
                                 : ltk::load_config(args["config"].as<std::string>(), overrides);
     if (args.count("dump-config")) {
-      std::cout << ltk::to_json(config).dump(2) << std::endl;
+      std::cout << ltk::escape_substitutions(ltk::to_json(config)).dump(2) << std::endl;
       return 0;
     }
     if (args.count("nproc")) {

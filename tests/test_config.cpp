@@ -317,6 +317,21 @@ TEST_CASE("config: extends chains merge objects key by key - env values - each m
   CHECK(c.trainer.epochs == 7);
   CHECK(c.output_dir == "/tmp/runs-from-env/child");
   CHECK(ltk::to_json(c).dump().find("${") == std::string::npos);
+  // name and output_dir are the file's own: a file without a name is named after itself.
+  CHECK(ltk::load_config(dir.file("sub/mid.json"), {}).name == "mid");
+  // A section of another type replaces the base's whole; class_weights switches kind freely.
+  write("retype.json",
+        {{"extends", "base.json"}, {"model", {{"type", "textcnn"}}}, {"task", {{"class_weights", {{"a", 2}}}}}});
+  write("weights.json", {{"extends", "retype.json"}, {"task", {{"class_weights", "auto"}}}});
+  json retyped = ltk::read_config_file(dir.file("weights.json"));
+  CHECK(retyped["model"] == json({{"type", "textcnn"}}));
+  CHECK(retyped["task"]["class_weights"] == "auto");
+  // Written back out (--dump-config, a sweep's trials), a literal ${ reads back as itself.
+  json escaped = ltk::escape_substitutions({{"name", "cost ${HOME}"}, {"list", {"a${b"}}});
+  write("escaped.json", escaped);
+  json back = ltk::read_config_file(dir.file("escaped.json"));
+  CHECK(back["name"] == "cost ${HOME}");
+  CHECK(back["list"][0] == "a${b");
   // $${ is a literal ${; a list replaces a list whole.
   write("literal.json", {{"extends", "base.json"}, {"name", "cost $${HOME}"}, {"data", {{"train", "x.tsv"}}}});
   CHECK(ltk::read_config_file(dir.file("literal.json"))["name"] == "cost ${HOME}");

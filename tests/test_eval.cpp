@@ -298,10 +298,11 @@ TEST_CASE("cli: task.calibrate temperature is fitted on valid, stored in the run
   CHECK(a["label"] == b["label"]);
   // A temperature above 1 softens the top probability, below 1 sharpens it.
   const double pa = a["score"], pb = b["score"];
+  CHECK(std::abs(pa - pb) > 1e-4);  // the temperature was applied
   if (t > 1)
-    CHECK(pa <= pb);
+    CHECK(pa < pb);
   else
-    CHECK(pa >= pb);
+    CHECK(pa > pb);
   // Without a validation split, or on a regression task: an error naming the key.
   auto no_valid = ltk::test::run_app(
       "ltk-train", "--config '" + cfg + "' --set task.calibrate=temperature --set data.valid= --dump-config");

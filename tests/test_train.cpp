@@ -575,6 +575,12 @@ TEST_CASE(
   CHECK(nlohmann::json::parse(eval.out).at("accuracy").get<double>() == Approx(summary.test->get("accuracy")));
   ltk::TrainOptions resume;
   resume.resume = true;
+  // A run made before a key existed (task.calibrate) resumes: the key takes its default.
+  {
+    auto saved = nlohmann::json::parse(ltk::test::read_text(dir.file("run/config.json")));
+    saved["task"].erase("calibrate");
+    ltk::test::write_file(dir.file("run/config.json"), saved.dump(2));
+  }
   // Resumed (as ltk-sweep resumes a trial with a checkpoint), it is solved again: the same.
   auto again = ltk::run_training(ltk::resume_config(dir.file("run"), {}), resume);
   REQUIRE(again.test);

@@ -106,11 +106,15 @@ void merge_into(json& base, const json& child, const std::string& child_file, co
     }
     json& b = *found;
     const json& v = it.value();
-    if (b.is_object() && v.is_object()) {
+    // A section of another type (model, optimizer, scheduler, tokenizer) starts afresh: the base's
+    // type-specific keys would not apply to it. class_weights is "auto", "none" or a map: replaced.
+    const bool other_type =
+        b.is_object() && v.is_object() && v.contains("type") && b.contains("type") && v["type"] != b["type"];
+    if (b.is_object() && v.is_object() && !other_type && it.key() != "class_weights") {
       merge_into(b, v, child_file, base_file, key);
       continue;
     }
-    if (!b.is_null() && !v.is_null() && std::string(kind_of(b)) != kind_of(v))
+    if (it.key() != "class_weights" && !b.is_null() && !v.is_null() && std::string(kind_of(b)) != kind_of(v))
       throw ConfigError(where(child_file, key) + " is " + kind_of(v) + " here but " + kind_of(b) + " in its base " +
                         base_file + ": give it the base's kind, or rename the key");
     b = v;
@@ -119,7 +123,8 @@ void merge_into(json& base, const json& child, const std::string& child_file, co
 
 json read_layer(const std::string& path, std::vector<std::string>& chain) {
   std::error_code ec;
-  const std::string canonical = fs::weakly_canonical(path, ec).string();
+  std::string canonical = fs::weakly_canonical(path, ec).string();
+  if (ec || canonical.empty()) canonical = fs::absolute(path).lexically_normal().string();
   for (const auto& seen : chain)
     if (seen == canonical) {
       std::string cycle;
@@ -142,11 +147,31 @@ json read_layer(const std::string& path, std::vector<std::string>& chain) {
   if (!fs::exists(base_path))
     throw ConfigError(where(path, "extends") + ": the base config " + base_path + " does not exist");
   json merged = read_layer(base_path, chain);
+  // A run's name and directory are the file's own: without them, the name comes from this file's
+  // name (not the base's, whose run it would overwrite).
+  merged.erase("name");
+  merged.erase("output_dir");
   merge_into(merged, j, path, base_path, "");
   return merged;
 }
 
 }  // namespace
+
+json escape_substitutions(json j) {
+  if (j.is_object() || j.is_array()) {
+    for (auto& v : j) v = escape_substitutions(std::move(v));
+  } else if (j.is_string()) {
+    const auto& s = j.get_ref<const std::string&>();
+    if (s.find("${") == std::string::npos) return j;
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s.compare(i, 2, "${") == 0) out += '$';
+      out += s[i];
+    }
+    return out;
+  }
+  return j;
+}
 
 json read_config_file(const std::string& path) {
   std::vector<std::string> chain;

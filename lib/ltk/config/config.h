@@ -211,6 +211,10 @@ nlohmann::json read_json_file(const std::string& path);
 /// environment it came from.
 nlohmann::json read_config_file(const std::string& path);
 
+/// A resolved document made fit to be read again as a config file: every literal "${" in a string
+/// value written "$${" (ltk-train --dump-config, ltk-sweep's trial configs).
+nlohmann::json escape_substitutions(nlohmann::json j);
+
 /// Applies one "a.b.c=value" override to a JSON document.
 void apply_override(nlohmann::json& j, const std::string& assignment);
 

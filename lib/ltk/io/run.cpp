@@ -5,6 +5,7 @@
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
+#include "ltk/core/log.h"
 #include "ltk/core/runtime.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/models/linear.h"
@@ -41,13 +42,26 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
     temperature = j.value("temperature", std::vector<double>{});  // task.calibrate's fit
   }
   run.task = make_task(run.config.task, run.labels, weights);
-  run.task->set_temperature(temperature);
   if (run.vocab.fixed()) run.task->set_vocabulary(run.vocab);
   run.device = resolve_device(device.empty() ? run.config.device : device, device.empty() ? "device" : "--device");
   run.model = build_model(run.config.model,
                           ModelContext{run.vocab.size(), run.task->num_outputs(), run.vocab.pad_id(), nullptr,
                                        run.config.task.type == "mlm", 0});
   run.checkpoint_path = run.dir.checkpoint(checkpoint);
+  // The temperature was fitted on the best checkpoint's outputs: another checkpoint is answered
+  // without it (said once, here).
+  if (!temperature.empty()) {
+    std::string best;
+    try {
+      best = run.dir.checkpoint("best");
+    } catch (const Error&) {
+    }
+    if (best == run.checkpoint_path)
+      run.task->set_temperature(temperature);
+    else
+      log::warn("{}: task.json's temperature was fitted for the best checkpoint; {} is answered uncalibrated",
+                run.dir.path(), run.checkpoint_path);
+  }
   load_weights(*run.model, run.checkpoint_path);
   run.model->to(run.device);
   run.model->eval();

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <thread>
 
+#include "ltk/config/config.h"
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
 #include "ltk/core/log.h"
@@ -149,7 +150,7 @@ class Runner {
     const Trial& t = plan_.trials[index];
     const std::string run_dir = trial_path(plan_, t, "");
     const std::string config_path = trial_path(plan_, t, ".config.json");
-    const std::string doc = t.document.dump(2) + "\n";
+    const std::string doc = escape_substitutions(t.document).dump(2) + "\n";  // ltk-train reads it as a config file
     if (!fs::exists(config_path) || read_file(config_path) != doc) write_file_atomic(config_path, doc);
     TrialState s = read_state(plan_, t);
     if (!wait_for_leftover(t.name, s.pid, run_dir)) return;  // stopped while waiting

@@ -27,10 +27,18 @@ Config resume_config(const std::string& run_dir, const std::vector<std::string>&
   }
   config.output_dir = run_dir;  // the run continues where it is, wherever it was moved
   const auto before = flatten_json(saved), after = flatten_json(to_json(config));
+  // A key the saved config lacks (added to ltk after the run was made, e.g. task.calibrate) has the
+  // value its default gives it: only an override changes it.
+  std::map<std::string, std::string> implied;
+  try {
+    implied = flatten_json(to_json(parse_config(saved)));
+  } catch (const ConfigError&) {
+  }
   std::vector<std::string> refused, allowed;
   for (const auto& [key, value] : after) {
     auto it = before.find(key);
-    std::string old = it == before.end() ? "(unset)" : it->second;
+    auto by_default = implied.find(key);
+    std::string old = it != before.end() ? it->second : by_default != implied.end() ? by_default->second : "(unset)";
     if (old == value || key == "output_dir") continue;
     std::string change = key + ": " + old + " -> " + value;
     bool structural = key.rfind("data.", 0) == 0 || key.rfind("model.", 0) == 0 || key.rfind("task.", 0) == 0 ||
