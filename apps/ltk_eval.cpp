@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
       ltk::replace_directory_durable(out_tmp, out);
       partial.done = true;
       j["seconds"] = s.seconds;  // timings on stdout only: metrics.json stays comparable between runs
-      j["samples_per_s"] = s.seconds > 0 ? static_cast<double>(s.data.size()) / s.seconds : 0.0;
+      j["samples_per_s"] = s.seconds > 0 ? static_cast<double>(s.data.num_texts()) / s.seconds : 0.0;
       std::cerr << "== " << path << " (" << run.checkpoint_path << ")\n" << s.report.table << "wrote " << out
                 << "/metrics.json"
                 << (run.task->token_level() ? std::string()

@@ -13,14 +13,15 @@
 #include "ltk/data/jieba.h"
 #include "ltk/data/ngrams.h"
 #include "ltk/data/perturb.h"
-#include "ltk/data/utf8.h"
-#include "ltk/data/wordpiece.h"
 #include "ltk/data/reader.h"
 #include "ltk/data/sentencepiece.h"
 #include "ltk/data/split.h"
 #include "ltk/data/token_index.h"
 #include "ltk/data/tokenizer.h"
+#include "ltk/data/utf8.h"
 #include "ltk/data/vocab.h"
+#include "ltk/data/wordpiece.h"
+#include "ltk/eval/evaluator.h"
 #include "test_util.h"
 
 using Catch::Matchers::Contains;
@@ -559,6 +560,101 @@ TEST_CASE("sentencepiece: unigram and bpe models trained on a split - pieces cov
   ltk::test::write_file(dir.file("junk.model"), "not a model");
   missing.dict = dir.file("junk.model");
   REQUIRE_THROWS_WITH(ltk::make_tokenizer(missing), Contains("junk.model"));
+}
+
+TEST_CASE("long texts as windows: starts, [CLS]/[SEP] per window, texts kept apart, the same on every thread count",
+          "[data][windows]") {
+  CHECK(ltk::window_starts(40, 16, 4) == std::vector<int64_t>{0, 12, 24});
+  CHECK(ltk::window_starts(16, 16, 4) == std::vector<int64_t>{0});
+  CHECK(ltk::window_starts(0, 16, 0) == std::vector<int64_t>{0});
+  CHECK(ltk::window_starts(17, 16, 0) == std::vector<int64_t>{0, 16});
+  CHECK_THROWS_WITH(ltk::window_starts(10, 4, 4), Contains("data.window_overlap"));
+  ltk::test::TempDir dir;
+  ltk::test::write_file(dir.file("vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\na\nb\nc\nd\ne\nf\ng\nh\ni\nj\n");
+  auto vocab = ltk::Vocabulary::load_wordpiece(dir.file("vocab.txt"));
+  ltk::WordPieceTokenizer tok(dir.file("vocab.txt"), true);
+  ltk::DataConfig dc;
+  dc.special_tokens = true;
+  dc.max_len = 6;  // windows of 4 pieces between [CLS] and [SEP]
+  dc.long_text = "window";
+  dc.window_overlap = 1;
+  dc.window_pool = "max";
+  auto opts = ltk::encode_options(dc, vocab);
+  auto labels = ltk::LabelMap::from_labels({"x", "y"});
+  auto targets = ltk::class_targets(labels);
+  // a..j are ids 4..13.
+  std::vector<ltk::Example> ex = {{"y", "a b c d e f g h i j", 1, ""}, {"x", "a b", 2, ""}, {"y", "a b c d e", 3, ""}};
+  auto d = ltk::encode_examples(ex, "w", tok, vocab, &targets, opts);
+  auto ids = [&](int64_t i) { return std::vector<int32_t>(d.tokens(i), d.tokens(i) + d.length(i)); };
+  REQUIRE(d.windowed());
+  CHECK(d.window_pool() == "max");
+  CHECK(d.num_texts() == 3);
+  CHECK(d.size() == 3 + 1 + 2);
+  CHECK(d.text_windows(0) == 3);
+  CHECK(d.text_windows(1) == 1);
+  CHECK(d.text_windows(2) == 2);
+  CHECK(d.texts_windowed() == 2);
+  CHECK(ids(0) == std::vector<int32_t>{2, 4, 5, 6, 7, 3});
+  CHECK(ids(1) == std::vector<int32_t>{2, 7, 8, 9, 10, 3});
+  CHECK(ids(2) == std::vector<int32_t>{2, 10, 11, 12, 13, 3});
+  CHECK(ids(3) == std::vector<int32_t>{2, 4, 5, 3});
+  CHECK(ids(4) == std::vector<int32_t>{2, 4, 5, 6, 7, 3});
+  CHECK(ids(5) == std::vector<int32_t>{2, 7, 8, 3});
+  for (int64_t i = 0; i < d.size(); ++i) CHECK_FALSE(d.truncated(i));  // a window loses nothing
+  CHECK(d.text_sample(2) == 4);
+  CHECK(d.label(d.text_sample(0)) == 1);  // every window carries its text's label
+  CHECK(d.label(2) == 1);
+  CHECK(d.source_line(5) == 3);
+  CHECK_THAT(d.windows_summary(), Contains("3 texts, 2 of them cut into 5 windows"));
+  // Pooling, column by column: max and mean; a dataset without windows is left as it is.
+  auto outputs = torch::tensor({1., 5., 3., 2., 0., 9., 7., 7., -1., 4., 6., 0.}).view({6, 2});
+  auto pooled = ltk::pool_windows(outputs, d);
+  CHECK(torch::equal(pooled, torch::tensor({3., 9., 7., 7., 6., 4.}).view({3, 2})));
+  ltk::TextDataset mean;
+  mean.set_windowing("mean");
+  for (int64_t t = 0; t < d.num_texts(); ++t) {
+    mean.begin_text();
+    for (int64_t w = 0; w < d.text_windows(t); ++w) mean.add(ids(d.text_sample(t) + w), 1, {}, 0, t + 1);
+  }
+  CHECK(torch::allclose(ltk::pool_windows(outputs, mean),
+                        torch::tensor({4. / 3, 16. / 3, 7., 7., 2.5, 2.}).view({3, 2})));
+  ltk::TextDataset plain;
+  for (int64_t i = 0; i < 6; ++i) plain.add({1}, 1, {}, 0, i + 1);
+  CHECK(torch::equal(ltk::pool_windows(outputs, plain), outputs));
+  // Slices encoded on several threads give the same windows and texts as one thread.
+  ltk::DataConfig wc;
+  wc.max_len = 5;
+  wc.long_text = "window";
+  wc.window_overlap = 2;
+  std::vector<ltk::Example> many;
+  std::mt19937 rng(3);
+  for (int i = 0; i < 9000; ++i) {
+    std::string text;
+    for (int k = 0, n = static_cast<int>(rng() % 14); k < n; ++k)
+      text += std::string(1, static_cast<char>('a' + rng() % 10)) + " ";
+    many.push_back({i % 2 ? "x" : "y", text.empty() ? "a" : text, i + 1, ""});
+  }
+  ltk::WhitespaceTokenizer ws(false);
+  auto v2 = ltk::Vocabulary::build(ltk::count_tokens(many, ws), 1, 0);
+  auto one = ltk::encode_options(wc, v2), four = one;
+  four.threads = 4;
+  auto a = ltk::encode_examples(many, "m", ws, v2, &targets, one),
+       b = ltk::encode_examples(many, "m", ws, v2, &targets, four);
+  auto [v3, c] = ltk::build_vocab_and_encode(many, "m", ws, 1, 0, &targets, four);
+  REQUIRE(a.size() == b.size());
+  REQUIRE(a.num_texts() == 9000);
+  CHECK(a.texts_windowed() > 1000);
+  for (const ltk::TextDataset* other : {&b, &c}) {
+    REQUIRE(other->windowed());
+    REQUIRE(other->num_texts() == a.num_texts());
+    REQUIRE(other->size() == a.size());
+    bool same = true;
+    for (int64_t t = 0; t < a.num_texts(); ++t) same = same && other->text_sample(t) == a.text_sample(t);
+    for (int64_t i = 0; i < a.size(); ++i)
+      same = same &&
+             std::equal(a.tokens(i), a.tokens(i) + a.length(i), other->tokens(i), other->tokens(i) + other->length(i));
+    CHECK(same);
+  }
 }
 
 TEST_CASE("bert inputs: CLS text SEP, pairs truncated longest first, token types from the collate", "[data]") {

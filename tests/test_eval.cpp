@@ -253,6 +253,69 @@ TEST_CASE("temperature scaling: an over-confident model's T is found, its ECE dr
   CHECK(one[0] == Approx(tb[0]).epsilon(1e-6));
 }
 
+TEST_CASE("tuned thresholds: each label's F1-best threshold is found, a rare label keeps 0.5", "[eval][thresholds]") {
+  // Column 0: positives score in [0.20, 0.30], negatives in [0, 0.10]: only a threshold in
+  // (max negative, min positive] separates them (F1 1), and the tuned one is midway. Column 1:
+  // positives in [0.55, 0.9] and negatives in [0.6, 0.95] overlap: predicting every sample
+  // positive (F1 = 2p/(1+p) for a positive share p = 0.5) beats any cut, so the threshold falls
+  // under the lowest score. Column 2: 4 positives, fewer than 5: kept at 0.5 (and no score reaches it).
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> u(0, 1);
+  const int64_t n = 400;
+  auto scores = torch::zeros({n, 3}, torch::kFloat), targets = torch::zeros({n, 3}, torch::kFloat);
+  double max_neg = 0, min_pos = 1, lowest = 1;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool pos = i % 2 == 0;
+    const float s0 = static_cast<float>(pos ? 0.2 + 0.1 * u(rng) : 0.1 * u(rng));
+    scores[i][0] = s0;
+    targets[i][0] = pos ? 1 : 0;
+    if (pos)
+      min_pos = std::min<double>(min_pos, s0);
+    else
+      max_neg = std::max<double>(max_neg, s0);
+    const float s1 = static_cast<float>(pos ? 0.55 + 0.35 * u(rng) : 0.6 + 0.35 * u(rng));
+    scores[i][1] = s1;
+    targets[i][1] = pos ? 1 : 0;
+    lowest = std::min<double>(lowest, s1);
+    scores[i][2] = static_cast<float>(0.4 * u(rng));  // never over 0.5
+    targets[i][2] = i < 4 ? 1 : 0;
+  }
+  auto tuned = ltk::tune_thresholds(scores, targets, 5);
+  REQUIRE(tuned.thresholds.size() == 3);
+  CHECK(tuned.thresholds[0] == Approx((max_neg + min_pos) / 2));
+  CHECK(tuned.f1[0] == 1.0);
+  CHECK(tuned.tuned[0]);
+  CHECK(tuned.thresholds[1] < lowest);
+  CHECK(tuned.f1[1] == Approx(2 * 0.5 / 1.5));
+  CHECK_FALSE(tuned.tuned[2]);
+  CHECK(tuned.thresholds[2] == 0.5);
+  CHECK(tuned.positives == std::vector<int64_t>{200, 200, 4});
+  // A binary task's [N] targets; the task predicts with what it is given.
+  auto binary = ltk::tune_thresholds(scores.select(1, 0).unsqueeze(1), targets.select(1, 0), 5);
+  CHECK(binary.thresholds[0] == tuned.thresholds[0]);
+  ltk::TaskConfig ml;
+  ml.type = "multilabel";
+  ltk::MultilabelTask task(ml, ltk::LabelMap::from_labels({"a", "b", "c"}));
+  CHECK(task.thresholds() == std::vector<double>{0.5, 0.5, 0.5});
+  ltk::Predictions p;
+  p.scores = scores;
+  p.targets = targets;
+  p.samples = n;
+  CHECK(task.evaluate(p).metrics["per_class"]["a"]["f1"].get<double>() < 1.0);
+  task.set_thresholds(tuned.thresholds);
+  auto report = task.evaluate(p);
+  CHECK(report.metrics["per_class"]["a"]["f1"].get<double>() == 1.0);
+  CHECK(report.metrics["threshold"]["a"].get<double>() == tuned.thresholds[0]);
+  auto first = task.prediction(scores[0].data_ptr<float>());
+  CHECK(first["labels"].dump() == R"(["a","b"])");  // sample 0: a positive of a, and b predicted for all
+  // A map names labels; unnamed labels keep 0.5; a name not among the labels is an error.
+  ml.threshold = json{{"b", 0.3}};
+  CHECK(ltk::MultilabelTask(ml, ltk::LabelMap::from_labels({"a", "b"})).thresholds() == std::vector<double>{0.5, 0.3});
+  ml.threshold = json{{"bee", 0.3}};
+  CHECK_THROWS_WITH(ltk::MultilabelTask(ml, ltk::LabelMap::from_labels({"a", "b"})),
+                    Contains("task.threshold.bee") && Contains("did you mean"));
+}
+
 TEST_CASE("cli: task.calibrate temperature is fitted on valid, stored in the run, used by ltk-eval and ltk-predict",
           "[eval][calibrate][cli]") {
   ltk::test::TempDir dir;

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "ltk/eval/evaluator.h"
 #include "ltk/io/run.h"
 #include "ltk/serve/batcher.h"
 #include "ltk/serve/http_parse.h"
@@ -39,7 +40,9 @@ namespace {
 
 // Trains a toy run of `task` into dir/NAME: multiclass (the toy corpus), binary (two of its
 // labels), multilabel (texts of one or two topics), regression (a number per text).
-std::string train_run(const TempDir& dir, const std::string& task, const std::string& name = "run", int seed = 7) {
+// `task_extra` is added to the task section (e.g. `, "threshold": "tune"`).
+std::string train_run(const TempDir& dir, const std::string& task, const std::string& name = "run", int seed = 7,
+                      const std::string& task_extra = "") {
   std::string corpus = ltk::test::toy_corpus(20, 1), valid = ltk::test::toy_corpus(5, 2);
   auto transform = [&](const std::string& text) {
     std::istringstream in(text);
@@ -60,9 +63,12 @@ std::string train_run(const TempDir& dir, const std::string& task, const std::st
   ltk::test::write_file(dir.file(name + "-train.tsv"), transform(corpus));
   ltk::test::write_file(dir.file(name + "-valid.tsv"), transform(valid));
   std::string cfg = R"({"seed": )" + std::to_string(seed) + R"(, "device": "cpu", "threads": 1,
-    "output_dir": ")" + dir.file(name) + R"(",
-    "data": {"train": ")" + dir.file(name + "-train.tsv") + R"(", "valid": ")" + dir.file(name + "-valid.tsv") + R"("},
-    "task": {"type": ")" + task + R"("},
+    "output_dir": ")" +
+                    dir.file(name) + R"(",
+    "data": {"train": ")" +
+                    dir.file(name + "-train.tsv") + R"(", "valid": ")" + dir.file(name + "-valid.tsv") + R"("},
+    "task": {"type": ")" +
+                    task + R"(")" + task_extra + R"(},
     "model": {"type": "bow", "embed_dim": 16},
     "optimizer": {"type": "adam", "lr": 0.05},
     "trainer": {"epochs": 6, "batch_size": 8}})";
@@ -248,6 +254,201 @@ TEST_CASE("serve: every endpoint of every task type answers as ltk-predict does"
     CHECK_THAT(metrics, Contains("ltk_model_version 1"));
     CHECK_THAT(metrics, Contains("ltk_queue_texts 0"));
   }
+}
+
+TEST_CASE("serve: tuned thresholds are stored in the run - ltk-predict, ltk-serve and ltk-eval apply them",
+          "[serve][thresholds][cli]") {
+  TempDir dir;
+  // Multilabel with the thresholds tuned on valid (after a temperature: tuning reads the
+  // calibrated probabilities). Few epochs, so that the probabilities are not all near 0 and 1.
+  const std::string run = train_run(dir, "multilabel", "ml", 7, R"(, "threshold": "tune", "calibrate": "temperature")");
+  json stored = json::parse(ltk::test::read_text(run + "/task.json"));
+  REQUIRE(stored["thresholds"].size() == 3);
+  std::vector<double> t = stored["thresholds"];
+  json tuned_record;
+  std::istringstream metrics(ltk::test::read_text(run + "/metrics.jsonl"));
+  for (std::string line; std::getline(metrics, line);)
+    if (json::parse(line)["kind"] == "thresholds") tuned_record = json::parse(line);
+  REQUIRE(tuned_record.is_object());
+  const std::vector<std::string> names = {"food", "sport", "tech"};  // labels.txt's order
+  for (size_t c = 0; c < names.size(); ++c) CHECK(tuned_record["thresholds"][names[c]] == t[c]);
+  CHECK(std::any_of(t.begin(), t.end(), [](double v) { return v != 0.5; }));
+  CHECK_THAT(ltk::test::read_text(run + "/report.html"), Contains("tuned on valid"));
+  // ltk-predict: a label is predicted exactly when its score reaches its tuned threshold.
+  const std::vector<std::string> texts = {
+      "goal match team", "bread cheese soup apple", "linux kernel bug", "team soup", "bread linux",
+      "coach",           "apple cpu memory goal"};
+  auto predicted = predict_cli(run, texts, 0);
+  for (const auto& p : predicted) {
+    json want = json::array();
+    for (size_t c = 0; c < names.size(); ++c)
+      if (p["scores"][names[c]].get<double>() >= t[c]) want.push_back(names[c]);
+    CHECK(p["labels"] == want);
+  }
+  // ltk-serve answers the same.
+  {
+    Running s(options(run));
+    json answer = s.post("/v1/predict", {{"texts", texts}});
+    for (size_t i = 0; i < texts.size(); ++i) CHECK(answer["predictions"][i] == predicted[i]);
+  }
+  // ltk-eval on the validation split: the F1 of each label is the one its threshold gave when tuned.
+  auto eval = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("ml-valid.tsv") + "' --json");
+  INFO(eval.err);
+  REQUIRE(eval.code == 0);
+  json m = json::parse(eval.out);
+  for (size_t c = 0; c < names.size(); ++c) {
+    CHECK(m["threshold"][names[c]] == t[c]);
+    CHECK(m["per_class"][names[c]]["f1"].get<double>() == Approx(tuned_record["valid_f1"][names[c]].get<double>()));
+  }
+  // A fixed map and a number still work; "tune" without a validation split, or on a multiclass
+  // task, and a label the data lacks are errors naming the key.
+  const std::string cfg = dir.file("ml.json");
+  auto fixed = run_app("ltk-train", "--config '" + cfg + "' --set 'task.threshold={\"tech\": 0.3}' --dump-config");
+  INFO(fixed.err);
+  CHECK(fixed.code == 0);
+  CHECK(json::parse(fixed.out)["task"]["threshold"] == json{{"tech", 0.3}});
+  auto no_valid =
+      run_app("ltk-train", "--config '" + cfg +
+                               "' --set task.threshold=tune --set data.valid= --set task.calibrate=none --dump-config");
+  CHECK(no_valid.code != 0);
+  CHECK_THAT(no_valid.err, Contains("task.threshold") && Contains("data.valid"));
+  auto multiclass = run_app("ltk-train", "--config '" + cfg +
+                                             "' --set task.threshold=tune --set task.type=multiclass "
+                                             "--set task.calibrate=none --dump-config");
+  CHECK(multiclass.code != 0);
+  CHECK_THAT(multiclass.err, Contains("task.threshold") && Contains("multiclass"));
+  auto bad = run_app("ltk-train", "--config '" + cfg + "' --set 'task.threshold={\"tech\": 1.5}' --dump-config");
+  CHECK(bad.code != 0);
+  CHECK_THAT(bad.err, Contains("task.threshold.tech") && Contains("(0, 1)"));
+}
+
+namespace {
+
+// A corpus whose labels only a text's last words decide: 25 to 45 words common to both labels,
+// then "alpha gamma" (pos) or "beta delta" (neg). Texts one per line, with their labels apart.
+struct TailCorpus {
+  std::string tsv;
+  std::vector<std::string> texts, labels;
+};
+
+TailCorpus tail_decided(int n, uint32_t seed) {
+  const std::vector<std::string> filler = {"the", "of", "and", "a",  "to",   "in",  "is",   "it", "that", "was",
+                                           "for", "on", "are", "as", "with", "his", "they", "at", "be",   "this"};
+  std::mt19937 rng(seed);
+  TailCorpus c;
+  for (int i = 0; i < n; ++i) {
+    const bool pos = rng() % 2;
+    std::string text;
+    for (int k = 0, len = 25 + static_cast<int>(rng() % 21); k < len; ++k) text += filler[rng() % filler.size()] + " ";
+    text += pos ? "alpha gamma" : "beta delta";
+    c.texts.push_back(text);
+    c.labels.push_back(pos ? "pos" : "neg");
+    c.tsv += c.labels.back() + "\t" + text + "\n";
+  }
+  return c;
+}
+
+// The share of `predicted` (ltk-predict's lines) whose label is `gold`'s.
+double accuracy_of(const std::vector<json>& predicted, const std::vector<std::string>& gold) {
+  int right = 0;
+  for (size_t i = 0; i < gold.size(); ++i) right += predicted[i]["label"] == gold[i];
+  return static_cast<double>(right) / static_cast<double>(gold.size());
+}
+
+}  // namespace
+
+TEST_CASE(
+    "long texts: only windows see the end that decides the label - ltk-eval, ltk-predict and ltk-serve pool alike",
+    "[serve][windows][cli]") {
+  TempDir dir;
+  const TailCorpus train = tail_decided(240, 1), valid = tail_decided(40, 2), test = tail_decided(80, 3);
+  ltk::test::write_file(dir.file("train.tsv"), train.tsv);
+  ltk::test::write_file(dir.file("valid.tsv"), valid.tsv);
+  ltk::test::write_file(dir.file("test.tsv"), test.tsv);
+  ltk::test::write_file(dir.file("long.json"), R"({"seed": 3, "device": "cpu", "threads": 1,
+    "data": {"train": ")" + dir.file("train.tsv") + R"(", "valid": ")" +
+                                                   dir.file("valid.tsv") + R"(",
+             "test": ")" + dir.file("test.tsv") + R"(", "max_len": 16},
+    "model": {"type": "bow", "embed_dim": 16},
+    "optimizer": {"type": "adam", "lr": 0.05},
+    "trainer": {"epochs": 8, "batch_size": 16}})");
+  auto train_with = [&](const std::string& name, const std::string& sets) {
+    auto r = run_app("ltk-train", "--config '" + dir.file("long.json") + "' --set output_dir=" + dir.file(name) + sets);
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    return r;
+  };
+  auto eval_accuracy = [&](const std::string& run) {
+    auto r = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("test.tsv") + "' --json");
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    return json::parse(r.out)["accuracy"].get<double>();
+  };
+  // Truncated to the first 16 words, a text shows no label word: about chance.
+  train_with("head", "");
+  const double head = eval_accuracy(dir.file("head"));
+  CHECK(head < 0.75);
+  // Windows of 16 words sharing 4: the last one holds the label words.
+  auto windowed = train_with("window", " --set data.long_text=window --set data.window_overlap=4");
+  CHECK_THAT(windowed.err, Contains("[data] train: 240 texts, 240 of them cut into"));
+  const std::string run = dir.file("window");
+  const double window = eval_accuracy(run);
+  CHECK(window >= 0.95);
+  // ltk-predict answers per text, and its labels score what ltk-eval scored.
+  auto predicted = predict_cli(run, test.texts, 0);
+  REQUIRE(predicted.size() == test.texts.size());
+  CHECK(accuracy_of(predicted, test.labels) == window);
+  // ltk-serve answers as ltk-predict does.
+  {
+    Running s(options(run));
+    json answer = s.post("/v1/predict", {{"texts", test.texts}});
+    REQUIRE(answer["predictions"].size() == test.texts.size());
+    for (size_t i = 0; i < test.texts.size(); ++i) CHECK(answer["predictions"][i] == predicted[i]);
+  }
+  // The pooled logits are the mean of the windows' logits, each window scored as a text of its own.
+  ltk::LoadedRun loaded = ltk::load_run(run, "best", "cpu");
+  std::vector<ltk::Example> texts, pieces;
+  std::vector<int64_t> owner;
+  for (size_t i = 0; i < test.texts.size(); ++i) {
+    texts.push_back({test.labels[i], test.texts[i], static_cast<int64_t>(i + 1), ""});
+    std::vector<std::string> words;
+    std::istringstream in(test.texts[i]);
+    for (std::string w; in >> w;) words.push_back(w);
+    const auto n = static_cast<int64_t>(words.size());
+    for (int64_t start : ltk::window_starts(n, 16, 4)) {
+      std::string piece;
+      for (int64_t k = start; k < std::min(n, start + 16); ++k) piece += words[static_cast<size_t>(k)] + " ";
+      pieces.push_back({test.labels[i], piece, static_cast<int64_t>(pieces.size() + 1), ""});
+      owner.push_back(static_cast<int64_t>(i));
+    }
+  }
+  const auto data = loaded.encode(texts, "test", true), alone = loaded.encode(pieces, "pieces", true);
+  REQUIRE(data.size() == static_cast<int64_t>(pieces.size()));
+  REQUIRE(alone.num_texts() == alone.size());  // no piece is longer than a window
+  auto pooled =
+      ltk::predict(*loaded.model, *loaded.task, data, 7, loaded.device, loaded.vocab.size(), 0, 1, true).scores;
+  auto each =
+      ltk::predict(*loaded.model, *loaded.task, alone, 5, loaded.device, loaded.vocab.size(), 0, 1, true).scores;
+  auto expected = torch::zeros_like(pooled);
+  auto count = torch::zeros({pooled.size(0), 1});
+  for (size_t k = 0; k < owner.size(); ++k) {
+    expected[owner[k]] += each[static_cast<int64_t>(k)];
+    count[owner[k]] += 1;
+  }
+  CHECK(torch::allclose(pooled, expected / count, 1e-5, 1e-5));
+  // Errors name the keys.
+  auto no_len = run_app("ltk-train", "--config '" + dir.file("long.json") +
+                                         "' --set data.long_text=window --set data.max_len=0 --dump-config");
+  CHECK(no_len.code != 0);
+  CHECK_THAT(no_len.err, Contains("data.long_text") && Contains("data.max_len"));
+  auto overlap = run_app("ltk-train", "--config '" + dir.file("long.json") +
+                                          "' --set data.long_text=window --set data.window_overlap=16 --dump-config");
+  CHECK(overlap.code != 0);
+  CHECK_THAT(overlap.err, Contains("data.window_overlap"));
+  auto stray =
+      run_app("ltk-train", "--config '" + dir.file("long.json") + "' --set data.window_pool=max --dump-config");
+  CHECK(stray.code != 0);
+  CHECK_THAT(stray.err, Contains("data.window_pool") && Contains("window"));
 }
 
 namespace {

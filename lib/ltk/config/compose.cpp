@@ -107,14 +107,16 @@ void merge_into(json& base, const json& child, const std::string& child_file, co
     json& b = *found;
     const json& v = it.value();
     // A section of another type (model, optimizer, scheduler, tokenizer) starts afresh: the base's
-    // type-specific keys would not apply to it. class_weights is "auto", "none" or a map: replaced.
+    // type-specific keys would not apply to it. class_weights ("auto", "none" or a map) and
+    // threshold (a number, "tune" or a map) are replaced whole.
     const bool other_type =
         b.is_object() && v.is_object() && v.contains("type") && b.contains("type") && v["type"] != b["type"];
-    if (b.is_object() && v.is_object() && !other_type && it.key() != "class_weights") {
+    const bool whole = key == "task.class_weights" || key == "task.threshold";
+    if (b.is_object() && v.is_object() && !other_type && !whole) {
       merge_into(b, v, child_file, base_file, key);
       continue;
     }
-    if (it.key() != "class_weights" && !b.is_null() && !v.is_null() && std::string(kind_of(b)) != kind_of(v))
+    if (!whole && !b.is_null() && !v.is_null() && std::string(kind_of(b)) != kind_of(v))
       throw ConfigError(where(child_file, key) + " is " + kind_of(v) + " here but " + kind_of(b) + " in its base " +
                         base_file + ": give it the base's kind, or rename the key");
     b = v;

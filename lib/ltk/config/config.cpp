@@ -64,6 +64,13 @@ Config parse_config(const nlohmann::json& j, const ModelSchema& models, const st
   config_detail::check_data(c.data);
   if (c.task.calibrate != "none" && c.data.valid.empty())
     config_fail("task.calibrate", "fits the temperature on the validation split: set data.valid");
+  if (c.data.long_text == "window" && (c.task.type == "mlm" || c.model.type == "linear"))
+    config_fail("data.long_text", c.task.type == "mlm"
+                                      ? "mlm pretraining packs or truncates texts; windows are for classifiers"
+                                      : "the linear model reads every n-gram of a text whatever its length: "
+                                        "data.max_len and windows do not apply to it");
+  if (c.task.threshold.is_string() && c.data.valid.empty())
+    config_fail("task.threshold", "\"tune\" chooses each label's threshold on the validation split: set data.valid");
   models.check(c);
   const std::string& m = c.trainer.select_metric;
   bool regression = c.task.type == "regression";

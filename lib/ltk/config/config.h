@@ -51,6 +51,11 @@ struct DataConfig {
   VocabConfig vocab;
   int64_t max_len = 0;            ///< tokens kept per sample; 0 = no limit
   std::string truncation = "head";  ///< head | tail | head+tail: which part of a long text is kept
+  /// truncate (as data.truncation says) | window: a text longer than max_len becomes overlapping
+  /// windows, each a sample with the text's label; predictions pool them per text
+  std::string long_text = "truncate";
+  int64_t window_overlap = 0;        ///< tokens two neighbouring windows share (Hugging Face's stride)
+  std::string window_pool = "mean";  ///< mean | max: how a text's windows' outputs (logits) are pooled
   /// [CLS] text [SEP] (pairs: [CLS] a [SEP] b [SEP], token types 0/1) from the WordPiece
   /// vocabulary; max_len counts them. Needs vocab.source "tokenizer".
   bool special_tokens = false;
@@ -63,7 +68,9 @@ struct TaskConfig {
   /// positives) or an object {label: weight}.
   nlohmann::json class_weights = "none";
   double label_smoothing = 0.0;       ///< multiclass only, in [0, 1)
-  double threshold = 0.5;             ///< binary and multilabel: probability that predicts a label
+  /// binary and multilabel: the probability at which a label is predicted: a number in (0, 1),
+  /// {label: number} (labels not named: 0.5) or "tune" (per label, the F1-best on data.valid)
+  nlohmann::json threshold = 0.5;
   std::string positive_label;         ///< binary: the positive label ("" = the second in sorted order)
   std::string label_separator = ",";  ///< multilabel: separates the labels of one sample
   /// auto (regression: mse, else cross_entropy) | cross_entropy | squared_hinge (class tasks: one-vs-rest,

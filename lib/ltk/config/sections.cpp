@@ -32,6 +32,9 @@ const std::vector<Field<DataConfig>>& data_fields() {
       {"on_bad_row", &DataConfig::on_bad_row, one_of({"error", "skip"})},
       {"max_len", &DataConfig::max_len, at_least(0)},
       {"truncation", &DataConfig::truncation, one_of({"head", "tail", "head+tail"})},
+      {"long_text", &DataConfig::long_text, one_of({"truncate", "window"})},
+      {"window_overlap", &DataConfig::window_overlap, at_least(0)},
+      {"window_pool", &DataConfig::window_pool, one_of({"mean", "max"})},
       {"text_pair_field", &DataConfig::text_pair_field},
       {"special_tokens", &DataConfig::special_tokens},
   };
@@ -67,7 +70,6 @@ const std::vector<Field<TaskConfig>>& task_fields() {
       {"type", &TaskConfig::type, one_of({"multiclass", "binary", "multilabel", "regression", "mlm"})},
       {"reduction", &TaskConfig::reduction, one_of({"mean", "sum"})},
       {"label_smoothing", &TaskConfig::label_smoothing, between(0, 1, true, false)},
-      {"threshold", &TaskConfig::threshold, between(0, 1, false, false)},
       {"positive_label", &TaskConfig::positive_label},
       {"label_separator", &TaskConfig::label_separator},
       {"loss", &TaskConfig::loss, one_of({"auto", "cross_entropy", "squared_hinge", "mse", "l1", "huber"})},
@@ -184,7 +186,37 @@ void read_data(JsonReader r, DataConfig& d) {
   if (d.train.empty()) config_fail("data.train", "is required: the path of the training file");
 }
 
+namespace {
+
+// data.long_text "window" and its keys.
+void check_windows(const DataConfig& d) {
+  const bool pairs = !d.text_pair_column.empty() || !d.text_pair_field.empty();
+  if (d.long_text != "window") {
+    if (d.window_overlap != 0 || d.window_pool != "mean")
+      config_fail(d.window_overlap != 0 ? "data.window_overlap" : "data.window_pool",
+                  "applies with data.long_text \"window\"");
+    return;
+  }
+  const int64_t specials = d.special_tokens ? 2 : 0;
+  if (d.max_len <= specials)
+    config_fail("data.long_text", fmt::format("\"window\" cuts texts longer than data.max_len into windows: set "
+                                              "data.max_len{}",
+                                              specials ? " above 2 (it counts [CLS] and [SEP])" : ""));
+  if (pairs)
+    config_fail("data.long_text", "\"window\" takes single texts; sentence pairs are truncated (longest first)");
+  if (d.truncation != "head")
+    config_fail("data.truncation", "applies with data.long_text \"truncate\"; windows keep every token");
+  if (d.window_overlap >= d.max_len - specials)
+    config_fail("data.window_overlap",
+                fmt::format("{} tokens shared by neighbouring windows must be fewer than a "
+                            "window's {} (data.max_len{})",
+                            d.window_overlap, d.max_len - specials, specials ? " less [CLS] and [SEP]" : ""));
+}
+
+}  // namespace
+
 void check_data(const DataConfig& d) {
+  check_windows(d);
   if (d.vocab.source == "tokenizer" && d.tokenizer.type != "wordpiece")
     config_fail("data.vocab.source", "\"tokenizer\" takes the ids of a WordPiece vocab.txt; data.tokenizer.type is '" +
                                          d.tokenizer.type + "', not \"wordpiece\"");
@@ -206,6 +238,35 @@ void check_data(const DataConfig& d) {
                                             d.max_len));
 }
 
+namespace {
+
+void check_threshold_value(const nlohmann::json& v, const std::string& key) {
+  if (!v.is_number() || !(v.get<double>() > 0 && v.get<double>() < 1))
+    config_fail(key, "must be a number in (0, 1), got " + v.dump());
+}
+
+// task.threshold: a number, "tune" or {label: number}.
+void read_threshold(const nlohmann::json& v, TaskConfig& t) {
+  if (v.is_null()) return;
+  if (v.is_string()) {
+    if (v.get<std::string>() != "tune")
+      config_fail("task.threshold",
+                  "unknown value " + v.dump() + "; use a number in (0, 1), {label: number} or \"tune\"");
+  } else if (v.is_object()) {
+    for (auto it = v.begin(); it != v.end(); ++it) check_threshold_value(it.value(), "task.threshold." + it.key());
+  } else {
+    check_threshold_value(v, "task.threshold");
+  }
+  t.threshold = v;
+  const bool uniform = t.threshold.is_number();
+  if (!uniform && t.type != "binary" && t.type != "multilabel")
+    config_fail(
+        "task.threshold",
+        "a threshold by label or \"tune\" applies to binary and multilabel tasks (task.type is '" + t.type + "')");
+}
+
+}  // namespace
+
 void read_task(JsonReader r, TaskConfig& t) {
   read_fields(r, t, task_fields());
   const nlohmann::json& cw = r.raw("class_weights");
@@ -224,6 +285,7 @@ void read_task(JsonReader r, TaskConfig& t) {
     }
     t.class_weights = cw;
   }
+  read_threshold(r.raw("threshold"), t);
   r.finish();
   if (t.label_separator.size() != 1 || t.label_separator == "\t" || t.label_separator == "\n")
     config_fail("task.label_separator",
@@ -288,6 +350,7 @@ nlohmann::json write_sections(const Config& c) {
   j["data"]["vocab"] = write_fields(c.data.vocab, vocab_fields());
   j["task"] = write_fields(c.task, task_fields());
   j["task"]["class_weights"] = c.task.class_weights;
+  j["task"]["threshold"] = c.task.threshold;
   j["model"] = c.model.options;
   j["optimizer"] = write_fields(c.optimizer, optimizer_fields());
   j["scheduler"] = write_fields(c.scheduler, scheduler_fields());

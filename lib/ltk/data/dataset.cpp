@@ -12,8 +12,28 @@ size_t TextDataset::memory_bytes() const {
   return ids_.capacity() * sizeof(int32_t) + offsets_.capacity() * sizeof(int64_t) +
          class_ids_.capacity() * sizeof(int32_t) + class_offsets_.capacity() * sizeof(int64_t) +
          values_.capacity() * sizeof(float) + full_lengths_.capacity() * sizeof(int32_t) +
-         lines_.capacity() * sizeof(int64_t) + second_starts_.capacity() * sizeof(int32_t) +
-         flags_.capacity();
+         lines_.capacity() * sizeof(int64_t) + second_starts_.capacity() * sizeof(int32_t) + flags_.capacity() +
+         text_starts_.capacity() * sizeof(int64_t);
+}
+
+int64_t TextDataset::texts_windowed() const {
+  int64_t n = 0;
+  for (int64_t t = 0; t < num_texts(); ++t) n += text_windows(t) > 1;
+  return n;
+}
+
+std::string TextDataset::windows_summary() const {
+  const int64_t cut = texts_windowed();
+  return fmt::format("{} texts, {} of them cut into {} windows (data.long_text \"window\", pooled by {})", num_texts(),
+                     cut, size() - (num_texts() - cut), window_pool_);
+}
+
+void TextDataset::set_windowing(const std::string& pool) {
+  if (size() > 0) throw Error("TextDataset::set_windowing: the dataset already has samples");
+  if (pool != "mean" && pool != "max")
+    throw ConfigError("config key 'data.window_pool': unknown pooling '" + pool + "'");
+  window_pool_ = pool;
+  windowing_ = true;
 }
 
 void TextDataset::add(const std::vector<int32_t>& ids, int64_t full_length, const std::vector<int64_t>& class_ids,
@@ -74,6 +94,7 @@ void TextDataset::shrink_to_fit() {
   lines_.shrink_to_fit();
   second_starts_.shrink_to_fit();
   flags_.shrink_to_fit();
+  text_starts_.shrink_to_fit();
 }
 
 float parse_target_value(const std::string& label, const std::string& source, int64_t line) {

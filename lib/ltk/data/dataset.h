@@ -45,10 +45,22 @@ struct EncodeOptions {
   bool pack = false;
   /// Every example is a sentence pair (data.text_pair_*): one without a second text is an error.
   bool pairs = false;
+  /// data.long_text "window": a text longer than max_len becomes overlapping windows of at most
+  /// max_len ids (each with its own [CLS]/[SEP]), neighbours sharing `window_overlap` ids; every
+  /// window is a sample carrying the text's label, and predictions pool the windows' outputs per
+  /// text by `window_pool` ("mean" | "max"). Single texts only (not pairs, packing or word flags).
+  bool windows = false;
+  int64_t window_overlap = 0;
+  std::string window_pool = "mean";
   /// Tokenise on up to this many threads, in slices of the examples (single texts without
   /// packing or word flags; 1 otherwise): the result is the same whatever the count.
   int threads = 1;
 };
+
+/// The start of every window of a text of `n` ids cut into windows of at most `size` ids whose
+/// neighbours share `overlap` ids (0 <= overlap < size): 0, size - overlap, ... up to the window
+/// that reaches the end.
+std::vector<int64_t> window_starts(int64_t n, int64_t size, int64_t overlap);
 
 /// The encode options of a data config over `vocab` (the [CLS]/[SEP] ids when
 /// data.special_tokens is set; DataError when the vocabulary lacks them), and for an mlm task its
@@ -84,7 +96,7 @@ class TextDataset {
   TargetKind target_kind() const { return kind_; }
   int64_t num_classes() const { return num_classes_; }
   int64_t positive_class() const { return positive_; }
-  /// Tokens before truncation.
+  /// Tokens before truncation (a window: its own length).
   int64_t full_length(int64_t i) const { return full_lengths_[i]; }
   bool truncated(int64_t i) const { return full_lengths_[i] > length(i); }
   int64_t source_line(int64_t i) const { return lines_[i]; }
@@ -99,6 +111,29 @@ class TextDataset {
   int64_t total_tokens() const { return static_cast<int64_t>(ids_.size()); }
   /// Bytes held by the id, offset, label and length buffers.
   size_t memory_bytes() const;
+
+  // Texts and windows (EncodeOptions::windows). A windowed dataset's samples are windows, those of
+  // one text consecutive; without windows every sample is a text of its own.
+  bool windowed() const { return windowing_; }
+  /// Texts: predictions and metrics are per text.
+  int64_t num_texts() const { return windowed() ? static_cast<int64_t>(text_starts_.size()) : size(); }
+  /// The first sample of text t (its label, line and source are the text's).
+  int64_t text_sample(int64_t t) const { return windowed() ? text_starts_[t] : t; }
+  /// The samples (windows) of text t.
+  int64_t text_windows(int64_t t) const {
+    if (!windowed()) return 1;
+    return (t + 1 < num_texts() ? text_starts_[t + 1] : size()) - text_starts_[t];
+  }
+  /// Texts cut into more than one window.
+  int64_t texts_windowed() const;
+  /// "T texts, K of them cut into W windows in all" (the log and the report).
+  std::string windows_summary() const;
+  /// How the windows of a text are pooled: "mean" or "max".
+  const std::string& window_pool() const { return window_pool_; }
+  /// Makes the dataset windowed (before any sample is added), pooling by `pool`.
+  void set_windowing(const std::string& pool);
+  /// The samples added from here on until the next call are the windows of one text.
+  void begin_text() { text_starts_.push_back(size()); }
 
   /// Appends one sample (ids already truncated) with its class ids (class tasks) or value.
   void add(const std::vector<int32_t>& ids, int64_t full_length, const std::vector<int64_t>& class_ids, float value,
@@ -135,6 +170,9 @@ class TextDataset {
   std::vector<int64_t> lines_;
   std::vector<int32_t> second_starts_;
   std::vector<uint8_t> flags_;
+  std::vector<int64_t> text_starts_;  ///< windowed: the first sample of every text
+  std::string window_pool_;
+  bool windowing_ = false;
   std::string source_;
   int64_t pad_id_ = Vocabulary::kPadId;
   TargetKind kind_ = TargetKind::none;

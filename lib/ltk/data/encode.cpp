@@ -48,6 +48,15 @@ void truncate_pair(std::vector<int32_t>& a, std::vector<int32_t>& b, int64_t bud
   b.resize(static_cast<size_t>(std::min<int64_t>(n2, static_cast<int64_t>(b.size()))));
 }
 
+std::vector<int64_t> window_starts(int64_t n, int64_t size, int64_t overlap) {
+  if (size <= 0 || overlap < 0 || overlap >= size)
+    throw ConfigError(
+        fmt::format("data.window_overlap {} must be at least 0 and below the window's {} tokens", overlap, size));
+  std::vector<int64_t> starts{0};
+  while (starts.back() + size < n) starts.push_back(starts.back() + size - overlap);
+  return starts;
+}
+
 std::unique_ptr<Tokenizer> word_segmenter(const TaskConfig& task) {
   if (task.type != "mlm" || !task.whole_word || task.word_segmenter != "jieba") return nullptr;
   TokenizerConfig jieba;
@@ -59,6 +68,9 @@ EncodeOptions encode_options(const DataConfig& data, const Vocabulary& vocab, co
                              const Tokenizer* segmenter) {
   EncodeOptions o{data.max_len, data.truncation, -1, -1};
   o.pairs = !data.text_pair_column.empty() || !data.text_pair_field.empty();
+  o.windows = data.long_text == "window";
+  o.window_overlap = data.window_overlap;
+  o.window_pool = data.window_pool;
   if (task && task->type == "mlm") {
     o.word_flags = task->whole_word;
     o.words = segmenter;
@@ -199,6 +211,23 @@ class Packer {
   int64_t line_ = 0;
 };
 
+/// The windows of one text's `ids` (options.windows) as samples of `data`, each with its
+/// [CLS]/[SEP] when the options have them.
+void add_windows(TextDataset& data, const std::vector<int32_t>& ids, const EncodeOptions& options,
+                 const std::vector<int64_t>& classes, float value, int64_t line) {
+  const bool specials = options.cls_id >= 0;
+  const int64_t size = options.max_len - (specials ? 2 : 0), n = static_cast<int64_t>(ids.size());
+  std::vector<int32_t> window;
+  data.begin_text();
+  for (int64_t start : window_starts(n, size, options.window_overlap)) {
+    window.clear();
+    if (specials) window.push_back(options.cls_id);
+    window.insert(window.end(), ids.begin() + start, ids.begin() + std::min(n, start + size));
+    if (specials) window.push_back(options.sep_id);
+    data.add(window, static_cast<int64_t>(window.size()), classes, value, line);
+  }
+}
+
 /// A run of examples (a slice of a split, encoded by one thread).
 struct ExampleSpan {
   const Example* first;
@@ -231,6 +260,13 @@ TextDataset encode_with(ExampleSpan examples, const std::string& source, const T
   std::vector<uint8_t>* flags_out = options.word_flags ? &flags : nullptr;
   if (options.pack && (!specials || pairs || options.max_len < 3))
     throw ConfigError("task.pack needs special tokens, single texts and data.max_len >= 3");
+  if (options.windows) {
+    if (pairs || options.pack || options.word_flags || options.max_len <= (specials ? 2 : 0))
+      throw ConfigError(
+          "data.long_text \"window\" needs single texts (no pairs, packing or whole-word masking) and "
+          "data.max_len above its special tokens");
+    data.set_windowing(options.window_pool);
+  }
   // The pieces of one text, and (with `word_flags`) whether each continues the previous word.
   auto body = [&](const std::string& text, std::vector<int32_t>& out, std::vector<uint8_t>* word_flags) {
     out.clear();
@@ -248,6 +284,10 @@ TextDataset encode_with(ExampleSpan examples, const std::string& source, const T
     example_targets(ex, targets, source, classes, value);
     body(ex.text, ids, flags_out);
     int64_t full = static_cast<int64_t>(ids.size());
+    if (options.windows) {
+      add_windows(data, ids, options, classes, value, ex.line);
+      continue;
+    }
     if (!specials) {
       truncate_ids(ids, options.max_len, options.truncation);
       data.add(ids, full, classes, value, ex.line);
@@ -306,7 +346,13 @@ int64_t slices_for(const EncodeOptions& options, size_t examples) {
 /// Appends every sample of `part` to `into`, its ids mapped through `table` (empty: as they are).
 void append_encoded(TextDataset& into, const TextDataset& part, const std::vector<int32_t>& table) {
   std::vector<int32_t> ids;
+  if (part.windowed() && !into.windowed()) into.set_windowing(part.window_pool());
+  int64_t text = 0;
   for (int64_t i = 0; i < part.size(); ++i) {
+    if (part.windowed() && text < part.num_texts() && part.text_sample(text) == i) {
+      into.begin_text();
+      ++text;
+    }
     const int32_t* from = part.tokens(i);
     ids.assign(from, from + part.length(i));
     if (!table.empty())

@@ -27,11 +27,15 @@ int64_t write_badcases(const std::string& path, const Task& task, const std::vec
   std::vector<Row> rows;
   auto scores = p.scores.contiguous();
   const int64_t K = scores.size(1);
-  for (int64_t i = 0; i < data.size(); ++i) {
-    auto bad = task.bad_case(scores.data_ptr<float>() + i * K, data, i);
+  for (int64_t t = 0; t < data.num_texts(); ++t) {  // rows of scores are texts (a text's first window: its label)
+    auto bad = task.bad_case(scores.data_ptr<float>() + t * K, data, data.text_sample(t));
     if (!bad) continue;
-    rows.push_back({bad->key, fmt::format("{}\t{}\t{}\t{}\t{}", tsv_field(examples[static_cast<size_t>(i)].text),
-                                          bad->gold, bad->predicted, bad->figure, data.truncated(i) ? "yes" : "no")});
+    const int64_t windows = data.text_windows(t);
+    rows.push_back({bad->key, fmt::format("{}\t{}\t{}\t{}\t{}", tsv_field(examples[static_cast<size_t>(t)].text),
+                                          bad->gold, bad->predicted, bad->figure,
+                                          windows > 1                           ? fmt::format("{} windows", windows)
+                                          : data.truncated(data.text_sample(t)) ? "yes"
+                                                                                : "no")});
   }
   std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.key > b.key; });
   std::string out = std::string("text\tgold\tpredicted\t") + task.bad_case_figure() + "\ttruncated\n";
@@ -49,7 +53,8 @@ std::vector<int> per_sample_correct(const Task& task, const TextDataset& data, c
   std::vector<int> out;
   auto scores = p.scores.contiguous();
   const int64_t K = scores.size(1);
-  for (int64_t i = 0; i < data.size(); ++i) out.push_back(task.is_correct(scores.data_ptr<float>() + i * K, data, i));
+  for (int64_t t = 0; t < data.num_texts(); ++t)
+    out.push_back(task.is_correct(scores.data_ptr<float>() + t * K, data, data.text_sample(t)));
   return out;
 }
 

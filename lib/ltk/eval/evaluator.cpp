@@ -80,8 +80,13 @@ void check_row_ids(const TextDataset& data, const std::vector<int64_t>& indices,
 
 }  // namespace
 
-Predictions predict(TextModel& model, const Task& task, const TextDataset& data, int64_t batch_size,
-                    const torch::Device& device, int64_t vocab_size, int shard, int shards, bool raw_outputs) {
+namespace {
+
+// predict() over the samples `order` (in data order) of `data`; the other rows of scores and
+// targets are zeros.
+Predictions predict_samples(TextModel& model, const Task& task, const TextDataset& data, std::vector<int64_t> order,
+                            int64_t batch_size, const torch::Device& device, int64_t vocab_size, int shards,
+                            bool raw_outputs) {
   check_same_device(model, device);
   EvalModeGuard eval_mode(model);
   torch::NoGradGuard no_grad;
@@ -90,10 +95,9 @@ Predictions predict(TextModel& model, const Task& task, const TextDataset& data,
   // the outputs go back to the data's order at the end. Models are padding-invariant (tested),
   // so this changes the speed, not the predictions.
   const int64_t n = data.size();
-  if (batch_size <= 0) throw ConfigError(fmt::format("evaluation batch size {}: must be >= 1 (config key 'trainer.eval_batch_size', or --batch-size)", batch_size));
-  std::vector<int64_t> order;
-  order.reserve(static_cast<size_t>(n / std::max(shards, 1) + 1));
-  for (int64_t i = shard; i < n; i += std::max(shards, 1)) order.push_back(i);
+  if (batch_size <= 0)
+    throw ConfigError(fmt::format(
+        "evaluation batch size {}: must be >= 1 (config key 'trainer.eval_batch_size', or --batch-size)", batch_size));
   const auto mine = static_cast<int64_t>(order.size());
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return data.length(a) < data.length(b); });
   Predictions out;
@@ -151,6 +155,63 @@ Predictions predict(TextModel& model, const Task& task, const TextDataset& data,
   if (task.token_level()) out.scores = torch::empty({0, 0});
   if (!targets.empty()) out.targets = in_data_order(targets);
   return out;
+}
+
+// predict() of a windowed dataset: the windows' outputs pooled per text, scored and lost per text.
+Predictions predict_texts(TextModel& model, const Task& task, const TextDataset& data, int64_t batch_size,
+                          const torch::Device& device, int64_t vocab_size, int shard, int shards, bool raw_outputs) {
+  const int64_t texts = data.num_texts();
+  std::vector<int64_t> rows, mine, firsts;
+  for (int64_t t = 0; t < texts; ++t) {
+    firsts.push_back(data.text_sample(t));
+    if (t % std::max(shards, 1) != shard) continue;
+    mine.push_back(t);
+    for (int64_t w = 0; w < data.text_windows(t); ++w) rows.push_back(data.text_sample(t) + w);
+  }
+  const Predictions windows =
+      predict_samples(model, task, data, std::move(rows), batch_size, device, vocab_size, shards, /*raw_outputs=*/true);
+  const torch::Tensor pooled = pool_windows(windows.scores, data);
+  const auto index = torch::tensor(mine, torch::kLong);
+  Predictions out;
+  out.samples = texts;
+  out.scores = raw_outputs ? pooled : task.scores(pooled).to(torch::kFloat);
+  const bool all = static_cast<int64_t>(mine.size()) == texts;
+  if (!all) out.scores = torch::zeros_like(out.scores).index_copy_(0, index, out.scores.index_select(0, index));
+  if (data.has_labels() && texts > 0) {
+    const torch::Tensor targets = data.targets(firsts);
+    const torch::Tensor own = targets.index_select(0, index), own_outputs = pooled.index_select(0, index);
+    out.loss_sum = task.per_sample_loss(own_outputs, targets_like(own, own_outputs)).sum().item<double>();
+    out.targets = all ? targets : torch::zeros_like(targets).index_copy_(0, index, own);
+  }
+  return out;
+}
+
+}  // namespace
+
+torch::Tensor pool_windows(const torch::Tensor& outputs, const TextDataset& data) {
+  const int64_t texts = data.num_texts();
+  if (!data.windowed() || texts == data.size()) return outputs;
+  std::vector<int64_t> firsts;
+  for (int64_t t = 0; t < texts; ++t) firsts.push_back(data.text_sample(t));
+  torch::Tensor pooled = outputs.index_select(0, torch::tensor(firsts, torch::kLong));
+  const bool max = data.window_pool() == "max";
+  for (int64_t t = 0; t < texts; ++t) {
+    const int64_t w = data.text_windows(t);
+    if (w <= 1) continue;
+    const torch::Tensor rows = outputs.narrow(0, data.text_sample(t), w);
+    pooled[t] = max ? std::get<0>(rows.max(0)) : rows.mean(0);
+  }
+  return pooled;
+}
+
+Predictions predict(TextModel& model, const Task& task, const TextDataset& data, int64_t batch_size,
+                    const torch::Device& device, int64_t vocab_size, int shard, int shards, bool raw_outputs) {
+  if (data.windowed() && !task.token_level())
+    return predict_texts(model, task, data, batch_size, device, vocab_size, shard, shards, raw_outputs);
+  std::vector<int64_t> order;
+  order.reserve(static_cast<size_t>(data.size() / std::max(shards, 1) + 1));
+  for (int64_t i = shard; i < data.size(); i += std::max(shards, 1)) order.push_back(i);
+  return predict_samples(model, task, data, std::move(order), batch_size, device, vocab_size, shards, raw_outputs);
 }
 
 }  // namespace ltk

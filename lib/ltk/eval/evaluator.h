@@ -41,10 +41,17 @@ void check_same_device(const torch::nn::Module& model, const torch::Device& devi
 /// stop flag between batches (StopRequested, ltk/core/stop.h). With `shards` > 1 only the samples
 /// i with i % shards == shard are run; the other rows of scores and targets are zeros, so that the
 /// shards' results sum to the whole (distributed validation). `raw_outputs`: the model's outputs
-/// (logits) in place of the task's scores (temperature scaling fits on them).
+/// (logits) in place of the task's scores (temperature scaling fits on them). A windowed dataset
+/// (data.long_text "window") is predicted per text: its windows' outputs pooled by pool_windows(),
+/// then scored, lost and sharded per text.
 Predictions predict(TextModel& model, const Task& task, const TextDataset& data, int64_t batch_size,
                     const torch::Device& device, int64_t vocab_size, int shard = 0, int shards = 1,
                     bool raw_outputs = false);
+
+/// The outputs of a windowed dataset's samples [W, K] pooled per text [T, K] by its window_pool()
+/// (the mean or the maximum of each column over the text's windows); `outputs` as they are when
+/// no text has more than one window.
+torch::Tensor pool_windows(const torch::Tensor& outputs, const TextDataset& data);
 
 /// Floating-point targets in the outputs' type (a float64 model's loss against float32 labels).
 torch::Tensor targets_like(const torch::Tensor& labels, const torch::Tensor& outputs);

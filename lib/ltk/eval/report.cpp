@@ -223,10 +223,13 @@ std::vector<std::pair<std::string, std::string>> dataset_stats(const std::string
   }
   std::sort(lengths.begin(), lengths.end());
   auto pct = [&](double q) { return lengths.empty() ? 0 : lengths[static_cast<size_t>(q * static_cast<double>(lengths.size() - 1))]; };
-  return {{name + " samples", std::to_string(data.size()) + " (" + data.source() + ")"},
-          {name + " tokens per sample", fmt::format("p50 {}  p90 {}  p99 {}  max {}", pct(0.5), pct(0.9), pct(0.99),
-                                                     lengths.empty() ? 0 : lengths.back())},
-          {name + " truncated", std::to_string(truncated)}};
+  std::vector<std::pair<std::string, std::string>> rows = {
+      {name + " samples", std::to_string(data.size()) + " (" + data.source() + ")"},
+      {name + " tokens per sample", fmt::format("p50 {}  p90 {}  p99 {}  max {}", pct(0.5), pct(0.9), pct(0.99),
+                                                lengths.empty() ? 0 : lengths.back())},
+      {name + " truncated", std::to_string(truncated)}};
+  if (data.windowed()) rows.emplace_back(name + " windows", data.windows_summary());
+  return rows;
 }
 
 }  // namespace ltk

@@ -85,7 +85,7 @@ nlohmann::ordered_json Predictor::fill_masks(const TextDataset& data, int64_t i,
 std::vector<nlohmann::ordered_json> Predictor::answer(const TextDataset& data, const std::vector<int64_t>& top_k,
                                                       int64_t batch_size) const {
   std::vector<nlohmann::ordered_json> out;
-  out.reserve(static_cast<size_t>(data.size()));
+  out.reserve(static_cast<size_t>(data.num_texts()));
   auto k_of = [&](int64_t i) { return static_cast<size_t>(i) < top_k.size() ? top_k[static_cast<size_t>(i)] : 0; };
   if (data.size() == 0) return out;
   if (masked_lm()) {
@@ -111,6 +111,8 @@ std::vector<nlohmann::ordered_json> Predictor::answer(const TextDataset& data, c
   std::iota(order.begin(), order.end(), int64_t{0});
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return data.length(a) < data.length(b); });
   std::vector<torch::Tensor> rows(static_cast<size_t>(n));
+  // Windows (data.long_text "window"): their logits, pooled per text before they are scored.
+  const bool windows = data.windowed();
   for (size_t start = 0; start < order.size();) {
     size_t end = start;
     int64_t real = 0;
@@ -122,10 +124,17 @@ std::vector<nlohmann::ordered_json> Predictor::answer(const TextDataset& data, c
     }
     TextDataset group;
     for (size_t k = start; k < end; ++k) append_sample(group, data, order[k]);
-    auto scores = predict(*run_.model, *run_.task, group, static_cast<int64_t>(end - start), run_.device, run_.vocab.size())
+    auto scores = predict(*run_.model, *run_.task, group, static_cast<int64_t>(end - start), run_.device,
+                          run_.vocab.size(), 0, 1, /*raw_outputs=*/windows)
                       .scores.contiguous();
     for (size_t k = start; k < end; ++k) rows[static_cast<size_t>(order[k])] = scores[static_cast<int64_t>(k - start)];
     start = end;
+  }
+  if (windows) {
+    auto scores = run_.task->scores(pool_windows(torch::stack(rows), data)).to(torch::kFloat).contiguous();
+    for (int64_t t = 0; t < data.num_texts(); ++t)
+      out.push_back(run_.task->prediction(scores[t].data_ptr<float>(), k_of(t)));
+    return out;
   }
   for (int64_t i = 0; i < n; ++i)
     out.push_back(run_.task->prediction(rows[static_cast<size_t>(i)].data_ptr<float>(), k_of(i)));
@@ -169,6 +178,13 @@ void append_sample(TextDataset& into, const TextDataset& from, int64_t i) {
   const int32_t* ids = from.tokens(i);
   into.add(std::vector<int32_t>(ids, ids + from.length(i)), from.full_length(i), {}, 0.0f, from.source_line(i));
   if (from.has_pairs()) into.set_second_start(from.second_start(i));
+}
+
+void append_text(TextDataset& into, const TextDataset& from, int64_t t) {
+  if (!from.windowed()) return append_sample(into, from, t);
+  if (into.size() == 0 && !into.windowed()) into.set_windowing(from.window_pool());
+  into.begin_text();
+  for (int64_t w = 0; w < from.text_windows(t); ++w) append_sample(into, from, from.text_sample(t) + w);
 }
 
 }  // namespace ltk::infer

@@ -69,4 +69,8 @@ class Predictor {
 /// apart are batched together this way.
 void append_sample(TextDataset& into, const TextDataset& from, int64_t i);
 
+/// Appends text `t` of `from` to `into`: its sample, or all its windows as one text of `into`
+/// (windowed as `from` is).
+void append_text(TextDataset& into, const TextDataset& from, int64_t t);
+
 }  // namespace ltk::infer

@@ -35,11 +35,12 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
   run.vocab = run.config.data.vocab.source == "tokenizer" ? Vocabulary::load_wordpiece(run.dir.vocab_path())
                                                          : Vocabulary::load(run.dir.vocab_path());
   if (task_has_labels(run.config.task.type)) run.labels = LabelMap::load(run.dir.labels_path());
-  std::vector<double> weights, temperature;
+  std::vector<double> weights, temperature, thresholds;
   if (std::filesystem::exists(run.dir.file("task.json"))) {
     auto j = read_json_file(run.dir.file("task.json"));
     weights = j.value("class_weights", std::vector<double>{});
     temperature = j.value("temperature", std::vector<double>{});  // task.calibrate's fit
+    thresholds = j.value("thresholds", std::vector<double>{});    // task.threshold "tune"'s choice
   }
   run.task = make_task(run.config.task, run.labels, weights);
   if (run.vocab.fixed()) run.task->set_vocabulary(run.vocab);
@@ -48,19 +49,24 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
                           ModelContext{run.vocab.size(), run.task->num_outputs(), run.vocab.pad_id(), nullptr,
                                        run.config.task.type == "mlm", 0});
   run.checkpoint_path = run.dir.checkpoint(checkpoint);
-  // The temperature was fitted on the best checkpoint's outputs: another checkpoint is answered
-  // without it (said once, here).
-  if (!temperature.empty()) {
+  // The temperature and tuned thresholds were fitted on the best checkpoint's outputs: another
+  // checkpoint is answered without them (said once, here).
+  if (!temperature.empty() || !thresholds.empty()) {
     std::string best;
     try {
       best = run.dir.checkpoint("best");
     } catch (const Error&) {
     }
-    if (best == run.checkpoint_path)
-      run.task->set_temperature(temperature);
-    else
-      log::warn("{}: task.json's temperature was fitted for the best checkpoint; {} is answered uncalibrated",
-                run.dir.path(), run.checkpoint_path);
+    if (best == run.checkpoint_path) {
+      if (!temperature.empty()) run.task->set_temperature(temperature);
+      if (!thresholds.empty()) run.task->set_thresholds(thresholds);
+    } else {
+      const char* what = temperature.empty()  ? "tuned thresholds"
+                         : thresholds.empty() ? "temperature"
+                                              : "temperature and tuned thresholds";
+      log::warn("{}: task.json's {} fit the best checkpoint; {} is answered without them", run.dir.path(), what,
+                run.checkpoint_path);
+    }
   }
   load_weights(*run.model, run.checkpoint_path);
   run.model->to(run.device);
@@ -74,12 +80,10 @@ namespace {
 void write_export(const LoadedRun& run, const std::string& tmp) {
   save_weights(*run.model, tmp + "/weights.pt");
   nlohmann::json resolved = to_json(run.config);
-  nlohmann::json spec = {{"model", run.config.model.options},
-                         {"task", resolved["task"]},
-                         {"class_weights", run.task->class_weights()},
-                         {"vocab_size", run.vocab.size()},
-                         {"num_outputs", run.task->num_outputs()},
-                         {"checkpoint", run.checkpoint_path}};
+  nlohmann::json spec = {{"model", run.config.model.options},          {"task", resolved["task"]},
+                         {"class_weights", run.task->class_weights()}, {"temperature", run.task->temperature()},
+                         {"thresholds", run.task->thresholds()},       {"vocab_size", run.vocab.size()},
+                         {"num_outputs", run.task->num_outputs()},     {"checkpoint", run.checkpoint_path}};
   write_file_atomic(tmp + "/model.json", spec.dump(2) + "\n");
   run.vocab.save(tmp + "/vocab.txt");
   if (run.labels.size() > 0) run.labels.save(tmp + "/labels.txt");

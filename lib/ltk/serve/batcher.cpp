@@ -59,7 +59,7 @@ Batcher::Arrival::~Arrival() {
 }
 
 Batcher::Submit Batcher::submit(const std::shared_ptr<BatchJob>& job, Arrival& arrival, std::string& error) {
-  const int64_t n = job->data.size();
+  const int64_t n = job->data.num_texts();
   job->answers.resize(static_cast<size_t>(n));
   auto done = job->done.get_future();
   {
@@ -107,11 +107,11 @@ bool Batcher::next_batch(std::vector<Part>& parts, int64_t& n) {
   while (!queue_.empty() && n < options_.max_batch) {
     auto& job = queue_.front();
     if (job->model != model) break;  // a request that arrived after a reload: the next batch
-    const int64_t take = std::min(job->data.size() - job->taken, options_.max_batch - n);
+    const int64_t take = std::min(job->data.num_texts() - job->taken, options_.max_batch - n);
     parts.push_back(Part{job, job->taken, take});
     job->taken += take;
     n += take;
-    if (job->taken == job->data.size()) queue_.pop_front();
+    if (job->taken == job->data.num_texts()) queue_.pop_front();
   }
   queued_texts_ -= n;
   if (metrics_) metrics_->queue_depth(queued_texts_);
@@ -128,7 +128,7 @@ void Batcher::run_batch(const std::vector<Part>& parts, int64_t n) {
     top_k.reserve(static_cast<size_t>(n));
     for (const auto& p : parts)
       for (int64_t i = p.start; i < p.start + p.count; ++i) {
-        infer::append_sample(batch, p.job->data, i);
+        infer::append_text(batch, p.job->data, i);
         top_k.push_back(p.job->top_k[static_cast<size_t>(i)]);
       }
     c10::InferenceMode inference;
@@ -149,7 +149,7 @@ void Batcher::run_batch(const std::vector<Part>& parts, int64_t n) {
   for (const auto& p : parts) {
     if (!error.empty()) p.job->error = error;
     p.job->finished += p.count;
-    if (p.job->finished == p.job->data.size()) p.job->done.set_value();
+    if (p.job->finished == p.job->data.num_texts()) p.job->done.set_value();
   }
 }
 

@@ -28,6 +28,7 @@ BinaryTask::BinaryTask(TaskConfig config, const LabelMap& labels, std::vector<do
       throw ConfigError("config key 'task.positive_label': '" + config_.positive_label +
                         "' is not one of the labels " + quoted_list(labels_.names()));
   }
+  resolve_thresholds({labels_.name(positive_)});
 }
 
 TargetEncoder BinaryTask::target_encoder() const { return TargetEncoder{TargetKind::binary, &labels_, ",", positive_}; }
@@ -56,7 +57,7 @@ torch::Tensor BinaryTask::per_sample_loss(const torch::Tensor& outputs, const to
 
 nlohmann::ordered_json BinaryTask::prediction(const float* scores) const {
   double p = scores[0];
-  bool pos = p >= config_.threshold;
+  bool pos = p >= thresholds_[0];
   int64_t negative = 1 - positive_;
   nlohmann::ordered_json j, all;
   j["label"] = labels_.name(pos ? positive_ : negative);
@@ -69,7 +70,7 @@ nlohmann::ordered_json BinaryTask::prediction(const float* scores) const {
 
 void BinaryTask::write_prediction(const float* scores, int64_t top_k, std::string& out) const {
   const double p = scores[0];
-  const bool pos = p >= config_.threshold;
+  const bool pos = p >= thresholds_[0];
   out += "{\"label\":";
   append_json_string(out, labels_.name(pos ? positive_ : 1 - positive_));
   out += ",\"score\":";
@@ -86,11 +87,11 @@ EvalReport BinaryTask::evaluate(const Predictions& p) const {
   const int64_t negative = 1 - positive_;
   for (int64_t i = 0; i < probs.numel(); ++i) {
     g.push_back(gold.data_ptr<float>()[i] >= 0.5f ? positive_ : negative);
-    q.push_back(probs.data_ptr<float>()[i] >= config_.threshold ? positive_ : negative);
+    q.push_back(probs.data_ptr<float>()[i] >= thresholds_[0] ? positive_ : negative);
   }
   auto r = classification_report(g, q, labels_, p.samples ? p.loss_sum / static_cast<double>(p.samples) : 0.0);
   add_class_averages(r, labels_);
-  r.metrics["threshold"] = config_.threshold;
+  r.metrics["threshold"] = thresholds_[0];
   r.metrics["positive_label"] = labels_.name(positive_);
   std::vector<double> score(probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());
   std::vector<int> truth, correct;
@@ -115,7 +116,7 @@ EvalReport BinaryTask::evaluate(const Predictions& p) const {
 }
 
 bool BinaryTask::is_correct(const float* scores, const TextDataset& data, int64_t i) const {
-  return (scores[0] >= config_.threshold) == (data.label(i) == data.positive_class());
+  return (scores[0] >= thresholds_[0]) == (data.label(i) == data.positive_class());
 }
 
 std::optional<BadCase> BinaryTask::bad_case(const float* scores, const TextDataset& data, int64_t i) const {

@@ -2,10 +2,12 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
 #include "ltk/core/error.h"
+#include "ltk/metrics/scores.h"
 
 namespace ltk {
 
@@ -62,6 +64,51 @@ std::vector<double> fit_temperature(const std::string& task_type, const torch::T
     t.push_back(1 / golden_section(nll, kLo, kHi));
   }
   return t;
+}
+
+namespace {
+
+// F1 of predicting `score >= t` against `truth`.
+double f1_at(const std::vector<double>& score, const std::vector<int>& truth, double t) {
+  double tp = 0, fp = 0, fn = 0;
+  for (size_t i = 0; i < score.size(); ++i) {
+    const bool pred = score[i] >= t;
+    if (pred && truth[i]) tp += 1;
+    if (pred && !truth[i]) fp += 1;
+    if (!pred && truth[i]) fn += 1;
+  }
+  return tp > 0 ? 2 * tp / (2 * tp + fp + fn) : 0.0;
+}
+
+}  // namespace
+
+TunedThresholds tune_thresholds(const torch::Tensor& scores, const torch::Tensor& targets, int64_t min_positives,
+                                double fallback) {
+  auto s = scores.to(torch::kFloat64).cpu().contiguous();
+  if (s.dim() == 1) s = s.unsqueeze(1);
+  auto y = targets.to(torch::kFloat64).cpu().reshape(s.sizes()).contiguous();
+  TunedThresholds out;
+  for (int64_t k = 0; k < s.size(1); ++k) {
+    auto sk = s.select(1, k).contiguous(), yk = y.select(1, k).contiguous();
+    std::vector<double> score(sk.data_ptr<double>(), sk.data_ptr<double>() + sk.numel());
+    std::vector<int> truth;
+    for (int64_t i = 0; i < yk.numel(); ++i) truth.push_back(yk.data_ptr<double>()[i] >= 0.5);
+    const auto positives = static_cast<int64_t>(std::count(truth.begin(), truth.end(), 1));
+    double t = fallback;
+    const bool tune = positives >= std::max<int64_t>(min_positives, 1);
+    if (tune) {
+      const double best = threshold_sweep(score, truth).best.threshold;
+      double below = -1;  // the largest score under `best`
+      for (double v : score)
+        if (v < best) below = std::max(below, v);
+      t = below >= 0 ? (best + below) / 2 : best / 2;
+    }
+    out.thresholds.push_back(t);
+    out.f1.push_back(f1_at(score, truth, t));
+    out.positives.push_back(positives);
+    out.tuned.push_back(tune);
+  }
+  return out;
 }
 
 }  // namespace ltk

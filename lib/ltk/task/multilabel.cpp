@@ -20,6 +20,7 @@ using namespace task_detail;
 MultilabelTask::MultilabelTask(TaskConfig config, const LabelMap& labels, std::vector<double> class_weights)
     : Task(std::move(config), std::move(class_weights)), labels_(labels) {
   if (labels_.size() < 1) throw DataError("a multilabel task needs at least 1 label in the training data");
+  resolve_thresholds(labels_.names());
 }
 
 TargetEncoder MultilabelTask::target_encoder() const {
@@ -53,7 +54,7 @@ nlohmann::ordered_json MultilabelTask::prediction(const float* scores) const {
   nlohmann::ordered_json j, all;
   j["labels"] = nlohmann::ordered_json::array();
   for (int64_t c = 0; c < labels_.size(); ++c) {
-    if (scores[c] >= config_.threshold) j["labels"].push_back(labels_.name(c));
+    if (scores[c] >= thresholds_[static_cast<size_t>(c)]) j["labels"].push_back(labels_.name(c));
     all[labels_.name(c)] = round6(scores[c]);
   }
   j["scores"] = all;
@@ -67,7 +68,7 @@ void MultilabelTask::write_prediction(const float* scores, int64_t top_k, std::s
   bool first = true;
   for (int64_t c = 0; c < C; ++c) {
     rounded[static_cast<size_t>(c)] = round6(scores[c]);
-    if (scores[c] < config_.threshold) continue;
+    if (scores[c] < thresholds_[static_cast<size_t>(c)]) continue;
     if (!first) out += ',';
     first = false;
     append_json_string(out, labels_.name(c));
@@ -79,7 +80,8 @@ void MultilabelTask::write_prediction(const float* scores, int64_t top_k, std::s
 
 EvalReport MultilabelTask::evaluate(const Predictions& p) const {
   const int64_t C = labels_.size(), N = p.scores.size(0);
-  auto pred = (p.scores >= config_.threshold).to(torch::kBool);
+  // Compared in float64, as prediction() compares a float score with its double threshold.
+  auto pred = p.scores.to(torch::kDouble) >= torch::tensor(thresholds_, torch::kDouble);
   auto gold = (p.targets >= 0.5).to(torch::kBool);
   auto exact = (pred == gold).all(1).to(torch::kDouble).mean().item<double>();
   auto hamming = (pred != gold).to(torch::kDouble).mean().item<double>();
@@ -114,9 +116,17 @@ EvalReport MultilabelTask::evaluate(const Predictions& p) const {
   }
   auto cal = calibration(conf, correct);
   EvalReport r;
-  r.metrics = {{"samples", N},        {"accuracy", exact}, {"subset_accuracy", exact}, {"hamming_loss", hamming},
-               {"micro_f1", micro},   {"macro_f1", macro}, {"loss", loss},             {"per_class", per},
-               {"threshold", config_.threshold}, {"labels", labels_.names()}, {"ece", cal.ece},
+  r.metrics = {{"samples", N},
+               {"accuracy", exact},
+               {"subset_accuracy", exact},
+               {"hamming_loss", hamming},
+               {"micro_f1", micro},
+               {"macro_f1", macro},
+               {"loss", loss},
+               {"per_class", per},
+               {"threshold", thresholds_json()},
+               {"labels", labels_.names()},
+               {"ece", cal.ece},
                {"calibration", cal.to_json()}};
   r.table = fmt::format("samples {}  subset_accuracy {:.4f}  hamming_loss {:.4f}  micro_f1 {:.4f}  macro_f1 {:.4f}  "
                         "loss {:.4f}\n",
@@ -128,13 +138,14 @@ EvalReport MultilabelTask::evaluate(const Predictions& p) const {
 namespace {
 
 // The label set of a sample and of its prediction, sorted by name.
-std::pair<std::vector<std::string>, std::vector<std::string>> label_sets(const LabelMap& labels, double threshold,
-                                                                         const float* scores,
-                                                                         const TextDataset& data, int64_t i) {
+std::pair<std::vector<std::string>, std::vector<std::string>> label_sets(const LabelMap& labels,
+                                                                         const std::vector<double>& thresholds,
+                                                                         const float* scores, const TextDataset& data,
+                                                                         int64_t i) {
   std::vector<std::string> gold, got;
   for (int64_t c : data.labels(i)) gold.push_back(labels.name(c));
   for (int64_t c = 0; c < labels.size(); ++c)
-    if (scores[c] >= threshold) got.push_back(labels.name(c));
+    if (scores[c] >= thresholds[static_cast<size_t>(c)]) got.push_back(labels.name(c));
   std::sort(gold.begin(), gold.end());
   std::sort(got.begin(), got.end());
   return {gold, got};
@@ -143,12 +154,12 @@ std::pair<std::vector<std::string>, std::vector<std::string>> label_sets(const L
 }  // namespace
 
 bool MultilabelTask::is_correct(const float* scores, const TextDataset& data, int64_t i) const {
-  auto [gold, got] = label_sets(labels_, config_.threshold, scores, data, i);
+  auto [gold, got] = label_sets(labels_, thresholds_, scores, data, i);
   return gold == got;
 }
 
 std::optional<BadCase> MultilabelTask::bad_case(const float* scores, const TextDataset& data, int64_t i) const {
-  auto [gold, got] = label_sets(labels_, config_.threshold, scores, data, i);
+  auto [gold, got] = label_sets(labels_, thresholds_, scores, data, i);
   if (gold == got) return std::nullopt;
   return BadCase{0.0, join(gold, ","), join(got, ","), ""};
 }

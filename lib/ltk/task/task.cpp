@@ -140,6 +140,35 @@ void check_scalar_loss(const torch::Tensor& loss) {
 
 namespace ltk {
 
+void Task::set_thresholds(std::vector<double> t) {
+  if (static_cast<int64_t>(t.size()) != num_outputs())
+    throw Error(fmt::format("{} thresholds for a task of {} outputs", t.size(), num_outputs()));
+  thresholds_ = std::move(t);
+}
+
+void Task::resolve_thresholds(const std::vector<std::string>& names) {
+  const nlohmann::json& t = config_.threshold;
+  thresholds_.assign(names.size(), t.is_number() ? t.get<double>() : 0.5);
+  if (!t.is_object()) return;
+  for (auto it = t.begin(); it != t.end(); ++it) {
+    auto found = std::find(names.begin(), names.end(), it.key());
+    if (found == names.end())
+      throw ConfigError("config key 'task.threshold." + it.key() + "': " +
+                        (names.size() == 1 ? "a binary task's threshold is the positive label's, '" + names[0] + "'"
+                                           : "not a label of the training data" + did_you_mean(it.key(), names)));
+    thresholds_[static_cast<size_t>(found - names.begin())] = it.value().get<double>();
+  }
+}
+
+nlohmann::json Task::thresholds_json(const std::vector<std::string>& names) const {
+  if (thresholds_.empty()) return nullptr;
+  if (std::all_of(thresholds_.begin(), thresholds_.end(), [&](double v) { return v == thresholds_[0]; }))
+    return thresholds_[0];
+  nlohmann::json j = nlohmann::json::object();
+  for (size_t c = 0; c < thresholds_.size(); ++c) j[names[c]] = thresholds_[c];
+  return j;
+}
+
 torch::Tensor Task::calibrated(const torch::Tensor& outputs) const {
   if (temperature_.empty()) return outputs;
   if (temperature_.size() == 1) return outputs / temperature_[0];

@@ -109,6 +109,16 @@ class Task {
   void set_temperature(std::vector<double> t) { temperature_ = std::move(t); }
   const std::vector<double>& temperature() const { return temperature_; }
 
+  /// Binary and multilabel: the probability at which each output column's label is predicted
+  /// (task.threshold resolved by label; "tune" starts at 0.5 until set_thresholds() gives the
+  /// validation's choice). Empty for the other tasks.
+  const std::vector<double>& thresholds() const { return thresholds_; }
+  /// Replaces thresholds(); one value per output column.
+  void set_thresholds(std::vector<double> t);
+  /// The thresholds as a report shows them: a number when every label has the same one, else
+  /// {label: threshold}.
+  virtual nlohmann::json thresholds_json() const { return nullptr; }
+
  protected:
   /// The outputs divided by the temperature (as they are without one).
   torch::Tensor calibrated(const torch::Tensor& outputs) const;
@@ -116,6 +126,11 @@ class Task {
   TaskConfig config_;
   std::vector<double> class_weights_;  ///< resolved task.class_weights (empty = none)
   std::vector<double> temperature_;    ///< task.calibrate's fit (empty = none)
+  std::vector<double> thresholds_;     ///< binary and multilabel: one per output column
+  /// thresholds_ from task.threshold: `names` are the output columns' labels.
+  void resolve_thresholds(const std::vector<std::string>& names);
+  /// thresholds_json() over the columns' label names.
+  nlohmann::json thresholds_json(const std::vector<std::string>& names) const;
 };
 
 /// C classes, cross-entropy with optional class weights and label smoothing; targets are 1-D
@@ -150,7 +165,7 @@ class MulticlassTask : public Task {
 };
 
 /// Two labels, one logit, BCE-with-logits; targets are floats in [0, 1] (P7); the positive class
-/// is predicted when its probability reaches task.threshold.
+/// is predicted when its probability reaches its threshold (task.threshold).
 class BinaryTask : public Task {
  public:
   BinaryTask(TaskConfig config, const LabelMap& labels, std::vector<double> class_weights = {});
@@ -165,6 +180,7 @@ class BinaryTask : public Task {
   bool is_correct(const float* scores, const TextDataset& data, int64_t i) const override;
   std::optional<BadCase> bad_case(const float* scores, const TextDataset& data, int64_t i) const override;
   int64_t positive() const { return positive_; }
+  nlohmann::json thresholds_json() const override { return Task::thresholds_json({labels_.name(positive_)}); }
 
  private:
   torch::Tensor check(const torch::Tensor& outputs, const torch::Tensor& targets) const;
@@ -186,6 +202,7 @@ class MultilabelTask : public Task {
   EvalReport evaluate(const Predictions& p) const override;
   bool is_correct(const float* scores, const TextDataset& data, int64_t i) const override;
   std::optional<BadCase> bad_case(const float* scores, const TextDataset& data, int64_t i) const override;
+  nlohmann::json thresholds_json() const override { return Task::thresholds_json(labels_.names()); }
 
  private:
   torch::Tensor check(const torch::Tensor& outputs, const torch::Tensor& targets) const;

@@ -3,7 +3,7 @@
 //   build_run_model   (build_model.cpp)      the model on its device: initialised, frozen, checked
 //   Trainer::fit      (trainer.cpp)          the five-step loop, validation, checkpoints
 //   or solve_linear   (solve_linear.cpp)     optimizer.type "dual_cd": the linear model solved exactly
-//   calibrate         (calibrate.cpp)        task.calibrate: the temperature fitted on the validation split
+//   calibrate         (calibrate.cpp)        task.calibrate, task.threshold "tune": fitted on the validation split
 //   test_and_report   (test_and_report.cpp)  the best checkpoint on the test split, report.html
 //   compare_baseline  (baseline.cpp)         the tf-idf linear baseline on the same split, beside
 // Private to the train area.
@@ -82,9 +82,11 @@ std::shared_ptr<TextModel> build_run_model(const RunContext& ctx, const Prepared
 /// exactly (one-vs-rest on ctx.threads threads), the solution validated and checkpointed.
 TrainSummary solve_linear(const RunContext& ctx, const PreparedData& data, const std::shared_ptr<TextModel>& model);
 
-/// task.calibrate "temperature": the best weights' logits on data.valid, the temperature that
-/// minimises their NLL set on data.task and stored in task.json (with the class weights), the
-/// validation ECE before and after in the log, metrics.jsonl ("calibration") and summary.calibration.
+/// What is fitted on data.valid with the best weights, set on data.task and stored in task.json
+/// (with the class weights), first task.calibrate "temperature": the temperature that minimises the
+/// logits' NLL, the validation ECE before and after in the log, metrics.jsonl ("calibration") and
+/// summary.calibration; then task.threshold "tune": per label, the threshold that maximises F1 on
+/// the calibrated probabilities, in the log, metrics.jsonl ("thresholds") and summary.thresholds.
 void calibrate(const RunContext& ctx, PreparedData& data, TextModel& model, TrainSummary& summary);
 
 /// report.html of a run: what it shows besides the evaluation, and where it is.

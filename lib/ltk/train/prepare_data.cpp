@@ -44,6 +44,7 @@ void log_dataset(const char* name, const TextDataset& d) {
   log::info("[data] {}: {} samples, {} tokens ({:.1f} per sample), {} truncated, {} in memory ({})", name, d.size(),
             d.total_tokens(), d.size() ? static_cast<double>(d.total_tokens()) / static_cast<double>(d.size()) : 0.0,
             truncated, human_bytes(static_cast<double>(d.memory_bytes())), d.source());
+  if (d.windowed()) log::info("[data] {}: {}", name, d.windows_summary());
 }
 
 // init_from names a run directory (its best checkpoint and vocabulary are used) or a weights file.

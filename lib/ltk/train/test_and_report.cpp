@@ -28,7 +28,7 @@ RunReport test_and_report(const RunContext& ctx, const PreparedData& data, TextM
   if (data.test) {
     auto report = evaluate_best(ctx, data, model, *data.test, summary);
     log::info("[test] best checkpoint (epoch {}): {} on {} samples", summary.best_epoch, report.summary(),
-              data.test->size());
+              data.test->num_texts());
     nlohmann::json record = {{"kind", "test"}, {"epoch", summary.best_epoch}, {"step", summary.steps}};
     record.update(report.headline());
     ctx.run.append_metrics(record);
@@ -44,6 +44,7 @@ RunReport test_and_report(const RunContext& ctx, const PreparedData& data, TextM
     if (set)
       for (auto& row : dataset_stats(name, *set)) out.stats.push_back(row);
   if (!summary.calibration.empty()) out.stats.emplace_back("calibration", summary.calibration);
+  if (!summary.thresholds.empty()) out.stats.emplace_back("thresholds", summary.thresholds);
   summary.shown = summary.test;
   summary.shown_name = "test: " + config.data.test;
   if (!summary.shown && data.valid) {

@@ -388,7 +388,7 @@ Predictions Trainer::predict_valid(const TextDataset& valid) {
   p.loss_sum = s[0];
   p.correct = static_cast<int64_t>(std::llround(s[1]));
   p.tokens = static_cast<int64_t>(std::llround(s[2]));
-  p.samples = valid.size();
+  p.samples = valid.num_texts();
   if (targets.defined()) p.targets = targets.to(p.targets.scalar_type());
   return p;
 }

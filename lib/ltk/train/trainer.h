@@ -48,6 +48,8 @@ struct TrainSummary {
   nlohmann::json baseline;
   /// task.calibrate: the temperature fitted and the validation ECE before and after ("" without).
   std::string calibration;
+  /// task.threshold "tune": each label's threshold and the validation F1 it gave ("" without).
+  std::string thresholds;
 };
 
 /// Everything needed to continue training exactly where it stopped; saved in every checkpoint.
