@@ -1,6 +1,4 @@
 // ltk-train: trains a model from a JSON config into a run directory.
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,7 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -41,37 +38,9 @@ void install_signal_handlers() {
 
 // ltk-train --nproc N: N local workers of one data-parallel job, each this program with torchrun's
 // environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
-// A port that can be bound now, chosen below the kernel's ephemeral range when it can be: a
-// port from that range, free when chosen, may be taken by any process's outgoing connection before
-// rank 0 binds it (seen with tests opening hundreds of connections beside a job).
-int free_local_port() {
-  auto bindable = [](int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_ANY);
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    socklen_t len = sizeof(a);
-    int got = -1;
-    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-      got = ntohs(a.sin_port);
-    close(fd);
-    return got;
-  };
-  int ephemeral_low = 32768;
-  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
-    if (std::fscanf(f, "%d", &ephemeral_low) != 1) ephemeral_low = 32768;
-    std::fclose(f);
-  }
-  const int lo = std::max(1024, ephemeral_low - 12000), hi = ephemeral_low - 1;
-  if (hi > lo) {
-    std::mt19937 rng(std::random_device{}());
-    for (int i = 0; i < 64; ++i)
-      if (int port = bindable(lo + static_cast<int>(rng() % static_cast<unsigned>(hi - lo + 1))); port > 0) return port;
-  }
-  const int port = bindable(0);
+// A free port for the workers' rendezvous.
+int rendezvous_port() {
+  const int port = ltk::free_local_port();
   if (port <= 0) throw ltk::Error("--nproc: cannot find a free local port for the rendezvous; set MASTER_PORT");
   return port;
 }
@@ -89,7 +58,7 @@ int launch_workers(int nproc, int argc, char** argv, double timeout_s) {
     if (a.rfind("--nproc=", 0) == 0) continue;
     args.push_back(a);
   }
-  const std::string port = std::getenv("MASTER_PORT") ? std::getenv("MASTER_PORT") : std::to_string(free_local_port());
+  const std::string port = std::getenv("MASTER_PORT") ? std::getenv("MASTER_PORT") : std::to_string(rendezvous_port());
   const std::string addr = std::getenv("MASTER_ADDR") ? std::getenv("MASTER_ADDR") : "127.0.0.1";
   ltk::CapturedSignals signals;  // passed on to the workers
   std::vector<pid_t> pids;

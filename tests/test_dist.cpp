@@ -11,6 +11,7 @@
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
+#include "ltk/core/process.h"
 #include "ltk/data/dataset.h"
 #include "ltk/dist/dist.h"
 #include "ltk/eval/evaluator.h"
@@ -79,16 +80,11 @@ double weight_difference(const std::string& a, const std::string& b) {
   return diff / scale;
 }
 
+// The rendezvous port of a job the test starts (below the ephemeral range, as --nproc's).
 int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
+  const int port = ltk::free_local_port();
+  REQUIRE(port > 0);
+  return port;
 }
 
 std::string sh(const std::string& cmd) {

@@ -1,13 +1,18 @@
 #include "ltk/core/process.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
+#include <cstdio>
+#include <random>
 #include <string_view>
 
 #include "ltk/core/error.h"
@@ -110,6 +115,36 @@ int CapturedSignals::take() {
   const int sig = g_signal;
   g_signal = 0;
   return sig;
+}
+
+int free_local_port() {
+  auto bindable = [](int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    socklen_t len = sizeof(a);
+    int got = -1;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+      got = ntohs(a.sin_port);
+    close(fd);
+    return got;
+  };
+  int ephemeral_low = 32768;
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(f, "%d", &ephemeral_low) != 1) ephemeral_low = 32768;
+    std::fclose(f);
+  }
+  const int lo = std::max(1024, ephemeral_low - 12000), hi = ephemeral_low - 1;
+  if (hi > lo) {
+    std::mt19937 rng(std::random_device{}());
+    for (int i = 0; i < 64; ++i)
+      if (int port = bindable(lo + static_cast<int>(rng() % static_cast<unsigned>(hi - lo + 1))); port > 0) return port;
+  }
+  return bindable(0);
 }
 
 }  // namespace ltk

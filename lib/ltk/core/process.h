@@ -49,4 +49,10 @@ class CapturedSignals {
   Saved* saved_;
 };
 
+/// A TCP port that can be bound now (on every address), chosen at random below the kernel's
+/// ephemeral range when it can be: a port from that range, free when chosen, may be taken by any
+/// process's outgoing connection before the rendezvous binds it (seen with tests opening hundreds
+/// of connections beside a data-parallel job). -1 when none is found.
+int free_local_port();
+
 }  // namespace ltk
