@@ -40,16 +40,23 @@ JSON
 ltk_line=$(grep -o 'done: [0-9]* steps in [0-9.]*s' "$tmp/run/train.log")
 ltk_s=$(echo "$ltk_line" | grep -o '[0-9.]*s$' | tr -d s)
 tokens=$(grep -o 'train: [0-9]* samples, [0-9]* tokens' "$tmp/run/train.log" | awk '{print $4}')
+# The same run under trainer.precision "bf16" (autocast), where the CPU computes bf16 natively.
+bf16_s=0
+if grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo; then
+  build/bin/ltk-train --config "$tmp/bert.json" --set trainer.precision=bf16 --set output_dir="$tmp/run_bf16" \
+    2> "$tmp/bf16.log"
+  bf16_s=$(grep -o 'done: [0-9]* steps in [0-9.]*s' "$tmp/run_bf16/train.log" | grep -o '[0-9.]*s$' | tr -d s)
+fi
 cut -f2 "$tmp/data.tsv" > "$tmp/texts.txt"
 start=$(date +%s.%N)
 OMP_NUM_THREADS=$threads build/bin/ltk-predict --run "$tmp/run" --input "$tmp/texts.txt" --threads "$threads" \
   --batch-size 32 > /dev/null
 predict_s=$(echo "$(date +%s.%N) - $start" | bc)
 py=$(/usr/bin/python3 bench/bench_bert.py "$tmp/data.tsv" "$tmp/vocab.txt" 128 32 "$threads")
-python3 - "$n" "$tokens" "$ltk_s" "$(cat "$tmp/ltk.rss")" "$predict_s" "$py" "$threads" <<'PY' | tee docs/bench_bert.md
+python3 - "$n" "$tokens" "$ltk_s" "$(cat "$tmp/ltk.rss")" "$predict_s" "$py" "$threads" "$bf16_s" <<'PY' | tee docs/bench_bert.md
 import json, subprocess, sys
-n, tokens, ltk_s, rss_kb, predict_s, py, threads = sys.argv[1:8]
-n, tokens, ltk_s, predict_s, py = int(n), int(tokens), float(ltk_s), float(predict_s), json.loads(py)
+n, tokens, ltk_s, rss_kb, predict_s, py, threads, bf16_s = sys.argv[1:9]
+n, tokens, ltk_s, predict_s, py, bf16_s = int(n), int(tokens), float(ltk_s), float(predict_s), json.loads(py), float(bf16_s)
 cpu = subprocess.run("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2", shell=True, capture_output=True, text=True).stdout.strip()
 print("# BERT fine-tuning throughput (scripts/bench_bert.sh)\n")
 print(f"{n} fortunes_en training texts ({tokens} tokens with [CLS]/[SEP], at most 128), batch 32, one epoch, "
@@ -59,6 +66,10 @@ print("| | ltk | python3-torch (same model, nn.TransformerEncoderLayer) | ltk / 
 print("|---|---|---|---|")
 print(f"| training samples/s | {n/ltk_s:.1f} | {py['train_samples_per_s']:.1f} | {n/ltk_s/py['train_samples_per_s']:.2f}x |")
 print(f"| training tokens/s | {tokens/ltk_s:.0f} | {py['train_tokens_per_s']:.0f} | {tokens/ltk_s/py['train_tokens_per_s']:.2f}x |")
+if bf16_s > 0:
+    print(f"| training samples/s, ltk with trainer.precision bf16 (autocast) | {n/bf16_s:.1f} | {py['train_samples_per_s']:.1f} (fp32) | {n/bf16_s/py['train_samples_per_s']:.2f}x |")
+else:
+    print("| training samples/s, ltk with trainer.precision bf16 | (this CPU has no native bf16) | | |")
 print(f"| peak memory (RSS) | {int(rss_kb)/1024:.0f} MB | {py['peak_rss_mb']:.0f} MB | |")
 print(f"| inference samples/s (ltk-predict, batch 32; Python: eval + inference_mode) | {n/predict_s:.1f} | {py['infer_samples_per_s']:.1f} | {n/predict_s/py['infer_samples_per_s']:.2f}x |")
 PY

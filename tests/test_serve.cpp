@@ -18,6 +18,7 @@
 #include <map>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "ltk/eval/evaluator.h"
 #include "ltk/io/run.h"
@@ -259,9 +260,9 @@ TEST_CASE("serve: every endpoint of every task type answers as ltk-predict does"
 TEST_CASE("serve: tuned thresholds are stored in the run - ltk-predict, ltk-serve and ltk-eval apply them",
           "[serve][thresholds][cli]") {
   TempDir dir;
-  // Multilabel with the thresholds tuned on valid (after a temperature: tuning reads the
-  // calibrated probabilities). Few epochs, so that the probabilities are not all near 0 and 1.
-  const std::string run = train_run(dir, "multilabel", "ml", 7, R"(, "threshold": "tune", "calibrate": "temperature")");
+  // Multilabel with the thresholds tuned on valid. Few epochs, so that the probabilities are not
+  // all near 0 and 1.
+  const std::string run = train_run(dir, "multilabel", "ml", 7, R"(, "threshold": "tune")");
   json stored = json::parse(ltk::test::read_text(run + "/task.json"));
   REQUIRE(stored["thresholds"].size() == 3);
   std::vector<double> t = stored["thresholds"];
@@ -281,15 +282,45 @@ TEST_CASE("serve: tuned thresholds are stored in the run - ltk-predict, ltk-serv
   auto predicted = predict_cli(run, texts, 0);
   for (const auto& p : predicted) {
     json want = json::array();
-    for (size_t c = 0; c < names.size(); ++c)
-      if (p["scores"][names[c]].get<double>() >= t[c]) want.push_back(names[c]);
-    CHECK(p["labels"] == want);
+    bool near = false;  // a score within its rounding (6 digits) of its threshold could go either way
+    for (size_t c = 0; c < names.size(); ++c) {
+      const double score = p["scores"][names[c]].get<double>();
+      near = near || std::abs(score - t[c]) < 1e-6;
+      if (score >= t[c]) want.push_back(names[c]);
+    }
+    if (!near) CHECK(p["labels"] == want);
   }
   // ltk-serve answers the same.
   {
     Running s(options(run));
     json answer = s.post("/v1/predict", {{"texts", texts}});
     for (size_t i = 0; i < texts.size(); ++i) CHECK(answer["predictions"][i] == predicted[i]);
+  }
+  // A threshold moved across a score (half of it, or midway above it) flips that label in
+  // ltk-predict and ltk-serve: they read task.json's values.
+  {
+    size_t ti = 0, c = 0;
+    bool found = false;
+    for (size_t i = 0; i < predicted.size() && !found; ++i)
+      for (size_t k = 0; k < names.size() && !found; ++k) {
+        const double v = predicted[i]["scores"][names[k]].get<double>();
+        if (v > 1e-3 && v < 0.999) std::tie(ti, c, found) = std::make_tuple(i, k, true);
+      }
+    REQUIRE(found);
+    const double s0 = predicted[ti]["scores"][names[c]].get<double>();
+    const bool was = s0 >= t[c];
+    std::vector<double> moved = t;
+    moved[c] = was ? (1 + s0) / 2 : s0 / 2;
+    json edited = stored;
+    edited["thresholds"] = moved;
+    ltk::test::write_file(run + "/task.json", edited.dump());
+    auto again = predict_cli(run, {texts[ti]}, 0);
+    const auto& labels = again[0]["labels"];
+    INFO("score " << s0 << " tuned " << t[c] << " moved to " << moved[c] << " answer " << again[0].dump());
+    CHECK((std::find(labels.begin(), labels.end(), names[c]) != labels.end()) == !was);
+    Running s(options(run));
+    CHECK(s.post("/v1/predict", {{"texts", {texts[ti]}}})["predictions"][0] == again[0]);
+    ltk::test::write_file(run + "/task.json", stored.dump());
   }
   // ltk-eval on the validation split: the F1 of each label is the one its threshold gave when tuned.
   auto eval = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("ml-valid.tsv") + "' --json");
@@ -389,7 +420,8 @@ TEST_CASE(
   const double head = eval_accuracy(dir.file("head"));
   CHECK(head < 0.75);
   // Windows of 16 words sharing 4: the last one holds the label words.
-  auto windowed = train_with("window", " --set data.long_text=window --set data.window_overlap=4");
+  // (--baseline: the tf-idf linear baseline reads whole texts beside it.)
+  auto windowed = train_with("window", " --set data.long_text=window --set data.window_overlap=4 --baseline");
   CHECK_THAT(windowed.err, Contains("[data] train: 240 texts, 240 of them cut into"));
   const std::string run = dir.file("window");
   const double window = eval_accuracy(run);
@@ -436,6 +468,14 @@ TEST_CASE(
     count[owner[k]] += 1;
   }
   CHECK(torch::allclose(pooled, expected / count, 1e-5, 1e-5));
+  // Distributed validation shards texts, not windows: two shards' rows sum to the whole.
+  auto whole = ltk::predict(*loaded.model, *loaded.task, data, 7, loaded.device, loaded.vocab.size());
+  auto s0 = ltk::predict(*loaded.model, *loaded.task, data, 7, loaded.device, loaded.vocab.size(), 0, 2);
+  auto s1 = ltk::predict(*loaded.model, *loaded.task, data, 7, loaded.device, loaded.vocab.size(), 1, 2);
+  CHECK(torch::allclose(s0.scores + s1.scores, whole.scores, 1e-6, 1e-6));
+  CHECK(torch::equal(s0.targets + s1.targets, whole.targets));
+  CHECK(s0.loss_sum + s1.loss_sum == Approx(whole.loss_sum).epsilon(1e-6));
+  CHECK(whole.samples == static_cast<int64_t>(test.texts.size()));
   // Errors name the keys.
   auto no_len = run_app("ltk-train", "--config '" + dir.file("long.json") +
                                          "' --set data.long_text=window --set data.max_len=0 --dump-config");

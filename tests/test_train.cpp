@@ -27,6 +27,7 @@
 #include "ltk/models/registry.h"
 #include "ltk/train/dual_cd.h"
 #include "ltk/train/optim.h"
+#include "ltk/train/precision.h"
 #include "ltk/train/run_training.h"
 #include "ltk/train/trainer.h"
 #include "test_util.h"
@@ -799,4 +800,75 @@ TEST_CASE("linear: hashed features (model.buckets) train, reload and predict as 
   CHECK_THAT(predict.out, Contains("\"label\":"));
   // The bucket of a term is scikit-learn's: its murmurhash3_32(b"foo", 0) is -156908512.
   CHECK(ltk::hash_bucket("foo", 1u << 31) == 156908512u);
+}
+
+TEST_CASE("trainer.precision bf16: autocast where bf16 is native, float32 weights - refused or fp32 elsewhere",
+          "[train][precision]") {
+  // The guard: a Linear inside runs in bf16, its weights stay float32, the state comes back.
+  torch::nn::Linear linear(8, 4);
+  auto x = torch::randn({3, 8});
+  {
+    ltk::AutocastGuard autocast(true, torch::kCPU);
+    CHECK(linear(x).scalar_type() == torch::kBFloat16);
+    {
+      ltk::AutocastGuard off(false, torch::kCPU);  // an inactive guard changes nothing
+      CHECK(linear(x).scalar_type() == torch::kBFloat16);
+    }
+  }
+  CHECK(linear(x).scalar_type() == torch::kFloat);
+  CHECK(linear->weight.scalar_type() == torch::kFloat);
+  ltk::test::TempDir dir;
+  const std::string cfg = ltk::test::toy_config(dir);
+  // The fast path (the CPU check forced on, so it runs on any CPU): a BERT, whose attention, layer
+  // norms and feed-forward all meet autocast, learns the toy corpus as well as in fp32 (within
+  // one validation sample); its checkpoint holds float32 weights.
+  const std::string bert =
+      R"( --set data.tokenizer.type=wordpiece --set data.tokenizer.vocab_size=60 --set data.max_len=16)"
+      R"( --set 'model={"type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,)"
+      R"( "intermediate_size": 64, "max_position_embeddings": 16}' --set optimizer.lr=0.002)";
+  auto r = ltk::test::run_app("ltk-train", "--config '" + cfg + "' --set trainer.precision=bf16" + bert, "", "",
+                              "LTK_NATIVE_BF16=1");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.err, Contains("[precision] bf16 autocast"));
+  auto run = ltk::load_run(dir.file("run"), "best", "cpu");
+  for (const auto& p : run.model->named_parameters()) CHECK(p.value().scalar_type() == torch::kFloat);
+  auto accuracy = [&](const std::string& run_dir) {
+    auto eval = ltk::test::run_app("ltk-eval", "--run '" + run_dir + "' --data '" + dir.file("valid.tsv") + "' --json");
+    REQUIRE(eval.code == 0);
+    return nlohmann::json::parse(eval.out)["accuracy"].get<double>();
+  };
+  auto fp32 = ltk::test::run_app("ltk-train", "--config '" + cfg + "' --set output_dir=" + dir.file("fp32") + bert);
+  REQUIRE(fp32.code == 0);
+  const double in_bf16 = accuracy(dir.file("run")), in_fp32 = accuracy(dir.file("fp32"));
+  CHECK(in_bf16 >= 0.9);
+  CHECK(std::abs(in_bf16 - in_fp32) <= 1.0 / 15 + 1e-9);
+  // Without native bf16: "bf16" is refused before any data is read, naming the key; "auto" trains
+  // in fp32 and says so.
+  auto refused = ltk::test::run_app("ltk-train", "--config '" + cfg + "' --overwrite --set trainer.precision=bf16", "",
+                                    "", "LTK_NATIVE_BF16=0");
+  CHECK(refused.code != 0);
+  CHECK_THAT(refused.err, Contains("trainer.precision") && Contains("AVX512_BF16"));
+  CHECK_THAT(refused.err, !Contains("[data]"));
+  auto fallback = ltk::test::run_app("ltk-train", "--config '" + cfg + "' --overwrite --set trainer.precision=auto", "",
+                                     "", "LTK_NATIVE_BF16=0");
+  INFO(fallback.err);
+  CHECK(fallback.code == 0);
+  CHECK_THAT(fallback.err, Contains("training in fp32") && !Contains("[precision] bf16 autocast"));
+  // The transformer model's attention has no bf16 kernel in LibTorch 1.13: refused, or fp32 for "auto".
+  const std::string transformer = R"( --set 'model={"type": "transformer", "embed_dim": 16, "heads": 2, "layers": 1}')"
+                                  R"( --set data.max_len=16)";
+  auto no_kernel =
+      ltk::test::run_app("ltk-train", "--config '" + cfg + "' --overwrite --set trainer.precision=bf16" + transformer,
+                         "", "", "LTK_NATIVE_BF16=1");
+  CHECK(no_kernel.code != 0);
+  CHECK_THAT(no_kernel.err, Contains("trainer.precision") && Contains("transformer"));
+  // fp16, and bf16 with float64 weights: errors naming the key.
+  auto fp16 = ltk::test::run_app("ltk-train", "--config '" + cfg + "' --overwrite --set trainer.precision=fp16");
+  CHECK(fp16.code != 0);
+  CHECK_THAT(fp16.err, Contains("trainer.precision") && Contains("fp16"));
+  auto f64 = ltk::test::run_app(
+      "ltk-train", "--config '" + cfg + "' --set trainer.precision=bf16 --set trainer.dtype=float64 --dump-config");
+  CHECK(f64.code != 0);
+  CHECK_THAT(f64.err, Contains("trainer.precision") && Contains("float64"));
 }

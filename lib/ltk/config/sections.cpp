@@ -143,6 +143,7 @@ const std::vector<Field<TrainerConfig>>& trainer_fields() {
       {"max_tokens", &TrainerConfig::max_tokens, at_least(0)},
       {"memory_check", &TrainerConfig::memory_check},
       {"dtype", &TrainerConfig::dtype, one_of({"float32", "float64"})},
+      {"precision", &TrainerConfig::precision, one_of({"fp32", "bf16", "fp16", "auto"})},
       {"dist_timeout_s", &TrainerConfig::dist_timeout_s, at_least(1)},
       {"dist_bucket_mb", &TrainerConfig::dist_bucket_mb, at_least(0, false)},
   };
@@ -335,6 +336,10 @@ void read_scheduler(JsonReader r, SchedulerConfig& s) {
 void read_trainer(JsonReader r, TrainerConfig& t) {
   read_fields(r, t, trainer_fields());
   r.finish();
+  if (t.precision != "fp32" && t.dtype == "float64")
+    config_fail("trainer.precision", "\"" + t.precision +
+                                         "\" trains float32 weights in bf16 matrix products; "
+                                         "trainer.dtype \"float64\" asks for float64 ones: set one of them back");
 }
 
 nlohmann::json write_sections(const Config& c) {

@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "ltk/core/error.h"
@@ -82,7 +84,28 @@ CpuFeatures detect_cpu_features() {
   f.avx512dq = __builtin_cpu_supports("avx512dq");
   f.avx512vl = __builtin_cpu_supports("avx512vl");
 #endif
+  // The kernel's flags also say the OS saves the registers (AMX needs its permission too, which
+  // LibTorch's oneDNN asks for).
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    for (std::string w; words >> w;) {
+      f.avx512_bf16 = f.avx512_bf16 || w == "avx512_bf16";
+      f.amx_bf16 = f.amx_bf16 || w == "amx_bf16";
+    }
+    break;
+  }
   return f;
+}
+
+bool cpu_has_native_bf16() {
+  if (const char* forced = std::getenv("LTK_NATIVE_BF16"); forced && *forced) return std::string(forced) != "0";
+  static const bool native = [] {
+    const CpuFeatures f = detect_cpu_features();
+    return f.avx512_bf16 || f.amx_bf16;
+  }();
+  return native;
 }
 
 std::string best_openblas_core(const CpuFeatures& cpu) {

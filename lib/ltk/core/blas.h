@@ -16,10 +16,16 @@ namespace ltk {
 struct CpuFeatures {
   bool avx = false, avx2 = false, fma = false;
   bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false;
+  bool avx512_bf16 = false, amx_bf16 = false;  ///< native bf16 arithmetic (the kernel's cpuinfo flags)
 };
 
 /// This CPU's features (with the operating system's support for their registers).
 CpuFeatures detect_cpu_features();
+
+/// Whether this CPU computes bf16 natively (AVX512_BF16 or AMX-BF16), where bf16 autocast pays.
+/// The environment variable LTK_NATIVE_BF16 (0 or 1) overrides the answer, so that tests run the
+/// fallback and the fast path on any CPU.
+bool cpu_has_native_bf16();
 
 /// The strongest OpenBLAS kernel family the CPU runs: "SkylakeX" (AVX-512 F/BW/DQ/VL), "Haswell"
 /// (AVX2 + FMA), "Sandybridge" (AVX), or "" (nothing beyond what every x86-64 runs).

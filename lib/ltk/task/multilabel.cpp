@@ -110,9 +110,11 @@ EvalReport MultilabelTask::evaluate(const Predictions& p) const {
   std::vector<double> conf;
   std::vector<int> correct;
   for (int64_t i = 0; i < flat.numel(); ++i) {
-    double s = flat[i].item<double>();
-    conf.push_back(std::max(s, 1.0 - s));
-    correct.push_back(flat_gold[i].item<bool>() == flat_pred[i].item<bool>());
+    // The confidence in what is predicted at the label's threshold (at 0.5: max(s, 1 - s)).
+    const double s = flat[i].item<double>();
+    const bool predicted = flat_pred[i].item<bool>();
+    conf.push_back(predicted ? s : 1.0 - s);
+    correct.push_back(flat_gold[i].item<bool>() == predicted);
   }
   auto cal = calibration(conf, correct);
   EvalReport r;

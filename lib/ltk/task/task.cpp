@@ -154,8 +154,8 @@ void Task::resolve_thresholds(const std::vector<std::string>& names) {
     auto found = std::find(names.begin(), names.end(), it.key());
     if (found == names.end())
       throw ConfigError("config key 'task.threshold." + it.key() + "': " +
-                        (names.size() == 1 ? "a binary task's threshold is the positive label's, '" + names[0] + "'"
-                                           : "not a label of the training data" + did_you_mean(it.key(), names)));
+                        (type() == "binary" ? "a binary task's threshold is the positive label's, '" + names[0] + "'"
+                                            : "not a label of the training data" + did_you_mean(it.key(), names)));
     thresholds_[static_cast<size_t>(found - names.begin())] = it.value().get<double>();
   }
 }

@@ -103,7 +103,10 @@ Config baseline_config(const Config& config) {
                   {"log_every", config.trainer.log_every},
                   {"progress", config.trainer.progress}};
   auto& data = j["data"];
-  data["max_len"] = 0;
+  data["max_len"] = 0;  // the linear model reads every n-gram of a text: no windows either
+  data["long_text"] = "truncate";
+  data["window_overlap"] = 0;
+  data["window_pool"] = "mean";
   data["vocab"] = nlohmann::json::object();
   data["special_tokens"] = false;
   const std::string tok = config.data.tokenizer.type;

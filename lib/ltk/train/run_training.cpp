@@ -16,6 +16,7 @@
 #include "ltk/core/stop.h"
 #include "ltk/dist/dist.h"
 #include "ltk/train/phases.h"
+#include "ltk/train/precision.h"
 #include "ltk/train/run_training.h"
 
 namespace ltk {
@@ -123,6 +124,9 @@ TrainSummary run_phases(const Config& config, const TrainOptions& options, std::
   const int threads = apply_threads(threads_of(config, group.get()));
   seed_everything(config.seed);
   check_data_files(config);
+  // Precision the hardware cannot give is refused before any data is read ("auto" is decided by
+  // the Trainer, which says so).
+  if (config.trainer.precision == "bf16" || config.trainer.precision == "fp16") resolve_precision(config, device);
 
   ScratchRun scratch;
   if (rank > 0)

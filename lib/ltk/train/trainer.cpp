@@ -13,6 +13,7 @@
 #include "ltk/dist/dist.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/train/clock.h"
+#include "ltk/train/precision.h"
 
 namespace ltk {
 
@@ -27,6 +28,12 @@ Trainer::Trainer(const Config& config, std::shared_ptr<TextModel> model, const T
   metric_ = task_.selection_metric(config_.trainer.select_metric);
   higher_better_ = Task::selection_higher_better(metric_, config_.trainer.select_mode);
   current_lr_ = config_.optimizer.lr;
+  bf16_ = resolve_precision(config_, device_) == "bf16";
+  if (bf16_)
+    log::info(
+        "[precision] bf16 autocast on {}: matrix products in bf16; weights, gradients, optimiser state and "
+        "the loss in float32; validation in float32",
+        device_.is_cuda() ? "CUDA" : "a CPU with native bf16");
 }
 
 double Trainer::train_step(const Batch& batch, int64_t step) {
@@ -36,7 +43,12 @@ double Trainer::train_step(const Batch& batch, int64_t step) {
 }
 
 bool Trainer::micro_step(const Batch& batch, double scale, bool first, int64_t step, double& loss_out) {
-  auto outputs = model_->forward(batch);             // 1. output
+  torch::Tensor outputs;
+  {
+    AutocastGuard autocast(bf16_, device_);
+    outputs = model_->forward(batch);  // 1. output
+  }
+  if (bf16_ && outputs.is_floating_point()) outputs = outputs.to(torch::kFloat);  // the loss in float32
   auto loss = task_.loss(outputs, targets_like(batch.labels, outputs));  // 2. loss
   check_scalar_loss(loss);                           //    a scalar (P4)
   if (auto penalty = model_->penalty(batch); penalty.defined()) {

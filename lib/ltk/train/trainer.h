@@ -169,6 +169,7 @@ class Trainer {
   std::string metric_;
   bool higher_better_ = true;
   double current_lr_ = 0;
+  bool bf16_ = false;                    ///< trainer.precision resolved: the forward pass under bf16 autocast
   std::vector<double> lr_group_scales_;  // each optimiser group's lr over optimizer.lr
   int64_t last_checkpoint_step_ = -1;
   int64_t until_epoch_ = 0;

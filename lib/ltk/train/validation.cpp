@@ -49,7 +49,7 @@ void Trainer::validate_and_checkpoint(const TextDataset* valid, bool evaluate) {
     nlohmann::json record = {{"kind", "valid"}, {"epoch", state_.epoch}, {"step", state_.step}};
     record.update(report.headline());
     record["elapsed_s"] = now_s() - loop_start_;
-    record["eval_samples_per_s"] = eval_seconds > 0 ? static_cast<double>(valid->size()) / eval_seconds : 0.0;
+    record["eval_samples_per_s"] = eval_seconds > 0 ? static_cast<double>(valid->num_texts()) / eval_seconds : 0.0;
     run_.append_metrics(record);
     // The k best checkpoints by the selection metric.
     state_.kept.emplace_back(value, state_.step);

@@ -1,0 +1,69 @@
+#include "ltk/train/precision.h"
+
+#include <ATen/autocast_mode.h>
+
+#include "ltk/core/blas.h"
+#include "ltk/core/error.h"
+#include "ltk/core/log.h"
+
+namespace ltk {
+
+std::string resolve_precision(const Config& config, const c10::Device& device) {
+  const std::string& p = config.trainer.precision;
+  if (p == "fp32") return "fp32";
+  if (p == "fp16")
+    throw ConfigError(
+        "config key 'trainer.precision': \"fp16\" needs a CUDA device and a gradient scaler, which "
+        "ltk does not have yet; use \"bf16\" (CUDA, or a CPU with AVX512_BF16 or AMX) or \"fp32\"");
+  if (config.model.type == "transformer") {
+    const char* why =
+        "the transformer model's attention (LibTorch 1.13's MultiheadAttention) masks padding with a kernel that has "
+        "no bf16";
+    if (p == "bf16")
+      throw ConfigError(std::string("config key 'trainer.precision': \"bf16\": ") + why +
+                        "; train it in \"fp32\", or use the bert model, which runs in bf16");
+    log::warn("[precision] trainer.precision \"auto\": {}; training in fp32", why);
+    return "fp32";
+  }
+  const bool native = device.is_cuda() || cpu_has_native_bf16();
+  if (native) return "bf16";
+  if (p == "bf16")
+    throw ConfigError(
+        "config key 'trainer.precision': \"bf16\" needs native bf16, which this CPU lacks (no "
+        "AVX512_BF16 or AMX in /proc/cpuinfo): emulated, it would be slower than fp32; use \"fp32\", "
+        "or \"auto\" for bf16 where the hardware has it");
+  log::warn(
+      "[precision] trainer.precision \"auto\": this CPU has no native bf16 (AVX512_BF16 or AMX); training in fp32");
+  return "fp32";
+}
+
+AutocastGuard::AutocastGuard(bool enabled, const c10::Device& device) : enabled_(enabled), cuda_(device.is_cuda()) {
+  if (!enabled_) return;
+  if (cuda_) {
+    was_enabled_ = at::autocast::is_enabled();
+    was_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+  } else {
+    was_enabled_ = at::autocast::is_cpu_enabled();
+    was_dtype_ = at::autocast::get_autocast_cpu_dtype();
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  }
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (!enabled_) return;
+  // The casts of the weights are cached for the pass; the outermost guard frees them.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  if (cuda_) {
+    at::autocast::set_enabled(was_enabled_);
+    at::autocast::set_autocast_gpu_dtype(was_dtype_);
+  } else {
+    at::autocast::set_cpu_enabled(was_enabled_);
+    at::autocast::set_autocast_cpu_dtype(was_dtype_);
+  }
+}
+
+}  // namespace ltk
