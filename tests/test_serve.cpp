@@ -423,6 +423,7 @@ TEST_CASE(
   // (--baseline: the tf-idf linear baseline reads whole texts beside it.)
   auto windowed = train_with("window", " --set data.long_text=window --set data.window_overlap=4 --baseline");
   CHECK_THAT(windowed.err, Contains("[data] train: 240 texts, 240 of them cut into"));
+  CHECK_THAT(windowed.err, Contains("[baseline]") && !Contains("the baseline failed"));
   const std::string run = dir.file("window");
   const double window = eval_accuracy(run);
   CHECK(window >= 0.95);

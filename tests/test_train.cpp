@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include <ATen/autocast_mode.h>
 #include <torch/serialize.h>
 
 #include "ltk/config/config.h"
@@ -817,6 +818,14 @@ TEST_CASE("trainer.precision bf16: autocast where bf16 is native, float32 weight
   }
   CHECK(linear(x).scalar_type() == torch::kFloat);
   CHECK(linear->weight.scalar_type() == torch::kFloat);
+  try {  // an exception inside leaves autocast off and its nesting at 0
+    ltk::AutocastGuard autocast(true, torch::kCPU);
+    throw std::runtime_error("inside");
+  } catch (const std::runtime_error&) {
+  }
+  CHECK_FALSE(at::autocast::is_cpu_enabled());
+  CHECK(at::autocast::increment_nesting() == 1);
+  at::autocast::decrement_nesting();
   ltk::test::TempDir dir;
   const std::string cfg = ltk::test::toy_config(dir);
   // The fast path (the CPU check forced on, so it runs on any CPU): a BERT, whose attention, layer
@@ -843,6 +852,20 @@ TEST_CASE("trainer.precision bf16: autocast where bf16 is native, float32 weight
   const double in_bf16 = accuracy(dir.file("run")), in_fp32 = accuracy(dir.file("fp32"));
   CHECK(in_bf16 >= 0.9);
   CHECK(std::abs(in_bf16 - in_fp32) <= 1.0 / 15 + 1e-9);
+  // The first logged training loss: the same seed and batches, computed through bf16 products
+  // (different, and close).
+  auto first_loss = [&](const std::string& run_dir) {
+    std::istringstream lines(ltk::test::read_text(run_dir + "/metrics.jsonl"));
+    for (std::string line; std::getline(lines, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j["kind"] == "train") return j["loss"].get<double>();
+    }
+    FAIL("no training record in " << run_dir);
+    return 0.0;
+  };
+  const double loss16 = first_loss(dir.file("run")), loss32 = first_loss(dir.file("fp32"));
+  CHECK(std::abs(loss16 - loss32) > 1e-6 * loss32);
+  CHECK(std::abs(loss16 - loss32) < 0.05 * loss32);
   // Without native bf16: "bf16" is refused before any data is read, naming the key; "auto" trains
   // in fp32 and says so.
   auto refused = ltk::test::run_app("ltk-train", "--config '" + cfg + "' --overwrite --set trainer.precision=bf16", "",
@@ -863,6 +886,13 @@ TEST_CASE("trainer.precision bf16: autocast where bf16 is native, float32 weight
                          "", "", "LTK_NATIVE_BF16=1");
   CHECK(no_kernel.code != 0);
   CHECK_THAT(no_kernel.err, Contains("trainer.precision") && Contains("transformer"));
+  auto regression = ltk::test::run_app("ltk-train",
+                                       "--config '" + cfg +
+                                           "' --overwrite --set trainer.precision=bf16 "
+                                           "--set task.type=regression",
+                                       "", "", "LTK_NATIVE_BF16=1");
+  CHECK(regression.code != 0);
+  CHECK_THAT(regression.err, Contains("trainer.precision") && Contains("regression"));
   // fp16, and bf16 with float64 weights: errors naming the key.
   auto fp16 = ltk::test::run_app("ltk-train", "--config '" + cfg + "' --overwrite --set trainer.precision=fp16");
   CHECK(fp16.code != 0);

@@ -8,6 +8,26 @@
 
 namespace ltk {
 
+namespace {
+
+// Why a run cannot train in bf16 whatever the hardware, or null.
+const char* fp32_only(const Config& config, const c10::Device& device) {
+  const std::string& model = config.model.type;
+  if (model == "transformer")
+    return "the transformer model's attention (LibTorch 1.13's MultiheadAttention) masks padding with a kernel "
+           "that has no bf16 (the bert model runs in bf16)";
+  if (model == "rnn" && device.is_cuda())
+    return "LibTorch 1.13 autocasts cuDNN's LSTM and GRU to fp16, not bf16, and ltk has no gradient scaler";
+  if (model == "linear")
+    return "the linear model has no matrix product to run in bf16 (its features are an embedding bag, or the "
+           "dual_cd solver's float64)";
+  if (config.task.type == "regression")
+    return "a regression output in bf16 keeps about 3 significant digits of the target";
+  return nullptr;
+}
+
+}  // namespace
+
 std::string resolve_precision(const Config& config, const c10::Device& device) {
   const std::string& p = config.trainer.precision;
   if (p == "fp32") return "fp32";
@@ -15,13 +35,9 @@ std::string resolve_precision(const Config& config, const c10::Device& device) {
     throw ConfigError(
         "config key 'trainer.precision': \"fp16\" needs a CUDA device and a gradient scaler, which "
         "ltk does not have yet; use \"bf16\" (CUDA, or a CPU with AVX512_BF16 or AMX) or \"fp32\"");
-  if (config.model.type == "transformer") {
-    const char* why =
-        "the transformer model's attention (LibTorch 1.13's MultiheadAttention) masks padding with a kernel that has "
-        "no bf16";
+  if (const char* why = fp32_only(config, device)) {
     if (p == "bf16")
-      throw ConfigError(std::string("config key 'trainer.precision': \"bf16\": ") + why +
-                        "; train it in \"fp32\", or use the bert model, which runs in bf16");
+      throw ConfigError(std::string("config key 'trainer.precision': \"bf16\": ") + why + "; train in \"fp32\"");
     log::warn("[precision] trainer.precision \"auto\": {}; training in fp32", why);
     return "fp32";
   }
