@@ -6,18 +6,21 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <thread>
 
 #include "app.h"
 #include "ltk/config/config.h"
+#include "ltk/core/files.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/dataset.h"
 #include "ltk/data/formats.h"
 #include "ltk/data/split.h"
 #include "ltk/data/tokenizer.h"
 #include "ltk/data/wordpiece.h"
-#include "ltk/core/files.h"
 #include "ltk/models/linear.h"
+#include "ltk/models/load_config.h"
 #include "ltk/models/registry.h"
+#include "ltk/train/corpus_shards.h"
 
 namespace fs = std::filesystem;
 
@@ -31,6 +34,7 @@ const char* kUsage =
     "  tokenize  tokenize lines from stdin, print tokens joined by spaces\n"
     "  stats     samples, labels and token lengths of label<TAB>text files\n"
     "  vocab     learn a WordPiece vocab.txt from texts and report its [UNK] rate\n"
+    "  encode    tokenise a config's splits once into memory-mapped shards (data.train may name them)\n"
     "run 'ltk-data COMMAND --help' for a command's options\n";
 
 void write_splits(const std::vector<ltk::Example>& all, const std::string& out_dir, const std::string& ratios_text,
@@ -271,6 +275,48 @@ int cmd_vocab(int argc, char** argv) {
   return 0;
 }
 
+int cmd_encode(int argc, char** argv) {
+  cxxopts::Options options("ltk-data encode",
+                           "Tokenise and numericalise a config's data files once into shards: flat token-id files "
+                           "with an index and a manifest (docs/shards.md), which ltk-train reads memory-mapped when "
+                           "data.train, data.valid or data.test names OUT/train, OUT/valid, OUT/test. Each file is "
+                           "read in pieces: memory stays bounded whatever its size.");
+  options.add_options()("config", "the training config whose data, tokenizer and vocabulary settings encode",
+                        cxxopts::value<std::string>())("s,set", "override a config key (repeatable)",
+                                                       cxxopts::value<std::vector<std::string>>())(
+      "split", "train, valid or test (repeatable; default every split the config names)",
+      cxxopts::value<std::vector<std::string>>())("out", "the directory the shards go to",
+                                                  cxxopts::value<std::string>())(
+      "threads", "threads: one reads and parses the next piece, the others tokenise (0: every core)",
+      cxxopts::value<int>()->default_value("0"))("piece-mb", "MiB of input read and encoded at a time",
+                                                 cxxopts::value<int>()->default_value("8"))(
+      "overwrite", "replace shards already in OUT")("h,help", "show this help");
+  bool help = false;
+  auto args = ltk::app::parse(options, argc, argv, help);
+  if (help) return 0;
+  if (!args.count("config") || !args.count("out")) throw ltk::UsageError("--config and --out are required");
+  std::vector<std::string> overrides;
+  if (args.count("set")) overrides = args["set"].as<std::vector<std::string>>();
+  const ltk::Config config = ltk::load_config(args["config"].as<std::string>(), overrides);
+  ltk::EncodeShardsOptions o;
+  o.out = args["out"].as<std::string>();
+  if (args.count("split")) o.splits = args["split"].as<std::vector<std::string>>();
+  const int threads = args["threads"].as<int>();
+  if (threads < 0) throw ltk::UsageError("--threads must be 0 (every core) or more");
+  o.threads = threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int piece_mb = args["piece-mb"].as<int>();
+  if (piece_mb < 1 || piece_mb > 4096) throw ltk::UsageError("--piece-mb must be in 1..4096");
+  o.piece_bytes = static_cast<size_t>(piece_mb) << 20;
+  o.overwrite = args.count("overwrite") > 0;
+  for (const auto& r : ltk::encode_shards(config, o)) {
+    const double mb = static_cast<double>(r.source_bytes) / 1e6;
+    std::cout << fmt::format("{}\t{}\t{} texts\t{} tokens\t{:.1f} MB in {:.2f} s ({:.1f} MB/s){}\n", r.split, r.dir,
+                             r.samples, r.tokens, mb, r.seconds, r.seconds > 0 ? mb / r.seconds : 0.0,
+                             r.skipped ? fmt::format("\t{} skipped", r.skipped) : "");
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -290,9 +336,10 @@ int main(int argc, char** argv) {
     if (cmd == "tokenize") return cmd_tokenize(argc - 1, argv + 1);
     if (cmd == "stats") return cmd_stats(argc - 1, argv + 1);
     if (cmd == "vocab") return cmd_vocab(argc - 1, argv + 1);
+    if (cmd == "encode") return cmd_encode(argc - 1, argv + 1);
     std::cerr << kUsage;
     if (cmd.empty()) throw ltk::UsageError("a command is required");
     throw ltk::UsageError("unknown command '" + cmd + "'" +
-                          ltk::did_you_mean(cmd, {"fortunes", "split", "tokenize", "stats", "vocab"}));
+                          ltk::did_you_mean(cmd, {"fortunes", "split", "tokenize", "stats", "vocab", "encode"}));
   });
 }

@@ -1109,3 +1109,53 @@ TEST_CASE("limits: a training file with one label stops after reading, naming th
   CHECK(r.code == 1);
   CHECK_THAT(r.err, Contains("at least 2 labels") && Contains("found 1 ('same')"));
 }
+
+TEST_CASE(
+    "shards: ltk-data encode, then a run from the shards is bit-identical to the run from the raw files, killed and "
+    "resumed too",
+    "[cli][shards]") {
+  TempDir dir;
+  const std::string config = ltk::test::toy_config(dir);
+  auto enc = run_app("ltk-data", "encode --config '" + config + "' --out '" + dir.file("shards") + "' --threads 2");
+  INFO(enc.err);
+  REQUIRE(enc.code == 0);
+  CHECK_THAT(enc.out, Contains("train\t") && Contains("valid\t") && Contains("test\t") && Contains("60 texts"));
+  const std::string base =
+      "--config '" + config + "' --set model.dropout=0.3 --set trainer.epochs=4 --set trainer.checkpoint_every=3";
+  const std::string shards = " --set data.train=" + dir.file("shards/train") +
+                             " --set data.valid=" + dir.file("shards/valid") +
+                             " --set data.test=" + dir.file("shards/test");
+  auto raw = run_app("ltk-train", base + " --set output_dir=" + dir.file("raw"));
+  REQUIRE(raw.code == 0);
+  auto mapped = run_app("ltk-train", base + shards + " --set output_dir=" + dir.file("mapped"));
+  INFO(mapped.err);
+  REQUIRE(mapped.code == 0);
+  CHECK_THAT(mapped.err, Contains("mapped from a shard"));
+  check_same_run(dir.file("raw"), dir.file("mapped"));
+  // Killed mid-epoch and resumed from the shards: the same run again.
+  auto killed = run_app("ltk-train-faults", base + shards + " --set output_dir=" + dir.file("killed"), "", "",
+                        "LTK_TEST_KILL=after_step:5");
+  CHECK(killed.code == 137);
+  auto resumed = run_app("ltk-train", "--resume '" + dir.file("killed") + "'");
+  INFO(resumed.err);
+  REQUIRE(resumed.code == 0);
+  check_same_run(dir.file("raw"), dir.file("killed"));
+  // Predictions of the shard-trained run are the raw run's.
+  const std::string texts = "goal match team\nbread cheese\nlinux kernel bug\n";
+  CHECK(run_app("ltk-predict", "--run " + dir.file("mapped"), texts).out ==
+        run_app("ltk-predict", "--run " + dir.file("raw"), texts).out);
+  // A shard where a file belongs is named; a directory that is no shard is refused.
+  auto eval = run_app("ltk-eval", "--run " + dir.file("mapped") + " --data " + dir.file("shards/test"));
+  CHECK(eval.code != 0);
+  CHECK_THAT(eval.err, Contains("is a shard") && Contains("valid.tsv"));
+  auto notshard = run_app("ltk-train", "--config '" + config + "' --set data.train=" + dir.path().string() +
+                                           " --set output_dir=" + dir.file("x"));
+  CHECK(notshard.code != 0);
+  CHECK_THAT(notshard.err, Contains("ltk-data encode"));
+  // Another tokenizer setting than the shard's: refused naming the key, before anything runs.
+  auto upper = run_app("ltk-train",
+                       base + shards + " --set data.tokenizer.lowercase=false --set output_dir=" + dir.file("upper"));
+  CHECK(upper.code != 0);
+  CHECK_THAT(upper.err, Contains("data.tokenizer.lowercase") && Contains("ltk-data encode"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("upper/checkpoints")));
+}

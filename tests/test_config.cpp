@@ -400,5 +400,5 @@ TEST_CASE("cli: ltk-train --dump-config resolves extends and env values - the ru
                                           dir.path().string() + "' --set output_dir='" + dir.file("run2") + "'",
                                       "", "", env);
   CHECK(directory.code != 0);
-  CHECK_THAT(directory.err, Contains("config key 'data.train'") && Contains("is a directory, not a data file"));
+  CHECK_THAT(directory.err, Contains("config key 'data.train'") && Contains("is a directory, neither a data file"));
 }

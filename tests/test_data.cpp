@@ -957,3 +957,49 @@ TEST_CASE("encode: on several threads, the same vocabulary, ids, labels and firs
   REQUIRE_THROWS_WITH(ltk::build_vocab_and_encode(ex, "m", tok, 1, 0, &targets, many), Contains("m:101"));
   REQUIRE_THROWS_WITH(ltk::build_vocab_and_encode(ex, "m", tok, 1, 0, &targets, one), Contains("m:101"));
 }
+
+TEST_CASE("data: a file read in pieces gives read_examples' examples and lines, whatever the piece size",
+          "[data][shards]") {
+  TempDir dir;
+  // TSV, CSV with quoted line breaks and a header, JSON Lines, with a BOM, CRLF, blank and bad lines.
+  std::string tsv = "\xEF\xBB\xBFsport\tgoal match\r\n\nfood\tbread\n";
+  for (int i = 0; i < 40; ++i) tsv += (i % 3 ? "tech\tlinux kernel " : "food\tsoup ") + std::to_string(i) + "\n";
+  std::string csv = "label,text\n";
+  for (int i = 0; i < 40; ++i)
+    csv += i % 4 ? "a,\"one, two\nthree \"\"" + std::to_string(i) + "\"\"\"\n"
+                 : "b,a 5\" screen " + std::to_string(i) + "\n";  // a stray quote inside a field is a character
+  std::string jsonl;
+  for (int i = 0; i < 40; ++i)
+    jsonl += "{\"label\": \"" + std::string(i % 2 ? "x" : "y") + "\", \"text\": \"t " + std::to_string(i) + "\"}\n";
+  ltk::test::write_file(dir.file("a.tsv"), tsv);
+  ltk::test::write_file(dir.file("a.csv"), csv);
+  ltk::test::write_file(dir.file("a.jsonl"), jsonl);
+  for (const char* name : {"a.tsv", "a.csv", "a.jsonl"}) {
+    ltk::ReaderOptions o;
+    if (std::string(name) == "a.csv") {
+      o.header = true;
+      o.label_column = "label";
+      o.text_column = "text";
+    }
+    const auto whole = ltk::read_examples(dir.file(name), o).examples;
+    for (size_t piece : {size_t{1}, size_t{7}, size_t{64}, size_t{1} << 20}) {
+      std::vector<ltk::Example> got;
+      const int64_t n = ltk::read_examples_in_pieces(dir.file(name), o, piece, [&](ltk::ReadResult& r) {
+        for (auto& e : r.examples) got.push_back(std::move(e));
+      });
+      INFO(name << " in pieces of " << piece << " bytes");
+      REQUIRE(n == static_cast<int64_t>(whole.size()));
+      REQUIRE(got.size() == whole.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        CHECK(got[i].label == whole[i].label);
+        CHECK(got[i].text == whole[i].text);
+        CHECK(got[i].line == whole[i].line);
+      }
+    }
+  }
+  // A bad row's error names its line however the file was cut.
+  ltk::test::write_file(dir.file("bad.tsv"), tsv + "no tab here\n");
+  ltk::ReaderOptions o;
+  REQUIRE_THROWS_WITH(ltk::read_examples_in_pieces(dir.file("bad.tsv"), o, 5, [](ltk::ReadResult&) {}),
+                      Contains("bad.tsv:44"));
+}

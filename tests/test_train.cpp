@@ -4,6 +4,7 @@
 #include <csignal>
 #include <filesystem>
 #include <map>
+#include <numeric>
 #include <random>
 #include <set>
 #include <sstream>
@@ -18,14 +19,20 @@
 #include "ltk/core/stop.h"
 #include "ltk/data/formats.h"
 #include "ltk/data/ngrams.h"
+#include "ltk/data/shards.h"
 #include "ltk/data/vocab.h"
+#include "ltk/data/wordpiece.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/io/run.h"
 #include "ltk/metrics/metrics.h"
 #include "ltk/models/bow.h"
+#include "ltk/models/linear.h"
+#include "ltk/models/load_config.h"
 #include "ltk/models/registry.h"
+#include "ltk/task/task.h"
+#include "ltk/train/corpus_shards.h"
 #include "ltk/train/dual_cd.h"
 #include "ltk/train/optim.h"
 #include "ltk/train/precision.h"
@@ -901,4 +908,254 @@ TEST_CASE("trainer.precision bf16: autocast where bf16 is native, float32 weight
       "ltk-train", "--config '" + cfg + "' --set trainer.precision=bf16 --set trainer.dtype=float64 --dump-config");
   CHECK(f64.code != 0);
   CHECK_THAT(f64.err, Contains("trainer.precision") && Contains("float64"));
+}
+
+// ---- shards (ltk-data encode) ----
+
+namespace {
+
+/// A labelled corpus of generated text for `task` (multiclass, multilabel, regression).
+std::string shard_corpus(const std::string& task, int n, uint32_t seed) {
+  const auto texts = ltk::test::generated_corpus(n, seed, 0.3);
+  std::string out;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    // A text token that reads like a special one is an unknown word, never padding.
+    const std::string extra = i % 50 == 3 ? " <unk> <pad>" : "";
+    const std::string label = task == "regression"   ? std::to_string(static_cast<double>(i % 7) / 4)
+                              : task == "multilabel" ? (i % 3 ? "a,b" : "c")
+                              : task == "binary"     ? (i % 3 ? "no" : "yes")
+                                                     : std::string(1, static_cast<char>('p' + i % 4));
+    out += label + "\t" + texts[i] + extra + "\n";
+  }
+  return out;
+}
+
+ltk::Config shard_config(const TempDir& dir, const std::string& task, const nlohmann::json& data_extra) {
+  nlohmann::json j = {{"name", "shards"},
+                      {"output_dir", dir.file("run")},
+                      {"device", "cpu"},
+                      {"threads", 1},
+                      {"data", {{"train", dir.file("train.tsv")}, {"valid", dir.file("valid.tsv")}}},
+                      {"model", {{"type", "bow"}, {"embed_dim", 8}}},
+                      {"task", {{"type", task}}}};
+  j["data"].update(data_extra);
+  return ltk::parse_config(j);
+}
+
+/// The in-memory path's training split, vocabulary and labels for `config`, as prepare_data makes them.
+struct InMemory {
+  ltk::Vocabulary vocab;
+  ltk::LabelMap labels;
+  std::unique_ptr<ltk::Task> task;
+  ltk::TextDataset train, valid;
+};
+
+InMemory in_memory(const ltk::Config& c) {
+  InMemory m;
+  auto tok = ltk::make_run_tokenizer(c.data.tokenizer, c.model);
+  const auto opts = ltk::reader_options(c.data, c.task);
+  const auto train = ltk::read_examples(c.data.train, opts).examples;
+  if (ltk::task_has_labels(c.task.type)) m.labels = ltk::labels_from_examples(c.task, train);
+  m.task = ltk::make_task(c.task, m.labels);
+  const auto targets = m.task->target_encoder();
+  if (c.data.vocab.source == "tokenizer") {
+    m.vocab = ltk::Vocabulary::load_wordpiece(c.data.tokenizer.dict);
+    m.train = ltk::encode_examples(train, c.data.train, *tok, m.vocab, &targets, ltk::encode_options(c.data, m.vocab));
+  } else {
+    std::tie(m.vocab, m.train) =
+        ltk::build_vocab_and_encode(train, c.data.train, *tok, c.data.vocab.min_freq, c.data.vocab.max_size, &targets,
+                                    ltk::encode_options(c.data, ltk::Vocabulary()));
+  }
+  m.valid = ltk::encode_examples(ltk::read_examples(c.data.valid, opts).examples, c.data.valid, *tok, m.vocab, &targets,
+                                 ltk::encode_options(c.data, m.vocab));
+  return m;
+}
+
+void check_same_samples(const ltk::TextDataset& mem, const ltk::TextDataset& shard) {
+  REQUIRE(shard.mapped());
+  REQUIRE(shard.size() == mem.size());
+  REQUIRE(shard.target_kind() == mem.target_kind());
+  for (int64_t i = 0; i < mem.size(); ++i) {
+    INFO("sample " << i);
+    REQUIRE(shard.length(i) == mem.length(i));
+    const ltk::IdPieces a = mem.ids(i), b = shard.ids(i);
+    for (int64_t k = 0; k < mem.length(i); ++k) REQUIRE(a[k] == b[k]);
+    REQUIRE(shard.full_length(i) == mem.full_length(i));
+    REQUIRE(shard.source_line(i) == mem.source_line(i));
+    REQUIRE(shard.labels(i) == mem.labels(i));
+    REQUIRE(shard.value(i) == mem.value(i));
+  }
+  // The collate makes the same batch from both (the first 17 samples, say).
+  std::vector<int64_t> idx;
+  for (int64_t i = 0; i < std::min<int64_t>(17, mem.size()); ++i) idx.push_back(i);
+  const ltk::PadCollate collate;
+  const auto x = collate(mem, idx), y = collate(shard, idx);
+  CHECK(torch::equal(x.ids, y.ids));
+  if (x.labels.defined()) CHECK(torch::equal(x.labels, y.labels));
+}
+
+}  // namespace
+
+TEST_CASE(
+    "shards: every split decodes back to the in-memory path's ids, labels and lines, for each tokenizer, task and "
+    "max_len",
+    "[shards]") {
+  TempDir dir;
+  // A fixed WordPiece vocabulary (BERT's layout: [CLS]/[SEP] around every text).
+  ltk::WordPieceTrainOptions wp;
+  wp.size = 300;
+  wp.min_frequency = 1;
+  std::string vocab_txt;
+  for (const auto& p : ltk::train_wordpiece(ltk::test::generated_corpus(200, 5, 0.3), wp)) vocab_txt += p + "\n";
+  ltk::test::write_file(dir.file("wp_vocab.txt"), vocab_txt);
+  const std::vector<nlohmann::json> setups = {
+      {{"tokenizer", {{"type", "basic"}}}},
+      {{"tokenizer", {{"type", "char"}}}, {"vocab", {{"min_freq", 2}, {"max_size", 40}}}},
+      {{"tokenizer", {{"type", "whitespace"}, {"lowercase", false}}}},
+      {{"tokenizer", {{"type", "wordpiece"}, {"dict", dir.file("wp_vocab.txt")}}},
+       {"vocab", {{"source", "tokenizer"}}},
+       {"special_tokens", true}}};
+  for (const std::string task : {"multiclass", "binary", "multilabel", "regression"}) {
+    ltk::test::write_file(dir.file("train.tsv"), shard_corpus(task, 300, 1));
+    ltk::test::write_file(dir.file("valid.tsv"), shard_corpus(task, 60, 2));
+    for (const auto& setup : setups) {
+      INFO(task << " " << setup.dump());
+      const ltk::Config config = shard_config(dir, task, setup);
+      ltk::EncodeShardsOptions o;
+      o.out = dir.file("shards");
+      o.overwrite = true;
+      o.piece_bytes = 1000;  // many pieces: the vocabulary and labels are counted across them
+      const auto done = ltk::encode_shards(config, o);
+      REQUIRE(done.size() == 2);
+      CHECK(done[0].samples == 300);
+      const InMemory mem = in_memory(config);
+      const ltk::LabelMap* labels = ltk::task_has_labels(task) ? &mem.labels : nullptr;
+      const auto targets = mem.task->target_encoder();
+      // The shard's vocabulary is the one the in-memory path builds.
+      CHECK(ltk::vocab_digest(mem.vocab) == ltk::read_shard_manifest(dir.file("shards/train"))["vocab"]["digest"]);
+      check_same_samples(mem.train, ltk::open_config_shard(dir.file("shards/train"), config, "data.train", &mem.vocab,
+                                                           labels, targets));
+      check_same_samples(mem.valid, ltk::open_config_shard(dir.file("shards/valid"), config, "data.valid", &mem.vocab,
+                                                           labels, targets));
+      // max_len and truncation are applied when a sample is read, as encoding with them cuts it
+      // (max_len 2 with special tokens: nothing but them; 1 without: one token).
+      for (int max_len : {1, 2, 7})
+        for (const char* policy : {"head", "tail", "head+tail"}) {
+          if (max_len < 2 && setup.value("special_tokens", false)) continue;  // refused by the config
+          nlohmann::json cut = setup;
+          cut["max_len"] = max_len;
+          cut["truncation"] = policy;
+          const ltk::Config c = shard_config(dir, task, cut);
+          const InMemory m = in_memory(c);
+          INFO("max_len " << max_len << ", " << policy);
+          check_same_samples(
+              m.train, ltk::open_config_shard(dir.file("shards/train"), c, "data.train", &m.vocab, labels, targets));
+          check_same_samples(
+              m.valid, ltk::open_config_shard(dir.file("shards/valid"), c, "data.valid", &m.vocab, labels, targets));
+        }
+    }
+  }
+}
+
+TEST_CASE("shards: the bytes do not depend on the thread count or the piece size, and a failed encode leaves nothing",
+          "[shards]") {
+  TempDir dir;
+  ltk::test::write_file(dir.file("train.tsv"), shard_corpus("multiclass", 12000, 3));
+  ltk::test::write_file(dir.file("valid.tsv"), shard_corpus("multiclass", 50, 4));
+  const ltk::Config config = shard_config(dir, "multiclass", {{"vocab", {{"min_freq", 2}}}});
+  std::vector<nlohmann::json> files;
+  // 1 and 3 threads (the reader and 2 tokenising: a piece of 12000 texts is cut into 2 slices).
+  for (auto [threads, piece] : {std::pair<int, size_t>{1, 8 << 20}, {3, 8 << 20}, {3, 5000}}) {
+    ltk::EncodeShardsOptions o;
+    o.out = dir.file("s" + std::to_string(files.size()));
+    o.threads = threads;
+    o.piece_bytes = piece;
+    ltk::encode_shards(config, o);
+    files.push_back(ltk::read_shard_manifest(o.out + "/train")["files"]);
+  }
+  CHECK(files[0] == files[1]);
+  CHECK(files[0] == files[2]);
+  // Encoding again needs --overwrite; a leftover .partial is replaced; a failure removes its .partial.
+  ltk::EncodeShardsOptions o;
+  o.out = dir.file("s0");
+  REQUIRE_THROWS_WITH(ltk::encode_shards(config, o), Contains("--overwrite"));
+  ltk::test::write_file(dir.file("valid.tsv"), shard_corpus("multiclass", 50, 4) + "zzz\tan unknown label\n");
+  o.overwrite = true;
+  REQUIRE_THROWS_WITH(ltk::encode_shards(config, o), Contains("valid.tsv:51") && Contains("'zzz'"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("s0/valid.partial")));
+  CHECK(ltk::is_shard(dir.file("s0/valid")));  // the old shard is still whole
+}
+
+TEST_CASE("shards: a damaged shard, a lying manifest or another config is a clear error naming the file or key",
+          "[shards]") {
+  TempDir dir;
+  ltk::test::write_file(dir.file("train.tsv"), shard_corpus("multiclass", 200, 1));
+  ltk::test::write_file(dir.file("valid.tsv"), shard_corpus("multiclass", 40, 2));
+  const ltk::Config config = shard_config(dir, "multiclass", nlohmann::json::object());
+  ltk::EncodeShardsOptions o;
+  o.out = dir.file("shards");
+  ltk::encode_shards(config, o);
+  const std::string train = dir.file("shards/train");
+  auto copy_shard = [&](const std::string& name) {
+    std::filesystem::copy(train, dir.file(name), std::filesystem::copy_options::recursive);
+    return dir.file(name);
+  };
+  ltk::ShardReadOptions read;
+  {  // truncated ids
+    const std::string s = copy_shard("truncated");
+    std::filesystem::resize_file(s + "/ids.bin", std::filesystem::file_size(s + "/ids.bin") - 4);
+    REQUIRE_THROWS_WITH(ltk::open_shard(s, read), Contains("ids.bin") && Contains("truncated"));
+  }
+  {  // one byte changed: the digest says so
+    const std::string s = copy_shard("flipped");
+    std::string bytes = ltk::test::read_text(s + "/classes.bin");
+    bytes[5] ^= 0x01;
+    ltk::test::write_file(s + "/classes.bin", bytes);
+    REQUIRE_THROWS_WITH(ltk::open_shard(s, read), Contains("classes.bin") && Contains("digest"));
+    // unverified, the class id out of range is still caught
+    ltk::ShardReadOptions fast;
+    fast.verify = false;
+    bytes[5] = 0x40;  // a class id of 2^14
+    ltk::test::write_file(s + "/classes.bin", bytes);
+    REQUIRE_THROWS_WITH(ltk::open_shard(s, fast), Contains("classes.bin") && Contains("outside"));
+  }
+  {  // a manifest that lies about the counts, and one from a newer ltk
+    const std::string s = copy_shard("lying");
+    auto m = ltk::read_shard_manifest(s);
+    m["samples"] = m["samples"].get<int64_t>() + 1;
+    ltk::test::write_file(s + "/manifest.json", m.dump());
+    REQUIRE_THROWS_WITH(ltk::open_shard(s, read), Contains(".bin") && Contains("manifest"));
+    m["version"] = 99;
+    ltk::test::write_file(s + "/manifest.json", m.dump());
+    REQUIRE_THROWS_WITH(ltk::open_shard(s, read), Contains("version 99"));
+    ltk::test::write_file(s + "/manifest.json", "{\"format\": \"ltk-shard\"");
+    REQUIRE_THROWS_WITH(ltk::open_shard(s, read), Contains("manifest.json") && Contains("not valid JSON"));
+  }
+  // Another tokenizer setting, another vocabulary, another model: refused naming the key.
+  const ltk::Config upper = shard_config(dir, "multiclass", {{"tokenizer", {{"lowercase", false}}}});
+  const InMemory mem = in_memory(config);
+  const auto targets = mem.task->target_encoder();
+  REQUIRE_THROWS_WITH(ltk::open_config_shard(train, upper, "data.train", nullptr, nullptr, targets),
+                      Contains("data.tokenizer.lowercase") && Contains("'data.train'"));
+  const ltk::Config rare = shard_config(dir, "multiclass", {{"vocab", {{"min_freq", 3}}}});
+  REQUIRE_THROWS_WITH(ltk::open_config_shard(train, rare, "data.train", nullptr, nullptr, targets),
+                      Contains("data.vocab.min_freq"));
+  const ltk::Vocabulary other = ltk::Vocabulary::build(ltk::TokenCounter(), 1, 0);
+  REQUIRE_THROWS_WITH(ltk::open_config_shard(train, config, "data.valid", &other, nullptr, targets),
+                      Contains("another vocabulary"));
+  const nlohmann::json lin = {
+      {"name", "lin"}, {"data", {{"train", dir.file("train.tsv")}}}, {"model", {{"type", "linear"}}}};
+  REQUIRE_THROWS_WITH(ltk::open_config_shard(train, ltk::parse_config(lin), "data.train", nullptr, nullptr, targets),
+                      Contains("'model.type'") && Contains("n-gram"));
+  // Read after its pages were handed back, a shard gives the same ids.
+  ltk::ShardReadOptions small;
+  small.release_bytes = 64;
+  const ltk::TextDataset a = ltk::open_shard(train, small);
+  std::vector<int64_t> all(static_cast<size_t>(a.size()));
+  std::iota(all.begin(), all.end(), 0);
+  const ltk::PadCollate collate;
+  const auto first = collate(a, all).ids, second = collate(a, all).ids, third = collate(a, all).ids;
+  CHECK(torch::equal(first, second));
+  CHECK(torch::equal(first, third));  // read after the release that the second pass made
+  CHECK(torch::equal(first, collate(mem.train, all).ids));
 }

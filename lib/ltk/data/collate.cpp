@@ -33,16 +33,22 @@ Batch PadCollate::operator()(const TextDataset& data, const std::vector<int64_t>
   int64_t* ip = ids.data_ptr<int64_t>();
   int64_t* lp = lengths.data_ptr<int64_t>();
   int64_t* xp = idx.data_ptr<int64_t>();
+  int64_t read = 0;
   for (int64_t b = 0; b < B; ++b) {
     int64_t i = indices[b];
     if (i < 0 || i >= data.size())
       throw DataError(fmt::format("sample index {} out of range [0, {})", i, data.size()));
-    int64_t n = std::min(data.length(i), T);
-    const int32_t* src = data.tokens(i);
-    for (int64_t t = 0; t < n; ++t) ip[b * T + t] = src[t];
+    const IdPieces src = data.ids(i);
+    const int64_t n = std::min(src.size(), T);
+    if (n == src.size())
+      src.copy_to(ip + b * T);
+    else
+      for (int64_t t = 0; t < n; ++t) ip[b * T + t] = src[t];
+    read += n;
     lp[b] = n;
     xp[b] = i;
   }
+  data.pages_read(read);
   Batch batch;
   batch.ids = ids;
   batch.lengths = lengths;

@@ -9,6 +9,7 @@
 namespace ltk {
 
 size_t TextDataset::memory_bytes() const {
+  if (store_) return 0;
   return ids_.capacity() * sizeof(int32_t) + offsets_.capacity() * sizeof(int64_t) +
          class_ids_.capacity() * sizeof(int32_t) + class_offsets_.capacity() * sizeof(int64_t) +
          values_.capacity() * sizeof(float) + full_lengths_.capacity() * sizeof(int32_t) +
@@ -36,8 +37,18 @@ void TextDataset::set_windowing(const std::string& pool) {
   windowing_ = true;
 }
 
+void TextDataset::set_store(std::shared_ptr<const SampleStore> store) {
+  if (size() > 0 || windowing_) throw Error("TextDataset::set_store: the dataset already has samples");
+  store_ = std::move(store);
+}
+
+void TextDataset::throw_not_contiguous() {
+  throw Error("TextDataset::tokens: a dataset read from a shard gives its samples through ids()");
+}
+
 void TextDataset::add(const std::vector<int32_t>& ids, int64_t full_length, const std::vector<int64_t>& class_ids,
                       float value, int64_t line) {
+  if (store_) throw Error("TextDataset::add: a dataset read from a shard is read-only");
   ids_.insert(ids_.end(), ids.begin(), ids.end());
   offsets_.push_back(static_cast<int64_t>(ids_.size()));
   for (int64_t c : class_ids) class_ids_.push_back(static_cast<int32_t>(c));
@@ -53,27 +64,31 @@ torch::Tensor TextDataset::targets(const std::vector<int64_t>& indices) const {
     case TargetKind::none: return {};
     case TargetKind::class_id: {
       auto t = torch::empty({B}, torch::kLong);
-      for (int64_t b = 0; b < B; ++b) t[b] = label(indices[b]);
+      int64_t* p = t.data_ptr<int64_t>();
+      for (int64_t b = 0; b < B; ++b) p[b] = label(indices[b]);
       return t;
     }
     case TargetKind::binary: {
       auto t = torch::empty({B}, torch::kFloat);
-      for (int64_t b = 0; b < B; ++b) t[b] = label(indices[b]) == positive_ ? 1.0f : 0.0f;
+      float* p = t.data_ptr<float>();
+      for (int64_t b = 0; b < B; ++b) p[b] = label(indices[b]) == positive_ ? 1.0f : 0.0f;
       return t;
     }
     case TargetKind::multi_hot: {
       auto t = torch::zeros({B, num_classes_}, torch::kFloat);
       float* p = t.data_ptr<float>();
+      const int64_t* co = class_offsets();
+      const int32_t* ci = class_ids();
       for (int64_t b = 0; b < B; ++b) {
         int64_t i = indices[b];
-        for (int64_t k = class_offsets_[i]; k < class_offsets_[i + 1]; ++k) p[b * num_classes_ + class_ids_[k]] = 1.0f;
+        for (int64_t k = co[i]; k < co[i + 1]; ++k) p[b * num_classes_ + ci[k]] = 1.0f;
       }
       return t;
     }
     case TargetKind::value: {
       auto t = torch::empty({B}, torch::kFloat);
       float* p = t.data_ptr<float>();
-      for (int64_t b = 0; b < B; ++b) p[b] = values_[indices[b]];
+      for (int64_t b = 0; b < B; ++b) p[b] = value(indices[b]);
       return t;
     }
   }
@@ -81,6 +96,7 @@ torch::Tensor TextDataset::targets(const std::vector<int64_t>& indices) const {
 }
 
 void TextDataset::map_ids(const std::vector<int32_t>& table) {
+  if (store_) throw Error("TextDataset::map_ids: a dataset read from a shard is read-only");
   for (auto& id : ids_) id = table[static_cast<size_t>(id)];
 }
 

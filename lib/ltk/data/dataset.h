@@ -2,7 +2,10 @@
 // one of offsets (not a tensor or vector per sample), plus the class id of each sample.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,26 +83,91 @@ void truncate_pair(std::vector<int32_t>& a, std::vector<int32_t>& b, int64_t bud
 /// head+tail the first ceil(max_len/2) and the last floor(max_len/2)).
 void truncate_ids(std::vector<int32_t>& ids, int64_t max_len, const std::string& policy);
 
+/// A sample's ids as at most two runs of a buffer: a sample read from a shard and cut to max_len
+/// keeps its head run and its tail run ([CLS] ... | ... [SEP], or the policy's head and tail).
+struct IdPieces {
+  const int32_t* a = nullptr;
+  int64_t na = 0;
+  const int32_t* b = nullptr;
+  int64_t nb = 0;
+  int64_t size() const { return na + nb; }
+  int32_t operator[](int64_t k) const { return k < na ? a[k] : b[k - na]; }
+  /// Copies the ids (as int64) to `out`.
+  void copy_to(int64_t* out) const {
+    for (int64_t k = 0; k < na; ++k) out[k] = a[k];
+    for (int64_t k = 0; k < nb; ++k) out[na + k] = b[k];
+  }
+};
+
+/// The arrays of a dataset read from a shard (data/shards.h), in mapped files: every text's ids
+/// whole, as encoded without max_len; max_len, truncation and [CLS]/[SEP] are applied here, when a
+/// sample is read, exactly as encoding with them would have cut it.
+struct SampleStore {
+  int64_t n = 0, total = 0;
+  const int32_t* ids = nullptr;
+  const int64_t* offsets = nullptr;        ///< n + 1
+  const int32_t* class_ids = nullptr;      ///< class tasks
+  const int64_t* class_offsets = nullptr;  ///< class tasks: n + 1
+  const float* values = nullptr;           ///< regression
+  const int64_t* lines = nullptr;
+  int64_t max_len = 0;
+  int truncation = 0;           ///< 0 head, 1 tail, 2 head+tail
+  bool specials = false;        ///< every stored text is [CLS] ... [SEP]
+  std::shared_ptr<void> files;  ///< keeps the mappings
+  /// Hands back the pages of ids read so far (called by pages_read once `release_bytes` were read).
+  std::function<void()> release;
+  int64_t release_bytes = int64_t{256} << 20;
+  mutable std::atomic<int64_t> read_since_release{0};
+
+  int64_t stored_length(int64_t i) const { return offsets[i + 1] - offsets[i]; }
+  /// Whether sample i is cut: its body runs over max_len less the specials.
+  int64_t length(int64_t i) const {
+    const int64_t len = stored_length(i);
+    return max_len > 0 && len > max_len && max_len >= (specials ? 2 : 0) ? max_len : len;
+  }
+  IdPieces pieces(int64_t i) const {
+    const int32_t* s = ids + offsets[i];
+    const int64_t len = stored_length(i), sp = specials ? 1 : 0, keep = max_len - 2 * sp;
+    if (max_len <= 0 || len <= max_len || keep < 0) return {s, len, nullptr, 0};
+    const int64_t head = truncation == 0 ? keep : truncation == 1 ? 0 : (keep + 1) / 2, tail = keep - head;
+    return {s, sp + head, s + len - sp - tail, sp + tail};
+  }
+};
+
 class TextDataset {
  public:
-  int64_t size() const { return static_cast<int64_t>(lines_.size()); }
-  int64_t length(int64_t i) const { return offsets_[i + 1] - offsets_[i]; }
-  const int32_t* tokens(int64_t i) const { return ids_.data() + offsets_[i]; }
+  int64_t size() const { return store_ ? store_->n : static_cast<int64_t>(lines_.size()); }
+  int64_t length(int64_t i) const { return store_ ? store_->length(i) : offsets_[i + 1] - offsets_[i]; }
+  /// Sample i's ids, contiguous: a dataset built in memory only (a Error for one read from a
+  /// shard, whose cut samples are two runs: use ids()).
+  const int32_t* tokens(int64_t i) const {
+    if (store_) throw_not_contiguous();
+    return ids_.data() + offsets_[i];
+  }
+  /// Sample i's ids, from any dataset.
+  IdPieces ids(int64_t i) const {
+    if (store_) return store_->pieces(i);
+    return {ids_.data() + offsets_[i], offsets_[i + 1] - offsets_[i], nullptr, 0};
+  }
   /// The first class id of sample i (class tasks), -1 when unlabelled.
-  int64_t label(int64_t i) const { return class_offsets_[i + 1] > class_offsets_[i] ? class_ids_[class_offsets_[i]] : -1; }
+  int64_t label(int64_t i) const {
+    const int64_t* co = class_offsets();
+    return co[i + 1] > co[i] ? class_ids()[co[i]] : -1;
+  }
   /// All class ids of sample i (multilabel).
   std::vector<int64_t> labels(int64_t i) const {
-    return std::vector<int64_t>(class_ids_.begin() + class_offsets_[i], class_ids_.begin() + class_offsets_[i + 1]);
+    const int64_t* co = class_offsets();
+    return std::vector<int64_t>(class_ids() + co[i], class_ids() + co[i + 1]);
   }
   /// The regression target of sample i.
-  float value(int64_t i) const { return values_[i]; }
+  float value(int64_t i) const { return store_ ? store_->values[i] : values_[i]; }
   TargetKind target_kind() const { return kind_; }
   int64_t num_classes() const { return num_classes_; }
   int64_t positive_class() const { return positive_; }
   /// Tokens before truncation (a window: its own length).
-  int64_t full_length(int64_t i) const { return full_lengths_[i]; }
-  bool truncated(int64_t i) const { return full_lengths_[i] > length(i); }
-  int64_t source_line(int64_t i) const { return lines_[i]; }
+  int64_t full_length(int64_t i) const { return store_ ? store_->stored_length(i) : full_lengths_[i]; }
+  bool truncated(int64_t i) const { return full_length(i) > length(i); }
+  int64_t source_line(int64_t i) const { return store_ ? store_->lines[i] : lines_[i]; }
   const std::string& source() const { return source_; }
   bool has_labels() const { return kind_ != TargetKind::none; }
   /// Sentence pairs: where sample i's second text (token type 1) starts.
@@ -108,9 +176,24 @@ class TextDataset {
   /// The id the collate pads with (the vocabulary's).
   int64_t pad_id() const { return pad_id_; }
   void set_pad_id(int64_t id) { pad_id_ = id; }
-  int64_t total_tokens() const { return static_cast<int64_t>(ids_.size()); }
-  /// Bytes held by the id, offset, label and length buffers.
+  /// Tokens in all (a shard's: as stored, before max_len).
+  int64_t total_tokens() const { return store_ ? store_->total : static_cast<int64_t>(ids_.size()); }
+  /// Bytes held in memory by the id, offset, label and length buffers (a shard's are mapped: 0).
   size_t memory_bytes() const;
+  /// Read from a shard: the arrays are mapped files (data/shards.h).
+  bool mapped() const { return store_ != nullptr; }
+  /// Makes this (empty) dataset read its samples from `store`.
+  void set_store(std::shared_ptr<const SampleStore> store);
+  /// Tells a mapped dataset that `n` ids were read (by the collate): every 256 MiB read, the
+  /// pages read so far are handed back, so a pass over a corpus larger than memory keeps a
+  /// bounded resident set. Nothing for a dataset in memory.
+  void pages_read(int64_t n) const {
+    if (store_ && store_->release &&
+        store_->read_since_release.fetch_add(n * 4, std::memory_order_relaxed) > store_->release_bytes) {
+      store_->read_since_release.store(0, std::memory_order_relaxed);
+      store_->release();
+    }
+  }
 
   // Texts and windows (EncodeOptions::windows). A windowed dataset's samples are windows, those of
   // one text consecutive; without windows every sample is a text of its own.
@@ -171,6 +254,10 @@ class TextDataset {
   std::vector<int32_t> second_starts_;
   std::vector<uint8_t> flags_;
   std::vector<int64_t> text_starts_;  ///< windowed: the first sample of every text
+  std::shared_ptr<const SampleStore> store_;  ///< read from a shard: the arrays above are empty
+  const int32_t* class_ids() const { return store_ ? store_->class_ids : class_ids_.data(); }
+  const int64_t* class_offsets() const { return store_ ? store_->class_offsets : class_offsets_.data(); }
+  [[noreturn]] static void throw_not_contiguous();
   std::string window_pool_;
   bool windowing_ = false;
   std::string source_;

@@ -3,7 +3,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <memory>
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
@@ -13,6 +18,15 @@
 namespace ltk {
 
 namespace {
+
+// Where a reader is in a file read in pieces: the lines before the piece, and a delimited file's
+// header and columns.
+struct ReadState {
+  int64_t line = 0;
+  bool first = true;
+  std::vector<std::string> header;
+  int64_t li = -1, ti = -1, pi = -1;
+};
 
 struct Column {
   int64_t index = -1;
@@ -229,10 +243,11 @@ void next_record(const std::string& data, size_t& pos, int64_t& line, bool csv, 
   }
 }
 
-// Calls f(line, line_no) for each line of `data` from `offset`, each checked against the line limit.
+// Calls f(line, line_no) for each line of `data` from `offset` (`first_line` lines come before
+// it), each checked against the line limit.
 template <typename F>
-void for_each_line(const std::string& data, size_t offset, const std::string& path, F&& f) {
-  int64_t line_no = 0;
+void for_each_line(const std::string& data, size_t offset, const std::string& path, int64_t first_line, F&& f) {
+  int64_t line_no = first_line;
   size_t pos = offset;
   std::string_view line;
   while (next_line(data, pos, line)) {
@@ -243,12 +258,12 @@ void for_each_line(const std::string& data, size_t offset, const std::string& pa
 }
 
 void read_text_lines(const std::string& data, size_t offset, const std::string& path, const ReaderOptions& o,
-                     BadRows& bad, ReadResult& result) {
+                     BadRows& bad, ReadResult& result, ReadState& state) {
   if (o.require_label)
     throw ConfigError(
         "config key 'data.format': \"text\" files have no labels; they are input for task.type "
         "\"mlm\" (or ltk-predict)");
-  for_each_line(data, offset, path, [&](std::string_view line, int64_t line_no) {
+  for_each_line(data, offset, path, state.line, [&](std::string_view line, int64_t line_no) {
     line = trim(line);
     if (line.empty()) return;
     if (utf8::find_invalid(line) != std::string::npos) {
@@ -260,8 +275,8 @@ void read_text_lines(const std::string& data, size_t offset, const std::string& 
 }
 
 void read_jsonl(const std::string& data, size_t offset, const std::string& path, const ReaderOptions& o, BadRows& bad,
-                ReadResult& result) {
-  for_each_line(data, offset, path, [&](std::string_view line, int64_t line_no) {
+                ReadResult& result, ReadState& state) {
+  for_each_line(data, offset, path, state.line, [&](std::string_view line, int64_t line_no) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (trim(line).empty()) return;
     std::string where = fmt::format("{}:{}", path, line_no);
@@ -287,18 +302,19 @@ void read_jsonl(const std::string& data, size_t offset, const std::string& path,
 }
 
 void read_delimited(const std::string& data, size_t offset, const std::string& format, const std::string& path,
-                    const ReaderOptions& o, BadRows& bad, ReadResult& result) {
+                    const ReaderOptions& o, BadRows& bad, ReadResult& result, ReadState& state) {
   const bool pairs = !o.text_pair_column.empty();
   const bool simple_tsv = format == "tsv" && !o.header && o.label_column.empty() && o.text_column.empty() && !pairs;
   Column label_col = parse_column(o.label_column, 0), text_col = parse_column(o.text_column, 1);
   Column pair_col = parse_column(o.text_pair_column, 2);
-  int64_t pi = -1;
-  std::vector<std::string> header, csv_fields;
+  int64_t& pi = state.pi;
+  std::vector<std::string>& header = state.header;
+  std::vector<std::string> csv_fields;
   std::vector<std::string_view> fields;
   size_t pos = offset;
-  int64_t line = 1;
-  int64_t li = -1, ti = -1;
-  bool first = true;
+  int64_t line = state.line + 1;
+  int64_t &li = state.li, &ti = state.ti;
+  bool& first = state.first;
   while (pos < data.size()) {
     int64_t row_line = line;
     const size_t record_start = pos;
@@ -357,6 +373,52 @@ void read_delimited(const std::string& data, size_t offset, const std::string& f
   }
 }
 
+// The examples of `data` (a whole file, or a piece of one cut at a record's end) from `offset`.
+void read_piece(const std::string& data, size_t offset, const std::string& format, const std::string& path,
+                const ReaderOptions& o, ReadResult& result, ReadState& state) {
+  BadRows bad(result, o.on_bad_row);
+  if (format == "text") {  // one text per line, no label (pretraining input)
+    read_text_lines(data, offset, path, o, bad, result, state);
+  } else if (format == "jsonl") {
+    read_jsonl(data, offset, path, o, bad, result, state);
+  } else if (format == "tsv" || format == "csv") {
+    read_delimited(data, offset, format, path, o, bad, result, state);
+  } else {
+    throw ConfigError("config key 'data.format': unknown format '" + format + "'; use auto, tsv, csv, jsonl or text");
+  }
+}
+
+// Where a piece of `buffer` may end: after its last record (a '\n' outside CSV quotes); 0 when
+// none ends in it.
+size_t piece_end(const std::string& buffer, bool csv) {
+  if (!csv) {
+    size_t nl = buffer.rfind('\n');
+    return nl == std::string::npos ? 0 : nl + 1;
+  }
+  // next_csv_record's quoting: a quote opens a field only at its start, "" inside is a quote.
+  bool quoted = false, field_start = true, was_quoted = false;
+  size_t end = 0;
+  for (size_t i = 0; i < buffer.size(); ++i) {
+    const char c = buffer[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < buffer.size() && buffer[i + 1] == '"')
+        ++i;
+      else if (c == '"')
+        quoted = false;
+    } else if (c == '"' && field_start && !was_quoted) {
+      quoted = was_quoted = true;
+      field_start = false;
+    } else if (c == ',' || c == '\n') {
+      if (c == '\n') end = i + 1;
+      field_start = true;
+      was_quoted = false;
+    } else if (c != '\r') {
+      field_start = false;
+    }
+  }
+  return end;
+}
+
 }  // namespace
 
 ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
@@ -365,20 +427,53 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
   std::string_view body = utf8::strip_bom(data);
   size_t offset = data.size() - body.size();
   ReadResult result;
-  BadRows bad(result, o.on_bad_row);
-  if (format == "text") {  // one text per line, no label (pretraining input)
-    read_text_lines(data, offset, path, o, bad, result);
-  } else if (format == "jsonl") {
-    read_jsonl(data, offset, path, o, bad, result);
-  } else if (format == "tsv" || format == "csv") {
-    read_delimited(data, offset, format, path, o, bad, result);
-  } else {
-    throw ConfigError("config key 'data.format': unknown format '" + format + "'; use auto, tsv, csv, jsonl or text");
-  }
+  ReadState state;
+  read_piece(data, offset, format, path, o, result, state);
   if (result.examples.empty())
     throw DataError(path + ": no examples (the file is empty, has only blank lines" +
                     std::string(result.skipped ? ", or every row was bad" : "") + ")");
   return result;
+}
+
+int64_t read_examples_in_pieces(const std::string& path, const ReaderOptions& o, size_t piece_bytes,
+                                const std::function<void(ReadResult&)>& f) {
+  const std::string format = resolve_format(path, o.format);
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (!file) throw DataError(path + ": cannot open: " + std::strerror(errno));
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(file, &std::fclose);
+  ReadState state;
+  std::string buffer;
+  int64_t examples = 0;
+  bool first = true, eof = false;
+  while (!eof || !buffer.empty()) {
+    if (!eof) {  // fill to piece_bytes (more while no record ends in the buffer)
+      const size_t have = buffer.size(), want = std::max(piece_bytes, have + (have >> 1) + 1);
+      buffer.resize(want);
+      const size_t got = std::fread(buffer.data() + have, 1, want - have, file);
+      buffer.resize(have + got);
+      if (got < want - have) {
+        if (std::ferror(file)) throw DataError(path + ": read error: " + std::strerror(errno));
+        eof = true;
+      }
+    }
+    size_t end = eof ? buffer.size() : piece_end(buffer, format == "csv");
+    if (end == 0) {
+      check_line_size(buffer.size(), path, state.line + 1);
+      continue;  // one record longer than the buffer so far: read on
+    }
+    std::string piece = buffer.substr(0, end);
+    buffer.erase(0, end);
+    const size_t offset = first ? piece.size() - utf8::strip_bom(piece).size() : 0;
+    first = false;
+    ReadResult result;
+    read_piece(piece, offset, format, path, o, result, state);
+    state.line += static_cast<int64_t>(std::count(piece.begin(), piece.end(), '\n'));
+    examples += static_cast<int64_t>(result.examples.size());
+    f(result);
+  }
+  if (examples == 0)
+    throw DataError(path + ": no examples (the file is empty, has only blank lines, or every row was bad)");
+  return examples;
 }
 
 }  // namespace ltk

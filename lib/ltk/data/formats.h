@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,13 @@ ReaderOptions reader_options(const DataConfig& data, const TaskConfig& task);
 
 /// Reads `path` in the chosen format.
 ReadResult read_examples(const std::string& path, const ReaderOptions& options);
+
+/// Reads `path` in pieces of about `piece_bytes` (each cut at a record's end: a line, or a CSV
+/// record whose quotes may hold line breaks), calling `f` with each piece's examples in file
+/// order, so a file of any size is read in bounded memory. The examples, line numbers and errors
+/// are read_examples'; returns the number of examples (DataError when there are none).
+int64_t read_examples_in_pieces(const std::string& path, const ReaderOptions& options, size_t piece_bytes,
+                                const std::function<void(ReadResult&)>& f);
 
 /// The format "auto" resolves to for `path`.
 std::string resolve_format(const std::string& path, const std::string& format);

@@ -72,8 +72,8 @@ namespace {
 void check_row_ids(const TextDataset& data, const std::vector<int64_t>& indices, int64_t vocab_size,
                    const PadCollate& collate) {
   for (int64_t i : indices) {
-    const int32_t* ids = data.tokens(i);
-    for (int64_t k = 0; k < data.length(i); ++k)
+    const IdPieces ids = data.ids(i);
+    for (int64_t k = 0; k < ids.size(); ++k)
       if (ids[k] < 0 || ids[k] >= vocab_size) return check_token_ids(collate(data, indices), vocab_size, data);
   }
 }

@@ -175,8 +175,10 @@ void append_sample(TextDataset& into, const TextDataset& from, int64_t i) {
     into.set_source(from.source(), TargetKind::none, from.num_classes());
     into.set_pad_id(from.pad_id());
   }
-  const int32_t* ids = from.tokens(i);
-  into.add(std::vector<int32_t>(ids, ids + from.length(i)), from.full_length(i), {}, 0.0f, from.source_line(i));
+  const IdPieces ids = from.ids(i);
+  std::vector<int32_t> copy(static_cast<size_t>(ids.size()));
+  for (int64_t k = 0; k < ids.size(); ++k) copy[static_cast<size_t>(k)] = ids[k];
+  into.add(copy, from.full_length(i), {}, 0.0f, from.source_line(i));
   if (from.has_pairs()) into.set_second_start(from.second_start(i));
 }
 

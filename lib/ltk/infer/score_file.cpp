@@ -1,14 +1,21 @@
 #include "ltk/infer/score_file.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <iostream>
 
+#include "ltk/core/error.h"
 #include "ltk/data/formats.h"
+#include "ltk/data/shards.h"
 
 namespace ltk {
 
 ScoredFile score_file(const LoadedRun& run, const std::string& path, int64_t batch_size, const std::string& format) {
   ScoredFile s;
+  if (is_shard(path))
+    throw DataError(fmt::format("{} is a shard; scoring reads the raw file (its bad cases show the texts): name {}",
+                                path, read_shard_manifest(path).value("source_path", "the file it was encoded from")));
   auto options = reader_options(run.config.data, run.config.task);
   // Eval files may come in another format; "auto" keeps the run's own when it named one.
   options.format = format.empty() || format == "auto" ? run.config.data.format : format;

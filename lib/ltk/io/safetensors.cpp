@@ -1,12 +1,8 @@
 #include "ltk/io/safetensors.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -14,6 +10,7 @@
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
+#include "ltk/core/mapped_file.h"
 
 namespace ltk {
 
@@ -46,36 +43,26 @@ const DtypeInfo* find_dtype(torch::ScalarType type) {
 }  // namespace
 
 SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    throw CheckpointError(path + ": cannot stat: " + std::strerror(err));
-  }
-  size_ = static_cast<size_t>(st.st_size);
-  if (size_ < 8) {
-    ::close(fd);
-    throw CheckpointError(fmt::format("{}: {} bytes, too short for a safetensors file (a header length of 8 bytes "
-                                      "comes first); the file is truncated",
-                                      path, size_));
-  }
-  map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_errno = errno;
-  ::close(fd);
-  if (map_ == MAP_FAILED) {
-    map_ = nullptr;
-    throw CheckpointError(path + ": cannot map: " + std::strerror(map_errno));
-  }
   try {
-    const auto* bytes = static_cast<const unsigned char*>(map_);
+    file_ = MappedFile(path);
+  } catch (const Error& e) {
+    throw CheckpointError(e.what());
+  }
+  const size_t file_size = file_.size();
+  if (file_size < 8)
+    throw CheckpointError(
+        fmt::format("{}: {} bytes, too short for a safetensors file (a header length of 8 bytes "
+                    "comes first); the file is truncated",
+                    path, file_size));
+  try {
+    const unsigned char* bytes = file_.data();
     uint64_t n = 0;
     for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
-    if (n > size_ - 8)
-      throw CheckpointError(fmt::format("{}: the header claims {} bytes but the file holds {} after the length; the "
-                                        "file is truncated or not a safetensors file",
-                                        path, n, size_ - 8));
+    if (n > file_size - 8)
+      throw CheckpointError(
+          fmt::format("{}: the header claims {} bytes but the file holds {} after the length; the "
+                      "file is truncated or not a safetensors file",
+                      path, n, file_size - 8));
     nlohmann::ordered_json header;  // file order
     try {
       header = nlohmann::ordered_json::parse(reinterpret_cast<const char*>(bytes) + 8, reinterpret_cast<const char*>(bytes) + 8 + n);
@@ -84,7 +71,7 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
     }
     if (!header.is_object()) throw CheckpointError(path + ": the header is not a JSON object");
     const size_t data_start = 8 + static_cast<size_t>(n);
-    const size_t data_size = size_ - data_start;
+    const size_t data_size = file_size - data_start;
     for (auto it = header.begin(); it != header.end(); ++it) {
       const std::string& name = it.key();
       const auto& v = it.value();
@@ -128,15 +115,12 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
       entries_.emplace(name, std::move(e));
     }
   } catch (...) {
-    ::munmap(map_, size_);
-    map_ = nullptr;
+    file_ = MappedFile();
     throw;
   }
 }
 
-SafeTensorsFile::~SafeTensorsFile() {
-  if (map_) ::munmap(map_, size_);
-}
+SafeTensorsFile::~SafeTensorsFile() = default;
 
 const SafeTensorsFile::Entry& SafeTensorsFile::entry(const std::string& name) const {
   auto it = entries_.find(name);
@@ -150,7 +134,8 @@ torch::Tensor SafeTensorsFile::get(const std::string& name, torch::ScalarType dt
   // The bytes copied into an aligned tensor of the stored dtype (the file's offsets need not be
   // aligned), then converted: the result outlives the mapping.
   auto stored = torch::empty(e.shape, torch::TensorOptions().dtype(d->type));
-  if (e.end > e.begin) std::memcpy(stored.data_ptr(), static_cast<const char*>(map_) + e.begin, e.end - e.begin);
+  if (e.end > e.begin)
+    std::memcpy(stored.data_ptr(), reinterpret_cast<const char*>(file_.data()) + e.begin, e.end - e.begin);
   if (d->type == torch::kBool) stored = stored.view(torch::kByte).ne(0);  // any nonzero byte is true
   return stored.to(dtype);
 }

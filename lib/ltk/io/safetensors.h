@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "ltk/core/mapped_file.h"
+
 namespace ltk {
 
 class SafeTensorsFile {
@@ -40,8 +42,7 @@ class SafeTensorsFile {
   const Entry& entry(const std::string& name) const;
 
   std::string path_;
-  void* map_ = nullptr;
-  size_t size_ = 0;
+  MappedFile file_;
   std::vector<std::string> names_;
   std::map<std::string, Entry> entries_;
   std::map<std::string, std::string> metadata_;

@@ -18,6 +18,7 @@
 #include "ltk/core/log.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/formats.h"
+#include "ltk/data/shards.h"
 #include "ltk/data/split.h"
 #include "ltk/models/registry.h"
 #include "ltk/sweep/trials.h"
@@ -140,6 +141,9 @@ std::vector<std::pair<std::string, std::string>> write_folds(const Config& base,
     paths.emplace_back(fmt::format("{}/folds/{}/train{}", dir, f, ext),
                        fmt::format("{}/folds/{}/valid{}", dir, f, ext));
   if (!write_files) return paths;
+  if (is_shard(base.data.train))
+    throw ConfigError(fmt::format("--folds {}: data.train {} is a shard; folds are cut from the raw file: name {}", k,
+                                  base.data.train, read_shard_manifest(base.data.train).value("source_path", "it")));
   auto read = read_examples(base.data.train, reader_options(base.data, base.task));
   const auto& examples = read.examples;
   if (static_cast<int64_t>(examples.size()) < 2 * k)
@@ -186,14 +190,32 @@ std::string describe(const nlohmann::json& assignment) {
 
 using detail::describe;
 
+namespace {
+
+// The leaderboard scores data.test with ltk-eval's reader, which reads raw files.
+void refuse_shard_test(const nlohmann::json& base) {
+  const std::string test = base.contains("data") ? base["data"].value("test", "") : "";
+  if (is_shard(test))
+    throw ConfigError(
+        fmt::format("ltk-sweep scores data.test from the raw file (its bad cases show the texts), and {} "
+                    "is a shard: name {}",
+                    test, read_shard_manifest(test).value("source_path", "the file")));
+}
+
+}  // namespace
+
 nlohmann::json definition(const nlohmann::json& base, const Space& space, const Options& options) {
   nlohmann::json d = {{"base", base}, {"space", nlohmann::json::object()}, {"options", options.to_json()}};
+  refuse_shard_test(base);
   for (const auto& dim : space.dims)
     d["space"][dim.key] =
         dim.distribution.empty() ? dim.values : nlohmann::json{{dim.distribution, {dim.low, dim.high}}};
   if (options.folds > 1 && base.contains("data") && base["data"].value("train", "") != "") {
     // The folds are cut from data.train: a changed file at the same path is a changed sweep.
     const std::string train = base["data"]["train"].get<std::string>();
+    if (is_shard(train))
+      throw ConfigError(fmt::format("--folds {}: data.train {} is a shard; folds are cut from the raw file: name {}",
+                                    options.folds, train, read_shard_manifest(train).value("source_path", "it")));
     if (fs::exists(train))
       d["folds_source"] = fmt::format("{} bytes, fnv {}", fs::file_size(train), fnv_hex(read_file(train), 16));
   }

@@ -71,17 +71,23 @@ std::string Task::selection_metric(const std::string& task_type, const std::stri
 
 bool task_has_labels(const std::string& type) { return type != "regression" && type != "mlm"; }
 
+void label_names(const TaskConfig& config, const Example& example, std::vector<std::string>& out) {
+  out.clear();
+  if (config.type != "multilabel") {
+    out.push_back(example.label);
+    return;
+  }
+  for (auto part : split(example.label, config.label_separator[0])) {
+    part = trim(part);
+    if (!part.empty()) out.emplace_back(part);
+  }
+}
+
 LabelMap labels_from_examples(const TaskConfig& config, const std::vector<Example>& examples) {
-  std::vector<std::string> names;
+  std::vector<std::string> names, one;
   for (const auto& e : examples) {
-    if (config.type == "multilabel") {
-      for (auto part : split(e.label, config.label_separator[0])) {
-        part = trim(part);
-        if (!part.empty()) names.emplace_back(part);
-      }
-    } else {
-      names.push_back(e.label);
-    }
+    label_names(config, e, one);
+    names.insert(names.end(), one.begin(), one.end());
   }
   return LabelMap::from_labels(names);
 }

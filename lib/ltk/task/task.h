@@ -264,6 +264,10 @@ bool task_has_labels(const std::string& type);
 /// The labels of the training examples (multilabel fields split by task.label_separator).
 LabelMap labels_from_examples(const TaskConfig& config, const std::vector<Example>& examples);
 
+/// The class names one example's label holds under `config` (multilabel: split on the separator,
+/// trimmed, empty parts dropped; else the label itself), into `out`.
+void label_names(const TaskConfig& config, const Example& example, std::vector<std::string>& out);
+
 /// Resolves task.class_weights ("none", "auto" or a map by label) against the training data.
 std::vector<double> resolve_class_weights(const TaskConfig& config, const LabelMap& labels,
                                           const TextDataset& train);

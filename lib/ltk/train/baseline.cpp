@@ -6,6 +6,7 @@
 #include "ltk/core/error.h"
 #include "ltk/core/log.h"
 #include "ltk/core/stop.h"
+#include "ltk/data/shards.h"
 #include "ltk/eval/report.h"
 #include "ltk/models/load_config.h"
 #include "ltk/train/phases.h"
@@ -103,6 +104,17 @@ Config baseline_config(const Config& config) {
                   {"log_every", config.trainer.log_every},
                   {"progress", config.trainer.progress}};
   auto& data = j["data"];
+  for (const char* key : {"train", "valid", "test"}) {  // a shard: the baseline reads the text it was encoded from
+    const std::string path = data.value(key, "");
+    if (!is_shard(path)) continue;
+    const std::string source = read_shard_manifest(path).value("source_path", "");
+    if (!std::filesystem::is_regular_file(source))
+      throw ConfigError(
+          fmt::format("--baseline reads raw text: data.{} is shard {}, encoded from {}, which is gone; "
+                      "name the raw file in data.{}",
+                      key, path, source.empty() ? "a file its manifest does not name" : source, key));
+    data[key] = source;
+  }
   data["max_len"] = 0;  // the linear model reads every n-gram of a text: no windows either
   data["long_text"] = "truncate";
   data["window_overlap"] = 0;

@@ -12,9 +12,11 @@
 #include "ltk/data/jieba.h"
 #include "ltk/data/ngrams.h"
 #include "ltk/data/sentencepiece.h"
+#include "ltk/data/shards.h"
 #include "ltk/data/wordpiece.h"
 #include "ltk/dist/dist.h"
 #include "ltk/models/linear.h"
+#include "ltk/train/corpus_shards.h"
 #include "ltk/train/phases.h"
 
 namespace ltk {
@@ -41,9 +43,12 @@ Split read_split(const std::string& path, const char* key, const Config& config)
 void log_dataset(const char* name, const TextDataset& d) {
   int64_t truncated = 0;
   for (int64_t i = 0; i < d.size(); ++i) truncated += d.truncated(i);
-  log::info("[data] {}: {} samples, {} tokens ({:.1f} per sample), {} truncated, {} in memory ({})", name, d.size(),
+  log::info("[data] {}: {} samples, {} tokens ({:.1f} per sample), {} truncated, {} ({})", name, d.size(),
             d.total_tokens(), d.size() ? static_cast<double>(d.total_tokens()) / static_cast<double>(d.size()) : 0.0,
-            truncated, human_bytes(static_cast<double>(d.memory_bytes())), d.source());
+            truncated,
+            d.mapped() ? std::string("mapped from a shard")
+                       : human_bytes(static_cast<double>(d.memory_bytes())) + " in memory",
+            d.source());
   if (d.windowed()) log::info("[data] {}: {}", name, d.windows_summary());
 }
 
@@ -155,6 +160,26 @@ void encode_train(const RunContext& ctx, Split& train, const Tokenizer& tokenize
   }
 }
 
+/// The training split read from a shard: the vocabulary and labels are the shard's (a resumed or
+/// fine-tuned run's own, which the shard must match).
+void open_train_shard(const RunContext& ctx, const std::string& tokenizer_dict, const TargetEncoder& targets,
+                      PreparedData& out) {
+  const Config& config = ctx.config;
+  const bool resume = ctx.options.resume;
+  namespace fs = std::filesystem;
+  const bool fixed = config.data.vocab.source == "tokenizer";
+  std::string vocab_file = (fs::path(config.data.train) / "vocab.txt").string();
+  if (resume)
+    vocab_file = ctx.src.vocab_path();
+  else if (fixed)
+    vocab_file = tokenizer_dict;
+  else if (!out.init_run.empty())
+    vocab_file = RunDirectory::open(out.init_run).vocab_path();
+  out.vocab = fixed ? Vocabulary::load_wordpiece(vocab_file) : Vocabulary::load(vocab_file);
+  out.train = open_config_shard(config.data.train, config, "data.train", &out.vocab,
+                                task_has_labels(config.task.type) ? &out.labels : nullptr, targets);
+}
+
 /// In a data-parallel job every rank read and encoded the data itself: they must have built the
 /// same vocabulary and labels.
 void agree_on_data(const RunContext& ctx, const PreparedData& data) {
@@ -181,8 +206,10 @@ PreparedData prepare_data(const RunContext& ctx) {
   const Config& config = ctx.config;
   const bool resume = ctx.options.resume;
   PreparedData out;
-  // Data: read, then the vocabulary and labels from the training split only.
-  Split train = read_split(config.data.train, "train", config);
+  // Data: read, then the vocabulary and labels from the training split only (a shard has them).
+  const bool sharded = is_shard(config.data.train);
+  if (sharded) check_shard_matches(config.data.train, read_shard_manifest(config.data.train), config, "data.train");
+  Split train = sharded ? Split{{}, config.data.train} : read_split(config.data.train, "train", config);
   throw_if_stop_requested();  // Ctrl-C while the data loads stops here, not after the first step
   const bool has_labels = task_has_labels(config.task.type);
   // A resumed run, and a run fine-tuned from another run, reuse that run's tokenizer and
@@ -192,13 +219,18 @@ PreparedData prepare_data(const RunContext& ctx) {
       run_tokenizer(config.data.tokenizer, resume ? ctx.src : ctx.run, train, out.init_run, resume, ctx.threads);
   auto tokenizer = make_run_tokenizer(run_tok, config.model);
   if (has_labels)
-    out.labels = resume ? LabelMap::load(ctx.src.labels_path()) : labels_from_examples(config.task, train.examples);
+    out.labels = resume    ? LabelMap::load(ctx.src.labels_path())
+                 : sharded ? LabelMap::load((std::filesystem::path(config.data.train) / "labels.txt").string())
+                           : labels_from_examples(config.task, train.examples);
   // The task is built twice: first to learn how labels become targets, then with the class
   // weights that need the encoded training split. (The encoder points into its task's labels.)
   const auto encoder_task = make_task(config.task, out.labels);
   const TargetEncoder targets = encoder_task->target_encoder();
   auto segmenter = word_segmenter(config.task);  // mlm whole-word masking over jieba words
-  encode_train(ctx, train, *tokenizer, run_tok.dict, targets, segmenter.get(), out);
+  if (sharded)
+    open_train_shard(ctx, run_tok.dict, targets, out);
+  else
+    encode_train(ctx, train, *tokenizer, run_tok.dict, targets, segmenter.get(), out);
   const EncodeOptions enc = on_threads(encode_options(config.data, out.vocab, &config.task, segmenter.get()), ctx);
   if (!resume) {  // a resumed run keeps its own files
     out.vocab.save(ctx.run.vocab_path());
@@ -222,6 +254,12 @@ PreparedData prepare_data(const RunContext& ctx) {
                                       "valid", &config.data.valid, &out.valid},
                                   {"test", &config.data.test, &out.test}}) {
     if (path->empty()) continue;
+    if (is_shard(*path)) {
+      *set = open_config_shard(*path, config, std::string("data.") + split, &out.vocab,
+                               has_labels ? &out.labels : nullptr, targets);
+      log_dataset(split, **set);
+      continue;
+    }
     *set = encode_examples(read_split(*path, split, config).examples, *path, *tokenizer, out.vocab, &targets, enc);
     log_dataset(split, **set);
   }

@@ -1,0 +1,99 @@
+// Pre-tokenised corpora: a split encoded once (ltk-data encode) into flat little-endian files
+// that training, evaluation and prediction read memory-mapped, in constant memory whatever the
+// corpus's size. The format is documented in docs/shards.md; its version is kShardVersion.
+//
+//   DIR/manifest.json     what made the shard (tokenizer, vocabulary and label digests, source
+//                         file, counts) and every file's size and digest; written last
+//   DIR/ids.bin           int32 token ids of every text, whole (no max_len), [CLS]/[SEP] included
+//                         when data.special_tokens is set
+//   DIR/offsets.bin       int64 x (samples + 1): text i is ids[offsets[i], offsets[i + 1])
+//   DIR/lines.bin         int64 x samples: each text's line in the source file
+//   DIR/classes.bin       int32 class ids (class tasks; a multilabel text has several)
+//   DIR/class_offsets.bin int64 x (samples + 1): text i's classes are classes[co[i], co[i + 1])
+//   DIR/values.bin        float32 x samples: regression targets (0 for other tasks)
+//   DIR/vocab.txt, DIR/labels.txt   the vocabulary and labels the ids and classes index
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ltk/data/dataset.h"
+#include "ltk/data/labels.h"
+#include "ltk/data/vocab.h"
+
+namespace ltk {
+
+inline constexpr int kShardVersion = 1;
+inline constexpr const char* kShardFormat = "ltk-shard";
+
+/// Whether `path` is a shard directory (a directory holding manifest.json).
+bool is_shard(const std::string& path);
+
+/// A shard's manifest, read and checked (format, version, byte order, counts); DataError naming
+/// the file otherwise.
+nlohmann::json read_shard_manifest(const std::string& dir);
+
+/// Writes one shard: the samples of in-memory datasets appended in order, then finish(). The
+/// files grow in DIR.partial (one left by an interrupted encode is removed first), which finish()
+/// renames to DIR once every file is synced: a shard directory is whole or absent.
+class ShardWriter {
+ public:
+  explicit ShardWriter(std::string dir);
+  ~ShardWriter();
+  ShardWriter(const ShardWriter&) = delete;
+  ShardWriter& operator=(const ShardWriter&) = delete;
+
+  /// Appends every sample of `part` (encoded without max_len, not windowed, no pairs or flags),
+  /// its class ids mapped through `class_map` when given.
+  void append(const TextDataset& part, const std::vector<int32_t>& class_map = {});
+  int64_t samples() const { return samples_; }
+  int64_t tokens() const { return tokens_; }
+  /// Rewrites every id x as id_table[x] and every class c as class_table[c] (empty: unchanged):
+  /// ids numbered while counting become the vocabulary's.
+  void remap(const std::vector<int32_t>& id_table, const std::vector<int32_t>& class_table, int threads);
+  /// Writes vocab.txt, labels.txt (when `labels`) and manifest.json (`manifest` plus the counts
+  /// and each file's size and digest), syncs, and renames DIR.partial to DIR (an existing DIR is
+  /// replaced). Returns the manifest written.
+  nlohmann::json finish(nlohmann::json manifest, const Vocabulary& vocab, const LabelMap* labels);
+
+ private:
+  struct Stream;
+  std::string dir_, partial_;
+  std::vector<std::unique_ptr<Stream>> streams_;
+  int64_t samples_ = 0, tokens_ = 0, classes_ = 0;
+  bool finished_ = false;
+  Stream& stream(const char* name);
+};
+
+/// How a shard's samples are read: data.max_len and data.truncation, applied per sample.
+struct ShardReadOptions {
+  int64_t max_len = 0;
+  std::string truncation = "head";
+  /// Pages of ids read before they are handed back (TextDataset::pages_read); 0: never.
+  int64_t release_bytes = int64_t{256} << 20;
+  /// Check every file's digest against the manifest (reads the whole shard once).
+  bool verify = true;
+};
+
+/// Opens the shard DIR as a dataset whose arrays stay in the mapped files. Every file is checked
+/// against the manifest (size, digest) and the offsets and class ids against each other, so a
+/// truncated, corrupted or mismatched shard is a DataError naming the file, never a wrong batch.
+TextDataset open_shard(const std::string& dir, const ShardReadOptions& options);
+
+/// The manifest's name for a target kind ("class_id", "binary", "multi_hot", "value", "none").
+const char* target_kind_name(TargetKind kind);
+
+/// A 64-bit digest of a file's bytes (digest64 over 64 MiB blocks, chained), as hex; the pages
+/// read are handed back as it goes.
+std::string file_digest(const std::string& path);
+
+/// Digest of a vocabulary's tokens in id order and of a label set's names, as hex.
+std::string vocab_digest(const Vocabulary& vocab);
+std::string labels_digest(const LabelMap& labels);
+
+}  // namespace ltk

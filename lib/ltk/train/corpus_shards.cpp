@@ -1,0 +1,338 @@
+// ltk-data encode: a config's splits streamed into shards; and a config's check against a shard.
+#include "ltk/train/corpus_shards.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <set>
+#include <unordered_map>
+
+#include "ltk/core/error.h"
+#include "ltk/core/log.h"
+#include "ltk/core/stop.h"
+#include "ltk/core/strings.h"
+#include "ltk/data/formats.h"
+#include "ltk/data/jieba.h"
+#include "ltk/data/shards.h"
+#include "ltk/models/linear.h"
+#include "ltk/task/task.h"
+
+namespace ltk {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+/// What shards cannot hold or feed, named by key.
+void refuse_unshardable(const Config& config, const std::string& why) {
+  auto refuse = [&](const std::string& key, const std::string& reason) {
+    throw ConfigError(fmt::format("config key '{}': {}; {}", key, reason, why));
+  };
+  if (config.model.type == "linear")
+    refuse("model.type", "the linear model reads tf-idf n-gram features from the raw text, not token shards");
+  if (config.task.type == "mlm")
+    refuse("task.type",
+           "masked-LM pretraining does not read shards yet (it packs texts and marks whole words "
+           "as it encodes them)");
+  if (!config.data.text_pair_column.empty() || !config.data.text_pair_field.empty())
+    refuse(config.data.text_pair_column.empty() ? "data.text_pair_field" : "data.text_pair_column",
+           "sentence pairs are not held in shards yet");
+  if (config.data.long_text == "window") refuse("data.long_text", "\"window\" does not read shards yet");
+  const TokenizerConfig& tok = config.data.tokenizer;
+  if ((tok.type == "sentencepiece" || tok.type == "wordpiece") && tok.dict.empty())
+    refuse("data.tokenizer.dict",
+           fmt::format("a {} tokenizer without a model is trained on the raw training text; name a trained one (a "
+                       "run keeps it: runs/NAME/{})",
+                       tok.type, tokenizer_resource(tok.type)));
+}
+
+std::string dict_of(const TokenizerConfig& tok) {
+  if (tokenizer_resource(tok.type).empty()) return "";
+  return tok.dict.empty() && tok.type == "jieba" ? kDefaultJiebaDict : tok.dict;
+}
+
+/// The stored kind of a task's targets: binary is stored as class ids (which label is positive
+/// is the manifest's "positive").
+TargetKind stored_kind(const TaskConfig& task) {
+  if (task.type == "multilabel") return TargetKind::multi_hot;
+  if (task.type == "regression") return TargetKind::value;
+  return TargetKind::class_id;
+}
+
+/// Labels numbered in the order first seen, across the pieces of a split.
+struct SeenLabels {
+  std::vector<std::string> names;
+  std::unordered_map<std::string, int32_t> index;
+  std::vector<std::string> scratch;
+  /// Adds the piece's labels; returns its label map (every label so far, sorted) and the map
+  /// from that map's ids to first-seen ids.
+  std::pair<LabelMap, std::vector<int32_t>> piece(const TaskConfig& task, const std::vector<Example>& examples) {
+    for (const auto& e : examples) {
+      label_names(task, e, scratch);
+      for (auto& n : scratch)
+        if (index.emplace(n, static_cast<int32_t>(names.size())).second) names.push_back(n);
+    }
+    LabelMap map = LabelMap::from_labels(names);
+    std::vector<int32_t> to_seen(static_cast<size_t>(map.size()));
+    for (int64_t i = 0; i < map.size(); ++i) to_seen[static_cast<size_t>(i)] = index.at(map.name(i));
+    return {std::move(map), std::move(to_seen)};
+  }
+};
+
+struct SplitJob {
+  const Config& config;
+  const EncodeShardsOptions& options;
+  const Tokenizer& tokenizer;
+  std::string split, path, dir;
+};
+
+/// Streams one split's file through `on_piece(examples)` into a writer; fills the counts.
+template <typename OnPiece>
+EncodedSplit stream_split(const SplitJob& job, OnPiece&& on_piece) {
+  EncodedSplit r{job.split, job.dir, job.path};
+  const auto start = std::chrono::steady_clock::now();
+  std::string first_skip;
+  // Each piece is encoded while the next is read and parsed.
+  std::future<void> pending;
+  read_examples_in_pieces(job.path, reader_options(job.config.data, job.config.task), job.options.piece_bytes,
+                          [&](ReadResult& piece) {
+                            throw_if_stop_requested();
+                            if (piece.skipped && r.skipped == 0) first_skip = piece.first_skip;
+                            r.skipped += piece.skipped;
+                            r.samples += static_cast<int64_t>(piece.examples.size());
+                            auto examples = std::make_shared<std::vector<Example>>(std::move(piece.examples));
+                            if (pending.valid()) pending.get();
+                            pending = std::async(std::launch::async, [&on_piece, examples] { on_piece(*examples); });
+                          });
+  if (pending.valid()) pending.get();
+  if (r.skipped)
+    log::warn("[encode] {}: skipped {} bad row(s) (data.on_bad_row is \"skip\"); the first: {}", job.path, r.skipped,
+              first_skip);
+  r.source_bytes = static_cast<int64_t>(fs::file_size(job.path));
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+EncodeOptions shard_encode_options(const Config& config, const Vocabulary& vocab, int threads) {
+  EncodeOptions o = encode_options(config.data, vocab, &config.task);
+  o.max_len = 0;  // shards keep every id; max_len and truncation apply when batches are made
+  o.windows = false;
+  o.threads = std::max(1, threads - 1);  // the reader, which parses the next piece meanwhile, is the other
+  return o;
+}
+
+nlohmann::json split_manifest(const Config& config, const EncodedSplit& r, const LabelMap& labels) {
+  nlohmann::json m = shard_identity(config);
+  m["split"] = r.split;
+  m["source_path"] = fs::absolute(r.source).lexically_normal().string();
+  m["source_bytes"] = fs::file_size(r.source);
+  m["source_modified"] = static_cast<int64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(fs::last_write_time(r.source).time_since_epoch()).count());
+  m["skipped"] = r.skipped;
+  TargetEncoder final_targets{TargetKind::value, nullptr, ",", 1};
+  if (config.task.type != "regression") final_targets = make_task(config.task, labels)->target_encoder();
+  m["targets"] = target_kind_name(final_targets.kind);
+  m["positive"] = final_targets.positive;
+  return m;
+}
+
+/// The training split: its vocabulary counted piece by piece (ids numbered as counted, then
+/// rewritten to the vocabulary's), or the tokenizer's fixed one; its labels numbered as seen,
+/// then sorted.
+EncodedSplit encode_train(const SplitJob& job, Vocabulary& vocab, LabelMap& labels) {
+  const Config& config = job.config;
+  const bool fixed = config.data.vocab.source == "tokenizer";
+  if (fixed) vocab = Vocabulary::load_wordpiece(dict_of(config.data.tokenizer));
+  const EncodeOptions enc = shard_encode_options(config, fixed ? vocab : Vocabulary(), job.options.threads);
+  const TargetKind kind = stored_kind(config.task);
+  const bool classes = kind != TargetKind::value;
+  ShardWriter writer(job.dir);
+  TokenCounter counter;
+  SeenLabels seen;
+  EncodedSplit r = stream_split(job, [&](const std::vector<Example>& examples) {
+    auto [piece_labels, to_seen] =
+        classes ? seen.piece(config.task, examples) : std::pair<LabelMap, std::vector<int32_t>>{};
+    const TargetEncoder targets{kind, classes ? &piece_labels : nullptr, config.task.label_separator, 1};
+    if (fixed) {
+      writer.append(encode_examples(examples, job.path, job.tokenizer, vocab, &targets, enc), to_seen);
+      return;
+    }
+    auto [piece_vocab, part] = build_vocab_and_encode(examples, job.path, job.tokenizer, 1, 0, &targets, enc);
+    std::vector<int32_t> to_counter(static_cast<size_t>(piece_vocab.size()), -1);
+    // A text token "<unk>" or "<pad>" is unknown in a corpus vocabulary (as the in-memory path
+    // makes it): the piece gives it the unknown id, kept as a token never counted.
+    to_counter[Vocabulary::kUnkId] = counter.add(Vocabulary::kUnk, 0);
+    for (int32_t id = Vocabulary::kFirstWordId; id < static_cast<int32_t>(piece_vocab.size()); ++id)
+      to_counter[static_cast<size_t>(id)] = counter.add(piece_vocab.token(id), piece_vocab.count(id));
+    part.map_ids(to_counter);
+    writer.append(part, to_seen);
+  });
+  std::vector<int32_t> id_table, class_table;
+  if (!fixed) {
+    vocab = Vocabulary::build(counter, config.data.vocab.min_freq, config.data.vocab.max_size);
+    id_table.resize(counter.size());
+    for (size_t g = 0; g < counter.size(); ++g) id_table[g] = vocab.id(counter.token(static_cast<int32_t>(g)));
+  }
+  if (classes) {
+    labels = LabelMap::from_labels(seen.names);
+    for (const auto& n : seen.names) class_table.push_back(static_cast<int32_t>(labels.find(n)));
+  }
+  writer.remap(id_table, class_table, job.options.threads);
+  r.tokens = writer.tokens();
+  writer.finish(split_manifest(config, r, labels), vocab, classes ? &labels : nullptr);
+  return r;
+}
+
+/// valid or test: encoded with the training split's vocabulary and labels.
+EncodedSplit encode_other(const SplitJob& job, const Vocabulary& vocab, const LabelMap& labels) {
+  const Config& config = job.config;
+  const EncodeOptions enc = shard_encode_options(config, vocab, job.options.threads);
+  const TargetKind kind = stored_kind(config.task);
+  const bool classes = kind != TargetKind::value;
+  const TargetEncoder targets{kind, classes ? &labels : nullptr, config.task.label_separator, 1};
+  ShardWriter writer(job.dir);
+  EncodedSplit r = stream_split(job, [&](const std::vector<Example>& examples) {
+    writer.append(encode_examples(examples, job.path, job.tokenizer, vocab, &targets, enc));
+  });
+  r.tokens = writer.tokens();
+  writer.finish(split_manifest(config, r, labels), vocab, classes ? &labels : nullptr);
+  return r;
+}
+
+const std::string& split_path(const Config& config, const std::string& split) {
+  if (split == "train") return config.data.train;
+  if (split == "valid") return config.data.valid;
+  if (split == "test") return config.data.test;
+  throw ConfigError("--split: unknown split '" + split + "'; use train, valid or test");
+}
+
+}  // namespace
+
+nlohmann::json shard_identity(const Config& config) {
+  nlohmann::json tok = to_json(config)["data"]["tokenizer"];
+  const std::string dict = dict_of(config.data.tokenizer);
+  tok.erase("dict");
+  if (!dict.empty()) {
+    if (!fs::is_regular_file(dict)) throw ConfigError("config key 'data.tokenizer.dict': " + dict + " does not exist");
+    tok["dict_digest"] = file_digest(dict);
+  }
+  const auto& v = config.data.vocab;
+  return nlohmann::json{{"tokenizer", tok},
+                        {"special_tokens", config.data.special_tokens},
+                        {"vocab", {{"source", v.source}, {"min_freq", v.min_freq}, {"max_size", v.max_size}}},
+                        {"task", {{"type", config.task.type}, {"label_separator", config.task.label_separator}}}};
+}
+
+void check_shard_matches(const std::string& dir, const nlohmann::json& manifest, const Config& config,
+                         const std::string& key) {
+  refuse_unshardable(config, "config key '" + key + "' names a shard (" + dir + "); name the raw file instead");
+  const nlohmann::json mine = shard_identity(config);
+  auto differ = [&](const std::string& what, const nlohmann::json& ours, const nlohmann::json& theirs) {
+    throw ConfigError(fmt::format(
+        "config key '{}': this config's {} is {} but shard {} was encoded with {}; encode the data again with "
+        "this config (ltk-data encode --config ... --out DIR) or set {} as the shard has it",
+        key, what, ours.dump(), dir, theirs.dump(), what));
+  };
+  for (auto it = mine["tokenizer"].begin(); it != mine["tokenizer"].end(); ++it) {
+    const nlohmann::json theirs = manifest["tokenizer"].value(it.key(), nlohmann::json());
+    if (theirs != it.value()) differ("data.tokenizer." + it.key(), it.value(), theirs);
+  }
+  if (manifest.value("special_tokens", false) != config.data.special_tokens)
+    differ("data.special_tokens", config.data.special_tokens, manifest.value("special_tokens", false));
+  if (key == "data.train")
+    for (const char* k : {"source", "min_freq", "max_size"})
+      if (manifest["vocab"].value(k, nlohmann::json()) != mine["vocab"][k])
+        differ(std::string("data.vocab.") + k, mine["vocab"][k], manifest["vocab"].value(k, nlohmann::json()));
+  const nlohmann::json task = manifest.value("task", nlohmann::json::object());
+  // multiclass and binary read the same class ids; the run's task makes the targets
+  const bool theirs_regression = task.value("type", "") == "regression",
+             ours_regression = config.task.type == "regression";
+  if (theirs_regression != ours_regression ||
+      (config.task.type == "multilabel") != (task.value("type", "") == "multilabel"))
+    differ("task.type", config.task.type, task.value("type", nlohmann::json()));
+  if (config.task.type == "multilabel" && task.value("label_separator", "") != config.task.label_separator)
+    differ("task.label_separator", config.task.label_separator, task.value("label_separator", nlohmann::json()));
+}
+
+TextDataset open_config_shard(const std::string& dir, const Config& config, const std::string& key,
+                              const Vocabulary* vocab, const LabelMap* labels, const TargetEncoder& targets) {
+  const nlohmann::json m = read_shard_manifest(dir);
+  check_shard_matches(dir, m, config, key);
+  if (vocab && m["vocab"].value("digest", "") != vocab_digest(*vocab))
+    throw ConfigError(fmt::format(
+        "config key '{}': shard {} holds the ids of another vocabulary ({} tokens, digest {}) than this run's ({} "
+        "tokens, digest {}); encode every split with the training split (ltk-data encode --config ... encodes them "
+        "together). A run fine-tuned from another run (model.init_from) keeps that run's vocabulary, which ltk-data "
+        "encode does not take yet: train it from the raw files",
+        key, dir, m["vocab"].value("size", int64_t{0}), m["vocab"].value("digest", ""), vocab->size(),
+        vocab_digest(*vocab)));
+  if (labels && labels->size() > 0 && m["labels"].value("digest", "") != labels_digest(*labels)) {
+    const LabelMap theirs = LabelMap::load((fs::path(dir) / "labels.txt").string());
+    throw ConfigError(
+        fmt::format("config key '{}': shard {} has the labels {} where this run has {}; encode the "
+                    "splits together (ltk-data encode --config ...)",
+                    key, dir, quoted_list(theirs.names()), quoted_list(labels->names())));
+  }
+  ShardReadOptions o;
+  o.max_len = config.data.max_len;
+  o.truncation = config.data.truncation;
+  TextDataset data = open_shard(dir, o);
+  data.set_source(data.source(), targets.kind, targets.labels ? targets.labels->size() : 0, targets.positive);
+  log::info("[data] {}: shard {} ({} texts, {} tokens as stored), mapped", key, dir, data.size(), data.total_tokens());
+  return data;
+}
+
+std::vector<EncodedSplit> encode_shards(const Config& config, const EncodeShardsOptions& options) {
+  refuse_unshardable(config, "shards cannot be encoded for this config");
+  const TokenizerConfig& tok = config.data.tokenizer;
+  std::vector<std::string> splits;
+  for (const auto& s : options.splits) split_path(config, s);  // an unknown name is an error
+  for (const char* s : {"train", "valid", "test"})  // train first: its vocabulary and labels encode the others
+    if (options.splits.empty() ? !split_path(config, s).empty()
+                               : std::count(options.splits.begin(), options.splits.end(), s) > 0)
+      splits.emplace_back(s);
+  auto tokenizer = make_run_tokenizer(tok, config.model);
+  Vocabulary vocab;
+  LabelMap labels;
+  bool have_vocab = false;
+  std::vector<EncodedSplit> done;
+  for (const auto& split : splits) {
+    const std::string& path = split_path(config, split);
+    if (path.empty()) throw ConfigError("--split " + split + ": config key 'data." + split + "' names no file");
+    if (is_shard(path)) throw ConfigError("config key 'data." + split + "': " + path + " is a shard already");
+    const std::string dir = (fs::path(options.out) / split).string();
+    if (fs::exists(dir) && !is_shard(dir))
+      throw ConfigError(dir + " exists and is not a shard; give --out a directory for the shards alone");
+    if (fs::exists(dir) && !options.overwrite) throw ConfigError(dir + " exists; --overwrite replaces it");
+    SplitJob job{config, options, *tokenizer, split, path, dir};
+    log::info("[encode] {} -> {}", path, dir);
+    if (split == "train") {
+      done.push_back(encode_train(job, vocab, labels));
+      have_vocab = true;
+      continue;
+    }
+    if (!have_vocab) {  // valid or test alone: the training shard's vocabulary and labels
+      const std::string train_dir = (fs::path(options.out) / "train").string();
+      if (!is_shard(train_dir))
+        throw ConfigError(
+            fmt::format("--split {}: {} holds no training shard; encode the train split first (its "
+                        "vocabulary and labels encode the others)",
+                        split, train_dir));
+      check_shard_matches(train_dir, read_shard_manifest(train_dir), config, "data.train");
+      const std::string vocab_file = (fs::path(train_dir) / "vocab.txt").string();
+      vocab = config.data.vocab.source == "tokenizer" ? Vocabulary::load_wordpiece(vocab_file)
+                                                      : Vocabulary::load(vocab_file);
+      if (fs::exists(fs::path(train_dir) / "labels.txt"))
+        labels = LabelMap::load((fs::path(train_dir) / "labels.txt").string());
+      have_vocab = true;
+    }
+    done.push_back(encode_other(job, vocab, labels));
+  }
+  return done;
+}
+
+}  // namespace ltk
