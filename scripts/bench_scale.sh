@@ -5,7 +5,8 @@
 # reached: the variation is the order, the texts repeat), then
 #   1. ltk-data encode (basic tokenizer, 2 threads): MB/s and peak RSS;
 #   2. one epoch of bow training from the raw file and from the shard: wall time, samples/s of
-#      the training loop (ltk-train's "done" line) and peak RSS of the whole process.
+#      the training loop (ltk-train's "done" line) and peak RSS of the whole process;
+#   3. configs/fortunes_bow.json (22 epochs of fortunes_en) from the raw files and from shards.
 # Not a test. Run it alone: a busy second core changes the figures.
 #   scripts/bench_scale.sh [MEGABYTES]      (default 400; the issue's goal is >= 4000)
 set -euo pipefail
@@ -38,6 +39,11 @@ timed encode build/bin/ltk-data encode --config "$work/config.json" --out "$work
 timed raw build/bin/ltk-train --config "$work/config.json" --overwrite
 timed shards build/bin/ltk-train --config "$work/config.json" --set "data.train=$work/shards/train" \
   --set "data.valid=$work/shards/valid" --set "output_dir=$work/run_shards" --overwrite
+fdir="$work/fortunes"
+build/bin/ltk-data encode --config configs/fortunes_bow.json --out "$fdir/shards" --overwrite >/dev/null 2>&1
+timed fortunes_raw build/bin/ltk-train --config configs/fortunes_bow.json --set "output_dir=$fdir/raw" --overwrite
+timed fortunes_shards build/bin/ltk-train --config configs/fortunes_bow.json --set "output_dir=$fdir/shards_run" \
+  --set "data.train=$fdir/shards/train" --set "data.valid=$fdir/shards/valid" --set "data.test=$fdir/shards/test" --overwrite
 /usr/bin/python3 - "$work" "$corpus" <<'PY' | tee "docs/bench_scale_${mb}mb.md"
 import os, re, subprocess, sys
 work, corpus = sys.argv[1], sys.argv[2]
@@ -64,4 +70,13 @@ for name in ("raw", "shards"):
     s, mb = t(name)
     steps, secs, sps = loop(name)
     print(f"| {'raw file' if name == 'raw' else 'shard'} | {s:.1f} s | {sps} samples/s ({secs} s) | {mb:.0f} MB | {valid(name)} |")
+def test(name):
+    m = re.findall(r"\[test\] best checkpoint.*?(accuracy [\d.]+)", open(f"{work}/{name}.err").read())
+    return m[-1] if m else "?"
+print("\n| configs/fortunes_bow.json (fortunes_en) | whole process | training loop | peak RSS | test |")
+print("|---|---|---|---|---|")
+for name in ("fortunes_raw", "fortunes_shards"):
+    s, mb = t(name)
+    steps, secs, sps = loop(name)
+    print(f"| {'raw files' if name.endswith('raw') else 'shards'} | {s:.1f} s | {sps} samples/s ({secs} s) | {mb:.0f} MB | {test(name)} |")
 PY

@@ -78,6 +78,9 @@ struct ShardReadOptions {
   int64_t release_bytes = int64_t{256} << 20;
   /// Check every file's digest against the manifest (reads the whole shard once).
   bool verify = true;
+  /// The offsets and class arrays are read into memory when they take at most this many bytes
+  /// (about 20 per text: 256 MiB holds 13 M texts' index), else read mapped, which is slower.
+  int64_t index_in_memory = int64_t{256} << 20;
 };
 
 /// Opens the shard DIR as a dataset whose arrays stay in the mapped files. Every file is checked
