@@ -960,9 +960,12 @@ TEST_CASE("faults: ltk-eval --out and --export killed mid-write leave the earlie
   auto snapshot = [&](const std::string& d) {
     std::map<std::string, std::string> files;
     // (a kill between a temporary file's creation and its rename leaves NAME.tmp beside the intact
-    // file; the next write of NAME replaces it)
+    // file, and one before a directory's swap leaves DIR.ltk-tmp beside the intact DIR; the next
+    // write of NAME or DIR replaces them)
     for (const auto& e : std::filesystem::recursive_directory_iterator(d))
-      if (e.is_regular_file() && e.path().extension() != ".tmp") files[e.path().string()] = ltk::test::read_text(e.path().string());
+      if (e.is_regular_file() && e.path().extension() != ".tmp" &&
+          e.path().string().find(".ltk-tmp") == std::string::npos)
+        files[e.path().string()] = ltk::test::read_text(e.path().string());
     return files;
   };
   // (another seed's weights: the same vocabulary and shapes, other values)
