@@ -64,19 +64,19 @@ print(f"`{corpus}`: {size:.0f} MB of short texts (Debian package descriptions an
       f"bench/make_corpus.py). {cpu}, {os.cpu_count()} cores. Made by `scripts/bench_scale.sh {sys.argv[1].split('_')[-1][:-2]}`.\n")
 print(f"Encoding (`ltk-data encode`, basic tokenizer, 2 threads, train + valid): {enc_s:.1f} s, "
       f"**{size / enc_s:.0f} MB/s** of the training file, peak RSS {enc_mb:.0f} MB.\n")
-print("| bow, 1 epoch, max_len 64, batch 256 | whole process | training loop | peak RSS | valid |")
-print("|---|---|---|---|---|")
-for name in ("raw", "shards"):
-    s, mb = t(name)
-    steps, secs, sps = loop(name)
-    print(f"| {'raw file' if name == 'raw' else 'shard'} | {s:.1f} s | {sps} samples/s ({secs} s) | {mb:.0f} MB | {valid(name)} |")
 def test(name):
     m = re.findall(r"\[test\] best checkpoint.*?(accuracy [\d.]+)", open(f"{work}/{name}.err").read())
     return m[-1] if m else "?"
-print("\n| configs/fortunes_bow.json (fortunes_en) | whole process | training loop | peak RSS | test |")
-print("|---|---|---|---|---|")
-for name in ("fortunes_raw", "fortunes_shards"):
-    s, mb = t(name)
-    steps, secs, sps = loop(name)
-    print(f"| {'raw files' if name.endswith('raw') else 'shards'} | {s:.1f} s | {sps} samples/s ({secs} s) | {mb:.0f} MB | {test(name)} |")
+def table(title, last, rows):  # rows: (run name, label, last column's value)
+    print(f"| {title} | whole process | training loop | peak RSS | {last} |")
+    print("|---|---|---|---|---|")
+    for name, label, value in rows:
+        s, mb = t(name)
+        steps, secs, sps = loop(name)
+        print(f"| {label} | {s:.1f} s | {sps} samples/s ({secs} s) | {mb:.0f} MB | {value} |")
+table("bow, 1 epoch, max_len 64, batch 256", "valid",
+      [("raw", "raw file", valid("raw")), ("shards", "shard", valid("shards"))])
+print()
+table("configs/fortunes_bow.json (fortunes_en)", "test",
+      [("fortunes_raw", "raw files", test("fortunes_raw")), ("fortunes_shards", "shards", test("fortunes_shards"))])
 PY

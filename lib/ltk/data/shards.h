@@ -51,7 +51,6 @@ class ShardWriter {
   /// Appends every sample of `part` (encoded without max_len, not windowed, no pairs or flags),
   /// its class ids mapped through `class_map` when given.
   void append(const TextDataset& part, const std::vector<int32_t>& class_map = {});
-  int64_t samples() const { return samples_; }
   int64_t tokens() const { return tokens_; }
   /// Rewrites every id x as id_table[x] and every class c as class_table[c] (empty: unchanged):
   /// ids numbered while counting become the vocabulary's.

@@ -94,7 +94,6 @@ struct SplitJob {
 template <typename OnPiece>
 EncodedSplit stream_split(const SplitJob& job, OnPiece&& on_piece) {
   EncodedSplit r{job.split, job.dir, job.path};
-  const auto start = std::chrono::steady_clock::now();
   std::string first_skip;
   // Each piece is encoded while the next is read and parsed.
   std::future<void> pending;
@@ -113,7 +112,6 @@ EncodedSplit stream_split(const SplitJob& job, OnPiece&& on_piece) {
     log::warn("[encode] {}: skipped {} bad row(s) (data.on_bad_row is \"skip\"); the first: {}", job.path, r.skipped,
               first_skip);
   r.source_bytes = static_cast<int64_t>(fs::file_size(job.path));
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }
 
@@ -144,6 +142,7 @@ nlohmann::json split_manifest(const Config& config, const EncodedSplit& r, const
 /// rewritten to the vocabulary's), or the tokenizer's fixed one; its labels numbered as seen,
 /// then sorted.
 EncodedSplit encode_train(const SplitJob& job, Vocabulary& vocab, LabelMap& labels) {
+  const auto start = std::chrono::steady_clock::now();  // reading through the synced rename
   const Config& config = job.config;
   const bool fixed = config.data.vocab.source == "tokenizer";
   if (fixed) vocab = Vocabulary::load_wordpiece(dict_of(config.data.tokenizer));
@@ -184,11 +183,13 @@ EncodedSplit encode_train(const SplitJob& job, Vocabulary& vocab, LabelMap& labe
   writer.remap(id_table, class_table, job.options.threads);
   r.tokens = writer.tokens();
   writer.finish(split_manifest(config, r, labels), vocab, classes ? &labels : nullptr);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }
 
 /// valid or test: encoded with the training split's vocabulary and labels.
 EncodedSplit encode_other(const SplitJob& job, const Vocabulary& vocab, const LabelMap& labels) {
+  const auto start = std::chrono::steady_clock::now();  // reading through the synced rename
   const Config& config = job.config;
   const EncodeOptions enc = shard_encode_options(config, vocab, job.options.threads);
   const TargetKind kind = stored_kind(config.task);
@@ -200,6 +201,7 @@ EncodedSplit encode_other(const SplitJob& job, const Vocabulary& vocab, const La
   });
   r.tokens = writer.tokens();
   writer.finish(split_manifest(config, r, labels), vocab, classes ? &labels : nullptr);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }
 

@@ -26,7 +26,7 @@ struct EncodeShardsOptions {
 struct EncodedSplit {
   std::string split, dir, source;
   int64_t samples = 0, tokens = 0, skipped = 0, source_bytes = 0;
-  double seconds = 0;
+  double seconds = 0;  ///< reading, encoding, rewriting and the synced rename
 };
 
 /// Encodes the config's splits into shards, streaming each file in pieces: the training split's
