@@ -4,8 +4,11 @@
 # `scripts/data.sh fortunes_en`, repeated and shuffled by bench/make_corpus.py until the size is
 # reached: the variation is the order, the texts repeat), then
 #   1. ltk-data encode (basic tokenizer, 2 threads): MB/s and peak RSS;
-#   2. one epoch of bow training from the raw file and from the shard: wall time, samples/s of
-#      the training loop (ltk-train's "done" line) and peak RSS of the whole process;
+#   2. one epoch of bow training from the raw file and from the shard, and from the shard as a
+#      2-process data-parallel job (--nproc 2): wall time, samples/s of the training loop
+#      (ltk-train's "done" line) and peak RSS (of the largest process: a rank's, for --nproc). A
+#      corpus over a quarter of the available memory is not trained raw: ltk-train's memory check
+#      refuses it, and the table shows its message instead;
 #   3. configs/fortunes_bow.json (22 epochs of fortunes_en) from the raw files and from shards.
 # Not a test. Run it alone: a busy second core changes the figures.
 #   scripts/bench_scale.sh [MEGABYTES]      (default 400; the issue's goal is >= 4000)
@@ -36,9 +39,20 @@ timed() {  # timed NAME CMD...: runs CMD under /usr/bin/time, prints "NAME secon
 }
 sync
 timed encode build/bin/ltk-data encode --config "$work/config.json" --out "$work/shards" --threads 2 --overwrite
-timed raw build/bin/ltk-train --config "$work/config.json" --overwrite
+avail_kb=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
+if (( $(stat -c %s "$corpus") / 1024 > avail_kb / 4 )); then  # raw: refused by the memory check
+  rm -f "$work/raw.time"
+  build/bin/ltk-train --config "$work/config.json" --set trainer.memory_check=true --overwrite \
+    >"$work/raw.out" 2>"$work/raw.err" && { echo "bench_scale: the memory check let $corpus through" >&2; exit 1; }
+  echo "raw refused: $(grep -o 'error.*' "$work/raw.err" | head -c 200)"
+else
+  timed raw build/bin/ltk-train --config "$work/config.json" --overwrite
+fi
 timed shards build/bin/ltk-train --config "$work/config.json" --set "data.train=$work/shards/train" \
   --set "data.valid=$work/shards/valid" --set "output_dir=$work/run_shards" --overwrite
+timed shards_nproc2 build/bin/ltk-train --config "$work/config.json" --nproc 2 --set threads=1 \
+  --set "data.train=$work/shards/train" --set "data.valid=$work/shards/valid" \
+  --set "output_dir=$work/run_shards_nproc2" --overwrite
 fdir="$work/fortunes"
 build/bin/ltk-data encode --config configs/fortunes_bow.json --out "$fdir/shards" --overwrite >/dev/null 2>&1
 timed fortunes_raw build/bin/ltk-train --config configs/fortunes_bow.json --set "output_dir=$fdir/raw" --overwrite
@@ -71,11 +85,16 @@ def table(title, last, rows):  # rows: (run name, label, last column's value)
     print(f"| {title} | whole process | training loop | peak RSS | {last} |")
     print("|---|---|---|---|---|")
     for name, label, value in rows:
+        if not os.path.exists(f"{work}/{name}.time"):
+            err = open(f"{work}/{name}.err").read().strip().splitlines()
+            print(f"| {label} | refused by the memory check: \"{err[-1][:160] if err else '?'}\" | | | |")
+            continue
         s, mb = t(name)
         steps, secs, sps = loop(name)
         print(f"| {label} | {s:.1f} s | {sps} samples/s ({secs} s) | {mb:.0f} MB | {value} |")
 table("bow, 1 epoch, max_len 64, batch 256", "valid",
-      [("raw", "raw file", valid("raw")), ("shards", "shard", valid("shards"))])
+      [("raw", "raw file", valid("raw")), ("shards", "shard", valid("shards")),
+       ("shards_nproc2", "shard, --nproc 2 (1 thread each)", valid("shards_nproc2"))])
 print()
 table("configs/fortunes_bow.json (fortunes_en)", "test",
       [("fortunes_raw", "raw files", test("fortunes_raw")), ("fortunes_shards", "shards", test("fortunes_shards"))])

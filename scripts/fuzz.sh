@@ -37,7 +37,7 @@ fi
 dict_of() {
   case "$1" in
     reader_tsv|reader_csv) echo csv ;;
-    reader_jsonl|config|hf_config|checkpoint_state) echo json ;;
+    reader_jsonl|config|hf_config|checkpoint_state|shard) echo json ;;
     tokenize|vocab|jieba_dict|http_request) echo text ;;
     weights) echo pickle ;;
     safetensors) echo safetensors ;;

@@ -370,12 +370,108 @@ TEST_CASE("normalisation: NFKC turns full-width forms half-width, accents can be
   CHECK(emoji.tokenize("a😀b") == V{"a", "😀", "b"});
 }
 
+namespace {
+
+// The sampler as it was before its batches became flat (EpochBatches, 4 bytes a sample): kept as
+// an oracle, because a run resumed across versions must see the same batches, bit for bit.
+std::vector<std::vector<int64_t>> sampler_oracle(int64_t size, int64_t bs, bool shuffle, bool drop_last, uint64_t seed,
+                                                 const std::vector<int32_t>& classes,
+                                                 const std::vector<int32_t>& lengths, int64_t pool_batches,
+                                                 int64_t max_tokens, int64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(size));
+  for (int64_t i = 0; i < size; ++i) order[i] = i;
+  if (!classes.empty()) {
+    std::map<int32_t, std::vector<int64_t>> groups;
+    for (int64_t i = 0; i < size; ++i) groups[classes[i]].push_back(i);
+    std::vector<std::vector<int64_t>> by_class;
+    for (auto& g : groups) by_class.push_back(g.second);
+    std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch) + 7);
+    for (int64_t i = 0; i < size; ++i) {
+      const auto& members = by_class[rng() % by_class.size()];
+      order[i] = members[rng() % members.size()];
+    }
+  } else if (shuffle) {
+    std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch) + 1);
+    for (int64_t i = size - 1; i > 0; --i) std::swap(order[i], order[rng() % static_cast<uint64_t>(i + 1)]);
+  }
+  std::vector<std::vector<int64_t>> batches;
+  if (lengths.empty()) {
+    for (int64_t start = 0; start < size; start += bs) {
+      const int64_t end = std::min(size, start + bs);
+      if (drop_last && end - start < bs) break;
+      batches.emplace_back(order.begin() + start, order.begin() + end);
+    }
+    return batches;
+  }
+  const int64_t pool = pool_batches > 0 ? pool_batches * bs : size;
+  for (int64_t start = 0; start < size; start += pool) {
+    auto first = order.begin() + start, last = order.begin() + std::min(size, start + pool);
+    if (pool_batches > 0) std::stable_sort(first, last, [&](int64_t a, int64_t b) { return lengths[a] < lengths[b]; });
+    std::vector<int64_t> current;
+    int64_t longest = 0;
+    for (auto it = first; it != last; ++it) {
+      const int64_t len = std::max<int64_t>(lengths[*it], 1);
+      if (static_cast<int64_t>(current.size()) >= bs ||
+          (max_tokens > 0 && !current.empty() &&
+           std::max(longest, len) * static_cast<int64_t>(current.size() + 1) > max_tokens)) {
+        batches.push_back(std::move(current));
+        current.clear();
+        longest = 0;
+      }
+      current.push_back(*it);
+      longest = std::max(longest, len);
+    }
+    if (!current.empty() && !(drop_last && static_cast<int64_t>(current.size()) < bs && max_tokens == 0))
+      batches.push_back(std::move(current));
+  }
+  if (shuffle && pool_batches > 0) {
+    std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch) + 3);
+    for (size_t i = batches.size(); i > 1; --i) std::swap(batches[i - 1], batches[rng() % i]);
+  }
+  return batches;
+}
+
+}  // namespace
+
+TEST_CASE("sampler: flat batches equal the earlier sampler's, for every mode", "[data][sampler]") {
+  std::mt19937 rng(11);
+  std::vector<int32_t> lengths(257), classes(257);
+  for (auto& l : lengths) l = static_cast<int32_t>(rng() % 90);
+  for (auto& c : classes) c = static_cast<int32_t>(rng() % 5 == 0 ? 3 : rng() % 2);
+  for (int64_t size : {0, 1, 31, 257})
+    for (int64_t bs : {1, 7, 32})
+      for (int mode = 0; mode < 16; ++mode) {
+        const bool shuffle = mode & 1, drop_last = mode & 2, balanced = mode & 4, by_length = mode & 8;
+        for (int64_t pool : {0, 3})
+          for (int64_t max_tokens : {0, 150}) {
+            if (!by_length && (pool || max_tokens)) continue;
+            CAPTURE(size, bs, shuffle, drop_last, balanced, by_length, pool, max_tokens);
+            const std::vector<int32_t> c(classes.begin(), classes.begin() + size),
+                l(lengths.begin(), lengths.begin() + size);
+            ltk::BatchSampler s(size, bs, shuffle, drop_last, 5);
+            if (balanced) s.set_balanced(c);
+            if (by_length) s.set_length_batching(l, pool, max_tokens);
+            for (int64_t epoch : {1, 2}) {
+              const auto want = sampler_oracle(size, bs, shuffle, drop_last, 5, balanced ? c : std::vector<int32_t>{},
+                                               by_length ? l : std::vector<int32_t>{}, pool, max_tokens, epoch);
+              const auto got = s.epoch(epoch);
+              REQUIRE(got.size() == static_cast<int64_t>(want.size()));
+              for (size_t b = 0; b < want.size(); ++b) REQUIRE(got[static_cast<int64_t>(b)] == want[b]);
+            }
+            const auto first = sampler_oracle(size, bs, shuffle, drop_last, 5, balanced ? c : std::vector<int32_t>{},
+                                              by_length ? l : std::vector<int32_t>{}, pool, max_tokens, 1);
+            CHECK(s.batches_per_epoch() == static_cast<int64_t>(first.size()));
+          }
+      }
+}
+
 TEST_CASE("sampler: length bucketing and max-tokens batching are seeded, cover every sample and pad less",
           "[data][sampler]") {
   std::mt19937 rng(3);
   std::vector<int64_t> lengths(1000);
   for (auto& l : lengths) l = 1 + static_cast<int64_t>(rng() % 200);
-  auto padded = [&](const std::vector<std::vector<int64_t>>& batches) {
+  const std::vector<int32_t> lengths32(lengths.begin(), lengths.end());
+  auto padded = [&](const ltk::EpochBatches& batches) {
     int64_t total = 0;
     for (const auto& b : batches) {
       int64_t longest = 0;
@@ -386,10 +482,10 @@ TEST_CASE("sampler: length bucketing and max-tokens batching are seeded, cover e
   };
   ltk::BatchSampler plain(1000, 32, true, false, 9);
   ltk::BatchSampler bucketed(1000, 32, true, false, 9);
-  bucketed.set_length_batching(lengths, 20, 0);
+  bucketed.set_length_batching(lengths32, 20, 0);
   auto e1 = bucketed.epoch(1);
   ltk::BatchSampler same_seed(1000, 32, true, false, 9);  // a second sampler: the seed decides
-  same_seed.set_length_batching(lengths, 20, 0);
+  same_seed.set_length_batching(lengths32, 20, 0);
   CHECK(e1 == same_seed.epoch(1));
   CHECK(e1 != bucketed.epoch(2));
   std::set<int64_t> seen;
@@ -400,7 +496,7 @@ TEST_CASE("sampler: length bucketing and max-tokens batching are seeded, cover e
   CHECK(seen.size() == 1000);
   CHECK(padded(e1) < padded(plain.epoch(1)) * 7 / 10);  // far less padding
   ltk::BatchSampler capped(1000, 64, true, false, 9);
-  capped.set_length_batching(lengths, 10, 2000);
+  capped.set_length_batching(lengths32, 10, 2000);
   int64_t count = 0;
   for (const auto& b : capped.epoch(1)) {
     int64_t longest = 0;

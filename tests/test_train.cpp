@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <filesystem>
@@ -8,6 +9,10 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <ATen/autocast_mode.h>
 #include <torch/serialize.h>
@@ -324,7 +329,7 @@ TEST_CASE("fine-tuning: init_from another run reuses its vocabulary, strict by d
 }
 
 TEST_CASE("sampler: class-balanced sampling evens out an imbalanced split", "[train][sampler]") {
-  std::vector<int64_t> classes(100, 0);
+  std::vector<int32_t> classes(100, 0);
   for (int i = 0; i < 10; ++i) classes[i * 10] = 1;
   ltk::BatchSampler s(100, 10, true, false, 3);
   s.set_balanced(classes);
@@ -992,6 +997,7 @@ void check_same_samples(const ltk::TextDataset& mem, const ltk::TextDataset& sha
   const auto x = collate(mem, idx), y = collate(shard, idx);
   CHECK(torch::equal(x.ids, y.ids));
   if (x.labels.defined()) CHECK(torch::equal(x.labels, y.labels));
+  if (mem.has_labels()) CHECK(torch::equal(mem.targets(idx), shard.targets(idx)));
 }
 
 }  // namespace
@@ -1037,6 +1043,14 @@ TEST_CASE(
                                                            labels, targets));
       check_same_samples(mem.valid, ltk::open_config_shard(dir.file("shards/valid"), config, "data.valid", &mem.vocab,
                                                            labels, targets));
+      // The index read mapped (no memory budget), or partly into memory, reads the same.
+      for (int64_t budget : {0, 1300, 2500}) {
+        ltk::ShardReadOptions ro;
+        ro.index_in_memory = budget;
+        ro.release_bytes = 64;  // pages handed back after every sample
+        INFO("index_in_memory " << budget);
+        check_same_samples(mem.train, ltk::open_shard(dir.file("shards/train"), ro));
+      }
       // max_len and truncation are applied when a sample is read, as encoding with them cuts it
       // (max_len 2 with special tokens: nothing but them; 1 without: one token).
       for (int max_len : {1, 2, 7})
@@ -1075,6 +1089,19 @@ TEST_CASE("shards: the bytes do not depend on the thread count or the piece size
   }
   CHECK(files[0] == files[1]);
   CHECK(files[0] == files[2]);
+  {  // 12000 texts: the compact offsets' blocks past the first (4096 texts each) read as mapped ones
+    ltk::ShardReadOptions in_memory, mapped;
+    mapped.index_in_memory = 0;
+    const auto a = ltk::open_shard(dir.file("s0/train"), in_memory), b = ltk::open_shard(dir.file("s0/train"), mapped);
+    REQUIRE(a.size() == 12000);
+    for (int64_t i = 0; i < a.size(); ++i) {
+      REQUIRE(a.full_length(i) == b.full_length(i));
+      REQUIRE(a.label(i) == b.label(i));
+      const ltk::IdPieces x = a.ids(i), y = b.ids(i);
+      REQUIRE(x.size() == y.size());
+      for (int64_t k = 0; k < x.size(); ++k) REQUIRE(x[k] == y[k]);
+    }
+  }
   // Encoding again needs --overwrite; a leftover .partial is replaced; a failure removes its .partial.
   ltk::EncodeShardsOptions o;
   o.out = dir.file("s0");
@@ -1084,6 +1111,97 @@ TEST_CASE("shards: the bytes do not depend on the thread count or the piece size
   REQUIRE_THROWS_WITH(ltk::encode_shards(config, o), Contains("valid.tsv:51") && Contains("'zzz'"));
   CHECK_FALSE(std::filesystem::exists(dir.file("s0/valid.partial")));
   CHECK(ltk::is_shard(dir.file("s0/valid")));  // the old shard is still whole
+}
+
+namespace {
+
+std::string g_kill_point;
+int64_t g_kill_at = 0;
+
+/// Every file of a shard directory, by name.
+std::map<std::string, std::string> shard_bytes(const std::string& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    files[e.path().filename().string()] = ltk::test::read_text(e.path().string());
+  return files;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "shards: an encode killed with SIGKILL while appending, rewriting ids or before its rename leaves the old shard "
+    "or none, and the next one is whole",
+    "[shards]") {
+  TempDir dir;
+  ltk::test::write_file(dir.file("train.tsv"), shard_corpus("multiclass", 600, 5));
+  ltk::test::write_file(dir.file("valid.tsv"), shard_corpus("multiclass", 40, 6));
+  ltk::test::write_file(dir.file("old.tsv"), shard_corpus("multiclass", 90, 7));
+  const ltk::Config config = shard_config(dir, "multiclass", {{"vocab", {{"min_freq", 2}}}});
+  ltk::Config old_config = config;
+  old_config.data.train = dir.file("old.tsv");
+  auto encode = [&](const ltk::Config& c, const std::string& out) {
+    ltk::EncodeShardsOptions o;
+    o.out = out;
+    o.overwrite = true;
+    o.piece_bytes = 4000;  // several pieces
+    o.threads = 2;
+    ltk::encode_shards(c, o);
+  };
+  encode(config, dir.file("ref"));
+  const auto ref = shard_bytes(dir.file("ref/train"));
+  // (A fork: the child encodes and kills itself at the fault point; SIGKILL runs no destructor.)
+  for (const char* point : {"shard_append", "shard_remap", "shard_rename"})
+    for (bool had_old : {false, true}) {
+      const std::string out = dir.file(std::string(point) + (had_old ? "_old" : "_new"));
+      INFO(point << (had_old ? ", over an older shard" : ", no shard before"));
+      if (had_old) encode(old_config, out);
+      const auto old = had_old ? shard_bytes(out + "/train") : std::map<std::string, std::string>{};
+      g_kill_point = point;
+      g_kill_at = std::string(point) == "shard_append" ? 200 : 0;
+      std::fflush(nullptr);
+      const pid_t child = fork();
+      REQUIRE(child >= 0);
+      if (child == 0) {
+        ltk::set_fault_hook([](const char* p, int64_t samples) {
+          if (g_kill_point == p && samples >= g_kill_at) std::raise(SIGKILL);
+        });
+        try {
+          encode(config, out);
+        } catch (...) {
+          _exit(3);
+        }
+        _exit(0);
+      }
+      int status = 0;
+      pid_t done = 0;
+      for (int ms = 0; ms < 300000 && done == 0; ms += 10) {  // at most 5 minutes
+        done = waitpid(child, &status, WNOHANG);
+        if (done == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      if (done == 0) kill(child, SIGKILL), waitpid(child, &status, 0);
+      REQUIRE(done == child);
+      REQUIRE(WIFSIGNALED(status));
+      CHECK(WTERMSIG(status) == SIGKILL);
+      // The kill left the shard as it was (or none), and DIR.partial beside it.
+      if (had_old)
+        CHECK(shard_bytes(out + "/train") == old);
+      else
+        CHECK_FALSE(std::filesystem::exists(out + "/train"));
+      CHECK(std::filesystem::exists(out + "/train.partial"));
+      // Encoding again starts over: the same bytes as an encode never killed, nothing left over.
+      encode(config, out);
+      CHECK_FALSE(std::filesystem::exists(out + "/train.partial"));
+      auto again = shard_bytes(out + "/train");
+      const auto a = nlohmann::json::parse(again["manifest.json"]), b = nlohmann::json::parse(ref.at("manifest.json"));
+      CHECK(a["files"] == b["files"]);
+      CHECK(a["samples"] == b["samples"]);
+      again.erase("manifest.json");
+      auto want = ref;
+      want.erase("manifest.json");
+      CHECK(again == want);
+      ltk::ShardReadOptions ro;
+      CHECK(ltk::open_shard(out + "/train", ro).size() == 600);
+    }
 }
 
 TEST_CASE("shards: a damaged shard, a lying manifest or another config is a clear error naming the file or key",

@@ -16,7 +16,9 @@ void set_fault_hook(FaultHook hook) noexcept;
 
 /// A named place where a crash must leave a usable run: "after_step" (the optimiser stepped),
 /// "in_checkpoint" (half of a checkpoint written), "before_pointer" (the checkpoint directory
-/// complete, last.json not yet moved).
+/// complete, last.json not yet moved); or a usable shard directory (ltk-data encode; the step is
+/// the samples written so far): "shard_append" (a piece appended), "shard_remap" (ids rewritten to
+/// the vocabulary's, classes not yet), "shard_rename" (DIR.partial complete, DIR not yet replaced).
 void fault_point(const char* point, int64_t step);
 
 }  // namespace ltk

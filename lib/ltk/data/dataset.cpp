@@ -77,11 +77,10 @@ torch::Tensor TextDataset::targets(const std::vector<int64_t>& indices) const {
     case TargetKind::multi_hot: {
       auto t = torch::zeros({B, num_classes_}, torch::kFloat);
       float* p = t.data_ptr<float>();
-      const int64_t* co = class_offsets();
       const int32_t* ci = class_ids();
       for (int64_t b = 0; b < B; ++b) {
-        int64_t i = indices[b];
-        for (int64_t k = co[i]; k < co[i + 1]; ++k) p[b * num_classes_ + ci[k]] = 1.0f;
+        const int64_t i = indices[b];
+        for (int64_t k = class_begin(i), end = class_end(i); k < end; ++k) p[b * num_classes_ + ci[k]] = 1.0f;
       }
       return t;
     }

@@ -105,10 +105,18 @@ struct IdPieces {
 struct SampleStore {
   int64_t n = 0, total = 0;
   const int32_t* ids = nullptr;
-  const int64_t* offsets = nullptr;        ///< n + 1
-  const int32_t* class_ids = nullptr;      ///< class tasks
-  const int64_t* class_offsets = nullptr;  ///< class tasks: n + 1
-  const float* values = nullptr;           ///< regression
+  /// Where text i's ids start (n + 1 entries): offsets[i] (the mapped file), or, read into memory
+  /// compactly (4 bytes a text), base[i >> kBlockShift] + rel[i].
+  const int64_t* offsets = nullptr;
+  const int64_t* base = nullptr;
+  const uint32_t* rel = nullptr;
+  static constexpr int kBlockShift = 12;
+  /// Class ids (class tasks): text i's are class_ids[class_offsets[i], class_offsets[i + 1]); with
+  /// no class_offsets, text i has class_ids[i] alone (one_class_each) or none.
+  const int32_t* class_ids = nullptr;
+  const int64_t* class_offsets = nullptr;
+  bool one_class_each = false;
+  const float* values = nullptr;  ///< regression
   const int64_t* lines = nullptr;
   int64_t max_len = 0;
   int truncation = 0;           ///< 0 head, 1 tail, 2 head+tail
@@ -116,17 +124,20 @@ struct SampleStore {
   std::shared_ptr<void> files;  ///< keeps the mappings
   /// Hands back the pages of ids read so far (called by pages_read once `release_bytes` were read).
   std::function<void()> release;
-  int64_t release_bytes = int64_t{256} << 20;
+  int64_t release_bytes = int64_t{64} << 20;
   mutable std::atomic<int64_t> read_since_release{0};
 
-  int64_t stored_length(int64_t i) const { return offsets[i + 1] - offsets[i]; }
-  /// Whether sample i is cut: its body runs over max_len less the specials.
+  int64_t offset(int64_t i) const { return rel ? base[i >> kBlockShift] + rel[i] : offsets[i]; }
+  int64_t stored_length(int64_t i) const { return offset(i + 1) - offset(i); }
+  int64_t class_begin(int64_t i) const { return class_offsets ? class_offsets[i] : one_class_each ? i : 0; }
+  int64_t class_end(int64_t i) const { return class_offsets ? class_offsets[i + 1] : one_class_each ? i + 1 : 0; }
+  /// Sample i's length as read: max_len when its stored ids run over it, else all of them.
   int64_t length(int64_t i) const {
     const int64_t len = stored_length(i);
     return max_len > 0 && len > max_len && max_len >= (specials ? 2 : 0) ? max_len : len;
   }
   IdPieces pieces(int64_t i) const {
-    const int32_t* s = ids + offsets[i];
+    const int32_t* s = ids + offset(i);
     const int64_t len = stored_length(i), sp = specials ? 1 : 0, keep = max_len - 2 * sp;
     if (max_len <= 0 || len <= max_len || keep < 0) return {s, len, nullptr, 0};
     const int64_t head = truncation == 0 ? keep : truncation == 1 ? 0 : (keep + 1) / 2, tail = keep - head;
@@ -151,13 +162,12 @@ class TextDataset {
   }
   /// The first class id of sample i (class tasks), -1 when unlabelled.
   int64_t label(int64_t i) const {
-    const int64_t* co = class_offsets();
-    return co[i + 1] > co[i] ? class_ids()[co[i]] : -1;
+    const int64_t b = class_begin(i);
+    return class_end(i) > b ? class_ids()[b] : -1;
   }
   /// All class ids of sample i (multilabel).
   std::vector<int64_t> labels(int64_t i) const {
-    const int64_t* co = class_offsets();
-    return std::vector<int64_t>(class_ids() + co[i], class_ids() + co[i + 1]);
+    return std::vector<int64_t>(class_ids() + class_begin(i), class_ids() + class_end(i));
   }
   /// The regression target of sample i.
   float value(int64_t i) const { return store_ ? store_->values[i] : values_[i]; }
@@ -184,9 +194,9 @@ class TextDataset {
   bool mapped() const { return store_ != nullptr; }
   /// Makes this (empty) dataset read its samples from `store`.
   void set_store(std::shared_ptr<const SampleStore> store);
-  /// Tells a mapped dataset that `n` ids were read (by the collate): every 256 MiB read, the
-  /// pages read so far are handed back, so a pass over a corpus larger than memory keeps a
-  /// bounded resident set. Nothing for a dataset in memory.
+  /// Tells a mapped dataset that `n` ids were read (by the collate): every `release_bytes` read
+  /// (ShardReadOptions), the pages read so far are handed back, so a pass over a corpus larger
+  /// than memory keeps a bounded resident set. Nothing for a dataset in memory.
   void pages_read(int64_t n) const {
     if (store_ && store_->release &&
         store_->read_since_release.fetch_add(n * 4, std::memory_order_relaxed) > store_->release_bytes) {
@@ -256,7 +266,8 @@ class TextDataset {
   std::vector<int64_t> text_starts_;  ///< windowed: the first sample of every text
   std::shared_ptr<const SampleStore> store_;  ///< read from a shard: the arrays above are empty
   const int32_t* class_ids() const { return store_ ? store_->class_ids : class_ids_.data(); }
-  const int64_t* class_offsets() const { return store_ ? store_->class_offsets : class_offsets_.data(); }
+  int64_t class_begin(int64_t i) const { return store_ ? store_->class_begin(i) : class_offsets_[i]; }
+  int64_t class_end(int64_t i) const { return store_ ? store_->class_end(i) : class_offsets_[i + 1]; }
   [[noreturn]] static void throw_not_contiguous();
   std::string window_pool_;
   bool windowing_ = false;
@@ -307,29 +318,58 @@ class PadCollate {
   int64_t fixed_len_;
 };
 
+/// One epoch's batches, flat (4 bytes a sample whatever the corpus's size): batch b is
+/// order[starts[b], starts[b + 1]).
+class EpochBatches {
+ public:
+  int64_t size() const { return static_cast<int64_t>(starts_.size()) - 1; }
+  /// Batch b's sample indices.
+  std::vector<int64_t> operator[](int64_t b) const {
+    return std::vector<int64_t>(order_.begin() + starts_[b], order_.begin() + starts_[b + 1]);
+  }
+  bool operator==(const EpochBatches& o) const { return order_ == o.order_ && starts_ == o.starts_; }
+  bool operator!=(const EpochBatches& o) const { return !(*this == o); }
+  /// Iterates the batches (each a vector made on the fly).
+  struct Iterator {
+    const EpochBatches* of;
+    int64_t b;
+    std::vector<int64_t> operator*() const { return (*of)[b]; }
+    Iterator& operator++() { return ++b, *this; }
+    bool operator!=(const Iterator& o) const { return b != o.b; }
+  };
+  Iterator begin() const { return {this, 0}; }
+  Iterator end() const { return {this, size()}; }
+
+ private:
+  friend class BatchSampler;
+  std::vector<uint32_t> order_;
+  std::vector<int64_t> starts_{0};
+};
+
 /// Seeded batches of sample indices. The order of an epoch depends only on (seed, epoch), so a
-/// resumed run sees the same batches.
+/// resumed run sees the same batches. At most 2^32 - 1 samples.
 class BatchSampler {
  public:
   BatchSampler(int64_t size, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed);
   /// Class-balanced sampling: each epoch draws `size` samples with replacement, every class
   /// (`classes[i]` is sample i's class) equally likely, then a sample of it uniformly.
-  void set_balanced(std::vector<int64_t> classes);
+  void set_balanced(const std::vector<int32_t>& classes);
   /// Length bucketing: within pools of `pool_batches` batches (in the epoch's sample order), sort
   /// by length, cut into batches, then shuffle the batches; less padding, still seeded.
   /// `max_tokens` > 0 cuts batches so that samples x longest length stays within it (then
   /// batch_size is the most samples per batch). `lengths[i]` is sample i's token count.
-  void set_length_batching(std::vector<int64_t> lengths, int64_t pool_batches, int64_t max_tokens);
-  std::vector<std::vector<int64_t>> epoch(int64_t epoch) const;
+  void set_length_batching(std::vector<int32_t> lengths, int64_t pool_batches, int64_t max_tokens);
+  EpochBatches epoch(int64_t epoch) const;
   int64_t batches_per_epoch() const;
 
  private:
   int64_t size_, batch_size_;
   bool shuffle_, drop_last_;
   uint64_t seed_;
-  std::vector<std::vector<int64_t>> by_class_;  // non-empty: balanced
-  std::vector<int64_t> lengths_;                // non-empty: length bucketing and/or max_tokens
+  std::vector<std::vector<uint32_t>> by_class_;  // non-empty: balanced
+  std::vector<int32_t> lengths_;                 // non-empty: length bucketing and/or max_tokens
   int64_t pool_batches_ = 0, max_tokens_ = 0;
+  void cut_by_length(EpochBatches& out, int64_t epoch) const;
 };
 
 }  // namespace ltk

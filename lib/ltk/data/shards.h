@@ -73,12 +73,16 @@ class ShardWriter {
 struct ShardReadOptions {
   int64_t max_len = 0;
   std::string truncation = "head";
-  /// Pages of ids read before they are handed back (TextDataset::pages_read); 0: never.
-  int64_t release_bytes = int64_t{256} << 20;
+  /// Bytes of ids read before the pages read are handed back (TextDataset::pages_read, where the
+  /// collate counts 64 KiB for each sample besides its ids: the pages a random read maps); 0, or
+  /// mapped arrays read at random that all fit this: never.
+  int64_t release_bytes = int64_t{64} << 20;
   /// Check every file's digest against the manifest (reads the whole shard once).
   bool verify = true;
-  /// The offsets and class arrays are read into memory when they take at most this many bytes
-  /// (about 20 per text: 256 MiB holds 13 M texts' index), else read mapped, which is slower.
+  /// The index is read into memory, compactly, within this many bytes: the offsets first (4
+  /// bytes a text), then the class ids (4 a class), the class offsets (8 a text, only where a
+  /// text may have other than one class) and a regression's values (4 a text); what does not fit
+  /// is read mapped, which is slower. 256 MiB holds the index of 33 M single-label texts.
   int64_t index_in_memory = int64_t{256} << 20;
 };
 

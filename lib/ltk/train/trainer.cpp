@@ -82,13 +82,14 @@ BatchSampler Trainer::make_sampler(const TextDataset& train) const {
   const int world = group_ ? group_->world() : 1;
   BatchSampler sampler(train.size(), tc.batch_size * world, tc.shuffle, tc.drop_last, config_.seed);
   if (tc.sampler == "balanced") {
-    std::vector<int64_t> classes(static_cast<size_t>(train.size()));
-    for (int64_t i = 0; i < train.size(); ++i) classes[i] = train.label(i);
-    sampler.set_balanced(std::move(classes));
+    std::vector<int32_t> classes(static_cast<size_t>(train.size()));
+    for (int64_t i = 0; i < train.size(); ++i) classes[i] = static_cast<int32_t>(train.label(i));
+    sampler.set_balanced(classes);
   }
   if (tc.bucket_pool > 0 || tc.max_tokens > 0) {
-    std::vector<int64_t> lengths(static_cast<size_t>(train.size()));
-    for (int64_t i = 0; i < train.size(); ++i) lengths[i] = train.length(i);
+    std::vector<int32_t> lengths(static_cast<size_t>(train.size()));
+    for (int64_t i = 0; i < train.size(); ++i)  // (a shard's text may be longer than int32, uncut)
+      lengths[i] = static_cast<int32_t>(std::min<int64_t>(train.length(i), std::numeric_limits<int32_t>::max()));
     sampler.set_length_batching(std::move(lengths), tc.bucket_pool, tc.max_tokens * world);
   }
   if (sampler.batches_per_epoch() == 0)
@@ -112,21 +113,22 @@ void Trainer::join_group() {
     torch::manual_seed(config_.seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(rank)));
 }
 
-Trainer::StepInput Trainer::collect(const TextDataset& train, const std::vector<std::vector<int64_t>>& order,
-                                    int64_t from, int64_t to) const {
+Trainer::StepInput Trainer::collect(const TextDataset& train, const EpochBatches& order, int64_t from,
+                                    int64_t to) const {
   const int world = group_ ? group_->world() : 1, rank = group_ ? group_->rank() : 0;
   PadCollate collate;
   StepInput in;
   for (int64_t b = from; b < to; ++b) {
-    in.samples += static_cast<int64_t>(order[b].size());
+    const std::vector<int64_t> batch = order[b];
+    in.samples += static_cast<int64_t>(batch.size());
     std::vector<int64_t> slice;
     if (world > 1) {  // every world-th sample from this rank's: a length-sorted batch's long
       // samples are shared out, and the slices' sizes differ by one at most
-      for (size_t k = static_cast<size_t>(rank); k < order[b].size(); k += static_cast<size_t>(world))
-        slice.push_back(order[b][k]);
+      for (size_t k = static_cast<size_t>(rank); k < batch.size(); k += static_cast<size_t>(world))
+        slice.push_back(batch[k]);
       if (slice.empty()) continue;  // a last global batch smaller than the world
     }
-    Batch cpu = collate(train, world > 1 ? slice : order[b]);
+    Batch cpu = collate(train, world > 1 ? slice : batch);
     check_token_ids(cpu, vocab_size_, train);  // P8, before the device
     // Task-made inputs (mlm masks) from (seed, epoch, sample) alone: a resumed run sees the
     // same, and so does a run that cuts the epoch into other batches.
@@ -152,7 +154,7 @@ bool Trainer::forward_backward(const StepInput& in, double& loss_out) {
   return finite;
 }
 
-bool Trainer::step(const TextDataset& train, const TextDataset* valid, const std::vector<std::vector<int64_t>>& order,
+bool Trainer::step(const TextDataset& train, const TextDataset* valid, const EpochBatches& order,
                    const LrSchedule& schedule, int64_t total, int64_t per_epoch, TrainSummary& summary) {
   const auto& tc = config_.trainer;
   const auto batches = static_cast<int64_t>(order.size());

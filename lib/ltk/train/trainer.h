@@ -128,14 +128,13 @@ class Trainer {
   /// Distributed: rank 0's weights to every rank, and each rank its own random stream.
   void join_group();
   /// Batches [from, to) of the epoch's `order`, this rank's slice of each.
-  StepInput collect(const TextDataset& train, const std::vector<std::vector<int64_t>>& order, int64_t from,
-                    int64_t to) const;
+  StepInput collect(const TextDataset& train, const EpochBatches& order, int64_t from, int64_t to) const;
   /// Steps 1-4 over the micro-batches (the gradients accumulate); false on a non-finite loss.
   bool forward_backward(const StepInput& in, double& loss_out);
   /// One optimiser step from the epoch's next batches, then the validation or checkpoint due;
   /// false when training must stop (early stopping, a stop request).
-  bool step(const TextDataset& train, const TextDataset* valid, const std::vector<std::vector<int64_t>>& order,
-            const LrSchedule& schedule, int64_t total, int64_t per_epoch, TrainSummary& summary);
+  bool step(const TextDataset& train, const TextDataset* valid, const EpochBatches& order, const LrSchedule& schedule,
+            int64_t total, int64_t per_epoch, TrainSummary& summary);
   /// The summary's figures from the loop state (`start`: when the loop began).
   void summarize(TrainSummary& summary, double start, int64_t samples_at_start) const;
   /// The end of an epoch: its validation and checkpoint; true when the run pauses here.
