@@ -1204,6 +1204,23 @@ TEST_CASE(
     }
 }
 
+TEST_CASE("report: a split's length percentiles come from a histogram, as from the sorted lengths",
+          "[shards][report]") {
+  ltk::TextDataset d;
+  std::vector<int64_t> lengths;
+  std::mt19937 rng(4);
+  for (int i = 0; i < 1001; ++i) {
+    const auto len = static_cast<int64_t>(rng() % 37);
+    lengths.push_back(len);
+    d.add(std::vector<int32_t>(static_cast<size_t>(len), 5), len, {0}, 0.0f, i + 1);
+  }
+  std::sort(lengths.begin(), lengths.end());
+  const auto rows = ltk::dataset_stats("train", d);
+  CHECK(rows.at(1).second == "p50 " + std::to_string(lengths[500]) + "  p90 " + std::to_string(lengths[900]) +
+                                 "  p99 " + std::to_string(lengths[990]) + "  max " + std::to_string(lengths.back()));
+  CHECK(ltk::dataset_stats("empty", ltk::TextDataset()).at(1).second == "p50 0  p90 0  p99 0  max 0");
+}
+
 TEST_CASE("shards: a damaged shard, a lying manifest or another config is a clear error naming the file or key",
           "[shards]") {
   TempDir dir;
@@ -1248,6 +1265,26 @@ TEST_CASE("shards: a damaged shard, a lying manifest or another config is a clea
     REQUIRE_THROWS_WITH(ltk::open_shard(s, read), Contains("version 99"));
     ltk::test::write_file(s + "/manifest.json", "{\"format\": \"ltk-shard\"");
     REQUIRE_THROWS_WITH(ltk::open_shard(s, read), Contains("manifest.json") && Contains("not valid JSON"));
+  }
+  {  // a field of the wrong type; a label count that is not labels.txt's; another pad id
+    const std::string s = copy_shard("typed");
+    const auto m = ltk::read_shard_manifest(s);
+    auto bad = m;
+    bad["special_tokens"] = "yes";
+    ltk::test::write_file(s + "/manifest.json", bad.dump());
+    REQUIRE_THROWS_WITH(ltk::open_shard(s, read), Contains("manifest.json") && Contains("\"special_tokens\" is not"));
+    bad = m;
+    bad["labels"]["count"] = m["labels"]["count"].get<int64_t>() + 1;
+    ltk::test::write_file(s + "/labels.txt", ltk::test::read_text(s + "/labels.txt") + "\n");  // a blank line
+    ltk::test::write_file(s + "/manifest.json", bad.dump());
+    REQUIRE_THROWS_WITH(ltk::open_shard(s, read), Contains("labels.txt") && Contains("labels where the manifest"));
+    bad = m;
+    bad["vocab"]["pad_id"] = 7;
+    ltk::test::write_file(s + "/manifest.json", bad.dump());
+    const InMemory mm = in_memory(config);
+    REQUIRE_THROWS_WITH(
+        ltk::open_config_shard(s, config, "data.train", &mm.vocab, &mm.labels, mm.task->target_encoder()),
+        Contains("pad id 7"));
   }
   // Another tokenizer setting, another vocabulary, another model: refused naming the key.
   const ltk::Config upper = shard_config(dir, "multiclass", {{"tokenizer", {{"lowercase", false}}}});

@@ -65,6 +65,17 @@ void MappedFile::release(size_t begin, size_t end) const {
   ::madvise(static_cast<char*>(map_) + begin, end - begin, MADV_DONTNEED);
 }
 
+void MappedFile::advise_random() const {
+  if (!map_) return;
+  // No readahead around a fault, and no 2 MiB (PMD) mappings of the page cache's large folios.
+  // (Linux 6.18 still maps a faulting page's whole folio through page-table entries: that is why
+  // a shard's ids, read at random, are read with pread instead; see open_shard.)
+  ::madvise(map_, size_, MADV_RANDOM);
+#ifdef MADV_NOHUGEPAGE
+  ::madvise(map_, size_, MADV_NOHUGEPAGE);
+#endif
+}
+
 uint64_t digest64(const unsigned char* data, size_t n, uint64_t seed) {
   constexpr uint64_t kMul = 0xff51afd7ed558ccdull;
   uint64_t h = seed ^ (n * kMul);

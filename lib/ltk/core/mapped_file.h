@@ -27,6 +27,8 @@ class MappedFile {
   /// Drops this process's pages of bytes [begin, end) (rounded inward to pages): its resident
   /// memory falls; the data is read again from the page cache or the file when next touched.
   void release(size_t begin = 0, size_t end = SIZE_MAX) const;
+  /// Tells the kernel the file is read at random: no readahead, no huge-page mappings.
+  void advise_random() const;
 
  private:
   void* map_ = nullptr;

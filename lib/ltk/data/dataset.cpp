@@ -2,7 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 
 #include "ltk/core/error.h"
 
@@ -35,6 +40,33 @@ void TextDataset::set_windowing(const std::string& pool) {
     throw ConfigError("config key 'data.window_pool': unknown pooling '" + pool + "'");
   window_pool_ = pool;
   windowing_ = true;
+}
+
+IdPieces SampleStore::read_pieces(int64_t at, int64_t len, IdPieces p) const {
+  thread_local std::vector<int32_t> ring[4];
+  thread_local unsigned next = 0;
+  std::vector<int32_t>& buf = ring[next++ % 4];
+  buf.resize(static_cast<size_t>(std::max<int64_t>(p.na + p.nb, 1)));
+  auto read = [&](int32_t* out, int64_t from, int64_t n) {
+    auto* dst = reinterpret_cast<char*>(out);
+    auto want = static_cast<size_t>(n) * sizeof(int32_t);
+    auto pos = static_cast<off_t>((at + from) * static_cast<int64_t>(sizeof(int32_t)));
+    while (want > 0) {
+      const ssize_t got = ::pread(ids_fd, dst, want, pos);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0)
+        throw DataError(fmt::format("{}: cannot read ids at byte {}: {}", ids_path, pos,
+                                    got < 0 ? std::strerror(errno) : "the file is shorter than its shard says"));
+      dst += got;
+      want -= static_cast<size_t>(got);
+      pos += got;
+    }
+  };
+  read(buf.data(), 0, p.na);
+  read(buf.data() + p.na, len - p.nb, p.nb);
+  p.a = buf.data();
+  p.b = buf.data() + p.na;
+  return p;
 }
 
 void TextDataset::set_store(std::shared_ptr<const SampleStore> store) {

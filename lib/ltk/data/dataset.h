@@ -136,13 +136,27 @@ struct SampleStore {
     const int64_t len = stored_length(i);
     return max_len > 0 && len > max_len && max_len >= (specials ? 2 : 0) ? max_len : len;
   }
+  /// Read with pread(2) from this descriptor of ids.bin instead of the mapping (a shard larger
+  /// than the release window): a sample read at random then maps no page at all (kernels that
+  /// map the page cache's large folios whole mapped up to 2 MiB a sample).
+  int ids_fd = -1;
+  std::string ids_path;  ///< for errors
+
   IdPieces pieces(int64_t i) const {
-    const int32_t* s = ids + offset(i);
-    const int64_t len = stored_length(i), sp = specials ? 1 : 0, keep = max_len - 2 * sp;
-    if (max_len <= 0 || len <= max_len || keep < 0) return {s, len, nullptr, 0};
-    const int64_t head = truncation == 0 ? keep : truncation == 1 ? 0 : (keep + 1) / 2, tail = keep - head;
-    return {s, sp + head, s + len - sp - tail, sp + tail};
+    const int64_t at = offset(i), len = stored_length(i), sp = specials ? 1 : 0, keep = max_len - 2 * sp;
+    IdPieces p{nullptr, len, nullptr, 0};
+    if (max_len > 0 && len > max_len && keep >= 0) {
+      const int64_t head = truncation == 0 ? keep : truncation == 1 ? 0 : (keep + 1) / 2, tail = keep - head;
+      p = {nullptr, sp + head, nullptr, sp + tail};
+    }
+    if (ids_fd >= 0) return read_pieces(at, len, p);  // (pointers into a buffer of this thread's)
+    p.a = ids + at;
+    if (p.nb > 0) p.b = ids + at + len - p.nb;
+    return p;
   }
+  /// pieces() through pread: the runs of `p` (sizes set) read from ids_fd into this thread's
+  /// buffers, valid until its fourth next call.
+  IdPieces read_pieces(int64_t at, int64_t len, IdPieces p) const;
 };
 
 class TextDataset {

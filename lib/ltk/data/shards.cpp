@@ -3,7 +3,10 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <algorithm>
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -313,6 +316,13 @@ nlohmann::json ShardWriter::finish(nlohmann::json manifest, const Vocabulary& vo
 namespace {
 
 struct ShardFiles {
+  ShardFiles() = default;
+  ShardFiles(const ShardFiles&) = delete;
+  ShardFiles& operator=(const ShardFiles&) = delete;
+  ~ShardFiles() {
+    if (ids_fd >= 0) ::close(ids_fd);
+  }
+  int ids_fd = -1;               ///< ids.bin, read with pread (SampleStore::ids_fd)
   std::vector<MappedFile> maps;  ///< kArrays' order
   // The arrays read into memory (ShardReadOptions::index_in_memory); empty: read mapped.
   std::vector<int64_t> base, offsets, class_offsets;
@@ -491,8 +501,7 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
   if (m.num_labels > 0) {
     const std::string path = (fs::path(dir) / "labels.txt").string();
     if (!fs::is_regular_file(path)) throw DataError(path + ": missing; the shard is incomplete: encode it again");
-    const std::string text = read_file(path);
-    const auto lines = static_cast<int64_t>(std::count(text.begin(), text.end(), '\n'));
+    const int64_t lines = LabelMap::load(path).size();  // as a run reads them
     if (lines != m.num_labels)
       throw damaged(path, fmt::format("{} labels where the manifest counts {}", lines, m.num_labels));
   }
@@ -518,18 +527,33 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
   if (options.truncation != "head" && options.truncation != "tail" && options.truncation != "head+tail")
     throw ConfigError("config key 'data.truncation': unknown policy '" + options.truncation + "'");
   store->specials = m.specials;
-  // The pages read at random are handed back every release_bytes read, unless all of them fit
-  // that (then the resident set is bounded already, and handing them back would only fault them
-  // in again).
+  // Ids larger than the release window are read with pread: read at random through the mapping,
+  // each sample mapped its page and its neighbours (a whole large folio of the page cache, up to
+  // 2 MiB, on recent kernels: measured 1.2 GB resident between releases, and 9,400 samples/s).
+  const auto window = static_cast<size_t>(std::max<int64_t>(options.release_bytes, 0));
+  if (window > 0 && files->maps[0].size() > window) {
+    files->ids_fd = ::open(files->maps[0].path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (files->ids_fd < 0) throw Error(files->maps[0].path() + ": cannot open: " + std::strerror(errno));
+    store->ids_fd = files->ids_fd;
+    store->ids_path = files->maps[0].path();
+  }
+  // The index arrays left mapped are read at random too: their pages are handed back every
+  // release_bytes read, unless all of them fit that (then the resident set is bounded already).
   store->release_bytes = options.release_bytes;
-  size_t random_bytes = files->maps[0].size();
-  if (!store->rel) random_bytes += files->maps[1].size();
-  if (store->class_ids && files->class_ids.empty()) random_bytes += files->maps[3].size();
-  if (store->class_offsets && files->class_offsets.empty()) random_bytes += files->maps[4].size();
-  if (options.release_bytes > 0 && random_bytes > static_cast<size_t>(options.release_bytes))
+  std::vector<const MappedFile*> random;
+  if (store->ids_fd < 0) random.push_back(&files->maps[0]);
+  if (!store->rel) random.push_back(&files->maps[1]);
+  if (store->class_ids && files->class_ids.empty()) random.push_back(&files->maps[3]);
+  if (store->class_offsets && files->class_offsets.empty()) random.push_back(&files->maps[4]);
+  if (kind == TargetKind::value && files->values.empty()) random.push_back(&files->maps[5]);
+  size_t random_bytes = 0;
+  for (const MappedFile* map : random) random_bytes += map->size();
+  if (window > 0 && random_bytes > window) {
+    for (const MappedFile* map : random) map->advise_random();
     store->release = [f = files.get()] {
       for (const auto& map : f->maps) map.release();
     };
+  }
   store->files = files;
   TextDataset data;
   data.set_store(store);

@@ -73,17 +73,18 @@ class ShardWriter {
 struct ShardReadOptions {
   int64_t max_len = 0;
   std::string truncation = "head";
-  /// Bytes of ids read before the pages read are handed back (TextDataset::pages_read, where the
-  /// collate counts 64 KiB for each sample besides its ids: the pages a random read maps); 0, or
-  /// mapped arrays read at random that all fit this: never.
+  /// Ids larger than this are read with pread, not through the mapping. Of the index arrays left
+  /// mapped, the pages read are handed back every this many bytes read (TextDataset::pages_read,
+  /// where the collate counts 64 KiB for each sample besides its ids); 0, or mapped arrays read
+  /// at random that all fit this: never.
   int64_t release_bytes = int64_t{64} << 20;
   /// Check every file's digest against the manifest (reads the whole shard once).
   bool verify = true;
   /// The index is read into memory, compactly, within this many bytes: the offsets first (4
   /// bytes a text), then the class ids (4 a class), the class offsets (8 a text, only where a
   /// text may have other than one class) and a regression's values (4 a text); what does not fit
-  /// is read mapped, which is slower. 256 MiB holds the index of 33 M single-label texts.
-  int64_t index_in_memory = int64_t{256} << 20;
+  /// is read mapped, which is slower. 512 MiB holds the index of 67 M single-label texts.
+  int64_t index_in_memory = int64_t{512} << 20;
 };
 
 /// Opens the shard DIR as a dataset whose arrays stay in the mapped files. Every file is checked

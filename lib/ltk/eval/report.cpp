@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <numeric>
+#include <unordered_map>
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
@@ -216,17 +217,26 @@ std::string write_run_report(const std::string& run_dir, const nlohmann::json& c
 
 std::vector<std::pair<std::string, std::string>> dataset_stats(const std::string& name, const TextDataset& data) {
   int64_t truncated = 0;
-  std::vector<int64_t> lengths;
+  // A histogram of the lengths, not a vector of them: a shard's split may hold 50 M texts.
+  std::unordered_map<int64_t, int64_t> counts;
   for (int64_t i = 0; i < data.size(); ++i) {
     truncated += data.truncated(i);
-    lengths.push_back(data.full_length(i));
+    ++counts[data.full_length(i)];
   }
-  std::sort(lengths.begin(), lengths.end());
-  auto pct = [&](double q) { return lengths.empty() ? 0 : lengths[static_cast<size_t>(q * static_cast<double>(lengths.size() - 1))]; };
+  std::vector<std::pair<int64_t, int64_t>> sorted(counts.begin(), counts.end());
+  std::sort(sorted.begin(), sorted.end());
+  const int64_t n = data.size();
+  auto pct = [&](double q) -> int64_t {  // the length at index q (n - 1) of the sorted lengths
+    const auto at = static_cast<int64_t>(q * static_cast<double>(n - 1));
+    int64_t seen = 0;
+    for (const auto& [len, count] : sorted)
+      if ((seen += count) > at) return len;
+    return 0;
+  };
   std::vector<std::pair<std::string, std::string>> rows = {
       {name + " samples", std::to_string(data.size()) + " (" + data.source() + ")"},
       {name + " tokens per sample", fmt::format("p50 {}  p90 {}  p99 {}  max {}", pct(0.5), pct(0.9), pct(0.99),
-                                                lengths.empty() ? 0 : lengths.back())},
+                                                sorted.empty() ? 0 : sorted.back().first)},
       {name + " truncated", std::to_string(truncated)}};
   if (data.windowed()) rows.emplace_back(name + " windows", data.windows_summary());
   return rows;

@@ -283,7 +283,19 @@ TextDataset open_config_shard(const std::string& dir, const Config& config, cons
   o.max_len = config.data.max_len;
   o.truncation = config.data.truncation;
   TextDataset data = open_shard(dir, o);
-  data.set_source(data.source(), targets.kind, targets.labels ? targets.labels->size() : 0, targets.positive);
+  // Its class ids were checked against its own label count; the run's targets must be sized so.
+  const int64_t classes = targets.labels ? targets.labels->size() : 0;
+  if (targets.kind != TargetKind::value && targets.kind != TargetKind::none && data.num_classes() != classes)
+    throw DataError(
+        fmt::format("{}/manifest.json: {} labels where this run has {}; the shard is damaged: encode it "
+                    "again (ltk-data encode)",
+                    dir, data.num_classes(), classes));
+  if (vocab && data.pad_id() != vocab->pad_id())
+    throw DataError(
+        fmt::format("{}/manifest.json: pad id {} where the vocabulary's is {}; the shard is damaged: "
+                    "encode it again (ltk-data encode)",
+                    dir, data.pad_id(), vocab->pad_id()));
+  data.set_source(data.source(), targets.kind, classes, targets.positive);
   log::info("[data] {}: shard {} ({} texts, {} tokens as stored), mapped", key, dir, data.size(), data.total_tokens());
   return data;
 }
