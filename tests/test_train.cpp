@@ -1044,13 +1044,17 @@ TEST_CASE(
       check_same_samples(mem.valid, ltk::open_config_shard(dir.file("shards/valid"), config, "data.valid", &mem.vocab,
                                                            labels, targets));
       // The index read mapped (no memory budget), or partly into memory, reads the same.
-      for (int64_t budget : {0, 1300, 2500}) {
-        ltk::ShardReadOptions ro;
-        ro.index_in_memory = budget;
-        ro.release_bytes = 64;  // pages handed back after every sample
-        INFO("index_in_memory " << budget);
-        check_same_samples(mem.train, ltk::open_shard(dir.file("shards/train"), ro));
-      }
+      // Ids over the release window are read with pread; ids within it, mapped, with the pages of
+      // the index arrays left mapped handed back after every batch.
+      const auto ids_bytes = static_cast<int64_t>(std::filesystem::file_size(dir.file("shards/train/ids.bin")));
+      for (int64_t budget : {0, 1300, 2500})
+        for (int64_t window : {int64_t{64}, ids_bytes}) {
+          ltk::ShardReadOptions ro;
+          ro.index_in_memory = budget;
+          ro.release_bytes = window;
+          INFO("index_in_memory " << budget << ", release window " << window);
+          check_same_samples(mem.train, ltk::open_shard(dir.file("shards/train"), ro));
+        }
       // max_len and truncation are applied when a sample is read, as encoding with them cuts it
       // (max_len 2 with special tokens: nothing but them; 1 without: one token).
       for (int max_len : {1, 2, 7})
@@ -1066,6 +1070,11 @@ TEST_CASE(
               m.train, ltk::open_config_shard(dir.file("shards/train"), c, "data.train", &m.vocab, labels, targets));
           check_same_samples(
               m.valid, ltk::open_config_shard(dir.file("shards/valid"), c, "data.valid", &m.vocab, labels, targets));
+          ltk::ShardReadOptions pread_cut;  // cut when read through pread too
+          pread_cut.max_len = max_len;
+          pread_cut.truncation = policy;
+          pread_cut.release_bytes = 64;
+          check_same_samples(m.train, ltk::open_shard(dir.file("shards/train"), pread_cut));
         }
     }
   }

@@ -39,7 +39,7 @@ LTK_FUZZ_TARGET(shard) {
   options.truncation = std::array<const char*, 3>{"head", "tail", "head+tail"}[((sel >> 3) & 3) % 3];
   // All of the index in memory, none, or part of it (these files are small).
   options.index_in_memory = std::array<int64_t, 4>{int64_t{256} << 20, 0, 24, 56}[((sel >> 5) & 1) | ((sel >> 6) & 2)];
-  options.release_bytes = (sel & 0x40) ? 64 : 0;  // (bit 6 also picks the budget)
+  options.release_bytes = (sel & 0x40) ? 64 : 0;  // (bits 5 and 7 pick the budget)
   if (!ltk::is_shard(dir)) return;
   const ltk::TextDataset data = ltk::open_shard(dir, options);
   std::vector<int64_t> first;
