@@ -325,7 +325,7 @@ struct ShardFiles {
   int ids_fd = -1;               ///< ids.bin, read with pread (SampleStore::ids_fd)
   std::vector<MappedFile> maps;  ///< kArrays' order
   // The arrays read into memory (ShardReadOptions::index_in_memory); empty: read mapped.
-  std::vector<int64_t> base, offsets, class_offsets;
+  std::vector<int64_t> base, class_offsets;
   std::vector<uint32_t> rel;
   std::vector<int32_t> class_ids;
   std::vector<float> values;
