@@ -1080,6 +1080,187 @@ TEST_CASE(
   }
 }
 
+namespace {
+
+/// A WordPiece vocabulary of `size` entries learned from `texts` generated texts, at DIR/wp_vocab.txt;
+/// and train.tsv and valid.tsv of `train` and `valid` labelled texts.
+void write_wordpiece_corpus(const TempDir& dir, int size, int texts, int train, int valid) {
+  ltk::WordPieceTrainOptions wp;
+  wp.size = size;
+  wp.min_frequency = 1;
+  std::string vocab_txt;
+  for (const auto& p : ltk::train_wordpiece(ltk::test::generated_corpus(texts, 5, 0.3), wp)) vocab_txt += p + "\n";
+  ltk::test::write_file(dir.file("wp_vocab.txt"), vocab_txt);
+  ltk::test::write_file(dir.file("train.tsv"), shard_corpus("multiclass", train, 1));
+  ltk::test::write_file(dir.file("valid.tsv"), shard_corpus("multiclass", valid, 2));
+}
+
+/// The in-memory path's mlm training split for `c` (whole-word flags, jieba words, packing).
+ltk::TextDataset mlm_in_memory(const ltk::Config& c, const ltk::Vocabulary& vocab) {
+  auto tok = ltk::make_run_tokenizer(c.data.tokenizer, c.model);
+  auto segmenter = ltk::word_segmenter(c.task);
+  const auto train = ltk::read_examples(c.data.train, ltk::reader_options(c.data, c.task)).examples;
+  const ltk::TargetEncoder none;
+  return ltk::encode_examples(train, c.data.train, *tok, vocab, &none,
+                              ltk::encode_options(c.data, vocab, &c.task, segmenter.get()));
+}
+
+/// Every sample's ids and whole-word flags, and the batches made of them, are the same.
+void check_same_mlm_samples(const ltk::TextDataset& mem, const ltk::TextDataset& shard) {
+  check_same_samples(mem, shard);
+  REQUIRE(shard.has_word_flags() == mem.has_word_flags());
+  std::vector<int64_t> all;
+  for (int64_t i = 0; i < mem.size(); ++i) {
+    all.push_back(i);
+    if (!mem.has_word_flags()) continue;
+    const uint8_t *a = mem.word_flags(i), *b = shard.word_flags(i);
+    for (int64_t k = 0; k < mem.length(i); ++k) {
+      INFO("sample " << i << ", piece " << k);
+      REQUIRE(int(a[k]) == int(b[k]));
+    }
+  }
+  const ltk::PadCollate collate;
+  const auto x = collate(mem, all), y = collate(shard, all);
+  CHECK(torch::equal(x.ids, y.ids));
+  CHECK(x.continues.defined() == y.continues.defined());
+  if (x.continues.defined()) CHECK(torch::equal(x.continues, y.continues));
+}
+
+}  // namespace
+
+TEST_CASE(
+    "shards: masked-LM shards read back the in-memory path's texts, whole-word flags (wordpiece and jieba words) and "
+    "packs, for every max_len and truncation, mapped or read with pread",
+    "[shards][mlm]") {
+  TempDir dir;
+  write_wordpiece_corpus(dir, 300, 200, 300, 60);
+  const nlohmann::json data = {{"tokenizer", {{"type", "wordpiece"}, {"dict", dir.file("wp_vocab.txt")}}},
+                               {"vocab", {{"source", "tokenizer"}}},
+                               {"special_tokens", true}};
+  const ltk::Vocabulary vocab = ltk::Vocabulary::load_wordpiece(dir.file("wp_vocab.txt"));
+  for (const nlohmann::json& words : {nlohmann::json::object(), nlohmann::json{{"whole_word", true}},
+                                      nlohmann::json{{"whole_word", true}, {"word_segmenter", "jieba"}}}) {
+    nlohmann::json task = words;
+    task["type"] = "mlm";
+    nlohmann::json j = {{"name", "mlm"},
+                        {"output_dir", dir.file("run")},
+                        {"device", "cpu"},
+                        {"threads", 1},
+                        {"data", data},
+                        {"model",
+                         {{"type", "bert"},
+                          {"hidden_size", 8},
+                          {"num_hidden_layers", 1},
+                          {"num_attention_heads", 2},
+                          {"intermediate_size", 16},
+                          {"max_position_embeddings", 64}}},
+                        {"task", task}};
+    j["data"]["train"] = dir.file("train.tsv");
+    j["data"]["valid"] = dir.file("valid.tsv");
+    j["data"]["max_len"] = 64;
+    const ltk::Config config = ltk::parse_config(j);
+    INFO("task " << task.dump());
+    ltk::EncodeShardsOptions o;
+    o.out = dir.file("shards");
+    o.overwrite = true;
+    o.piece_bytes = 1000;
+    o.threads = 2;
+    REQUIRE(ltk::encode_shards(config, o).size() == 2);
+    const auto manifest = ltk::read_shard_manifest(dir.file("shards/train"));
+    CHECK(manifest["word_flags"] == task.value("whole_word", false));
+    CHECK(manifest["targets"] == "none");
+    for (int max_len : {0, 5, 9, 40})
+      for (bool pack : {false, true})
+        for (const char* policy : {"head", "tail", "head+tail"}) {
+          if (pack && max_len == 0) continue;  // refused by the config
+          ltk::Config c = config;
+          c.data.max_len = max_len;
+          c.data.truncation = policy;
+          c.task.pack = pack;
+          INFO("max_len " << max_len << ", pack " << pack << ", " << policy);
+          const ltk::TextDataset mem = mlm_in_memory(c, vocab);
+          if (pack && max_len == 40) CHECK(mem.size() < 250);  // texts were packed together
+          if (c.task.whole_word && max_len == 0) {             // words of several pieces were marked
+            int64_t continuing = 0;
+            for (int64_t i = 0; i < mem.size(); ++i)
+              for (int64_t k = 0; k < mem.length(i); ++k) continuing += mem.word_flags(i)[k];
+            CHECK(continuing > 100);
+          }
+          const ltk::TargetEncoder none;
+          check_same_mlm_samples(
+              mem, ltk::open_config_shard(dir.file("shards/train"), c, "data.train", &vocab, nullptr, none));
+          ltk::ShardReadOptions ro;  // ids and flags read with pread
+          ro.max_len = max_len;
+          ro.truncation = policy;
+          ro.pack = pack;
+          ro.word_flags = c.task.whole_word;
+          ro.release_bytes = 64;
+          check_same_mlm_samples(mem, ltk::open_shard(dir.file("shards/train"), ro));
+        }
+    // A whole-word config on a shard without flags, or with another segmenter: refused, naming the key.
+    ltk::Config other = config;
+    other.task.whole_word = true;
+    other.task.word_segmenter = config.task.word_segmenter == "jieba" ? "wordpiece" : "jieba";
+    const ltk::TargetEncoder none;
+    CHECK_THROWS_WITH(
+        ltk::open_config_shard(dir.file("shards/train"), other, "data.train", &vocab, nullptr, none),
+        Contains(config.task.whole_word ? "task.word_segmenter" : "task.whole_word") && Contains("ltk-data encode"));
+    // A classifier's config on an mlm shard, and the other way round: refused.
+    ltk::Config classifier = config;
+    classifier.task.type = "multiclass";
+    classifier.task.whole_word = false;
+    classifier.task.word_segmenter = "wordpiece";
+    CHECK_THROWS_WITH(ltk::check_shard_matches(dir.file("shards/train"), manifest, classifier, "data.train"),
+                      Contains("task.type") && Contains("mlm"));
+  }
+}
+
+TEST_CASE("shards: masked-LM pretraining from shards (whole words, packed) is the run from the raw files, bit for bit",
+          "[shards][mlm]") {
+  TempDir dir;
+  const std::string cfg = ltk::test::toy_config(dir);
+  write_wordpiece_corpus(dir, 200, 120, 120, 30);  // (over toy_config's corpus)
+  const std::vector<std::string> common = {
+      "data.test=",
+      "task.type=mlm",
+      "task.whole_word=true",
+      "task.pack=true",
+      "data.tokenizer.type=wordpiece",
+      "data.tokenizer.dict=" + dir.file("wp_vocab.txt"),
+      "data.vocab.source=tokenizer",
+      "data.special_tokens=true",
+      "data.max_len=48",
+      "trainer.epochs=2",
+      "trainer.batch_size=4",
+      "trainer.shuffle=true",
+      R"(model={"type": "bert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "intermediate_size": 16, "max_position_embeddings": 48})"};
+  auto raw = common, mapped = common;
+  raw.insert(raw.end(), {"output_dir=" + dir.file("raw")});
+  const ltk::Config raw_config = ltk::load_config(cfg, raw);
+  ltk::EncodeShardsOptions o;
+  o.out = dir.file("shards");
+  o.piece_bytes = 2000;
+  ltk::encode_shards(raw_config, o);
+  mapped.insert(mapped.end(), {"output_dir=" + dir.file("mapped"), "data.train=" + dir.file("shards/train"),
+                               "data.valid=" + dir.file("shards/valid")});
+  ltk::ShardReadOptions packed;
+  packed.max_len = 48;
+  packed.pack = true;
+  CHECK(ltk::open_shard(dir.file("shards/train"), packed).size() < 115);  // of 120 texts: packed
+  const auto a = ltk::run_training(raw_config);
+  const auto b = ltk::run_training(ltk::load_config(cfg, mapped));
+  CHECK(a.steps == b.steps);
+  CHECK(a.steps > 0);
+  auto wa = weights_of(ltk::RunDirectory::open(dir.file("raw")).checkpoint("last"));
+  auto wb = weights_of(ltk::RunDirectory::open(dir.file("mapped")).checkpoint("last"));
+  REQUIRE(wa.size() == wb.size());
+  for (const auto& [name, t] : wa) {
+    INFO(name);
+    CHECK(torch::equal(t, wb.at(name)));
+  }
+}
+
 TEST_CASE("shards: the bytes do not depend on the thread count or the piece size, and a failed encode leaves nothing",
           "[shards]") {
   TempDir dir;

@@ -25,7 +25,8 @@ def main():
     if not os.access(exe, os.X_OK):
         sys.exit("make_shard_seeds: build ltk-data first (scripts/build.sh)")
     names = ["manifest.json", "ids.bin", "offsets.bin", "lines.bin", "classes.bin", "class_offsets.bin",
-             "values.bin", "vocab.txt", "labels.txt"]
+             "values.bin", "vocab.txt", "labels.txt", "words.bin"]
+    WP = {"tokenizer": {"type": "wordpiece", "dict": "WP"}, "vocab": {"source": "tokenizer"}, "special_tokens": True}
     cases = [  # (options byte, task, data keys, labels of the texts)
         (0x01, "multiclass", {}, ["sports", "politics", "sports", "arts"]),
         (0x02 | 0x20, "multiclass", {}, ["sports", "politics", "sports", "arts"]),
@@ -33,6 +34,9 @@ def main():
         (0x07 | 0x08, "binary", {"tokenizer": {"type": "wordpiece", "dict": "WP"}, "vocab": {"source": "tokenizer"},
                                  "special_tokens": True}, ["yes", "no", "no", "yes"]),
         (0x0c, "regression", {}, ["0.5", "1", "-2", "3.25"]),
+        # masked-LM with whole-word flags (words.bin): packed to max_len 8, and cut to 3 head+tail
+        (0x1e, {"type": "mlm", "whole_word": True}, WP, ["", "", "", ""]),
+        (0x14 | 0x40, {"type": "mlm", "whole_word": True}, WP, ["", "", "", ""]),
     ]
     texts = ["The match ended 2-1 after extra time", "Parliament votes today", "a", "中文 分词 caf\u00e9 and more words"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,7 +48,13 @@ def main():
             with open(os.path.join(tmp, "wp.txt"), "w", encoding="utf-8") as f:
                 f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "match", "##es", "a", "votes",
                                    "today", "and", "more", "中", "文"]) + "\n")
-            config = {"name": "seed", "data": data, "model": {"type": "bow"}, "task": {"type": task}}
+            model = {"type": "bow"}
+            if isinstance(task, dict):  # masked-LM pretrains a bert
+                model = {"type": "bert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+                         "intermediate_size": 16, "max_position_embeddings": 64}
+                data["max_len"] = 64
+            config = {"name": "seed", "data": data, "model": model,
+                      "task": task if isinstance(task, dict) else {"type": task}}
             with open(os.path.join(tmp, "config.json"), "w") as f:
                 json.dump(config, f)
             out = os.path.join(tmp, f"shards{i}")

@@ -42,31 +42,91 @@ void TextDataset::set_windowing(const std::string& pool) {
   windowing_ = true;
 }
 
-IdPieces SampleStore::read_pieces(int64_t at, int64_t len, IdPieces p) const {
-  thread_local std::vector<int32_t> ring[4];
+namespace {
+
+/// One of this thread's four buffers of T for `tag`, in turn, sized to hold `n` (at least 1).
+template <typename T, int Tag>
+T* ring_buffer(int64_t n) {
+  thread_local std::vector<T> ring[4];
   thread_local unsigned next = 0;
-  std::vector<int32_t>& buf = ring[next++ % 4];
-  buf.resize(static_cast<size_t>(std::max<int64_t>(p.na + p.nb, 1)));
-  auto read = [&](int32_t* out, int64_t from, int64_t n) {
-    auto* dst = reinterpret_cast<char*>(out);
-    auto want = static_cast<size_t>(n) * sizeof(int32_t);
-    auto pos = static_cast<off_t>((at + from) * static_cast<int64_t>(sizeof(int32_t)));
-    while (want > 0) {
-      const ssize_t got = ::pread(ids_fd, dst, want, pos);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0)
-        throw DataError(fmt::format("{}: cannot read ids at byte {}: {}", ids_path, pos,
-                                    got < 0 ? std::strerror(errno) : "the file is shorter than its shard says"));
-      dst += got;
-      want -= static_cast<size_t>(got);
-      pos += got;
-    }
-  };
-  read(buf.data(), 0, p.na);
-  read(buf.data() + p.na, len - p.nb, p.nb);
-  p.a = buf.data();
-  p.b = buf.data() + p.na;
+  std::vector<T>& buf = ring[next++ % 4];
+  buf.resize(static_cast<size_t>(std::max<int64_t>(n, 1)));
+  return buf.data();
+}
+
+/// `bytes` bytes of `fd` from byte `pos` into `out`; DataError naming `path` when they cannot be.
+void pread_exactly(int fd, const std::string& path, void* out, size_t bytes, int64_t pos) {
+  auto* dst = static_cast<char*>(out);
+  auto at = static_cast<off_t>(pos);
+  while (bytes > 0) {
+    const ssize_t got = ::pread(fd, dst, bytes, at);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0)
+      throw DataError(fmt::format("{}: cannot read at byte {}: {}", path, at,
+                                  got < 0 ? std::strerror(errno) : "the file is shorter than its shard says"));
+    dst += got;
+    bytes -= static_cast<size_t>(got);
+    at += got;
+  }
+}
+
+}  // namespace
+
+IdPieces SampleStore::read_pieces(int64_t at, int64_t len, IdPieces p) const {
+  int32_t* buf = ring_buffer<int32_t, 0>(p.na + p.nb);
+  const auto bytes = [](int64_t n) { return static_cast<size_t>(n) * sizeof(int32_t); };
+  pread_exactly(ids_fd, ids_path, buf, bytes(p.na), at * 4);
+  pread_exactly(ids_fd, ids_path, buf + p.na, bytes(p.nb), (at + len - p.nb) * 4);
+  p.a = buf;
+  p.b = buf + p.na;
   return p;
+}
+
+IdPieces SampleStore::packed_pieces(int64_t i) const {
+  const auto j = static_cast<size_t>(i);
+  int32_t* out = ring_buffer<int32_t, 1>(pack_lengths[j]);
+  int64_t k = 0;
+  for (int64_t t = pack[j]; t < pack[j + 1]; ++t) {
+    const IdPieces p = text_pieces(t);  // [CLS] a [SEP]: the pack takes its [CLS] once
+    if (k == 0) out[k++] = p[0];
+    for (int64_t m = 1; m < p.size(); ++m) out[k++] = p[m];
+  }
+  if (k != pack_lengths[j]) throw Error(fmt::format("{}: pack {} has {} ids, not {}", ids_path, i, k, pack_lengths[j]));
+  return {out, k, nullptr, 0};
+}
+
+void SampleStore::text_flags(int64_t i, uint8_t* out) const {
+  const IdPieces p = cut(i);
+  const int64_t at = offset(i), len = stored_length(i), sp = specials ? 1 : 0;
+  if (flags_fd >= 0) {
+    pread_exactly(flags_fd, flags_path, out, static_cast<size_t>(p.na), at);
+    pread_exactly(flags_fd, flags_path, out + p.na, static_cast<size_t>(p.nb), at + len - p.nb);
+  } else {
+    std::memcpy(out, flags + at, static_cast<size_t>(p.na));
+    std::memcpy(out + p.na, flags + at + len - p.nb, static_cast<size_t>(p.nb));
+  }
+  if (p.size() < len) {  // cut: the first piece kept of the text, and the first after the cut, start words
+    if (p.na > sp) out[sp] = 0;
+    if (p.nb > sp) out[p.na] = 0;
+  }
+}
+
+const uint8_t* SampleStore::word_flags(int64_t i) const {
+  if (!packed()) {
+    uint8_t* out = ring_buffer<uint8_t, 0>(text_length(i));
+    text_flags(i, out);
+    return out;
+  }
+  const auto j = static_cast<size_t>(i);
+  uint8_t* out = ring_buffer<uint8_t, 1>(pack_lengths[j]);
+  uint8_t* text = ring_buffer<uint8_t, 2>(max_len);
+  int64_t k = 0;
+  for (int64_t t = pack[j]; t < pack[j + 1]; ++t) {
+    text_flags(t, text);
+    if (k == 0) out[k++] = text[0];
+    for (int64_t m = 1, n = text_length(t); m < n; ++m) out[k++] = text[m];
+  }
+  return out;
 }
 
 void TextDataset::set_store(std::shared_ptr<const SampleStore> store) {

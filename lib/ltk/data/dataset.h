@@ -127,36 +127,70 @@ struct SampleStore {
   int64_t release_bytes = int64_t{64} << 20;
   mutable std::atomic<int64_t> read_since_release{0};
 
+  /// Whole-word flags (an mlm shard's words.bin: one byte an id, 1 where the piece continues a
+  /// word), mapped; or read with pread from flags_fd when the ids are. Null: none read.
+  const uint8_t* flags = nullptr;
+  int flags_fd = -1;
+  /// task.pack: sample j is the texts [pack[j], pack[j + 1]) packed as [CLS] a [SEP] b [SEP] ...
+  /// (each text cut to max_len first), pack_lengths[j] ids long; `texts` counts the stored texts.
+  /// Empty: every stored text is a sample (n == texts).
+  std::vector<int64_t> pack;
+  std::vector<int32_t> pack_lengths;
+  int64_t texts = 0;
+
+  // Stored text i (0 <= i < texts).
   int64_t offset(int64_t i) const { return rel ? base[i >> kBlockShift] + rel[i] : offsets[i]; }
   int64_t stored_length(int64_t i) const { return offset(i + 1) - offset(i); }
   int64_t class_begin(int64_t i) const { return class_offsets ? class_offsets[i] : one_class_each ? i : 0; }
   int64_t class_end(int64_t i) const { return class_offsets ? class_offsets[i + 1] : one_class_each ? i + 1 : 0; }
-  /// Sample i's length as read: max_len when its stored ids run over it, else all of them.
-  int64_t length(int64_t i) const {
+  /// Text i's length as read: max_len when its stored ids run over it, else all of them.
+  int64_t text_length(int64_t i) const {
     const int64_t len = stored_length(i);
     return max_len > 0 && len > max_len && max_len >= (specials ? 2 : 0) ? max_len : len;
   }
+  // Sample i (0 <= i < n): a text, or a pack of them.
+  bool packed() const { return !pack.empty(); }
+  int64_t length(int64_t i) const { return packed() ? pack_lengths[static_cast<size_t>(i)] : text_length(i); }
+  int64_t full_length(int64_t i) const { return packed() ? pack_lengths[static_cast<size_t>(i)] : stored_length(i); }
+  int64_t line(int64_t i) const { return lines[packed() ? pack[static_cast<size_t>(i)] : i]; }
   /// Read with pread(2) from this descriptor of ids.bin instead of the mapping (a shard larger
   /// than the release window): a sample read at random then maps no page at all (kernels that
   /// map the page cache's large folios whole mapped up to 2 MiB a sample).
   int ids_fd = -1;
-  std::string ids_path;  ///< for errors
+  std::string ids_path, flags_path;  ///< for errors
 
-  IdPieces pieces(int64_t i) const {
-    const int64_t at = offset(i), len = stored_length(i), sp = specials ? 1 : 0, keep = max_len - 2 * sp;
-    IdPieces p{nullptr, len, nullptr, 0};
+  /// The runs of text i that max_len and truncation keep (sizes only): the whole text, or its
+  /// head run and its tail run ([CLS] ... | ... [SEP], or the policy's head and tail).
+  IdPieces cut(int64_t i) const {
+    const int64_t len = stored_length(i), sp = specials ? 1 : 0, keep = max_len - 2 * sp;
     if (max_len > 0 && len > max_len && keep >= 0) {
       const int64_t head = truncation == 0 ? keep : truncation == 1 ? 0 : (keep + 1) / 2, tail = keep - head;
-      p = {nullptr, sp + head, nullptr, sp + tail};
+      return {nullptr, sp + head, nullptr, sp + tail};
     }
+    return {nullptr, len, nullptr, 0};
+  }
+  /// Text i's ids as read.
+  IdPieces text_pieces(int64_t i) const {
+    IdPieces p = cut(i);
+    const int64_t at = offset(i), len = stored_length(i);
     if (ids_fd >= 0) return read_pieces(at, len, p);  // (pointers into a buffer of this thread's)
     p.a = ids + at;
     if (p.nb > 0) p.b = ids + at + len - p.nb;
     return p;
   }
+  /// Sample i's ids (a pack's: gathered into a buffer of this thread's, valid until its fourth
+  /// next call).
+  IdPieces pieces(int64_t i) const { return packed() ? packed_pieces(i) : text_pieces(i); }
   /// pieces() through pread: the runs of `p` (sizes set) read from ids_fd into this thread's
   /// buffers, valid until its fourth next call.
   IdPieces read_pieces(int64_t at, int64_t len, IdPieces p) const;
+  IdPieces packed_pieces(int64_t i) const;
+  /// Sample i's whole-word flags, length(i) of them, in a buffer of this thread's valid until its
+  /// fourth next call: as stored, and where max_len cut a text, the first piece kept after each
+  /// cut starts a word (as encoding with max_len marks it).
+  const uint8_t* word_flags(int64_t i) const;
+  /// Text i's flags (its cut() runs, the pieces after a cut marked as starting words) into `out`.
+  void text_flags(int64_t i, uint8_t* out) const;
 };
 
 class TextDataset {
@@ -189,9 +223,9 @@ class TextDataset {
   int64_t num_classes() const { return num_classes_; }
   int64_t positive_class() const { return positive_; }
   /// Tokens before truncation (a window: its own length).
-  int64_t full_length(int64_t i) const { return store_ ? store_->stored_length(i) : full_lengths_[i]; }
+  int64_t full_length(int64_t i) const { return store_ ? store_->full_length(i) : full_lengths_[i]; }
   bool truncated(int64_t i) const { return full_length(i) > length(i); }
-  int64_t source_line(int64_t i) const { return store_ ? store_->lines[i] : lines_[i]; }
+  int64_t source_line(int64_t i) const { return store_ ? store_->line(i) : lines_[i]; }
   const std::string& source() const { return source_; }
   bool has_labels() const { return kind_ != TargetKind::none; }
   /// Sentence pairs: where sample i's second text (token type 1) starts.
@@ -247,8 +281,9 @@ class TextDataset {
            int64_t line);
   /// Whole-word flags of the last added sample, one per id (1: continues the previous word).
   void set_word_flags(const std::vector<uint8_t>& flags) { flags_.insert(flags_.end(), flags.begin(), flags.end()); }
-  bool has_word_flags() const { return !flags_.empty(); }
-  const uint8_t* word_flags(int64_t i) const { return flags_.data() + offsets_[i]; }
+  bool has_word_flags() const { return store_ ? store_->flags || store_->flags_fd >= 0 : !flags_.empty(); }
+  /// Sample i's flags, length(i) of them (a shard's: valid until this thread's fourth next call).
+  const uint8_t* word_flags(int64_t i) const { return store_ ? store_->word_flags(i) : flags_.data() + offsets_[i]; }
   /// Records where the last added sample's second text starts (every sample of a pair dataset).
   void set_second_start(int64_t start) { second_starts_.push_back(static_cast<int32_t>(start)); }
 

@@ -28,6 +28,7 @@ static_assert(sizeof(int32_t) == 4 && sizeof(int64_t) == 8 && sizeof(float) == 4
 namespace {
 
 constexpr const char* kManifest = "manifest.json";
+constexpr const char* kWords = "words.bin";  // uint8 whole-word flags, aligned with ids.bin (mlm shards)
 // Every array file of a shard, with its element size.
 struct ArrayFile {
   const char* name;
@@ -140,11 +141,14 @@ nlohmann::json read_shard_manifest(const std::string& dir) {
       throw bad(fmt::format("no count \"{}\"", key));
   for (const char* key : {"files", "vocab", "labels", "tokenizer", "task"})
     if (!m.contains(key) || !m[key].is_object()) throw bad(fmt::format("no object \"{}\"", key));
-  for (const auto& a : kArrays) {
-    if (!m["files"].contains(a.name) || !m["files"][a.name].is_object())
-      throw bad(fmt::format("no entry for {}", a.name));
-    typed(m["files"][a.name], "bytes", &J::is_number_integer, "an integer");
-    typed(m["files"][a.name], "digest", &J::is_string, "a string");
+  typed(m, "word_flags", &J::is_boolean, "true or false");
+  std::vector<const char*> names;
+  for (const auto& a : kArrays) names.push_back(a.name);
+  if (m.value("word_flags", false)) names.push_back(kWords);
+  for (const char* name : names) {
+    if (!m["files"].contains(name) || !m["files"][name].is_object()) throw bad(fmt::format("no entry for {}", name));
+    typed(m["files"][name], "bytes", &J::is_number_integer, "an integer");
+    typed(m["files"][name], "digest", &J::is_string, "a string");
   }
   typed(m, "special_tokens", &J::is_boolean, "true or false");
   typed(m, "positive", &J::is_number_integer, "an integer");
@@ -184,12 +188,13 @@ struct ShardWriter::Stream {
   }
 };
 
-ShardWriter::ShardWriter(std::string dir) : dir_(std::move(dir)), partial_(dir_ + ".partial") {
+ShardWriter::ShardWriter(std::string dir, bool word_flags) : dir_(std::move(dir)), partial_(dir_ + ".partial") {
   if (fs::exists(partial_)) remove_tree(partial_);  // an interrupted encode's: start again
   std::error_code ec;
   fs::create_directories(partial_, ec);
   if (ec) throw Error("cannot create " + partial_ + ": " + ec.message());
   for (const auto& a : kArrays) streams_.push_back(std::make_unique<Stream>((fs::path(partial_) / a.name).string()));
+  if (word_flags) words_ = std::make_unique<Stream>((fs::path(partial_) / kWords).string());
   const int64_t zero = 0;
   stream("offsets.bin").put(&zero, 1);
   stream("class_offsets.bin").put(&zero, 1);
@@ -198,6 +203,7 @@ ShardWriter::ShardWriter(std::string dir) : dir_(std::move(dir)), partial_(dir_ 
 ShardWriter::~ShardWriter() {
   if (finished_) return;
   streams_.clear();
+  words_.reset();
   std::error_code ec;
   fs::remove_all(partial_, ec);  // an encode that failed leaves nothing half-written
 }
@@ -209,8 +215,11 @@ ShardWriter::Stream& ShardWriter::stream(const char* name) {
 }
 
 void ShardWriter::append(const TextDataset& part, const std::vector<int32_t>& class_map) {
-  if (part.windowed() || part.has_pairs() || part.has_word_flags() || part.mapped())
+  if (part.windowed() || part.has_pairs() || part.mapped())
     throw Error("ShardWriter::append: shards hold single texts encoded in memory");
+  if (part.size() > 0 && part.has_word_flags() != (words_ != nullptr))
+    throw Error(fmt::format("ShardWriter::append: a part {} whole-word flags where the shard {} them",
+                            part.has_word_flags() ? "with" : "without", words_ ? "keeps" : "keeps none of"));
   const bool classes = part.target_kind() != TargetKind::value && part.target_kind() != TargetKind::none;
   const auto n = static_cast<size_t>(part.size());
   std::vector<int32_t> ids, class_ids;
@@ -223,6 +232,7 @@ void ShardWriter::append(const TextDataset& part, const std::vector<int32_t>& cl
     if (part.full_length(s) != p.size())
       throw Error("ShardWriter::append: a sample was cut to max_len; shards keep every id (encode without max_len)");
     ids.insert(ids.end(), p.a, p.a + p.na);
+    if (words_) words_->put(part.word_flags(s), static_cast<size_t>(p.na));
     tokens_ += p.na;
     offsets[i] = tokens_;
     lines[i] = part.source_line(s);
@@ -280,6 +290,7 @@ void ShardWriter::remap(const std::vector<int32_t>& id_table, const std::vector<
 
 nlohmann::json ShardWriter::finish(nlohmann::json manifest, const Vocabulary& vocab, const LabelMap* labels) {
   for (auto& s : streams_) s->close();
+  if (words_) words_->close();
   vocab.save((fs::path(partial_) / "vocab.txt").string());
   if (labels) labels->save((fs::path(partial_) / "labels.txt").string());
   manifest["format"] = kShardFormat;
@@ -294,10 +305,14 @@ nlohmann::json ShardWriter::finish(nlohmann::json manifest, const Vocabulary& vo
   manifest["labels"] = labels ? nlohmann::json{{"count", labels->size()}, {"digest", labels_digest(*labels)}}
                               : nlohmann::json{{"count", 0}};
   manifest["encoded_by"] = std::string("ltk ") + version();
-  for (const auto& a : kArrays) {
-    const std::string path = (fs::path(partial_) / a.name).string();
+  std::vector<const char*> names;
+  for (const auto& a : kArrays) names.push_back(a.name);
+  if (words_) names.push_back(kWords);
+  manifest["word_flags"] = words_ != nullptr;
+  for (const char* name : names) {
+    const std::string path = (fs::path(partial_) / name).string();
     sync_path(path);
-    manifest["files"][a.name] = {{"bytes", fs::file_size(path)}, {"digest", file_digest(path)}};
+    manifest["files"][name] = {{"bytes", fs::file_size(path)}, {"digest", file_digest(path)}};
   }
   for (const char* f : {"vocab.txt", "labels.txt"})
     if (fs::exists(fs::path(partial_) / f)) sync_path((fs::path(partial_) / f).string());
@@ -321,9 +336,11 @@ struct ShardFiles {
   ShardFiles& operator=(const ShardFiles&) = delete;
   ~ShardFiles() {
     if (ids_fd >= 0) ::close(ids_fd);
+    if (flags_fd >= 0) ::close(flags_fd);
   }
-  int ids_fd = -1;               ///< ids.bin, read with pread (SampleStore::ids_fd)
-  std::vector<MappedFile> maps;  ///< kArrays' order
+  int ids_fd = -1, flags_fd = -1;  ///< ids.bin and words.bin, read with pread (SampleStore::ids_fd)
+  std::vector<MappedFile> maps;    ///< kArrays' order
+  MappedFile words;                ///< words.bin, when read
   // The arrays read into memory (ShardReadOptions::index_in_memory); empty: read mapped.
   std::vector<int64_t> base, class_offsets;
   std::vector<uint32_t> rel;
@@ -435,12 +452,68 @@ int64_t load_classes(ShardFiles& f, SampleStore& s, int64_t classes, int64_t num
   return taken;
 }
 
+// File `name` of shard `dir`, checked against its size from the counts (`want` bytes) and what the
+// manifest `recorded` (its bytes and digest, the digest when `verify`), and mapped.
+MappedFile checked_file(const std::string& dir, const char* name, int64_t want,
+                        const std::pair<int64_t, std::string>& recorded, bool verify) {
+  const std::string path = (fs::path(dir) / name).string();
+  if (!fs::is_regular_file(path)) throw DataError(path + ": missing; the shard is incomplete: encode it again");
+  const auto bytes = static_cast<int64_t>(fs::file_size(path));
+  if (bytes != want || recorded.first != want)
+    throw DataError(
+        fmt::format("{}: {} bytes where the manifest's counts make {}; the file is truncated or from "
+                    "another encode: encode the shard again (ltk-data encode)",
+                    path, bytes, want));
+  if (verify) {
+    const std::string digest = file_digest(path);
+    if (digest != recorded.second)
+      throw DataError(
+          fmt::format("{}: digest {} where the manifest says {}; the file was changed or damaged after "
+                      "encoding: encode the shard again (ltk-data encode)",
+                      path, digest, recorded.second));
+  }
+  return MappedFile(path);
+}
+
+// task.pack: the packs of the store's texts, as the in-memory packer makes them: a text (cut to
+// max_len) joins the current pack unless that would make it longer than max_len; the store's
+// samples become the packs.
+void build_packs(SampleStore& s, const std::string& where) {
+  if (!s.specials || s.max_len < 3)
+    throw ConfigError(fmt::format(
+        "config key 'task.pack': packing needs a shard encoded with data.special_tokens and data.max_len of 3 or "
+        "more ({}: special tokens {}, max_len {})",
+        where, s.specials ? "on" : "off", s.max_len));
+  s.texts = s.n;
+  s.pack.reserve(static_cast<size_t>(s.n / 4 + 1));
+  int64_t cur = 0;
+  for (int64_t t = 0; t < s.n; ++t) {
+    if (s.stored_length(t) < 2)
+      throw damaged(where, fmt::format("text {} has {} ids, fewer than its [CLS] and [SEP]", t, s.stored_length(t)));
+    const int64_t body = s.text_length(t) - 2;
+    if (cur > 1 && cur + body + 1 > s.max_len) {
+      s.pack_lengths.push_back(static_cast<int32_t>(cur));
+      cur = 0;
+    }
+    if (cur == 0) {
+      s.pack.push_back(t);
+      cur = 1;
+    }
+    cur += body + 1;
+  }
+  if (cur > 0) s.pack_lengths.push_back(static_cast<int32_t>(cur));
+  s.pack.push_back(s.n);
+  s.pack.shrink_to_fit();
+  s.pack_lengths.shrink_to_fit();
+  s.n = static_cast<int64_t>(s.pack_lengths.size());
+}
+
 // The manifest's fields open_shard reads, their types checked.
 struct ManifestFields {
   int64_t samples = 0, tokens = 0, classes = 0, num_labels = 0, positive = 1, pad_id = Vocabulary::kPadId;
-  bool specials = false;
+  bool specials = false, word_flags = false;
   std::string targets, source;
-  std::vector<std::pair<int64_t, std::string>> files;  ///< kArrays' bytes and digests
+  std::vector<std::pair<int64_t, std::string>> files;  ///< kArrays' bytes and digests, then words.bin's
 };
 
 ManifestFields manifest_fields(const nlohmann::json& m, const std::string& dir) {
@@ -456,8 +529,12 @@ ManifestFields manifest_fields(const nlohmann::json& m, const std::string& dir) 
     f.specials = m.value("special_tokens", false);
     f.targets = m.value("targets", "none");
     f.source = m.value("source_path", dir);
-    for (const auto& a : kArrays) {
-      const auto& e = m.at("files").at(a.name);
+    f.word_flags = m.value("word_flags", false);
+    std::vector<const char*> names;
+    for (const auto& a : kArrays) names.push_back(a.name);
+    if (f.word_flags) names.push_back(kWords);
+    for (const char* name : names) {
+      const auto& e = m.at("files").at(name);
       f.files.emplace_back(e.value("bytes", int64_t{-1}), e.value("digest", ""));
     }
   } catch (const nlohmann::json::exception& e) {
@@ -477,26 +554,9 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
   const int64_t n = m.samples;
   const int64_t expected[] = {m.tokens, n + 1, n, m.classes, n + 1, n};
   auto files = std::make_shared<ShardFiles>();
-  for (size_t k = 0; k < std::size(kArrays); ++k) {
-    const std::string path = (fs::path(dir) / kArrays[k].name).string();
-    if (!fs::is_regular_file(path)) throw DataError(path + ": missing; the shard is incomplete: encode it again");
-    const auto bytes = static_cast<int64_t>(fs::file_size(path));
-    const int64_t want = expected[k] * static_cast<int64_t>(kArrays[k].element);
-    if (bytes != want || m.files[k].first != want)
-      throw DataError(
-          fmt::format("{}: {} bytes where the manifest's counts make {}; the file is truncated or from "
-                      "another encode: encode the shard again (ltk-data encode)",
-                      path, bytes, want));
-    if (options.verify) {
-      const std::string digest = file_digest(path);
-      if (digest != m.files[k].second)
-        throw DataError(
-            fmt::format("{}: digest {} where the manifest says {}; the file was changed or damaged after "
-                        "encoding: encode the shard again (ltk-data encode)",
-                        path, digest, m.files[k].second));
-    }
-    files->maps.emplace_back(path);
-  }
+  for (size_t k = 0; k < std::size(kArrays); ++k)
+    files->maps.push_back(
+        checked_file(dir, kArrays[k].name, expected[k] * kArrays[k].element, m.files[k], options.verify));
   // The label count sizes every multi-hot target: it must be labels.txt's.
   if (m.num_labels > 0) {
     const std::string path = (fs::path(dir) / "labels.txt").string();
@@ -527,6 +587,21 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
   if (options.truncation != "head" && options.truncation != "tail" && options.truncation != "head+tail")
     throw ConfigError("config key 'data.truncation': unknown policy '" + options.truncation + "'");
   store->specials = m.specials;
+  if (options.word_flags) {
+    if (!m.word_flags)
+      throw ConfigError(where +
+                        ": this shard holds no whole-word flags (encoded without task.whole_word); encode it again "
+                        "with task.whole_word set, or set task.whole_word to false");
+    files->words = checked_file(dir, kWords, m.tokens, m.files.back(), options.verify);
+    store->flags = files->words.data();
+    store->flags_path = files->words.path();
+  }
+  if (options.pack) {
+    if (m.classes > 0) throw ConfigError(where + ": task.pack packs unlabelled texts (mlm); this shard has classes");
+    build_packs(*store, where);
+  } else {
+    store->texts = n;
+  }
   // Ids larger than the release window are read with pread: read at random through the mapping,
   // each sample mapped its page and its neighbours (a whole large folio of the page cache, up to
   // 2 MiB, on recent kernels: measured 1.2 GB resident between releases, and 9,400 samples/s).
@@ -536,12 +611,19 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
     if (files->ids_fd < 0) throw Error(files->maps[0].path() + ": cannot open: " + std::strerror(errno));
     store->ids_fd = files->ids_fd;
     store->ids_path = files->maps[0].path();
+    if (store->flags) {
+      files->flags_fd = ::open(files->words.path().c_str(), O_RDONLY | O_CLOEXEC);
+      if (files->flags_fd < 0) throw Error(files->words.path() + ": cannot open: " + std::strerror(errno));
+      store->flags_fd = files->flags_fd;
+      store->flags = nullptr;
+    }
   }
   // The index arrays left mapped are read at random too: their pages are handed back every
   // release_bytes read, unless all of them fit that (then the resident set is bounded already).
   store->release_bytes = options.release_bytes;
   std::vector<const MappedFile*> random;
   if (store->ids_fd < 0) random.push_back(&files->maps[0]);
+  if (store->flags) random.push_back(&files->words);
   if (!store->rel) random.push_back(&files->maps[1]);
   if (store->class_ids && files->class_ids.empty()) random.push_back(&files->maps[3]);
   if (store->class_offsets && files->class_offsets.empty()) random.push_back(&files->maps[4]);
@@ -552,6 +634,7 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
     for (const MappedFile* map : random) map->advise_random();
     store->release = [f = files.get()] {
       for (const auto& map : f->maps) map.release();
+      f->words.release();
     };
   }
   store->files = files;

@@ -11,6 +11,8 @@
 //   DIR/classes.bin       int32 class ids (class tasks; a multilabel text has several)
 //   DIR/class_offsets.bin int64 x (samples + 1): text i's classes are classes[co[i], co[i + 1])
 //   DIR/values.bin        float32 x samples: regression targets (0 for other tasks)
+//   DIR/words.bin         uint8 x tokens, masked-LM shards with task.whole_word only: 1 where the
+//                         id continues the previous one's word
 //   DIR/vocab.txt, DIR/labels.txt   the vocabulary and labels the ids and classes index
 #pragma once
 
@@ -43,12 +45,14 @@ nlohmann::json read_shard_manifest(const std::string& dir);
 /// renames to DIR once every file is synced: a shard directory is whole or absent.
 class ShardWriter {
  public:
-  explicit ShardWriter(std::string dir);
+  /// `word_flags`: every part appended has whole-word flags (an mlm encode), kept in words.bin.
+  explicit ShardWriter(std::string dir, bool word_flags = false);
   ~ShardWriter();
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
-  /// Appends every sample of `part` (encoded without max_len, not windowed, no pairs or flags),
+  /// Appends every sample of `part` (encoded without max_len, not windowed, no pairs; flags as
+  /// the writer was made),
   /// its class ids mapped through `class_map` when given.
   void append(const TextDataset& part, const std::vector<int32_t>& class_map = {});
   int64_t tokens() const { return tokens_; }
@@ -64,6 +68,7 @@ class ShardWriter {
   struct Stream;
   std::string dir_, partial_;
   std::vector<std::unique_ptr<Stream>> streams_;
+  std::unique_ptr<Stream> words_;  ///< words.bin, when the writer keeps word flags
   int64_t samples_ = 0, tokens_ = 0, classes_ = 0;
   bool finished_ = false;
   Stream& stream(const char* name);
@@ -78,6 +83,11 @@ struct ShardReadOptions {
   /// where the collate counts 64 KiB for each sample besides its ids); 0, or mapped arrays read
   /// at random that all fit this: never.
   int64_t release_bytes = int64_t{64} << 20;
+  /// task.pack (mlm): consecutive texts, each cut to max_len, packed into samples of at most
+  /// max_len ids, [CLS] a [SEP] b [SEP] ... (a shard encoded with special tokens and no classes).
+  bool pack = false;
+  /// Read the shard's whole-word flags (an mlm shard encoded with task.whole_word).
+  bool word_flags = false;
   /// Check every file's digest against the manifest (reads the whole shard once).
   bool verify = true;
   /// The index is read into memory, compactly, within this many bytes: the offsets first (4

@@ -34,10 +34,6 @@ void refuse_unshardable(const Config& config, const std::string& why) {
   };
   if (config.model.type == "linear")
     refuse("model.type", "the linear model reads tf-idf n-gram features from the raw text, not token shards");
-  if (config.task.type == "mlm")
-    refuse("task.type",
-           "masked-LM pretraining does not read shards yet (it packs texts and marks whole words "
-           "as it encodes them)");
   if (!config.data.text_pair_column.empty() || !config.data.text_pair_field.empty())
     refuse(config.data.text_pair_column.empty() ? "data.text_pair_field" : "data.text_pair_column",
            "sentence pairs are not held in shards yet");
@@ -58,6 +54,7 @@ std::string dict_of(const TokenizerConfig& tok) {
 /// The stored kind of a task's targets: binary is stored as class ids (which label is positive
 /// is the manifest's "positive").
 TargetKind stored_kind(const TaskConfig& task) {
+  if (task.type == "mlm") return TargetKind::none;  // pretraining reads text; labels, when there, are ignored
   if (task.type == "multilabel") return TargetKind::multi_hot;
   if (task.type == "regression") return TargetKind::value;
   return TargetKind::class_id;
@@ -87,6 +84,7 @@ struct SplitJob {
   const Config& config;
   const EncodeShardsOptions& options;
   const Tokenizer& tokenizer;
+  const Tokenizer* segmenter;  ///< mlm whole-word masking over jieba words, else null
   std::string split, path, dir;
 };
 
@@ -115,10 +113,11 @@ EncodedSplit stream_split(const SplitJob& job, OnPiece&& on_piece) {
   return r;
 }
 
-EncodeOptions shard_encode_options(const Config& config, const Vocabulary& vocab, int threads) {
-  EncodeOptions o = encode_options(config.data, vocab, &config.task);
-  o.max_len = 0;  // shards keep every id; max_len and truncation apply when batches are made
+EncodeOptions shard_encode_options(const SplitJob& job, const Vocabulary& vocab, int threads) {
+  EncodeOptions o = encode_options(job.config.data, vocab, &job.config.task, job.segmenter);
+  o.max_len = 0;  // shards keep every id; max_len, truncation and packing apply when batches are made
   o.windows = false;
+  o.pack = false;
   o.threads = std::max(1, threads - 1);  // the reader, which parses the next piece meanwhile, is the other
   return o;
 }
@@ -146,10 +145,10 @@ EncodedSplit encode_train(const SplitJob& job, Vocabulary& vocab, LabelMap& labe
   const Config& config = job.config;
   const bool fixed = config.data.vocab.source == "tokenizer";
   if (fixed) vocab = Vocabulary::load_wordpiece(dict_of(config.data.tokenizer));
-  const EncodeOptions enc = shard_encode_options(config, fixed ? vocab : Vocabulary(), job.options.threads);
+  const EncodeOptions enc = shard_encode_options(job, fixed ? vocab : Vocabulary(), job.options.threads);
   const TargetKind kind = stored_kind(config.task);
-  const bool classes = kind != TargetKind::value;
-  ShardWriter writer(job.dir);
+  const bool classes = kind != TargetKind::value && kind != TargetKind::none;
+  ShardWriter writer(job.dir, enc.word_flags && enc.cls_id >= 0);  // (flags come with special tokens)
   TokenCounter counter;
   SeenLabels seen;
   EncodedSplit r = stream_split(job, [&](const std::vector<Example>& examples) {
@@ -191,11 +190,11 @@ EncodedSplit encode_train(const SplitJob& job, Vocabulary& vocab, LabelMap& labe
 EncodedSplit encode_other(const SplitJob& job, const Vocabulary& vocab, const LabelMap& labels) {
   const auto start = std::chrono::steady_clock::now();  // reading through the synced rename
   const Config& config = job.config;
-  const EncodeOptions enc = shard_encode_options(config, vocab, job.options.threads);
+  const EncodeOptions enc = shard_encode_options(job, vocab, job.options.threads);
   const TargetKind kind = stored_kind(config.task);
-  const bool classes = kind != TargetKind::value;
+  const bool classes = kind != TargetKind::value && kind != TargetKind::none;
   const TargetEncoder targets{kind, classes ? &labels : nullptr, config.task.label_separator, 1};
-  ShardWriter writer(job.dir);
+  ShardWriter writer(job.dir, enc.word_flags && enc.cls_id >= 0);
   EncodedSplit r = stream_split(job, [&](const std::vector<Example>& examples) {
     writer.append(encode_examples(examples, job.path, job.tokenizer, vocab, &targets, enc));
   });
@@ -223,10 +222,12 @@ nlohmann::json shard_identity(const Config& config) {
     tok["dict_digest"] = file_digest(dict);
   }
   const auto& v = config.data.vocab;
+  nlohmann::json task = {{"type", config.task.type}, {"label_separator", config.task.label_separator}};
+  if (config.task.type == "mlm" && config.task.whole_word) task["word_segmenter"] = config.task.word_segmenter;
   return nlohmann::json{{"tokenizer", tok},
                         {"special_tokens", config.data.special_tokens},
                         {"vocab", {{"source", v.source}, {"min_freq", v.min_freq}, {"max_size", v.max_size}}},
-                        {"task", {{"type", config.task.type}, {"label_separator", config.task.label_separator}}}};
+                        {"task", task}};
 }
 
 void check_shard_matches(const std::string& dir, const nlohmann::json& manifest, const Config& config,
@@ -254,8 +255,15 @@ void check_shard_matches(const std::string& dir, const nlohmann::json& manifest,
   const bool theirs_regression = task.value("type", "") == "regression",
              ours_regression = config.task.type == "regression";
   if (theirs_regression != ours_regression ||
-      (config.task.type == "multilabel") != (task.value("type", "") == "multilabel"))
+      (config.task.type == "multilabel") != (task.value("type", "") == "multilabel") ||
+      (config.task.type == "mlm") != (task.value("type", "") == "mlm"))
     differ("task.type", config.task.type, task.value("type", nlohmann::json()));
+  // Whole-word masking reads the words the shard marked (task.word_segmenter's).
+  if (config.task.type == "mlm" && config.task.whole_word) {
+    if (!manifest.value("word_flags", false)) differ("task.whole_word", true, false);
+    if (task.value("word_segmenter", "") != config.task.word_segmenter)
+      differ("task.word_segmenter", config.task.word_segmenter, task.value("word_segmenter", nlohmann::json()));
+  }
   if (config.task.type == "multilabel" && task.value("label_separator", "") != config.task.label_separator)
     differ("task.label_separator", config.task.label_separator, task.value("label_separator", nlohmann::json()));
 }
@@ -282,6 +290,8 @@ TextDataset open_config_shard(const std::string& dir, const Config& config, cons
   ShardReadOptions o;
   o.max_len = config.data.max_len;
   o.truncation = config.data.truncation;
+  o.pack = config.task.type == "mlm" && config.task.pack;
+  o.word_flags = config.task.type == "mlm" && config.task.whole_word;
   TextDataset data = open_shard(dir, o);
   // Its class ids were checked against its own label count; the run's targets must be sized so.
   const int64_t classes = targets.labels ? targets.labels->size() : 0;
@@ -310,6 +320,7 @@ std::vector<EncodedSplit> encode_shards(const Config& config, const EncodeShards
                                : std::count(options.splits.begin(), options.splits.end(), s) > 0)
       splits.emplace_back(s);
   auto tokenizer = make_run_tokenizer(tok, config.model);
+  auto segmenter = word_segmenter(config.task);
   Vocabulary vocab;
   LabelMap labels;
   bool have_vocab = false;
@@ -322,7 +333,7 @@ std::vector<EncodedSplit> encode_shards(const Config& config, const EncodeShards
     if (fs::exists(dir) && !is_shard(dir))
       throw ConfigError(dir + " exists and is not a shard; give --out a directory for the shards alone");
     if (fs::exists(dir) && !options.overwrite) throw ConfigError(dir + " exists; --overwrite replaces it");
-    SplitJob job{config, options, *tokenizer, split, path, dir};
+    SplitJob job{config, options, *tokenizer, segmenter.get(), split, path, dir};
     log::info("[encode] {} -> {}", path, dir);
     if (split == "train") {
       done.push_back(encode_train(job, vocab, labels));

@@ -33,8 +33,10 @@ struct EncodedSplit {
 /// vocabulary (data.vocab, counted as the pieces go; or the tokenizer's fixed one) and labels,
 /// then valid and test with them. Every split's ids, labels and lines equal the in-memory path's
 /// for the same config; the bytes written do not depend on the thread count. ConfigError naming
-/// the key for what shards cannot hold (the linear model's n-gram features, mlm, sentence pairs,
-/// windows, a tokenizer that must first be trained on the raw text).
+/// the key for what shards cannot hold (the linear model's n-gram features, sentence pairs,
+/// windows, a tokenizer that must first be trained on the raw text). An mlm config's shard keeps
+/// its texts unlabelled and, with task.whole_word, each piece's whole-word flag (words.bin);
+/// task.pack packs them when they are read.
 std::vector<EncodedSplit> encode_shards(const Config& config, const EncodeShardsOptions& options);
 
 /// What a shard encoded under `config` records of it, and what a config reading it must match:

@@ -1,6 +1,7 @@
 // The shard reader (data/shards.h: the manifest and the index of a pre-tokenised corpus) on
 // arbitrary files. The first byte picks the read options (digest check on or off, max_len,
-// truncation, index in memory or mapped); the rest is a little archive of the shard's files, each
+// truncation or packing, index in memory or mapped; whole-word flags are read when the archive has
+// words.bin); the rest is a little archive of the shard's files, each
 // [file number][4-byte little-endian length][bytes] (numbers index kFiles; make_shard_seeds.py
 // packs real shards so). Then every sample is read. Checks: each sample's ids are its length, at most
 // max_len; every class id lies within the shard's labels; a batch collates.
@@ -14,8 +15,8 @@
 
 namespace {
 
-constexpr const char* kFiles[] = {"manifest.json",     "ids.bin",    "offsets.bin", "lines.bin", "classes.bin",
-                                  "class_offsets.bin", "values.bin", "vocab.txt",   "labels.txt"};
+constexpr const char* kFiles[] = {"manifest.json",     "ids.bin",    "offsets.bin", "lines.bin",  "classes.bin",
+                                  "class_offsets.bin", "values.bin", "vocab.txt",   "labels.txt", "words.bin"};
 
 }  // namespace
 
@@ -34,9 +35,11 @@ LTK_FUZZ_TARGET(shard) {
     ltk::fuzz::scratch_file(std::string("shard/") + kFiles[which], bytes);
   }
   ltk::ShardReadOptions options;
+  options.word_flags = std::filesystem::exists(dir + "/words.bin");
   options.verify = sel & 1;
   options.max_len = std::array<int64_t, 4>{0, 1, 3, 8}[(sel >> 1) & 3];
   options.truncation = std::array<const char*, 3>{"head", "tail", "head+tail"}[((sel >> 3) & 3) % 3];
+  options.pack = ((sel >> 3) & 3) == 3;  // (with head truncation)
   // All of the index in memory, none, or part of it (these files are small).
   options.index_in_memory = std::array<int64_t, 4>{int64_t{256} << 20, 0, 24, 56}[((sel >> 5) & 1) | ((sel >> 6) & 2)];
   options.release_bytes = (sel & 0x40) ? 64 : 0;  // (bits 5 and 7 pick the budget)
@@ -51,6 +54,10 @@ LTK_FUZZ_TARGET(shard) {
     int64_t sum = 0;
     for (int64_t k = 0; k < ids.size(); ++k) sum += ids[k];
     data.pages_read(ids.size());
+    if (data.has_word_flags()) {
+      const uint8_t* flags = data.word_flags(i);
+      for (int64_t k = 0; k < ids.size(); ++k) sum += flags[k];
+    }
     for (int64_t c : data.labels(i))
       ltk::fuzz::fuzz_check(c >= 0 && c < data.num_classes(), "sample " + std::to_string(i) + ": class out of range");
     (void)data.value(i), (void)data.source_line(i), (void)sum;
