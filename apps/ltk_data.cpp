@@ -1,5 +1,6 @@
 // ltk-data: corpus preparation and inspection.
 #include <fmt/format.h>
+#include <malloc.h>
 
 #include <chrono>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include "app.h"
 #include "ltk/config/config.h"
 #include "ltk/core/files.h"
+#include "ltk/core/log.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/dataset.h"
 #include "ltk/data/formats.h"
@@ -287,7 +289,7 @@ int cmd_encode(int argc, char** argv) {
       "split", "train, valid or test (repeatable; default every split the config names)",
       cxxopts::value<std::vector<std::string>>())("out", "the directory the shards go to",
                                                   cxxopts::value<std::string>())(
-      "threads", "threads: one reads and parses the next piece, the others tokenise (0: every core)",
+      "threads", "pieces tokenised at once, while the next is read and parsed (0: every core)",
       cxxopts::value<int>()->default_value("0"))("piece-mb", "MiB of input read and encoded at a time",
                                                  cxxopts::value<int>()->default_value("8"))(
       "overwrite", "replace shards already in OUT")("h,help", "show this help");
@@ -308,6 +310,15 @@ int cmd_encode(int argc, char** argv) {
   if (piece_mb < 1 || piece_mb > 4096) throw ltk::UsageError("--piece-mb must be in 1..4096");
   o.piece_bytes = static_cast<size_t>(piece_mb) << 20;
   o.overwrite = args.count("overwrite") > 0;
+  // Every piece allocates its examples and ids afresh, several MiB each: above glibc's mmap
+  // threshold they were mapped and unmapped each time, and every page faulted in again (with
+  // memory handed back by trimming). Kept in the heap instead, they are reused: measured 64 -> 87
+  // MB/s on 2 cores (403 MB corpus), at 410 MB peak RSS instead of 300. (32 MiB is the largest
+  // threshold every glibc takes.)
+#ifdef __GLIBC__
+  if (mallopt(M_MMAP_THRESHOLD, 32 << 20) != 1 || mallopt(M_TRIM_THRESHOLD, 1 << 30) != 1)
+    ltk::log::debug("[encode] mallopt refused the heap thresholds: pieces are mapped afresh each time");
+#endif
   for (const auto& r : ltk::encode_shards(config, o)) {
     const double mb = static_cast<double>(r.source_bytes) / 1e6;
     std::cout << fmt::format("{}\t{}\t{} texts\t{} tokens\t{:.1f} MB in {:.2f} s ({:.1f} MB/s){}\n", r.split, r.dir,

@@ -1169,10 +1169,10 @@ TEST_CASE(
     const auto manifest = ltk::read_shard_manifest(dir.file("shards/train"));
     CHECK(manifest["word_flags"] == task.value("whole_word", false));
     CHECK(manifest["targets"] == "none");
-    for (int max_len : {0, 5, 9, 40})
+    for (int max_len : {0, 2, 3, 5, 9, 40})
       for (bool pack : {false, true})
         for (const char* policy : {"head", "tail", "head+tail"}) {
-          if (pack && max_len == 0) continue;  // refused by the config
+          if (pack && max_len < 3) continue;  // refused by the config
           ltk::Config c = config;
           c.data.max_len = max_len;
           c.data.truncation = policy;
@@ -1197,6 +1197,19 @@ TEST_CASE(
           ro.release_bytes = 64;
           check_same_mlm_samples(mem, ltk::open_shard(dir.file("shards/train"), ro));
         }
+    if (config.task.whole_word) {  // words.bin changed or cut short: named
+      const std::string copy = dir.file("damaged");
+      std::filesystem::remove_all(copy);
+      std::filesystem::copy(dir.file("shards/train"), copy);
+      std::string bytes = ltk::test::read_text(copy + "/words.bin");
+      bytes[bytes.size() / 2] ^= 1;
+      ltk::test::write_file(copy + "/words.bin", bytes);
+      ltk::ShardReadOptions ro;
+      ro.word_flags = true;
+      CHECK_THROWS_WITH(ltk::open_shard(copy, ro), Contains("words.bin") && Contains("digest"));
+      ltk::test::write_file(copy + "/words.bin", bytes.substr(1));
+      CHECK_THROWS_WITH(ltk::open_shard(copy, ro), Contains("words.bin") && Contains("bytes where"));
+    }
     // A whole-word config on a shard without flags, or with another segmenter: refused, naming the key.
     ltk::Config other = config;
     other.task.whole_word = true;
@@ -1268,7 +1281,7 @@ TEST_CASE("shards: the bytes do not depend on the thread count or the piece size
   ltk::test::write_file(dir.file("valid.tsv"), shard_corpus("multiclass", 50, 4));
   const ltk::Config config = shard_config(dir, "multiclass", {{"vocab", {{"min_freq", 2}}}});
   std::vector<nlohmann::json> files;
-  // 1 and 3 threads (the reader and 2 tokenising: a piece of 12000 texts is cut into 2 slices).
+  // 1 and 3 threads (3 pieces tokenised at once when the pieces are small).
   for (auto [threads, piece] : {std::pair<int, size_t>{1, 8 << 20}, {3, 8 << 20}, {3, 5000}}) {
     ltk::EncodeShardsOptions o;
     o.out = dir.file("s" + std::to_string(files.size()));

@@ -82,22 +82,73 @@ IdPieces SampleStore::read_pieces(int64_t at, int64_t len, IdPieces p) const {
   return p;
 }
 
+namespace {
+
+/// Gathers pack j of `s` into `out` (pack_lengths[j] values): each text cut as cut() cuts it, its
+/// head run and tail run from `runs(t, p)`, then `fix(text, p, stored length)` on the text's
+/// values; the pack's [CLS] once (a later text's [CLS] is dropped). Returns how many were written.
+template <typename T, typename Runs, typename Fix>
+int64_t gather_pack(const SampleStore& s, size_t j, T* out, Runs&& runs, Fix&& fix) {
+  int64_t k = 0;
+  for (int64_t t = s.pack[j]; t < s.pack[j + 1]; ++t) {
+    const IdPieces p = s.cut(t);
+    const int64_t base = k == 0 ? 0 : k - 1;  // where the text's [CLS] would be: the pack's, or dropped
+    if (p.na < 1 || base + p.size() > s.pack_lengths[j])
+      throw DataError(
+          fmt::format("{}: pack {} does not hold its texts; the shard is damaged: encode it again", s.ids_path, j));
+    const auto [a, b] = runs(t, p);
+    for (int64_t m = k == 0 ? 0 : 1; m < p.na; ++m) out[base + m] = a[m];
+    for (int64_t m = 0; m < p.nb; ++m) out[base + p.na + m] = b[m];
+    fix(out + base, p, s.stored_length(t));
+    k = base + p.size();
+  }
+  return k;
+}
+
+/// Marks the pieces kept after a cut as starting words (as encoding with max_len marks them):
+/// `text` holds the flags of a text of `len` stored ids cut to the runs of `p`.
+void mark_cut_words(uint8_t* text, const IdPieces& p, int64_t len, bool specials) {
+  if (p.size() >= len) return;
+  const int64_t sp = specials ? 1 : 0;
+  if (p.na > sp) text[sp] = 0;    // the first piece kept of the text
+  if (p.nb > sp) text[p.na] = 0;  // the first after the cut
+}
+
+/// Whether pack j's stored texts are read with one pread of them all: unless most of what they
+/// store is cut away (a long text), which is read a run at a time.
+bool read_whole_pack(const SampleStore& s, size_t j) {
+  return s.offset(s.pack[j + 1]) - s.offset(s.pack[j]) <= 4 * static_cast<int64_t>(s.pack_lengths[j]) + 4096;
+}
+
+}  // namespace
+
 IdPieces SampleStore::packed_pieces(int64_t i) const {
   const auto j = static_cast<size_t>(i);
   int32_t* out = ring_buffer<int32_t, 1>(pack_lengths[j]);
-  int64_t k = 0;
-  for (int64_t t = pack[j]; t < pack[j + 1]; ++t) {
-    const IdPieces p = text_pieces(t);  // [CLS] a [SEP]: the pack takes its [CLS] once
-    if (k == 0) out[k++] = p[0];
-    for (int64_t m = 1; m < p.size(); ++m) out[k++] = p[m];
+  const int64_t from = offset(pack[j]), span = offset(pack[j + 1]) - from;
+  const int32_t* run = ids_fd >= 0 ? nullptr : ids + from;
+  if (ids_fd >= 0 && read_whole_pack(*this, j)) {
+    int32_t* buf = ring_buffer<int32_t, 2>(span);
+    pread_exactly(ids_fd, ids_path, buf, static_cast<size_t>(span) * sizeof(int32_t), from * 4);
+    run = buf;
   }
-  if (k != pack_lengths[j]) throw Error(fmt::format("{}: pack {} has {} ids, not {}", ids_path, i, k, pack_lengths[j]));
+  const int64_t k = gather_pack(
+      *this, j, out,
+      [&](int64_t t, const IdPieces& p) -> std::pair<const int32_t*, const int32_t*> {
+        if (!run) {
+          const IdPieces q = text_pieces(t);
+          return {q.a, q.b};
+        }
+        const int32_t* a = run + (offset(t) - from);
+        return {a, a + stored_length(t) - p.nb};
+      },
+      [](int32_t*, const IdPieces&, int64_t) {});
   return {out, k, nullptr, 0};
 }
 
 void SampleStore::text_flags(int64_t i, uint8_t* out) const {
   const IdPieces p = cut(i);
-  const int64_t at = offset(i), len = stored_length(i), sp = specials ? 1 : 0;
+  const int64_t at = offset(i), len = stored_length(i);
   if (flags_fd >= 0) {
     pread_exactly(flags_fd, flags_path, out, static_cast<size_t>(p.na), at);
     pread_exactly(flags_fd, flags_path, out + p.na, static_cast<size_t>(p.nb), at + len - p.nb);
@@ -105,10 +156,7 @@ void SampleStore::text_flags(int64_t i, uint8_t* out) const {
     std::memcpy(out, flags + at, static_cast<size_t>(p.na));
     std::memcpy(out + p.na, flags + at + len - p.nb, static_cast<size_t>(p.nb));
   }
-  if (p.size() < len) {  // cut: the first piece kept of the text, and the first after the cut, start words
-    if (p.na > sp) out[sp] = 0;
-    if (p.nb > sp) out[p.na] = 0;
-  }
+  mark_cut_words(out, p, len, specials);
 }
 
 const uint8_t* SampleStore::word_flags(int64_t i) const {
@@ -119,13 +167,25 @@ const uint8_t* SampleStore::word_flags(int64_t i) const {
   }
   const auto j = static_cast<size_t>(i);
   uint8_t* out = ring_buffer<uint8_t, 1>(pack_lengths[j]);
-  uint8_t* text = ring_buffer<uint8_t, 2>(max_len);
-  int64_t k = 0;
-  for (int64_t t = pack[j]; t < pack[j + 1]; ++t) {
-    text_flags(t, text);
-    if (k == 0) out[k++] = text[0];
-    for (int64_t m = 1, n = text_length(t); m < n; ++m) out[k++] = text[m];
+  const int64_t from = offset(pack[j]), span = offset(pack[j + 1]) - from;
+  const uint8_t* run = flags_fd >= 0 ? nullptr : flags + from;
+  if (flags_fd >= 0 && read_whole_pack(*this, j)) {
+    uint8_t* buf = ring_buffer<uint8_t, 2>(span);
+    pread_exactly(flags_fd, flags_path, buf, static_cast<size_t>(span), from);
+    run = buf;
   }
+  uint8_t* text = ring_buffer<uint8_t, 3>(max_len);
+  gather_pack(
+      *this, j, out,
+      [&](int64_t t, const IdPieces& p) -> std::pair<const uint8_t*, const uint8_t*> {
+        if (!run) {  // (already marked: marking again changes nothing)
+          text_flags(t, text);
+          return {text, text + p.na};
+        }
+        const uint8_t* a = run + (offset(t) - from);
+        return {a, a + stored_length(t) - p.nb};
+      },
+      [&](uint8_t* values, const IdPieces& p, int64_t len) { mark_cut_words(values, p, len, specials); });
   return out;
 }
 

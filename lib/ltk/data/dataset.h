@@ -343,6 +343,13 @@ std::pair<Vocabulary, TextDataset> build_vocab_and_encode(const std::vector<Exam
                                                           int64_t min_freq, int64_t max_size,
                                                           const TargetEncoder* targets, const EncodeOptions& options);
 
+/// Encodes the examples in one tokenisation pass on one thread, each token numbered by the
+/// returned counter (in the order first seen here) and counted: build_vocab_and_encode without
+/// the vocabulary, for a caller that merges the counts of many parts before building it.
+std::pair<TokenCounter, TextDataset> count_and_encode(const std::vector<Example>& examples, const std::string& source,
+                                                      const Tokenizer& tokenizer, const TargetEncoder* targets,
+                                                      const EncodeOptions& options);
+
 /// Parses a regression target; DataError naming source:line when it is not a finite number.
 float parse_target_value(const std::string& label, const std::string& source, int64_t line);
 

@@ -302,7 +302,12 @@ TextDataset encode_with(ExampleSpan examples, const std::string& source, const T
       full += static_cast<int64_t>(second.size()) + 3;
       truncate_pair(ids, second, budget);
     } else if (flags_out && static_cast<int64_t>(ids.size()) > budget) {  // ids and flags truncated alike
-      truncate_with_flags(ids, flags, budget, options.truncation);
+      if (budget == 0) {                                                  // max_len 2: [CLS] [SEP] only
+        ids.clear();
+        flags.clear();
+      } else {
+        truncate_with_flags(ids, flags, budget, options.truncation);
+      }
       full += 2;
     } else {
       full += 2;
@@ -401,6 +406,15 @@ TextDataset encode_examples(const std::vector<Example>& examples, const std::str
   }
   data.set_pad_id(vocab.pad_id());
   return data;
+}
+
+std::pair<TokenCounter, TextDataset> count_and_encode(const std::vector<Example>& examples, const std::string& source,
+                                                      const Tokenizer& tokenizer, const TargetEncoder* targets,
+                                                      const EncodeOptions& options) {
+  TokenCounter counter;
+  TextDataset data = encode_with(
+      examples, source, tokenizer, [&](std::string_view t) { return counter.add(t); }, targets, options);
+  return {std::move(counter), std::move(data)};
 }
 
 std::pair<Vocabulary, TextDataset> build_vocab_and_encode(const std::vector<Example>& examples,

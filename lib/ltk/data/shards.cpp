@@ -158,7 +158,8 @@ nlohmann::json read_shard_manifest(const std::string& dir) {
   typed(m["vocab"], "digest", &J::is_string, "a string");
   typed(m["labels"], "count", &J::is_number_integer, "an integer");
   typed(m["labels"], "digest", &J::is_string, "a string");
-  for (const char* key : {"type", "label_separator"}) typed(m["task"], key, &J::is_string, "a string");
+  for (const char* key : {"type", "label_separator", "word_segmenter"})
+    typed(m["task"], key, &J::is_string, "a string");
   return m;
 }
 
@@ -479,6 +480,8 @@ MappedFile checked_file(const std::string& dir, const char* name, int64_t want,
 // max_len) joins the current pack unless that would make it longer than max_len; the store's
 // samples become the packs.
 void build_packs(SampleStore& s, const std::string& where) {
+  if (s.max_len > std::numeric_limits<int32_t>::max())
+    throw ConfigError(fmt::format("config key 'data.max_len': {} is too long to pack", s.max_len));
   if (!s.specials || s.max_len < 3)
     throw ConfigError(fmt::format(
         "config key 'task.pack': packing needs a shard encoded with data.special_tokens and data.max_len of 3 or "

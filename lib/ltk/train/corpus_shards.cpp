@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -60,23 +61,37 @@ TargetKind stored_kind(const TaskConfig& task) {
   return TargetKind::class_id;
 }
 
-/// Labels numbered in the order first seen, across the pieces of a split.
+/// A piece's labels, on its own: sorted (the map its class ids index while it is encoded) and in
+/// the order first seen in it.
+struct PieceLabels {
+  LabelMap map;
+  std::vector<std::string> first_seen;
+};
+
+PieceLabels piece_labels(const TaskConfig& task, const std::vector<Example>& examples) {
+  PieceLabels out;
+  std::set<std::string> known;
+  std::vector<std::string> scratch;
+  for (const auto& e : examples) {
+    label_names(task, e, scratch);
+    for (auto& n : scratch)
+      if (known.insert(n).second) out.first_seen.push_back(n);
+  }
+  out.map = LabelMap::from_labels(out.first_seen);
+  return out;
+}
+
+/// Labels numbered in the order first seen, across the pieces of a split (taken in order).
 struct SeenLabels {
   std::vector<std::string> names;
   std::unordered_map<std::string, int32_t> index;
-  std::vector<std::string> scratch;
-  /// Adds the piece's labels; returns its label map (every label so far, sorted) and the map
-  /// from that map's ids to first-seen ids.
-  std::pair<LabelMap, std::vector<int32_t>> piece(const TaskConfig& task, const std::vector<Example>& examples) {
-    for (const auto& e : examples) {
-      label_names(task, e, scratch);
-      for (auto& n : scratch)
-        if (index.emplace(n, static_cast<int32_t>(names.size())).second) names.push_back(n);
-    }
-    LabelMap map = LabelMap::from_labels(names);
-    std::vector<int32_t> to_seen(static_cast<size_t>(map.size()));
-    for (int64_t i = 0; i < map.size(); ++i) to_seen[static_cast<size_t>(i)] = index.at(map.name(i));
-    return {std::move(map), std::move(to_seen)};
+  /// Adds a piece's labels; returns the map from the piece's class ids to first-seen ids.
+  std::vector<int32_t> add(const PieceLabels& piece) {
+    for (const auto& n : piece.first_seen)
+      if (index.emplace(n, static_cast<int32_t>(names.size())).second) names.push_back(n);
+    std::vector<int32_t> to_seen(static_cast<size_t>(piece.map.size()));
+    for (int64_t i = 0; i < piece.map.size(); ++i) to_seen[static_cast<size_t>(i)] = index.at(piece.map.name(i));
+    return to_seen;
   }
 };
 
@@ -88,13 +103,22 @@ struct SplitJob {
   std::string split, path, dir;
 };
 
-/// Streams one split's file through `on_piece(examples)` into a writer; fills the counts.
-template <typename OnPiece>
-EncodedSplit stream_split(const SplitJob& job, OnPiece&& on_piece) {
+/// Streams one split's file in pieces: each piece is encoded by `prepare(examples)` on a thread of
+/// its own (up to options.threads pieces at once, while the next is read and parsed), and the
+/// results are handed to `commit(result)` one at a time in the file's order, so what is written
+/// does not depend on the thread count. Fills the counts.
+template <typename Prepare, typename Commit>
+EncodedSplit stream_split(const SplitJob& job, Prepare&& prepare, Commit&& commit) {
+  using Result = decltype(prepare(std::declval<const std::vector<Example>&>()));
   EncodedSplit r{job.split, job.dir, job.path};
   std::string first_skip;
-  // Each piece is encoded while the next is read and parsed.
-  std::future<void> pending;
+  std::deque<std::future<Result>> pending;
+  const auto most = static_cast<size_t>(std::max(1, job.options.threads));
+  auto commit_first = [&] {
+    Result done = pending.front().get();
+    pending.pop_front();
+    commit(done);
+  };
   read_examples_in_pieces(job.path, reader_options(job.config.data, job.config.task), job.options.piece_bytes,
                           [&](ReadResult& piece) {
                             throw_if_stop_requested();
@@ -102,10 +126,11 @@ EncodedSplit stream_split(const SplitJob& job, OnPiece&& on_piece) {
                             r.skipped += piece.skipped;
                             r.samples += static_cast<int64_t>(piece.examples.size());
                             auto examples = std::make_shared<std::vector<Example>>(std::move(piece.examples));
-                            if (pending.valid()) pending.get();
-                            pending = std::async(std::launch::async, [&on_piece, examples] { on_piece(*examples); });
+                            while (pending.size() >= most) commit_first();
+                            pending.push_back(
+                                std::async(std::launch::async, [&prepare, examples] { return prepare(*examples); }));
                           });
-  if (pending.valid()) pending.get();
+  while (!pending.empty()) commit_first();
   if (r.skipped)
     log::warn("[encode] {}: skipped {} bad row(s) (data.on_bad_row is \"skip\"); the first: {}", job.path, r.skipped,
               first_skip);
@@ -113,12 +138,12 @@ EncodedSplit stream_split(const SplitJob& job, OnPiece&& on_piece) {
   return r;
 }
 
-EncodeOptions shard_encode_options(const SplitJob& job, const Vocabulary& vocab, int threads) {
+EncodeOptions shard_encode_options(const SplitJob& job, const Vocabulary& vocab) {
   EncodeOptions o = encode_options(job.config.data, vocab, &job.config.task, job.segmenter);
   o.max_len = 0;  // shards keep every id; max_len, truncation and packing apply when batches are made
   o.windows = false;
   o.pack = false;
-  o.threads = std::max(1, threads - 1);  // the reader, which parses the next piece meanwhile, is the other
+  o.threads = 1;  // each piece on one thread; stream_split encodes several pieces at once
   return o;
 }
 
@@ -145,30 +170,41 @@ EncodedSplit encode_train(const SplitJob& job, Vocabulary& vocab, LabelMap& labe
   const Config& config = job.config;
   const bool fixed = config.data.vocab.source == "tokenizer";
   if (fixed) vocab = Vocabulary::load_wordpiece(dict_of(config.data.tokenizer));
-  const EncodeOptions enc = shard_encode_options(job, fixed ? vocab : Vocabulary(), job.options.threads);
+  const EncodeOptions enc = shard_encode_options(job, fixed ? vocab : Vocabulary());
   const TargetKind kind = stored_kind(config.task);
   const bool classes = kind != TargetKind::value && kind != TargetKind::none;
   ShardWriter writer(job.dir, enc.word_flags && enc.cls_id >= 0);  // (flags come with special tokens)
   TokenCounter counter;
   SeenLabels seen;
-  EncodedSplit r = stream_split(job, [&](const std::vector<Example>& examples) {
-    auto [piece_labels, to_seen] =
-        classes ? seen.piece(config.task, examples) : std::pair<LabelMap, std::vector<int32_t>>{};
-    const TargetEncoder targets{kind, classes ? &piece_labels : nullptr, config.task.label_separator, 1};
-    if (fixed) {
-      writer.append(encode_examples(examples, job.path, job.tokenizer, vocab, &targets, enc), to_seen);
-      return;
+  struct Piece {
+    PieceLabels labels;
+    TokenCounter tokens;  ///< the piece's own (not fixed): its ids are mapped to the split's counter's
+    TextDataset part;
+  };
+  auto prepare = [&](const std::vector<Example>& examples) {
+    Piece p;
+    if (classes) p.labels = piece_labels(config.task, examples);
+    const TargetEncoder targets{kind, classes ? &p.labels.map : nullptr, config.task.label_separator, 1};
+    if (fixed)
+      p.part = encode_examples(examples, job.path, job.tokenizer, vocab, &targets, enc);
+    else
+      std::tie(p.tokens, p.part) = count_and_encode(examples, job.path, job.tokenizer, &targets, enc);
+    return p;
+  };
+  auto commit = [&](Piece& p) {
+    const std::vector<int32_t> to_seen = classes ? seen.add(p.labels) : std::vector<int32_t>{};
+    if (!fixed) {
+      // (A text token "<unk>" or "<pad>" is counted like any other, and, as in the in-memory
+      // path, left out of the vocabulary: it becomes the unknown id.)
+      std::vector<int32_t> to_counter(p.tokens.size());
+      for (size_t id = 0; id < to_counter.size(); ++id)
+        to_counter[id] =
+            counter.add(p.tokens.token(static_cast<int32_t>(id)), p.tokens.count(static_cast<int32_t>(id)));
+      p.part.map_ids(to_counter);
     }
-    auto [piece_vocab, part] = build_vocab_and_encode(examples, job.path, job.tokenizer, 1, 0, &targets, enc);
-    std::vector<int32_t> to_counter(static_cast<size_t>(piece_vocab.size()), -1);
-    // A text token "<unk>" or "<pad>" is unknown in a corpus vocabulary (as the in-memory path
-    // makes it): the piece gives it the unknown id, kept as a token never counted.
-    to_counter[Vocabulary::kUnkId] = counter.add(Vocabulary::kUnk, 0);
-    for (int32_t id = Vocabulary::kFirstWordId; id < static_cast<int32_t>(piece_vocab.size()); ++id)
-      to_counter[static_cast<size_t>(id)] = counter.add(piece_vocab.token(id), piece_vocab.count(id));
-    part.map_ids(to_counter);
-    writer.append(part, to_seen);
-  });
+    writer.append(p.part, to_seen);
+  };
+  EncodedSplit r = stream_split(job, prepare, commit);
   std::vector<int32_t> id_table, class_table;
   if (!fixed) {
     vocab = Vocabulary::build(counter, config.data.vocab.min_freq, config.data.vocab.max_size);
@@ -190,14 +226,17 @@ EncodedSplit encode_train(const SplitJob& job, Vocabulary& vocab, LabelMap& labe
 EncodedSplit encode_other(const SplitJob& job, const Vocabulary& vocab, const LabelMap& labels) {
   const auto start = std::chrono::steady_clock::now();  // reading through the synced rename
   const Config& config = job.config;
-  const EncodeOptions enc = shard_encode_options(job, vocab, job.options.threads);
+  const EncodeOptions enc = shard_encode_options(job, vocab);
   const TargetKind kind = stored_kind(config.task);
   const bool classes = kind != TargetKind::value && kind != TargetKind::none;
   const TargetEncoder targets{kind, classes ? &labels : nullptr, config.task.label_separator, 1};
   ShardWriter writer(job.dir, enc.word_flags && enc.cls_id >= 0);
-  EncodedSplit r = stream_split(job, [&](const std::vector<Example>& examples) {
-    writer.append(encode_examples(examples, job.path, job.tokenizer, vocab, &targets, enc));
-  });
+  EncodedSplit r = stream_split(
+      job,
+      [&](const std::vector<Example>& examples) {
+        return encode_examples(examples, job.path, job.tokenizer, vocab, &targets, enc);
+      },
+      [&](TextDataset& part) { writer.append(part); });
   r.tokens = writer.tokens();
   writer.finish(split_manifest(config, r, labels), vocab, classes ? &labels : nullptr);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -306,7 +345,8 @@ TextDataset open_config_shard(const std::string& dir, const Config& config, cons
                     "encode it again (ltk-data encode)",
                     dir, data.pad_id(), vocab->pad_id()));
   data.set_source(data.source(), targets.kind, classes, targets.positive);
-  log::info("[data] {}: shard {} ({} texts, {} tokens as stored), mapped", key, dir, data.size(), data.total_tokens());
+  log::info("[data] {}: shard {} ({} {}, {} tokens as stored), mapped", key, dir, data.size(),
+            o.pack ? "packed samples" : "texts", data.total_tokens());
   return data;
 }
 
