@@ -120,18 +120,26 @@ bool read_whole_pack(const SampleStore& s, size_t j) {
   return s.offset(s.pack[j + 1]) - s.offset(s.pack[j]) <= 4 * static_cast<int64_t>(s.pack_lengths[j]) + 4096;
 }
 
+/// The stored values (ids or flags) of pack j's texts, one after another: in `mapped` (the file's
+/// mapping), or read from `fd` with one pread into a buffer of this thread's; null when they are
+/// to be read a text at a time (read_whole_pack).
+template <typename T>
+const T* pack_run(const SampleStore& s, size_t j, const T* mapped, int fd, const std::string& path) {
+  const int64_t from = s.offset(s.pack[j]), span = s.offset(s.pack[j + 1]) - from;
+  if (fd < 0) return mapped + from;
+  if (!read_whole_pack(s, j)) return nullptr;
+  T* buf = ring_buffer<T, 2>(span);
+  pread_exactly(fd, path, buf, static_cast<size_t>(span) * sizeof(T), from * static_cast<int64_t>(sizeof(T)));
+  return buf;
+}
+
 }  // namespace
 
 IdPieces SampleStore::packed_pieces(int64_t i) const {
   const auto j = static_cast<size_t>(i);
   int32_t* out = ring_buffer<int32_t, 1>(pack_lengths[j]);
-  const int64_t from = offset(pack[j]), span = offset(pack[j + 1]) - from;
-  const int32_t* run = ids_fd >= 0 ? nullptr : ids + from;
-  if (ids_fd >= 0 && read_whole_pack(*this, j)) {
-    int32_t* buf = ring_buffer<int32_t, 2>(span);
-    pread_exactly(ids_fd, ids_path, buf, static_cast<size_t>(span) * sizeof(int32_t), from * 4);
-    run = buf;
-  }
+  const int64_t from = offset(pack[j]);
+  const int32_t* run = pack_run(*this, j, ids, ids_fd, ids_path);
   const int64_t k = gather_pack(
       *this, j, out,
       [&](int64_t t, const IdPieces& p) -> std::pair<const int32_t*, const int32_t*> {
@@ -167,13 +175,8 @@ const uint8_t* SampleStore::word_flags(int64_t i) const {
   }
   const auto j = static_cast<size_t>(i);
   uint8_t* out = ring_buffer<uint8_t, 1>(pack_lengths[j]);
-  const int64_t from = offset(pack[j]), span = offset(pack[j + 1]) - from;
-  const uint8_t* run = flags_fd >= 0 ? nullptr : flags + from;
-  if (flags_fd >= 0 && read_whole_pack(*this, j)) {
-    uint8_t* buf = ring_buffer<uint8_t, 2>(span);
-    pread_exactly(flags_fd, flags_path, buf, static_cast<size_t>(span), from);
-    run = buf;
-  }
+  const int64_t from = offset(pack[j]);
+  const uint8_t* run = pack_run(*this, j, flags, flags_fd, flags_path);
   uint8_t* text = ring_buffer<uint8_t, 3>(max_len);
   gather_pack(
       *this, j, out,
