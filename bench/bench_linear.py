@@ -116,14 +116,28 @@ def ltk_side(config, work, env, threads):
                      peak_rss_mb=rss, test_accuracy=s["test"]["accuracy"], test_macro_f1=s["test"]["macro_f1"])
 
 
-def predict_rate(run, texts, n, env, threads):
+def predict_seconds(run, texts, n, env, threads):
     path = texts + f".{n}"
     lines = open(texts, encoding="utf-8").read().splitlines(True)
     with open(path, "w", encoding="utf-8") as f:
         f.writelines((lines * (n // len(lines) + 1))[:n])
     _, _, seconds, _ = timed(["build/bin/ltk-predict", "--run", run, "--input", path, "--threads", str(threads)],
                              env, stdin=subprocess.DEVNULL)
-    return n / seconds
+    return seconds
+
+
+def predict_rates(run, texts, n_test, env, cores):
+    """ltk-predict's texts/s, whole process, on the test texts and on 100,000; its start-up (one
+    text: LibTorch's libraries, the run's vocabulary and weights), the least of three runs, and the
+    100,000 texts' rate without it (the loop alone); LibTorch's own start-up (ltk-predict --help)."""
+    start = min(predict_seconds(run, texts, 1, env, cores) for _ in range(3))
+    libtorch = min(timed(["build/bin/ltk-predict", "--help"], env, stdin=subprocess.DEVNULL)[2] for _ in range(3))
+    big = {t: predict_seconds(run, texts, 100000, env, t) for t in (cores, 1)}
+    return dict(test_texts=n_test, test_per_s=n_test / predict_seconds(run, texts, n_test, env, cores),
+                per_s_100k=100000 / big[cores], per_s_100k_1_thread=100000 / big[1],
+                startup_seconds=start, libtorch_startup_seconds=libtorch,
+                per_s_100k_loop=100000 / max(big[cores] - start, 1e-9),
+                per_s_100k_loop_1_thread=100000 / max(big[1] - start, 1e-9))
 
 
 def main():
@@ -148,9 +162,7 @@ def main():
             for line in f:
                 out.write(line.rstrip("\n").split("\t", 1)[1] + "\n")
         n_test = sum(1 for _ in open(texts, encoding="utf-8"))
-        predict = dict(test_texts=n_test, test_per_s=predict_rate(run, texts, n_test, env, cores),
-                       per_s_100k=predict_rate(run, texts, 100000, env, cores),
-                       per_s_100k_1_thread=predict_rate(run, texts, 100000, env, 1))
+        predict = predict_rates(run, texts, n_test, env, cores)
     print(json.dumps(dict(corpus=corpus + (" (binary: " + ",".join(positives) + ")" if positives else ""),
                           config=config_path, C=config["model"].get("C", 1.0),
                           loss="logistic" if positives else "squared_hinge", cores=cores, sklearn=sk,

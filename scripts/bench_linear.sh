@@ -33,7 +33,8 @@ import json, sys
 r = json.loads(sys.argv[1])
 p, s = r["ltk_predict"], r["sklearn"]
 print(f"| {r['corpus']} | {p['test_texts']} | {p['test_per_s']:,.0f} | {p['per_s_100k']:,.0f} | "
-      f"{p['per_s_100k_1_thread']:,.0f} | {s['predict_100k_per_s']:,.0f} |")
+      f"{p['per_s_100k_1_thread']:,.0f} | {p['startup_seconds']:.2f} ({p['libtorch_startup_seconds']:.2f}) | "
+      f"**{p['per_s_100k_loop']:,.0f}** ({p['per_s_100k_loop_1_thread']:,.0f}) | {s['predict_100k_per_s']:,.0f} |")
 PY
 )")
 done
@@ -54,12 +55,14 @@ done
   echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
-  echo "Prediction, every class's score written: \`ltk-predict\`'s whole process (LibTorch's start-up included, about"
-  echo "0.9 s on this machine) on the test texts and on 100,000 texts made by repeating them; scikit-learn's"
-  echo "\`transform\` + \`predict\` of the 100,000 texts with the model in memory (no start-up, no output)."
+  echo "Prediction, every class's score written: \`ltk-predict\`'s whole process on the test texts and on 100,000 texts"
+  echo "made by repeating them, on all cores and on one thread; its start-up (one text: loading LibTorch's libraries, the"
+  echo "run's vocabulary and weights; in brackets LibTorch's libraries alone, \`ltk-predict --help\`), the least of 3 runs;"
+  echo "the 100,000 texts' rate without that start-up (the loop alone); scikit-learn's \`transform\` + \`predict\` of the"
+  echo "100,000 texts with the model in memory (loop alone, no output)."
   echo
-  echo "| corpus | test texts | ltk-predict texts/s (test split) | ltk-predict texts/s (100k) | 1 thread | sklearn texts/s (100k, loop alone) |"
-  echo "|---|---|---|---|---|---|"
+  echo "| corpus | test texts | ltk-predict texts/s (test split) | ltk-predict texts/s (100k) | 1 thread | start-up s (LibTorch alone) | loop alone texts/s (1 thread) | sklearn texts/s (100k, loop alone) |"
+  echo "|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${predict[@]}"
 } > "$out"
 echo "wrote $out" >&2

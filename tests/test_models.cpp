@@ -2,12 +2,13 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
-#include <numeric>
-#include <set>
-#include <sstream>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
+#include <map>
+#include <numeric>
+#include <set>
+#include <sstream>
 
 #include "ltk/config/config.h"
 #include "ltk/core/error.h"
@@ -864,6 +865,65 @@ TEST_CASE("tasks: write_prediction writes prediction(scores, top_k).dump()'s byt
         task->write_prediction(scores.data(), top_k, out);
         REQUIRE(out == task->prediction(scores.data(), top_k).dump());
       }
+  }
+}
+
+TEST_CASE("linear: a tf-idf row holds a sample's distinct features in order, whatever their number and range",
+          "[models][linear]") {
+  // Samples of 0 to 600 ids over 300,000 features (ordered on three byte digits past 47 distinct
+  // features, by comparisons below), with repeats, the padding and unknown ids and ids past the
+  // vocabulary; each row against a count made here, one block and two.
+  const int64_t V = 300000;
+  for (bool two_blocks : {false, true}) {
+    INFO("two blocks: " << two_blocks);
+    ltk::Linear linear(ltk::LinearOptions(V, 2).two_blocks(two_blocks));
+    std::mt19937 rng(3);
+    std::vector<int64_t> df(static_cast<size_t>(V));
+    std::vector<bool> is_char(df.size());
+    for (size_t f = 0; f < df.size(); ++f) {
+      df[f] = 1 + static_cast<int64_t>(rng() % 50);
+      is_char[f] = two_blocks && rng() % 2;
+    }
+    linear->set_statistics(df, 100, is_char);
+    ltk::TextDataset data;
+    data.set_source("mem", ltk::TargetKind::none, 0);
+    for (int i = 0; i < 400; ++i) {
+      const int n = i < 120 ? i : static_cast<int>(rng() % 600);
+      std::vector<int32_t> ids;
+      for (int k = 0; k < n; ++k) {
+        const auto r = rng() % 10;
+        ids.push_back(r == 0   ? 0
+                      : r == 1 ? 1
+                      : r == 2 ? static_cast<int32_t>(V + rng() % 5)
+                      : r < 6  ? static_cast<int32_t>(2 + rng() % 40)
+                               : static_cast<int32_t>(2 + rng() % (V - 2)));
+      }
+      data.add(ids, n, {}, 0.f, i + 1);
+    }
+    const ltk::SparseRows x = linear->rows_of(data, 0.5, 2);
+    REQUIRE(x.rows() == data.size());
+    const auto idf = linear->idf.contiguous();
+    const double* idf_of = idf.data_ptr<double>();
+    for (int64_t i = 0; i < data.size(); ++i) {
+      std::map<int32_t, int64_t> counts;
+      for (int64_t k = 0; k < data.length(i); ++k)
+        if (data.tokens(i)[k] >= 2 && data.tokens(i)[k] < V) ++counts[data.tokens(i)[k]];
+      REQUIRE(x.offsets[i + 1] - x.offsets[i] == static_cast<int64_t>(counts.size()) + 1);
+      double norm2[2] = {0, 0};
+      for (auto [f, c] : counts) {
+        const double w = (std::log(static_cast<double>(c)) + 1.0) * idf_of[f];
+        norm2[is_char[static_cast<size_t>(f)]] += w * w;
+      }
+      int64_t at = x.offsets[i];
+      for (auto [f, c] : counts) {
+        REQUIRE(x.cols[at] == f);
+        const double w = (std::log(static_cast<double>(c)) + 1.0) * idf_of[f];
+        REQUIRE(x.values[at] == Approx(w / std::sqrt(norm2[is_char[static_cast<size_t>(f)]])).epsilon(1e-14));
+        ++at;
+      }
+      CHECK(x.cols[at] == V);  // the intercept's column
+      CHECK(x.values[at] == 0.5);
+    }
   }
 }
 

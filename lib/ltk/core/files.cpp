@@ -45,25 +45,44 @@ int remove_entry(const char* path, const struct stat*, int, struct FTW*) { retur
 
 }  // namespace
 
-std::string read_file(const std::string& path) {
+namespace {
+
+/// The whole file at `path`, read into a `Bytes` (std::string or std::vector<char>) sized from
+/// the start and filled in place (no copy through a buffer).
+template <typename Bytes>
+Bytes read_whole(const std::string& path) {
   Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
   if (f.fd < 0) throw DataError("cannot open " + path + ": " + errno_text());
   struct stat st {};
   if (::fstat(f.fd, &st) != 0) throw DataError("cannot read " + path + ": " + errno_text());
   if (S_ISDIR(st.st_mode)) throw DataError("cannot read " + path + ": it is a directory");
-  std::string data;
-  data.reserve(static_cast<size_t>(st.st_size));
-  char buf[1 << 16];
+  Bytes data;
+  // The size is a hint: a file that grows while it is read (or a /proc file of size 0) is read to
+  // its end all the same.
+  data.resize(S_ISREG(st.st_mode) && st.st_size > 0 ? static_cast<size_t>(st.st_size) + 1 : size_t{1} << 16);
+  size_t used = 0;
   for (;;) {
-    ssize_t n = ::read(f.fd, buf, sizeof buf);
+    if (used == data.size()) data.resize(data.size() * 2);
+    ssize_t n = ::read(f.fd, &data[used], data.size() - used);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw DataError("cannot read " + path + ": " + errno_text());
     }
     if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
+    used += static_cast<size_t>(n);
   }
+  data.resize(used);
   return data;
+}
+
+}  // namespace
+
+std::string read_file(const std::string& path) {
+  return read_whole<std::string>(path);
+}
+
+std::vector<char> read_file_bytes(const std::string& path) {
+  return read_whole<std::vector<char>>(path);
 }
 
 std::string parent_directory(const std::string& path) {

@@ -4,11 +4,14 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ltk {
 
 /// Reads a whole file; throws DataError naming the file when it cannot be read.
 std::string read_file(const std::string& path);
+/// The same bytes as a std::vector<char> (what LibTorch's pickle reader takes).
+std::vector<char> read_file_bytes(const std::string& path);
 
 /// Replaces `path` with `data` so that after a crash or a power loss at any moment the file is
 /// either the old one or the new one, whole: a temporary file beside it, written and fsynced,

@@ -48,6 +48,13 @@ class TokenIndex {
     return id;
   }
 
+  /// Room for `n` tokens without growing the table (a vocabulary loaded from its file).
+  void reserve(size_t n) {
+    while (n * 2 > slots_.size()) grow();
+    heads_.reserve(n);
+    starts_.reserve(n + 1);
+  }
+
   std::string_view token_at(int32_t id) const {
     return std::string_view(arena_.data() + starts_[id], starts_[id + 1] - starts_[id]);
   }

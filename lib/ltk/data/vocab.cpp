@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <fstream>
 
 #include "ltk/core/error.h"
@@ -27,6 +28,7 @@ void Vocabulary::add(std::string token, int64_t count) {
 
 void Vocabulary::rebuild_index() {
   index_ = TokenIndex();
+  index_.reserve(tokens_.size());
   for (size_t i = static_cast<size_t>(first_word_); i < tokens_.size(); ++i) {
     if (index_.insert(tokens_[i]) != static_cast<int32_t>(i) - first_word_)
       throw DataError(fmt::format("line {}: duplicate token '{}' in the vocabulary", i + 1, tokens_[i]));
@@ -75,24 +77,25 @@ Vocabulary Vocabulary::load(const std::string& path) {
   Vocabulary v;
   v.tokens_.clear();
   v.counts_.clear();
+  const auto lines = static_cast<size_t>(std::count(data.begin(), data.end(), '\n')) + 1;
+  v.tokens_.reserve(lines);
+  v.counts_.reserve(lines);
   int64_t line_no = 0;
   for (std::string_view line : split(data, '\n')) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);  // CRLF
     if (line.empty()) continue;
-    auto fields = split(line, '\t');
-    if (fields.size() != 2 || fields[0].empty())
+    const size_t tab = line.find('\t');
+    if (tab == 0 || tab == std::string_view::npos || line.find('\t', tab + 1) != std::string_view::npos)
       throw DataError(fmt::format("{}:{}: expected token<TAB>count", path, line_no));
+    const std::string_view token = line.substr(0, tab), digits = line.substr(tab + 1);
     int64_t count = -1;
-    size_t used = 0;
-    try {
-      count = std::stoll(std::string(fields[1]), &used);
-    } catch (const std::exception&) {
-    }
-    if (count < 0 || used != fields[1].size() || !std::isdigit(static_cast<unsigned char>(fields[1][0])))
-      throw DataError(fmt::format("{}:{}: count '{}' is not a non-negative integer", path, line_no, fields[1]));
-    check_token(fields[0], path, line_no);
-    v.add(std::string(fields[0]), count);
+    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), count);
+    if (error != std::errc() || end != digits.data() + digits.size() || count < 0 || digits.empty() ||
+        !std::isdigit(static_cast<unsigned char>(digits[0])))
+      throw DataError(fmt::format("{}:{}: count '{}' is not a non-negative integer", path, line_no, digits));
+    check_token(token, path, line_no);
+    v.add(std::string(token), count);
   }
   if (v.tokens_.size() < 2 || v.tokens_[0] != kPad || v.tokens_[1] != kUnk)
     throw DataError(path + ": a vocabulary must start with <pad> and <unk>; is this an ltk vocab.txt?");

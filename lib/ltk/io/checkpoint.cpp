@@ -94,11 +94,11 @@ void load_optimizer(torch::optim::Optimizer& optimizer, const std::string& path)
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> read_tensor_dict(const std::string& path, const std::string& what) {
-  std::string raw = read_file(path);
-  check_torch_archive(raw, path);
+  const std::vector<char> raw = read_file_bytes(path);
+  check_torch_archive(std::string_view(raw.data(), raw.size()), path);
   c10::IValue value;
   try {
-    value = torch::pickle_load(std::vector<char>(raw.begin(), raw.end()));
+    value = torch::pickle_load(raw);
   } catch (const std::exception& e) {
     std::string why = e.what();
     throw CheckpointError(path + " cannot be read (" + why.substr(0, why.find('\n')) + "); is it " + what + "?");

@@ -11,7 +11,7 @@ namespace ltk {
 
 namespace {
 
-uint64_t le(const std::string& b, size_t at, int bytes) {
+uint64_t le(std::string_view b, size_t at, int bytes) {
   uint64_t v = 0;
   for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[at + static_cast<size_t>(i)]);
   return v;
@@ -54,7 +54,7 @@ uint64_t storage_item_size(const std::string& global) {
 // record crashed a copy). An opcode this walk does not know ends it; the unpickler then decides.
 class PickleWalk {
  public:
-  PickleWalk(const std::string& bytes, uint64_t at, uint64_t end, const std::string& path)
+  PickleWalk(std::string_view bytes, uint64_t at, uint64_t end, const std::string& path)
       : b_(bytes), begin_(at), at_(at), end_(end), path_(path) {}
 
   std::vector<StorageNeed> run() {
@@ -147,7 +147,7 @@ class PickleWalk {
     if (second == std::string::npos || second >= end_) fail("a pickled global name runs past the end of data.pkl");
     PickleValue v;
     v.kind = PickleValue::kGlobal;
-    v.text = b_.substr(at_, first - at_) + " " + b_.substr(first + 1, second - first - 1);
+    v.text = std::string(b_.substr(at_, first - at_)) + " " + std::string(b_.substr(first + 1, second - first - 1));
     at_ = second + 1;
     stack_.push_back(std::move(v));
   }
@@ -317,7 +317,7 @@ class PickleWalk {
     }
   }
 
-  const std::string& b_;
+  std::string_view b_;
   const uint64_t begin_;
   uint64_t at_;
   const uint64_t end_;
@@ -332,7 +332,7 @@ struct CentralDirectory {
   uint64_t entries = 0, offset = 0, size = 0;
 };
 
-CentralDirectory find_central_directory(const std::string& b, const std::string& path) {
+CentralDirectory find_central_directory(std::string_view b, const std::string& path) {
   const uint64_t n = b.size();
   if (n < 22 || b.compare(0, 4, "PK\x03\x04") != 0) bad(path, "not a zip archive");
   // The end of central directory record: the last one in the final 64 KiB + 22 bytes (its comment).
@@ -380,7 +380,7 @@ struct Entry {
   uint64_t next = 0;  ///< where the next entry starts
 };
 
-Entry read_entry(const std::string& b, uint64_t p, const CentralDirectory& cd, uint64_t e, const std::string& path) {
+Entry read_entry(std::string_view b, uint64_t p, const CentralDirectory& cd, uint64_t e, const std::string& path) {
   const std::string which = "entry " + std::to_string(e + 1) + " of the central directory";
   const uint64_t cd_end = cd.offset + cd.size;
   if (cd_end - p < 46 || le(b, p, 4) != 0x02014b50) bad(path, which + " is damaged");
@@ -420,7 +420,7 @@ Entry read_entry(const std::string& b, uint64_t p, const CentralDirectory& cd, u
 
 }  // namespace
 
-void check_torch_archive(const std::string& b, const std::string& path) {
+void check_torch_archive(std::string_view b, const std::string& path) {
   const CentralDirectory cd = find_central_directory(b, path);
   std::map<std::string, uint64_t> record_sizes;
   std::vector<StorageNeed> needs;

@@ -5,12 +5,13 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace ltk {
 
 /// Checks the zip structure of `bytes` (read from `path`): every record and offset inside the file,
 /// data.pkl's opcodes and lengths, and each storage it refers to backed by a record that large.
 /// A CheckpointError names the file and what is wrong.
-void check_torch_archive(const std::string& bytes, const std::string& path);
+void check_torch_archive(std::string_view bytes, const std::string& path);
 
 }  // namespace ltk

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include <ATen/Parallel.h>
 
@@ -16,10 +17,13 @@ LinearImpl::LinearImpl(const LinearOptions& options_) : options(options_) { rese
 
 void LinearImpl::reset() {
   const int64_t V = options.vocab_size(), K = options.num_outputs();
-  weight = register_module(
-      "weight", torch::nn::EmbeddingBag(torch::nn::EmbeddingBagOptions(V, K).mode(torch::kSum).sparse(options.sparse())));
+  // A convex problem: start where scikit-learn's solvers start, at zero (given as the table, which
+  // spares the module's random initialisation: a tenth of a second at ltk-predict's start-up).
+  weight = register_module("weight", torch::nn::EmbeddingBag(torch::nn::EmbeddingBagOptions(V, K)
+                                                                 .mode(torch::kSum)
+                                                                 .sparse(options.sparse())
+                                                                 ._weight(torch::zeros({V, K}))));
   torch::NoGradGuard no_grad;
-  weight->weight.zero_();  // a convex problem: start where scikit-learn's solvers start
   bias = register_parameter("bias", torch::zeros({K}));
   idf = register_buffer("idf", torch::ones({V}, torch::kDouble));
   penalty_scale = register_buffer("penalty_scale", torch::zeros({V}, torch::kDouble));
@@ -96,36 +100,89 @@ TfIdfRows LinearImpl::features(const Batch& batch) const {
 
 namespace {
 
-/// Sample `i`'s feature ids in ascending order, repeats kept (the unknown, padding and ids past
-/// `V` are no features).
-void sorted_features(const TextDataset& data, int64_t i, int64_t V, std::vector<int32_t>& ids) {
-  const int32_t* tokens = data.tokens(i);
-  ids.clear();
-  for (int64_t k = 0; k < data.length(i); ++k)
-    if (tokens[k] >= Vocabulary::kFirstWordId && tokens[k] < V) ids.push_back(tokens[k]);
-  std::sort(ids.begin(), ids.end());
+/// A sample's distinct features (ids in [kFirstWordId, V): the unknown and padding ids and ids
+/// past `V` are no features) in ascending order, and how often each occurs: counted in a table of
+/// the vocabulary's size that is cleared after each sample, then ordered by a radix sort on 8-bit
+/// digits (std::sort's comparisons mispredict: it was a quarter of ltk-predict's time on short
+/// texts). One per thread.
+class FeatureCounts {
+ public:
+  /// This thread's table, for a vocabulary of `V` (kept between calls: clearing it is the cost).
+  static FeatureCounts& of_thread(int64_t V) {
+    thread_local FeatureCounts counts;
+    if (counts.counts_.size() != static_cast<size_t>(std::max<int64_t>(V, 0))) {
+      counts.counts_.assign(static_cast<size_t>(std::max<int64_t>(V, 0)), 0);
+      counts.ids_.clear();
+      counts.passes_ = 0;
+      for (auto top = static_cast<uint64_t>(std::max<int64_t>(V - 1, 1)); top != 0; top >>= 8) ++counts.passes_;
+    }
+    return counts;
+  }
+  void collect(const TextDataset& data, int64_t i) {
+    for (int32_t id : ids_) counts_[static_cast<size_t>(id)] = 0;
+    ids_.clear();
+    const int32_t* tokens = data.tokens(i);
+    const int64_t n = data.length(i);
+    const size_t V = counts_.size();
+    for (int64_t k = 0; k < n; ++k) {
+      const int32_t t = tokens[k];
+      if (t >= Vocabulary::kFirstWordId && static_cast<size_t>(t) < V && counts_[static_cast<size_t>(t)]++ == 0)
+        ids_.push_back(t);
+    }
+    sort();
+  }
+  /// The distinct features, ascending.
+  const std::vector<int32_t>& ids() const { return ids_; }
+  int64_t count(int32_t id) const { return counts_[static_cast<size_t>(id)]; }
+
+ private:
+  void sort() {
+    if (ids_.size() < 48) {
+      std::sort(ids_.begin(), ids_.end());
+      return;
+    }
+    spare_.resize(ids_.size());
+    for (int pass = 0; pass < passes_; ++pass) {
+      const int shift = 8 * pass;
+      size_t at[256] = {};
+      for (int32_t id : ids_) ++at[(static_cast<uint32_t>(id) >> shift) & 255];
+      size_t sum = 0;
+      for (size_t& a : at) sum += std::exchange(a, sum);
+      for (int32_t id : ids_) spare_[at[(static_cast<uint32_t>(id) >> shift) & 255]++] = id;
+      ids_.swap(spare_);
+    }
+  }
+  std::vector<int64_t> counts_;
+  std::vector<int32_t> ids_, spare_;
+  int passes_ = 0;
+};
+
+/// Sample `i`'s tf-idf row: its distinct features (ascending) into `counts.ids()`, their weights
+/// into `values`, each block of unit L2 norm. `idf_of` and `block_of` are the buffers' CPU data
+/// (block_of may be null).
+void tfidf_row(const LinearOptions& o, const TextDataset& data, int64_t i, const double* idf_of,
+               const int64_t* block_of, FeatureCounts& counts, std::vector<double>& values) {
+  counts.collect(data, i);
+  const std::vector<int32_t>& cols = counts.ids();
+  values.resize(cols.size());
+  double norm2[2] = {0, 0};
+  for (size_t e = 0; e < cols.size(); ++e) {
+    const auto tf = static_cast<double>(counts.count(cols[e]));
+    // ln 1 + 1 is 1 exactly: most features occur once in a short text
+    const double w = (o.sublinear_tf() && tf != 1.0 ? std::log(tf) + 1.0 : tf) * idf_of[cols[e]];
+    norm2[block_of ? block_of[cols[e]] : 0] += w * w;
+    values[e] = w;
+  }
+  if (!block_of) {
+    const double norm = std::sqrt(norm2[0]);
+    for (double& v : values) v /= norm;
+    return;
+  }
+  const double norm[2] = {std::sqrt(norm2[0]), std::sqrt(norm2[1])};
+  for (size_t e = 0; e < cols.size(); ++e) values[e] /= norm[block_of[cols[e]]];
 }
 
 }  // namespace
-
-void LinearImpl::tfidf_row(const TextDataset& data, int64_t i, const double* idf_of, const int64_t* block_of,
-                           std::vector<int32_t>& ids, std::vector<int32_t>& cols, std::vector<double>& values) const {
-  sorted_features(data, i, options.vocab_size(), ids);
-  cols.clear();
-  values.clear();
-  double norm2[2] = {0, 0};
-  for (size_t k = 0; k < ids.size();) {
-    size_t end = k;
-    while (end < ids.size() && ids[end] == ids[k]) ++end;
-    const double tf = static_cast<double>(end - k);
-    const double w = (options.sublinear_tf() ? std::log(tf) + 1.0 : tf) * idf_of[ids[k]];
-    norm2[block_of ? block_of[ids[k]] : 0] += w * w;
-    cols.push_back(ids[k]);
-    values.push_back(w);
-    k = end;
-  }
-  for (size_t e = 0; e < cols.size(); ++e) values[e] /= std::sqrt(norm2[block_of ? block_of[cols[e]] : 0]);
-}
 
 namespace {
 
@@ -176,14 +233,21 @@ void score_rows(const LinearImpl& m, const TextDataset& data, const std::vector<
   const int64_t K = m.options.num_outputs();
   const RowBuffers buffers(m.idf, m.block);
   parallel_chunks(static_cast<int64_t>(indices.size()), at::get_num_threads(), 256, [&](int64_t begin, int64_t end) {
-    std::vector<int32_t> ids, cols;
+    FeatureCounts& counts = FeatureCounts::of_thread(m.options.vocab_size());
     std::vector<double> values;
     for (int64_t r = begin; r < end; ++r) {
-      m.tfidf_row(data, indices[static_cast<size_t>(r)], buffers.idf_of(), buffers.block_of(), ids, cols, values);
+      tfidf_row(m.options, data, indices[static_cast<size_t>(r)], buffers.idf_of(), buffers.block_of(), counts, values);
+      const std::vector<int32_t>& cols = counts.ids();
       T* row = out + r * K;
       std::fill(row, row + K, T(0));
-      for (size_t e = 0; e < cols.size(); ++e)
+      // The weight rows are scattered over a table of tens of MB: ask for a few ahead.
+      constexpr size_t kAhead = 4;
+      for (size_t e = 0; e < std::min(kAhead, cols.size()); ++e)
+        __builtin_prefetch(W + static_cast<int64_t>(cols[e]) * K);
+      for (size_t e = 0; e < cols.size(); ++e) {
+        if (e + kAhead < cols.size()) __builtin_prefetch(W + static_cast<int64_t>(cols[e + kAhead]) * K);
         fma_row(static_cast<T>(values[e]), W + static_cast<int64_t>(cols[e]) * K, row, K);
+      }
       for (int64_t k = 0; k < K; ++k) row[k] += bias[k];
     }
   });
@@ -215,20 +279,21 @@ SparseRows LinearImpl::rows_of(const TextDataset& data, double intercept, int th
   x.num_cols = V + 1;
   x.offsets.assign(static_cast<size_t>(n) + 1, 0);
   parallel_chunks(n, threads, 1024, [&](int64_t begin, int64_t end) {
-    std::vector<int32_t> ids;
+    FeatureCounts& counts = FeatureCounts::of_thread(V);
     for (int64_t i = begin; i < end; ++i) {
-      sorted_features(data, i, V, ids);
-      x.offsets[static_cast<size_t>(i) + 1] = std::unique(ids.begin(), ids.end()) - ids.begin() + 1;
+      counts.collect(data, i);
+      x.offsets[static_cast<size_t>(i) + 1] = static_cast<int64_t>(counts.ids().size()) + 1;
     }
   });
   for (size_t i = 1; i < x.offsets.size(); ++i) x.offsets[i] += x.offsets[i - 1];
   x.cols.resize(static_cast<size_t>(x.offsets.back()));
   x.values.resize(x.cols.size());
   parallel_chunks(n, threads, 1024, [&](int64_t begin, int64_t end) {
-    std::vector<int32_t> ids, cols;
+    FeatureCounts& counts = FeatureCounts::of_thread(V);
     std::vector<double> values;
     for (int64_t i = begin; i < end; ++i) {
-      tfidf_row(data, i, buffers.idf_of(), buffers.block_of(), ids, cols, values);
+      tfidf_row(options, data, i, buffers.idf_of(), buffers.block_of(), counts, values);
+      const std::vector<int32_t>& cols = counts.ids();
       const auto at = static_cast<size_t>(x.offsets[static_cast<size_t>(i)]);
       std::copy(cols.begin(), cols.end(), x.cols.begin() + static_cast<std::ptrdiff_t>(at));
       std::copy(values.begin(), values.end(), x.values.begin() + static_cast<std::ptrdiff_t>(at));

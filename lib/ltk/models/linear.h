@@ -70,10 +70,6 @@ class LinearImpl : public TextModel {
   void set_penalty(const std::vector<int64_t>& df);
 
   LinearOptions options;
-  /// Sample `i`'s tf-idf row into `cols` (ascending) and `values` (each block of unit L2 norm),
-  /// with `scratch` for its ids. `idf` and `block` are the buffers' CPU data (block may be null).
-  void tfidf_row(const TextDataset& data, int64_t i, const double* idf, const int64_t* block,
-                 std::vector<int32_t>& scratch, std::vector<int32_t>& cols, std::vector<double>& values) const;
   torch::nn::EmbeddingBag weight{nullptr};  ///< [features, outputs]
   torch::Tensor bias;
   torch::Tensor idf;            ///< [features] float64 buffer
