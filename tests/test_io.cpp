@@ -397,3 +397,58 @@ torch.save({f"t{i}": torch.tensor([float(i)]) for i in range(70000)}, sys.argv[1
   ltk::test::write_file(dir.file("bad.pt"), bytes);
   CHECK_THROWS_AS(ltk::read_tensor_dict(dir.file("bad.pt"), "a test file"), ltk::CheckpointError);
 }
+
+TEST_CASE(
+    "load_weights: a tensor alone on its storage takes the stored data without a copy - tied, view and "
+    "other-type tensors are copied",
+    "[io][checkpoint]") {
+  ltk::test::TempDir dir;
+  struct Toy : torch::nn::Module {
+    torch::Tensor alone, tied, view, wide, buffer;
+    Toy() {
+      alone = register_parameter("alone", torch::zeros({3, 4}));
+      tied = register_parameter("tied", torch::zeros({2, 2}));
+      register_parameter("tied_again", tied);  // one tensor under two names (shared weights)
+      view = register_parameter("view", torch::zeros({2, 3}));
+      wide = register_parameter("wide", torch::zeros({4}, torch::kDouble));
+      buffer = register_buffer("buffer", torch::zeros({5}, torch::kLong));
+    }
+  };
+  // What the file holds: `view` as a view into a larger storage, `wide` as float32 for a float64
+  // parameter, `tied` and `tied_again` on one storage.
+  auto shared = torch::full({2, 2}, 7.0f);
+  c10::Dict<std::string, torch::Tensor> dict;
+  dict.insert("alone", torch::arange(12, torch::kFloat).view({3, 4}));
+  dict.insert("tied", shared);
+  dict.insert("tied_again", shared);
+  dict.insert("view", torch::arange(20, torch::kFloat).narrow(0, 4, 6).view({2, 3}));
+  dict.insert("wide", torch::tensor({0.5f, 1.5f, 2.5f, 3.5f}));
+  dict.insert("buffer", torch::arange(5, torch::kLong));
+  const auto bytes = torch::pickle_save(dict);
+  ltk::test::write_file(dir.file("weights.pt"), std::string(bytes.begin(), bytes.end()));
+
+  Toy toy;
+  const void* before_alone = toy.alone.data_ptr();
+  const void* before_view = toy.view.data_ptr();
+  REQUIRE(ltk::load_weights(toy, dir.file("weights.pt")).empty());
+  // The module's own tensors (the same objects it registered) hold the file's values.
+  auto params = toy.named_parameters();
+  CHECK(params["alone"].unsafeGetTensorImpl() == toy.alone.unsafeGetTensorImpl());
+  CHECK(toy.alone.requires_grad());
+  CHECK(toy.alone.equal(torch::arange(12, torch::kFloat).view({3, 4})));
+  CHECK(toy.alone.data_ptr() != before_alone);  // adopted
+  CHECK(toy.view.equal(torch::arange(4, 10, torch::kFloat).view({2, 3})));
+  CHECK(toy.view.data_ptr() == before_view);  // copied
+  CHECK(toy.wide.scalar_type() == torch::kDouble);
+  CHECK(toy.wide.equal(torch::tensor({0.5, 1.5, 2.5, 3.5}, torch::kDouble)));
+  CHECK(toy.buffer.equal(torch::arange(5, torch::kLong)));
+  // Still tied: one tensor, the stored values.
+  CHECK(params["tied_again"].unsafeGetTensorImpl() == toy.tied.unsafeGetTensorImpl());
+  CHECK(toy.tied.equal(torch::full({2, 2}, 7.0f)));
+  {
+    torch::NoGradGuard no_grad;
+    toy.alone.add_(1);  // its storage is its own: the next load reads the file again
+  }
+  REQUIRE(ltk::load_weights(toy, dir.file("weights.pt")).empty());
+  CHECK(toy.alone.equal(torch::arange(12, torch::kFloat).view({3, 4})));
+}

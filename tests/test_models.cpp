@@ -870,24 +870,30 @@ TEST_CASE("tasks: write_prediction writes prediction(scores, top_k).dump()'s byt
 
 TEST_CASE("linear: a tf-idf row holds a sample's distinct features in order, whatever their number and range",
           "[models][linear]") {
-  // Samples of 0 to 600 ids over 300,000 features (ordered on three byte digits past 47 distinct
-  // features, by comparisons below), with repeats, the padding and unknown ids and ids past the
-  // vocabulary; each row against a count made here, one block and two.
-  const int64_t V = 300000;
-  for (bool two_blocks : {false, true}) {
-    INFO("two blocks: " << two_blocks);
-    ltk::Linear linear(ltk::LinearOptions(V, 2).two_blocks(two_blocks));
+  // Samples of 0 to 600 ids over 300,000 then 70,000 features (ordered on three or two byte
+  // digits past 47 distinct features, by comparisons below; the thread's count table resized
+  // between), with repeats, the padding and unknown ids and ids past the vocabulary, in several
+  // chunks on 2 threads; each row against a count made here, to the bit: one block and two,
+  // sublinear tf and plain.
+  struct Case {
+    int64_t V;
+    bool two_blocks, sublinear;
+  };
+  for (const Case c : {Case{300000, false, true}, Case{300000, true, true}, Case{70000, false, false}}) {
+    const int64_t V = c.V;
+    INFO("V " << V << ", two blocks " << c.two_blocks << ", sublinear tf " << c.sublinear);
+    ltk::Linear linear(ltk::LinearOptions(V, 2).two_blocks(c.two_blocks).sublinear_tf(c.sublinear));
     std::mt19937 rng(3);
     std::vector<int64_t> df(static_cast<size_t>(V));
     std::vector<bool> is_char(df.size());
     for (size_t f = 0; f < df.size(); ++f) {
       df[f] = 1 + static_cast<int64_t>(rng() % 50);
-      is_char[f] = two_blocks && rng() % 2;
+      is_char[f] = c.two_blocks && rng() % 2;
     }
     linear->set_statistics(df, 100, is_char);
     ltk::TextDataset data;
     data.set_source("mem", ltk::TargetKind::none, 0);
-    for (int i = 0; i < 400; ++i) {
+    for (int i = 0; i < 2600; ++i) {
       const int n = i < 120 ? i : static_cast<int>(rng() % 600);
       std::vector<int32_t> ids;
       for (int k = 0; k < n; ++k) {
@@ -904,21 +910,21 @@ TEST_CASE("linear: a tf-idf row holds a sample's distinct features in order, wha
     REQUIRE(x.rows() == data.size());
     const auto idf = linear->idf.contiguous();
     const double* idf_of = idf.data_ptr<double>();
+    auto weight = [&](int64_t count, int32_t f) {
+      const auto tf = static_cast<double>(count);
+      return (c.sublinear && count > 1 ? std::log(tf) + 1.0 : tf) * idf_of[f];
+    };
     for (int64_t i = 0; i < data.size(); ++i) {
       std::map<int32_t, int64_t> counts;
       for (int64_t k = 0; k < data.length(i); ++k)
         if (data.tokens(i)[k] >= 2 && data.tokens(i)[k] < V) ++counts[data.tokens(i)[k]];
       REQUIRE(x.offsets[i + 1] - x.offsets[i] == static_cast<int64_t>(counts.size()) + 1);
       double norm2[2] = {0, 0};
-      for (auto [f, c] : counts) {
-        const double w = (std::log(static_cast<double>(c)) + 1.0) * idf_of[f];
-        norm2[is_char[static_cast<size_t>(f)]] += w * w;
-      }
+      for (auto [f, n] : counts) norm2[is_char[static_cast<size_t>(f)]] += weight(n, f) * weight(n, f);
       int64_t at = x.offsets[i];
-      for (auto [f, c] : counts) {
+      for (auto [f, n] : counts) {
         REQUIRE(x.cols[at] == f);
-        const double w = (std::log(static_cast<double>(c)) + 1.0) * idf_of[f];
-        REQUIRE(x.values[at] == Approx(w / std::sqrt(norm2[is_char[static_cast<size_t>(f)]])).epsilon(1e-14));
+        REQUIRE(x.values[at] == weight(n, f) / std::sqrt(norm2[is_char[static_cast<size_t>(f)]]));
         ++at;
       }
       CHECK(x.cols[at] == V);  // the intercept's column

@@ -43,10 +43,38 @@ void save_weights(const torch::nn::Module& model, const std::string& path) {
   write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));  // no second 100 MB copy
 }
 
-std::vector<std::string> load_weights(torch::nn::Module& model, const std::string& path, bool strict) {
+std::vector<std::pair<std::string, torch::Tensor>> read_weights(const std::string& path) {
   if (!fs::exists(path)) throw CheckpointError("checkpoint " + path + " does not exist");
+  return read_tensor_dict(path, "an ltk weights file");
+}
+
+std::vector<std::string> load_weights(torch::nn::Module& model, const std::string& path, bool strict) {
+  return load_weights(model, path, read_weights(path), strict);
+}
+
+namespace {
+
+/// Whether `stored` can become `into`'s data rather than be copied into it: the same type on the
+/// CPU, the whole of a storage no other tensor of the file or the model shares.
+bool can_adopt(const torch::Tensor& into, const torch::Tensor& stored, const std::map<const void*, int>& storages) {
+  if (!into.device().is_cpu() || !stored.device().is_cpu() || into.scalar_type() != stored.scalar_type() ||
+      !stored.is_contiguous() || stored.storage_offset() != 0 || !stored.has_storage() || !into.has_storage())
+    return false;
+  if (stored.storage().nbytes() != static_cast<size_t>(stored.numel()) * static_cast<size_t>(stored.element_size()))
+    return false;
+  auto shared = [&](const torch::Tensor& t) {
+    auto it = storages.find(t.storage().unsafeGetStorageImpl());
+    return it == storages.end() || it->second != 1;
+  };
+  return !shared(stored) && !shared(into);
+}
+
+}  // namespace
+
+std::vector<std::string> load_weights(torch::nn::Module& model, const std::string& path,
+                                      std::vector<std::pair<std::string, torch::Tensor>> dict, bool strict) {
   std::map<std::string, torch::Tensor> stored;
-  for (auto& [name, tensor] : read_tensor_dict(path, "an ltk weights file"))
+  for (auto& [name, tensor] : dict)
     if (!stored.emplace(name, tensor).second)
       throw CheckpointError("checkpoint " + path + " holds " + name + " twice; is it an ltk weights file?");
   auto expected = named_state(model);
@@ -65,10 +93,21 @@ std::vector<std::string> load_weights(torch::nn::Module& model, const std::strin
     throw CheckpointError(fmt::format("checkpoint {} does not match the model's structure ({}); it was saved "
                                       "from a different model config",
                                       path, fmt::join(problems, "; ")));
+  dict.clear();
+  // How many tensors (the file's and the model's) hold each storage: a tensor alone on its storage
+  // takes the stored one as its data, without a copy (a linear model's table is tens of MB).
+  std::map<const void*, int> storages;
+  for (const auto* side : {&stored, &expected})
+    for (const auto& [name, tensor] : *side)
+      if (tensor.has_storage()) ++storages[tensor.storage().unsafeGetStorageImpl()];
   torch::NoGradGuard no_grad;
   for (auto& [name, tensor] : expected) {
     auto it = stored.find(name);
-    if (it != stored.end() && it->second.sizes() == tensor.sizes()) tensor.copy_(it->second);
+    if (it == stored.end() || it->second.sizes() != tensor.sizes()) continue;
+    if (can_adopt(tensor, it->second, storages))
+      tensor.set_data(it->second);
+    else
+      tensor.copy_(it->second);
   }
   return problems;
 }

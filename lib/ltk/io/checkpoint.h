@@ -20,6 +20,11 @@ void save_weights(const torch::nn::Module& model, const std::string& path);
 /// CheckpointError listing the differences; otherwise the matching ones are loaded and the
 /// differences returned.
 std::vector<std::string> load_weights(torch::nn::Module& model, const std::string& path, bool strict = true);
+/// The same, from the tensors read_weights(path) returned (read while the model was built).
+std::vector<std::string> load_weights(torch::nn::Module& model, const std::string& path,
+                                      std::vector<std::pair<std::string, torch::Tensor>> stored, bool strict = true);
+/// The tensors of a weights file save_weights wrote; a missing or damaged file is a CheckpointError.
+std::vector<std::pair<std::string, torch::Tensor>> read_weights(const std::string& path);
 
 void save_optimizer(torch::optim::Optimizer& optimizer, const std::string& path);
 /// Loads an optimiser state written by save_optimizer; a damaged file is a CheckpointError.

@@ -18,11 +18,13 @@ LinearImpl::LinearImpl(const LinearOptions& options_) : options(options_) { rese
 void LinearImpl::reset() {
   const int64_t V = options.vocab_size(), K = options.num_outputs();
   // A convex problem: start where scikit-learn's solvers start, at zero (given as the table, which
-  // spares the module's random initialisation: a tenth of a second at ltk-predict's start-up).
+  // spares the module's random initialisation: a tenth of a second at ltk-predict's start-up), or
+  // nowhere for weights read next (tens of MB that would be written twice).
   weight = register_module("weight", torch::nn::EmbeddingBag(torch::nn::EmbeddingBagOptions(V, K)
                                                                  .mode(torch::kSum)
                                                                  .sparse(options.sparse())
-                                                                 ._weight(torch::zeros({V, K}))));
+                                                                 ._weight(options.zero_init() ? torch::zeros({V, K})
+                                                                                              : torch::empty({V, K}))));
   torch::NoGradGuard no_grad;
   bias = register_parameter("bias", torch::zeros({K}));
   idf = register_buffer("idf", torch::ones({V}, torch::kDouble));
@@ -126,8 +128,10 @@ class FeatureCounts {
     const size_t V = counts_.size();
     for (int64_t k = 0; k < n; ++k) {
       const int32_t t = tokens[k];
-      if (t >= Vocabulary::kFirstWordId && static_cast<size_t>(t) < V && counts_[static_cast<size_t>(t)]++ == 0)
-        ids_.push_back(t);
+      if (t < Vocabulary::kFirstWordId || static_cast<size_t>(t) >= V) continue;
+      // listed before it is counted: a push_back that throws leaves no count that would outlive it
+      if (counts_[static_cast<size_t>(t)] == 0) ids_.push_back(t);
+      ++counts_[static_cast<size_t>(t)];
     }
     sort();
   }
@@ -152,7 +156,7 @@ class FeatureCounts {
       ids_.swap(spare_);
     }
   }
-  std::vector<int64_t> counts_;
+  std::vector<int32_t> counts_;  // no text holds 2^31 ids (8 GB of them)
   std::vector<int32_t> ids_, spare_;
   int passes_ = 0;
 };
@@ -399,8 +403,11 @@ nlohmann::json resolve_linear(JsonReader& r) {
 std::shared_ptr<TextModel> build_linear(const nlohmann::json& j, const ModelContext& context) {
   LinearOptions o(context.vocab_size, context.num_outputs);
   const bool words = j.at("ngram_range").at(1).get<int64_t>() > 0, chars = j.at("char_ngram_range").at(1).get<int64_t>() > 0;
-  o.two_blocks(words && chars).sublinear_tf(j.at("sublinear_tf").get<bool>()).C(j.at("C").get<double>())
-      .sparse(j.at("sparse").get<bool>());
+  o.two_blocks(words && chars)
+      .sublinear_tf(j.at("sublinear_tf").get<bool>())
+      .C(j.at("C").get<double>())
+      .sparse(j.at("sparse").get<bool>())
+      .zero_init(!context.weights_follow);
   Linear model(o);
   if (context.vocab) {  // a new model: idf and penalty from the training split (a loaded one: its checkpoint's)
     const Vocabulary& v = *context.vocab;

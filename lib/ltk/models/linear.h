@@ -32,6 +32,8 @@ struct LinearOptions {
   /// Inverse L2 strength: the objective is ||W||^2 / 2 + C * sum of the losses (scikit-learn's).
   TORCH_ARG(double, C) = 1.0;
   TORCH_ARG(bool, sparse) = true;
+  /// false: the weight table is left uninitialised, for weights read from a checkpoint next.
+  TORCH_ARG(bool, zero_init) = true;
 };
 
 /// The tf-idf rows of a batch: for each sample its distinct features (ascending), their weights.

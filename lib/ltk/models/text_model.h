@@ -21,6 +21,9 @@ struct ModelContext {
   bool masked_lm = false;
   /// Texts in the training split (a linear model's idf); 0 when a run is loaded.
   int64_t documents = 0;
+  /// The weights are read from a checkpoint next (a loaded run): a model may leave them
+  /// uninitialised rather than spend the start-up filling them.
+  bool weights_follow = false;
 };
 
 class TextModel : public torch::nn::Module {
