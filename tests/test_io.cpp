@@ -404,8 +404,11 @@ TEST_CASE(
     "[io][checkpoint]") {
   ltk::test::TempDir dir;
   struct Toy : torch::nn::Module {
-    torch::Tensor alone, tied, view, wide, buffer;
+    torch::Tensor alone, tied, view, wide, buffer, first, second, head;
     Toy() {
+      first = register_parameter("first", torch::zeros({3}));
+      second = register_parameter("second", torch::zeros({3}));
+      head = register_parameter("head", torch::zeros({4}));
       alone = register_parameter("alone", torch::zeros({3, 4}));
       tied = register_parameter("tied", torch::zeros({2, 2}));
       register_parameter("tied_again", tied);  // one tensor under two names (shared weights)
@@ -415,9 +418,14 @@ TEST_CASE(
     }
   };
   // What the file holds: `view` as a view into a larger storage, `wide` as float32 for a float64
-  // parameter, `tied` and `tied_again` on one storage.
+  // parameter, `tied` and `tied_again` on one storage; `first` and `second`, two parameters of
+  // the model, as one stored tensor; `head` as the start of a larger storage.
   auto shared = torch::full({2, 2}, 7.0f);
+  auto both = torch::tensor({1.0f, 2.0f, 3.0f});
   c10::Dict<std::string, torch::Tensor> dict;
+  dict.insert("first", both);
+  dict.insert("second", both);
+  dict.insert("head", torch::arange(10, torch::kFloat).narrow(0, 0, 4));
   dict.insert("alone", torch::arange(12, torch::kFloat).view({3, 4}));
   dict.insert("tied", shared);
   dict.insert("tied_again", shared);
@@ -430,6 +438,7 @@ TEST_CASE(
   Toy toy;
   const void* before_alone = toy.alone.data_ptr();
   const void* before_view = toy.view.data_ptr();
+  const void* before_head = toy.head.data_ptr();
   REQUIRE(ltk::load_weights(toy, dir.file("weights.pt")).empty());
   // The module's own tensors (the same objects it registered) hold the file's values.
   auto params = toy.named_parameters();
@@ -442,6 +451,12 @@ TEST_CASE(
   CHECK(toy.wide.scalar_type() == torch::kDouble);
   CHECK(toy.wide.equal(torch::tensor({0.5, 1.5, 2.5, 3.5}, torch::kDouble)));
   CHECK(toy.buffer.equal(torch::arange(5, torch::kLong)));
+  // Two parameters stored as one tensor stay two: neither takes the shared storage.
+  CHECK(toy.first.equal(both));
+  CHECK(toy.second.equal(both));
+  CHECK(toy.first.data_ptr() != toy.second.data_ptr());
+  CHECK(toy.head.equal(torch::arange(4, torch::kFloat)));
+  CHECK(toy.head.data_ptr() == before_head);  // a storage larger than the tensor: copied
   // Still tied: one tensor, the stored values.
   CHECK(params["tied_again"].unsafeGetTensorImpl() == toy.tied.unsafeGetTensorImpl());
   CHECK(toy.tied.equal(torch::full({2, 2}, 7.0f)));

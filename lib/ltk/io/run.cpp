@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <future>
+#include <system_error>
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
@@ -34,9 +35,16 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
     run.config.data.tokenizer.dict = run.dir.file(resource);
   // The weights are read on a thread of their own while the vocabulary is read and the model built
   // (the two largest files: together a second of ltk-predict's start-up for a linear model of
-  // 370,000 features). An error from either is reported as before, the vocabulary's first.
+  // 370,000 features). A checkpoint name that names none is reported first; a damaged weights file
+  // after the vocabulary's errors, as before. Where no thread can be started, they are read in turn.
   run.checkpoint_path = run.dir.checkpoint(checkpoint);
-  auto weights_read = std::async(std::launch::async, [path = run.checkpoint_path] { return read_weights(path); });
+  auto read = [path = run.checkpoint_path] { return read_weights(path); };
+  std::future<std::vector<std::pair<std::string, torch::Tensor>>> weights_read;
+  try {
+    weights_read = std::async(std::launch::async, read);
+  } catch (const std::system_error&) {
+    weights_read = std::async(std::launch::deferred, read);
+  }
   run.tokenizer = make_run_tokenizer(run.config.data.tokenizer, run.config.model);
   run.vocab = run.config.data.vocab.source == "tokenizer" ? Vocabulary::load_wordpiece(run.dir.vocab_path())
                                                          : Vocabulary::load(run.dir.vocab_path());
