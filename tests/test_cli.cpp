@@ -1100,6 +1100,18 @@ TEST_CASE("limits: a run that cannot fit in memory is refused before it allocate
                       " --set output_dir=" + dir.file("fits"));
   INFO(fits.err);
   CHECK(fits.code == 0);
+  // A raw training file larger than memory allows (a sparse file of 1 TiB: its size without the
+  // disk) is refused before it is read or the run directory is made, with the command that encodes
+  // it into shards.
+  const std::string huge = dir.file("huge.tsv");
+  ltk::test::write_file(huge, "sport\tgoal\n");
+  std::filesystem::resize_file(huge, uint64_t{1} << 40);
+  auto big = run_app("ltk-train", cfg + " --set data.train=" + huge + " --set output_dir=" + dir.file("huge"));
+  CHECK(big.code == 2);
+  CHECK_THAT(big.err, Contains("config key 'data.train'") && Contains("1024.0 GiB") &&
+                          Contains("ltk-data encode --config CONFIG --out DIR") &&
+                          Contains("trainer.memory_check false"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("huge")));
 }
 
 TEST_CASE("limits: a training file with one label stops after reading, naming the label", "[cli][limits]") {
