@@ -16,6 +16,7 @@
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
 #include "ltk/eval/stress.h"
+#include "ltk/infer/deploy.h"
 #include "ltk/infer/score_file.h"
 #include "ltk/io/hf.h"
 #include "ltk/io/run.h"
@@ -113,6 +114,64 @@ int compare(const cxxopts::ParseResult& args, int64_t batch_size) {
   return 0;
 }
 
+// --quantize: the run's model in bf16 or int8, checked on labelled data against the float32 model,
+// written to --out only when its accuracy holds (exit 3 otherwise).
+int quantize(const cxxopts::ParseResult& args, int64_t batch_size) {
+  const std::string precision = args["quantize"].as<std::string>();
+  if (!args.count("out")) throw ltk::UsageError("--quantize needs --out DIR, the artifact's directory");
+  const double max_drop = args["max-drop"].as<double>();
+  if (!(max_drop >= 0)) throw ltk::UsageError("--max-drop is points of accuracy the artifact may lose: >= 0");
+  auto load = [&] {
+    return ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
+                         args["device"].as<std::string>());
+  };
+  const std::string out = ltk::check_deploy_dir(args["out"].as<std::string>());  // before the work, not after
+  auto reference = load();
+  std::string data = reference.config.data.valid;
+  if (args.count("data")) {
+    if (args["data"].as<std::vector<std::string>>().size() != 1)
+      throw ltk::UsageError("--quantize checks the artifact on one labelled file: give one --data");
+    data = args["data"].as<std::vector<std::string>>()[0];
+  }
+  if (data.empty())
+    throw ltk::UsageError(
+        "--quantize checks the artifact on labelled data, and the run has no data.valid: pass --data FILE");
+  auto quantized = load();
+  ltk::quantize_run(quantized, precision);
+  if (batch_size == 0) batch_size = reference.config.trainer.eval_batch_size;
+  auto a = score_file(reference, data, batch_size, args["format"].as<std::string>());
+  auto b = score_file(quantized, data, batch_size, args["format"].as<std::string>());
+  auto check = ltk::compare_deploy(*reference.task, a, b);
+  check.data = data;
+  nlohmann::json j = check.to_json();
+  j["precision"] = precision;
+  j["max_drop"] = max_drop;
+  std::cerr << fmt::format(
+      "== {} on {} ({} samples)\n  float32: accuracy {:.4f}\n  {:<7}: accuracy {:.4f} ({:+.2f} points)\n  the same "
+      "prediction on {:.2f}% of the samples; the largest probability change {:.4f}\n",
+      precision, data, check.samples, check.reference_accuracy, precision, check.accuracy, -check.drop(),
+      100 * check.agreement, check.max_probability_change);
+  const std::string why = check.refusal(max_drop);
+  if (!why.empty()) {
+    std::cerr << "ltk-eval: refused: " << why << "\n";
+    j["written"] = false;
+    if (args.count("json")) std::cout << j.dump() << std::endl;
+    return 3;
+  }
+  const uint64_t bytes = ltk::write_deploy_run(quantized, check, out);
+  const uint64_t float_bytes = fs::file_size(reference.checkpoint_path);
+  std::cerr << fmt::format(
+      "wrote {} ({} weights: {:.1f} MB, float32 {:.1f} MB); ltk-eval, ltk-predict and ltk-serve "
+      "take it as --run {}\n",
+      out, precision, static_cast<double>(bytes) / 1e6, static_cast<double>(float_bytes) / 1e6, out);
+  j["written"] = true;
+  j["out"] = out;
+  j["weights_bytes"] = bytes;
+  j["reference_weights_bytes"] = float_bytes;
+  if (args.count("json")) std::cout << j.dump() << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -121,6 +180,7 @@ int main(int argc, char** argv) {
                              "Evaluate a trained run on labelled data (label<TAB>text lines): metrics on stderr (and "
                              "stdout with --json), misclassified samples and metrics under --out, a report with "
                              "--report, two runs side by side with --compare.");
+    // clang-format off
     options.add_options()
         ("r,run", "run directory made by ltk-train", cxxopts::value<std::string>())
         ("d,data", "labelled file(s) to score", cxxopts::value<std::vector<std::string>>())
@@ -132,8 +192,8 @@ int main(int argc, char** argv) {
         ("batch-size", "evaluation batch size (default: the run's trainer.eval_batch_size)",
          cxxopts::value<int64_t>()->default_value("0"))
         ("json", "print the metrics as one JSON object per file on stdout")
-        ("out", "where metrics.json and badcases.tsv go, per data file (default: RUN/eval/FILE-STEM)",
-         cxxopts::value<std::string>())
+        ("out", "where metrics.json and badcases.tsv go, per data file (default: RUN/eval/FILE-STEM); with --quantize, "
+                "the artifact's directory", cxxopts::value<std::string>())
         ("stress", "stress tests: perturb every text (case, punctuation, typos, whitespace, truncation, unknown "
                    "words, Chinese forms) and report accuracy, flips and probability drops; all, or a list of "
                    "names and groups such as case,typos", cxxopts::value<std::string>()->implicit_value("all"))
@@ -143,9 +203,14 @@ int main(int argc, char** argv) {
          cxxopts::value<std::vector<std::string>>())
         ("export", "write the checkpoint for Python into DIR (weights.pt, model.json, vocab.txt, labels.txt)",
          cxxopts::value<std::string>())
+        ("quantize", "write the run's model in bf16 or int8 to --out DIR, a run ltk-eval, ltk-predict and ltk-serve "
+                     "load, after checking it against the float32 model on --data (default: the run's data.valid); "
+                     "refused (exit 3) when accuracy drops more than --max-drop", cxxopts::value<std::string>())
+        ("max-drop", "points of accuracy a --quantize artifact may lose", cxxopts::value<double>()->default_value("0.5"))
         ("export-hf", "write a bert run as a Hugging Face directory DIR (config.json, vocab.txt, "
                       "tokenizer_config.json, model.safetensors)", cxxopts::value<std::string>())
         ("h,help", "show this help");
+    // clang-format on
     options.parse_positional({"compare"});
     // "--stress case,typos" as well as "--stress=case,typos" and a bare "--stress".
     std::vector<std::string> words(argv, argv + argc);
@@ -165,6 +230,7 @@ int main(int argc, char** argv) {
     if (batch_size < 0) throw ltk::UsageError("--batch-size must be >= 1");
     if (args.count("compare")) return compare(args, batch_size);
     if (!args.count("run")) throw ltk::UsageError("--run is required");
+    if (args.count("quantize")) return quantize(args, batch_size);
     if (!args.count("data") && !args.count("export") && !args.count("export-hf"))
       throw ltk::UsageError("--data (or --export, --export-hf) is required");
     auto run = ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),

@@ -49,13 +49,33 @@ if grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo; then
 fi
 cut -f2 "$tmp/data.tsv" > "$tmp/texts.txt"
 start=$(date +%s.%N)
-OMP_NUM_THREADS=$threads build/bin/ltk-predict --run "$tmp/run" --input "$tmp/texts.txt" --threads "$threads" \
-  --batch-size 32 > /dev/null
+OMP_NUM_THREADS=$threads /usr/bin/time -f "%M" -o "$tmp/predict.rss" build/bin/ltk-predict --run "$tmp/run" \
+  --input "$tmp/texts.txt" --threads "$threads" --batch-size 32 > /dev/null
 predict_s=$(echo "$(date +%s.%N) - $start" | bc)
+# Deploy artifacts of the same run (ltk-eval --quantize; the check's --max-drop is lifted: one epoch
+# on 1024 texts is a speed test, not a model), predicted on the same texts.
+declare -A art_s art_rss art_mb
+for p in int8 bf16; do
+  art_s[$p]=0 art_rss[$p]=0 art_mb[$p]=0
+  [[ $p == bf16 ]] && ! grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo && continue
+  build/bin/ltk-eval --run "$tmp/run" --quantize $p --out "$tmp/$p" --data "$tmp/data.tsv" --max-drop 100 \
+    --threads "$threads" 2> "$tmp/$p.log" || { cat "$tmp/$p.log" >&2; exit 1; }
+  art_mb[$p]=$(stat -c %s "$tmp/$p/checkpoints/deploy/weights.pt")
+  start=$(date +%s.%N)
+  OMP_NUM_THREADS=$threads /usr/bin/time -f "%M" -o "$tmp/$p.rss" build/bin/ltk-predict --run "$tmp/$p" \
+    --input "$tmp/texts.txt" --threads "$threads" --batch-size 32 > /dev/null
+  art_s[$p]=$(echo "$(date +%s.%N) - $start" | bc)
+  art_rss[$p]=$(cat "$tmp/$p.rss")
+done
+float_mb="$(stat -c %s "$(ls "$tmp"/run/checkpoints/step-*/weights.pt | head -1)") $(cat "$tmp/predict.rss")"
 py=$(/usr/bin/python3 bench/bench_bert.py "$tmp/data.tsv" "$tmp/vocab.txt" 128 32 "$threads")
-python3 - "$n" "$tokens" "$ltk_s" "$(cat "$tmp/ltk.rss")" "$predict_s" "$py" "$threads" "$bf16_s" <<'PY' | tee docs/bench_bert.md
+python3 - "$n" "$tokens" "$ltk_s" "$(cat "$tmp/ltk.rss")" "$predict_s" "$py" "$threads" "$bf16_s" \
+  "${art_s[int8]} ${art_rss[int8]} ${art_mb[int8]}" "${art_s[bf16]} ${art_rss[bf16]} ${art_mb[bf16]}" "$float_mb" \
+  <<'PY' | tee docs/bench_bert.md
 import json, subprocess, sys
 n, tokens, ltk_s, rss_kb, predict_s, py, threads, bf16_s = sys.argv[1:9]
+artifacts = {p: [float(v) for v in sys.argv[i].split()] for p, i in (("int8", 9), ("bf16", 10))}
+float_mb, float_rss = int(sys.argv[11].split()[0]) / 1e6, int(sys.argv[11].split()[1]) / 1024
 n, tokens, ltk_s, predict_s, py, bf16_s = int(n), int(tokens), float(ltk_s), float(predict_s), json.loads(py), float(bf16_s)
 cpu = subprocess.run("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2", shell=True, capture_output=True, text=True).stdout.strip()
 print("# BERT fine-tuning throughput (scripts/bench_bert.sh)\n")
@@ -72,4 +92,12 @@ else:
     print("| training samples/s, ltk with trainer.precision bf16 | (this CPU has no native bf16) | | |")
 print(f"| peak memory (RSS) | {int(rss_kb)/1024:.0f} MB | {py['peak_rss_mb']:.0f} MB | |")
 print(f"| inference samples/s (ltk-predict, batch 32; Python: eval + inference_mode) | {n/predict_s:.1f} | {py['infer_samples_per_s']:.1f} | {n/predict_s/py['infer_samples_per_s']:.2f}x |")
+for p, (s, rss, size) in artifacts.items():
+    if s > 0:
+        print(f"| inference samples/s, ltk-predict on the {p} artifact (ltk-eval --quantize {p}) | {n/s:.1f} | {py['infer_samples_per_s']:.1f} (fp32) | {n/s/py['infer_samples_per_s']:.2f}x |")
+    else:
+        print(f"| inference samples/s, {p} artifact | (this CPU has no native bf16) | | |")
+print(f"\nltk-predict's whole process on the same texts: float32 run, weights {float_mb:.1f} MB, peak RSS {float_rss:.0f} MB" +
+      "".join(f"; {p} artifact {n/s:.1f} samples/s, weights {size/1e6:.1f} MB, peak RSS {rss/1024:.0f} MB"
+              for p, (s, rss, size) in artifacts.items() if s > 0) + ".")
 PY

@@ -15,7 +15,10 @@
 #include <sstream>
 
 #include "ltk/core/files.h"
+#include "ltk/infer/deploy.h"
+#include "ltk/io/checkpoint.h"
 #include "ltk/io/safetensors.h"
+#include "ltk/models/quantize.h"
 #include "test_util.h"
 
 using Catch::Matchers::Contains;
@@ -164,7 +167,7 @@ TEST_CASE("cli: ltk-eval prints a table on stderr and JSON on stdout", "[cli]") 
   ltk::test::write_file(run + "/ltk.json", R"({"ltk_version": "9.0.0", "commit": "x", "run_format": 99})");
   auto newer = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("valid.tsv") + "'");
   CHECK(newer.code == 1);
-  CHECK_THAT(newer.err, Contains("ltk 9.0.0 (run format 99)") && Contains("reads run formats up to 1"));
+  CHECK_THAT(newer.err, Contains("ltk 9.0.0 (run format 99)") && Contains("reads run formats up to 2"));
 }
 
 TEST_CASE("cli: ltk-predict answers one JSON line per input line, in order", "[cli]") {
@@ -482,12 +485,13 @@ TEST_CASE("sentencepiece: ltk-train trains a model into the run - eval, predict 
   CHECK_THAT(skipped.err, Contains("broken.so: cannot load"));
 }
 
-TEST_CASE("bert: train, evaluate, predict, --export-hf, then fine-tune the export from model.pretrained_dir", "[cli]") {
-  TempDir dir;
+// A BERT of 2 layers of 16 trained on the toy corpus (train.tsv, valid.tsv in `dir`): the run
+// directory dir/run; `vocab` is its WordPiece vocabulary.
+std::string trained_bert(const TempDir& dir, std::string& vocab) {
   ltk::test::write_file(dir.file("train.tsv"), ltk::test::toy_corpus(20, 1));
   ltk::test::write_file(dir.file("valid.tsv"), ltk::test::toy_corpus(5, 2));
   // A WordPiece vocabulary of the toy corpus: the words, and "##" pieces for a few of them.
-  std::string vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
+  vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
   for (const char* w : {"goal", "match", "team", "score", "coach", "league", "bread", "cheese", "soup", "apple",
                         "salad", "pasta", "linux", "kernel", "compiler", "cpu", "memory", "bug", "comp", "##iler"})
     vocab += std::string(w) + "\n";
@@ -507,6 +511,13 @@ TEST_CASE("bert: train, evaluate, predict, --export-hf, then fine-tune the expor
   auto train = run_app("ltk-train", "--config '" + dir.file("bert.json") + "'");
   INFO(train.err);
   REQUIRE(train.code == 0);
+  return dir.file("run");
+}
+
+TEST_CASE("bert: train, evaluate, predict, --export-hf, then fine-tune the export from model.pretrained_dir", "[cli]") {
+  TempDir dir;
+  std::string vocab;
+  trained_bert(dir, vocab);
   // The run keeps the WordPiece vocabulary as it is (ids in file order).
   CHECK(ltk::test::read_text(dir.file("run/vocab.txt")) == vocab);
   auto eval = run_app("ltk-eval", "--run '" + dir.file("run") + "' --data '" + dir.file("valid.tsv") + "' --json");
@@ -563,6 +574,124 @@ TEST_CASE("bert: train, evaluate, predict, --export-hf, then fine-tune the expor
   auto refused = run_app("ltk-eval", "--run '" + bow + "' --export-hf '" + other.file("hf") + "'");
   CHECK(refused.code != 0);
   CHECK_THAT(refused.err, Contains("this run's model is 'bow'"));
+}
+
+TEST_CASE(
+    "deploy: --quantize writes an int8 or bf16 run that every app loads, checked against float32 - a damaged "
+    "model is refused",
+    "[cli][deploy]") {
+  if (!ltk::int8_unavailable().empty()) LTK_SKIP(ltk::int8_unavailable());
+  TempDir dir;
+  std::string vocab;
+  const std::string run = trained_bert(dir, vocab), valid = dir.file("valid.tsv");
+  auto reference = run_app("ltk-eval", "--run '" + run + "' --data '" + valid + "' --json");
+  REQUIRE(reference.code == 0);
+  const double float_accuracy = nlohmann::json::parse(reference.out)["accuracy"].get<double>();
+  // LTK_NATIVE_BF16=1: bf16 runs (emulated where the CPU lacks it) on any CPU; its refusal below.
+  const std::string env = "LTK_NATIVE_BF16=1";
+  for (const std::string p : {"int8", "bf16"}) {
+    INFO(p);
+    // --max-drop 100: one changed prediction of valid.tsv's 15 is 6.7 points, and whether a borderline
+    // one changes depends on the CPU (VNNI, native bf16); the refusal is checked below.
+    auto q = run_app("ltk-eval",
+                     "--run '" + run + "' --quantize " + p + " --out '" + dir.file(p) + "' --json --max-drop 100", "",
+                     "", env);
+    INFO(q.err);
+    REQUIRE(q.code == 0);
+    auto j = nlohmann::json::parse(q.out);
+    CHECK(j["written"] == true);
+    CHECK(j["data"] == valid);  // the run's data.valid
+    CHECK(j["reference_accuracy"].get<double>() == float_accuracy);
+    CHECK(j["agreement"].get<double>() > 0.5);
+    CHECK(j["weights_bytes"].get<int64_t>() < j["reference_weights_bytes"].get<int64_t>());
+    CHECK_THAT(q.err, Contains("wrote " + dir.file(p)));
+    // The artifact is a run: scored as the check scored it, and answered by ltk-predict.
+    auto e = run_app("ltk-eval", "--run '" + dir.file(p) + "' --data '" + valid + "' --json", "", "", env);
+    INFO(e.err);
+    REQUIRE(e.code == 0);
+    CHECK(nlohmann::json::parse(e.out)["accuracy"] == j["accuracy"]);
+    auto predict = run_app("ltk-predict", "--run '" + dir.file(p) + "'", "goal match team\nlinux compiler\n", "", env);
+    INFO(predict.err);
+    REQUIRE(predict.code == 0);
+    CHECK_THAT(predict.out, Contains("\"label\":\"sport\"") && Contains("\"label\":\"tech\""));
+    auto deploy = nlohmann::json::parse(ltk::test::read_text(dir.file(p + "/deploy.json")));
+    CHECK(deploy["precision"] == p);
+    CHECK(deploy["check"]["agreement"] == j["agreement"]);
+    // Run format 2: an ltk that predates artifacts refuses it rather than misreading it.
+    CHECK(nlohmann::json::parse(ltk::test::read_text(dir.file(p + "/ltk.json")))["run_format"] == 2);
+    // Not float32 weights: --export and a second --quantize refuse, naming what to give instead.
+    auto exported = run_app("ltk-eval", "--run '" + dir.file(p) + "' --export '" + dir.file("exported") + "'");
+    CHECK(exported.code == 2);
+    CHECK_THAT(exported.err, Contains("is a deploy artifact (" + p + ", ltk-eval --quantize)"));
+    auto again = run_app("ltk-eval", "--run '" + dir.file(p) + "' --quantize int8 --out '" + dir.file("again") + "'");
+    CHECK(again.code == 2);
+    CHECK_THAT(again.err, Contains("already a deploy artifact"));
+  }
+  // The stored layout: int8 values and per-row scales in place of the encoder's Linear weights;
+  // the head stays float32. bf16: every tensor.
+  std::map<std::string, torch::Tensor> int8;
+  for (auto& [name, t] : ltk::read_weights(dir.file("int8/checkpoints/deploy/weights.pt"))) int8[name] = t;
+  const std::string query = "bert.encoder.layer.1.attention.self.query";
+  REQUIRE(int8.count(query + ".weight_int8"));
+  CHECK(int8[query + ".weight_int8"].scalar_type() == torch::kChar);
+  CHECK(int8[query + ".weight_int8"].sizes().vec() == std::vector<int64_t>{16, 16});
+  CHECK(int8[query + ".weight_scale"].sizes().vec() == std::vector<int64_t>{16});
+  CHECK(int8.count(query + ".weight") == 0);
+  CHECK(int8["classifier.weight"].scalar_type() == torch::kFloat);
+  for (auto& [name, t] : ltk::read_weights(dir.file("bf16/checkpoints/deploy/weights.pt")))
+    CHECK(t.scalar_type() == torch::kBFloat16);
+
+  // Refused before any work: bf16 without native bf16, a model without a deploy precision, a bad
+  // --max-drop, no --out, an --out that holds a run.
+  auto slow = run_app("ltk-eval", "--run '" + run + "' --quantize bf16 --out '" + dir.file("x") + "'", "", "",
+                      "LTK_NATIVE_BF16=0");
+  CHECK(slow.code == 2);
+  CHECK_THAT(slow.err, Contains("no native bf16") && Contains("--quantize int8"));
+  TempDir other;
+  auto bow = run_app("ltk-eval", "--run '" + trained_run(other) + "' --quantize int8 --out '" + dir.file("x") + "'");
+  CHECK(bow.code == 2);
+  CHECK_THAT(bow.err, Contains("model type 'bow' has no deploy precision"));
+  CHECK(run_app("ltk-eval", "--run '" + run + "' --quantize int8 --out '" + dir.file("x") + "' --max-drop -1").code ==
+        2);
+  CHECK(run_app("ltk-eval", "--run '" + run + "' --quantize int8").code == 2);
+  auto onto_run = run_app("ltk-eval", "--run '" + run + "' --quantize int8 --out '" + run + "'");
+  CHECK(onto_run.code == 2);
+  CHECK_THAT(onto_run.err, Contains("which an export does not write"));
+  // A directory of the user's that holds only names an artifact has is no artifact: left alone.
+  std::filesystem::create_directories(dir.file("mine/checkpoints"));
+  ltk::test::write_file(dir.file("mine/config.json"), "{}");
+  ltk::test::write_file(dir.file("mine/checkpoints/notes.txt"), "mine");
+  auto onto_mine = run_app("ltk-eval", "--run '" + run + "' --quantize int8 --out '" + dir.file("mine") + "'");
+  CHECK(onto_mine.code == 2);
+  CHECK_THAT(onto_mine.err, Contains("is no deploy artifact"));
+  CHECK(ltk::test::read_text(dir.file("mine/checkpoints/notes.txt")) == "mine");
+  // An artifact is replaced by the next --quantize, its eval/ (ltk-eval's output) included.
+  REQUIRE(std::filesystem::exists(dir.file("int8/eval")));
+  auto again8 =
+      run_app("ltk-eval", "--run '" + run + "' --quantize int8 --out '" + dir.file("int8") + "' --max-drop 100");
+  INFO(again8.err);
+  CHECK(again8.code == 0);
+  CHECK(!std::filesystem::exists(dir.file("int8/eval")));
+  CHECK(!std::filesystem::exists(dir.file("x")));
+
+  // The check: the same model agrees with itself; one whose head is damaged (negated) after
+  // quantization is refused, with the accuracy it lost.
+  auto a = ltk::load_run(run), b = ltk::load_run(run);
+  ltk::quantize_run(b, "int8");
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& param : b.model->named_parameters())
+      if (param.key() == "classifier.weight") param.value().neg_();
+  }
+  auto sa = ltk::score_file(a, valid, 8), sb = ltk::score_file(b, valid, 8);
+  auto same = ltk::compare_deploy(*a.task, sa, sa);
+  CHECK(same.agreement == 1.0);
+  CHECK(same.max_probability_change == 0.0);
+  CHECK(same.refusal(0.0).empty());
+  auto damaged = ltk::compare_deploy(*a.task, sa, sb);
+  CHECK(damaged.agreement < 0.5);
+  CHECK(damaged.drop() > 50);
+  CHECK_THAT(damaged.refusal(0.5), Contains("accuracy fell from") && Contains("more than --max-drop 0.5"));
 }
 
 TEST_CASE("mlm: pretrain a BERT on unlabeled text, fill masks, fine-tune the directory it writes", "[cli][mlm]") {

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "ltk/config/config.h"
+#include "ltk/core/blas.h"
 #include "ltk/core/error.h"
 #include "ltk/data/dataset.h"
 #include "ltk/data/utf8.h"
@@ -19,6 +20,7 @@
 #include "ltk/io/checkpoint.h"
 #include "ltk/models/bow.h"
 #include "ltk/models/linear.h"
+#include "ltk/models/quantize.h"
 #include "ltk/models/registry.h"
 #include "ltk/task/task.h"
 #include "ltk/task/task_util.h"
@@ -997,4 +999,142 @@ TEST_CASE("linear: forward_rows scores every text as forward() does, on every ta
       CHECK(same >= answers - 2);  // a 6th-decimal rounding boundary may fall between them, rarely
     }
   }
+}
+
+TEST_CASE("int8: each weight row quantized to -127..127 within half its scale, an all-zero row keeps scale 1",
+          "[models][quantize]") {
+  if (!ltk::int8_unavailable().empty()) LTK_SKIP(ltk::int8_unavailable());  // (the layer is packed too)
+  torch::manual_seed(5);
+  auto w = torch::randn({6, 40});
+  w[2].zero_();
+  w[4] *= 1e-3;  // a row far smaller than the others keeps its own scale
+  auto l = ltk::quantize_linear(w, torch::Tensor());
+  REQUIRE(l.weight_int8.scalar_type() == torch::kChar);
+  auto q = l.weight_int8.to(torch::kFloat), s = l.scale.unsqueeze(1);
+  CHECK(q.abs().max().item<float>() == 127);
+  CHECK(l.scale[2].item<float>() == 1.0f);
+  CHECK(q[2].abs().sum().item<float>() == 0);
+  for (int64_t r : {0, 1, 3, 4, 5}) CHECK(q[r].abs().max().item<float>() == 127);  // each row's largest is +-127
+  // |w - q s| <= s / 2, with the float rounding of w / s (relative 2^-24 of |w|) allowed.
+  auto excess = (w - q * s).abs() - (s / 2 + w.abs() * std::ldexp(1.0, -22));
+  CHECK(excess.max().item<float>() <= 0);
+}
+
+TEST_CASE(
+    "int8: a Linear layer's output stays within the bound its weight and activation scales give, with 8-bit "
+    "and 7-bit activations",
+    "[models][quantize]") {
+  if (!ltk::int8_unavailable().empty()) LTK_SKIP(ltk::int8_unavailable());
+  torch::manual_seed(7);
+  // 8-bit activations only where the CPU sums int8 products in int32 (VNNI): elsewhere the kernel's
+  // int16 pair sums may saturate, which is why int8_reduce_range() is on there.
+  const auto cpu = ltk::detect_cpu_features();
+  const bool vnni = cpu.avx512_vnni || cpu.avx_vnni || cpu.amx_int8;
+  // 2 x 3 rows (one call, padded to 64) and 2 x 700 (two calls of 1,024 and 376 padded to 512).
+  for (int64_t rows : {3, 700}) {
+    INFO("rows " << rows);
+    auto x = torch::randn({2, rows, 33}) * 2 + 0.5, w = torch::randn({19, 33}) * 0.2, b = torch::randn({19});
+    auto layer = ltk::quantize_linear(w, b);
+    auto exact = torch::nn::functional::linear(x.to(torch::kDouble), w.to(torch::kDouble), b.to(torch::kDouble));
+    auto wq = layer.weight_int8.to(torch::kDouble) * layer.scale.to(torch::kDouble).unsqueeze(1);
+    // Activations are quantized per call over the whole tensor, to `levels` steps of the range
+    // [min(x, 0), max(x, 0)]: a step sx <= 2 max|x| / levels, each value off by at most one step
+    // (half a step of rounding, half of the zero point's). Weights are off by half their row's
+    // scale. |x w - x' w'| <= sx |w'| + |x| s / 2 summed over the inputs; int32 sums are exact.
+    auto xd = x.to(torch::kDouble).reshape({-1, 33});
+    for (bool reduce_range : {false, true}) {
+      if (!reduce_range && !vnni) continue;
+      INFO("reduce_range " << reduce_range);
+      const double levels = reduce_range ? 127 : 255, sx = 2 * xd.abs().max().item<double>() / levels;
+      auto bound = sx * wq.abs().sum(1).unsqueeze(0) +
+                   torch::matmul(xd.abs(), (layer.scale.to(torch::kDouble) / 2).unsqueeze(0).expand({33, 19})) +
+                   1e-5 * torch::matmul(xd.abs(), w.to(torch::kDouble).abs().t());  // float32 rounding
+      auto y = ltk::int8_linear(x, layer, reduce_range);
+      REQUIRE(y.sizes().vec() == std::vector<int64_t>{2, rows, 19});
+      REQUIRE(y.scalar_type() == torch::kFloat);
+      auto err = (y.to(torch::kDouble).reshape({-1, 19}) - exact.reshape({-1, 19})).abs();
+      CHECK((err - bound).max().item<double>() <= 0);
+      CHECK(err.max().item<double>() > 0);  // it did run in int8
+    }
+  }
+}
+
+TEST_CASE("int8: stored values and scales are checked, an unpaired or mistyped entry names the tensor",
+          "[models][quantize]") {
+  auto bias = torch::zeros({2});
+  auto values = torch::ones({2, 3}, torch::kChar), scale = torch::ones({2});
+  CHECK_THROWS_WITH(ltk::pack_linear(values.clone().fill_(-128), scale, bias, "l"),
+                    Contains("l.weight_int8") && Contains("-128"));
+  CHECK_THROWS_WITH(ltk::pack_linear(values, torch::zeros({2}), bias, "l"), Contains("a scale is not finite and > 0"));
+  CHECK_THROWS_WITH(ltk::pack_linear(values.to(torch::kFloat), scale, bias, "l"), Contains("should be int8"));
+  CHECK_THROWS_WITH(ltk::pack_linear(values, torch::ones({3}), bias, "l"), Contains("one per row"));
+  std::vector<std::pair<std::string, torch::Tensor>> stored = {{"a.weight_int8", values}, {"a.bias", bias}};
+  CHECK_THROWS_WITH(ltk::take_int8(stored, "w.pt"), Contains("w.pt: a.weight_int8 has no a.weight_scale"));
+  stored = {{"a.weight_int8", values}, {"a.weight_scale", scale.to(torch::kDouble)}};
+  CHECK_THROWS_AS(ltk::take_int8(stored, "w.pt"), ltk::CheckpointError);
+  stored = {{"a.weight_int8", values}, {"a.weight_scale", scale * 2}, {"a.bias", bias}};
+  auto taken = ltk::take_int8(stored, "w.pt");
+  REQUIRE(taken.size() == 1);
+  CHECK(taken[0].first == "a");
+  REQUIRE(stored.size() == 2);
+  CHECK(stored[1].first == "a.weight");
+  CHECK(torch::equal(stored[1].second, torch::full({2, 3}, 2.0)));
+}
+
+TEST_CASE(
+    "deploy precision: a bert model in int8 or bf16 saved and loaded answers exactly as before it was saved - "
+    "other models have none",
+    "[models][quantize]") {
+  if (!ltk::int8_unavailable().empty()) LTK_SKIP(ltk::int8_unavailable());
+  nlohmann::json section = {{"type", "bert"},           {"hidden_size", 16},       {"num_hidden_layers", 2},
+                            {"num_attention_heads", 2}, {"intermediate_size", 32}, {"max_position_embeddings", 16}};
+  auto config = ltk::resolve_model_config(section);
+  auto batch = batch_of({{2, 7, 9, 11, 3}, {2, 5, 3}, {2, 12, 13, 14, 15, 16, 3}});
+  ltk::test::TempDir dir;
+  for (const std::string precision : {"int8", "bf16"}) {
+    INFO(precision);
+    torch::manual_seed(3);
+    auto model = ltk::build_model(config, ltk::ModelContext{20, 3, 0, nullptr});
+    model->eval();
+    torch::NoGradGuard no_grad;
+    auto reference = model->forward(batch);
+    ltk::quantizable(*model, "bert").quantize(precision);
+    auto out = model->forward(batch);
+    CHECK(out.scalar_type() == torch::kFloat);
+    CHECK(!torch::equal(out, reference));
+    CHECK((out - reference).abs().max().item<double>() < 0.1 * reference.abs().max().item<double>() + 0.05);
+    auto tensors = ltk::deploy_tensors(*model, precision);
+    std::map<std::string, torch::Tensor> by_name(tensors.begin(), tensors.end());
+    if (precision == "int8") {
+      // Six Linear layers per encoder layer; their float weights are released, the pooler's and the head's kept.
+      CHECK(by_name.count("bert.encoder.layer.0.intermediate.dense.weight_int8"));
+      CHECK(!by_name.count("bert.encoder.layer.0.intermediate.dense.weight"));
+      CHECK(by_name.at("bert.pooler.dense.weight").scalar_type() == torch::kFloat);
+      CHECK(ltk::quantizable(*model, "bert").int8_layers().replaced_weights().size() == 12);
+    } else {
+      for (const auto& [name, t] : tensors) CHECK(t.scalar_type() == torch::kBFloat16);
+    }
+    ltk::save_tensors(tensors, dir.file(precision + ".pt"));
+    // Loaded as ltk/io/run.cpp loads an artifact, into a model of other (random) weights.
+    torch::manual_seed(99);
+    auto loaded = ltk::build_model(config, ltk::ModelContext{20, 3, 0, nullptr});
+    loaded->eval();
+    auto stored = ltk::read_weights(dir.file(precision + ".pt"));
+    if (precision == "bf16") {
+      ltk::quantizable(*loaded, "bert").quantize("bf16");
+      ltk::load_weights(*loaded, dir.file("bf16.pt"), stored);
+    } else {
+      auto int8 = ltk::take_int8(stored, dir.file("int8.pt"));
+      ltk::load_weights(*loaded, dir.file("int8.pt"), stored);
+      ltk::quantizable(*loaded, "bert").load_int8(int8);
+    }
+    CHECK(torch::equal(loaded->forward(batch), out));
+    if (precision == "int8") {  // a damaged artifact: the head stored as int8, which no bert artifact holds
+      auto head = ltk::quantize_linear(torch::ones({3, 16}), torch::Tensor());
+      CHECK_THROWS_WITH(ltk::quantizable(*loaded, "bert").load_int8({{"classifier", {head.weight_int8, head.scale}}}),
+                        Contains("classifier.weight_int8: only the encoder layers"));
+    }
+  }
+  auto bow = ltk::build_model(ltk::resolve_model_config({{"type", "bow"}}), ltk::ModelContext{20, 3, 0, nullptr});
+  CHECK_THROWS_WITH(ltk::quantizable(*bow, "bow"), Contains("model type 'bow' has no deploy precision"));
 }

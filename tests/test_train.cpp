@@ -854,6 +854,30 @@ TEST_CASE("trainer.precision bf16: autocast where bf16 is native, float32 weight
   CHECK_THAT(r.err, Contains("[precision] bf16 autocast"));
   auto run = ltk::load_run(dir.file("run"), "best", "cpu");
   for (const auto& p : run.model->named_parameters()) CHECK(p.value().scalar_type() == torch::kFloat);
+  // Paused after the first epoch and resumed, a bf16 run ends with the uninterrupted run's weights,
+  // bit for bit (autocast keeps no state of its own).
+  auto paused = ltk::test::run_app("ltk-train",
+                                   "--config '" + cfg + "' --set trainer.precision=bf16" + bert +
+                                       " --set output_dir='" + dir.file("paused") + "' --until-epoch 1",
+                                   "", "", "LTK_NATIVE_BF16=1");
+  INFO(paused.err);
+  REQUIRE(paused.code == 0);
+  auto resumed = ltk::test::run_app("ltk-train", "--resume '" + dir.file("paused") + "'", "", "", "LTK_NATIVE_BF16=1");
+  INFO(resumed.err);
+  REQUIRE(resumed.code == 0);
+  CHECK_THAT(resumed.err, Contains("[precision] bf16 autocast"));
+  auto last = [](const std::string& run_dir) {
+    std::map<std::string, torch::Tensor> w;
+    for (auto& [name, t] : ltk::read_weights(ltk::RunDirectory::open(run_dir).checkpoint("last"))) w[name] = t;
+    return w;
+  };
+  auto whole = last(dir.file("run")), in_two = last(dir.file("paused"));
+  REQUIRE(whole.size() == in_two.size());
+  for (const auto& [name, t] : whole) {
+    INFO(name);
+    REQUIRE(in_two.count(name));
+    CHECK(torch::equal(t, in_two.at(name)));
+  }
   auto accuracy = [&](const std::string& run_dir) {
     auto eval = ltk::test::run_app("ltk-eval", "--run '" + run_dir + "' --data '" + dir.file("valid.tsv") + "' --json");
     REQUIRE(eval.code == 0);

@@ -93,6 +93,9 @@ CpuFeatures detect_cpu_features() {
     for (std::string w; words >> w;) {
       f.avx512_bf16 = f.avx512_bf16 || w == "avx512_bf16";
       f.amx_bf16 = f.amx_bf16 || w == "amx_bf16";
+      f.avx512_vnni = f.avx512_vnni || w == "avx512_vnni";
+      f.avx_vnni = f.avx_vnni || w == "avx_vnni";
+      f.amx_int8 = f.amx_int8 || w == "amx_int8";
     }
     break;
   }
@@ -106,6 +109,15 @@ bool cpu_has_native_bf16() {
     return f.avx512_bf16 || f.amx_bf16;
   }();
   return native;
+}
+
+bool cpu_has_vnni() {
+  if (const char* forced = std::getenv("LTK_VNNI"); forced && *forced) return std::string(forced) != "0";
+  static const bool vnni = [] {
+    const CpuFeatures f = detect_cpu_features();
+    return f.avx512_vnni || f.avx_vnni || f.amx_int8;
+  }();
+  return vnni;
 }
 
 std::string best_openblas_core(const CpuFeatures& cpu) {

@@ -17,6 +17,7 @@ struct CpuFeatures {
   bool avx = false, avx2 = false, fma = false;
   bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false;
   bool avx512_bf16 = false, amx_bf16 = false;  ///< native bf16 arithmetic (the kernel's cpuinfo flags)
+  bool avx512_vnni = false, avx_vnni = false, amx_int8 = false;  ///< int8 dot products (likewise)
 };
 
 /// This CPU's features (with the operating system's support for their registers).
@@ -26,6 +27,11 @@ CpuFeatures detect_cpu_features();
 /// The environment variable LTK_NATIVE_BF16 (0 or 1) overrides the answer, so that tests run the
 /// fallback and the fast path on any CPU.
 bool cpu_has_native_bf16();
+
+/// Whether this CPU multiplies int8 with int32 accumulation (AVX512_VNNI, AVX_VNNI or AMX-INT8).
+/// Without it, int8 kernels sum pairs of u8 x s8 products in int16, which saturates when both
+/// operands use the full range. LTK_VNNI (0 or 1) overrides the answer.
+bool cpu_has_vnni();
 
 /// The strongest OpenBLAS kernel family the CPU runs: "SkylakeX" (AVX-512 F/BW/DQ/VL), "Haswell"
 /// (AVX2 + FMA), "Sandybridge" (AVX), or "" (nothing beyond what every x86-64 runs).

@@ -6,9 +6,12 @@
 
 namespace ltk {
 
-/// The run-directory format this ltk writes; it reads runs of this format or older. Raised when a
-/// run directory changes in a way an older ltk would misread.
-inline constexpr int kRunFormat = 1;
+/// The newest run-directory format this ltk writes; it reads runs of this format or older. Raised
+/// when a run directory changes in a way an older ltk would misread. 2: deploy artifacts
+/// (ltk-eval --quantize: deploy.json, bf16 or int8 weights).
+inline constexpr int kRunFormat = 2;
+/// The format of the runs ltk-train writes (an older ltk reads them).
+inline constexpr int kTrainedRunFormat = 1;
 
 /// ltk's version (the project's VERSION in CMakeLists.txt), e.g. "0.2.0".
 const char* version();

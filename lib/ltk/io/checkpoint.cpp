@@ -36,11 +36,16 @@ std::string shape_str(const torch::Tensor& t) { return fmt::format("[{}]", fmt::
 
 }  // namespace
 
-void save_weights(const torch::nn::Module& model, const std::string& path) {
+void save_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& path) {
   c10::Dict<std::string, torch::Tensor> dict;
-  for (const auto& [name, tensor] : named_state(model)) dict.insert(name, tensor.detach().to(torch::kCPU));
+  for (const auto& [name, tensor] : tensors) dict.insert(name, tensor.detach().to(torch::kCPU));
   std::vector<char> bytes = torch::pickle_save(dict);
   write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));  // no second 100 MB copy
+}
+
+void save_weights(const torch::nn::Module& model, const std::string& path) {
+  auto state = named_state(model);
+  save_tensors({state.begin(), state.end()}, path);
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> read_weights(const std::string& path) {

@@ -15,6 +15,9 @@ namespace ltk {
 /// Saves every parameter and buffer of `model` by its dotted name.
 void save_weights(const torch::nn::Module& model, const std::string& path);
 
+/// Saves name -> tensor pairs as save_weights does (a deploy artifact's tensors).
+void save_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& path);
+
 /// Loads weights saved by save_weights. A missing, truncated or foreign file is a CheckpointError
 /// naming the file. With `strict`, parameter names or shapes that differ from the model's are a
 /// CheckpointError listing the differences; otherwise the matching ones are loaded and the

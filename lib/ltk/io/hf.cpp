@@ -115,6 +115,7 @@ PretrainedLoad load_hf_bert(torch::nn::Module& model, const std::string& dir) {
 }
 
 void export_hf(const LoadedRun& run, const std::string& given) {
+  check_float_run(run, "--export-hf");
   const Config& c = run.config;
   if (c.model.type != "bert")
     throw ConfigError("--export-hf writes a Hugging Face BERT directory; this run's model is '" + c.model.type +

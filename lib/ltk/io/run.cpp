@@ -5,12 +5,14 @@
 #include <future>
 #include <system_error>
 
+#include "ltk/core/blas.h"
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
 #include "ltk/core/log.h"
 #include "ltk/core/runtime.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/models/linear.h"
+#include "ltk/models/quantize.h"
 #include "ltk/models/registry.h"
 
 namespace ltk {
@@ -22,8 +24,57 @@ TextDataset LoadedRun::encode(const std::vector<Example>& examples, const std::s
                          encode_options(config.data, vocab, &config.task, segmenter.get()));
 }
 
+namespace {
+
+/// A deploy artifact's precision (deploy.json, written by ltk-eval --quantize), "fp32" for a run.
+std::string read_precision(const RunDirectory& dir) {
+  const std::string path = dir.file("deploy.json");
+  if (!std::filesystem::exists(path)) return "fp32";
+  std::string precision;
+  try {
+    precision = read_json_file(path).at("precision").get<std::string>();
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + " is damaged (" + e.what() + "); it should read {\"precision\": \"int8\", ...}");
+  }
+  if (precision != "bf16" && precision != "int8")
+    throw CheckpointError(path + ": precision \"" + precision + "\" is none this ltk runs (bf16, int8)");
+  return precision;
+}
+
+/// The stored weights into the run's model, built in the run's precision.
+void load_model_weights(LoadedRun& run, std::vector<std::pair<std::string, torch::Tensor>> stored) {
+  if (run.precision == "fp32") {
+    load_weights(*run.model, run.checkpoint_path, std::move(stored));
+    return;
+  }
+  Quantizable& q = quantizable(*run.model, run.config.model.type);
+  if (run.precision == "bf16") {
+    if (run.device.is_cpu() && !cpu_has_native_bf16())
+      log::warn(
+          "{} holds bf16 weights, and this CPU has no native bf16 (AVX512_BF16 or AMX): it runs, slowly; the "
+          "float32 run it was made from is faster here",
+          run.dir.path());
+    q.quantize("bf16");
+    load_weights(*run.model, run.checkpoint_path, std::move(stored));
+    return;
+  }
+  if (!run.device.is_cpu())
+    throw ConfigError(run.dir.path() +
+                      " is an int8 artifact, which runs on the CPU only: pass --device cpu (or make "
+                      "a bf16 one for the GPU)");
+  if (const std::string why = int8_unavailable(); !why.empty())
+    throw ConfigError(run.dir.path() + " is an int8 artifact, and " + why.substr(0, why.find(';')) +
+                      "; use the run it was made from (deploy.json names it) or a bf16 artifact");
+  auto int8 = take_int8(stored, run.checkpoint_path);
+  load_weights(*run.model, run.checkpoint_path, std::move(stored));
+  q.load_int8(int8);
+}
+
+}  // namespace
+
 LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const std::string& device) {
   LoadedRun run{RunDirectory::open(dir), Config{}, nullptr, Vocabulary{}, LabelMap{}, nullptr, nullptr, torch::kCPU, ""};
+  run.precision = read_precision(run.dir);
   try {
     run.config = parse_config(read_json_file(run.dir.config_path()));
   } catch (const ConfigError& e) {
@@ -81,7 +132,7 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
                 run.checkpoint_path);
     }
   }
-  load_weights(*run.model, run.checkpoint_path, weights_read.get());
+  load_model_weights(run, weights_read.get());
   run.model->to(run.device);
   run.model->eval();
   return run;
@@ -103,6 +154,12 @@ void write_export(const LoadedRun& run, const std::string& tmp) {
 }
 
 }  // namespace
+
+void check_float_run(const LoadedRun& run, const std::string& option) {
+  if (run.precision != "fp32")
+    throw ConfigError(run.dir.path() + " is a deploy artifact (" + run.precision + ", ltk-eval --quantize); " + option +
+                      " writes float32 weights: give the run it was made from (deploy.json names it)");
+}
 
 std::string check_export_dir(const std::string& given, const std::vector<std::string>& files, const std::string& option) {
   namespace fs = std::filesystem;
@@ -126,6 +183,7 @@ std::string check_export_dir(const std::string& given, const std::vector<std::st
 }
 
 void export_run(const LoadedRun& run, const std::string& given) {
+  check_float_run(run, "--export");
   if (run.config.model.type == "linear")
     throw ConfigError("--export writes a model for bench/ltk_torch.py, which has no n-gram tokenizer for the linear "
                       "model; predict with ltk-predict or the library (its weights are " + run.checkpoint_path + ")");

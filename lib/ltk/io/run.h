@@ -22,6 +22,9 @@ struct LoadedRun {
   std::shared_ptr<TextModel> model;  ///< in eval mode, on `device`
   torch::Device device{torch::kCPU};
   std::string checkpoint_path;
+  /// The weights' precision: "fp32" (a trained run), or a deploy artifact's "bf16" or "int8"
+  /// (ltk-eval --quantize; deploy.json says which).
+  std::string precision = "fp32";
 
   /// Tokenises examples with the run's own tokenizer, vocabulary and truncation. With
   /// `labelled`, each label must be one the model knows (DataError naming file:line otherwise).
@@ -35,13 +38,17 @@ struct LoadedRun {
 /// ".." and "/" are refused.
 std::string check_export_dir(const std::string& dir, const std::vector<std::string>& files, const std::string& option);
 
+/// A ConfigError naming `option` when `run` is a deploy artifact (its weights are no float32 ones).
+void check_float_run(const LoadedRun& run, const std::string& option);
+
 /// Writes what Python needs to rebuild the model into `dir`: weights.pt (name -> tensor, read by
 /// torch.load), model.json (the resolved model and task sections, vocab_size, num_outputs),
 /// vocab.txt and labels.txt.
 void export_run(const LoadedRun& run, const std::string& dir);
 
 /// Opens `dir`, rebuilds the model from its config and loads `checkpoint` ("best", "last" or a
-/// path). `device` overrides the config's device when not empty.
+/// path). `device` overrides the config's device when not empty. A deploy artifact's model is
+/// built in its precision (an int8 one runs on the CPU only).
 LoadedRun load_run(const std::string& dir, const std::string& checkpoint = "best", const std::string& device = "");
 
 }  // namespace ltk

@@ -19,17 +19,18 @@ namespace {
 
 /// Which ltk made a run, and the format of its files (ltk.json): a newer format is refused by open().
 void write_made_by(const RunDirectory& run) {
-  write_file_atomic(run.file("ltk.json"), nlohmann::json{{"ltk_version", version()},
-                                                         {"commit", git_commit()},
-                                                         {"run_format", kRunFormat}}.dump(2) + "\n");
+  write_file_atomic(
+      run.file("ltk.json"),
+      nlohmann::json{{"ltk_version", version()}, {"commit", git_commit()}, {"run_format", kTrainedRunFormat}}.dump(2) +
+          "\n");
 }
 
 // The entries ltk-train writes into a run directory: --overwrite removes these and nothing else.
 bool made_by_ltk(const std::string& name) {
-  static const char* const kNames[] = {"config.json", "vocab.txt", "labels.txt", "task.json", "metrics.jsonl",
-                                       "train.log", "report.html", "checkpoints", "eval", "spm.model",
-                                       "spm.vocab", "jieba_dict.txt", "wordpiece_vocab.txt", "ltk.json",
-                                       "baseline", "bert"};
+  static const char* const kNames[] = {
+      "config.json",         "vocab.txt",   "labels.txt", "task.json", "metrics.jsonl", "train.log",
+      "report.html",         "checkpoints", "eval",       "spm.model", "spm.vocab",     "jieba_dict.txt",
+      "wordpiece_vocab.txt", "ltk.json",    "baseline",   "bert",      "deploy.json"};
   for (const char* n : kNames)
     if (name == n || name == std::string(n) + ".tmp") return true;
   return false;

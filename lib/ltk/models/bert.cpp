@@ -56,7 +56,8 @@ class BertLayerImpl : public torch::nn::Module {
   /// padding [B, T] true on padding.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& additive_mask, const torch::Tensor& padding) {
     const int64_t B = x.size(0), T = x.size(1), H = x.size(2), d = H / heads_;
-    if (!is_training() && !torch::GradMode::is_enabled() && act_ != "gelu_new" && x.scalar_type() == torch::kFloat) {
+    if (!is_training() && !torch::GradMode::is_enabled() && act_ != "gelu_new" && x.scalar_type() == torch::kFloat &&
+        (!int8 || int8->empty())) {
       // Inference: LibTorch's fused encoder layer (the kernel nn.TransformerEncoderLayer's fast
       // path runs), the same post-LayerNorm computation with q, k, v in one projection.
       auto qkv_weight = torch::cat({query->weight, key->weight, value->weight});
@@ -72,7 +73,16 @@ class BertLayerImpl : public torch::nn::Module {
           output_dense->weight, output_dense->bias, keys, /*mask_type=*/1);
     }
     auto heads = [&](const torch::Tensor& t) { return t.view({B, T, heads_, d}).transpose(1, 2); };
-    auto q = heads(query->forward(x)), k = heads(key->forward(x)), v = heads(value->forward(x));
+    auto dense = [&](torch::nn::Linear& m, const torch::Tensor& in) {  // int8 in a deploy artifact
+      return int8 && !int8->empty() ? int8->forward(*m, in) : m->forward(in);
+    };
+    torch::Tensor q, k, v;
+    if (qkv_int8) {
+      auto qkv = int8_linear(x, *qkv_int8).split(H, -1);
+      q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
+    } else {
+      q = heads(dense(query, x)), k = heads(dense(key, x)), v = heads(dense(value, x));
+    }
 #if TORCH_VERSION_MAJOR >= 2
     // LibTorch 2.x: the fused kernel (flash / memory-efficient attention on a GPU).
     const double p = is_training() ? attention_dropout->options.p() : 0.0;
@@ -82,15 +92,17 @@ class BertLayerImpl : public torch::nn::Module {
     auto probs = attention_dropout->forward(torch::softmax(scores, -1));
     auto context = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H});
 #endif
-    auto a = attention_norm->forward(dropout->forward(attention_dense->forward(context)) + x);
-    auto h = activate(intermediate_dense->forward(a), act_);
-    return output_norm->forward(dropout->forward(output_dense->forward(h)) + a);
+    auto a = attention_norm->forward(dropout->forward(dense(attention_dense, context)) + x);
+    auto h = activate(dense(intermediate_dense, a), act_);
+    return output_norm->forward(dropout->forward(dense(output_dense, h)) + a);
   }
 
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, attention_dense{nullptr}, intermediate_dense{nullptr},
       output_dense{nullptr};
   torch::nn::LayerNorm attention_norm{nullptr}, output_norm{nullptr};
   torch::nn::Dropout dropout{nullptr}, attention_dropout{nullptr};
+  const Int8Layers* int8 = nullptr;            ///< the encoder's
+  std::shared_ptr<const Int8Linear> qkv_int8;  ///< query, key and value in one (BertEncoderImpl::fuse_int8)
 
  private:
   int64_t heads_;
@@ -146,7 +158,11 @@ BertEncoderImpl::BertEncoderImpl(const BertConfig& c, bool with_pooler) : config
   embeddings_dropout = embeddings->register_module("dropout", torch::nn::Dropout(c.hidden_dropout_prob));
   auto encoder = register_module("encoder", std::make_shared<torch::nn::Module>());
   layer = encoder->register_module("layer", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layer->push_back(BertLayer(c));
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    BertLayer l(c);
+    l->int8 = &int8;
+    layer->push_back(l);
+  }
   if (!with_pooler) return;
   auto pooler_module = register_module("pooler", std::make_shared<torch::nn::Module>());
   pooler = pooler_module->register_module("dense", torch::nn::Linear(H, H));
@@ -192,7 +208,41 @@ BertClassifierImpl::BertClassifierImpl(const BertConfig& c, int64_t num_outputs)
 
 torch::Tensor BertClassifierImpl::forward(const Batch& batch) {
   auto hidden = bert->forward(batch);
-  return classifier->forward(dropout->forward(bert->pool(hidden, batch)));
+  auto out = classifier->forward(dropout->forward(bert->pool(hidden, batch)));
+  return out.scalar_type() == torch::kBFloat16 ? out.to(torch::kFloat) : out;  // scores and losses in float32
+}
+
+void BertEncoderImpl::fuse_int8() {
+  for (const auto& m : *layer) {
+    auto* l = m->as<BertLayer>();
+    const Int8Linear *q = int8.find(*l->query), *k = int8.find(*l->key), *v = int8.find(*l->value);
+    if (!q || !k || !v) continue;
+    l->qkv_int8 = std::make_shared<const Int8Linear>(pack_linear(
+        torch::cat({q->weight_int8, k->weight_int8, v->weight_int8}), torch::cat({q->scale, k->scale, v->scale}),
+        torch::cat({l->query->bias, l->key->bias, l->value->bias}), "query, key and value"));
+  }
+}
+
+void BertClassifierImpl::load_int8(
+    const std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>>& stored) {
+  for (const auto& [name, values] : stored)
+    if (name.rfind("bert.encoder.layer.", 0) != 0)
+      throw CheckpointError(name +
+                            ".weight_int8: only the encoder layers' Linear layers are int8 in a bert artifact; "
+                            "the file is damaged, make it again with ltk-eval --quantize int8");
+  bert->int8.load(*this, stored);
+  bert->fuse_int8();
+}
+
+void BertClassifierImpl::quantize(const std::string& precision) {
+  if (precision == "bf16") {
+    to(torch::kBFloat16);
+  } else if (precision == "int8") {
+    bert->int8.quantize(*this, [](const std::string& name) { return name.rfind("bert.encoder.layer.", 0) == 0; });
+    bert->fuse_int8();
+  } else {
+    throw ConfigError("deploy precision '" + precision + "': give bf16 or int8");
+  }
 }
 
 BertMaskedLMImpl::BertMaskedLMImpl(const BertConfig& c) {

@@ -14,6 +14,7 @@
 
 #include "ltk/config/config.h"
 #include "ltk/config/json_reader.h"
+#include "ltk/models/quantize.h"
 #include "ltk/models/text_model.h"
 
 namespace ltk {
@@ -58,13 +59,24 @@ class BertEncoderImpl : public torch::nn::Module {
   torch::nn::Dropout embeddings_dropout{nullptr};
   torch::nn::ModuleList layer{nullptr};
   torch::nn::Linear pooler{nullptr};
+  /// The encoder layers' Linear layers in int8 (a deploy artifact's); empty: float.
+  Int8Layers int8;
+  /// After `int8` is filled: each layer's query, key and value as one int8 layer (one call, the
+  /// activations quantized once; each row keeps its scale, so the values are the three layers').
+  void fuse_int8();
 };
 TORCH_MODULE(BertEncoder);
 
-class BertClassifierImpl : public TextModel {
+class BertClassifierImpl : public TextModel, public Quantizable {
  public:
   BertClassifierImpl(const BertConfig& config, int64_t num_outputs);
+  /// Logits [B, num_outputs], float32 when the model runs in bf16.
   torch::Tensor forward(const Batch& batch) override;
+  /// bf16: every tensor; int8: the encoder layers' six Linear layers each (the pooler and the head,
+  /// run on one vector per sample, stay float).
+  void quantize(const std::string& precision) override;
+  Int8Layers& int8_layers() override { return bert->int8; }
+  void load_int8(const std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>>& stored) override;
   bool is_head(const std::string& name) const override { return name.rfind("classifier.", 0) == 0; }
   int64_t level(const std::string& name) const override;
   int64_t num_levels() const override { return bert->config.num_hidden_layers + 1; }

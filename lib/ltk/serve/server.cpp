@@ -189,9 +189,14 @@ HttpResponse Server::handle(const HttpRequest& request) {
     } else if (path == "/v1/model") {
       if (only("GET")) {
         const auto& run = model->predictor.run();
-        ojson j{{"name", name_}, {"version", model->version}, {"run", model->run_dir},
-                {"checkpoint", model->checkpoint}, {"task", run.config.task.type},
-                {"model", run.config.model.type}, {"pairs", model->predictor.pairs()}};
+        ojson j{{"name", name_},
+                {"version", model->version},
+                {"run", model->run_dir},
+                {"checkpoint", model->checkpoint},
+                {"task", run.config.task.type},
+                {"model", run.config.model.type},
+                {"precision", run.precision},
+                {"pairs", model->predictor.pairs()}};
         if (model->predictor.pairs()) j["pair_field"] = model->predictor.pair_field();
         j["labels"] = run.labels.names();
         j["max_batch"] = options_.max_batch;

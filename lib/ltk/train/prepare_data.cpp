@@ -55,6 +55,10 @@ void log_dataset(const char* name, const TextDataset& d) {
 // init_from names a run directory (its best checkpoint and vocabulary are used) or a weights file.
 std::string init_from_run_dir(const std::string& init_from) {
   if (init_from.empty() || !std::filesystem::is_directory(init_from)) return "";
+  if (std::filesystem::exists(init_from + "/deploy.json"))
+    throw ConfigError("model.init_from " + init_from +
+                      " is a deploy artifact (ltk-eval --quantize: bf16 or int8 "
+                      "weights, for inference); start from the run it was made from (its deploy.json names it)");
   return init_from;
 }
 

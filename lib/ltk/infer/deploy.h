@@ -1,0 +1,54 @@
+// Deploy artifacts (ltk-eval --quantize): a run's model in bf16 or int8, scored against the
+// float32 model on labelled data, and written only when its accuracy holds. The artifact is a run
+// directory that ltk-eval, ltk-predict and ltk-serve load as any other (run format 2):
+//   config.json, vocab.txt, labels.txt, task.json, the tokenizer's file   copied from the run
+//   deploy.json          {"precision": "bf16" | "int8", "source_run", "source_checkpoint", "check"}
+//   checkpoints/best.json, last.json -> checkpoints/deploy/weights.pt
+// weights.pt holds every tensor by its run name: bf16 tensors for "bf16"; for "int8" the float32
+// ones, except that each quantized Linear layer NAME stores NAME.weight_int8 (int8 [out, in]) and
+// NAME.weight_scale (float32 [out]) in place of NAME.weight = weight_int8 * weight_scale per row.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "ltk/infer/score_file.h"
+#include "ltk/io/run.h"
+
+namespace ltk {
+
+/// The float32 model and its artifact on the same labelled file.
+struct DeployCheck {
+  std::string data;  ///< the file
+  int64_t samples = 0;
+  double reference_accuracy = 0, accuracy = 0;  ///< the float32 model's, the artifact's
+  double agreement = 0;                         ///< the fraction of samples both predict alike
+  double max_probability_change = 0;            ///< the largest |p - p_float32| over every sample and label
+
+  /// Accuracy lost, in points (negative: gained).
+  double drop() const { return 100.0 * (reference_accuracy - accuracy); }
+  /// Why the artifact must not be written ("" when it may): its accuracy dropped more than
+  /// `max_drop` points.
+  std::string refusal(double max_drop) const;
+  nlohmann::json to_json() const;
+};
+
+/// Converts `run`'s model in place to `precision` ("bf16" or "int8") and sets run.precision.
+/// ConfigError (naming --quantize) where it cannot: a model type or task without it (the check
+/// needs accuracy: multiclass, binary, multilabel), int8 off the CPU or without the onednn
+/// engine, bf16 on a CPU without native bf16 (where it is slower than float32).
+void quantize_run(LoadedRun& run, const std::string& precision);
+
+/// Compares the float32 run's scores with the artifact's on the same file.
+DeployCheck compare_deploy(const Task& task, const ScoredFile& reference, const ScoredFile& candidate);
+
+/// `dir` as an artifact's directory: UsageError (naming --out) unless it is missing, empty or one an
+/// earlier --quantize wrote (it is replaced whole). Returns it without trailing slashes.
+std::string check_deploy_dir(const std::string& dir);
+
+/// Writes the quantized `run` as an artifact into `dir` (check_deploy_dir), with `check` in
+/// deploy.json. Returns the weights file's size.
+uint64_t write_deploy_run(const LoadedRun& run, const DeployCheck& check, const std::string& dir);
+
+}  // namespace ltk

@@ -1,0 +1,104 @@
+// Deploy precision (ltk-eval --quantize): a trained float32 model converted for inference, either
+// to bf16 weights or to int8 Linear layers by dynamic quantization (as PyTorch's
+// quantize_dynamic): each weight row int8 with its own scale (symmetric), each call's activations
+// quantized by the engine from their range. LibTorch 1.13's C++ API has no quantize_dynamic: the
+// weights are prepacked and multiplied through the dispatcher's quantized::linear_prepack and
+// quantized::linear_dynamic, on the onednn engine (the other engine Debian's LibTorch has, QNNPACK,
+// was 7x slower than float32 on x86, and FBGEMM is not built).
+#pragma once
+
+#include <ATen/core/ivalue.h>
+#include <torch/nn/modules/linear.h>
+
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "ltk/models/text_model.h"
+
+namespace ltk {
+
+/// Why int8 cannot run here ("" when it can): this LibTorch lacks the onednn quantized engine.
+std::string int8_unavailable();
+
+/// Whether the activations are quantized to 7 bits rather than 8 (PyTorch's reduce_range): on a
+/// CPU without VNNI, where 8-bit activations times full-range int8 weights can saturate the int16
+/// sums of the kernel (cpu_has_vnni()).
+bool int8_reduce_range();
+
+/// A Linear layer in int8: weight row r is approximately weight_int8[r] * scale[r].
+struct Int8Linear {
+  torch::Tensor weight_int8;  ///< [out, in] int8, in -127..127
+  torch::Tensor scale;        ///< [out] float32, > 0
+  c10::IValue packed;         ///< the engine's prepacked weight and bias
+};
+
+/// Quantizes a float weight [out, in] row by row: scale = max|row| / 127 (1 for an all-zero row),
+/// values round(w / scale). `bias` may be undefined.
+Int8Linear quantize_linear(const torch::Tensor& weight, const torch::Tensor& bias);
+/// The same layer from values and scales as an artifact stores them (checked: int8 [out, in], float
+/// scales [out], each finite and > 0; CheckpointError naming `name` otherwise).
+Int8Linear pack_linear(torch::Tensor weight_int8, torch::Tensor scale, const torch::Tensor& bias,
+                       const std::string& name);
+/// x W^T + b for float32 x [..., in]: float32 [..., out]. The activations are quantized per call of
+/// the engine, over up to 1,024 rows of x at a time: a row's result can depend on the rows beside it
+/// (as with PyTorch's dynamic quantization), within the format's error.
+torch::Tensor int8_linear(const torch::Tensor& x, const Int8Linear& layer, bool reduce_range = int8_reduce_range());
+
+/// The int8 layers of a model, by module. Filled once, then only read (model threads share it).
+class Int8Layers {
+ public:
+  /// Quantizes the Linear modules of `model` whose dotted names `select` accepts. Their float
+  /// weights are released (the packed copy is what runs).
+  void quantize(torch::nn::Module& model, const std::function<bool(const std::string&)>& select);
+  /// Builds the layers an artifact stores (`stored`: name -> int8 values and scales, as
+  /// take_int8() returned them), on the modules of `model` whose biases are already loaded.
+  void load(torch::nn::Module& model,
+            const std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>>& stored);
+  /// The int8 layer of `linear`, or null.
+  const Int8Linear* find(const torch::nn::LinearImpl& linear) const;
+  /// The layer's output: int8 when it is one of these, its own forward otherwise.
+  torch::Tensor forward(torch::nn::LinearImpl& linear, const torch::Tensor& x) const;
+  bool empty() const { return layers_.empty(); }
+  /// What an artifact stores in place of each layer's float weight: "NAME.weight_int8" (int8) and
+  /// "NAME.weight_scale" (float32), NAME the module's dotted name.
+  std::vector<std::pair<std::string, torch::Tensor>> tensors() const;
+  /// The dotted names of the float weights the layers replace ("NAME.weight").
+  std::vector<std::string> replaced_weights() const;
+
+ private:
+  void add(const std::string& name, torch::nn::LinearImpl& linear, Int8Linear layer);
+  std::unordered_map<const torch::nn::Module*, std::pair<std::string, Int8Linear>> layers_;
+};
+
+/// Takes an int8 artifact's "NAME.weight_int8" / "NAME.weight_scale" pairs out of `stored` and
+/// puts "NAME.weight" (the dequantized values, float32) in their place, so that the weights load
+/// and are checked by name and shape as any run's; returns the pairs by NAME. An unpaired entry is
+/// a CheckpointError naming `path`.
+std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>> take_int8(
+    std::vector<std::pair<std::string, torch::Tensor>>& stored, const std::string& path);
+
+/// A model that runs in a deploy precision implements this beside TextModel.
+class Quantizable {
+ public:
+  virtual ~Quantizable() = default;
+  /// Converts the float32 model, in eval mode, in place: "bf16" makes every floating tensor bf16
+  /// (outputs stay float32); "int8" quantizes the Linear layers where the compute is.
+  virtual void quantize(const std::string& precision) = 0;
+  /// The int8 layers (empty unless quantized to int8).
+  virtual Int8Layers& int8_layers() = 0;
+  /// Builds the int8 layers an artifact stores (Int8Layers::load), once the rest is loaded.
+  virtual void load_int8(
+      const std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>>& stored) = 0;
+};
+
+/// The model as a Quantizable, or a ConfigError naming `model_type` and what can be quantized.
+Quantizable& quantizable(TextModel& model, const std::string& model_type);
+
+/// The tensors an artifact of `model` in `precision` stores: every parameter and buffer by name,
+/// with the int8 layers' values and scales in place of their float weights.
+std::vector<std::pair<std::string, torch::Tensor>> deploy_tensors(TextModel& model, const std::string& precision);
+
+}  // namespace ltk
