@@ -19,6 +19,7 @@
 #include "ltk/io/checkpoint.h"
 #include "ltk/io/safetensors.h"
 #include "ltk/models/quantize.h"
+#include "test_bert.h"
 #include "test_util.h"
 
 using Catch::Matchers::Contains;
@@ -485,39 +486,10 @@ TEST_CASE("sentencepiece: ltk-train trains a model into the run - eval, predict 
   CHECK_THAT(skipped.err, Contains("broken.so: cannot load"));
 }
 
-// A BERT of 2 layers of 16 trained on the toy corpus (train.tsv, valid.tsv in `dir`): the run
-// directory dir/run; `vocab` is its WordPiece vocabulary.
-std::string trained_bert(const TempDir& dir, std::string& vocab) {
-  ltk::test::write_file(dir.file("train.tsv"), ltk::test::toy_corpus(20, 1));
-  ltk::test::write_file(dir.file("valid.tsv"), ltk::test::toy_corpus(5, 2));
-  // A WordPiece vocabulary of the toy corpus: the words, and "##" pieces for a few of them.
-  vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
-  for (const char* w : {"goal", "match", "team", "score", "coach", "league", "bread", "cheese", "soup", "apple",
-                        "salad", "pasta", "linux", "kernel", "compiler", "cpu", "memory", "bug", "comp", "##iler"})
-    vocab += std::string(w) + "\n";
-  ltk::test::write_file(dir.file("vocab.txt"), vocab);
-  nlohmann::json cfg = {
-      {"name", "bert"}, {"seed", 3}, {"device", "cpu"}, {"threads", 1}, {"output_dir", dir.file("run")},
-      {"data", {{"train", dir.file("train.tsv")}, {"valid", dir.file("valid.tsv")}, {"max_len", 12},
-                {"tokenizer", {{"dict", dir.file("vocab.txt")}}}}},
-      {"model", {{"type", "bert"}, {"hidden_size", 16}, {"num_hidden_layers", 2}, {"num_attention_heads", 2},
-                 {"intermediate_size", 32}, {"max_position_embeddings", 16},
-                 // A model this small learns from [CLS] in a few steps only with a wider init.
-                 {"initializer_range", 0.2}}},
-      {"optimizer", {{"type", "adamw"}, {"lr", 0.003}, {"weight_decay", 0.01}, {"no_decay_bias_norm", true}}},
-      {"scheduler", {{"type", "linear"}, {"warmup_ratio", 0.1}}},
-      {"trainer", {{"epochs", 12}, {"batch_size", 8}, {"log_every", 50}}}};
-  ltk::test::write_file(dir.file("bert.json"), cfg.dump(2));
-  auto train = run_app("ltk-train", "--config '" + dir.file("bert.json") + "'");
-  INFO(train.err);
-  REQUIRE(train.code == 0);
-  return dir.file("run");
-}
-
 TEST_CASE("bert: train, evaluate, predict, --export-hf, then fine-tune the export from model.pretrained_dir", "[cli]") {
   TempDir dir;
   std::string vocab;
-  trained_bert(dir, vocab);
+  ltk::test::trained_bert(dir, vocab);
   // The run keeps the WordPiece vocabulary as it is (ids in file order).
   CHECK(ltk::test::read_text(dir.file("run/vocab.txt")) == vocab);
   auto eval = run_app("ltk-eval", "--run '" + dir.file("run") + "' --data '" + dir.file("valid.tsv") + "' --json");
@@ -583,7 +555,7 @@ TEST_CASE(
   if (!ltk::int8_unavailable().empty()) LTK_SKIP(ltk::int8_unavailable());
   TempDir dir;
   std::string vocab;
-  const std::string run = trained_bert(dir, vocab), valid = dir.file("valid.tsv");
+  const std::string run = ltk::test::trained_bert(dir, vocab), valid = dir.file("valid.tsv");
   auto reference = run_app("ltk-eval", "--run '" + run + "' --data '" + valid + "' --json");
   REQUIRE(reference.code == 0);
   const double float_accuracy = nlohmann::json::parse(reference.out)["accuracy"].get<double>();
