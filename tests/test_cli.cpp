@@ -1256,6 +1256,15 @@ TEST_CASE(
   INFO(resumed.err);
   REQUIRE(resumed.code == 0);
   check_same_run(dir.file("raw"), dir.file("killed"));
+  // Long texts cut into windows as batches are made: the same run as the windows made in memory.
+  const std::string windows = " --set data.long_text=window --set data.max_len=3 --set data.window_overlap=1";
+  auto raw_win = run_app("ltk-train", base + windows + " --set output_dir=" + dir.file("raw_win"));
+  REQUIRE(raw_win.code == 0);
+  auto mapped_win = run_app("ltk-train", base + windows + shards + " --set output_dir=" + dir.file("mapped_win"));
+  INFO(mapped_win.err);
+  REQUIRE(mapped_win.code == 0);
+  CHECK_THAT(mapped_win.err, Contains("windows"));
+  check_same_run(dir.file("raw_win"), dir.file("mapped_win"));
   // Predictions of the shard-trained run are the raw run's.
   const std::string texts = "goal match team\nbread cheese\nlinux kernel bug\n";
   CHECK(run_app("ltk-predict", "--run " + dir.file("mapped"), texts).out ==

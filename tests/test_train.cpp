@@ -1004,6 +1004,14 @@ void check_same_samples(const ltk::TextDataset& mem, const ltk::TextDataset& sha
   REQUIRE(shard.mapped());
   REQUIRE(shard.size() == mem.size());
   REQUIRE(shard.target_kind() == mem.target_kind());
+  REQUIRE(shard.windowed() == mem.windowed());
+  REQUIRE(shard.num_texts() == mem.num_texts());
+  for (int64_t t = 0; t < mem.num_texts(); ++t) {
+    INFO("text " << t);
+    REQUIRE(shard.text_sample(t) == mem.text_sample(t));
+    REQUIRE(shard.text_windows(t) == mem.text_windows(t));
+  }
+  if (mem.windowed()) CHECK(shard.windows_summary() == mem.windows_summary());
   for (int64_t i = 0; i < mem.size(); ++i) {
     INFO("sample " << i);
     REQUIRE(shard.length(i) == mem.length(i));
@@ -1099,6 +1107,34 @@ TEST_CASE(
           pread_cut.truncation = policy;
           pread_cut.release_bytes = 64;
           check_same_samples(m.train, ltk::open_shard(dir.file("shards/train"), pread_cut));
+        }
+      // data.long_text "window": the windows are cut when read, as encoding cuts them (the
+      // smallest window of one body id, overlapping ones, and windows longer than every text).
+      for (int max_len : {3, 7, 200})
+        for (int overlap : {0, 1}) {
+          const int body = max_len - (setup.value("special_tokens", false) ? 2 : 0);
+          if (overlap >= body) continue;  // refused by the config
+          nlohmann::json win = setup;
+          win["max_len"] = max_len;
+          win["long_text"] = "window";
+          win["window_overlap"] = overlap;
+          win["window_pool"] = overlap ? "max" : "mean";
+          const ltk::Config c = shard_config(dir, task, win);
+          const InMemory m = in_memory(c);
+          REQUIRE(m.train.windowed());
+          INFO("windows of max_len " << max_len << ", overlap " << overlap);
+          if (max_len < 200) CHECK(m.train.size() > m.train.num_texts());  // some texts were cut
+          check_same_samples(
+              m.train, ltk::open_config_shard(dir.file("shards/train"), c, "data.train", &m.vocab, labels, targets));
+          check_same_samples(
+              m.valid, ltk::open_config_shard(dir.file("shards/valid"), c, "data.valid", &m.vocab, labels, targets));
+          ltk::ShardReadOptions pread_win;  // read through pread too
+          pread_win.max_len = max_len;
+          pread_win.windows = true;
+          pread_win.window_overlap = overlap;
+          pread_win.window_pool = win["window_pool"];
+          pread_win.release_bytes = 64;
+          check_same_samples(m.train, ltk::open_shard(dir.file("shards/train"), pread_win));
         }
     }
   }

@@ -154,6 +154,30 @@ IdPieces SampleStore::packed_pieces(int64_t i) const {
   return {out, k, nullptr, 0};
 }
 
+IdPieces SampleStore::window_pieces(int64_t i) const {
+  const int64_t t = text_of(i), sp = specials ? 1 : 0, at = offset(t), len = stored_length(t);
+  const auto [start, n] = window(i, t);
+  if (start < 0 || n < 2 * sp || start + n - 2 * sp > len - 2 * sp)
+    throw DataError(
+        fmt::format("{}: window {} does not fit its text {}; the shard is damaged: encode it again", ids_path, i, t));
+  int32_t* out = ring_buffer<int32_t, 1>(n);
+  const int64_t body = n - 2 * sp;
+  if (ids_fd >= 0) {
+    pread_exactly(ids_fd, ids_path, out + sp, static_cast<size_t>(body) * 4, (at + sp + start) * 4);
+    if (sp) {
+      pread_exactly(ids_fd, ids_path, out, 4, at * 4);
+      pread_exactly(ids_fd, ids_path, out + n - 1, 4, (at + len - 1) * 4);
+    }
+  } else {
+    std::memcpy(out + sp, ids + at + sp + start, static_cast<size_t>(body) * 4);
+    if (sp) {
+      out[0] = ids[at];
+      out[n - 1] = ids[at + len - 1];
+    }
+  }
+  return {out, n, nullptr, 0};
+}
+
 void SampleStore::text_flags(int64_t i, uint8_t* out) const {
   const IdPieces p = cut(i);
   const int64_t at = offset(i), len = stored_length(i);
@@ -193,7 +217,8 @@ const uint8_t* SampleStore::word_flags(int64_t i) const {
 }
 
 void TextDataset::set_store(std::shared_ptr<const SampleStore> store) {
-  if (size() > 0 || windowing_) throw Error("TextDataset::set_store: the dataset already has samples");
+  if (size() > 0 || (windowing_ != store->windowed()))
+    throw Error("TextDataset::set_store: the dataset already has samples, or is windowed where the store is not");
   store_ = std::move(store);
 }
 

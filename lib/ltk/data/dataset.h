@@ -2,6 +2,7 @@
 // one of offsets (not a tensor or vector per sample), plus the class id of each sample.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -137,6 +138,13 @@ struct SampleStore {
   std::vector<int64_t> pack;
   std::vector<int32_t> pack_lengths;
   int64_t texts = 0;
+  /// data.long_text "window": stored text t's samples are windows window_first[t] ..
+  /// window_first[t + 1] - 1 (texts + 1 entries); window k holds the ids of the text's body (its
+  /// ids inside [CLS]/[SEP]) from k * window_step, window_size of them or up to the end, with the
+  /// text's [CLS]/[SEP] around them when it has them (as add_windows makes them in memory).
+  /// Empty: no windows.
+  std::vector<int64_t> window_first;
+  int64_t window_size = 0, window_step = 0;
 
   // Stored text i (0 <= i < texts).
   int64_t offset(int64_t i) const { return rel ? base[i >> kBlockShift] + rel[i] : offsets[i]; }
@@ -148,11 +156,27 @@ struct SampleStore {
     const int64_t len = stored_length(i);
     return max_len > 0 && len > max_len && max_len >= (specials ? 2 : 0) ? max_len : len;
   }
-  // Sample i (0 <= i < n): a text, or a pack of them.
+  // Sample i (0 <= i < n): a text, a pack of them, or a window of one.
   bool packed() const { return !pack.empty(); }
-  int64_t length(int64_t i) const { return packed() ? pack_lengths[static_cast<size_t>(i)] : text_length(i); }
-  int64_t full_length(int64_t i) const { return packed() ? pack_lengths[static_cast<size_t>(i)] : stored_length(i); }
-  int64_t line(int64_t i) const { return lines[packed() ? pack[static_cast<size_t>(i)] : i]; }
+  bool windowed() const { return !window_first.empty(); }
+  /// The stored text of sample i (a pack's first; a window's text).
+  int64_t text_of(int64_t i) const {
+    if (packed()) return pack[static_cast<size_t>(i)];
+    if (windowed()) return std::upper_bound(window_first.begin(), window_first.end(), i) - window_first.begin() - 1;
+    return i;
+  }
+  /// Where window i starts in its text's body, and its length with the text's [CLS]/[SEP].
+  std::pair<int64_t, int64_t> window(int64_t i, int64_t t) const {
+    const int64_t sp = specials ? 1 : 0, start = (i - window_first[static_cast<size_t>(t)]) * window_step;
+    return {start, std::min(window_size, stored_length(t) - 2 * sp - start) + 2 * sp};
+  }
+  int64_t length(int64_t i) const {
+    if (packed()) return pack_lengths[static_cast<size_t>(i)];
+    return windowed() ? window(i, text_of(i)).second : text_length(i);
+  }
+  /// Ids before max_len cut them (a window: its own length).
+  int64_t full_length(int64_t i) const { return packed() || windowed() ? length(i) : stored_length(i); }
+  int64_t line(int64_t i) const { return lines[text_of(i)]; }
   /// Read with pread(2) from this descriptor of ids.bin instead of the mapping (a shard larger
   /// than the release window): a sample read at random then maps no page at all (kernels that
   /// map the page cache's large folios whole mapped up to 2 MiB a sample).
@@ -180,11 +204,15 @@ struct SampleStore {
   }
   /// Sample i's ids (a pack's: gathered into a buffer of this thread's, valid until its fourth
   /// next call).
-  IdPieces pieces(int64_t i) const { return packed() ? packed_pieces(i) : text_pieces(i); }
+  IdPieces pieces(int64_t i) const {
+    return packed() ? packed_pieces(i) : windowed() ? window_pieces(i) : text_pieces(i);
+  }
   /// pieces() through pread: the runs of `p` (sizes set) read from ids_fd into this thread's
   /// buffers, valid until its fourth next call.
   IdPieces read_pieces(int64_t at, int64_t len, IdPieces p) const;
   IdPieces packed_pieces(int64_t i) const;
+  /// Window i's ids, gathered into a buffer of this thread's valid until its fourth next call.
+  IdPieces window_pieces(int64_t i) const;
   /// Sample i's whole-word flags, length(i) of them, in a buffer of this thread's valid until its
   /// fourth next call: as stored, and where max_len cut a text, the first piece kept after each
   /// cut starts a word (as encoding with max_len marks it).
@@ -218,7 +246,7 @@ class TextDataset {
     return std::vector<int64_t>(class_ids() + class_begin(i), class_ids() + class_end(i));
   }
   /// The regression target of sample i.
-  float value(int64_t i) const { return store_ ? store_->values[i] : values_[i]; }
+  float value(int64_t i) const { return store_ ? store_->values[store_->text_of(i)] : values_[i]; }
   TargetKind target_kind() const { return kind_; }
   int64_t num_classes() const { return num_classes_; }
   int64_t positive_class() const { return positive_; }
@@ -257,13 +285,19 @@ class TextDataset {
   // one text consecutive; without windows every sample is a text of its own.
   bool windowed() const { return windowing_; }
   /// Texts: predictions and metrics are per text.
-  int64_t num_texts() const { return windowed() ? static_cast<int64_t>(text_starts_.size()) : size(); }
+  int64_t num_texts() const {
+    if (!windowed()) return size();
+    return store_ ? store_->texts : static_cast<int64_t>(text_starts_.size());
+  }
   /// The first sample of text t (its label, line and source are the text's).
-  int64_t text_sample(int64_t t) const { return windowed() ? text_starts_[t] : t; }
+  int64_t text_sample(int64_t t) const {
+    if (!windowed()) return t;
+    return store_ ? store_->window_first[static_cast<size_t>(t)] : text_starts_[t];
+  }
   /// The samples (windows) of text t.
   int64_t text_windows(int64_t t) const {
     if (!windowed()) return 1;
-    return (t + 1 < num_texts() ? text_starts_[t + 1] : size()) - text_starts_[t];
+    return (t + 1 < num_texts() ? text_sample(t + 1) : size()) - text_sample(t);
   }
   /// Texts cut into more than one window.
   int64_t texts_windowed() const;
@@ -315,8 +349,8 @@ class TextDataset {
   std::vector<int64_t> text_starts_;  ///< windowed: the first sample of every text
   std::shared_ptr<const SampleStore> store_;  ///< read from a shard: the arrays above are empty
   const int32_t* class_ids() const { return store_ ? store_->class_ids : class_ids_.data(); }
-  int64_t class_begin(int64_t i) const { return store_ ? store_->class_begin(i) : class_offsets_[i]; }
-  int64_t class_end(int64_t i) const { return store_ ? store_->class_end(i) : class_offsets_[i + 1]; }
+  int64_t class_begin(int64_t i) const { return store_ ? store_->class_begin(store_->text_of(i)) : class_offsets_[i]; }
+  int64_t class_end(int64_t i) const { return store_ ? store_->class_end(store_->text_of(i)) : class_offsets_[i + 1]; }
   [[noreturn]] static void throw_not_contiguous();
   std::string window_pool_;
   bool windowing_ = false;

@@ -511,6 +511,31 @@ void build_packs(SampleStore& s, const std::string& where) {
   s.n = static_cast<int64_t>(s.pack_lengths.size());
 }
 
+// data.long_text "window": every stored text cut into windows as add_windows cuts a text in
+// memory; the store's samples become the windows.
+void build_windows(SampleStore& s, const ShardReadOptions& o, const std::string& where) {
+  const int64_t sp = s.specials ? 1 : 0, size = o.max_len - 2 * sp;
+  if (o.pack || o.word_flags || o.max_len <= 0 || size <= 0)
+    throw ConfigError(
+        fmt::format("config key 'data.long_text': \"window\" needs single texts (no packing or whole-word masking) and "
+                    "data.max_len above the shard's special tokens ({}: max_len {}, special tokens {})",
+                    where, o.max_len, s.specials ? "on" : "off"));
+  window_starts(0, size, o.window_overlap);  // a ConfigError naming data.window_overlap when out of range
+  s.window_size = size;
+  s.window_step = size - o.window_overlap;
+  s.texts = s.n;
+  s.window_first.resize(static_cast<size_t>(s.n + 1));
+  int64_t j = 0;
+  for (int64_t t = 0; t < s.n; ++t) {
+    const int64_t body = s.stored_length(t) - 2 * sp;
+    if (body < 0) throw damaged(where, fmt::format("text {} has {} ids, fewer than its [CLS] and [SEP]", t, body + 2));
+    s.window_first[static_cast<size_t>(t)] = j;
+    j += body > size ? 1 + (body - size + s.window_step - 1) / s.window_step : 1;
+  }
+  s.window_first.back() = j;
+  s.n = j;
+}
+
 // The manifest's fields open_shard reads, their types checked.
 struct ManifestFields {
   int64_t samples = 0, tokens = 0, classes = 0, num_labels = 0, positive = 1, pad_id = Vocabulary::kPadId;
@@ -599,7 +624,10 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
     store->flags = files->words.data();
     store->flags_path = files->words.path();
   }
-  if (options.pack) {
+  store->ids_path = files->maps[0].path();
+  if (options.windows) {
+    build_windows(*store, options, where);
+  } else if (options.pack) {
     if (m.classes > 0) throw ConfigError(where + ": task.pack packs unlabelled texts (mlm); this shard has classes");
     build_packs(*store, where);
   } else {
@@ -613,7 +641,6 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
     files->ids_fd = ::open(files->maps[0].path().c_str(), O_RDONLY | O_CLOEXEC);
     if (files->ids_fd < 0) throw Error(files->maps[0].path() + ": cannot open: " + std::strerror(errno));
     store->ids_fd = files->ids_fd;
-    store->ids_path = files->maps[0].path();
     if (store->flags) {
       files->flags_fd = ::open(files->words.path().c_str(), O_RDONLY | O_CLOEXEC);
       if (files->flags_fd < 0) throw Error(files->words.path() + ": cannot open: " + std::strerror(errno));
@@ -642,6 +669,7 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
   }
   store->files = files;
   TextDataset data;
+  if (options.windows) data.set_windowing(options.window_pool);
   data.set_store(store);
   data.set_source(m.source, kind, m.num_labels, m.positive);
   data.set_pad_id(m.pad_id);

@@ -88,6 +88,12 @@ struct ShardReadOptions {
   bool pack = false;
   /// Read the shard's whole-word flags (an mlm shard encoded with task.whole_word).
   bool word_flags = false;
+  /// data.long_text "window": every text is cut into windows of max_len ids (its [CLS]/[SEP]
+  /// included) whose neighbours share `window_overlap` ids, pooled per text by `window_pool`,
+  /// exactly as encoding with them makes them; the windows' index takes 8 bytes a text in memory.
+  bool windows = false;
+  int64_t window_overlap = 0;
+  std::string window_pool = "mean";
   /// Check every file's digest against the manifest (reads the whole shard once).
   bool verify = true;
   /// The index is read into memory, compactly, within this many bytes: the offsets first (4

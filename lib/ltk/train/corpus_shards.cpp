@@ -38,7 +38,6 @@ void refuse_unshardable(const Config& config, const std::string& why) {
   if (!config.data.text_pair_column.empty() || !config.data.text_pair_field.empty())
     refuse(config.data.text_pair_column.empty() ? "data.text_pair_field" : "data.text_pair_column",
            "sentence pairs are not held in shards yet");
-  if (config.data.long_text == "window") refuse("data.long_text", "\"window\" does not read shards yet");
   const TokenizerConfig& tok = config.data.tokenizer;
   if ((tok.type == "sentencepiece" || tok.type == "wordpiece") && tok.dict.empty())
     refuse("data.tokenizer.dict",
@@ -331,6 +330,9 @@ TextDataset open_config_shard(const std::string& dir, const Config& config, cons
   o.truncation = config.data.truncation;
   o.pack = config.task.type == "mlm" && config.task.pack;
   o.word_flags = config.task.type == "mlm" && config.task.whole_word;
+  o.windows = config.data.long_text == "window";
+  o.window_overlap = config.data.window_overlap;
+  o.window_pool = config.data.window_pool;
   TextDataset data = open_shard(dir, o);
   // Its class ids were checked against its own label count; the run's targets must be sized so.
   const int64_t classes = targets.labels ? targets.labels->size() : 0;
@@ -346,7 +348,10 @@ TextDataset open_config_shard(const std::string& dir, const Config& config, cons
                     dir, data.pad_id(), vocab->pad_id()));
   data.set_source(data.source(), targets.kind, classes, targets.positive);
   log::info("[data] {}: shard {} ({} {}, {} tokens as stored), mapped", key, dir, data.size(),
-            o.pack ? "packed samples" : "texts", data.total_tokens());
+            o.pack      ? "packed samples"
+            : o.windows ? "windows"
+                        : "texts",
+            data.total_tokens());
   return data;
 }
 
