@@ -4,6 +4,7 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <random>
@@ -1021,6 +1022,8 @@ void check_same_samples(const ltk::TextDataset& mem, const ltk::TextDataset& sha
     REQUIRE(shard.source_line(i) == mem.source_line(i));
     REQUIRE(shard.labels(i) == mem.labels(i));
     REQUIRE(shard.value(i) == mem.value(i));
+    REQUIRE(shard.has_pairs() == mem.has_pairs());
+    if (mem.has_pairs()) REQUIRE(shard.second_start(i) == mem.second_start(i));
   }
   // The collate makes the same batch from both (the first 17 samples, say).
   std::vector<int64_t> idx;
@@ -1029,6 +1032,8 @@ void check_same_samples(const ltk::TextDataset& mem, const ltk::TextDataset& sha
   const auto x = collate(mem, idx), y = collate(shard, idx);
   CHECK(torch::equal(x.ids, y.ids));
   if (x.labels.defined()) CHECK(torch::equal(x.labels, y.labels));
+  REQUIRE(x.token_types.defined() == y.token_types.defined());
+  if (x.token_types.defined()) CHECK(torch::equal(x.token_types, y.token_types));
   if (mem.has_labels()) CHECK(torch::equal(mem.targets(idx), shard.targets(idx)));
 }
 
@@ -1155,6 +1160,103 @@ void write_wordpiece_corpus(const TempDir& dir, int size, int texts, int train, 
   ltk::test::write_file(dir.file("valid.tsv"), shard_corpus("multiclass", valid, 2));
 }
 
+/// The data section of a BERT-style config over DIR/wp_vocab.txt ([CLS]/[SEP] around every text).
+nlohmann::json wordpiece_data(const TempDir& dir) {
+  return {{"tokenizer", {{"type", "wordpiece"}, {"dict", dir.file("wp_vocab.txt")}}},
+          {"vocab", {{"source", "tokenizer"}}},
+          {"special_tokens", true}};
+}
+
+/// Encodes the splits of `config` into DIR/shards in many small pieces on 2 threads; how many.
+size_t encode_in_small_pieces(const ltk::Config& config, const TempDir& dir) {
+  ltk::EncodeShardsOptions o;
+  o.out = dir.file("shards");
+  o.overwrite = true;
+  o.piece_bytes = 1000;
+  o.threads = 2;
+  return ltk::encode_shards(config, o).size();
+}
+
+/// A labelled corpus of sentence pairs (label, text, second text; every fourth second text the longer).
+std::string pair_corpus(const std::string& task, int n, uint32_t seed) {
+  const auto a = ltk::test::generated_corpus(n, seed, 0.3), b = ltk::test::generated_corpus(n, seed + 7, 0.3);
+  std::string out;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::string label = task == "regression" ? std::to_string(static_cast<double>(i % 5) / 2)
+                                                   : std::string(1, static_cast<char>('p' + i % 3));
+    out += label + "\t" + a[i] + "\t" + b[i] + (i % 4 ? "" : " " + a[i]) + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "shards: sentence pairs read back the in-memory path's ids and token types for every max_len, mapped or "
+    "read with pread",
+    "[shards]") {
+  TempDir dir;
+  write_wordpiece_corpus(dir, 300, 200, 10, 10);
+  nlohmann::json data = wordpiece_data(dir);
+  data["text_pair_column"] = "2";
+  for (const std::string task : {"multiclass", "regression"}) {
+    ltk::test::write_file(dir.file("train.tsv"), pair_corpus(task, 200, 1));
+    ltk::test::write_file(dir.file("valid.tsv"), pair_corpus(task, 50, 2));
+    const ltk::Config config = shard_config(dir, task, data);
+    REQUIRE(encode_in_small_pieces(config, dir) == 2);
+    const auto manifest = ltk::read_shard_manifest(dir.file("shards/train"));
+    CHECK(manifest["pairs"] == true);
+    CHECK(manifest["version"] == 2);  // an older ltk refuses pairs it would read as single texts
+    for (int max_len : {0, 3, 4, 9, 40}) {
+      INFO(task << ", max_len " << max_len);
+      nlohmann::json cut = data;
+      cut["max_len"] = max_len;
+      const ltk::Config c = shard_config(dir, task, cut);
+      const InMemory m = in_memory(c);
+      REQUIRE(m.train.has_pairs());
+      const ltk::LabelMap* labels = task == "regression" ? nullptr : &m.labels;
+      const auto targets = m.task->target_encoder();
+      check_same_samples(m.train,
+                         ltk::open_config_shard(dir.file("shards/train"), c, "data.train", &m.vocab, labels, targets));
+      check_same_samples(m.valid,
+                         ltk::open_config_shard(dir.file("shards/valid"), c, "data.valid", &m.vocab, labels, targets));
+      for (int64_t budget : {int64_t{0}, int64_t{512} << 20}) {  // seconds.bin mapped, or in memory
+        ltk::ShardReadOptions pread_cut;
+        pread_cut.max_len = max_len;
+        pread_cut.release_bytes = 64;
+        pread_cut.index_in_memory = budget;
+        check_same_samples(m.train, ltk::open_shard(dir.file("shards/train"), pread_cut));
+      }
+    }
+    // A config of single texts on a shard of pairs, and the other way round: refused naming the keys.
+    nlohmann::json single = data;
+    single.erase("text_pair_column");
+    const ltk::Config s = shard_config(dir, task, single);
+    const InMemory m = in_memory(config);
+    REQUIRE_THROWS_WITH(
+        ltk::open_config_shard(dir.file("shards/train"), s, "data.train", nullptr, nullptr, m.task->target_encoder()),
+        Contains("sentence pairs") && Contains("data.text_pair_column"));
+    // A second text said to start outside its pair: the file named.
+    const std::string copy = dir.file("damaged_" + task);
+    std::filesystem::copy(dir.file("shards/train"), copy, std::filesystem::copy_options::recursive);
+    {
+      std::fstream f(copy + "/seconds.bin", std::ios::in | std::ios::out | std::ios::binary);
+      const int32_t one = 1;
+      f.seekp(4 * 5);
+      f.write(reinterpret_cast<const char*>(&one), 4);
+    }
+    ltk::ShardReadOptions unverified;  // (the digest would catch it first)
+    unverified.verify = false;
+    REQUIRE_THROWS_WITH(ltk::open_shard(copy, unverified), Contains("seconds.bin") && Contains("pair 5"));
+    ltk::ShardReadOptions windows;
+    windows.max_len = 9;
+    windows.windows = true;
+    REQUIRE_THROWS_WITH(ltk::open_shard(dir.file("shards/train"), windows), Contains("sentence pairs"));
+  }
+}
+
+namespace {
+
 /// The in-memory path's mlm training split for `c` (whole-word flags, jieba words, packing).
 ltk::TextDataset mlm_in_memory(const ltk::Config& c, const ltk::Vocabulary& vocab) {
   auto tok = ltk::make_run_tokenizer(c.data.tokenizer, c.model);
@@ -1194,9 +1296,7 @@ TEST_CASE(
     "[shards][mlm]") {
   TempDir dir;
   write_wordpiece_corpus(dir, 300, 200, 300, 60);
-  const nlohmann::json data = {{"tokenizer", {{"type", "wordpiece"}, {"dict", dir.file("wp_vocab.txt")}}},
-                               {"vocab", {{"source", "tokenizer"}}},
-                               {"special_tokens", true}};
+  const nlohmann::json data = wordpiece_data(dir);
   const ltk::Vocabulary vocab = ltk::Vocabulary::load_wordpiece(dir.file("wp_vocab.txt"));
   for (const nlohmann::json& words : {nlohmann::json::object(), nlohmann::json{{"whole_word", true}},
                                       nlohmann::json{{"whole_word", true}, {"word_segmenter", "jieba"}}}) {
@@ -1220,12 +1320,7 @@ TEST_CASE(
     j["data"]["max_len"] = 64;
     const ltk::Config config = ltk::parse_config(j);
     INFO("task " << task.dump());
-    ltk::EncodeShardsOptions o;
-    o.out = dir.file("shards");
-    o.overwrite = true;
-    o.piece_bytes = 1000;
-    o.threads = 2;
-    REQUIRE(ltk::encode_shards(config, o).size() == 2);
+    REQUIRE(encode_in_small_pieces(config, dir) == 2);
     const auto manifest = ltk::read_shard_manifest(dir.file("shards/train"));
     CHECK(manifest["word_flags"] == task.value("whole_word", false));
     CHECK(manifest["targets"] == "none");

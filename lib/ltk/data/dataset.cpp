@@ -178,6 +178,24 @@ IdPieces SampleStore::window_pieces(int64_t i) const {
   return {out, n, nullptr, 0};
 }
 
+IdPieces SampleStore::pair_pieces(int64_t i) const {
+  const int64_t at = offset(i), second = seconds[i];
+  const auto [a, b] = pair_cut(i);
+  int32_t* out = ring_buffer<int32_t, 1>(a + b + 3);
+  // [CLS] a (cut) [SEP], then b (cut) [SEP]: the stored runs from the text's start and from its second text's.
+  const auto read = [&](int32_t* to, int64_t from, int64_t n) {
+    if (ids_fd >= 0)
+      pread_exactly(ids_fd, ids_path, to, static_cast<size_t>(n) * 4, from * 4);
+    else
+      std::memcpy(to, ids + from, static_cast<size_t>(n) * 4);
+  };
+  read(out, at, a + 1);
+  read(out + a + 1, at + second - 1, 1);  // the first text's [SEP]
+  read(out + a + 2, at + second, b);
+  read(out + a + b + 2, at + stored_length(i) - 1, 1);
+  return {out, a + b + 3, nullptr, 0};
+}
+
 void SampleStore::text_flags(int64_t i, uint8_t* out) const {
   const IdPieces p = cut(i);
   const int64_t at = offset(i), len = stored_length(i);

@@ -79,6 +79,8 @@ std::unique_ptr<Tokenizer> word_segmenter(const TaskConfig& task);
 /// (Rust) tokenizers do it: the shorter text keeps min(its length, budget/2) or more when the
 /// longer leaves room, the longer the rest; both cut at their end.
 void truncate_pair(std::vector<int32_t>& a, std::vector<int32_t>& b, int64_t budget);
+/// The lengths truncate_pair keeps of texts of `a` and `b` ids.
+std::pair<int64_t, int64_t> pair_lengths(int64_t a, int64_t b, int64_t budget);
 
 /// Truncates `ids` in place to `max_len` tokens by `policy` (head keeps the start, tail the end,
 /// head+tail the first ceil(max_len/2) and the last floor(max_len/2)).
@@ -145,14 +147,26 @@ struct SampleStore {
   /// Empty: no windows.
   std::vector<int64_t> window_first;
   int64_t window_size = 0, window_step = 0;
+  /// Sentence pairs: stored text i is [CLS] a [SEP] b [SEP], b from seconds[i]; null: single texts.
+  const int32_t* seconds = nullptr;
 
   // Stored text i (0 <= i < texts).
   int64_t offset(int64_t i) const { return rel ? base[i >> kBlockShift] + rel[i] : offsets[i]; }
   int64_t stored_length(int64_t i) const { return offset(i + 1) - offset(i); }
   int64_t class_begin(int64_t i) const { return class_offsets ? class_offsets[i] : one_class_each ? i : 0; }
   int64_t class_end(int64_t i) const { return class_offsets ? class_offsets[i + 1] : one_class_each ? i + 1 : 0; }
+  /// Pair i's first and second texts' lengths as read (their [CLS]/[SEP] aside): both cut as
+  /// truncate_pair cuts them to fit max_len.
+  std::pair<int64_t, int64_t> pair_cut(int64_t i) const {
+    const int64_t len = stored_length(i), a = seconds[i] - 2, b = len - seconds[i] - 1;
+    return max_len > 0 && len > max_len ? pair_lengths(a, b, max_len - 3) : std::pair<int64_t, int64_t>{a, b};
+  }
   /// Text i's length as read: max_len when its stored ids run over it, else all of them.
   int64_t text_length(int64_t i) const {
+    if (seconds) {
+      const auto [a, b] = pair_cut(i);
+      return a + b + 3;
+    }
     const int64_t len = stored_length(i);
     return max_len > 0 && len > max_len && max_len >= (specials ? 2 : 0) ? max_len : len;
   }
@@ -205,14 +219,19 @@ struct SampleStore {
   /// Sample i's ids (a pack's: gathered into a buffer of this thread's, valid until its fourth
   /// next call).
   IdPieces pieces(int64_t i) const {
+    if (seconds && max_len > 0 && stored_length(i) > max_len) return pair_pieces(i);
     return packed() ? packed_pieces(i) : windowed() ? window_pieces(i) : text_pieces(i);
   }
+  /// Where pair i's second text starts in its ids as read.
+  int64_t second_start(int64_t i) const { return pair_cut(i).first + 2; }
   /// pieces() through pread: the runs of `p` (sizes set) read from ids_fd into this thread's
   /// buffers, valid until its fourth next call.
   IdPieces read_pieces(int64_t at, int64_t len, IdPieces p) const;
   IdPieces packed_pieces(int64_t i) const;
   /// Window i's ids, gathered into a buffer of this thread's valid until its fourth next call.
   IdPieces window_pieces(int64_t i) const;
+  /// Pair i cut to max_len, gathered into a buffer of this thread's valid until its fourth next call.
+  IdPieces pair_pieces(int64_t i) const;
   /// Sample i's whole-word flags, length(i) of them, in a buffer of this thread's valid until its
   /// fourth next call: as stored, and where max_len cut a text, the first piece kept after each
   /// cut starts a word (as encoding with max_len marks it).
@@ -257,8 +276,8 @@ class TextDataset {
   const std::string& source() const { return source_; }
   bool has_labels() const { return kind_ != TargetKind::none; }
   /// Sentence pairs: where sample i's second text (token type 1) starts.
-  bool has_pairs() const { return !second_starts_.empty(); }
-  int64_t second_start(int64_t i) const { return second_starts_[i]; }
+  bool has_pairs() const { return store_ ? store_->seconds != nullptr : !second_starts_.empty(); }
+  int64_t second_start(int64_t i) const { return store_ ? store_->second_start(i) : second_starts_[i]; }
   /// The id the collate pads with (the vocabulary's).
   int64_t pad_id() const { return pad_id_; }
   void set_pad_id(int64_t id) { pad_id_ = id; }

@@ -28,14 +28,14 @@ void truncate_ids(std::vector<int32_t>& ids, int64_t max_len, const std::string&
   }
 }
 
-void truncate_pair(std::vector<int32_t>& a, std::vector<int32_t>& b, int64_t budget) {
+std::pair<int64_t, int64_t> pair_lengths(int64_t a, int64_t b, int64_t budget) {
   // Hugging Face's fast tokenizers (what AutoTokenizer loads): when both do not fit, the shorter
   // keeps all it can up to half the budget, the longer takes the rest; when both exceed half,
   // the shorter keeps budget/2 and the longer the other half (the odd one goes to the second
   // text at a tie).
   budget = std::max<int64_t>(budget, 0);
-  auto n1 = static_cast<int64_t>(a.size()), n2 = static_cast<int64_t>(b.size());
-  if (n1 + n2 <= budget) return;
+  int64_t n1 = a, n2 = b;
+  if (n1 + n2 <= budget) return {a, b};
   const bool swapped = n1 > n2;
   if (swapped) std::swap(n1, n2);  // n1: the shorter
   n2 = n1 > budget ? n1 : std::max(n1, budget - n1);
@@ -44,8 +44,13 @@ void truncate_pair(std::vector<int32_t>& a, std::vector<int32_t>& b, int64_t bud
     n2 = n1 + budget % 2;
   }
   if (swapped) std::swap(n1, n2);
-  a.resize(static_cast<size_t>(std::min<int64_t>(n1, static_cast<int64_t>(a.size()))));
-  b.resize(static_cast<size_t>(std::min<int64_t>(n2, static_cast<int64_t>(b.size()))));
+  return {std::min(n1, a), std::min(n2, b)};
+}
+
+void truncate_pair(std::vector<int32_t>& a, std::vector<int32_t>& b, int64_t budget) {
+  const auto [n1, n2] = pair_lengths(static_cast<int64_t>(a.size()), static_cast<int64_t>(b.size()), budget);
+  a.resize(static_cast<size_t>(n1));
+  b.resize(static_cast<size_t>(n2));
 }
 
 std::vector<int64_t> window_starts(int64_t n, int64_t size, int64_t overlap) {

@@ -36,6 +36,18 @@ struct ArrayFile {
 };
 constexpr ArrayFile kArrays[] = {{"ids.bin", 4},     {"offsets.bin", 8},       {"lines.bin", 8},
                                  {"classes.bin", 4}, {"class_offsets.bin", 8}, {"values.bin", 4}};
+constexpr const char* kSeconds = "seconds.bin";  // int32 x samples: where a pair's second text starts
+/// Shards without pairs stay version 1, which an older ltk reads; pairs (seconds.bin) made version 2.
+constexpr int kSingleTextVersion = 1;
+
+/// The files of a shard, in the manifest's order: kArrays, then words.bin and seconds.bin when kept.
+std::vector<const char*> file_names(bool word_flags, bool pairs) {
+  std::vector<const char*> names;
+  for (const auto& a : kArrays) names.push_back(a.name);
+  if (word_flags) names.push_back(kWords);
+  if (pairs) names.push_back(kSeconds);
+  return names;
+}
 
 bool little_endian() {
   const uint16_t one = 1;
@@ -142,10 +154,8 @@ nlohmann::json read_shard_manifest(const std::string& dir) {
   for (const char* key : {"files", "vocab", "labels", "tokenizer", "task"})
     if (!m.contains(key) || !m[key].is_object()) throw bad(fmt::format("no object \"{}\"", key));
   typed(m, "word_flags", &J::is_boolean, "true or false");
-  std::vector<const char*> names;
-  for (const auto& a : kArrays) names.push_back(a.name);
-  if (m.value("word_flags", false)) names.push_back(kWords);
-  for (const char* name : names) {
+  typed(m, "pairs", &J::is_boolean, "true or false");
+  for (const char* name : file_names(m.value("word_flags", false), m.value("pairs", false))) {
     if (!m["files"].contains(name) || !m["files"][name].is_object()) throw bad(fmt::format("no entry for {}", name));
     typed(m["files"][name], "bytes", &J::is_number_integer, "an integer");
     typed(m["files"][name], "digest", &J::is_string, "a string");
@@ -189,13 +199,15 @@ struct ShardWriter::Stream {
   }
 };
 
-ShardWriter::ShardWriter(std::string dir, bool word_flags) : dir_(std::move(dir)), partial_(dir_ + ".partial") {
+ShardWriter::ShardWriter(std::string dir, bool word_flags, bool pairs)
+    : dir_(std::move(dir)), partial_(dir_ + ".partial") {
   if (fs::exists(partial_)) remove_tree(partial_);  // an interrupted encode's: start again
   std::error_code ec;
   fs::create_directories(partial_, ec);
   if (ec) throw Error("cannot create " + partial_ + ": " + ec.message());
   for (const auto& a : kArrays) streams_.push_back(std::make_unique<Stream>((fs::path(partial_) / a.name).string()));
   if (word_flags) words_ = std::make_unique<Stream>((fs::path(partial_) / kWords).string());
+  if (pairs) seconds_ = std::make_unique<Stream>((fs::path(partial_) / kSeconds).string());
   const int64_t zero = 0;
   stream("offsets.bin").put(&zero, 1);
   stream("class_offsets.bin").put(&zero, 1);
@@ -205,6 +217,7 @@ ShardWriter::~ShardWriter() {
   if (finished_) return;
   streams_.clear();
   words_.reset();
+  seconds_.reset();
   std::error_code ec;
   fs::remove_all(partial_, ec);  // an encode that failed leaves nothing half-written
 }
@@ -216,8 +229,11 @@ ShardWriter::Stream& ShardWriter::stream(const char* name) {
 }
 
 void ShardWriter::append(const TextDataset& part, const std::vector<int32_t>& class_map) {
-  if (part.windowed() || part.has_pairs() || part.mapped())
-    throw Error("ShardWriter::append: shards hold single texts encoded in memory");
+  if (part.windowed() || part.mapped())
+    throw Error("ShardWriter::append: shards hold texts encoded in memory, not windowed");
+  if (part.size() > 0 && part.has_pairs() != (seconds_ != nullptr))
+    throw Error(fmt::format("ShardWriter::append: a part {} pairs where the shard keeps {}",
+                            part.has_pairs() ? "of" : "without", seconds_ ? "pairs" : "single texts"));
   if (part.size() > 0 && part.has_word_flags() != (words_ != nullptr))
     throw Error(fmt::format("ShardWriter::append: a part {} whole-word flags where the shard {} them",
                             part.has_word_flags() ? "with" : "without", words_ ? "keeps" : "keeps none of"));
@@ -234,6 +250,10 @@ void ShardWriter::append(const TextDataset& part, const std::vector<int32_t>& cl
       throw Error("ShardWriter::append: a sample was cut to max_len; shards keep every id (encode without max_len)");
     ids.insert(ids.end(), p.a, p.a + p.na);
     if (words_) words_->put(part.word_flags(s), static_cast<size_t>(p.na));
+    if (seconds_) {
+      const auto second = static_cast<int32_t>(part.second_start(s));
+      seconds_->put(&second, 1);
+    }
     tokens_ += p.na;
     offsets[i] = tokens_;
     lines[i] = part.source_line(s);
@@ -292,10 +312,11 @@ void ShardWriter::remap(const std::vector<int32_t>& id_table, const std::vector<
 nlohmann::json ShardWriter::finish(nlohmann::json manifest, const Vocabulary& vocab, const LabelMap* labels) {
   for (auto& s : streams_) s->close();
   if (words_) words_->close();
+  if (seconds_) seconds_->close();
   vocab.save((fs::path(partial_) / "vocab.txt").string());
   if (labels) labels->save((fs::path(partial_) / "labels.txt").string());
   manifest["format"] = kShardFormat;
-  manifest["version"] = kShardVersion;
+  manifest["version"] = seconds_ ? kShardVersion : kSingleTextVersion;
   manifest["byte_order"] = "little";
   manifest["samples"] = samples_;
   manifest["tokens"] = tokens_;
@@ -306,11 +327,9 @@ nlohmann::json ShardWriter::finish(nlohmann::json manifest, const Vocabulary& vo
   manifest["labels"] = labels ? nlohmann::json{{"count", labels->size()}, {"digest", labels_digest(*labels)}}
                               : nlohmann::json{{"count", 0}};
   manifest["encoded_by"] = std::string("ltk ") + version();
-  std::vector<const char*> names;
-  for (const auto& a : kArrays) names.push_back(a.name);
-  if (words_) names.push_back(kWords);
   manifest["word_flags"] = words_ != nullptr;
-  for (const char* name : names) {
+  if (seconds_) manifest["pairs"] = true;
+  for (const char* name : file_names(words_ != nullptr, seconds_ != nullptr)) {
     const std::string path = (fs::path(partial_) / name).string();
     sync_path(path);
     manifest["files"][name] = {{"bytes", fs::file_size(path)}, {"digest", file_digest(path)}};
@@ -342,11 +361,13 @@ struct ShardFiles {
   int ids_fd = -1, flags_fd = -1;  ///< ids.bin and words.bin, read with pread (SampleStore::ids_fd)
   std::vector<MappedFile> maps;    ///< kArrays' order
   MappedFile words;                ///< words.bin, when read
+  MappedFile seconds;              ///< seconds.bin, for pairs
   // The arrays read into memory (ShardReadOptions::index_in_memory); empty: read mapped.
   std::vector<int64_t> base, class_offsets;
   std::vector<uint32_t> rel;
   std::vector<int32_t> class_ids;
   std::vector<float> values;
+  std::vector<int32_t> seconds_in_memory;
 };
 
 DataError damaged(const std::string& path, const std::string& what) {
@@ -453,6 +474,20 @@ int64_t load_classes(ShardFiles& f, SampleStore& s, int64_t classes, int64_t num
   return taken;
 }
 
+// Sentence pairs: seconds.bin checked (every second text starts after its pair's [CLS] a [SEP] and
+// at most at the pair's last [SEP]), then read into memory within `budget`. Returns the bytes taken.
+int64_t load_seconds(ShardFiles& f, SampleStore& s, const MappedFile& m, int64_t budget) {
+  const bool in_memory = s.n * 4 <= budget;
+  if (in_memory) f.seconds_in_memory.resize(static_cast<size_t>(s.n));
+  scan<int32_t>(m, s.n, [&](int64_t i, int32_t v) {
+    if (v < 2 || v > s.stored_length(i) - 1)
+      throw damaged(m.path(), fmt::format("pair {}'s second text starts at id {} of its {}", i, v, s.stored_length(i)));
+    if (in_memory) f.seconds_in_memory[static_cast<size_t>(i)] = v;
+  });
+  s.seconds = in_memory ? f.seconds_in_memory.data() : reinterpret_cast<const int32_t*>(m.data());
+  return in_memory ? s.n * 4 : 0;
+}
+
 // File `name` of shard `dir`, checked against its size from the counts (`want` bytes) and what the
 // manifest `recorded` (its bytes and digest, the digest when `verify`), and mapped.
 MappedFile checked_file(const std::string& dir, const char* name, int64_t want,
@@ -539,9 +574,10 @@ void build_windows(SampleStore& s, const ShardReadOptions& o, const std::string&
 // The manifest's fields open_shard reads, their types checked.
 struct ManifestFields {
   int64_t samples = 0, tokens = 0, classes = 0, num_labels = 0, positive = 1, pad_id = Vocabulary::kPadId;
-  bool specials = false, word_flags = false;
+  bool specials = false, word_flags = false, pairs = false;
   std::string targets, source;
-  std::vector<std::pair<int64_t, std::string>> files;  ///< kArrays' bytes and digests, then words.bin's
+  std::vector<std::pair<int64_t, std::string>> files;  ///< file_names' bytes and digests
+  std::pair<int64_t, std::string> words, seconds;      ///< words.bin's and seconds.bin's, when kept
 };
 
 ManifestFields manifest_fields(const nlohmann::json& m, const std::string& dir) {
@@ -558,12 +594,12 @@ ManifestFields manifest_fields(const nlohmann::json& m, const std::string& dir) 
     f.targets = m.value("targets", "none");
     f.source = m.value("source_path", dir);
     f.word_flags = m.value("word_flags", false);
-    std::vector<const char*> names;
-    for (const auto& a : kArrays) names.push_back(a.name);
-    if (f.word_flags) names.push_back(kWords);
-    for (const char* name : names) {
+    f.pairs = m.value("pairs", false);
+    for (const char* name : file_names(f.word_flags, f.pairs)) {
       const auto& e = m.at("files").at(name);
       f.files.emplace_back(e.value("bytes", int64_t{-1}), e.value("digest", ""));
+      if (std::strcmp(name, kWords) == 0) f.words = f.files.back();
+      if (std::strcmp(name, kSeconds) == 0) f.seconds = f.files.back();
     }
   } catch (const nlohmann::json::exception& e) {
     throw damaged(path, std::string("a field of the wrong type (") + e.what() + ")");
@@ -572,6 +608,47 @@ ManifestFields manifest_fields(const nlohmann::json& m, const std::string& dir) 
   if (f.samples >= kMost || f.tokens >= kMost || f.classes >= kMost) throw damaged(path, "counts beyond any file");
   if (f.num_labels < 0 || f.num_labels >= (int64_t{1} << 31)) throw damaged(path, "a label count out of range");
   return f;
+}
+
+// How the ids are read and the mapped pages handed back: ids larger than `release_bytes` with
+// pread, and the arrays left mapped released every `release_bytes` read.
+void read_ids_and_release(ShardFiles& f, SampleStore& s, int64_t release_bytes, TargetKind kind) {
+  // Ids larger than the release window are read with pread: read at random through the mapping,
+  // each sample mapped its page and its neighbours (a whole large folio of the page cache, up to
+  // 2 MiB, on recent kernels: measured 1.2 GB resident between releases, and 9,400 samples/s).
+  const auto window = static_cast<size_t>(std::max<int64_t>(release_bytes, 0));
+  if (window > 0 && f.maps[0].size() > window) {
+    f.ids_fd = ::open(f.maps[0].path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (f.ids_fd < 0) throw Error(f.maps[0].path() + ": cannot open: " + std::strerror(errno));
+    s.ids_fd = f.ids_fd;
+    if (s.flags) {
+      f.flags_fd = ::open(f.words.path().c_str(), O_RDONLY | O_CLOEXEC);
+      if (f.flags_fd < 0) throw Error(f.words.path() + ": cannot open: " + std::strerror(errno));
+      s.flags_fd = f.flags_fd;
+      s.flags = nullptr;
+    }
+  }
+  // The index arrays left mapped are read at random too: their pages are handed back every
+  // release_bytes read, unless all of them fit that (then the resident set is bounded already).
+  s.release_bytes = release_bytes;
+  std::vector<const MappedFile*> random;
+  if (s.ids_fd < 0) random.push_back(&f.maps[0]);
+  if (s.flags) random.push_back(&f.words);
+  if (!s.rel) random.push_back(&f.maps[1]);
+  if (s.class_ids && f.class_ids.empty()) random.push_back(&f.maps[3]);
+  if (s.class_offsets && f.class_offsets.empty()) random.push_back(&f.maps[4]);
+  if (kind == TargetKind::value && f.values.empty()) random.push_back(&f.maps[5]);
+  if (s.seconds && f.seconds_in_memory.empty()) random.push_back(&f.seconds);
+  size_t random_bytes = 0;
+  for (const MappedFile* map : random) random_bytes += map->size();
+  if (window > 0 && random_bytes > window) {
+    for (const MappedFile* map : random) map->advise_random();
+    s.release = [files = &f] {
+      for (const auto& map : files->maps) map.release();
+      files->words.release();
+      files->seconds.release();
+    };
+  }
 }
 
 }  // namespace
@@ -605,6 +682,15 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
   int64_t budget = std::max<int64_t>(options.index_in_memory, 0);
   budget -= load_offsets(*files, *store, budget);
   budget -= load_classes(*files, *store, m.classes, m.num_labels, budget);
+  if (m.pairs) {
+    if (!m.specials) throw damaged(where, "sentence pairs without [CLS]/[SEP]");
+    if (options.windows || options.pack || options.word_flags)
+      throw ConfigError(where +
+                        ": a shard of sentence pairs is read as pairs, not in windows (data.long_text), packed "
+                        "(task.pack) or with whole-word flags");
+    files->seconds = checked_file(dir, kSeconds, n * 4, m.seconds, options.verify);
+    budget -= load_seconds(*files, *store, files->seconds, budget);
+  }
   store->values = reinterpret_cast<const float*>(files->maps[5].data());
   if (kind == TargetKind::value && n * 4 <= budget) {
     files->values = copy_of<float>(files->maps[5], n);
@@ -620,7 +706,7 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
       throw ConfigError(where +
                         ": this shard holds no whole-word flags (encoded without task.whole_word); encode it again "
                         "with task.whole_word set, or set task.whole_word to false");
-    files->words = checked_file(dir, kWords, m.tokens, m.files.back(), options.verify);
+    files->words = checked_file(dir, kWords, m.tokens, m.words, options.verify);
     store->flags = files->words.data();
     store->flags_path = files->words.path();
   }
@@ -633,40 +719,7 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
   } else {
     store->texts = n;
   }
-  // Ids larger than the release window are read with pread: read at random through the mapping,
-  // each sample mapped its page and its neighbours (a whole large folio of the page cache, up to
-  // 2 MiB, on recent kernels: measured 1.2 GB resident between releases, and 9,400 samples/s).
-  const auto window = static_cast<size_t>(std::max<int64_t>(options.release_bytes, 0));
-  if (window > 0 && files->maps[0].size() > window) {
-    files->ids_fd = ::open(files->maps[0].path().c_str(), O_RDONLY | O_CLOEXEC);
-    if (files->ids_fd < 0) throw Error(files->maps[0].path() + ": cannot open: " + std::strerror(errno));
-    store->ids_fd = files->ids_fd;
-    if (store->flags) {
-      files->flags_fd = ::open(files->words.path().c_str(), O_RDONLY | O_CLOEXEC);
-      if (files->flags_fd < 0) throw Error(files->words.path() + ": cannot open: " + std::strerror(errno));
-      store->flags_fd = files->flags_fd;
-      store->flags = nullptr;
-    }
-  }
-  // The index arrays left mapped are read at random too: their pages are handed back every
-  // release_bytes read, unless all of them fit that (then the resident set is bounded already).
-  store->release_bytes = options.release_bytes;
-  std::vector<const MappedFile*> random;
-  if (store->ids_fd < 0) random.push_back(&files->maps[0]);
-  if (store->flags) random.push_back(&files->words);
-  if (!store->rel) random.push_back(&files->maps[1]);
-  if (store->class_ids && files->class_ids.empty()) random.push_back(&files->maps[3]);
-  if (store->class_offsets && files->class_offsets.empty()) random.push_back(&files->maps[4]);
-  if (kind == TargetKind::value && files->values.empty()) random.push_back(&files->maps[5]);
-  size_t random_bytes = 0;
-  for (const MappedFile* map : random) random_bytes += map->size();
-  if (window > 0 && random_bytes > window) {
-    for (const MappedFile* map : random) map->advise_random();
-    store->release = [f = files.get()] {
-      for (const auto& map : f->maps) map.release();
-      f->words.release();
-    };
-  }
+  read_ids_and_release(*files, *store, options.release_bytes, kind);
   store->files = files;
   TextDataset data;
   if (options.windows) data.set_windowing(options.window_pool);

@@ -13,6 +13,8 @@
 //   DIR/values.bin        float32 x samples: regression targets (0 for other tasks)
 //   DIR/words.bin         uint8 x tokens, masked-LM shards with task.whole_word only: 1 where the
 //                         id continues the previous one's word
+//   DIR/seconds.bin       int32 x samples, sentence pairs only: text i is [CLS] a [SEP] b [SEP]
+//                         with b from id seconds[i] of it
 //   DIR/vocab.txt, DIR/labels.txt   the vocabulary and labels the ids and classes index
 #pragma once
 
@@ -30,7 +32,7 @@
 
 namespace ltk {
 
-inline constexpr int kShardVersion = 1;
+inline constexpr int kShardVersion = 2;  // 2: sentence pairs (seconds.bin); single texts stay 1
 inline constexpr const char* kShardFormat = "ltk-shard";
 
 /// Whether `path` is a shard directory (a directory holding manifest.json).
@@ -45,13 +47,14 @@ nlohmann::json read_shard_manifest(const std::string& dir);
 /// renames to DIR once every file is synced: a shard directory is whole or absent.
 class ShardWriter {
  public:
-  /// `word_flags`: every part appended has whole-word flags (an mlm encode), kept in words.bin.
-  explicit ShardWriter(std::string dir, bool word_flags = false);
+  /// `word_flags`: every part appended has whole-word flags (an mlm encode), kept in words.bin;
+  /// `pairs`: every part is of sentence pairs, where each second text starts kept in seconds.bin.
+  explicit ShardWriter(std::string dir, bool word_flags = false, bool pairs = false);
   ~ShardWriter();
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
-  /// Appends every sample of `part` (encoded without max_len, not windowed, no pairs; flags as
+  /// Appends every sample of `part` (encoded without max_len, not windowed; flags and pairs as
   /// the writer was made),
   /// its class ids mapped through `class_map` when given.
   void append(const TextDataset& part, const std::vector<int32_t>& class_map = {});
@@ -68,7 +71,8 @@ class ShardWriter {
   struct Stream;
   std::string dir_, partial_;
   std::vector<std::unique_ptr<Stream>> streams_;
-  std::unique_ptr<Stream> words_;  ///< words.bin, when the writer keeps word flags
+  std::unique_ptr<Stream> words_;    ///< words.bin, when the writer keeps word flags
+  std::unique_ptr<Stream> seconds_;  ///< seconds.bin, when it keeps pairs
   int64_t samples_ = 0, tokens_ = 0, classes_ = 0;
   bool finished_ = false;
   Stream& stream(const char* name);

@@ -35,9 +35,6 @@ void refuse_unshardable(const Config& config, const std::string& why) {
   };
   if (config.model.type == "linear")
     refuse("model.type", "the linear model reads tf-idf n-gram features from the raw text, not token shards");
-  if (!config.data.text_pair_column.empty() || !config.data.text_pair_field.empty())
-    refuse(config.data.text_pair_column.empty() ? "data.text_pair_field" : "data.text_pair_column",
-           "sentence pairs are not held in shards yet");
   const TokenizerConfig& tok = config.data.tokenizer;
   if ((tok.type == "sentencepiece" || tok.type == "wordpiece") && tok.dict.empty())
     refuse("data.tokenizer.dict",
@@ -172,7 +169,7 @@ EncodedSplit encode_train(const SplitJob& job, Vocabulary& vocab, LabelMap& labe
   const EncodeOptions enc = shard_encode_options(job, fixed ? vocab : Vocabulary());
   const TargetKind kind = stored_kind(config.task);
   const bool classes = kind != TargetKind::value && kind != TargetKind::none;
-  ShardWriter writer(job.dir, enc.word_flags && enc.cls_id >= 0);  // (flags come with special tokens)
+  ShardWriter writer(job.dir, enc.word_flags && enc.cls_id >= 0, enc.pairs);  // (flags come with special tokens)
   TokenCounter counter;
   SeenLabels seen;
   struct Piece {
@@ -229,7 +226,7 @@ EncodedSplit encode_other(const SplitJob& job, const Vocabulary& vocab, const La
   const TargetKind kind = stored_kind(config.task);
   const bool classes = kind != TargetKind::value && kind != TargetKind::none;
   const TargetEncoder targets{kind, classes ? &labels : nullptr, config.task.label_separator, 1};
-  ShardWriter writer(job.dir, enc.word_flags && enc.cls_id >= 0);
+  ShardWriter writer(job.dir, enc.word_flags && enc.cls_id >= 0, enc.pairs);
   EncodedSplit r = stream_split(
       job,
       [&](const std::vector<Example>& examples) {
@@ -284,6 +281,12 @@ void check_shard_matches(const std::string& dir, const nlohmann::json& manifest,
   }
   if (manifest.value("special_tokens", false) != config.data.special_tokens)
     differ("data.special_tokens", config.data.special_tokens, manifest.value("special_tokens", false));
+  const bool pairs = !config.data.text_pair_column.empty() || !config.data.text_pair_field.empty();
+  if (manifest.value("pairs", false) != pairs)
+    throw ConfigError(fmt::format(
+        "config key '{}': shard {} holds {} where this config reads {} (data.text_pair_column, "
+        "data.text_pair_field); encode the data again with this config (ltk-data encode --config ... --out DIR)",
+        key, dir, pairs ? "single texts" : "sentence pairs", pairs ? "sentence pairs" : "single texts"));
   if (key == "data.train")
     for (const char* k : {"source", "min_freq", "max_size"})
       if (manifest["vocab"].value(k, nlohmann::json()) != mine["vocab"][k])
