@@ -6,11 +6,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <algorithm>
+#include <atomic>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <numeric>
 
 #include "ltk/core/error.h"
 #include "ltk/core/fault.h"
@@ -39,6 +41,24 @@ constexpr ArrayFile kArrays[] = {{"ids.bin", 4},     {"offsets.bin", 8},       {
 constexpr const char* kSeconds = "seconds.bin";  // int32 x samples: where a pair's second text starts
 /// Shards without pairs stay version 1, which an older ltk reads; pairs (seconds.bin) made version 2.
 constexpr int kSingleTextVersion = 1;
+
+/// pread or pwrite of exactly `bytes` at byte `pos` of `fd` (retried on EINTR and short counts);
+/// an Error naming `path` otherwise.
+template <typename Io, typename Buf>
+void io_exactly(Io io, int fd, const std::string& path, const char* what, Buf* buf, size_t bytes, int64_t pos) {
+  auto* p = reinterpret_cast<char*>(buf);
+  auto at = static_cast<off_t>(pos);
+  while (bytes > 0) {
+    const ssize_t got = io(fd, p, bytes, at);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0)
+      throw Error(
+          fmt::format("{}: cannot {} at byte {}: {}", path, what, at, got < 0 ? std::strerror(errno) : "end of file"));
+    p += got;
+    bytes -= static_cast<size_t>(got);
+    at += got;
+  }
+}
 
 /// The files of a shard, in the manifest's order: kArrays, then words.bin and seconds.bin when kept.
 std::vector<const char*> file_names(bool word_flags, bool pairs) {
@@ -277,39 +297,42 @@ void ShardWriter::append(const TextDataset& part, const std::vector<int32_t>& cl
 
 void ShardWriter::remap(const std::vector<int32_t>& id_table, const std::vector<int32_t>& class_table, int threads) {
   for (auto& st : streams_) st->close();
-  // Read, rewritten and written back a block at a time (a shared writable mapping would fault
-  // every page in and write it back page by page).
+  // Each of `threads` threads reads, rewrites and writes back its own part of the file, a block
+  // at a time (a shared writable mapping would fault every page in and write it back page by page).
   auto apply = [&](const char* name, const std::vector<int32_t>& table) {
     if (table.empty()) return;
     const std::string path = (fs::path(partial_) / name).string();
-    std::FILE* f = std::fopen(path.c_str(), "r+b");
-    if (!f) throw Error(path + ": cannot open: " + std::strerror(errno));
-    std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(f, &std::fclose);
-    std::vector<int32_t> block(size_t{1} << 22);
-    for (long at = 0;; at += static_cast<long>(block.size() * 4)) {
-      if (std::fseek(f, at, SEEK_SET) != 0) throw Error(path + ": cannot seek: " + std::strerror(errno));
-      const size_t got = std::fread(block.data(), 4, block.size(), f);
-      if (std::ferror(f)) throw Error(path + ": read error: " + std::strerror(errno));
-      if (got == 0) break;
-      parallel_chunks(static_cast<int64_t>(got), threads, int64_t{1} << 18, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          const auto v = static_cast<size_t>(block[static_cast<size_t>(k)]);
+    struct Fd {
+      int fd;
+      ~Fd() {
+        if (fd >= 0) ::close(fd);
+      }
+    } file{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
+    const int fd = file.fd;
+    if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+    const auto n = static_cast<int64_t>(fs::file_size(path) / 4);
+    parallel_chunks(n, std::max(threads, 1), int64_t{1} << 20, [&](int64_t begin, int64_t end) {
+      std::vector<int32_t> block(static_cast<size_t>(std::min<int64_t>(end - begin, int64_t{1} << 22)));
+      for (int64_t at = begin; at < end; at += static_cast<int64_t>(block.size())) {
+        const auto count = static_cast<size_t>(std::min<int64_t>(end - at, static_cast<int64_t>(block.size())));
+        io_exactly(::pread, fd, path, "read", block.data(), count * 4, at * 4);
+        for (size_t k = 0; k < count; ++k) {
+          const auto v = static_cast<size_t>(block[k]);
           if (v >= table.size()) throw Error(fmt::format("{}: id {} has no entry in the remap table", path, v));
-          block[static_cast<size_t>(k)] = table[v];
+          block[k] = table[v];
         }
-      });
-      if (std::fseek(f, at, SEEK_SET) != 0) throw Error(path + ": cannot seek: " + std::strerror(errno));
-      if (std::fwrite(block.data(), 4, got, f) != got) throw Error(path + ": cannot write: " + std::strerror(errno));
-      if (got < block.size()) break;
-    }
-    if (std::fflush(f) != 0) throw Error(path + ": cannot write: " + std::strerror(errno));
+        io_exactly(::pwrite, fd, path, "write", block.data(), count * 4, at * 4);
+      }
+    });
   };
   apply("ids.bin", id_table);
   fault_point("shard_remap", samples_);  // ids rewritten, classes not yet
   apply("classes.bin", class_table);
 }
 
-nlohmann::json ShardWriter::finish(nlohmann::json manifest, const Vocabulary& vocab, const LabelMap* labels) {
+nlohmann::json ShardWriter::finish(nlohmann::json manifest, const Vocabulary& vocab, const LabelMap* labels,
+                                   int threads) {
+  threads = std::max(threads, 1);
   for (auto& s : streams_) s->close();
   if (words_) words_->close();
   if (seconds_) seconds_->close();
@@ -329,11 +352,24 @@ nlohmann::json ShardWriter::finish(nlohmann::json manifest, const Vocabulary& vo
   manifest["encoded_by"] = std::string("ltk ") + version();
   manifest["word_flags"] = words_ != nullptr;
   if (seconds_) manifest["pairs"] = true;
-  for (const char* name : file_names(words_ != nullptr, seconds_ != nullptr)) {
-    const std::string path = (fs::path(partial_) / name).string();
-    sync_path(path);
-    manifest["files"][name] = {{"bytes", fs::file_size(path)}, {"digest", file_digest(path)}};
-  }
+  // Each file synced and digested on one of `threads` threads, the largest first (ids.bin is
+  // most of a shard: the others are done beside it).
+  std::vector<const char*> names = file_names(words_ != nullptr, seconds_ != nullptr);
+  std::vector<std::string> paths, digests(names.size());
+  for (const char* name : names) paths.push_back((fs::path(partial_) / name).string());
+  std::vector<size_t> order(names.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return fs::file_size(paths[a]) > fs::file_size(paths[b]); });
+  std::atomic<size_t> next{0};
+  parallel_chunks(threads, threads, 1, [&](int64_t, int64_t) {
+    for (size_t k; (k = next.fetch_add(1)) < order.size();) {
+      sync_path(paths[order[k]]);
+      digests[order[k]] = file_digest(paths[order[k]]);
+    }
+  });
+  for (size_t k = 0; k < names.size(); ++k)
+    manifest["files"][names[k]] = {{"bytes", fs::file_size(paths[k])}, {"digest", digests[k]}};
   for (const char* f : {"vocab.txt", "labels.txt"})
     if (fs::exists(fs::path(partial_) / f)) sync_path((fs::path(partial_) / f).string());
   write_file_atomic((fs::path(partial_) / kManifest).string(), manifest.dump(2) + "\n");

@@ -63,9 +63,9 @@ class ShardWriter {
   /// ids numbered while counting become the vocabulary's.
   void remap(const std::vector<int32_t>& id_table, const std::vector<int32_t>& class_table, int threads);
   /// Writes vocab.txt, labels.txt (when `labels`) and manifest.json (`manifest` plus the counts
-  /// and each file's size and digest), syncs, and renames DIR.partial to DIR (an existing DIR is
-  /// replaced). Returns the manifest written.
-  nlohmann::json finish(nlohmann::json manifest, const Vocabulary& vocab, const LabelMap* labels);
+  /// and each file's size and digest), syncs (the files on `threads` threads), and renames DIR.partial to DIR (an
+  /// existing DIR is replaced). Returns the manifest written.
+  nlohmann::json finish(nlohmann::json manifest, const Vocabulary& vocab, const LabelMap* labels, int threads = 1);
 
  private:
   struct Stream;

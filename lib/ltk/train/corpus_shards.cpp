@@ -213,7 +213,7 @@ EncodedSplit encode_train(const SplitJob& job, Vocabulary& vocab, LabelMap& labe
   }
   writer.remap(id_table, class_table, job.options.threads);
   r.tokens = writer.tokens();
-  writer.finish(split_manifest(config, r, labels), vocab, classes ? &labels : nullptr);
+  writer.finish(split_manifest(config, r, labels), vocab, classes ? &labels : nullptr, job.options.threads);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }
@@ -234,7 +234,7 @@ EncodedSplit encode_other(const SplitJob& job, const Vocabulary& vocab, const La
       },
       [&](TextDataset& part) { writer.append(part); });
   r.tokens = writer.tokens();
-  writer.finish(split_manifest(config, r, labels), vocab, classes ? &labels : nullptr);
+  writer.finish(split_manifest(config, r, labels), vocab, classes ? &labels : nullptr, job.options.threads);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }
