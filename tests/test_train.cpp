@@ -1487,8 +1487,8 @@ std::map<std::string, std::string> shard_bytes(const std::string& dir) {
 }  // namespace
 
 TEST_CASE(
-    "shards: an encode killed with SIGKILL while appending, rewriting ids or before its rename leaves the old shard "
-    "or none, and the next one is whole",
+    "shards: an encode killed with SIGKILL while appending, rewriting ids, before its rename or before removing the "
+    "shard it replaced leaves a whole shard or none, and the next one is whole",
     "[shards]") {
   TempDir dir;
   ltk::test::write_file(dir.file("train.tsv"), shard_corpus("multiclass", 600, 5));
@@ -1507,9 +1507,24 @@ TEST_CASE(
   };
   encode(config, dir.file("ref"));
   const auto ref = shard_bytes(dir.file("ref/train"));
+  // The shard at `at` holds the bytes of the reference encode (the manifest's counts and files).
+  auto check_is_ref = [&](const std::string& at) {
+    auto got = shard_bytes(at);
+    const auto a = nlohmann::json::parse(got["manifest.json"]), b = nlohmann::json::parse(ref.at("manifest.json"));
+    CHECK(a["files"] == b["files"]);
+    CHECK(a["samples"] == b["samples"]);
+    got.erase("manifest.json");
+    auto want = ref;
+    want.erase("manifest.json");
+    CHECK(got == want);
+  };
   // (A fork: the child encodes and kills itself at the fault point; SIGKILL runs no destructor.)
-  for (const char* point : {"shard_append", "shard_remap", "shard_rename"})
+  // "dir_swapped": killed between swapping the new shard in and removing the old one (a swap
+  // happens only over an older shard).
+  for (const char* point : {"shard_append", "shard_remap", "shard_rename", "dir_swapped"})
     for (bool had_old : {false, true}) {
+      const bool swapped = std::string(point) == "dir_swapped";
+      if (swapped && !had_old) continue;
       const std::string out = dir.file(std::string(point) + (had_old ? "_old" : "_new"));
       INFO(point << (had_old ? ", over an older shard" : ", no shard before"));
       if (had_old) encode(old_config, out);
@@ -1540,23 +1555,21 @@ TEST_CASE(
       REQUIRE(done == child);
       REQUIRE(WIFSIGNALED(status));
       CHECK(WTERMSIG(status) == SIGKILL);
-      // The kill left the shard as it was (or none), and DIR.partial beside it.
-      if (had_old)
+      // The kill left the shard as it was (or none; the new one, whole, once swapped in), and
+      // DIR.partial beside it (once swapped: the old shard, left to remove).
+      if (swapped) {
+        check_is_ref(out + "/train");
+        CHECK(shard_bytes(out + "/train.partial") == old);
+      } else if (had_old) {
         CHECK(shard_bytes(out + "/train") == old);
-      else
+      } else {
         CHECK_FALSE(std::filesystem::exists(out + "/train"));
+      }
       CHECK(std::filesystem::exists(out + "/train.partial"));
       // Encoding again starts over: the same bytes as an encode never killed, nothing left over.
       encode(config, out);
       CHECK_FALSE(std::filesystem::exists(out + "/train.partial"));
-      auto again = shard_bytes(out + "/train");
-      const auto a = nlohmann::json::parse(again["manifest.json"]), b = nlohmann::json::parse(ref.at("manifest.json"));
-      CHECK(a["files"] == b["files"]);
-      CHECK(a["samples"] == b["samples"]);
-      again.erase("manifest.json");
-      auto want = ref;
-      want.erase("manifest.json");
-      CHECK(again == want);
+      check_is_ref(out + "/train");
       ltk::ShardReadOptions ro;
       CHECK(ltk::open_shard(out + "/train", ro).size() == 600);
     }

@@ -18,7 +18,9 @@ void set_fault_hook(FaultHook hook) noexcept;
 /// "in_checkpoint" (half of a checkpoint written), "before_pointer" (the checkpoint directory
 /// complete, last.json not yet moved); or a usable shard directory (ltk-data encode; the step is
 /// the samples written so far): "shard_append" (a piece appended), "shard_remap" (ids rewritten to
-/// the vocabulary's, classes not yet), "shard_rename" (DIR.partial complete, DIR not yet replaced).
+/// the vocabulary's, classes not yet), "shard_rename" (DIR.partial complete, DIR not yet replaced);
+/// and "dir_swapped" (replace_directory_durable: the new directory swapped in, the old one, now
+/// at the new one's former path, not yet removed).
 void fault_point(const char* point, int64_t step);
 
 }  // namespace ltk

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "ltk/core/error.h"
+#include "ltk/core/fault.h"
 
 namespace ltk {
 
@@ -159,7 +160,8 @@ void replace_directory_durable(const std::string& from, const std::string& to) {
   }
   if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) == 0) {
     sync_path(parent_directory(to));
-    remove_tree(from);  // now the old directory
+    fault_point("dir_swapped", 0);  // the new directory in place, the old one not yet removed
+    remove_tree(from);              // now the old directory
     return;
   }
   if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
