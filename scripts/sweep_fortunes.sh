@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The sweeps behind docs/sweeps.md, on data/fortunes_en: bow and sparse bow over learning rate,
 # embedding size and hashed n-grams (3 seeds each), and trainer.bucket_pool on/off for the
-# sequence models (3 seeds, 1 epoch). Run alone: they use every core (--jobs = cores).
+# sequence models (3 seeds, 1 epoch) and for BERT fine-tuned from the masked-LM run (3 seeds, 5
+# epochs). Run alone: they use every core (--jobs = cores).
 # An asha sweep (successive halving) beside the full grid it replaces, sparse bow at 9 epochs.
-#   scripts/sweep_fortunes.sh [bow|sparse|asha|bucket ...]   (default: all four)
+#   scripts/sweep_fortunes.sh [bow|sparse|asha|bucket|bucket_bert ...]   (default: all five)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -f data/fortunes_en/train.tsv ]] || ./scripts/data.sh fortunes_en
 jobs=$(getconf _NPROCESSORS_ONLN)  # not nproc: it obeys OMP_NUM_THREADS
 mkdir -p docs/sweeps
 which=("$@")
-((${#which[@]})) || which=(bow sparse asha bucket)
+((${#which[@]})) || which=(bow sparse asha bucket bucket_bert)
 for w in "${which[@]}"; do
   start=$(date +%s)
   case $w in
@@ -31,6 +32,10 @@ for w in "${which[@]}"; do
         build/bin/ltk-sweep --config "configs/fortunes_$m.json" --set trainer.epochs=1 \
           --space configs/sweeps/bucket_pool_space.json --out "runs/sweep_bucket_$m" --seeds 3 --jobs "$jobs" > /dev/null
       done ;;
+    bucket_bert) # BERT fine-tuned as configs/fortunes_bert.json does it (5 epochs), from the MLM run
+      [[ -f runs/fortunes_mlm/bert/config.json ]] || build/bin/ltk-train --config configs/fortunes_mlm.json > /dev/null
+      build/bin/ltk-sweep --config configs/fortunes_bert.json --space configs/sweeps/bucket_pool_space.json \
+        --out runs/sweep_bucket_bert --seeds 3 --jobs "$jobs" > /dev/null ;;
     *) echo "unknown sweep $w" >&2; exit 2 ;;
   esac
   echo "$w: $(( $(date +%s) - start )) s wall" | tee -a docs/sweeps/wall_times.txt >&2

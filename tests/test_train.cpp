@@ -1383,26 +1383,44 @@ TEST_CASE(
   }
 }
 
+namespace {
+
+/// Config overrides for a tiny BERT over DIR/wp_vocab.txt ([CLS]/[SEP]) of `max_len` ids, trained
+/// 2 shuffled epochs in batches of `batch`.
+std::vector<std::string> tiny_bert_overrides(const TempDir& dir, int max_len, int batch) {
+  return {"data.tokenizer.type=wordpiece",
+          "data.tokenizer.dict=" + dir.file("wp_vocab.txt"),
+          "data.vocab.source=tokenizer",
+          "data.special_tokens=true",
+          "data.max_len=" + std::to_string(max_len),
+          "trainer.epochs=2",
+          "trainer.batch_size=" + std::to_string(batch),
+          "trainer.shuffle=true",
+          R"(model={"type": "bert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+                    "intermediate_size": 16, "max_position_embeddings": )" +
+              std::to_string(max_len) + "}"};
+}
+
+/// The last checkpoints of runs A and B hold the same weights, bit for bit.
+void check_same_last_weights(const std::string& a, const std::string& b) {
+  auto wa = weights_of(ltk::RunDirectory::open(a).checkpoint("last"));
+  auto wb = weights_of(ltk::RunDirectory::open(b).checkpoint("last"));
+  REQUIRE(wa.size() == wb.size());
+  for (const auto& [name, t] : wa) {
+    INFO(name);
+    CHECK(torch::equal(t, wb.at(name)));
+  }
+}
+
+}  // namespace
+
 TEST_CASE("shards: masked-LM pretraining from shards (whole words, packed) is the run from the raw files, bit for bit",
           "[shards][mlm]") {
   TempDir dir;
   const std::string cfg = ltk::test::toy_config(dir);
   write_wordpiece_corpus(dir, 200, 120, 120, 30);  // (over toy_config's corpus)
-  const std::vector<std::string> common = {
-      "data.test=",
-      "task.type=mlm",
-      "task.whole_word=true",
-      "task.pack=true",
-      "data.tokenizer.type=wordpiece",
-      "data.tokenizer.dict=" + dir.file("wp_vocab.txt"),
-      "data.vocab.source=tokenizer",
-      "data.special_tokens=true",
-      "data.max_len=48",
-      "trainer.epochs=2",
-      "trainer.batch_size=4",
-      "trainer.shuffle=true",
-      R"(model={"type": "bert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
-                "intermediate_size": 16, "max_position_embeddings": 48})"};
+  std::vector<std::string> common = tiny_bert_overrides(dir, 48, 4);
+  common.insert(common.end(), {"data.test=", "task.type=mlm", "task.whole_word=true", "task.pack=true"});
   auto raw = common, mapped = common;
   raw.insert(raw.end(), {"output_dir=" + dir.file("raw")});
   const ltk::Config raw_config = ltk::load_config(cfg, raw);
@@ -1420,13 +1438,29 @@ TEST_CASE("shards: masked-LM pretraining from shards (whole words, packed) is th
   const auto b = ltk::run_training(ltk::load_config(cfg, mapped));
   CHECK(a.steps == b.steps);
   CHECK(a.steps > 0);
-  auto wa = weights_of(ltk::RunDirectory::open(dir.file("raw")).checkpoint("last"));
-  auto wb = weights_of(ltk::RunDirectory::open(dir.file("mapped")).checkpoint("last"));
-  REQUIRE(wa.size() == wb.size());
-  for (const auto& [name, t] : wa) {
-    INFO(name);
-    CHECK(torch::equal(t, wb.at(name)));
-  }
+  check_same_last_weights(dir.file("raw"), dir.file("mapped"));
+}
+
+TEST_CASE("shards: a BERT run on sentence pairs from shards is the run from the raw files, bit for bit", "[shards]") {
+  TempDir dir;
+  const std::string cfg = ltk::test::toy_config(dir);
+  write_wordpiece_corpus(dir, 200, 120, 10, 10);
+  ltk::test::write_file(dir.file("train.tsv"), pair_corpus("multiclass", 96, 1));
+  ltk::test::write_file(dir.file("valid.tsv"), pair_corpus("multiclass", 24, 2));
+  std::vector<std::string> common = tiny_bert_overrides(dir, 12, 8);  // max_len 12: most pairs are cut
+  common.insert(common.end(), {"data.train=" + dir.file("train.tsv"), "data.valid=" + dir.file("valid.tsv"),
+                               "data.test=", "data.text_pair_column=2"});
+  auto raw = common, mapped = common;
+  raw.push_back("output_dir=" + dir.file("raw"));
+  const ltk::Config raw_config = ltk::load_config(cfg, raw);
+  REQUIRE(encode_in_small_pieces(raw_config, dir) == 2);
+  mapped.insert(mapped.end(), {"output_dir=" + dir.file("mapped"), "data.train=" + dir.file("shards/train"),
+                               "data.valid=" + dir.file("shards/valid")});
+  const auto a = ltk::run_training(raw_config);
+  const auto b = ltk::run_training(ltk::load_config(cfg, mapped));
+  CHECK(a.steps == b.steps);
+  CHECK(a.steps > 0);
+  check_same_last_weights(dir.file("raw"), dir.file("mapped"));
 }
 
 TEST_CASE("shards: the bytes do not depend on the thread count or the piece size, and a failed encode leaves nothing",
@@ -1436,12 +1470,14 @@ TEST_CASE("shards: the bytes do not depend on the thread count or the piece size
   ltk::test::write_file(dir.file("valid.tsv"), shard_corpus("multiclass", 50, 4));
   const ltk::Config config = shard_config(dir, "multiclass", {{"vocab", {{"min_freq", 2}}}});
   std::vector<nlohmann::json> files;
-  // 1 and 3 threads (3 pieces tokenised at once when the pieces are small).
+  // 1 and 3 threads (3 pieces tokenised at once when the pieces are small; the ids rewritten by 3
+  // threads in blocks of 64 ids, and by 3 in one block each).
   for (auto [threads, piece] : {std::pair<int, size_t>{1, 8 << 20}, {3, 8 << 20}, {3, 5000}}) {
     ltk::EncodeShardsOptions o;
     o.out = dir.file("s" + std::to_string(files.size()));
     o.threads = threads;
     o.piece_bytes = piece;
+    o.remap_block = piece == 5000 ? 64 : int64_t{1} << 20;
     ltk::encode_shards(config, o);
     files.push_back(ltk::read_shard_manifest(o.out + "/train")["files"]);
   }
@@ -1557,18 +1593,20 @@ TEST_CASE(
       CHECK(WTERMSIG(status) == SIGKILL);
       // The kill left the shard as it was (or none; the new one, whole, once swapped in), and
       // DIR.partial beside it (once swapped: the old shard, left to remove).
+      const bool aside = std::filesystem::exists(out + "/train.ltk-old");  // no RENAME_EXCHANGE here
       if (swapped) {
         check_is_ref(out + "/train");
-        CHECK(shard_bytes(out + "/train.partial") == old);
+        CHECK(shard_bytes(out + (aside ? "/train.ltk-old" : "/train.partial")) == old);
       } else if (had_old) {
         CHECK(shard_bytes(out + "/train") == old);
       } else {
         CHECK_FALSE(std::filesystem::exists(out + "/train"));
       }
-      CHECK(std::filesystem::exists(out + "/train.partial"));
+      CHECK(std::filesystem::exists(out + (swapped && aside ? "/train.ltk-old" : "/train.partial")));
       // Encoding again starts over: the same bytes as an encode never killed, nothing left over.
       encode(config, out);
       CHECK_FALSE(std::filesystem::exists(out + "/train.partial"));
+      CHECK_FALSE(std::filesystem::exists(out + "/train.ltk-old"));
       check_is_ref(out + "/train");
       ltk::ShardReadOptions ro;
       CHECK(ltk::open_shard(out + "/train", ro).size() == 600);

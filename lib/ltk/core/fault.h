@@ -20,7 +20,7 @@ void set_fault_hook(FaultHook hook) noexcept;
 /// the samples written so far): "shard_append" (a piece appended), "shard_remap" (ids rewritten to
 /// the vocabulary's, classes not yet), "shard_rename" (DIR.partial complete, DIR not yet replaced);
 /// and "dir_swapped" (replace_directory_durable: the new directory swapped in, the old one, now
-/// at the new one's former path, not yet removed).
+/// at the new one's former path or at TO.ltk-old, not yet removed).
 void fault_point(const char* point, int64_t step);
 
 }  // namespace ltk

@@ -172,6 +172,7 @@ void replace_directory_durable(const std::string& from, const std::string& to) {
   remove_tree(aside);
   rename_durable(to, aside);
   rename_durable(from, to);
+  fault_point("dir_swapped", 0);  // the new directory in place, the old one aside
   remove_tree(aside);
 }
 

@@ -169,7 +169,7 @@ IdPieces SampleStore::window_pieces(int64_t i) const {
       pread_exactly(ids_fd, ids_path, out + n - 1, 4, (at + len - 1) * 4);
     }
   } else {
-    std::memcpy(out + sp, ids + at + sp + start, static_cast<size_t>(body) * 4);
+    if (body > 0) std::memcpy(out + sp, ids + at + sp + start, static_cast<size_t>(body) * 4);
     if (sp) {
       out[0] = ids[at];
       out[n - 1] = ids[at + len - 1];

@@ -250,9 +250,9 @@ ShardWriter::Stream& ShardWriter::stream(const char* name) {
 
 void ShardWriter::append(const TextDataset& part, const std::vector<int32_t>& class_map) {
   if (part.windowed() || part.mapped())
-    throw Error("ShardWriter::append: shards hold texts encoded in memory, not windowed");
+    throw Error("ShardWriter::append (" + dir_ + "): shards hold texts encoded in memory, not windowed");
   if (part.size() > 0 && part.has_pairs() != (seconds_ != nullptr))
-    throw Error(fmt::format("ShardWriter::append: a part {} pairs where the shard keeps {}",
+    throw Error(fmt::format("ShardWriter::append ({}): a part {} pairs where the shard keeps {}", dir_,
                             part.has_pairs() ? "of" : "without", seconds_ ? "pairs" : "single texts"));
   if (part.size() > 0 && part.has_word_flags() != (words_ != nullptr))
     throw Error(fmt::format("ShardWriter::append: a part {} whole-word flags where the shard {} them",
@@ -295,7 +295,9 @@ void ShardWriter::append(const TextDataset& part, const std::vector<int32_t>& cl
   fault_point("shard_append", samples_);
 }
 
-void ShardWriter::remap(const std::vector<int32_t>& id_table, const std::vector<int32_t>& class_table, int threads) {
+void ShardWriter::remap(const std::vector<int32_t>& id_table, const std::vector<int32_t>& class_table, int threads,
+                        int64_t block_ids) {
+  block_ids = std::max<int64_t>(block_ids, 1);
   for (auto& st : streams_) st->close();
   // Each of `threads` threads reads, rewrites and writes back its own part of the file, a block
   // at a time (a shared writable mapping would fault every page in and write it back page by page).
@@ -311,8 +313,8 @@ void ShardWriter::remap(const std::vector<int32_t>& id_table, const std::vector<
     const int fd = file.fd;
     if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
     const auto n = static_cast<int64_t>(fs::file_size(path) / 4);
-    parallel_chunks(n, std::max(threads, 1), int64_t{1} << 20, [&](int64_t begin, int64_t end) {
-      std::vector<int32_t> block(static_cast<size_t>(std::min<int64_t>(end - begin, int64_t{1} << 22)));
+    parallel_chunks(n, std::max(threads, 1), std::max<int64_t>(block_ids / 4, 1), [&](int64_t begin, int64_t end) {
+      std::vector<int32_t> block(static_cast<size_t>(std::min(end - begin, block_ids)));
       for (int64_t at = begin; at < end; at += static_cast<int64_t>(block.size())) {
         const auto count = static_cast<size_t>(std::min<int64_t>(end - at, static_cast<int64_t>(block.size())));
         io_exactly(::pread, fd, path, "read", block.data(), count * 4, at * 4);
@@ -721,9 +723,9 @@ TextDataset open_shard(const std::string& dir, const ShardReadOptions& options) 
   if (m.pairs) {
     if (!m.specials) throw damaged(where, "sentence pairs without [CLS]/[SEP]");
     if (options.windows || options.pack || options.word_flags)
-      throw ConfigError(where +
-                        ": a shard of sentence pairs is read as pairs, not in windows (data.long_text), packed "
-                        "(task.pack) or with whole-word flags");
+      throw ConfigError("config key 'data.long_text', 'task.pack' or 'task.whole_word': " + where +
+                        " is a shard of sentence pairs, read as pairs: not in windows, packed or with whole-word "
+                        "flags");
     files->seconds = checked_file(dir, kSeconds, n * 4, m.seconds, options.verify);
     budget -= load_seconds(*files, *store, files->seconds, budget);
   }

@@ -61,7 +61,9 @@ class ShardWriter {
   int64_t tokens() const { return tokens_; }
   /// Rewrites every id x as id_table[x] and every class c as class_table[c] (empty: unchanged):
   /// ids numbered while counting become the vocabulary's.
-  void remap(const std::vector<int32_t>& id_table, const std::vector<int32_t>& class_table, int threads);
+  /// Each of `threads` threads rewrites its own part of the files, `block` ids at a time.
+  void remap(const std::vector<int32_t>& id_table, const std::vector<int32_t>& class_table, int threads,
+             int64_t block = int64_t{1} << 20);
   /// Writes vocab.txt, labels.txt (when `labels`) and manifest.json (`manifest` plus the counts
   /// and each file's size and digest), syncs (the files on `threads` threads), and renames DIR.partial to DIR (an
   /// existing DIR is replaced). Returns the manifest written.
@@ -103,7 +105,9 @@ struct ShardReadOptions {
   /// The index is read into memory, compactly, within this many bytes: the offsets first (4
   /// bytes a text), then the class ids (4 a class), the class offsets (8 a text, only where a
   /// text may have other than one class) and a regression's values (4 a text); what does not fit
-  /// is read mapped, which is slower. 512 MiB holds the index of 67 M single-label texts.
+  /// is read mapped, which is slower. 512 MiB holds the index of 67 M single-label texts. A pair
+  /// shard's second-text starts (4 bytes a pair) come after the classes. (Windows number each
+  /// text's first window in memory besides, 8 bytes a text, whatever this budget.)
   int64_t index_in_memory = int64_t{512} << 20;
 };
 

@@ -211,7 +211,7 @@ EncodedSplit encode_train(const SplitJob& job, Vocabulary& vocab, LabelMap& labe
     labels = LabelMap::from_labels(seen.names);
     for (const auto& n : seen.names) class_table.push_back(static_cast<int32_t>(labels.find(n)));
   }
-  writer.remap(id_table, class_table, job.options.threads);
+  writer.remap(id_table, class_table, job.options.threads, job.options.remap_block);
   r.tokens = writer.tokens();
   writer.finish(split_manifest(config, r, labels), vocab, classes ? &labels : nullptr, job.options.threads);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

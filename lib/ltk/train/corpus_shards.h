@@ -21,6 +21,9 @@ struct EncodeShardsOptions {
   int threads = 1;                       ///< tokenising threads
   size_t piece_bytes = size_t{8} << 20;  ///< input read and encoded this many bytes at a time
   bool overwrite = false;                ///< replace shards already in OUT
+  /// Ids each thread rewrites at a time once the vocabulary is known (4 MiB); tests make it small
+  /// so that several threads and blocks share a small file.
+  int64_t remap_block = int64_t{1} << 20;
 };
 
 struct EncodedSplit {
@@ -33,8 +36,9 @@ struct EncodedSplit {
 /// vocabulary (data.vocab, counted as the pieces go; or the tokenizer's fixed one) and labels,
 /// then valid and test with them. Every split's ids, labels and lines equal the in-memory path's
 /// for the same config; the bytes written do not depend on the thread count. ConfigError naming
-/// the key for what shards cannot hold (the linear model's n-gram features, sentence pairs,
-/// windows, a tokenizer that must first be trained on the raw text). An mlm config's shard keeps
+/// the key for what shards cannot hold (the linear model's n-gram features, a tokenizer that must
+/// first be trained on the raw text). Sentence pairs are kept whole with where each second text
+/// starts; windows are cut when a shard is read. An mlm config's shard keeps
 /// its texts unlabelled and, with task.whole_word, each piece's whole-word flag (words.bin);
 /// task.pack packs them when they are read.
 std::vector<EncodedSplit> encode_shards(const Config& config, const EncodeShardsOptions& options);

@@ -71,7 +71,7 @@ void check_data_files(const Config& config) {
       "config key 'data.train': {} is {:.1f} GiB; reading it whole takes about 4x that and {:.1f} GiB is available. "
       "Encode it once into memory-mapped shards, read in constant memory: ltk-data encode --config CONFIG --out DIR, "
       "then set data.train to DIR/train (and data.valid, data.test to DIR/valid, DIR/test): the bow, textcnn, rnn, "
-      "transformer and bert models on single texts read them. trainer.memory_check false skips this check",
+      "transformer and bert models read them. trainer.memory_check false skips this check",
       train, bytes / (1 << 30), static_cast<double>(available) / (1 << 30)));
 }
 
