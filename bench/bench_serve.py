@@ -81,7 +81,7 @@ def wait_ready(port, proc, body):
 
 
 class Server:
-    def __init__(self, kind, run, export, port, max_batch, tmp):
+    def __init__(self, kind, run, export, port, max_batch, tmp, workers=1):
         self.kind, self.port = kind, port
         env = dict(os.environ, OMP_NUM_THREADS="1")
         if kind == "flask":
@@ -91,9 +91,10 @@ class Server:
             cmd = ["gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", "--chdir",
                    os.path.join(ROOT, "bench"), "--log-level", "warning", "serve_flask:app"]
         else:
-            # one model worker: on 2 cores shared with wrk a second one only contends (docs/benchmarks.md)
+            # one model worker by default: on 2 cores shared with wrk a second one only contends for
+            # bow and textcnn (docs/benchmarks.md)
             cmd = [os.path.join(BIN, "ltk-serve"), "--run", run, "--port", str(port), "--threads", "1",
-                   "--workers", "1", "--max-batch", str(max_batch)]
+                   "--workers", str(workers), "--max-batch", str(max_batch)]
         self.log = open(os.path.join(tmp, f"{kind}-{port}.log"), "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=self.log)
 
@@ -132,6 +133,11 @@ def main():
     ap.add_argument("--connections", default="1,8,64")
     ap.add_argument("--rss-requests", type=int, default=100000)
     ap.add_argument("--port", type=int, default=18500)
+    ap.add_argument("--copies", type=int, default=COPIES, help="copies of the test texts ltk-predict reads")
+    ap.add_argument("--workers", type=int, default=1, help="ltk-serve's model workers (one thread each)")
+    ap.add_argument("--out", default="bench_serve",
+                    help="docs/OUT.json; any other name than bench_serve writes docs/OUT.md instead of the "
+                         "serving section of docs/benchmarks.md")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-serve.")
     texts = texts_of(a.test)
@@ -156,7 +162,7 @@ def main():
                      ("ltk", 64): "ltk-serve (dynamic batching, 64 / 5 ms)",
                      ("flask", 0): "Flask + gunicorn (%d sync workers)" % (2 * os.cpu_count() + 1)}[(kind, max_batch)]
             port += 1
-            s = Server(kind, run, export, port, max_batch, tmp)
+            s = Server(kind, run, export, port, max_batch, tmp, a.workers)
             try:
                 wait_ready(port, s.proc, first_body)
                 for c in conns:
@@ -180,16 +186,17 @@ def main():
         # process (loading the run is about 1 s of it)
         path = os.path.join(tmp, "texts.txt")
         with open(path, "w", encoding="utf-8") as f:
-            for _ in range(COPIES):
+            for _ in range(a.copies):
                 f.write("\n".join(texts) + "\n")
         t0 = time.perf_counter()
         subprocess.run([os.path.join(BIN, "ltk-predict"), "--run", run, "--input", path], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
-        result.setdefault("predict_file", {})[name] = COPIES * len(texts) / (time.perf_counter() - t0)
+        result.setdefault("predict_file", {})[name] = a.copies * len(texts) / (time.perf_counter() - t0)
+        result["copies"] = a.copies
     # Memory: ltk-serve (the first model, dynamic batching) before and after rss_requests requests.
     name, run = a.models.split(",")[0].split("=")
     port += 1
-    s = Server("ltk", os.path.join(ROOT, run), "", port, 64, tmp)
+    s = Server("ltk", os.path.join(ROOT, run), "", port, 64, tmp, a.workers)
     try:
         wait_ready(port, s.proc, first_body)
         wrk(port, 8, 2, single)
@@ -205,19 +212,20 @@ def main():
         print(json.dumps(result["rss"]), file=sys.stderr)
     finally:
         s.stop()
-    json.dump(result, open(os.path.join(ROOT, "docs", "bench_serve.json"), "w"), indent=1)
-    write_markdown(result)
+    result["ltk_workers"] = a.workers
+    json.dump(result, open(os.path.join(ROOT, "docs", a.out + ".json"), "w"), indent=1)
+    write_markdown(result, a.out)
     print(json.dumps(result))
 
 
-def write_markdown(r):
+def write_markdown(r, out="bench_serve"):
     lines = [MARK, "", "## Serving: ltk-serve against Flask + gunicorn", "",
-             f"Made by `scripts/bench_serve.sh` on {time.strftime('%Y-%m-%d')}: {r['machine']['cpu']}, "
+             f"Made by `scripts/{out}.sh` on {time.strftime('%Y-%m-%d')}: {r['machine']['cpu']}, "
              f"{r['machine']['cores']} cores, everything on this machine (wrk with one thread, the server, loopback). "
              f"One text per request, the {r['texts']} test texts of fortunes_en in turn; {r['seconds']} s per row after "
              "a 2 s warm-up. The same model on both sides: Flask loads `ltk-eval --export`'s weights into "
              "bench/ltk_torch.py's module and answers with the same JSON. One LibTorch/PyTorch thread per model "
-             "(ltk-serve: one model thread; gunicorn: one per worker).", "",
+             f"(ltk-serve: {r.get('ltk_workers', 1)} model worker(s) of one thread; gunicorn: one per worker).", "",
              "| model | server | connections | requests/s | p50 ms | p99 ms | errors | model thread busy |",
              "|---|---|---|---|---|---|---|---|"]
     for x in r["rows"]:
@@ -225,7 +233,7 @@ def write_markdown(r):
         lines.append(f"| {x['model']} | {x['server']} | {x['connections']} | {x['rps']:.0f} | {x['p50_ms']:.2f} | "
                      f"{x['p99_ms']:.2f} | {x['errors']} | {busy} |")
     lines += ["", "32 texts per request, 8 connections, against `ltk-predict --input` on a file of the same texts "
-              f"({COPIES} copies, one thread, the whole process):", "", "| model | server | texts/s | p50 ms | p99 ms | ltk-predict texts/s | share |",
+              f"({r.get('copies', COPIES)} copies, one thread, the whole process):", "", "| model | server | texts/s | p50 ms | p99 ms | ltk-predict texts/s | share |",
               "|---|---|---|---|---|---|---|"]
     for x in r["batched"]:
         ref = r["predict_file"][x["model"]]
@@ -235,6 +243,10 @@ def write_markdown(r):
     lines += ["", f"Memory: ltk-serve ({m['model']}, dynamic batching) RSS {m['before_mb']:.1f} MB after its warm-up, "
               f"{m['after_mb']:.1f} MB after {m['requests']} more requests at 64 connections (after each 5 s round: "
               + ", ".join(f"{v:.1f}" for v in m["after_each_round_mb"]) + " MB)."]
+    if out != "bench_serve":
+        lines[0] = f"<!-- made by bench/bench_serve.py --out {out} -->"
+        open(os.path.join(ROOT, "docs", out + ".md"), "w").write("\n".join(lines) + "\n")
+        return
     path = os.path.join(ROOT, "docs", "benchmarks.md")
     old = open(path).read() if os.path.exists(path) else ""
     head = old.split(MARK)[0].rstrip("\n")

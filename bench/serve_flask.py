@@ -1,7 +1,8 @@
 """The Python anchor of scripts/bench_serve.sh: the model a Python team deploys, behind Flask under
 gunicorn. It loads what `ltk-eval --export DIR` writes (weights.pt, model.json, vocab.txt,
 labels.txt) into bench/ltk_torch.py's nn.Module (ltk's architecture, checked equal by the parity
-tests), tokenises with the regular expression of bench/py_train.py, and answers POST /v1/predict
+tests), tokenises with the regular expression of bench/py_train.py (a BERT run: BERT's basic tokenisation
+and greedy WordPiece over its vocabulary, [CLS]/[SEP] around), and answers POST /v1/predict
 {"texts": [...]} with ltk-serve's JSON ({"predictions": [{"label", "score", "scores"}]}).
 
     LTK_EXPORT=DIR LTK_CONFIG=RUN/config.json gunicorn -w 5 -b 127.0.0.1:PORT --chdir bench serve_flask:app
@@ -10,6 +11,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 
 import torch
 from flask import Flask, jsonify, request
@@ -36,8 +38,78 @@ model.eval()
 app = Flask(__name__)
 
 
+def _is_punct(ch):
+    cp = ord(ch)
+    return 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126 or \
+        unicodedata.category(ch).startswith("P")
+
+
+def _is_cjk(cp):
+    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2B73F
+            or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
+
+
+def bert_words(text):
+    """BERT's basic tokenisation: control characters dropped, CJK ideographs and punctuation split
+    off, lowercased with accents stripped (when the run lowercases)."""
+    out = []
+    for ch in text:
+        cp = ord(ch)
+        if cp == 0 or cp == 0xFFFD or (unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\t\n\r"):
+            continue
+        out.append(f" {ch} " if _is_cjk(cp) else " " if ch.isspace() else ch)
+    words = []
+    for w in "".join(out).split():
+        if lowercase:
+            w = "".join(c for c in unicodedata.normalize("NFD", w.lower()) if unicodedata.category(c) != "Mn")
+        cur = ""
+        for ch in w:
+            if _is_punct(ch):
+                if cur:
+                    words.append(cur)
+                words.append(ch)
+                cur = ""
+            else:
+                cur += ch
+        if cur:
+            words.append(cur)
+    return words
+
+
+def wordpiece_ids(text):
+    """Greedy longest-match WordPiece over the run's vocabulary ([UNK] for a word it cannot cover)."""
+    ids = []
+    for w in bert_words(text):
+        if len(w) > 100:
+            ids.append(unk)
+            continue
+        start, pieces = 0, []
+        while start < len(w):
+            end = len(w)
+            while end > start and (("##" if start else "") + w[start:end]) not in stoi:
+                end -= 1
+            if end == start:
+                pieces = [unk]
+                break
+            pieces.append(stoi[("##" if start else "") + w[start:end]])
+            start = end
+        ids.extend(pieces)
+    return ids
+
+
+wordpiece = data.get("tokenizer", {}).get("type") == "wordpiece"
+specials = data.get("special_tokens", False)
+unk = stoi.get("[UNK]", 1)
+
+
 def encode(text):
-    ids = [stoi.get(t, 1) for t in TOKEN_RE.findall(text.lower() if lowercase else text)]
+    if wordpiece:
+        ids = wordpiece_ids(text)
+    else:
+        ids = [stoi.get(t, 1) for t in TOKEN_RE.findall(text.lower() if lowercase else text)]
+    if specials:  # [CLS] text [SEP], max_len counting them
+        ids = [stoi["[CLS]"]] + (ids[:max_len - 2] if max_len > 0 else ids) + [stoi["[SEP]"]]
+        return ids
     return ids[:max_len] if max_len > 0 else ids
 
 

@@ -490,6 +490,9 @@ void complete_bert(const nlohmann::json& options, const nlohmann::json& document
     config_fail("data.special_tokens", "a bert model reads [CLS] text [SEP]: leave it true (or out)");
   if (!written(document, {"data", "max_len"}))
     config.data.max_len = options.at("max_position_embeddings").get<int64_t>();
+  // Fine-tuning buckets by length (docs/sweeps.md: 3.0x faster on fortunes_en, accuracy within
+  // the seeds' noise); masked-LM pretraining packs its texts instead.
+  if (!written(document, {"trainer", "bucket_pool"}) && config.task.type != "mlm") config.trainer.bucket_pool = 50;
 }
 
 }  // namespace ltk

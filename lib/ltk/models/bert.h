@@ -109,8 +109,8 @@ nlohmann::json resolve_bert(JsonReader& r);
 std::shared_ptr<TextModel> build_bert(const nlohmann::json& options, const ModelContext& context);
 void check_bert(const nlohmann::json& options, const Config& config);
 /// A bert model brings its tokenizer: wordpiece on the directory's vocab.txt, ids in file order,
-/// [CLS]/[SEP], the casing of tokenizer_config.json, max_len = max_position_embeddings, each
-/// unless the config sets it.
+/// [CLS]/[SEP], the casing of tokenizer_config.json, max_len = max_position_embeddings, and (but
+/// for mlm) trainer.bucket_pool 50, each unless the config sets it.
 void complete_bert(const nlohmann::json& options, const nlohmann::json& document, Config& config);
 
 /// The config.json of a Hugging Face BERT directory, read and checked (model_type bert,
