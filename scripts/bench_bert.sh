@@ -34,7 +34,7 @@ cat > "$tmp/bert.json" <<JSON
  "model": {"type": "bert", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
            "intermediate_size": 1024, "max_position_embeddings": 128},
  "optimizer": {"type": "adamw", "lr": 0.0001, "weight_decay": 0.01},
- "trainer": {"epochs": 1, "batch_size": 32, "shuffle": false, "log_every": 1000}}
+ "trainer": {"epochs": 1, "batch_size": 32, "shuffle": false, "bucket_pool": 0, "log_every": 1000}}
 JSON
 /usr/bin/time -f "%M" -o "$tmp/ltk.rss" build/bin/ltk-train --config "$tmp/bert.json" 2> "$tmp/ltk.log"
 ltk_line=$(grep -o 'done: [0-9]* steps in [0-9.]*s' "$tmp/run/train.log")
