@@ -13,9 +13,13 @@ cd "$(dirname "$0")/.."
 [[ -x build/bin/ltk-serve ]] || ./scripts/build.sh
 [[ -f data/fortunes_en/train.tsv ]] || ./scripts/data.sh fortunes_en
 run="${1:-runs/fortunes_bert}"
+if [[ $# -gt 0 && ! -f $run/config.json ]]; then
+  echo "bench_serve_bert: $run is not a run directory (no config.json)" >&2
+  exit 2
+fi
 if [[ ! -f $run/config.json ]]; then
   [[ -f runs/fortunes_mlm/bert/config.json ]] || build/bin/ltk-train --config configs/fortunes_mlm.json >&2
   build/bin/ltk-train --config configs/fortunes_bert.json --overwrite >&2
 fi
 /usr/bin/python3 bench/bench_serve.py --models "bert=$run" --connections 1,8 --seconds 10 --copies 2 \
-  --rss-requests 2000 --workers "$(getconf _NPROCESSORS_ONLN)" --out bench_serve_bert
+  --rss-requests 30000 --workers "$(getconf _NPROCESSORS_ONLN)" --out bench_serve_bert
