@@ -1,6 +1,8 @@
 // Read-only file mappings.
 #include "ltk/core/mapped_file.h"
 
+#include <fmt/format.h>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -74,6 +76,38 @@ void MappedFile::advise_random() const {
 #ifdef MADV_NOHUGEPAGE
   ::madvise(map_, size_, MADV_NOHUGEPAGE);
 #endif
+}
+
+namespace {
+
+/// pread or pwrite of exactly `bytes` at byte `pos`, again after EINTR and short counts; `fail(at,
+/// why)` throws otherwise.
+template <typename Io, typename Buf, typename Fail>
+void io_exactly(Io io, int fd, Buf* buf, size_t bytes, int64_t pos, Fail&& fail) {
+  auto* p = reinterpret_cast<char*>(buf);
+  auto at = static_cast<off_t>(pos);
+  while (bytes > 0) {
+    const ssize_t got = io(fd, p, bytes, at);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) fail(static_cast<int64_t>(at), got < 0 ? std::strerror(errno) : nullptr);
+    p += got;
+    bytes -= static_cast<size_t>(got);
+    at += got;
+  }
+}
+
+}  // namespace
+
+void pread_exactly(int fd, const std::string& path, void* out, size_t bytes, int64_t pos, const char* ends) {
+  io_exactly(::pread, fd, out, bytes, pos, [&](int64_t at, const char* why) {
+    throw DataError(fmt::format("{}: cannot read at byte {}: {}", path, at, why ? why : ends));
+  });
+}
+
+void pwrite_exactly(int fd, const std::string& path, const void* data, size_t bytes, int64_t pos) {
+  io_exactly(::pwrite, fd, const_cast<void*>(data), bytes, pos, [&](int64_t at, const char* why) {
+    throw Error(fmt::format("{}: cannot write at byte {}: {}", path, at, why ? why : "nothing written"));
+  });
 }
 
 uint64_t digest64(const unsigned char* data, size_t n, uint64_t seed) {

@@ -36,6 +36,14 @@ class MappedFile {
   std::string path_;
 };
 
+/// Reads exactly `bytes` bytes of `fd` from byte `pos` into `out` (again after EINTR and short
+/// reads); a DataError naming `path` and the byte otherwise, `ends` when the file ends first.
+void pread_exactly(int fd, const std::string& path, void* out, size_t bytes, int64_t pos,
+                   const char* ends = "the file is shorter than expected");
+/// Writes exactly `bytes` bytes of `data` to `fd` at byte `pos` (again after EINTR and short
+/// writes); an Error naming `path` and the byte otherwise.
+void pwrite_exactly(int fd, const std::string& path, const void* data, size_t bytes, int64_t pos);
+
 /// A 64-bit digest of `n` bytes (eight bytes at a time, then the tail; not cryptographic): the
 /// checksums of ltk's own binary files. `seed` chains the digest over several blocks.
 uint64_t digest64(const unsigned char* data, size_t n, uint64_t seed = 0x9e3779b97f4a7c15ull);

@@ -2,14 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 
 #include "ltk/core/error.h"
+#include "ltk/core/mapped_file.h"
 
 namespace ltk {
 
@@ -52,22 +50,6 @@ T* ring_buffer(int64_t n) {
   std::vector<T>& buf = ring[next++ % 4];
   buf.resize(static_cast<size_t>(std::max<int64_t>(n, 1)));
   return buf.data();
-}
-
-/// `bytes` bytes of `fd` from byte `pos` into `out`; DataError naming `path` when they cannot be.
-void pread_exactly(int fd, const std::string& path, void* out, size_t bytes, int64_t pos) {
-  auto* dst = static_cast<char*>(out);
-  auto at = static_cast<off_t>(pos);
-  while (bytes > 0) {
-    const ssize_t got = ::pread(fd, dst, bytes, at);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0)
-      throw DataError(fmt::format("{}: cannot read at byte {}: {}", path, at,
-                                  got < 0 ? std::strerror(errno) : "the file is shorter than its shard says"));
-    dst += got;
-    bytes -= static_cast<size_t>(got);
-    at += got;
-  }
 }
 
 }  // namespace

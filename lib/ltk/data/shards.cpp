@@ -42,24 +42,6 @@ constexpr const char* kSeconds = "seconds.bin";  // int32 x samples: where a pai
 /// Shards without pairs stay version 1, which an older ltk reads; pairs (seconds.bin) made version 2.
 constexpr int kSingleTextVersion = 1;
 
-/// pread or pwrite of exactly `bytes` at byte `pos` of `fd` (retried on EINTR and short counts);
-/// an Error naming `path` otherwise.
-template <typename Io, typename Buf>
-void io_exactly(Io io, int fd, const std::string& path, const char* what, Buf* buf, size_t bytes, int64_t pos) {
-  auto* p = reinterpret_cast<char*>(buf);
-  auto at = static_cast<off_t>(pos);
-  while (bytes > 0) {
-    const ssize_t got = io(fd, p, bytes, at);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0)
-      throw Error(
-          fmt::format("{}: cannot {} at byte {}: {}", path, what, at, got < 0 ? std::strerror(errno) : "end of file"));
-    p += got;
-    bytes -= static_cast<size_t>(got);
-    at += got;
-  }
-}
-
 /// The files of a shard, in the manifest's order: kArrays, then words.bin and seconds.bin when kept.
 std::vector<const char*> file_names(bool word_flags, bool pairs) {
   std::vector<const char*> names;
@@ -317,13 +299,13 @@ void ShardWriter::remap(const std::vector<int32_t>& id_table, const std::vector<
       std::vector<int32_t> block(static_cast<size_t>(std::min(end - begin, block_ids)));
       for (int64_t at = begin; at < end; at += static_cast<int64_t>(block.size())) {
         const auto count = static_cast<size_t>(std::min<int64_t>(end - at, static_cast<int64_t>(block.size())));
-        io_exactly(::pread, fd, path, "read", block.data(), count * 4, at * 4);
+        pread_exactly(fd, path, block.data(), count * 4, at * 4);
         for (size_t k = 0; k < count; ++k) {
           const auto v = static_cast<size_t>(block[k]);
           if (v >= table.size()) throw Error(fmt::format("{}: id {} has no entry in the remap table", path, v));
           block[k] = table[v];
         }
-        io_exactly(::pwrite, fd, path, "write", block.data(), count * 4, at * 4);
+        pwrite_exactly(fd, path, block.data(), count * 4, at * 4);
       }
     });
   };
