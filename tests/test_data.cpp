@@ -543,6 +543,25 @@ TEST_CASE("jieba: segmentation identical to python3-jieba's lcut(HMM=False)", "[
   REQUIRE_THROWS_WITH(ltk::JiebaTokenizer(dir.file("bad.txt"), ltk::Normalizer{}), Contains("bad.txt:2"));
 }
 
+TEST_CASE("jieba: a word listed twice keeps its last frequency and a dictionary outgrows its first table",
+          "[data][tokenizer][jieba]") {
+  TempDir dir;
+  // As python3-jieba: a later line sets the frequency again (0: a prefix, not a word), and a word of
+  // frequency 0 is no word either. With 甲乙 at 10, 甲乙丙 segments as 甲乙/丙.
+  write_file(dir.file("twice.txt"), "甲乙 10\n甲乙丙 0\n丙 5\n甲 1\n乙 1\n");
+  CHECK(ltk::JiebaTokenizer(dir.file("twice.txt"), ltk::Normalizer{}).tokenize("甲乙丙") ==
+        std::vector<std::string>{"甲乙", "丙"});
+  write_file(dir.file("twice.txt"), "甲乙 10\n甲乙丙 0\n丙 5\n甲 1\n乙 1\n甲乙 0\n");
+  CHECK(ltk::JiebaTokenizer(dir.file("twice.txt"), ltk::Normalizer{}).tokenize("甲乙丙") ==
+        std::vector<std::string>{"甲", "乙", "丙"});
+  // One line of a 600-character word: its prefixes outgrow the table sized for two lines.
+  std::string word;
+  for (int i = 0; i < 600; ++i) word += i % 2 ? "乙" : "甲";
+  write_file(dir.file("long.txt"), word + " 3\n甲 1\n");
+  ltk::JiebaTokenizer long_word(dir.file("long.txt"), ltk::Normalizer{});
+  CHECK(long_word.tokenize(word + "甲") == std::vector<std::string>{word, "甲"});
+}
+
 TEST_CASE("wordpiece: identical to Hugging Face's BertNormalizer + BertPreTokenizer + WordPiece", "[data][tokenizer][wordpiece]") {
   std::vector<std::string> texts = {
       "Hello, World! unbelievable", "Café naïve résumé — Ünïcödé", "The quick brown fox jumps over the lazy dog.",

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
@@ -26,15 +27,73 @@ bool is_ascii_alnum(char32_t c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
+constexpr uint64_t kFnvBasis = 14695981039346656037ull;
+
+/// FNV-1a over `n` more bytes: a key's hash grows with the key.
+uint64_t extend_hash(uint64_t h, const char* bytes, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    h ^= static_cast<unsigned char>(bytes[i]);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+size_t slot_index(uint64_t hash, size_t capacity) {  // capacity: a power of two
+  return static_cast<size_t>((hash * 0x9E3779B97F4A7C15ull) >> (64 - __builtin_ctzll(capacity)));
+}
+
 }  // namespace
 
+const JiebaTokenizer::Slot& JiebaTokenizer::find(uint64_t hash, const char* bytes, size_t length) const {
+  const size_t mask = table_.size() - 1;
+  for (size_t i = slot_index(hash, table_.size());; i = (i + 1) & mask) {
+    const Slot& slot = table_[i];
+    if (slot.length == 0) return slot;
+    if (slot.hash == hash && slot.length == length && std::memcmp(words_text_.data() + slot.offset, bytes, length) == 0)
+      return slot;
+  }
+}
+
+void JiebaTokenizer::grow() {
+  std::vector<Slot> old(table_.size() * 2);
+  old.swap(table_);
+  const size_t mask = table_.size() - 1;
+  for (const Slot& slot : old) {
+    if (slot.length == 0) continue;
+    size_t i = slot_index(slot.hash, table_.size());
+    while (table_[i].length != 0) i = (i + 1) & mask;
+    table_[i] = slot;
+  }
+}
+
+JiebaTokenizer::Slot& JiebaTokenizer::entry(uint64_t hash, const char* bytes, size_t length) {
+  if ((entries_ + 1) * 2 > table_.size()) grow();
+  auto& slot = const_cast<Slot&>(find(hash, bytes, length));
+  if (slot.length == 0) {
+    slot.hash = hash;
+    slot.offset = static_cast<uint32_t>(bytes - words_text_.data());
+    slot.length = static_cast<uint32_t>(length);
+    slot.freq = 0;
+    ++entries_;
+  }
+  return slot;
+}
+
 JiebaTokenizer::JiebaTokenizer(const std::string& dict_path, Normalizer normalizer) : Tokenizer(normalizer) {
-  // python3-jieba's dict.txt: ~350,000 lines of "word frequency [tag]". Parsed in place (no
-  // per-line vectors or strings) into a table sized once: about 1.5 entries a line with prefixes.
+  // python3-jieba's dict.txt: ~350,000 lines of "word frequency [tag]", parsed in place into the
+  // prefix table (about 1.5 entries a line with the prefixes).
   std::string data = read_file(dict_path);
-  freq_.reserve(static_cast<size_t>(std::count(data.begin(), data.end(), '\n')) * 3 / 2 + 16);
+  // Offsets are 32-bit: a word's bytes are at most 3 times its line's (U+FFFD for a stray byte).
+  if (data.size() >= (size_t{1} << 30)) throw DataError(dict_path + ": a jieba dictionary must be under 1 GiB");
+  words_text_.reserve(data.size());  // the slots hold offsets: the words may still move as it grows
+  // About 1.43 entries a line with the prefixes (python3-jieba's dict.txt), the table at most half
+  // full: no growing for such a file.
+  const auto lines = static_cast<size_t>(std::count(data.begin(), data.end(), '\n'));
+  size_t capacity = size_t{1} << 10;
+  while (capacity < lines * 29 / 10) capacity *= 2;
+  table_.resize(capacity);
   int64_t line_no = 0, total = 0;
-  std::u32string word;
+  std::vector<size_t> ends;  // the byte ends of the word's code points
   for (std::string_view line : split(data, '\n')) {
     ++line_no;
     line = trim(line);
@@ -46,47 +105,62 @@ JiebaTokenizer::JiebaTokenizer(const std::string& dict_path, Normalizer normaliz
     const auto [end, ec] = std::from_chars(count.data(), count.data() + count.size(), f);
     if (count.empty() || ec != std::errc() || end != count.data() + count.size())
       throw DataError(fmt::format("{}:{}: expected 'word frequency [tag]'", dict_path, line_no));
-    word.clear();
     const std::string_view text = line.substr(0, space);
-    for (size_t i = 0; i < text.size();) word.push_back(utf8::next(text, i));
-    freq_.insert_or_assign(word, f);
+    const size_t at = words_text_.size();
+    ends.clear();
+    for (size_t i = 0; i < text.size();) {
+      utf8::append(words_text_, utf8::next(text, i));
+      ends.push_back(words_text_.size() - at);
+    }
+    const char* word = words_text_.data() + at;
+    uint64_t h = kFnvBasis;
+    size_t done = 0;
+    for (size_t e : ends) {  // each prefix, unless already there, with freq 0; then the word
+      h = extend_hash(h, word + done, e - done);
+      done = e;
+      Slot& slot = entry(h, word, e);
+      if (e == ends.back()) slot.freq = f;
+    }
     total += f;
     ++words_;
-    for (size_t k = 1; k < word.size(); ++k) freq_.try_emplace(word.substr(0, k), 0);  // a prefix, unless a word
   }
   if (total <= 0) throw DataError(dict_path + ": the dictionary holds no word with a frequency");
   log_total_ = std::log(static_cast<double>(total));
 }
 
-void JiebaTokenizer::cut_block(const std::u32string& s, std::vector<std::pair<size_t, size_t>>& out) const {
-  const size_t N = s.size();
-  std::vector<std::vector<size_t>> dag(N);
+void JiebaTokenizer::cut_block(std::string_view s, const size_t* offset, size_t N,
+                               std::vector<std::pair<size_t, size_t>>& out) const {
+  // DAG[k]: the ends x of the dictionary words s[k..x] (x = k when there is none), each with its
+  // frequency (1 for that fallback), as jieba's get_DAG.
+  std::vector<size_t> first(N + 1);
+  std::vector<std::pair<size_t, int64_t>> dag;
+  dag.reserve(N * 2);
   for (size_t k = 0; k < N; ++k) {
-    size_t i = k;
-    std::u32string frag(1, s[k]);
-    for (auto it = freq_.find(frag); i < N && it != freq_.end();) {
-      if (it->second) dag[k].push_back(i);
-      ++i;
-      if (i >= N) break;
-      frag.push_back(s[i]);
-      it = freq_.find(frag);
+    first[k] = dag.size();
+    uint64_t h = kFnvBasis;
+    const char* begin = s.data() + offset[k];
+    for (size_t i = k; i < N; ++i) {
+      h = extend_hash(h, s.data() + offset[i], offset[i + 1] - offset[i]);
+      const Slot& slot = find(h, begin, offset[i + 1] - offset[k]);
+      if (slot.length == 0) break;
+      if (slot.freq) dag.emplace_back(i, slot.freq);
     }
-    if (dag[k].empty()) dag[k].push_back(k);
+    if (dag.size() == first[k]) dag.emplace_back(k, 1);
   }
+  first[N] = dag.size();
   // route[idx] = max over x in DAG[idx] of (log(freq or 1) - log(total) + route[x + 1]); ties go to the
   // larger x, as Python's max over (value, x) tuples does.
   std::vector<double> best(N + 1, 0.0);
   std::vector<size_t> next(N + 1, 0);
   for (size_t idx = N; idx-- > 0;) {
-    bool first = true;
-    for (size_t x : dag[idx]) {
-      auto it = freq_.find(s.substr(idx, x + 1 - idx));
-      int64_t f = it == freq_.end() || it->second == 0 ? 1 : it->second;
+    bool first_x = true;
+    for (size_t e = first[idx]; e < first[idx + 1]; ++e) {
+      const auto [x, f] = dag[e];
       double v = std::log(static_cast<double>(f)) - log_total_ + best[x + 1];
-      if (first || v > best[idx] || (v == best[idx] && x > next[idx])) {
+      if (first_x || v > best[idx] || (v == best[idx] && x > next[idx])) {
         best[idx] = v;
         next[idx] = x;
-        first = false;
+        first_x = false;
       }
     }
   }
@@ -94,7 +168,8 @@ void JiebaTokenizer::cut_block(const std::u32string& s, std::vector<std::pair<si
   bool in_buf = false;
   while (x < N) {
     size_t y = next[x] + 1;
-    if (y - x == 1 && is_ascii_alnum(s[x])) {  // single ASCII letters/digits are joined
+    // single ASCII letters/digits are joined
+    if (y - x == 1 && offset[x + 1] - offset[x] == 1 && is_ascii_alnum(static_cast<unsigned char>(s[offset[x]]))) {
       if (!in_buf) buf_start = x;
       in_buf = true;
     } else {
@@ -125,7 +200,7 @@ void JiebaTokenizer::tokenize(std::string_view text, std::string& scratch, std::
       size_t j = i;
       while (j < cps.size() && is_han_block_char(cps[j])) ++j;
       spans.clear();
-      cut_block(cps.substr(i, j - i), spans);
+      cut_block(s, offset.data() + i, j - i, spans);
       for (auto [a, b] : spans) tokens.push_back(s.substr(offset[i + a], offset[i + b] - offset[i + a]));
       i = j;
     } else {
