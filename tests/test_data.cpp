@@ -176,6 +176,25 @@ TEST_CASE("token index: every token keeps its id through growth, prefixes, NUL b
   CHECK(index.find("abcdefghijklmnops") == -1);
   CHECK(index.find(std::string("a\0\0", 3)) == -1);
   CHECK(index.find("t1") == -1);
+
+  // find_all and insert_all (which fetch slots ahead) answer as find and insert one at a time: runs
+  // shorter and longer than their look-ahead, repeats within a run, absent tokens, and a table that
+  // grows in the middle of a run.
+  std::vector<std::string_view> views(tokens.begin(), tokens.end());
+  for (const char* absent : {"zz", "abcdefghijklmnops", "t1"}) views.insert(views.begin() + 5, absent);
+  views.push_back(views[3]);
+  for (size_t n : {size_t{0}, size_t{1}, size_t{5}, size_t{8}, size_t{9}, size_t{100}, views.size()}) {
+    std::vector<int32_t> got(n, -7);
+    index.find_all(views.data(), n, got.data());
+    for (size_t i = 0; i < n; ++i) REQUIRE(got[i] == index.find(views[i]));
+  }
+  ltk::TokenIndex grown, one_by_one;
+  std::vector<int32_t> got(views.size(), -7);
+  grown.insert_all(views.data(), views.size(), got.data());
+  for (size_t i = 0; i < views.size(); ++i) REQUIRE(got[i] == one_by_one.insert(views[i]));
+  REQUIRE(grown.size() == one_by_one.size());
+  for (size_t i = 0; i < grown.size(); ++i)
+    REQUIRE(grown.token_at(static_cast<int32_t>(i)) == one_by_one.token_at(static_cast<int32_t>(i)));
 }
 
 TEST_CASE("vocab: built in the same pass as the ids, equal to counting first, specials never looked up",
@@ -563,12 +582,25 @@ TEST_CASE("jieba: a word listed twice keeps its last frequency and a dictionary 
 }
 
 TEST_CASE("wordpiece: identical to Hugging Face's BertNormalizer + BertPreTokenizer + WordPiece", "[data][tokenizer][wordpiece]") {
-  std::vector<std::string> texts = {
-      "Hello, World! unbelievable", "Café naïve résumé — Ünïcödé", "The quick brown fox jumps over the lazy dog.",
-      "我爱北京天安门，PyTorch很好用！", "e-mail: abc_def@example.com (2024)", "tabs\tand  spaces\u3000ideographic",
-      "ＡＢＣ full-width", "don't stop-believing...", "a\u0301 combining", "xylophone7 unknown-digits 7 77",
-      "supercalifragilisticexpialidociousandmuchmuchmuchlongerthanahundredcharacterswithoutanybreakatallforthewordpiecelimittest",
-      ""};
+  std::vector<std::string> texts = {"Hello, World! unbelievable",
+                                    "Café naïve résumé — Ünïcödé",
+                                    "The quick brown fox jumps over the lazy dog.",
+                                    "我爱北京天安门，PyTorch很好用！",
+                                    "e-mail: abc_def@example.com (2024)",
+                                    "tabs\tand  spaces\u3000ideographic",
+                                    "ＡＢＣ full-width",
+                                    "don't stop-believing...",
+                                    "a\u0301 combining",
+                                    "xylophone7 unknown-digits 7 77",
+                                    "ascii\x01"
+                                    "controls\x7f"
+                                    "dropped\x0b"
+                                    "vt\x0c"
+                                    "ff\tend",
+                                    "plain ascii only, no accent",
+                                    "supercalifragilisticexpialidociousandmuchmuchmuchlongerthanahundredcharacterswitho"
+                                    "utanybreakatallforthewordpiecelimittest",
+                                    ""};
   // A corpus generated here, the same on every machine (no corpus package needed).
   for (const auto& line : ltk::test::generated_corpus(400, 11, /*cjk_share=*/0.2)) texts.push_back(line);
   // A vocabulary from the texts: specials, frequent words, every character alone and as "##"

@@ -243,11 +243,12 @@ struct ExampleSpan {
   const Example* end() const { return last; }
 };
 
-/// The one encoding loop: `token_id(view)` numericalises a token (a vocabulary lookup, or the
-/// token counter's running id when the vocabulary is built in the same pass).
-template <typename TokenId>
-TextDataset encode_with(ExampleSpan examples, const std::string& source, const Tokenizer& tokenizer, TokenId&& token_id,
-                        const TargetEncoder* targets, const EncodeOptions& options) {
+/// The one encoding loop: `token_ids(tokens, out)` numericalises a text's tokens, appending their
+/// ids to `out` (vocabulary lookups, or the token counter's running ids when the vocabulary is built
+/// in the same pass).
+template <typename TokenIds>
+TextDataset encode_with(ExampleSpan examples, const std::string& source, const Tokenizer& tokenizer,
+                        TokenIds&& token_ids, const TargetEncoder* targets, const EncodeOptions& options) {
   TextDataset data;
   TargetKind kind = targets ? targets->kind : TargetKind::none;
   const LabelMap* labels = targets ? targets->labels : nullptr;
@@ -277,10 +278,9 @@ TextDataset encode_with(ExampleSpan examples, const std::string& source, const T
     out.clear();
     if (word_flags) word_flags->clear();
     tokenizer.tokenize(text, scratch, tokens);
-    for (auto t : tokens) {
-      out.push_back(token_id(t));
-      if (word_flags) word_flags->push_back(t.size() > 2 && t[0] == '#' && t[1] == '#');
-    }
+    token_ids(tokens, out);
+    if (word_flags)
+      for (auto t : tokens) word_flags->push_back(t.size() > 2 && t[0] == '#' && t[1] == '#');
     if (word_flags && options.words) mark_cjk_words(text, tokens, *options.words, *word_flags);
   };
   Packer packer(data, options, flags_out != nullptr);
@@ -372,18 +372,18 @@ void append_encoded(TextDataset& into, const TextDataset& part, const std::vecto
 }
 
 /// encode_with over `slices` slices of `examples`, one per thread, each with its own token ids
-/// from `make_id(slice)`; `merge(slice, part)` folds each part into the whole, in order.
-template <typename MakeId, typename Merge>
+/// from `make_ids(slice)`; `merge(slice, part)` folds each part into the whole, in order.
+template <typename MakeIds, typename Merge>
 void encode_in_slices(const std::vector<Example>& examples, int64_t slices, const std::string& source,
                       const Tokenizer& tokenizer, const TargetEncoder* targets, const EncodeOptions& options,
-                      MakeId&& make_id, Merge&& merge) {
+                      MakeIds&& make_ids, Merge&& merge) {
   std::vector<TextDataset> parts(static_cast<size_t>(slices));
   const auto n = static_cast<int64_t>(examples.size());
   parallel_chunks(slices, static_cast<int>(slices), 1, [&](int64_t begin, int64_t end) {
     for (int64_t s = begin; s < end; ++s)
       parts[static_cast<size_t>(s)] =
           encode_with(ExampleSpan(examples.data() + n * s / slices, examples.data() + n * (s + 1) / slices), source,
-                      tokenizer, make_id(s), targets, options);
+                      tokenizer, make_ids(s), targets, options);
   });
   for (int64_t s = 0; s < slices; ++s) merge(s, parts[static_cast<size_t>(s)]);
 }
@@ -393,7 +393,9 @@ void encode_in_slices(const std::vector<Example>& examples, int64_t slices, cons
 TextDataset encode_examples(const std::vector<Example>& examples, const std::string& source,
                             const Tokenizer& tokenizer, const Vocabulary& vocab, const TargetEncoder* targets,
                             const EncodeOptions& options) {
-  auto lookup = [&](std::string_view t) { return vocab.id(t); };
+  auto lookup = [&](const std::vector<std::string_view>& tokens, std::vector<int32_t>& out) {
+    vocab.append_ids(tokens, out);
+  };
   const int64_t slices = slices_for(options, examples.size());
   TextDataset data;
   if (slices == 1) {
@@ -418,7 +420,9 @@ std::pair<TokenCounter, TextDataset> count_and_encode(const std::vector<Example>
                                                       const EncodeOptions& options) {
   TokenCounter counter;
   TextDataset data = encode_with(
-      examples, source, tokenizer, [&](std::string_view t) { return counter.add(t); }, targets, options);
+      examples, source, tokenizer,
+      [&](const std::vector<std::string_view>& tokens, std::vector<int32_t>& out) { counter.add_all(tokens, out); },
+      targets, options);
   return {std::move(counter), std::move(data)};
 }
 
@@ -435,14 +439,18 @@ std::pair<Vocabulary, TextDataset> build_vocab_and_encode(const std::vector<Exam
   const int64_t slices = slices_for(options, examples.size());
   if (slices == 1) {
     data = encode_with(
-        examples, source, tokenizer, [&](std::string_view t) { return counter.add(t); }, targets, options);
+        examples, source, tokenizer,
+        [&](const std::vector<std::string_view>& tokens, std::vector<int32_t>& out) { counter.add_all(tokens, out); },
+        targets, options);
   } else {
     std::vector<TokenCounter> counters(static_cast<size_t>(slices));
     encode_in_slices(
         examples, slices, source, tokenizer, targets, options,
         [&](int64_t s) {
           TokenCounter* mine = &counters[static_cast<size_t>(s)];
-          return [mine](std::string_view t) { return mine->add(t); };
+          return [mine](const std::vector<std::string_view>& tokens, std::vector<int32_t>& out) {
+            mine->add_all(tokens, out);
+          };
         },
         [&](int64_t s, const TextDataset& part) {
           const TokenCounter& c = counters[static_cast<size_t>(s)];

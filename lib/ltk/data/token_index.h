@@ -4,6 +4,7 @@
 // data path spends most of its time here (bench/data_bench.cpp).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -19,33 +20,43 @@ class TokenIndex {
   /// The id of `token`, or -1.
   int32_t find(std::string_view token) const {
     const uint64_t head = head_of(token);
-    const uint64_t h = hash(head, token);
-    const auto tag = static_cast<uint32_t>(h >> 32);
-    for (size_t s = h & mask();; s = (s + 1) & mask()) {
-      const Slot& slot = slots_[s];
-      if (slot.id < 0) return -1;
-      if (slot.tag == tag && matches(slot.id, head, token)) return slot.id;
+    return probe(hash(head, token), head, token);
+  }
+
+  /// find() of each of the `n` tokens into `out`. A table larger than the cache costs a miss or two
+  /// a token (its slot, then its head); here each token's slot is fetched kAhead tokens before its
+  /// probe and its head kAhead / 2 before, so that the misses of several tokens overlap.
+  void find_all(const std::string_view* tokens, size_t n, int32_t* out) const {
+    Ahead ahead;
+    for (size_t i = 0; i < std::min(n, kAhead); ++i) stage(ahead, tokens, i);
+    for (size_t i = 0; i < n; ++i) {
+      const size_t r = i % kAhead;
+      const uint64_t head = ahead.head[r], h = ahead.hash[r];
+      if (i + kAhead < n) stage(ahead, tokens, i + kAhead);
+      if (i + kAhead / 2 < n) {
+        const Slot& next = slots_[ahead.hash[(i + kAhead / 2) % kAhead] & mask()];
+        if (next.id >= 0) __builtin_prefetch(&heads_[static_cast<size_t>(next.id)]);
+      }
+      out[i] = probe(h, head, tokens[i]);
     }
   }
 
   /// The id of `token`, added (as the next id) when it is new.
   int32_t insert(std::string_view token) {
     const uint64_t head = head_of(token);
-    const uint64_t h = hash(head, token);
-    const auto tag = static_cast<uint32_t>(h >> 32);
-    size_t s = h & mask();
-    for (;; s = (s + 1) & mask()) {
-      const Slot& slot = slots_[s];
-      if (slot.id < 0) break;
-      if (slot.tag == tag && matches(slot.id, head, token)) return slot.id;
+    return insert(hash(head, token), head, token);
+  }
+
+  /// insert() of each of the `n` tokens, in order, into `out`; the slots fetched ahead as find_all does.
+  void insert_all(const std::string_view* tokens, size_t n, int32_t* out) {
+    Ahead ahead;
+    for (size_t i = 0; i < std::min(n, kAhead); ++i) stage(ahead, tokens, i);
+    for (size_t i = 0; i < n; ++i) {
+      const size_t r = i % kAhead;
+      const uint64_t head = ahead.head[r], h = ahead.hash[r];
+      if (i + kAhead < n) stage(ahead, tokens, i + kAhead);
+      out[i] = insert(h, head, tokens[i]);
     }
-    auto id = static_cast<int32_t>(size());
-    arena_.append(token.data(), token.size());
-    starts_.push_back(arena_.size());
-    heads_.push_back(head);
-    slots_[s] = Slot{tag, id};
-    if (size() * 2 > slots_.size()) grow();
-    return id;
   }
 
   /// Room for `n` tokens without growing the table (a vocabulary loaded from its file).
@@ -70,6 +81,43 @@ class TokenIndex {
     int32_t id = -1;  // -1: empty
   };
   static constexpr size_t kMinSlots = 64;
+  static constexpr size_t kAhead = 8;
+  /// The heads and hashes of the next kAhead tokens of find_all / insert_all.
+  struct Ahead {
+    uint64_t head[kAhead], hash[kAhead];
+  };
+  void stage(Ahead& ahead, const std::string_view* tokens, size_t i) const {
+    const size_t r = i % kAhead;
+    ahead.head[r] = head_of(tokens[i]);
+    ahead.hash[r] = hash(ahead.head[r], tokens[i]);
+    __builtin_prefetch(&slots_[ahead.hash[r] & mask()]);
+  }
+
+  int32_t probe(uint64_t h, uint64_t head, std::string_view token) const {
+    const auto tag = static_cast<uint32_t>(h >> 32);
+    for (size_t s = h & mask();; s = (s + 1) & mask()) {
+      const Slot& slot = slots_[s];
+      if (slot.id < 0) return -1;
+      if (slot.tag == tag && matches(slot.id, head, token)) return slot.id;
+    }
+  }
+
+  int32_t insert(uint64_t h, uint64_t head, std::string_view token) {
+    const auto tag = static_cast<uint32_t>(h >> 32);
+    size_t s = h & mask();
+    for (;; s = (s + 1) & mask()) {
+      const Slot& slot = slots_[s];
+      if (slot.id < 0) break;
+      if (slot.tag == tag && matches(slot.id, head, token)) return slot.id;
+    }
+    auto id = static_cast<int32_t>(size());
+    arena_.append(token.data(), token.size());
+    starts_.push_back(arena_.size());
+    heads_.push_back(head);
+    slots_[s] = Slot{tag, id};
+    if (size() * 2 > slots_.size()) grow();
+    return id;
+  }
 
   /// The first eight bytes, zero-padded, read without a byte loop (whose stores would stall
   /// the 8-byte load that follows).

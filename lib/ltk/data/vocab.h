@@ -22,6 +22,18 @@ class TokenCounter {
     ++counts_[static_cast<size_t>(id)];
     return id;
   }
+  /// add() of each token, the ids appended to `out`.
+  void add_all(const std::vector<std::string_view>& tokens, std::vector<int32_t>& out) {
+    const size_t at = out.size();
+    out.resize(at + tokens.size());
+    int32_t* ids = out.data() + at;
+    index_.insert_all(tokens.data(), tokens.size(), ids);
+    for (size_t k = 0; k < tokens.size(); ++k) {
+      const auto id = static_cast<size_t>(ids[k]);
+      if (id == counts_.size()) counts_.push_back(0);
+      ++counts_[id];
+    }
+  }
   /// Counts `n` occurrences at once.
   int32_t add(std::string_view token, int64_t n) {
     int32_t id = add(token);
@@ -65,6 +77,14 @@ class Vocabulary {
   int32_t id(std::string_view token) const {
     int32_t i = index_.find(token);
     return i < 0 ? unk_id_ : i + first_word_;
+  }
+  /// id() of each token, appended to `out` (the table's cache misses overlapped: TokenIndex::find_all).
+  void append_ids(const std::vector<std::string_view>& tokens, std::vector<int32_t>& out) const {
+    const size_t at = out.size();
+    out.resize(at + tokens.size());
+    int32_t* ids = out.data() + at;
+    index_.find_all(tokens.data(), tokens.size(), ids);
+    for (size_t k = 0; k < tokens.size(); ++k) ids[k] = ids[k] < 0 ? unk_id_ : ids[k] + first_word_;
   }
   int32_t pad_id() const { return pad_id_; }
   int32_t unk_id() const { return unk_id_; }
