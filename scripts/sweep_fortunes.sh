@@ -4,14 +4,15 @@
 # sequence models (3 seeds, 1 epoch) and for BERT fine-tuned from the masked-LM run (3 seeds, 5
 # epochs). Run alone: they use every core (--jobs = cores).
 # An asha sweep (successive halving) beside the full grid it replaces, sparse bow at 9 epochs.
-#   scripts/sweep_fortunes.sh [bow|sparse|asha|bucket|bucket_bert ...]   (default: all five)
+# BERT's fine-tuning in bf16 autocast beside float32 (3 seeds; needs a CPU with native bf16).
+#   scripts/sweep_fortunes.sh [bow|sparse|asha|bucket|bucket_bert|bf16_bert ...]   (default: all six)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -f data/fortunes_en/train.tsv ]] || ./scripts/data.sh fortunes_en
 jobs=$(getconf _NPROCESSORS_ONLN)  # not nproc: it obeys OMP_NUM_THREADS
 mkdir -p docs/sweeps
 which=("$@")
-((${#which[@]})) || which=(bow sparse asha bucket bucket_bert)
+((${#which[@]})) || which=(bow sparse asha bucket bucket_bert bf16_bert)
 for w in "${which[@]}"; do
   start=$(date +%s)
   case $w in
@@ -36,6 +37,10 @@ for w in "${which[@]}"; do
       [[ -f runs/fortunes_mlm/bert/config.json ]] || build/bin/ltk-train --config configs/fortunes_mlm.json > /dev/null
       build/bin/ltk-sweep --config configs/fortunes_bert.json --space configs/sweeps/bucket_pool_space.json \
         --out runs/sweep_bucket_bert --seeds 3 --jobs "$jobs" > /dev/null ;;
+    bf16_bert) # the same fine-tuning, trainer.precision fp32 against bf16
+      [[ -f runs/fortunes_mlm/bert/config.json ]] || build/bin/ltk-train --config configs/fortunes_mlm.json > /dev/null
+      build/bin/ltk-sweep --config configs/fortunes_bert.json --space configs/sweeps/precision_space.json \
+        --out runs/sweep_bf16_bert --seeds 3 --jobs "$jobs" > /dev/null ;;
     *) echo "unknown sweep $w" >&2; exit 2 ;;
   esac
   echo "$w: $(( $(date +%s) - start )) s wall" | tee -a docs/sweeps/wall_times.txt >&2

@@ -5,9 +5,10 @@
 #pragma once
 
 #include <string>
-#include <unordered_set>
+#include <utility>
 #include <vector>
 
+#include "ltk/data/token_index.h"
 #include "ltk/data/tokenizer.h"
 
 namespace ltk {
@@ -22,18 +23,26 @@ class WordPieceTokenizer : public Tokenizer {
   using Tokenizer::tokenize;
   void tokenize(std::string_view text, std::string& scratch,
                 std::vector<std::string_view>& tokens) const override;
-  int64_t vocab_size() const { return static_cast<int64_t>(vocab_.size()); }
+  int64_t vocab_size() const { return static_cast<int64_t>(whole_.size()); }
 
  private:
-  /// The pieces of `text` (no special tokens in it), appended to `all`.
-  void pieces(std::string_view text, std::string& scratch, std::vector<std::string>& all) const;
-  std::unordered_set<std::string> vocab_;
+  /// The pieces of `text` (no special tokens in it), appended to `out`: their bytes (a continuation
+  /// with its "##") and each one's [start, length) in it.
+  void pieces(std::string_view text, std::string& out, std::vector<std::pair<size_t, size_t>>& spans) const;
+  TokenIndex whole_;      ///< every entry of the vocabulary
+  TokenIndex continued_;  ///< the entries that start with "##", without it
   bool lowercase_, strip_accents_, chinese_chars_;
   int64_t max_chars_;
 };
 
-/// BERT's normalisation and pre-tokenisation (BertNormalizer + BertPreTokenizer): the words of
-/// `text` as code points. `scratch` holds intermediate text.
+/// BERT's normalisation (BertNormalizer): control characters dropped, whitespace made ' ', CJK
+/// ideographs spaced (`chinese_chars`), accents stripped (NFD, then no nonspacing marks), lowercased;
+/// into `out`.
+void bert_normalize(std::string_view text, bool lowercase, bool strip_accents, bool chinese_chars, std::string& out);
+/// BERT's pre-tokenisation (BertPreTokenizer) of normalised text `s`: its words split on whitespace,
+/// every punctuation mark a word; each word's [start, end) bytes into `words`.
+void bert_words(std::string_view s, std::vector<std::pair<size_t, size_t>>& words);
+/// Both, the words as code points (for learning a vocabulary). `scratch` holds intermediate text.
 void bert_pre_tokenize(std::string_view text, bool lowercase, bool strip_accents, bool chinese_chars,
                        std::string& scratch, std::vector<std::u32string>& words);
 
