@@ -57,6 +57,27 @@ TEST_CASE("reader: every malformed row names file:line", "[data][reader]") {
   REQUIRE_THROWS_WITH(ltk::read_tsv(dir.file("nope.tsv")), Contains("cannot open") && Contains("nope.tsv"));
 }
 
+TEST_CASE("utf8: the lead bytes C0 C1 and F5 to FF start no character", "[data][utf8]") {
+  // F5-FF once decoded as three-byte characters ("\xF5\x9B\xBD" as U+56FD), so the readers let them
+  // through and jieba matched them against dictionary words.
+  for (int lead : {0xC0, 0xC1, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9, 0xFA, 0xFB, 0xFC, 0xFD, 0xFE, 0xFF}) {
+    const std::string s = std::string("a") + static_cast<char>(lead) + "\x9B\xBD\x80";
+    size_t i = 1;
+    CHECK(ltk::utf8::next(s, i) == 0xFFFD);
+    CHECK(i == 2);
+    CHECK(ltk::utf8::find_invalid(s) == 1);
+  }
+  const std::vector<std::pair<std::string, char32_t>> valid = {
+      {"\xC2\x80", 0x80},       {"\xDF\xBF", 0x7FF},           {"\xE5\x9B\xBD", 0x56FD},
+      {"\xEF\xBF\xBD", 0xFFFD}, {"\xF0\x90\x80\x80", 0x10000}, {"\xF4\x8F\xBF\xBF", 0x10FFFF}};
+  for (const auto& [bytes, cp] : valid) {
+    size_t i = 0;
+    CHECK(ltk::utf8::next(bytes, i) == cp);
+    CHECK(i == bytes.size());
+    CHECK(ltk::utf8::find_invalid(bytes) == std::string::npos);
+  }
+}
+
 TEST_CASE("tokenizer: basic splits words and punctuation, CJK per character, lowercases", "[data][tokenizer]") {
   ltk::BasicTokenizer basic(true);
   using V = std::vector<std::string>;
@@ -188,6 +209,11 @@ TEST_CASE("token index: every token keeps its id through growth, prefixes, NUL b
     index.find_all(views.data(), n, got.data());
     for (size_t i = 0; i < n; ++i) REQUIRE(got[i] == index.find(views[i]));
   }
+  const std::vector<std::string_view> repeats = {"x", "y", "x", "x", "abcdefghijk", "y", "abcdefghijk", "x"};
+  ltk::TokenIndex fresh;
+  std::vector<int32_t> ids(repeats.size());
+  fresh.insert_all(repeats.data(), repeats.size(), ids.data());
+  CHECK(ids == std::vector<int32_t>{0, 1, 0, 0, 2, 1, 2, 0});
   ltk::TokenIndex grown, one_by_one;
   std::vector<int32_t> got(views.size(), -7);
   grown.insert_all(views.data(), views.size(), got.data());
@@ -565,8 +591,11 @@ TEST_CASE("jieba: segmentation identical to python3-jieba's lcut(HMM=False)", "[
 TEST_CASE("jieba: a word listed twice keeps its last frequency and a dictionary outgrows its first table",
           "[data][tokenizer][jieba]") {
   TempDir dir;
-  // As python3-jieba: a later line sets the frequency again (0: a prefix, not a word), and a word of
-  // frequency 0 is no word either. With 甲乙 at 10, 甲乙丙 segments as 甲乙/丙.
+  // As python3-jieba: a word of frequency 0 is no word (counted as one, 甲乙丙 would win over three
+  // single characters), and a later line sets a word's frequency again (甲乙 at 10 would win).
+  write_file(dir.file("zero.txt"), "甲乙丙 0\n甲 1\n乙 1\n丙 1\n");
+  CHECK(ltk::JiebaTokenizer(dir.file("zero.txt"), ltk::Normalizer{}).tokenize("甲乙丙") ==
+        std::vector<std::string>{"甲", "乙", "丙"});
   write_file(dir.file("twice.txt"), "甲乙 10\n甲乙丙 0\n丙 5\n甲 1\n乙 1\n");
   CHECK(ltk::JiebaTokenizer(dir.file("twice.txt"), ltk::Normalizer{}).tokenize("甲乙丙") ==
         std::vector<std::string>{"甲乙", "丙"});
@@ -579,6 +608,20 @@ TEST_CASE("jieba: a word listed twice keeps its last frequency and a dictionary 
   write_file(dir.file("long.txt"), word + " 3\n甲 1\n");
   ltk::JiebaTokenizer long_word(dir.file("long.txt"), ltk::Normalizer{});
   CHECK(long_word.tokenize(word + "甲") == std::vector<std::string>{word, "甲"});
+}
+
+TEST_CASE("wordpiece: special tokens kept whole, NUL and bad bytes dropped, CRLF vocabularies, continuations",
+          "[data][tokenizer][wordpiece]") {
+  TempDir dir;
+  write_file(dir.file("vocab.txt"),
+             "[PAD]\r\n[UNK]\r\n[CLS]\r\n[SEP]\r\n[MASK]\r\n##\r\nun\r\n##believ\r\n##able\r\nthe\r\n!\r\nthe\r\n");
+  ltk::WordPieceTokenizer wp(dir.file("vocab.txt"), true);
+  CHECK(wp.vocab_size() == 11);  // "the" listed twice
+  const std::string text = std::string("The [MASK] is un") + '\0' + "believable!\xFF [CLS] [FOO]";
+  CHECK(wp.tokenize(text) == std::vector<std::string>{"the", "[MASK]", "[UNK]", "un", "##believ", "##able", "!",
+                                                      "[CLS]", "[UNK]", "[UNK]", "[UNK]"});
+  CHECK(wp.tokenize("") == std::vector<std::string>{});
+  CHECK(wp.tokenize("[MASK]") == std::vector<std::string>{"[MASK]"});
 }
 
 TEST_CASE("wordpiece: identical to Hugging Face's BertNormalizer + BertPreTokenizer + WordPiece", "[data][tokenizer][wordpiece]") {

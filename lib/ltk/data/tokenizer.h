@@ -25,7 +25,8 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
 
   /// Splits `text` into tokens. The views point into `text` or into `scratch` (which holds
-  /// the normalised text), so they are valid until either changes.
+  /// the normalised text), so they are valid until either changes. `text` must not lie in
+  /// `scratch`: a tokenizer may clear it first.
   virtual void tokenize(std::string_view text, std::string& scratch,
                         std::vector<std::string_view>& tokens) const = 0;
 
