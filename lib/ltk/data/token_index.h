@@ -27,18 +27,8 @@ class TokenIndex {
   /// a token (its slot, then its head); here each token's slot is fetched kAhead tokens before its
   /// probe and its head kAhead / 2 before, so that the misses of several tokens overlap.
   void find_all(const std::string_view* tokens, size_t n, int32_t* out) const {
-    Ahead ahead;
-    for (size_t i = 0; i < std::min(n, kAhead); ++i) stage(ahead, tokens, i);
-    for (size_t i = 0; i < n; ++i) {
-      const size_t r = i % kAhead;
-      const uint64_t head = ahead.head[r], h = ahead.hash[r];
-      if (i + kAhead < n) stage(ahead, tokens, i + kAhead);
-      if (i + kAhead / 2 < n) {
-        const Slot& next = slots_[ahead.hash[(i + kAhead / 2) % kAhead] & mask()];
-        if (next.id >= 0) __builtin_prefetch(&heads_[static_cast<size_t>(next.id)]);
-      }
-      out[i] = probe(h, head, tokens[i]);
-    }
+    each_ahead</*heads=*/true>(tokens, n,
+                               [&](size_t i, uint64_t h, uint64_t head) { out[i] = probe(h, head, tokens[i]); });
   }
 
   /// The id of `token`, added (as the next id) when it is new.
@@ -49,14 +39,8 @@ class TokenIndex {
 
   /// insert() of each of the `n` tokens, in order, into `out`; the slots fetched ahead as find_all does.
   void insert_all(const std::string_view* tokens, size_t n, int32_t* out) {
-    Ahead ahead;
-    for (size_t i = 0; i < std::min(n, kAhead); ++i) stage(ahead, tokens, i);
-    for (size_t i = 0; i < n; ++i) {
-      const size_t r = i % kAhead;
-      const uint64_t head = ahead.head[r], h = ahead.hash[r];
-      if (i + kAhead < n) stage(ahead, tokens, i + kAhead);
-      out[i] = insert(h, head, tokens[i]);
-    }
+    each_ahead</*heads=*/false>(tokens, n,
+                                [&](size_t i, uint64_t h, uint64_t head) { out[i] = insert(h, head, tokens[i]); });
   }
 
   /// Room for `n` tokens without growing the table (a vocabulary loaded from its file).
@@ -91,6 +75,24 @@ class TokenIndex {
     ahead.head[r] = head_of(tokens[i]);
     ahead.hash[r] = hash(ahead.head[r], tokens[i]);
     __builtin_prefetch(&slots_[ahead.hash[r] & mask()]);
+  }
+
+  /// visit(i, hash, head) for each of the `n` tokens in order, token i + kAhead's slot fetched
+  /// first (and, with `kHeads`, the head of token i + kAhead / 2's entry).
+  template <bool kHeads, typename Visit>
+  void each_ahead(const std::string_view* tokens, size_t n, Visit&& visit) const {
+    Ahead ahead;
+    for (size_t i = 0; i < std::min(n, kAhead); ++i) stage(ahead, tokens, i);
+    for (size_t i = 0; i < n; ++i) {
+      const size_t r = i % kAhead;
+      const uint64_t head = ahead.head[r], h = ahead.hash[r];
+      if (i + kAhead < n) stage(ahead, tokens, i + kAhead);
+      if (kHeads && i + kAhead / 2 < n) {
+        const Slot& next = slots_[ahead.hash[(i + kAhead / 2) % kAhead] & mask()];
+        if (next.id >= 0) __builtin_prefetch(&heads_[static_cast<size_t>(next.id)]);
+      }
+      visit(i, h, head);
+    }
   }
 
   int32_t probe(uint64_t h, uint64_t head, std::string_view token) const {
