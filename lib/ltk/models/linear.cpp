@@ -9,6 +9,7 @@
 #include "ltk/core/parallel.h"
 
 #include "ltk/core/error.h"
+#include "ltk/data/tfidf.h"
 #include "ltk/models/embeddings.h"
 
 namespace ltk {
@@ -102,157 +103,29 @@ TfIdfRows LinearImpl::features(const Batch& batch) const {
 
 namespace {
 
-/// A sample's distinct features (ids in [kFirstWordId, V): the unknown and padding ids and ids
-/// past `V` are no features) in ascending order, and how often each occurs: counted in a table of
-/// the vocabulary's size that is cleared after each sample, then ordered by a radix sort on 8-bit
-/// digits (std::sort's comparisons mispredict: it was a quarter of ltk-predict's time on short
-/// texts). One per thread.
-class FeatureCounts {
- public:
-  /// This thread's table, for a vocabulary of `V` (kept between calls: clearing it is the cost).
-  static FeatureCounts& of_thread(int64_t V) {
-    thread_local FeatureCounts counts;
-    if (counts.counts_.size() != static_cast<size_t>(std::max<int64_t>(V, 0))) {
-      counts.counts_.assign(static_cast<size_t>(std::max<int64_t>(V, 0)), 0);
-      counts.ids_.clear();
-      counts.passes_ = 0;
-      for (auto top = static_cast<uint64_t>(std::max<int64_t>(V - 1, 1)); top != 0; top >>= 8) ++counts.passes_;
-    }
-    return counts;
-  }
-  void collect(const TextDataset& data, int64_t i) {
-    for (int32_t id : ids_) counts_[static_cast<size_t>(id)] = 0;
-    ids_.clear();
-    const int32_t* tokens = data.tokens(i);
-    const int64_t n = data.length(i);
-    const size_t V = counts_.size();
-    for (int64_t k = 0; k < n; ++k) {
-      const int32_t t = tokens[k];
-      if (t < Vocabulary::kFirstWordId || static_cast<size_t>(t) >= V) continue;
-      // listed before it is counted: a push_back that throws leaves no count that would outlive it
-      if (counts_[static_cast<size_t>(t)] == 0) ids_.push_back(t);
-      ++counts_[static_cast<size_t>(t)];
-    }
-    sort();
-  }
-  /// The distinct features, ascending.
-  const std::vector<int32_t>& ids() const { return ids_; }
-  int64_t count(int32_t id) const { return counts_[static_cast<size_t>(id)]; }
-
- private:
-  void sort() {
-    if (ids_.size() < 48) {
-      std::sort(ids_.begin(), ids_.end());
-      return;
-    }
-    spare_.resize(ids_.size());
-    for (int pass = 0; pass < passes_; ++pass) {
-      const int shift = 8 * pass;
-      size_t at[256] = {};
-      for (int32_t id : ids_) ++at[(static_cast<uint32_t>(id) >> shift) & 255];
-      size_t sum = 0;
-      for (size_t& a : at) sum += std::exchange(a, sum);
-      for (int32_t id : ids_) spare_[at[(static_cast<uint32_t>(id) >> shift) & 255]++] = id;
-      ids_.swap(spare_);
-    }
-  }
-  std::vector<int32_t> counts_;  // no text holds 2^31 ids (8 GB of them)
-  std::vector<int32_t> ids_, spare_;
-  int passes_ = 0;
-};
-
-/// Sample `i`'s tf-idf row: its distinct features (ascending) into `counts.ids()`, their weights
-/// into `values`, each block of unit L2 norm. `idf_of` and `block_of` are the buffers' CPU data
-/// (block_of may be null).
-void tfidf_row(const LinearOptions& o, const TextDataset& data, int64_t i, const double* idf_of,
-               const int64_t* block_of, FeatureCounts& counts, std::vector<double>& values) {
-  counts.collect(data, i);
-  const std::vector<int32_t>& cols = counts.ids();
-  values.resize(cols.size());
-  double norm2[2] = {0, 0};
-  for (size_t e = 0; e < cols.size(); ++e) {
-    const auto tf = static_cast<double>(counts.count(cols[e]));
-    // ln 1 + 1 is 1 exactly: most features occur once in a short text
-    const double w = (o.sublinear_tf() && tf != 1.0 ? std::log(tf) + 1.0 : tf) * idf_of[cols[e]];
-    norm2[block_of ? block_of[cols[e]] : 0] += w * w;
-    values[e] = w;
-  }
-  if (!block_of) {
-    const double norm = std::sqrt(norm2[0]);
-    for (double& v : values) v /= norm;
-    return;
-  }
-  const double norm[2] = {std::sqrt(norm2[0]), std::sqrt(norm2[1])};
-  for (size_t e = 0; e < cols.size(); ++e) values[e] /= norm[block_of[cols[e]]];
-}
-
-}  // namespace
-
-namespace {
-
-/// The CPU copies of the buffers a tf-idf row reads.
+/// The CPU copies of the buffers a tf-idf row reads, as a TfIdfTable.
 struct RowBuffers {
   torch::Tensor idf, block;
-  RowBuffers(const torch::Tensor& idf_, const torch::Tensor& block_) {
-    idf = idf_.to(torch::kCPU, torch::kDouble).contiguous();
-    if (block_.defined()) block = block_.to(torch::kCPU, torch::kLong).contiguous();
+  TfIdfTable table;
+  explicit RowBuffers(const LinearImpl& m) {
+    idf = m.idf.to(torch::kCPU, torch::kDouble).contiguous();
+    if (m.block.defined()) block = m.block.to(torch::kCPU, torch::kLong).contiguous();
+    table = TfIdfTable{m.options.vocab_size(), m.options.sublinear_tf(), idf.data_ptr<double>(),
+                       block.defined() ? block.data_ptr<int64_t>() : nullptr};
   }
-  const double* idf_of() const { return idf.data_ptr<double>(); }
-  const int64_t* block_of() const { return block.defined() ? block.data_ptr<int64_t>() : nullptr; }
 };
-
-// y += w * x as LibTorch's x86 embedding_bag kernel accumulates (one fused multiply-add per
-// element, in the same order), so that the sparse path's logits are the forward()'s, to the last
-// bit where both round alike (byte-identical answers on 100,000 texts here; the tests allow the
-// sum's rounding); the fma instruction where the CPU has it, std::fma's exact result elsewhere.
-#if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("fma"))) void fma_row_native(float w, const float* x, float* y, int64_t K) {
-  for (int64_t k = 0; k < K; ++k) y[k] = __builtin_fmaf(w, x[k], y[k]);
-}
-__attribute__((target("fma"))) void fma_row_native(double w, const double* x, double* y, int64_t K) {
-  for (int64_t k = 0; k < K; ++k) y[k] = __builtin_fma(w, x[k], y[k]);
-}
-bool cpu_has_fma() {
-  return __builtin_cpu_supports("fma");
-}
-#else
-template <typename T>
-void fma_row_native(T w, const T* x, T* y, int64_t K) {
-  for (int64_t k = 0; k < K; ++k) y[k] = std::fma(w, x[k], y[k]);
-}
-bool cpu_has_fma() {
-  return true;
-}  // std::fma is the instruction on these CPUs
-#endif
-template <typename T>
-void fma_row(T w, const T* x, T* y, int64_t K) {
-  static const bool native = cpu_has_fma();
-  if (native) return fma_row_native(w, x, y, K);
-  for (int64_t k = 0; k < K; ++k) y[k] = std::fma(w, x[k], y[k]);
-}
 
 template <typename T>
 void score_rows(const LinearImpl& m, const TextDataset& data, const std::vector<int64_t>& indices, const T* W,
                 const T* bias, T* out) {
   const int64_t K = m.options.num_outputs();
-  const RowBuffers buffers(m.idf, m.block);
+  const RowBuffers buffers(m);
   parallel_chunks(static_cast<int64_t>(indices.size()), at::get_num_threads(), 256, [&](int64_t begin, int64_t end) {
     FeatureCounts& counts = FeatureCounts::of_thread(m.options.vocab_size());
     std::vector<double> values;
     for (int64_t r = begin; r < end; ++r) {
-      tfidf_row(m.options, data, indices[static_cast<size_t>(r)], buffers.idf_of(), buffers.block_of(), counts, values);
-      const std::vector<int32_t>& cols = counts.ids();
-      T* row = out + r * K;
-      std::fill(row, row + K, T(0));
-      // The weight rows are scattered over a table of tens of MB: ask for a few ahead.
-      constexpr size_t kAhead = 4;
-      for (size_t e = 0; e < std::min(kAhead, cols.size()); ++e)
-        __builtin_prefetch(W + static_cast<int64_t>(cols[e]) * K);
-      for (size_t e = 0; e < cols.size(); ++e) {
-        if (e + kAhead < cols.size()) __builtin_prefetch(W + static_cast<int64_t>(cols[e + kAhead]) * K);
-        fma_row(static_cast<T>(values[e]), W + static_cast<int64_t>(cols[e]) * K, row, K);
-      }
-      for (int64_t k = 0; k < K; ++k) row[k] += bias[k];
+      const int64_t i = indices[static_cast<size_t>(r)];
+      score_text(buffers.table, data.tokens(i), data.length(i), W, bias, K, out + r * K, counts, values);
     }
   });
 }
@@ -278,14 +151,14 @@ SparseRows LinearImpl::rows_of(const TextDataset& data, double intercept, int th
   // then the rows written in place, so the matrix is allocated once at its size, with no
   // temporaries (the solve's memory peak is the matrix).
   const int64_t V = options.vocab_size(), n = data.size();
-  const RowBuffers buffers(idf, block);
+  const RowBuffers buffers(*this);
   SparseRows x;
   x.num_cols = V + 1;
   x.offsets.assign(static_cast<size_t>(n) + 1, 0);
   parallel_chunks(n, threads, 1024, [&](int64_t begin, int64_t end) {
     FeatureCounts& counts = FeatureCounts::of_thread(V);
     for (int64_t i = begin; i < end; ++i) {
-      counts.collect(data, i);
+      counts.collect(data.tokens(i), data.length(i));
       x.offsets[static_cast<size_t>(i) + 1] = static_cast<int64_t>(counts.ids().size()) + 1;
     }
   });
@@ -296,7 +169,7 @@ SparseRows LinearImpl::rows_of(const TextDataset& data, double intercept, int th
     FeatureCounts& counts = FeatureCounts::of_thread(V);
     std::vector<double> values;
     for (int64_t i = begin; i < end; ++i) {
-      tfidf_row(options, data, i, buffers.idf_of(), buffers.block_of(), counts, values);
+      tfidf_row(buffers.table, data.tokens(i), data.length(i), counts, values);
       const std::vector<int32_t>& cols = counts.ids();
       const auto at = static_cast<size_t>(x.offsets[static_cast<size_t>(i)]);
       std::copy(cols.begin(), cols.end(), x.cols.begin() + static_cast<std::ptrdiff_t>(at));
