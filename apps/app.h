@@ -13,11 +13,17 @@
 #include <iostream>
 #include <string>
 
+// ltk-predict is built without LibTorch (LTK_APP_WITHOUT_LIBTORCH, apps/CMakeLists.txt): it has no
+// c10 errors, BLAS or LibTorch version of its own (it hands --version to ltk-predict-torch).
+#ifndef LTK_APP_WITHOUT_LIBTORCH
+#define LTK_APP_LIBTORCH 1
 #include <c10/util/Exception.h>
 
 #include "ltk/core/blas.h"
-#include "ltk/core/error.h"
 #include "ltk/core/version.h"
+#endif
+
+#include "ltk/core/error.h"
 
 namespace ltk::app {
 
@@ -26,7 +32,9 @@ namespace ltk::app {
 template <typename Fn>
 int guarded_main(const char* name, char** argv, Fn&& fn) {
   try {
+#ifdef LTK_APP_LIBTORCH
     ltk::ensure_blas_kernel(argv);
+#endif
     return fn();
   } catch (const cxxopts::exceptions::exception& e) {
     std::cerr << name << ": " << e.what() << " (see " << name << " --help)\n";
@@ -37,9 +45,11 @@ int guarded_main(const char* name, char** argv, Fn&& fn) {
   } catch (const ltk::ConfigError& e) {
     std::cerr << name << ": error: " << e.what() << "\n";
     return 2;
+#ifdef LTK_APP_LIBTORCH
   } catch (const c10::Error& e) {
     std::cerr << name << ": error: " << e.what_without_backtrace() << "\n";
     return 1;
+#endif
   } catch (const std::exception& e) {
     std::cerr << name << ": error: " << e.what() << "\n";
     return 1;
@@ -53,10 +63,12 @@ inline cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** ar
   auto result = options.parse(argc, argv);
   help = result.count("help") > 0;
   if (help) std::cout << options.help() << std::flush;
+#ifdef LTK_APP_LIBTORCH
   if (result.count("version")) {
     std::cout << ltk::version_line() << std::endl;
     help = true;
   }
+#endif
   if (!result.unmatched().empty()) throw ltk::UsageError("unexpected argument '" + result.unmatched()[0] + "'");
   return result;
 }

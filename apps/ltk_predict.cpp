@@ -1,18 +1,31 @@
 // ltk-predict: one JSON line per input on stdout, in input order.
+// Built twice (apps/CMakeLists.txt): as ltk-predict without LibTorch, which answers linear runs
+// itself (ltk/infer/linear_answers.h) and executes ltk-predict-torch for the others, and as that
+// LibTorch program (LTK_PREDICT_LIBTORCH, ltk_predict_torch.cpp), which answers every run.
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <thread>
 
 #include "app.h"
-#include "ltk/core/runtime.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/utf8.h"
+#ifdef LTK_PREDICT_LIBTORCH
+#include "ltk/core/runtime.h"
 #include "ltk/infer/predictor.h"
 #include "ltk/io/run.h"
+#else
+#include <nlohmann/json.hpp>
+
+#include "ltk/infer/linear_answers.h"
+#endif
 
 namespace {
 
@@ -102,10 +115,20 @@ Pending parse_line(const std::string& raw, int64_t line_no, const Options& o) {
   return p;
 }
 
+/// What answers the texts: each valid input's answer as a JSON object's text (masked-LM runs
+/// aside, which only the LibTorch build answers).
+using AnswerTexts = std::function<std::vector<std::string>(const std::vector<const ltk::infer::TextInput*>&)>;
+
+#ifdef LTK_PREDICT_LIBTORCH
+using MaskedLm = const ltk::infer::Predictor*;  // a masked-LM run's predictor, else null
+#else
+using MaskedLm = const void*;  // none: a linear run is no masked-LM run
+#endif
+
 // Answers the pending lines (ltk/infer/predictor.h decides the JSON, as for ltk-serve) and prints
 // them in order: "id" first when the input has one, {"error": ..., "line": N} in place of a line
 // that cannot be scored.
-void flush(const ltk::infer::Predictor& predictor, std::vector<Pending>& pending, int64_t batch_size,
+void flush(const AnswerTexts& answer_texts, MaskedLm masked_lm, std::vector<Pending>& pending, int64_t batch_size,
            const Options& o) {
   std::vector<ltk::infer::TextInput> inputs;
   inputs.reserve(pending.size());
@@ -122,7 +145,9 @@ void flush(const ltk::infer::Predictor& predictor, std::vector<Pending>& pending
     out += j.dump();
     out += '\n';
   };
-  if (predictor.masked_lm()) {  // answers that may be errors of their own (a text without [MASK])
+#ifdef LTK_PREDICT_LIBTORCH
+  if (masked_lm) {  // answers that may be errors of their own (a text without [MASK])
+    const ltk::infer::Predictor& predictor = *masked_lm;
     auto answers = predictor.answer(predictor.encode(valid), std::vector<int64_t>(valid.size(), o.top_k), batch_size);
     size_t row = 0;
     for (auto& p : pending) {
@@ -137,8 +162,13 @@ void flush(const ltk::infer::Predictor& predictor, std::vector<Pending>& pending
       out += j.dump();
       out += '\n';
     }
-  } else {
-    auto answers = predictor.answer_texts(valid, o.top_k, batch_size, o.threads);
+    std::cout << out << std::flush;
+    pending.clear();
+    return;
+  }
+#endif
+  {
+    auto answers = answer_texts(valid);
     size_t row = 0;
     for (auto& p : pending) {
       if (!p.error.empty()) {
@@ -161,9 +191,39 @@ void flush(const ltk::infer::Predictor& predictor, std::vector<Pending>& pending
   pending.clear();
 }
 
+#ifndef LTK_PREDICT_LIBTORCH
+/// Replaces this process with ltk-predict-torch (beside this program, or in ../lib/ltk where it is
+/// installed), given this process's arguments; returns only by throwing.
+[[noreturn]] void run_libtorch_build(char** argv, const std::string& why = "") {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  std::vector<std::string> tried;
+  for (const fs::path& dir : {exe.parent_path(), exe.parent_path().parent_path() / "lib" / "ltk"}) {
+    const std::string path = (dir / "ltk-predict-torch").string();
+    tried.push_back(path);
+    if (ec || !fs::exists(path)) continue;
+    std::cout.flush();
+    execv(path.c_str(), argv);
+    const int error = errno;
+    throw ltk::Error("cannot run " + path + ": " + std::strerror(error));
+  }
+  throw ltk::Error(why.empty() ? "ltk-predict answers runs other than linear ones with ltk-predict-torch, which is not "
+                                 "installed (" +
+                                     ltk::join(tried, ", ") + ")"
+                               : why + " (and ltk-predict-torch, which would say more, is not installed: " +
+                                     ltk::join(tried, ", ") + ")");
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifndef LTK_PREDICT_LIBTORCH
+  for (int i = 1; i < argc; ++i)  // LibTorch's version: ltk-predict-torch's to print
+    if (std::string_view(argv[i]) == "--version")
+      return ltk::app::guarded_main("ltk-predict", argv, [&]() -> int { run_libtorch_build(argv); });
+#endif
   return ltk::app::guarded_main("ltk-predict", argv, [&] {
     cxxopts::Options options("ltk-predict",
                              "Classify texts from --input or stdin. Prints one JSON object per input line, in order:\n"
@@ -211,13 +271,15 @@ int main(int argc, char** argv) {
     o.top_k = args["top-k"].as<int64_t>();
     o.pair_field = args["pair-field"].as<std::string>();
     if (o.top_k < 0) throw ltk::UsageError("--top-k must be >= 0");
+    const int64_t requested = args["threads"].as<int64_t>();
+    if (requested < 0) throw ltk::UsageError("--threads must be >= 0 (0 = all cores)");
+    const std::string run_dir = args["run"].as<std::string>(), checkpoint = args["checkpoint"].as<std::string>(),
+                      device = args["device"].as<std::string>();
+#ifdef LTK_PREDICT_LIBTORCH
     // LibTorch's pools start with more than one thread (their workers spin between parallel ops)
     // only for a model that runs on them: a linear run's texts go through ltk's own threads.
     ltk::apply_threads(1);
-    ltk::infer::Predictor predictor(ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
-                                                  args["device"].as<std::string>()));
-    const int64_t requested = args["threads"].as<int64_t>();
-    if (requested < 0) throw ltk::UsageError("--threads must be >= 0 (0 = all cores)");
+    ltk::infer::Predictor predictor(ltk::load_run(run_dir, checkpoint, device));
     o.threads = predictor.scores_rows() ? static_cast<int>(requested ? requested : std::thread::hardware_concurrency())
                                         : ltk::apply_threads(requested);
     const auto& data = predictor.run().config.data;
@@ -229,6 +291,24 @@ int main(int argc, char** argv) {
     } else if (!o.pair_field.empty()) {
       throw ltk::UsageError("--pair-field: this run was not trained on sentence pairs");
     }
+    MaskedLm masked_lm = predictor.masked_lm() ? &predictor : nullptr;
+#else
+    // A linear run on the CPU is answered here; any other run, and a linear run this cannot read
+    // (whose problem ltk-predict-torch then reports), by ltk-predict-torch.
+    std::unique_ptr<ltk::infer::LinearAnswers> linear;
+    std::string why;
+    if (device.empty() || device == "cpu") {
+      try {
+        linear = ltk::infer::LinearAnswers::open(run_dir, checkpoint);
+      } catch (const std::exception& e) {
+        why = e.what();
+      }
+    }
+    if (!linear) run_libtorch_build(argv, why);
+    o.threads = static_cast<int>(requested ? requested : std::thread::hardware_concurrency());
+    if (!o.pair_field.empty()) throw ltk::UsageError("--pair-field: this run was not trained on sentence pairs");
+    MaskedLm masked_lm = nullptr;
+#endif
     std::ifstream file;
     std::istream* in = &std::cin;
     bool streaming = false;
@@ -252,6 +332,15 @@ int main(int argc, char** argv) {
     // that little padding is computed (textcnn on fortunes_en: 3.7x faster than batches of 256 in
     // file order). Streaming input is answered batch by batch (line by line by default).
     const int64_t flush_at = streaming ? batch_size : std::max(batch_size, std::min<int64_t>(batch_size, 4096) * 16);
+#ifdef LTK_PREDICT_LIBTORCH
+    const AnswerTexts answer_texts = [&](const std::vector<const ltk::infer::TextInput*>& valid) {
+      return predictor.answer_texts(valid, o.top_k, batch_size, o.threads);
+    };
+#else
+    const AnswerTexts answer_texts = [&](const std::vector<const ltk::infer::TextInput*>& valid) {
+      return linear->answer_texts(valid, o.top_k, o.threads);
+    };
+#endif
     std::vector<Pending> pending;
     std::string line;
     int64_t line_no = 0;
@@ -267,9 +356,9 @@ int main(int argc, char** argv) {
       } else {
         pending.push_back(parse_line(line, line_no, o));
       }
-      if (static_cast<int64_t>(pending.size()) >= flush_at) flush(predictor, pending, batch_size, o);
+      if (static_cast<int64_t>(pending.size()) >= flush_at) flush(answer_texts, masked_lm, pending, batch_size, o);
     }
-    if (!pending.empty()) flush(predictor, pending, batch_size, o);
+    if (!pending.empty()) flush(answer_texts, masked_lm, pending, batch_size, o);
     return 0;
   });
 }

@@ -116,28 +116,32 @@ def ltk_side(config, work, env, threads):
                      peak_rss_mb=rss, test_accuracy=s["test"]["accuracy"], test_macro_f1=s["test"]["macro_f1"])
 
 
-def predict_seconds(run, texts, n, env, threads):
+def predict_seconds(run, texts, n, env, threads, app="ltk-predict"):
     path = texts + f".{n}"
     lines = open(texts, encoding="utf-8").read().splitlines(True)
     with open(path, "w", encoding="utf-8") as f:
         f.writelines((lines * (n // len(lines) + 1))[:n])
-    _, _, seconds, _ = timed(["build/bin/ltk-predict", "--run", run, "--input", path, "--threads", str(threads)],
-                             env, stdin=subprocess.DEVNULL)
-    return seconds
+    _, _, seconds, rss = timed([f"build/bin/{app}", "--run", run, "--input", path, "--threads", str(threads)],
+                               env, stdin=subprocess.DEVNULL)
+    return seconds, rss
 
 
 def predict_rates(run, texts, n_test, env, cores):
     """ltk-predict's texts/s, whole process, on the test texts and on 100,000; its start-up (one
-    text: LibTorch's libraries, the run's vocabulary and weights), the least of three runs, and the
-    100,000 texts' rate without it (the loop alone); LibTorch's own start-up (ltk-predict --help)."""
-    start = min(predict_seconds(run, texts, 1, env, cores) for _ in range(3))
-    libtorch = min(timed(["build/bin/ltk-predict", "--help"], env, stdin=subprocess.DEVNULL)[2] for _ in range(3))
+    text: the run's config, vocabulary and weights), the least of three runs, and the 100,000 texts'
+    rate without it (the loop alone). The same for ltk-predict-torch (the LibTorch build, which
+    answered linear runs before ltk-predict did without LibTorch): its start-up and 100,000 texts."""
+    start = min(predict_seconds(run, texts, 1, env, cores)[0] for _ in range(3))
     big = {t: predict_seconds(run, texts, 100000, env, t) for t in (cores, 1)}
-    return dict(test_texts=n_test, test_per_s=n_test / predict_seconds(run, texts, n_test, env, cores),
-                per_s_100k=100000 / big[cores], per_s_100k_1_thread=100000 / big[1],
-                startup_seconds=start, libtorch_startup_seconds=libtorch,
-                per_s_100k_loop=100000 / max(big[cores] - start, 1e-9),
-                per_s_100k_loop_1_thread=100000 / max(big[1] - start, 1e-9))
+    torch_start = min(predict_seconds(run, texts, 1, env, cores, "ltk-predict-torch")[0] for _ in range(3))
+    torch_big, torch_rss = predict_seconds(run, texts, 100000, env, cores, "ltk-predict-torch")
+    return dict(test_texts=n_test, test_per_s=n_test / predict_seconds(run, texts, n_test, env, cores)[0],
+                per_s_100k=100000 / big[cores][0], per_s_100k_1_thread=100000 / big[1][0],
+                startup_seconds=start, peak_rss_mb_100k=big[cores][1],
+                per_s_100k_loop=100000 / max(big[cores][0] - start, 1e-9),
+                per_s_100k_loop_1_thread=100000 / max(big[1][0] - start, 1e-9),
+                libtorch_startup_seconds=torch_start, libtorch_per_s_100k=100000 / torch_big,
+                libtorch_peak_rss_mb_100k=torch_rss)
 
 
 def main():

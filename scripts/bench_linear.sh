@@ -32,9 +32,11 @@ PY
 import json, sys
 r = json.loads(sys.argv[1])
 p, s = r["ltk_predict"], r["sklearn"]
-print(f"| {r['corpus']} | {p['test_texts']} | {p['test_per_s']:,.0f} | {p['per_s_100k']:,.0f} | "
-      f"{p['per_s_100k_1_thread']:,.0f} | {p['startup_seconds']:.2f} ({p['libtorch_startup_seconds']:.2f}) | "
-      f"**{p['per_s_100k_loop']:,.0f}** ({p['per_s_100k_loop_1_thread']:,.0f}) | {s['predict_100k_per_s']:,.0f} |")
+print(f"| {r['corpus']} | {p['test_texts']} | {p['test_per_s']:,.0f} | **{p['per_s_100k']:,.0f}** | "
+      f"{p['per_s_100k_1_thread']:,.0f} | {p['libtorch_per_s_100k']:,.0f} | "
+      f"{p['startup_seconds']:.3f} ({p['libtorch_startup_seconds']:.2f}) | "
+      f"{p['per_s_100k_loop']:,.0f} ({p['per_s_100k_loop_1_thread']:,.0f}) | "
+      f"{p['peak_rss_mb_100k']:.0f} ({p['libtorch_peak_rss_mb_100k']:.0f}) | {s['predict_100k_per_s']:,.0f} |")
 PY
 )")
 done
@@ -55,14 +57,15 @@ done
   echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
-  echo "Prediction, every class's score written: \`ltk-predict\`'s whole process on the test texts and on 100,000 texts"
-  echo "made by repeating them, on all cores and on one thread; its start-up (one text: loading LibTorch's libraries, the"
-  echo "run's vocabulary and weights; in brackets LibTorch's libraries alone, \`ltk-predict --help\`), the least of 3 runs;"
-  echo "the 100,000 texts' rate without that start-up (the loop alone); scikit-learn's \`transform\` + \`predict\` of the"
-  echo "100,000 texts with the model in memory (loop alone, no output)."
+  echo "Prediction, every class's score written: \`ltk-predict\`'s whole process (it answers a linear run without"
+  echo "LibTorch) on the test texts and on 100,000 texts made by repeating them, on all cores and on one thread; the"
+  echo "same 100,000 texts through \`ltk-predict-torch\` (the LibTorch build, which answered linear runs before), all"
+  echo "cores; start-up (one text: the run's config, vocabulary and weights), the least of 3 runs, ltk-predict-torch's"
+  echo "in brackets; the 100,000 texts' rate without that start-up (the loop alone); peak RSS on the 100,000 texts; and"
+  echo "scikit-learn's \`transform\` + \`predict\` of the 100,000 texts with the model in memory (loop alone, no output)."
   echo
-  echo "| corpus | test texts | ltk-predict texts/s (test split) | ltk-predict texts/s (100k) | 1 thread | start-up s (LibTorch alone) | loop alone texts/s (1 thread) | sklearn texts/s (100k, loop alone) |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| corpus | test texts | ltk-predict texts/s (test split) | ltk-predict texts/s (100k) | 1 thread | ltk-predict-torch texts/s (100k) | start-up s (ltk-predict-torch) | loop alone texts/s (1 thread) | peak RSS MB (ltk-predict-torch) | sklearn texts/s (100k, loop alone) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${predict[@]}"
 } > "$out"
 echo "wrote $out" >&2

@@ -39,7 +39,7 @@ dict_of() {
     reader_tsv|reader_csv) echo csv ;;
     reader_jsonl|config|hf_config|checkpoint_state|shard) echo json ;;
     tokenize|vocab|jieba_dict|http_request) echo text ;;
-    weights) echo pickle ;;
+    weights|raw_weights) echo pickle ;;
     safetensors) echo safetensors ;;
   esac
 }

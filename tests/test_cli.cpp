@@ -1284,3 +1284,96 @@ TEST_CASE(
   CHECK_THAT(upper.err, Contains("data.tokenizer.lowercase") && Contains("ltk-data encode"));
   CHECK_FALSE(std::filesystem::exists(dir.file("upper/checkpoints")));
 }
+
+TEST_CASE("cli: ltk-predict answers a linear run without LibTorch - the bytes ltk-predict-torch writes - on every task",
+          "[cli][linear]") {
+  // The program users run links no LibTorch library (its start-up is milliseconds); the LibTorch
+  // build answers every other run, with the same arguments.
+  FILE* pipe = popen("readelf -d '" LTK_BIN_DIR "/ltk-predict' | grep NEEDED", "r");
+  REQUIRE(pipe);
+  std::string needed;
+  for (char buf[512]; fgets(buf, sizeof buf, pipe);) needed += buf;
+  pclose(pipe);
+  CHECK_FALSE(needed.empty());
+  CHECK_THAT(needed, !Contains("torch") && !Contains("c10") && !Contains("gomp"));
+  auto version = run_app("ltk-predict", "--version");
+  CHECK(version.code == 0);
+  CHECK_THAT(version.out, Contains("LibTorch"));
+
+  TempDir dir;
+  const std::string config = ltk::test::toy_config(dir);
+  std::filesystem::create_directories(dir.file("alone"));
+  std::filesystem::copy_file(LTK_BIN_DIR "/ltk-predict", dir.file("alone/ltk-predict"));
+  auto alone = [&](const std::string& args, const std::string& input) {
+    ltk::test::write_file(dir.file("alone/in"), input);
+    const int status = std::system(("'" + dir.file("alone/ltk-predict") + "' " + args + " <'" + dir.file("alone/in") +
+                                    "' >'" + dir.file("alone/out") + "' 2>'" + dir.file("alone/err") + "'")
+                                       .c_str());
+    return ltk::test::RunResult{WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                                ltk::test::read_text(dir.file("alone/out")),
+                                ltk::test::read_text(dir.file("alone/err"))};
+  };
+  // Each task on the toy corpus: its labels rewritten where the task needs other ones.
+  struct Case {
+    std::string type, sets;
+    std::function<std::string(const std::string&)> label;
+  };
+  const std::vector<Case> cases = {
+      {"multiclass", "--set task.loss=squared_hinge --set task.calibrate=temperature",
+       [](const std::string& l) { return l; }},
+      {"binary", "--set task.positive_label=food --set task.threshold='\"tune\"' --set task.calibrate=temperature",
+       [](const std::string& l) { return l == "food" ? std::string("food") : std::string("other"); }},
+      {"multilabel", "--set 'task.threshold={\"sport\": 0.3}'",
+       [](const std::string& l) { return l == "tech" ? std::string("tech,code") : l; }},
+      {"regression", "", [](const std::string& l) { return l == "sport"  ? "1.5"
+                                                           : l == "food" ? "-2"
+                                                                         : "0.25"; }}};
+  for (const auto& c : cases) {
+    INFO(c.type);
+    for (const char* split : {"train", "valid"}) {
+      std::istringstream in(ltk::test::read_text(dir.file(std::string(split) + ".tsv")));
+      std::string out, line;
+      while (std::getline(in, line)) {
+        const size_t tab = line.find('\t');
+        out += c.label(line.substr(0, tab)) + line.substr(tab) + "\n";
+      }
+      ltk::test::write_file(dir.file(c.type + "_" + split + ".tsv"), out);
+    }
+    const std::string run = dir.file("run_" + c.type);
+    auto train = run_app(
+        "ltk-train", "--config '" + config + "' --set 'model={\"type\": \"linear\", \"char_ngram_range\": [2, 4]}' " +
+                         "--set 'optimizer={\"type\": \"dual_cd\"}' --set task.type=" + c.type + " " + c.sets +
+                         " --set data.train='" + dir.file(c.type + "_train.tsv") + "' --set data.valid='" +
+                         dir.file(c.type + "_valid.tsv") + "' --set data.test='" + dir.file(c.type + "_valid.tsv") +
+                         "' --set output_dir='" + run + "'");
+    INFO(train.err);
+    REQUIRE(train.code == 0);
+    // ids, a line that is no text, invalid UTF-8, a word the run never saw
+    const std::string input = "a\tgoal match team\nb\t\nc\tbread \xff soup\nd\tlinux kernel bug zyzzyva\ne\tcheese\n";
+    for (const std::string args : {"--format tsv --top-k 2", "--format tsv --threads 2 --checkpoint last"}) {
+      // ltk-predict alone in a directory (no ltk-predict-torch to hand the run to): the run is
+      // answered without LibTorch, or not at all.
+      auto fast = alone("--run '" + run + "' " + args, input);
+      auto slow = run_app("ltk-predict-torch", "--run '" + run + "' " + args, input);
+      INFO(fast.err);
+      REQUIRE(fast.code == 0);
+      REQUIRE(slow.code == 0);
+      CHECK(count_lines(fast.out) == 5);
+      CHECK_THAT(fast.out, Contains("{\"id\":\"b\",\"error\":\"empty text\",\"line\":2}"));
+      CHECK_THAT(fast.out, Contains(c.type == "regression" ? "{\"id\":\"a\",\"value\":" : "{\"id\":\"a\",\"label"));
+      CHECK(fast.out == slow.out);
+    }
+  }
+  // A run of another model goes to ltk-predict-torch, whatever the arguments.
+  auto bow = run_app("ltk-train", "--config '" + config + "' --set trainer.epochs=2");
+  REQUIRE(bow.code == 0);
+  auto p = run_app("ltk-predict", "--run '" + dir.file("run") + "' --top-k 1", "goal match\n");
+  CHECK(p.code == 0);
+  CHECK_THAT(p.out, Contains("\"top\":[{\"label\""));
+  auto without = alone("--run '" + dir.file("run") + "'", "goal match\n");
+  CHECK(without.code == 1);
+  CHECK_THAT(without.err, Contains("ltk-predict-torch, which is not installed"));
+  auto missing = run_app("ltk-predict", "--run '" + dir.file("nowhere") + "'", "goal\n");
+  CHECK(missing.code == 1);
+  CHECK_THAT(missing.err, Contains("nowhere"));
+}

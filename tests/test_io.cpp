@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <torch/serialize.h>
 
+#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -11,6 +12,7 @@
 #include "ltk/core/files.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/io/hf.h"
+#include "ltk/io/raw_tensors.h"
 #include "ltk/io/run.h"
 #include "ltk/io/safetensors.h"
 #include "ltk/models/bert.h"
@@ -466,4 +468,93 @@ TEST_CASE(
   }
   REQUIRE(ltk::load_weights(toy, dir.file("weights.pt")).empty());
   CHECK(toy.alone.equal(torch::arange(12, torch::kFloat).view({3, 4})));
+}
+
+namespace {
+
+// Element `i` (row-major over its sizes) of a tensor read by read_raw_tensors, through its strides.
+template <typename T>
+T raw_element(const ltk::RawTensor& t, int64_t i) {
+  int64_t at = t.offset;
+  for (size_t d = t.sizes.size(); d-- > 0;) {
+    at += (i % t.sizes[d]) * t.strides[d];
+    i /= t.sizes[d];
+  }
+  T v;
+  std::memcpy(&v, t.storage.data() + at * static_cast<int64_t>(sizeof(T)), sizeof(T));
+  return v;
+}
+
+template <typename T>
+void require_same_tensor(const ltk::RawTensor& raw, const torch::Tensor& expected) {
+  REQUIRE(raw.sizes == expected.sizes().vec());
+  auto flat = expected.contiguous().flatten();
+  for (int64_t i = 0; i < flat.numel(); ++i) REQUIRE(raw_element<T>(raw, i) == flat[i].item<T>());
+}
+
+}  // namespace
+
+TEST_CASE("raw tensors: an ltk weights file read without LibTorch equals torch's reading - views - damage is an error",
+          "[io]") {
+  ltk::test::TempDir dir;
+  torch::manual_seed(3);
+  auto matrix = torch::randn({5, 3});
+  auto storage_owner = torch::arange(20, torch::kLong);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors = {
+      {"weight.weight", matrix},
+      {"bias", torch::randn({3})},
+      {"idf", torch::rand({5}, torch::kDouble) + 1},
+      {"block", torch::tensor({0, 1, 0, 1, 1}, torch::kLong)},
+      {"transposed", matrix.t()},                 // a view: strides (1, 3)
+      {"offset", storage_owner.slice(0, 4, 10)},  // a view into a larger storage
+      {"empty", torch::zeros({0, 4})},
+      {"scalar", torch::tensor(2.5f)}};
+  ltk::save_tensors(tensors, dir.file("weights.pt"));
+  const std::string bytes = ltk::test::read_text(dir.file("weights.pt"));
+  const auto raw = ltk::read_raw_tensors(bytes, dir.file("weights.pt"));
+  REQUIRE(raw.size() == tensors.size());
+  for (const auto& [name, t] : tensors) {
+    INFO(name);
+    REQUIRE(raw.count(name));
+    const ltk::RawTensor& r = raw.at(name);
+    if (t.scalar_type() == torch::kFloat) {
+      CHECK(r.dtype == "float32");
+      require_same_tensor<float>(r, t);
+    } else if (t.scalar_type() == torch::kDouble) {
+      CHECK(r.dtype == "float64");
+      require_same_tensor<double>(r, t);
+    } else {
+      CHECK(r.dtype == "int64");
+      require_same_tensor<int64_t>(r, t);
+    }
+  }
+  // data(): contiguous tensors of the asked type only.
+  const auto* w = static_cast<const float*>(raw.at("weight.weight").data("float32"));
+  REQUIRE(w != nullptr);
+  CHECK(w[4] == matrix[1][1].item<float>());
+  CHECK(raw.at("weight.weight").data("float64") == nullptr);
+  CHECK(raw.at("transposed").data("float32") == nullptr);
+  CHECK(raw.at("offset").data("int64") != nullptr);
+  CHECK(static_cast<const int64_t*>(raw.at("offset").data("int64"))[0] == 4);
+
+  // A truncated file, a pickle that holds no dict of tensors, an opcode torch.save never writes:
+  // CheckpointErrors naming the file, never a crash.
+  const std::string path = dir.file("weights.pt");
+  CHECK_THROWS_AS(ltk::read_raw_tensors(bytes.substr(0, bytes.size() / 2), path), ltk::CheckpointError);
+  auto list = torch::pickle_save(c10::List<torch::Tensor>({matrix}));
+  CHECK_THROWS_WITH(ltk::read_raw_tensors(std::string(list.begin(), list.end()), path), Contains(path));
+  std::string odd = bytes;
+  const size_t setitems = odd.find("Dict[str, Tensor]");
+  REQUIRE(setitems != std::string::npos);
+  odd[setitems - 6] = '\xff';  // the SETITEMS opcode before the type tag's string
+  CHECK_THROWS_AS(ltk::read_raw_tensors(odd, path), ltk::CheckpointError);
+  // Files made to cost: a long string copied through the memo thousands of times, a value nested
+  // 200 deep, an empty tensor starting 2^40 elements into its storage (tests/fuzz/regressions).
+  const std::string crafted = LTK_SOURCE_DIR "/tests/fuzz/regressions/raw_weights/";
+  CHECK_THROWS_WITH(ltk::read_raw_tensors(ltk::test::read_text(crafted + "memo-copies-a-long-string"), path),
+                    Contains("too large"));
+  CHECK_THROWS_WITH(ltk::read_raw_tensors(ltk::test::read_text(crafted + "tuples-nested-deep"), path),
+                    Contains("too deep"));
+  CHECK_THROWS_WITH(ltk::read_raw_tensors(ltk::test::read_text(crafted + "empty-tensor-offset-2e40"), path),
+                    Contains("starts past the end"));
 }

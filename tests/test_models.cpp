@@ -5,6 +5,7 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <set>
@@ -1137,4 +1138,55 @@ TEST_CASE(
   }
   auto bow = ltk::build_model(ltk::resolve_model_config({{"type", "bow"}}), ltk::ModelContext{20, 3, 0, nullptr});
   CHECK_THROWS_WITH(ltk::quantizable(*bow, "bow"), Contains("model type 'bow' has no deploy precision"));
+}
+
+TEST_CASE("tasks: the LibTorch-free answer head scores as the task does - temperature - thresholds - positive label",
+          "[models][task]") {
+  auto labels = ltk::LabelMap::from_labels({"a", "b", "c", "d"});
+  auto two = ltk::LabelMap::from_labels({"neg", "pos"});
+  torch::manual_seed(11);
+  for (const std::string type : {"multiclass", "binary", "multilabel", "regression"}) {
+    INFO(type);
+    ltk::TaskConfig config;
+    config.type = type;
+    if (type == "binary") config.positive_label = "neg";
+    if (type == "multilabel") config.threshold = nlohmann::json{{"b", 0.25}};
+    const ltk::LabelMap& names = type == "binary" ? two : labels;
+    auto task = ltk::make_task(config, names, {});
+    for (bool calibrated : {false, true}) {
+      if (calibrated && type != "regression")
+        task->set_temperature(type == "multiclass"
+                                  ? std::vector<double>{1.7}
+                                  : std::vector<double>(static_cast<size_t>(task->num_outputs()), 0.6));
+      const ltk::AnswerHead head = ltk::answer_head(*task, names);
+      REQUIRE(head.width() == task->num_outputs());
+      CHECK(head.thresholds == task->thresholds());
+      if (type == "binary") CHECK(head.positive == 0);
+      auto logits = torch::randn({64, task->num_outputs()}) * 4;
+      auto expected = task->scores(logits).contiguous();
+      std::vector<float> got(static_cast<size_t>(head.width()));
+      for (int64_t r = 0; r < logits.size(0); ++r) {
+        head.scores(logits[r].data_ptr<float>(), got.data());
+        for (int64_t k = 0; k < head.width(); ++k) {
+          // float32 softmax and sigmoid against float64 ones rounded to float32: a few units in the last place
+          const float e = expected[r][k].item<float>();
+          REQUIRE(std::abs(got[static_cast<size_t>(k)] - e) <=
+                  8 * std::numeric_limits<float>::epsilon() * std::max(1.0f, std::abs(e)));
+        }
+        // and the answer is the task's own JSON, byte for byte
+        std::string from_head;
+        head.write(got.data(), 2, from_head);
+        REQUIRE(from_head == task->prediction(got.data(), 2).dump());
+      }
+    }
+  }
+  // The config's positive label and per-label thresholds resolve as the task resolves them.
+  ltk::TaskConfig bad;
+  bad.type = "binary";
+  bad.positive_label = "maybe";
+  CHECK_THROWS_WITH(ltk::positive_label_index(bad, two), Contains("task.positive_label"));
+  ltk::TaskConfig ml;
+  ml.type = "multilabel";
+  ml.threshold = nlohmann::json{{"z", 0.2}};
+  CHECK_THROWS_WITH(ltk::configured_thresholds(ml, labels.names()), Contains("task.threshold.z"));
 }

@@ -68,6 +68,16 @@ sd["fc.bias"] = torch.randn(3)
 b = io.BytesIO()
 torch.save(sd, b)
 w("weights", "seed1", b"\x00" + b.getvalue())
+# The LibTorch-free reader (raw_weights): a linear model's tensors, views among them, and the two above.
+for name in ("seed0", "seed1"):
+    with open(os.path.join(R, "weights", name), "rb") as f:
+        w("raw_weights", name, f.read()[1:])
+m = torch.randn(6, 3)
+lin = {"weight.weight": m, "bias": torch.randn(3), "idf": torch.rand(6, dtype=torch.float64) + 1,
+       "block": torch.tensor([0, 0, 1, 1, 0, 1]), "view": m.t(), "slice": torch.arange(10)[3:7], "empty": torch.zeros(0, 2)}
+b = io.BytesIO()
+torch.save(lin, b)
+w("raw_weights", "seed2", b.getvalue())
 
 
 def safetensors(tensors, meta=None):

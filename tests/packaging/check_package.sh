@@ -60,7 +60,7 @@ echo "Depends: $depends"
 declare -A named=()
 for dep in $(echo "$depends" | tr ',|' '\n\n' | awk '{print $1}'); do named[$dep]=1; done
 checked=0
-for bin in "$work"/root/usr/bin/* "$work"/root/usr/lib/ltk/*.so; do
+for bin in "$work"/root/usr/bin/* "$work"/root/usr/lib/ltk/*; do
   [[ -e $bin ]] || continue
   while read -r soname; do
     [[ $soname == ld-linux* ]] && continue  # the dynamic loader itself (libc6, in Depends anyway)

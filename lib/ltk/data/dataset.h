@@ -13,6 +13,7 @@
 
 #include "ltk/data/batch.h"
 #include "ltk/data/labels.h"
+#include "ltk/data/ngrams.h"
 #include "ltk/data/reader.h"
 #include "ltk/data/tokenizer.h"
 #include "ltk/data/vocab.h"
@@ -395,6 +396,15 @@ std::pair<Vocabulary, TextDataset> build_vocab_and_encode(const std::vector<Exam
                                                           const std::string& source, const Tokenizer& tokenizer,
                                                           int64_t min_freq, int64_t max_size,
                                                           const TargetEncoder* targets, const EncodeOptions& options);
+
+/// Builds the feature vocabulary of a training split and encodes the split with it, in one
+/// tokenisation pass. The vocabulary's counts are document frequencies (what idf needs); its
+/// order is by document frequency, then byte order, after <pad> and <unk>.
+std::pair<Vocabulary, TextDataset> build_features_and_encode(const std::vector<Example>& examples,
+                                                             const std::string& source, const Tokenizer& tokenizer,
+                                                             const FeatureSelection& selection,
+                                                             const TargetEncoder* targets,
+                                                             const EncodeOptions& options);
 
 /// Encodes the examples in one tokenisation pass on one thread, each token numbered by the
 /// returned counter (in the order first seen here) and counted: build_vocab_and_encode without

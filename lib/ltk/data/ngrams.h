@@ -7,7 +7,6 @@
 #include <utility>
 #include <vector>
 
-#include "ltk/data/dataset.h"
 #include "ltk/data/tokenizer.h"
 #include "ltk/data/vocab.h"
 
@@ -56,13 +55,5 @@ struct FeatureSelection {
   double max_df = 1.0;
   int64_t max_features = 0;
 };
-
-/// Builds the feature vocabulary of a training split and encodes the split with it, in one
-/// tokenisation pass. The vocabulary's counts are document frequencies (what idf needs); its
-/// order is by document frequency, then byte order, after <pad> and <unk>.
-std::pair<Vocabulary, TextDataset> build_features_and_encode(const std::vector<Example>& examples,
-                                                             const std::string& source, const Tokenizer& tokenizer,
-                                                             const FeatureSelection& selection,
-                                                             const TargetEncoder* targets, const EncodeOptions& options);
 
 }  // namespace ltk

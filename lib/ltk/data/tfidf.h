@@ -3,6 +3,7 @@
 // and builds the solver's matrix, without LibTorch. ltk/models/linear.h owns the weights.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -13,25 +13,6 @@
 
 namespace ltk::infer {
 
-namespace {
-
-std::string check_text(std::string_view raw, std::string& out, const char* what) {
-  size_t bad = utf8::find_invalid(raw);
-  if (bad != std::string::npos) return std::string("invalid UTF-8 at byte ") + std::to_string(bad) + what;
-  out = std::string(trim(raw));
-  if (out.empty()) return std::string("empty text") + what;
-  return "";
-}
-
-}  // namespace
-
-TextInput make_input(std::string_view text, std::string_view pair, bool pairs) {
-  TextInput in;
-  in.error = check_text(text, in.text, "");
-  if (in.error.empty() && pairs) in.error = check_text(pair, in.text_pair, " (the second text of the pair)");
-  return in;
-}
-
 Predictor::Predictor(LoadedRun run) : run_(std::move(run)) {
   const auto& data = run_.config.data;
   pairs_ = !data.text_pair_column.empty() || !data.text_pair_field.empty();
@@ -40,6 +21,11 @@ Predictor::Predictor(LoadedRun run) : run_(std::move(run)) {
   run_.model->eval();
   torch::NoGradGuard no_grad;
   scores_rows_ = !masked_lm() && run_.model->forward_rows(TextDataset(), {}).defined();
+  if (scores_rows_) head_.emplace(answer_head(*run_.task, run_.labels));
+}
+
+void Predictor::score_rows(const torch::Tensor& logits, int64_t row, float* scores) const {
+  head_->scores(logits.data_ptr<float>() + row * logits.size(1), scores);
 }
 
 TextDataset Predictor::encode(const std::vector<const TextInput*>& inputs) const {
@@ -101,10 +87,16 @@ std::vector<nlohmann::ordered_json> Predictor::answer(const TextDataset& data, c
   // padding-invariant, so the grouping changes the speed, not the answers.
   const int64_t n = data.size();
   batch_size = std::max<int64_t>(1, batch_size);
-  if (scores_rows_) {  // no padding to save: the rows in batches as they come
-    auto scores =
-        predict(*run_.model, *run_.task, data, batch_size, run_.device, run_.vocab.size()).scores.contiguous();
-    for (int64_t i = 0; i < n; ++i) out.push_back(run_.task->prediction(scores[i].data_ptr<float>(), k_of(i)));
+  if (scores_rows_) {  // no padding to save: every row at once, scored as the LibTorch-free ltk-predict scores it
+    torch::NoGradGuard no_grad;
+    std::vector<int64_t> indices(static_cast<size_t>(n));
+    std::iota(indices.begin(), indices.end(), int64_t{0});
+    auto logits = run_.model->forward_rows(data, indices).to(torch::kFloat).contiguous();
+    std::vector<float> scores(static_cast<size_t>(head_->width()));
+    for (int64_t i = 0; i < n; ++i) {
+      score_rows(logits, i, scores.data());
+      out.push_back(run_.task->prediction(scores.data(), k_of(i)));
+    }
     return out;
   }
   std::vector<int64_t> order(static_cast<size_t>(n));
@@ -158,13 +150,14 @@ std::vector<std::string> Predictor::answer_texts(const std::vector<const TextInp
     TextDataset data = encode(slice);
     std::vector<int64_t> indices(static_cast<size_t>(data.size()));
     std::iota(indices.begin(), indices.end(), int64_t{0});
-    auto scores = run_.task->scores(run_.model->forward_rows(data, indices)).to(torch::kFloat).contiguous();
-    const float* rows = scores.data_ptr<float>();
-    const int64_t width = scores.size(1);
+    auto logits = run_.model->forward_rows(data, indices).to(torch::kFloat).contiguous();
+    const int64_t width = logits.size(1);
+    std::vector<float> scores(static_cast<size_t>(width));
     for (int64_t r = 0; r < data.size(); ++r) {
       std::string& text = out[static_cast<size_t>(begin + r)];
       text.reserve(static_cast<size_t>(24 * width + 64));
-      run_.task->write_prediction(rows + r * width, top_k, text);
+      score_rows(logits, r, scores.data());
+      head_->write(scores.data(), top_k, text);
     }
   });
   return out;

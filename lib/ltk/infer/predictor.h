@@ -5,26 +5,16 @@
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "ltk/data/dataset.h"
+#include "ltk/infer/inputs.h"
 #include "ltk/io/run.h"
 
 namespace ltk::infer {
-
-/// One text to answer: trimmed, with a sentence pair's second text when the run reads pairs, or
-/// the reason it cannot be answered (`error`, answered in place as {"error": ...}).
-struct TextInput {
-  std::string text;
-  std::string text_pair;
-  std::string error;
-};
-
-/// Checks a raw text: invalid UTF-8 ("invalid UTF-8 at byte N") and an empty text after trimming
-/// are errors of that input alone. `pair` is checked the same way when `pairs` is set.
-TextInput make_input(std::string_view text, std::string_view pair = {}, bool pairs = false);
 
 /// A loaded run and how to answer with it, the model in eval mode for good. encode() and answer()
 /// may run on any threads at once (answer() only reads the model: ltk-serve's model threads share it).
@@ -59,7 +49,12 @@ class Predictor {
  private:
   nlohmann::ordered_json fill_masks(const TextDataset& data, int64_t i, int64_t top_k) const;
 
+  /// The scores of rows that forward_rows() scored, and their answers (scores_rows_ only): the
+  /// same as the LibTorch-free ltk-predict's (ltk/infer/linear_answers.h).
+  void score_rows(const torch::Tensor& logits, int64_t row, float* scores) const;
+
   LoadedRun run_;
+  std::optional<AnswerHead> head_;  ///< scores_rows_: how outputs become answers
   bool scores_rows_ = false;
   bool pairs_ = false;
   std::string pair_field_;

@@ -420,9 +420,10 @@ Entry read_entry(std::string_view b, uint64_t p, const CentralDirectory& cd, uin
 
 }  // namespace
 
-void check_torch_archive(std::string_view b, const std::string& path) {
+std::vector<ArchiveRecord> torch_archive_records(std::string_view b, const std::string& path) {
   const CentralDirectory cd = find_central_directory(b, path);
   std::map<std::string, uint64_t> record_sizes;
+  std::vector<ArchiveRecord> records;
   std::vector<StorageNeed> needs;
   std::string pickle_prefix;
   bool walked = false;
@@ -437,6 +438,11 @@ void check_torch_archive(std::string_view b, const std::string& path) {
       needs = PickleWalk(b, entry.data, entry.data + entry.csize, path).run();
       walked = true;
     }
+    // The records LibTorch reads: those inside ARCHIVE/, by their names there.
+    if (entry.name.compare(0, pickle_prefix.size(), pickle_prefix) == 0)
+      records.push_back({entry.name.substr(pickle_prefix.size()),
+                         entry.method == 0 ? b.substr(entry.data, entry.csize) : std::string_view(),
+                         entry.method == 0});
     p = entry.next;
   }
   if (!walked) bad(path, "the archive has no data.pkl");
@@ -447,6 +453,11 @@ void check_torch_archive(std::string_view b, const std::string& path) {
       bad(path, "storage " + need.key + " needs " + std::to_string(need.bytes) + " bytes and its record holds " +
                     std::to_string(it->second));
   }
+  return records;
+}
+
+void check_torch_archive(std::string_view b, const std::string& path) {
+  torch_archive_records(b, path);
 }
 
 }  // namespace ltk

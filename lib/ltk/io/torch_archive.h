@@ -6,6 +6,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ltk {
 
@@ -13,5 +14,17 @@ namespace ltk {
 /// data.pkl's opcodes and lengths, and each storage it refers to backed by a record that large.
 /// A CheckpointError names the file and what is wrong.
 void check_torch_archive(std::string_view bytes, const std::string& path);
+
+/// A record of such an archive: its name inside the archive's directory ("data.pkl", "data/0"),
+/// and its bytes when it is stored (`stored`; a compressed record's bytes are empty).
+struct ArchiveRecord {
+  std::string name;
+  std::string_view bytes;
+  bool stored = true;
+};
+
+/// check_torch_archive(), and the records LibTorch reads (those in the first record's directory), in
+/// the archive's order.
+std::vector<ArchiveRecord> torch_archive_records(std::string_view bytes, const std::string& path);
 
 }  // namespace ltk

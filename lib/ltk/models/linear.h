@@ -15,6 +15,7 @@
 #include "ltk/config/json_reader.h"
 #include "ltk/data/ngrams.h"
 #include "ltk/data/sparse_rows.h"
+#include "ltk/models/linear_config.h"
 #include "ltk/models/text_model.h"
 
 namespace ltk {
@@ -83,20 +84,6 @@ TORCH_MODULE(Linear);
 /// The document frequency of every id of `vocab_size` in `data` (texts that hold it).
 std::vector<int64_t> document_frequencies(const TextDataset& data, int64_t vocab_size);
 
-/// The data side of a linear model's section: its n-gram ranges, feature selection and tf.
-struct LinearFeatures {
-  NgramRanges ranges;
-  FeatureSelection selection;
-};
-
-/// The features a resolved `model` section asks for; nothing unless model.type is "linear".
-std::optional<LinearFeatures> linear_features(const ModelConfig& model);
-
-/// The tokenizer a run of `config` encodes text with: data.tokenizer, or, for a linear model,
-/// its n-gram terms over data.tokenizer's words.
-std::unique_ptr<Tokenizer> make_run_tokenizer(const TokenizerConfig& tokenizer, const ModelConfig& model);
-
-nlohmann::json resolve_linear(JsonReader& r);
 std::shared_ptr<TextModel> build_linear(const nlohmann::json& options, const ModelContext& context);
 void check_linear(const nlohmann::json& options, const Config& config);
 /// With sparse gradients: optimizer.type "adagrad" and optimizer.lr 1 unless the config sets them.

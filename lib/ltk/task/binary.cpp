@@ -22,12 +22,7 @@ BinaryTask::BinaryTask(TaskConfig config, const LabelMap& labels, std::vector<do
     throw DataError(fmt::format("a binary task needs exactly 2 labels in the training data, found {} ({}); use "
                                 "task.type \"multiclass\" for more",
                                 labels_.size(), quoted_list(labels_.names())));
-  if (!config_.positive_label.empty()) {
-    positive_ = labels_.find(config_.positive_label);
-    if (positive_ < 0)
-      throw ConfigError("config key 'task.positive_label': '" + config_.positive_label +
-                        "' is not one of the labels " + quoted_list(labels_.names()));
-  }
+  positive_ = positive_label_index(config_, labels_);
   resolve_thresholds({labels_.name(positive_)});
 }
 
@@ -69,15 +64,7 @@ nlohmann::ordered_json BinaryTask::prediction(const float* scores) const {
 }
 
 void BinaryTask::write_prediction(const float* scores, int64_t top_k, std::string& out) const {
-  const double p = scores[0];
-  const bool pos = p >= thresholds_[0];
-  out += "{\"label\":";
-  append_json_string(out, labels_.name(pos ? positive_ : 1 - positive_));
-  out += ",\"score\":";
-  append_round6(out, pos ? p : 1 - p);
-  out += ',';
-  append_scores(out, labels_, {round6(positive_ == 0 ? p : 1 - p), round6(positive_ == 1 ? p : 1 - p)}, top_k);
-  out += '}';
+  write_binary_answer(labels_, positive_, thresholds_[0], scores, top_k, out);
 }
 
 EvalReport BinaryTask::evaluate(const Predictions& p) const {

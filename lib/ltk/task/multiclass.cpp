@@ -118,20 +118,7 @@ nlohmann::ordered_json MulticlassTask::prediction(const float* scores) const {
 }
 
 void MulticlassTask::write_prediction(const float* scores, int64_t top_k, std::string& out) const {
-  const int64_t C = labels_.size();
-  int64_t best = 0;
-  std::vector<double> rounded(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) {
-    if (scores[c] > scores[best]) best = c;
-    rounded[static_cast<size_t>(c)] = round6(scores[c]);
-  }
-  out += "{\"label\":";
-  append_json_string(out, labels_.name(best));
-  out += ",\"score\":";
-  append_round6(out, scores[best]);
-  out += ',';
-  append_scores(out, labels_, rounded, top_k);
-  out += '}';
+  write_multiclass_answer(labels_, scores, top_k, out);
 }
 
 EvalReport MulticlassTask::evaluate(const Predictions& p) const {

@@ -62,20 +62,7 @@ nlohmann::ordered_json MultilabelTask::prediction(const float* scores) const {
 }
 
 void MultilabelTask::write_prediction(const float* scores, int64_t top_k, std::string& out) const {
-  const int64_t C = labels_.size();
-  std::vector<double> rounded(static_cast<size_t>(C));
-  out += "{\"labels\":[";
-  bool first = true;
-  for (int64_t c = 0; c < C; ++c) {
-    rounded[static_cast<size_t>(c)] = round6(scores[c]);
-    if (scores[c] < thresholds_[static_cast<size_t>(c)]) continue;
-    if (!first) out += ',';
-    first = false;
-    append_json_string(out, labels_.name(c));
-  }
-  out += "],";
-  append_scores(out, labels_, rounded, top_k);
-  out += '}';
+  write_multilabel_answer(labels_, thresholds_, scores, top_k, out);
 }
 
 EvalReport MultilabelTask::evaluate(const Predictions& p) const {

@@ -60,6 +60,10 @@ nlohmann::ordered_json RegressionTask::prediction(const float* scores) const {
   return j;
 }
 
+void RegressionTask::write_prediction(const float* scores, int64_t, std::string& out) const {
+  write_regression_answer(scores, out);
+}
+
 EvalReport RegressionTask::evaluate(const Predictions& p) const {
   auto pred = p.scores.select(1, 0).to(torch::kDouble), gold = p.targets.to(torch::kDouble);
   auto err = pred - gold;

@@ -152,18 +152,17 @@ void Task::set_thresholds(std::vector<double> t) {
   thresholds_ = std::move(t);
 }
 
+AnswerHead answer_head(const Task& task, const LabelMap& labels) {
+  AnswerHead head(task.type(), task.type() == "regression" ? LabelMap{} : labels);
+  if (const auto* binary = dynamic_cast<const BinaryTask*>(&task)) head.positive = binary->positive();
+  head.thresholds = task.thresholds();
+  head.temperature = task.temperature();
+  head.check("the run's task.json");
+  return head;
+}
+
 void Task::resolve_thresholds(const std::vector<std::string>& names) {
-  const nlohmann::json& t = config_.threshold;
-  thresholds_.assign(names.size(), t.is_number() ? t.get<double>() : 0.5);
-  if (!t.is_object()) return;
-  for (auto it = t.begin(); it != t.end(); ++it) {
-    auto found = std::find(names.begin(), names.end(), it.key());
-    if (found == names.end())
-      throw ConfigError("config key 'task.threshold." + it.key() + "': " +
-                        (type() == "binary" ? "a binary task's threshold is the positive label's, '" + names[0] + "'"
-                                            : "not a label of the training data" + did_you_mean(it.key(), names)));
-    thresholds_[static_cast<size_t>(found - names.begin())] = it.value().get<double>();
-  }
+  thresholds_ = configured_thresholds(config_, names);
 }
 
 nlohmann::json Task::thresholds_json(const std::vector<std::string>& names) const {

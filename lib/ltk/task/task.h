@@ -13,6 +13,7 @@
 #include "ltk/config/config.h"
 #include "ltk/data/dataset.h"
 #include "ltk/data/labels.h"
+#include "ltk/task/answer_head.h"
 
 namespace ltk {
 
@@ -220,6 +221,7 @@ class RegressionTask : public Task {
   torch::Tensor per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const override;
   torch::Tensor scores(const torch::Tensor& outputs) const override { return outputs; }
   nlohmann::ordered_json prediction(const float* scores) const override;
+  void write_prediction(const float* scores, int64_t top_k, std::string& out) const override;
   EvalReport evaluate(const Predictions& p) const override;
   bool is_correct(const float* scores, const TextDataset& data, int64_t i) const override;
   std::optional<BadCase> bad_case(const float* scores, const TextDataset& data, int64_t i) const override;
@@ -259,6 +261,11 @@ class MaskedLmTask : public Task {
 };
 
 /// True when the task has class labels (and so a labels.txt).
+/// The LibTorch-free head that answers as `task` does (ltk/task/answer_head.h): its type, labels
+/// (`labels`, the run's), positive label, thresholds and temperature. multiclass, binary,
+/// multilabel and regression tasks only (Error otherwise).
+AnswerHead answer_head(const Task& task, const LabelMap& labels);
+
 bool task_has_labels(const std::string& type);
 
 /// The labels of the training examples (multilabel fields split by task.label_separator).

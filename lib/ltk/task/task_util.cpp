@@ -13,59 +13,6 @@ namespace ltk::task_detail {
 
 std::string shape_of(const torch::Tensor& t) { return fmt::format("[{}]", fmt::join(t.sizes(), ", ")); }
 
-double round6(double x) { return std::round(x * 1e6) / 1e6; }
-
-void append_round6(std::string& out, double x) {
-  // nlohmann::json's own number writer (Grisu2, as dump() calls it): the same bytes as the JSON
-  // objects ltk-serve and ltk::Classifier answer with.
-  const double r = round6(x);
-  if (!std::isfinite(r)) {
-    out += "null";
-    return;
-  }
-  char digits[64];
-  const char* end = nlohmann::detail::to_chars(digits, digits + sizeof digits, r);
-  out.append(digits, static_cast<size_t>(end - digits));
-}
-
-void append_json_string(std::string& out, const std::string& s) {
-  for (unsigned char c : s)
-    if (c < 0x20 || c == '"' || c == '\\') {
-      out += nlohmann::json(s).dump();
-      return;
-    }
-  out += '"';
-  out += s;
-  out += '"';
-}
-
-void append_scores(std::string& out, const LabelMap& labels, const std::vector<double>& rounded, int64_t top_k) {
-  out += "\"scores\":{";
-  for (int64_t c = 0; c < labels.size(); ++c) {
-    if (c) out += ',';
-    append_json_string(out, labels.name(c));
-    out += ':';
-    append_round6(out, rounded[static_cast<size_t>(c)]);
-  }
-  out += '}';
-  if (top_k <= 0) return;
-  std::vector<int64_t> order(rounded.size());
-  for (size_t c = 0; c < order.size(); ++c) order[c] = static_cast<int64_t>(c);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return rounded[static_cast<size_t>(a)] > rounded[static_cast<size_t>(b)];
-  });
-  out += ",\"top\":[";
-  for (size_t r = 0; r < order.size() && r < static_cast<size_t>(top_k); ++r) {
-    if (r) out += ',';
-    out += "{\"label\":";
-    append_json_string(out, labels.name(order[r]));
-    out += ",\"score\":";
-    append_round6(out, rounded[static_cast<size_t>(order[r])]);
-    out += '}';
-  }
-  out += ']';
-}
-
 torch::Tensor weights_tensor(const std::vector<double>& w, const torch::Tensor& like) {
   return torch::tensor(w, torch::kDouble).to(like.device(), like.scalar_type());
 }

@@ -9,24 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "ltk/task/answer_head.h"
 #include "ltk/task/task.h"
 
 namespace ltk::task_detail {
 
 std::string shape_of(const torch::Tensor& t);
-
-/// Rounds to 6 decimals (the scores ltk-predict prints).
-double round6(double x);
-
-/// Appends round6(x) as nlohmann::json's dump() writes that double ("0.25", "1.0", "5e-05", "null").
-void append_round6(std::string& out, double x);
-
-/// Appends `s` as a JSON string, as nlohmann::json's dump() writes it.
-void append_json_string(std::string& out, const std::string& s);
-
-/// Appends `,"scores":{label: score, ...}` and, when top_k > 0, `,"top":[{"label": ..., "score": ...}]`
-/// (the k largest, ties in label order), from the rounded scores of every label.
-void append_scores(std::string& out, const LabelMap& labels, const std::vector<double>& rounded, int64_t top_k);
 
 /// `o` with task.reduction ("mean" or "sum").
 template <typename Options>
