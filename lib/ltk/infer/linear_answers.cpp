@@ -64,32 +64,6 @@ const void* tensor_data(const std::map<std::string, RawTensor>& tensors, const s
   return it->second.data(dtype);
 }
 
-// task.json's temperature and tuned thresholds, which fit the best checkpoint only (as load_run
-// reads them: another checkpoint is answered without them, said once).
-void read_task_json(const RunDirectory& dir, const std::string& checkpoint_path, AnswerHead& head) {
-  if (!std::filesystem::exists(dir.file("task.json"))) return;
-  const auto j = read_json_file(dir.file("task.json"));
-  auto temperature = j.value("temperature", std::vector<double>{});
-  auto thresholds = j.value("thresholds", std::vector<double>{});
-  if (temperature.empty() && thresholds.empty()) return;
-  std::string best;
-  try {
-    best = dir.checkpoint("best");
-  } catch (const Error&) {
-  }
-  if (best != checkpoint_path) {
-    const char* what = temperature.empty()  ? "tuned thresholds"
-                       : thresholds.empty() ? "temperature"
-                                            : "temperature and tuned thresholds";
-    log::warn("{}: task.json's {} fit the best checkpoint; {} is answered without them", dir.path(), what,
-              checkpoint_path);
-    return;
-  }
-  head.temperature = std::move(temperature);
-  if (!thresholds.empty()) head.thresholds = std::move(thresholds);
-  head.check(dir.file("task.json"));
-}
-
 }  // namespace
 
 std::unique_ptr<LinearAnswers> LinearAnswers::open(const std::string& path, const std::string& checkpoint) {
@@ -112,10 +86,7 @@ std::unique_ptr<LinearAnswers> LinearAnswers::open(const std::string& path, cons
       !data.text_pair_field.empty() || data.vocab.source != "corpus" ||
       (s->config.device != "auto" && s->config.device != "cpu"))
     return nullptr;
-  // The tokenizer's file as the run keeps it (runs made before ltk kept one use the configured path).
-  const std::string resource = tokenizer_resource(s->config.data.tokenizer.type);
-  if (!resource.empty() && std::filesystem::exists(dir.file(resource)))
-    s->config.data.tokenizer.dict = dir.file(resource);
+  use_run_tokenizer_file(dir, s->config.data.tokenizer);
   s->tokenizer = make_run_tokenizer(s->config.data.tokenizer, s->config.model);
   s->vocab = Vocabulary::load(dir.vocab_path());
   LabelMap labels = task.type == "regression" ? LabelMap{} : LabelMap::load(dir.labels_path());
@@ -146,7 +117,10 @@ std::unique_ptr<LinearAnswers> LinearAnswers::open(const std::string& path, cons
     if (block[f] != 0 && block[f] != 1)
       throw CheckpointError(weights_path + ": tensor 'block' holds a value other than 0 or 1");
   s->table = TfIdfTable{V, options.at("sublinear_tf").get<bool>(), idf, block};
-  read_task_json(dir, weights_path, s->head);
+  TaskFit fit = read_task_fit(dir, weights_path);
+  if (!fit.temperature.empty()) s->head.temperature = std::move(fit.temperature);
+  if (!fit.thresholds.empty()) s->head.thresholds = std::move(fit.thresholds);
+  s->head.check(dir.file("task.json"));
   return std::unique_ptr<LinearAnswers>(new LinearAnswers(std::move(s)));
 }
 

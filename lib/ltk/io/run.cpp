@@ -80,10 +80,7 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
   } catch (const ConfigError& e) {
     throw CheckpointError(run.dir.config_path() + ": " + e.what());
   }
-  // The tokenizer's file as the run keeps it (runs made before ltk kept one use the configured path).
-  const std::string resource = tokenizer_resource(run.config.data.tokenizer.type);
-  if (!resource.empty() && std::filesystem::exists(run.dir.file(resource)))
-    run.config.data.tokenizer.dict = run.dir.file(resource);
+  use_run_tokenizer_file(run.dir, run.config.data.tokenizer);
   // The weights are read on a thread of their own while the vocabulary is read and the model built
   // (the two largest files: together a second of ltk-predict's start-up for a linear model of
   // 370,000 features). A checkpoint name that names none is reported first; a damaged weights file
@@ -100,38 +97,15 @@ LoadedRun load_run(const std::string& dir, const std::string& checkpoint, const 
   run.vocab = run.config.data.vocab.source == "tokenizer" ? Vocabulary::load_wordpiece(run.dir.vocab_path())
                                                          : Vocabulary::load(run.dir.vocab_path());
   if (task_has_labels(run.config.task.type)) run.labels = LabelMap::load(run.dir.labels_path());
-  std::vector<double> weights, temperature, thresholds;
-  if (std::filesystem::exists(run.dir.file("task.json"))) {
-    auto j = read_json_file(run.dir.file("task.json"));
-    weights = j.value("class_weights", std::vector<double>{});
-    temperature = j.value("temperature", std::vector<double>{});  // task.calibrate's fit
-    thresholds = j.value("thresholds", std::vector<double>{});    // task.threshold "tune"'s choice
-  }
-  run.task = make_task(run.config.task, run.labels, weights);
+  const TaskFit fit = read_task_fit(run.dir, run.checkpoint_path);
+  run.task = make_task(run.config.task, run.labels, fit.class_weights);
   if (run.vocab.fixed()) run.task->set_vocabulary(run.vocab);
   run.device = resolve_device(device.empty() ? run.config.device : device, device.empty() ? "device" : "--device");
   run.model =
       build_model(run.config.model, ModelContext{run.vocab.size(), run.task->num_outputs(), run.vocab.pad_id(), nullptr,
                                                  run.config.task.type == "mlm", 0, /*weights_follow=*/true});
-  // The temperature and tuned thresholds were fitted on the best checkpoint's outputs: another
-  // checkpoint is answered without them (said once, here).
-  if (!temperature.empty() || !thresholds.empty()) {
-    std::string best;
-    try {
-      best = run.dir.checkpoint("best");
-    } catch (const Error&) {
-    }
-    if (best == run.checkpoint_path) {
-      if (!temperature.empty()) run.task->set_temperature(temperature);
-      if (!thresholds.empty()) run.task->set_thresholds(thresholds);
-    } else {
-      const char* what = temperature.empty()  ? "tuned thresholds"
-                         : thresholds.empty() ? "temperature"
-                                              : "temperature and tuned thresholds";
-      log::warn("{}: task.json's {} fit the best checkpoint; {} is answered without them", run.dir.path(), what,
-                run.checkpoint_path);
-    }
-  }
+  if (!fit.temperature.empty()) run.task->set_temperature(fit.temperature);
+  if (!fit.thresholds.empty()) run.task->set_thresholds(fit.thresholds);
   load_model_weights(run, weights_read.get());
   run.model->to(run.device);
   run.model->eval();

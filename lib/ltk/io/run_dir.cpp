@@ -9,7 +9,9 @@
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
+#include "ltk/core/log.h"
 #include "ltk/core/version.h"
+#include "ltk/data/tokenizer.h"
 
 namespace ltk {
 
@@ -143,6 +145,35 @@ std::string RunDirectory::checkpoint(const std::string& which) const {
 
 void RunDirectory::append_metrics(const nlohmann::json& record) const {
   append_file_durable(metrics_path(), record.dump() + "\n");
+}
+
+TaskFit read_task_fit(const RunDirectory& dir, const std::string& checkpoint_path) {
+  TaskFit fit;
+  if (!std::filesystem::exists(dir.file("task.json"))) return fit;
+  const auto j = read_json_file(dir.file("task.json"));
+  fit.class_weights = j.value("class_weights", std::vector<double>{});
+  fit.temperature = j.value("temperature", std::vector<double>{});
+  fit.thresholds = j.value("thresholds", std::vector<double>{});
+  if (fit.temperature.empty() && fit.thresholds.empty()) return fit;
+  std::string best;
+  try {
+    best = dir.checkpoint("best");
+  } catch (const Error&) {
+  }
+  if (best == checkpoint_path) return fit;
+  const char* what = fit.temperature.empty()  ? "tuned thresholds"
+                     : fit.thresholds.empty() ? "temperature"
+                                              : "temperature and tuned thresholds";
+  log::warn("{}: task.json's {} fit the best checkpoint; {} is answered without them", dir.path(), what,
+            checkpoint_path);
+  fit.temperature.clear();
+  fit.thresholds.clear();
+  return fit;
+}
+
+void use_run_tokenizer_file(const RunDirectory& dir, TokenizerConfig& tokenizer) {
+  const std::string resource = tokenizer_resource(tokenizer.type);
+  if (!resource.empty() && std::filesystem::exists(dir.file(resource))) tokenizer.dict = dir.file(resource);
 }
 
 }  // namespace ltk

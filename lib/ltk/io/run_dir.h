@@ -6,6 +6,9 @@
 
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "ltk/config/config.h"
 
 namespace ltk {
 
@@ -53,5 +56,17 @@ class RunDirectory {
   std::string path_;
   std::shared_ptr<DirectoryLock> lock_;
 };
+
+/// What training fitted to a run's task, from its task.json: task.class_weights resolved, and
+/// task.calibrate's temperature and task.threshold "tune"'s thresholds, which fit the best
+/// checkpoint's outputs: for any other `checkpoint_path` they are left empty, with a warning.
+struct TaskFit {
+  std::vector<double> class_weights, temperature, thresholds;
+};
+TaskFit read_task_fit(const RunDirectory& dir, const std::string& checkpoint_path);
+
+/// Points `tokenizer.dict` at the tokenizer's file the run keeps (runs made before ltk kept one use
+/// the configured path).
+void use_run_tokenizer_file(const RunDirectory& dir, TokenizerConfig& tokenizer);
 
 }  // namespace ltk
