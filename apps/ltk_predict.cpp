@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include <thread>
 
 #include "app.h"
+#include "ltk/core/parallel.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/utf8.h"
 #ifdef LTK_PREDICT_LIBTORCH
@@ -31,7 +33,7 @@ namespace {
 
 struct Pending {
   int64_t line;
-  std::string text;
+  std::string text;           // the line as read, until parse() makes it the text
   nlohmann::ordered_json id;  // carried through from the input (null: none)
   std::string text_pair;      // a sentence pair's second text (runs trained on pairs)
   std::string error;          // non-empty: the line cannot be scored
@@ -62,7 +64,7 @@ struct Options {
 };
 
 // Turns one input line into a Pending entry; malformed lines get an error, never a crash.
-Pending parse_line(const std::string& raw, int64_t line_no, const Options& o) {
+Pending parse_line(std::string_view raw, int64_t line_no, const Options& o) {
   Pending p{line_no, "", nullptr, "", ""};
   std::string_view line = line_no == 1 ? ltk::utf8::strip_bom(raw) : std::string_view(raw);
   size_t bad = ltk::utf8::find_invalid(line);
@@ -130,29 +132,36 @@ using MaskedLm = const void*;  // none: a linear run is no masked-LM run
 // that cannot be scored.
 void flush(const AnswerTexts& answer_texts, MaskedLm masked_lm, std::vector<Pending>& pending, int64_t batch_size,
            const Options& o) {
+  // Each line read is parsed here, on o.threads threads (a line read with an error keeps it).
+  ltk::parallel_chunks(static_cast<int64_t>(pending.size()), o.threads, 1024, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      Pending& p = pending[static_cast<size_t>(i)];
+      if (p.error.empty()) p = parse_line(p.text, p.line, o);
+    }
+  });
   std::vector<ltk::infer::TextInput> inputs;
   inputs.reserve(pending.size());
   for (auto& p : pending) inputs.push_back(ltk::infer::TextInput{std::move(p.text), std::move(p.text_pair), p.error});
   std::vector<const ltk::infer::TextInput*> valid;
   for (const auto& in : inputs)
     if (in.error.empty()) valid.push_back(&in);
-  std::string out;
-  auto error_line = [&](const Pending& p, const std::string& error) {
+  auto error_line = [](const Pending& p, const std::string& error, std::string& to) {
     nlohmann::ordered_json j;
     if (!p.id.is_null()) j["id"] = p.id;
     j["error"] = error;
     j["line"] = p.line;
-    out += j.dump();
-    out += '\n';
+    to += j.dump();
+    to += '\n';
   };
 #ifdef LTK_PREDICT_LIBTORCH
   if (masked_lm) {  // answers that may be errors of their own (a text without [MASK])
+    std::string out;
     const ltk::infer::Predictor& predictor = *masked_lm;
     auto answers = predictor.answer(predictor.encode(valid), std::vector<int64_t>(valid.size(), o.top_k), batch_size);
     size_t row = 0;
     for (auto& p : pending) {
       if (!p.error.empty()) {
-        error_line(p, p.error);
+        error_line(p, p.error, out);
         continue;
       }
       nlohmann::ordered_json j;
@@ -167,27 +176,43 @@ void flush(const AnswerTexts& answer_texts, MaskedLm masked_lm, std::vector<Pend
     return;
   }
 #endif
-  {
-    auto answers = answer_texts(valid);
-    size_t row = 0;
-    for (auto& p : pending) {
-      if (!p.error.empty()) {
-        error_line(p, p.error);
-        continue;
+  // The answers' lines, made on o.threads threads in slices of the pending lines, then written in order.
+  const auto answers = answer_texts(valid);
+  const auto n = static_cast<int64_t>(pending.size());
+  const int64_t slices = std::clamp<int64_t>(n / 1024, 1, std::max(o.threads, 1));
+  std::vector<std::string> pieces(static_cast<size_t>(slices));
+  std::vector<size_t> first_row(static_cast<size_t>(slices) + 1, 0);  // each slice's first answer
+  for (int64_t c = 0, i = 0; c < slices; ++c)
+    for (; i < n * (c + 1) / slices; ++i)
+      first_row[static_cast<size_t>(c) + 1] += pending[static_cast<size_t>(i)].error.empty();
+  for (size_t c = 1; c < first_row.size(); ++c) first_row[c] += first_row[c - 1];
+  ltk::parallel_chunks(slices, o.threads, 1, [&](int64_t c_begin, int64_t c_end) {
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      std::string& piece = pieces[static_cast<size_t>(c)];
+      size_t row = first_row[static_cast<size_t>(c)], bytes = 0;
+      for (size_t r = row; r < first_row[static_cast<size_t>(c) + 1]; ++r) bytes += answers[r].size() + 1;
+      piece.reserve(bytes);
+      for (int64_t i = n * c / slices; i < n * (c + 1) / slices; ++i) {
+        const Pending& p = pending[static_cast<size_t>(i)];
+        if (!p.error.empty()) {
+          error_line(p, p.error, piece);
+          continue;
+        }
+        const std::string& answer = answers[row++];  // a JSON object: "id" goes first inside it
+        if (p.id.is_null()) {
+          piece += answer;
+        } else {
+          piece += "{\"id\":";
+          piece += p.id.dump();
+          piece += ',';
+          piece.append(answer, 1, std::string::npos);
+        }
+        piece += '\n';
       }
-      const std::string& answer = answers[row++];  // a JSON object: "id" goes first inside it
-      if (p.id.is_null()) {
-        out += answer;
-      } else {
-        out += "{\"id\":";
-        out += p.id.dump();
-        out += ',';
-        out.append(answer, 1, std::string::npos);
-      }
-      out += '\n';
     }
-  }
-  std::cout << out << std::flush;
+  });
+  for (const std::string& piece : pieces) std::cout.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+  std::cout.flush();
   pending.clear();
 }
 
@@ -354,7 +379,7 @@ int main(int argc, char** argv) {
         Pending p{line_no, "", nullptr, "", "longer than --max-line-bytes " + std::to_string(max_line) + "; skipped"};
         pending.push_back(std::move(p));
       } else {
-        pending.push_back(parse_line(line, line_no, o));
+        pending.push_back(Pending{line_no, std::move(line), nullptr, "", ""});  // parsed by flush()
       }
       if (static_cast<int64_t>(pending.size()) >= flush_at) flush(answer_texts, masked_lm, pending, batch_size, o);
     }

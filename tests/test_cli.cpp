@@ -1363,6 +1363,20 @@ TEST_CASE("cli: ltk-predict answers a linear run without LibTorch - the bytes lt
       CHECK_THAT(fast.out, Contains(c.type == "regression" ? "{\"id\":\"a\",\"value\":" : "{\"id\":\"a\",\"label"));
       CHECK(fast.out == slow.out);
     }
+    if (c.type != "multiclass") continue;
+    // Thousands of lines: parsed, answered and written in slices on each thread, in order.
+    std::string many = "\xEF\xBB\xBF";  // a byte-order mark, dropped from line 1
+    for (int copy = 0; copy < 700; ++copy) many += input;
+    const std::string tsv = "--run '" + run + "' --format tsv --threads ";
+    auto two = alone(tsv + "2", many), one = alone(tsv + "1", many);
+    auto slow = run_app("ltk-predict-torch", tsv + "2", many);
+    REQUIRE(two.code == 0);
+    CHECK(count_lines(two.out) == 3500);
+    CHECK_THAT(two.out, Catch::Matchers::StartsWith("{\"id\":\"a\",\"label"));
+    CHECK_THAT(two.out, Contains("{\"id\":\"b\",\"error\":\"empty text\",\"line\":3497}\n"));
+    CHECK_THAT(two.out, Contains("\n{\"error\":\"invalid UTF-8 at byte 8\",\"line\":3498}\n"));
+    CHECK(two.out == one.out);
+    CHECK(two.out == slow.out);
   }
   // A run of another model goes to ltk-predict-torch, whatever the arguments.
   auto bow = run_app("ltk-train", "--config '" + config + "' --set trainer.epochs=2");

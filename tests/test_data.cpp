@@ -1,8 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
-#include <random>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -978,6 +979,61 @@ TEST_CASE("n-grams: word n-grams, then scikit-learn's char_wb n-grams marked by 
           " \xE4\xB8\xAD "});
   CHECK(ltk::is_char_term("  a"));
   CHECK_FALSE(ltk::is_char_term("a b"));
+}
+
+TEST_CASE("n-grams: NgramIds gives tokenize()'s known feature ids - each word's character n-grams kept",
+          "[data][ngrams]") {
+  // The vocabulary of half the terms of some texts: the other half are unknown, as in a real run.
+  const std::vector<std::string> texts = {"The cat sat on the mat",
+                                          "the CAT  sat\ton the cat",
+                                          "\xC3\xA9t\xC3\xA9 \xE4\xB8\xAD\xE6\x96\x87 cat",
+                                          "a",
+                                          "zyzzyva unheard-of words here",
+                                          "",
+                                          "   ",
+                                          "sat sat sat the mat mat"};
+  ltk::Normalizer n{true, false, false};
+  for (ltk::NgramRanges r : {ltk::NgramRanges{1, 2, 2, 4}, ltk::NgramRanges{0, 0, 1, 3}, ltk::NgramRanges{1, 1, 0, 0},
+                             ltk::NgramRanges{1, 2, 2, 5, 64}}) {
+    INFO(r.word_min << "-" << r.word_max << " " << r.char_min << "-" << r.char_max << " buckets " << r.buckets);
+    ltk::NgramTokenizer tok(std::make_unique<ltk::BasicTokenizer>(n), n, r);
+    ltk::TokenCounter counter;
+    std::vector<int32_t> scratch_ids;
+    for (const std::string& t : texts) {
+      auto terms = tok.tokenize(t);
+      for (size_t k = 0; k < terms.size(); k += 2) counter.add(terms[k]);
+    }
+    const ltk::Vocabulary vocab = ltk::Vocabulary::build(counter, 1, 0);
+    // What the tokenizer and the vocabulary give, unknown ids left out, as a multiset.
+    auto expected = [&](const std::string& t) {
+      std::string scratch;
+      std::vector<std::string_view> views;
+      tok.tokenize(t, scratch, views);
+      std::vector<int32_t> ids;
+      vocab.append_ids(views, ids);
+      ids.erase(std::remove_if(ids.begin(), ids.end(), [](int32_t id) { return id < ltk::Vocabulary::kFirstWordId; }),
+                ids.end());
+      std::sort(ids.begin(), ids.end());
+      return ids;
+    };
+    // A roomy cache, and one that holds two words at most (dropped again and again).
+    for (size_t max_words : {size_t{1} << 16, size_t{2}}) {
+      ltk::NgramIds ids(tok, vocab, max_words);
+      int64_t known = 0;
+      for (int pass = 0; pass < 3; ++pass)  // the second and third passes from the kept words
+        for (const std::string& t : texts) {
+          INFO(t << " pass " << pass << " max_words " << max_words);
+          std::vector<int32_t> got{-7};  // cleared first
+          ids.ids(t, got);
+          std::sort(got.begin(), got.end());
+          CHECK(got == expected(t));
+          known += static_cast<int64_t>(got.size());
+        }
+      CHECK(known > 0);
+      if (r.chars() && max_words > 2) CHECK(ids.misses() * 3 <= ids.lookups());  // each word looked up once
+      if (r.chars() && max_words == 2) CHECK(ids.misses() * 3 > ids.lookups());
+    }
+  }
 }
 
 TEST_CASE("n-grams: features chosen by document frequency, counts are document frequencies", "[data][ngrams]") {

@@ -56,89 +56,178 @@ uint32_t hash_bucket(std::string_view term, int64_t buckets) {
 NgramTokenizer::NgramTokenizer(std::unique_ptr<Tokenizer> words, Normalizer normalizer, NgramRanges ranges)
     : Tokenizer(normalizer), words_(std::move(words)), ranges_(ranges) {}
 
-void NgramTokenizer::tokenize(std::string_view text, std::string& scratch,
-                              std::vector<std::string_view>& tokens) const {
-  // The terms are written one after another into `scratch`; the views are taken once it is
-  // complete (it may reallocate while it grows).
-  thread_local std::string word_scratch, norm_scratch, padded;
-  thread_local std::vector<std::string_view> words;
-  thread_local std::vector<std::pair<size_t, size_t>> spans;
-  thread_local std::vector<size_t> starts;
-  scratch.clear();
-  spans.clear();
-  auto begin_term = [&] { spans.emplace_back(scratch.size(), 0); };
-  auto end_term = [&] { spans.back().second = scratch.size() - spans.back().first; };
-  if (ranges_.words()) {
-    words_->tokenize(text, word_scratch, words);
-    const auto n_words = static_cast<int64_t>(words.size());
-    for (int64_t n = ranges_.word_min; n <= ranges_.word_max && n <= n_words; ++n)
-      for (int64_t i = 0; i + n <= n_words; ++i) {
-        begin_term();
-        for (int64_t k = 0; k < n; ++k) {
-          if (k) scratch += ' ';
-          scratch += words[static_cast<size_t>(i + k)];
-        }
-        end_term();
-      }
-  }
-  if (ranges_.chars()) {
-    // scikit-learn's char_wb: each whitespace-separated word as " word ", its n-grams of
-    // char_min..char_max code points; a word no longer than n is one n-gram, and the longer n
-    // are skipped for it.
-    std::string_view s = norm_.apply(text, norm_scratch);
-    size_t i = 0;
-    while (i < s.size()) {
-      size_t start = i, end = i;
-      while (end < s.size()) {  // the next word: [start, end)
-        size_t at = end;
-        if (is_unicode_space(utf8::next(s, at))) break;
-        end = at;
-      }
-      if (end == start) {  // a space: skip it
-        utf8::next(s, i);
-        continue;
-      }
-      padded.assign(1, ' ');
-      padded.append(s.substr(start, end - start));
-      padded += ' ';
-      i = end;
-      starts.clear();
-      for (size_t at = 0; at < padded.size();) {
-        starts.push_back(at);
-        utf8::next(padded, at);
-      }
-      const auto len = static_cast<int64_t>(starts.size());
-      starts.push_back(padded.size());
-      for (int64_t n = ranges_.char_min; n <= ranges_.char_max; ++n) {
-        const int64_t last = std::max<int64_t>(len - n, 0);  // the last offset
-        for (int64_t off = 0; off <= last; ++off) {
-          const size_t a = starts[static_cast<size_t>(off)], b = starts[static_cast<size_t>(std::min(off + n, len))];
-          begin_term();
-          scratch += kCharTermMark;
-          scratch.append(padded, a, b - a);
-          end_term();
-        }
-        if (last == 0) break;  // the whole word was one n-gram: longer ones would repeat it
-      }
-    }
-  }
-  if (ranges_.buckets > 0) {  // each term by its bucket's name, into the scratch the views point to
-    thread_local std::string named;
-    named.clear();
-    for (auto& [at, len] : spans) {
-      std::string_view term(scratch.data() + at, len);
-      const bool chars = is_char_term(term);
-      const size_t start = named.size();
-      if (chars) named += kCharTermMark;
-      named += '#';
-      named += std::to_string(hash_bucket(chars ? term.substr(1) : term, ranges_.buckets));
-      at = start;
-      len = named.size() - start;
-    }
-    scratch.swap(named);
-  }
+namespace {
+
+/// The terms being written one after another into a scratch string: each term's offset and length
+/// there (views are taken once the scratch is complete: it may reallocate while it grows).
+using Spans = std::vector<std::pair<size_t, size_t>>;
+
+void views_of(const std::string& scratch, const Spans& spans, std::vector<std::string_view>& tokens) {
   tokens.clear();
   for (const auto& [at, len] : spans) tokens.emplace_back(scratch.data() + at, len);
+}
+
+}  // namespace
+
+std::pair<size_t, size_t> NgramTokenizer::next_char_word(std::string_view s, size_t& i) {
+  while (i < s.size()) {
+    size_t start = i, end = i;
+    while (end < s.size()) {  // the next word: [start, end)
+      size_t at = end;
+      if (is_unicode_space(utf8::next(s, at))) break;
+      end = at;
+    }
+    if (end == start) {  // a space: skip it
+      utf8::next(s, i);
+      continue;
+    }
+    i = end;
+    return {start, end};
+  }
+  return {s.size(), s.size()};
+}
+
+void NgramTokenizer::add_word_terms(std::string_view text, std::string& scratch, Spans& spans) const {
+  thread_local std::string word_scratch;
+  thread_local std::vector<std::string_view> words;
+  words_->tokenize(text, word_scratch, words);
+  const auto n_words = static_cast<int64_t>(words.size());
+  for (int64_t n = ranges_.word_min; n <= ranges_.word_max && n <= n_words; ++n)
+    for (int64_t i = 0; i + n <= n_words; ++i) {
+      spans.emplace_back(scratch.size(), 0);
+      for (int64_t k = 0; k < n; ++k) {
+        if (k) scratch += ' ';
+        scratch += words[static_cast<size_t>(i + k)];
+      }
+      spans.back().second = scratch.size() - spans.back().first;
+    }
+}
+
+void NgramTokenizer::add_char_terms(std::string_view word, std::string& scratch, Spans& spans) const {
+  // scikit-learn's char_wb: the word as " word ", its n-grams of char_min..char_max code points; a
+  // word no longer than n is one n-gram, and the longer n are skipped for it.
+  thread_local std::string padded;
+  thread_local std::vector<size_t> starts;
+  padded.assign(1, ' ');
+  padded.append(word);
+  padded += ' ';
+  starts.clear();
+  for (size_t at = 0; at < padded.size();) {
+    starts.push_back(at);
+    utf8::next(padded, at);
+  }
+  const auto len = static_cast<int64_t>(starts.size());
+  starts.push_back(padded.size());
+  for (int64_t n = ranges_.char_min; n <= ranges_.char_max; ++n) {
+    const int64_t last = std::max<int64_t>(len - n, 0);  // the last offset
+    for (int64_t off = 0; off <= last; ++off) {
+      const size_t a = starts[static_cast<size_t>(off)], b = starts[static_cast<size_t>(std::min(off + n, len))];
+      spans.emplace_back(scratch.size(), b - a + 1);
+      scratch += kCharTermMark;
+      scratch.append(padded, a, b - a);
+    }
+    if (last == 0) break;  // the whole word was one n-gram: longer ones would repeat it
+  }
+}
+
+void NgramTokenizer::name_buckets(std::string& scratch, Spans& spans) const {
+  if (ranges_.buckets <= 0) return;
+  // each term by its bucket's name, into the scratch the views point to
+  thread_local std::string named;
+  named.clear();
+  for (auto& [at, len] : spans) {
+    std::string_view term(scratch.data() + at, len);
+    const bool chars = is_char_term(term);
+    const size_t start = named.size();
+    if (chars) named += kCharTermMark;
+    named += '#';
+    named += std::to_string(hash_bucket(chars ? term.substr(1) : term, ranges_.buckets));
+    at = start;
+    len = named.size() - start;
+  }
+  scratch.swap(named);
+}
+
+template <typename Add>
+void NgramTokenizer::terms(std::string& scratch, std::vector<std::string_view>& tokens, Add&& add) const {
+  thread_local Spans spans;
+  scratch.clear();
+  spans.clear();
+  add(spans);
+  name_buckets(scratch, spans);
+  views_of(scratch, spans, tokens);
+}
+
+void NgramTokenizer::tokenize(std::string_view text, std::string& scratch,
+                              std::vector<std::string_view>& tokens) const {
+  terms(scratch, tokens, [&](Spans& spans) {
+    if (ranges_.words()) add_word_terms(text, scratch, spans);
+    if (!ranges_.chars()) return;
+    thread_local std::string norm_scratch;
+    std::string_view s = norm_.apply(text, norm_scratch);
+    for (size_t i = 0;;) {
+      auto [start, end] = next_char_word(s, i);
+      if (start == end) break;
+      add_char_terms(s.substr(start, end - start), scratch, spans);
+    }
+  });
+}
+
+void NgramTokenizer::word_terms(std::string_view text, std::string& scratch,
+                                std::vector<std::string_view>& tokens) const {
+  terms(scratch, tokens, [&](Spans& spans) {
+    if (ranges_.words()) add_word_terms(text, scratch, spans);
+  });
+}
+
+void NgramTokenizer::char_terms(std::string_view word, std::string& scratch,
+                                std::vector<std::string_view>& tokens) const {
+  terms(scratch, tokens, [&](Spans& spans) {
+    if (ranges_.chars()) add_char_terms(word, scratch, spans);
+  });
+}
+
+NgramIds::NgramIds(const NgramTokenizer& tokenizer, const Vocabulary& vocab, size_t max_words, size_t max_ids)
+    : tokenizer_(tokenizer), vocab_(vocab), max_words_(std::max<size_t>(max_words, 1)), max_ids_(max_ids) {
+  clear();
+}
+
+void NgramIds::clear() {
+  words_ = TokenIndex();
+  ids_.clear();
+  ends_.assign(1, 0);
+}
+
+void NgramIds::ids(std::string_view text, std::vector<int32_t>& out) {
+  out.clear();
+  if (tokenizer_.ranges().words()) {
+    tokenizer_.word_terms(text, scratch_, terms_);
+    vocab_.append_ids(terms_, out);
+    out.erase(std::remove_if(out.begin(), out.end(), [](int32_t id) { return id < Vocabulary::kFirstWordId; }),
+              out.end());
+  }
+  if (!tokenizer_.ranges().chars()) return;
+  const std::string_view s = tokenizer_.normalise(text, norm_scratch_);
+  for (size_t i = 0;;) {
+    auto [start, end] = NgramTokenizer::next_char_word(s, i);
+    if (start == end) break;
+    const std::string_view word = s.substr(start, end - start);
+    int32_t w = words_.find(word);
+    ++lookups_;
+    if (w < 0) {
+      ++misses_;
+      tokenizer_.char_terms(word, scratch_, terms_);
+      found_.clear();
+      vocab_.append_ids(terms_, found_);
+      if (words_.size() >= max_words_ || ids_.size() + found_.size() > max_ids_) clear();
+      for (int32_t id : found_)  // the unknown n-grams are no features: not kept
+        if (id >= Vocabulary::kFirstWordId) ids_.push_back(id);
+      w = words_.insert(word);
+      ends_.push_back(ids_.size());
+    }
+    out.insert(out.end(), ids_.begin() + static_cast<std::ptrdiff_t>(ends_[static_cast<size_t>(w)]),
+               ids_.begin() + static_cast<std::ptrdiff_t>(ends_[static_cast<size_t>(w) + 1]));
+  }
 }
 
 }  // namespace ltk

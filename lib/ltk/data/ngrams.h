@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "ltk/data/token_index.h"
 #include "ltk/data/tokenizer.h"
 #include "ltk/data/vocab.h"
 
@@ -42,9 +43,61 @@ class NgramTokenizer : public Tokenizer {
   using Tokenizer::tokenize;
   void tokenize(std::string_view text, std::string& scratch, std::vector<std::string_view>& tokens) const override;
 
+  // tokenize() in its parts (NgramIds looks each word's character n-grams up once):
+  const NgramRanges& ranges() const { return ranges_; }
+  /// The word n-gram terms of `text` (tokenize()'s first terms).
+  void word_terms(std::string_view text, std::string& scratch, std::vector<std::string_view>& tokens) const;
+  /// The normalised text whose words char_terms() splits.
+  std::string_view normalise(std::string_view text, std::string& scratch) const { return norm_.apply(text, scratch); }
+  /// The next whitespace-separated word of `s` from byte `i` on, as [start, end) (start == end:
+  /// none left); `i` moves past it.
+  static std::pair<size_t, size_t> next_char_word(std::string_view s, size_t& i);
+  /// The character n-gram terms of one such word (tokenize()'s next terms, word by word).
+  void char_terms(std::string_view word, std::string& scratch, std::vector<std::string_view>& tokens) const;
+
  private:
+  using Spans = std::vector<std::pair<size_t, size_t>>;
+  void add_word_terms(std::string_view text, std::string& scratch, Spans& spans) const;
+  void add_char_terms(std::string_view word, std::string& scratch, Spans& spans) const;
+  void name_buckets(std::string& scratch, Spans& spans) const;
+  /// add(spans) writes terms into `scratch`; they are then named by bucket and viewed into `tokens`.
+  template <typename Add>
+  void terms(std::string& scratch, std::vector<std::string_view>& tokens, Add&& add) const;
+
   std::unique_ptr<Tokenizer> words_;
   NgramRanges ranges_;
+};
+
+/// The vocabulary ids of a text's NgramTokenizer terms that are features (ids from
+/// Vocabulary::kFirstWordId on), for the sparse scoring of a linear run (ltk-predict): the word
+/// n-grams looked up in `vocab` as tokenize() gives them, and each word's character n-grams looked
+/// up once and then kept, by the word (most of a text's terms are character n-grams, and words
+/// repeat: fastText keeps its words' subword ids the same way). The same ids as tokenize() then
+/// Vocabulary::append_ids() give, unknown ones left out, in another order. Not thread-safe: one
+/// per thread. The kept words are dropped all at once when they reach `max_words`, or their ids
+/// `max_ids`, so the memory stays bounded.
+class NgramIds {
+ public:
+  NgramIds(const NgramTokenizer& tokenizer, const Vocabulary& vocab, size_t max_words = size_t{1} << 16,
+           size_t max_ids = size_t{1} << 22);
+  /// The ids of `text`, into `out` (cleared first).
+  void ids(std::string_view text, std::vector<int32_t>& out);
+  /// Words looked up so far, and how many of them were not kept (the cache's misses).
+  int64_t lookups() const { return lookups_; }
+  int64_t misses() const { return misses_; }
+
+ private:
+  void clear();
+  const NgramTokenizer& tokenizer_;
+  const Vocabulary& vocab_;
+  size_t max_words_, max_ids_;
+  TokenIndex words_;  // the kept words: word w's ids are ids_[ends_[w], ends_[w + 1])
+  std::vector<int32_t> ids_;
+  std::vector<size_t> ends_;
+  std::string scratch_, norm_scratch_;
+  std::vector<std::string_view> terms_;
+  std::vector<int32_t> found_;
+  int64_t lookups_ = 0, misses_ = 0;
 };
 
 /// Which terms become features, as TfidfVectorizer chooses them: those in at least min_df and at

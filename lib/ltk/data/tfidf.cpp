@@ -19,18 +19,22 @@ FeatureCounts& FeatureCounts::of_thread(int64_t V) {
   return counts;
 }
 
-void FeatureCounts::collect(const int32_t* tokens, int64_t n) {
+void FeatureCounts::collect(const int32_t* tokens, int64_t n, bool sorted) {
   for (int32_t id : ids_) counts_[static_cast<size_t>(id)] = 0;
   ids_.clear();
   const size_t V = counts_.size();
+  // The table is MBs: each count is fetched a few ids ahead (every id here indexes it: prefetch never faults).
+  constexpr int64_t kAhead = 8;
   for (int64_t k = 0; k < n; ++k) {
+    if (k + kAhead < n && static_cast<size_t>(tokens[k + kAhead]) < V)
+      __builtin_prefetch(&counts_[static_cast<size_t>(tokens[k + kAhead])]);
     const int32_t t = tokens[k];
     if (t < Vocabulary::kFirstWordId || static_cast<size_t>(t) >= V) continue;
     // listed before it is counted: a push_back that throws leaves no count that would outlive it
     if (counts_[static_cast<size_t>(t)] == 0) ids_.push_back(t);
     ++counts_[static_cast<size_t>(t)];
   }
-  sort();
+  if (sorted) sort();
 }
 
 void FeatureCounts::sort() {
@@ -51,14 +55,19 @@ void FeatureCounts::sort() {
 }
 
 void tfidf_row(const TfIdfTable& table, const int32_t* tokens, int64_t n, FeatureCounts& counts,
-               std::vector<double>& values) {
-  counts.collect(tokens, n);
+               std::vector<double>& values, bool sorted) {
+  counts.collect(tokens, n, sorted);
   const std::vector<int32_t>& cols = counts.ids();
   const double* idf = table.idf;
   const int64_t* block = table.block;
   values.resize(cols.size());
   double norm2[2] = {0, 0};
+  constexpr size_t kAhead = 8;  // as collect(): idf and block are MBs
   for (size_t e = 0; e < cols.size(); ++e) {
+    if (e + kAhead < cols.size()) {
+      __builtin_prefetch(idf + cols[e + kAhead]);
+      if (block) __builtin_prefetch(block + cols[e + kAhead]);
+    }
     const auto tf = static_cast<double>(counts.count(cols[e]));
     // ln 1 + 1 is 1 exactly: most features occur once in a short text
     const double w = (table.sublinear_tf && tf != 1.0 ? std::log(tf) + 1.0 : tf) * idf[cols[e]];
@@ -77,13 +86,10 @@ void tfidf_row(const TfIdfTable& table, const int32_t* tokens, int64_t n, Featur
 namespace {
 
 // y += w * x as LibTorch's x86 embedding_bag kernel accumulates (one fused multiply-add per
-// element, in the same order), so that the sparse path's logits are the forward()'s, to the last
-// bit where both round alike (byte-identical answers on 100,000 texts here; the tests allow the
-// sum's rounding); the fma instruction where the CPU has it, std::fma's exact result elsewhere.
+// element, in the same order), so that the sparse path's float64 logits are the forward()'s, to
+// the last bit where both round alike (the tests allow the sum's rounding); the fma instruction
+// where the CPU has it, std::fma's exact result elsewhere.
 #if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("fma"))) void fma_row_native(float w, const float* x, float* y, int64_t K) {
-  for (int64_t k = 0; k < K; ++k) y[k] = __builtin_fmaf(w, x[k], y[k]);
-}
 __attribute__((target("fma"))) void fma_row_native(double w, const double* x, double* y, int64_t K) {
   for (int64_t k = 0; k < K; ++k) y[k] = __builtin_fma(w, x[k], y[k]);
 }
@@ -106,27 +112,58 @@ void fma_row(T w, const T* x, T* y, int64_t K) {
   for (int64_t k = 0; k < K; ++k) y[k] = std::fma(w, x[k], y[k]);
 }
 
+// acc += w * x, x float32 widened to float64: the float32 weights' sums (any order: see score_text).
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2,fma"))) void widen_axpy_avx2(double w, const float* x, double* acc, int64_t K) {
+  for (int64_t k = 0; k < K; ++k) acc[k] += w * static_cast<double>(x[k]);
+}
+void widen_axpy(double w, const float* x, double* acc, int64_t K) {
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2) return widen_axpy_avx2(w, x, acc, K);
+  for (int64_t k = 0; k < K; ++k) acc[k] += w * static_cast<double>(x[k]);
+}
+#else
+void widen_axpy(double w, const float* x, double* acc, int64_t K) {
+  for (int64_t k = 0; k < K; ++k) acc[k] += w * static_cast<double>(x[k]);
+}
+#endif
+
 }  // namespace
 
-template <typename T>
-void score_text(const TfIdfTable& table, const int32_t* tokens, int64_t n, const T* W, const T* bias, int64_t K, T* out,
-                FeatureCounts& counts, std::vector<double>& values) {
-  tfidf_row(table, tokens, n, counts, values);
+void score_text(const TfIdfTable& table, const int32_t* tokens, int64_t n, const double* W, const double* bias,
+                int64_t K, double* out, FeatureCounts& counts, std::vector<double>& values) {
+  tfidf_row(table, tokens, n, counts, values, /*sorted=*/true);
   const std::vector<int32_t>& cols = counts.ids();
-  std::fill(out, out + K, T(0));
+  std::fill(out, out + K, 0.0);
   // The weight rows are scattered over a table of tens of MB: ask for a few ahead.
   constexpr size_t kAhead = 4;
   for (size_t e = 0; e < std::min(kAhead, cols.size()); ++e) __builtin_prefetch(W + static_cast<int64_t>(cols[e]) * K);
   for (size_t e = 0; e < cols.size(); ++e) {
     if (e + kAhead < cols.size()) __builtin_prefetch(W + static_cast<int64_t>(cols[e + kAhead]) * K);
-    fma_row(static_cast<T>(values[e]), W + static_cast<int64_t>(cols[e]) * K, out, K);
+    fma_row(values[e], W + static_cast<int64_t>(cols[e]) * K, out, K);
   }
   for (int64_t k = 0; k < K; ++k) out[k] += bias[k];
 }
 
-template void score_text<float>(const TfIdfTable&, const int32_t*, int64_t, const float*, const float*, int64_t, float*,
-                                FeatureCounts&, std::vector<double>&);
-template void score_text<double>(const TfIdfTable&, const int32_t*, int64_t, const double*, const double*, int64_t,
-                                 double*, FeatureCounts&, std::vector<double>&);
+void score_text(const TfIdfTable& table, const int32_t* tokens, int64_t n, const float* W, const float* bias, int64_t K,
+                float* out, FeatureCounts& counts, std::vector<double>& values) {
+  tfidf_row(table, tokens, n, counts, values, /*sorted=*/false);
+  const std::vector<int32_t>& cols = counts.ids();
+  thread_local std::vector<double> acc;
+  acc.assign(static_cast<size_t>(K), 0.0);
+  constexpr size_t kAhead = 4;
+  auto fetch = [&](size_t e) {  // a row's first and last bytes: it may span two cache lines
+    const float* row = W + static_cast<int64_t>(cols[e]) * K;
+    __builtin_prefetch(row);
+    __builtin_prefetch(row + K - 1);
+  };
+  for (size_t e = 0; e < std::min(kAhead, cols.size()); ++e) fetch(e);
+  for (size_t e = 0; e < cols.size(); ++e) {
+    if (e + kAhead < cols.size()) fetch(e + kAhead);
+    widen_axpy(values[e], W + static_cast<int64_t>(cols[e]) * K, acc.data(), K);
+  }
+  for (int64_t k = 0; k < K; ++k)
+    out[k] = static_cast<float>(acc[static_cast<size_t>(k)] + static_cast<double>(bias[k]));
+}
 
 }  // namespace ltk

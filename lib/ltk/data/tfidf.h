@@ -28,9 +28,9 @@ class FeatureCounts {
  public:
   /// This thread's table, for a vocabulary of `V` (kept between calls: clearing it is the cost).
   static FeatureCounts& of_thread(int64_t V);
-  /// Counts the `n` ids of `tokens`.
-  void collect(const int32_t* tokens, int64_t n);
-  /// The distinct features, ascending.
+  /// Counts the `n` ids of `tokens`; the distinct ones sorted unless `sorted` is false.
+  void collect(const int32_t* tokens, int64_t n, bool sorted = true);
+  /// The distinct features, ascending (else in the order they first occurred).
   const std::vector<int32_t>& ids() const { return ids_; }
   int64_t count(int32_t id) const { return counts_[static_cast<size_t>(id)]; }
 
@@ -41,17 +41,24 @@ class FeatureCounts {
   int passes_ = 0;
 };
 
-/// The tf-idf row of a text of `n` ids: its distinct features (ascending) into `counts.ids()`,
-/// their weights into `values`, each block of unit L2 norm.
+/// The tf-idf row of a text of `n` ids: its distinct features into `counts.ids()` (ascending when
+/// `sorted`, else in the order they first occur), their weights into `values`, each block of unit
+/// L2 norm.
 void tfidf_row(const TfIdfTable& table, const int32_t* tokens, int64_t n, FeatureCounts& counts,
-               std::vector<double>& values);
+               std::vector<double>& values, bool sorted = true);
 
 /// The K logits of a text: its tf-idf row times the weights `W` [vocab_size, K] (row-major), plus
-/// `bias`, into `out`. Each product is added as LibTorch's x86 embedding_bag kernel adds it (one
-/// fused multiply-add per element, features in ascending order), so that these logits are the
-/// LibTorch forward()'s to the last bit where both round alike. float and double.
-template <typename T>
-void score_text(const TfIdfTable& table, const int32_t* tokens, int64_t n, const T* W, const T* bias, int64_t K, T* out,
-                FeatureCounts& counts, std::vector<double>& values);
+/// `bias`, into `out`.
+/// float64 weights: each product added as LibTorch's x86 embedding_bag kernel adds it (one fused
+/// multiply-add per element, features in ascending order), so that these logits are the LibTorch
+/// forward()'s to the last bit where both round alike.
+/// float32 weights: the sums are accumulated in float64, in the order the features first occur
+/// (no sort: it was the largest cost of ltk-predict), then rounded once to float32: at least as
+/// close to the exact sum as LibTorch's float32 kernel, and the same bits whatever the order
+/// except with a chance of about (features x 2^-29) a logit.
+void score_text(const TfIdfTable& table, const int32_t* tokens, int64_t n, const double* W, const double* bias,
+                int64_t K, double* out, FeatureCounts& counts, std::vector<double>& values);
+void score_text(const TfIdfTable& table, const int32_t* tokens, int64_t n, const float* W, const float* bias, int64_t K,
+                float* out, FeatureCounts& counts, std::vector<double>& values);
 
 }  // namespace ltk

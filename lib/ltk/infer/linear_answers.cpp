@@ -1,6 +1,7 @@
 #include "ltk/infer/linear_answers.h"
 
 #include <filesystem>
+#include <mutex>
 #include <string_view>
 
 #include "ltk/config/config.h"
@@ -10,6 +11,7 @@
 #include "ltk/core/mapped_file.h"
 #include "ltk/core/parallel.h"
 #include "ltk/data/labels.h"
+#include "ltk/data/ngrams.h"
 #include "ltk/data/tfidf.h"
 #include "ltk/data/tokenizer.h"
 #include "ltk/data/vocab.h"
@@ -49,6 +51,21 @@ struct LinearAnswers::State {
   const float* W = nullptr;
   const float* bias = nullptr;
   int64_t K = 0;
+  /// Each slice's n-gram ids with their kept words, taken from here and put back, so that the
+  /// words a slice looked up serve the next texts too.
+  std::mutex pool_mutex;
+  std::vector<std::unique_ptr<NgramIds>> pool;
+  std::unique_ptr<NgramIds> take() {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    if (pool.empty()) return std::make_unique<NgramIds>(dynamic_cast<const NgramTokenizer&>(*tokenizer), vocab);
+    auto ids = std::move(pool.back());
+    pool.pop_back();
+    return ids;
+  }
+  void give_back(std::unique_ptr<NgramIds> ids) {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    pool.push_back(std::move(ids));
+  }
 };
 
 LinearAnswers::LinearAnswers(std::unique_ptr<State> state) : s_(std::move(state)) {}
@@ -128,20 +145,17 @@ std::vector<std::string> LinearAnswers::answer_texts(const std::vector<const Tex
                                                      int threads) const {
   const auto n = static_cast<int64_t>(inputs.size());
   std::vector<std::string> out(static_cast<size_t>(n));
-  const State& s = *s_;
+  State& s = *s_;
   parallel_chunks(n, std::max(threads, 1), 256, [&](int64_t begin, int64_t end) {
     FeatureCounts& counts = FeatureCounts::of_thread(s.table.vocab_size);
     std::vector<double> values;
-    std::string scratch;
-    std::vector<std::string_view> tokens;
     std::vector<int32_t> ids;
+    std::unique_ptr<NgramIds> terms = s.take();
     std::vector<float> logits(static_cast<size_t>(s.K)), scores(logits.size());
     for (int64_t i = begin; i < end; ++i) {
       const TextInput& in = *inputs[static_cast<size_t>(i)];
       if (!in.error.empty()) continue;
-      s.tokenizer->tokenize(in.text, scratch, tokens);
-      ids.clear();
-      s.vocab.append_ids(tokens, ids);
+      terms->ids(in.text, ids);
       score_text(s.table, ids.data(), static_cast<int64_t>(ids.size()), s.W, s.bias, s.K, logits.data(), counts,
                  values);
       s.head.scores(logits.data(), scores.data());
@@ -149,6 +163,7 @@ std::vector<std::string> LinearAnswers::answer_texts(const std::vector<const Tex
       text.reserve(static_cast<size_t>(24 * s.K + 64));
       s.head.write(scores.data(), top_k, text);
     }
+    s.give_back(std::move(terms));  // (not when a slice throws: its cache is dropped with it)
   });
   return out;
 }
