@@ -80,14 +80,21 @@ else:
 '''
 
 
-def timed(cmd, env, **kw):
-    """Runs cmd; returns (stdout, stderr, seconds, its peak RSS in MB, as /usr/bin/time measures it)."""
+def timed(cmd, env, stdout_path=None, **kw):
+    """Runs cmd; returns (stdout, stderr, seconds, its peak RSS in MB, as /usr/bin/time measures it).
+    With stdout_path, its stdout goes to that file, as a user's `> answers.jsonl` (not through this
+    process, whose reading of the pipe would share the cores), and "" is returned for it."""
     with tempfile.NamedTemporaryFile("r") as rss:
         start = time.perf_counter()
-        out = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], capture_output=True, text=True,
-                             env=env, check=True, **kw)
+        if stdout_path:
+            with open(stdout_path, "w") as sink:
+                out = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], stdout=sink,
+                                     stderr=subprocess.PIPE, text=True, env=env, check=True, **kw)
+        else:
+            out = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], capture_output=True, text=True,
+                                 env=env, check=True, **kw)
         seconds = time.perf_counter() - start
-        return out.stdout, out.stderr, seconds, int(rss.read().split()[-1]) / 1024.0
+        return out.stdout or "", out.stderr, seconds, int(rss.read().split()[-1]) / 1024.0
 
 
 def relabel(config, positives, work):
@@ -122,7 +129,7 @@ def predict_seconds(run, texts, n, env, threads, app="ltk-predict"):
     with open(path, "w", encoding="utf-8") as f:
         f.writelines((lines * (n // len(lines) + 1))[:n])
     _, _, seconds, rss = timed([f"build/bin/{app}", "--run", run, "--input", path, "--threads", str(threads)],
-                               env, stdin=subprocess.DEVNULL)
+                               env, stdout_path=path + ".answers", stdin=subprocess.DEVNULL)
     return seconds, rss
 
 

@@ -57,8 +57,8 @@ done
   echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
-  echo "Prediction, every class's score written: \`ltk-predict\`'s whole process (it answers a linear run without"
-  echo "LibTorch) on the test texts and on 100,000 texts made by repeating them, on all cores and on one thread; the"
+  echo "Prediction, every class's score written to a file: \`ltk-predict\`'s whole process (it answers a linear run"
+  echo "without LibTorch) on the test texts and on 100,000 texts made by repeating them, on all cores and on one thread; the"
   echo "same 100,000 texts through \`ltk-predict-torch\` (the LibTorch build, which answered linear runs before), all"
   echo "cores; start-up (one text: the run's config, vocabulary and weights), the least of 3 runs, ltk-predict-torch's"
   echo "in brackets; the 100,000 texts' rate without that start-up (the loop alone); peak RSS on the 100,000 texts; and"

@@ -212,21 +212,36 @@ void NgramIds::ids(std::string_view text, std::vector<int32_t>& out) {
     auto [start, end] = NgramTokenizer::next_char_word(s, i);
     if (start == end) break;
     const std::string_view word = s.substr(start, end - start);
-    int32_t w = words_.find(word);
     ++lookups_;
-    if (w < 0) {
-      ++misses_;
-      tokenizer_.char_terms(word, scratch_, terms_);
-      found_.clear();
-      vocab_.append_ids(terms_, found_);
-      if (words_.size() >= max_words_ || ids_.size() + found_.size() > max_ids_) clear();
-      for (int32_t id : found_)  // the unknown n-grams are no features: not kept
-        if (id >= Vocabulary::kFirstWordId) ids_.push_back(id);
-      w = words_.insert(word);
-      ends_.push_back(ids_.size());
+    int32_t w = word.size() <= kMaxWordBytes ? words_.find(word) : -1;
+    if (w >= 0) {
+      out.insert(out.end(), ids_.begin() + static_cast<std::ptrdiff_t>(ends_[static_cast<size_t>(w)]),
+                 ids_.begin() + static_cast<std::ptrdiff_t>(ends_[static_cast<size_t>(w) + 1]));
+      continue;
     }
-    out.insert(out.end(), ids_.begin() + static_cast<std::ptrdiff_t>(ends_[static_cast<size_t>(w)]),
-               ids_.begin() + static_cast<std::ptrdiff_t>(ends_[static_cast<size_t>(w) + 1]));
+    ++misses_;
+    tokenizer_.char_terms(word, scratch_, terms_);
+    found_.clear();
+    vocab_.append_ids(terms_, found_);
+    found_.erase(  // the unknown n-grams are no features
+        std::remove_if(found_.begin(), found_.end(), [](int32_t id) { return id < Vocabulary::kFirstWordId; }),
+        found_.end());
+    out.insert(out.end(), found_.begin(), found_.end());
+    if (word.size() > kMaxWordBytes) continue;  // not kept: the kept words' bytes stay bounded
+    if (words_.size() >= max_words_ || ids_.size() + found_.size() > max_ids_) clear();
+    // Kept all or nothing: ids_ and ends_ grow first (a throw there leaves them as they were), then
+    // the word is numbered.
+    ids_.reserve(ids_.size() + found_.size());
+    ends_.reserve(ends_.size() + 1);
+    words_.reserve(words_.size() + 1);
+    ids_.insert(ids_.end(), found_.begin(), found_.end());
+    try {
+      words_.insert(word);
+    } catch (...) {
+      ids_.resize(ends_.back());
+      throw;
+    }
+    ends_.push_back(ids_.size());
   }
 }
 

@@ -72,12 +72,14 @@ class NgramTokenizer : public Tokenizer {
 /// Vocabulary::kFirstWordId on), for the sparse scoring of a linear run (ltk-predict): the word
 /// n-grams looked up in `vocab` as tokenize() gives them, and each word's character n-grams looked
 /// up once and then kept, by the word (most of a text's terms are character n-grams, and words
-/// repeat: fastText keeps its words' subword ids the same way). The same ids as tokenize() then
-/// Vocabulary::append_ids() give, unknown ones left out, in another order. Not thread-safe: one
-/// per thread. The kept words are dropped all at once when they reach `max_words`, or their ids
-/// `max_ids`, so the memory stays bounded.
+/// repeat: fastText keeps its words' subword ids the same way). The same ids, in the same order, as
+/// tokenize() then Vocabulary::append_ids() give, unknown ones left out: the order matters, since
+/// score_text() sums float32 weights in it. Not thread-safe: one per thread. Memory stays bounded:
+/// words longer than kMaxWordBytes are not kept, and the kept words are dropped all at once when
+/// they reach `max_words`, or their ids `max_ids`.
 class NgramIds {
  public:
+  static constexpr size_t kMaxWordBytes = 64;
   NgramIds(const NgramTokenizer& tokenizer, const Vocabulary& vocab, size_t max_words = size_t{1} << 16,
            size_t max_ids = size_t{1} << 22);
   /// The ids of `text`, into `out` (cleared first).

@@ -114,17 +114,19 @@ void fma_row(T w, const T* x, T* y, int64_t K) {
 
 // acc += w * x, x float32 widened to float64: the float32 weights' sums (any order: see score_text).
 #if defined(__x86_64__) || defined(__i386__)
+// One fused multiply-add each, written out (not left to the compiler's contraction), so that
+// every CPU gives the same bits: the instruction with AVX2, std::fma's exact result elsewhere.
 __attribute__((target("avx2,fma"))) void widen_axpy_avx2(double w, const float* x, double* acc, int64_t K) {
-  for (int64_t k = 0; k < K; ++k) acc[k] += w * static_cast<double>(x[k]);
+  for (int64_t k = 0; k < K; ++k) acc[k] = __builtin_fma(w, static_cast<double>(x[k]), acc[k]);
 }
 void widen_axpy(double w, const float* x, double* acc, int64_t K) {
   static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (avx2) return widen_axpy_avx2(w, x, acc, K);
-  for (int64_t k = 0; k < K; ++k) acc[k] += w * static_cast<double>(x[k]);
+  for (int64_t k = 0; k < K; ++k) acc[k] = std::fma(w, static_cast<double>(x[k]), acc[k]);
 }
 #else
 void widen_axpy(double w, const float* x, double* acc, int64_t K) {
-  for (int64_t k = 0; k < K; ++k) acc[k] += w * static_cast<double>(x[k]);
+  for (int64_t k = 0; k < K; ++k) acc[k] = std::fma(w, static_cast<double>(x[k]), acc[k]);
 }
 #endif
 
