@@ -187,6 +187,26 @@ void NgramTokenizer::char_terms(std::string_view word, std::string& scratch,
   });
 }
 
+namespace {
+
+/// The ids of `terms` that are features (the unknown ones are not), appended to `out`.
+void append_feature_ids(const Vocabulary& vocab, const std::vector<std::string_view>& terms,
+                        std::vector<int32_t>& out) {
+  const auto at = static_cast<std::ptrdiff_t>(out.size());
+  vocab.append_ids(terms, out);
+  out.erase(std::remove_if(out.begin() + at, out.end(), [](int32_t id) { return id < Vocabulary::kFirstWordId; }),
+            out.end());
+}
+
+/// Capacity for `more` elements beyond v's size, growing geometrically (reserve() alone allocates
+/// the exact size: called for each word kept, it would copy the whole vector each time).
+template <typename T>
+void make_room(std::vector<T>& v, size_t more) {
+  if (v.size() + more > v.capacity()) v.reserve(std::max(v.size() + more, 2 * v.capacity()));
+}
+
+}  // namespace
+
 NgramIds::NgramIds(const NgramTokenizer& tokenizer, const Vocabulary& vocab, size_t max_words, size_t max_ids)
     : tokenizer_(tokenizer), vocab_(vocab), max_words_(std::max<size_t>(max_words, 1)), max_ids_(max_ids) {
   clear();
@@ -202,9 +222,7 @@ void NgramIds::ids(std::string_view text, std::vector<int32_t>& out) {
   out.clear();
   if (tokenizer_.ranges().words()) {
     tokenizer_.word_terms(text, scratch_, terms_);
-    vocab_.append_ids(terms_, out);
-    out.erase(std::remove_if(out.begin(), out.end(), [](int32_t id) { return id < Vocabulary::kFirstWordId; }),
-              out.end());
+    append_feature_ids(vocab_, terms_, out);
   }
   if (!tokenizer_.ranges().chars()) return;
   const std::string_view s = tokenizer_.normalise(text, norm_scratch_);
@@ -222,17 +240,14 @@ void NgramIds::ids(std::string_view text, std::vector<int32_t>& out) {
     ++misses_;
     tokenizer_.char_terms(word, scratch_, terms_);
     found_.clear();
-    vocab_.append_ids(terms_, found_);
-    found_.erase(  // the unknown n-grams are no features
-        std::remove_if(found_.begin(), found_.end(), [](int32_t id) { return id < Vocabulary::kFirstWordId; }),
-        found_.end());
+    append_feature_ids(vocab_, terms_, found_);
     out.insert(out.end(), found_.begin(), found_.end());
     if (word.size() > kMaxWordBytes) continue;  // not kept: the kept words' bytes stay bounded
     if (words_.size() >= max_words_ || ids_.size() + found_.size() > max_ids_) clear();
     // Kept all or nothing: ids_ and ends_ grow first (a throw there leaves them as they were), then
     // the word is numbered.
-    ids_.reserve(ids_.size() + found_.size());
-    ends_.reserve(ends_.size() + 1);
+    make_room(ids_, found_.size());
+    make_room(ends_, 1);
     words_.reserve(words_.size() + 1);
     ids_.insert(ids_.end(), found_.begin(), found_.end());
     try {

@@ -85,50 +85,35 @@ void tfidf_row(const TfIdfTable& table, const int32_t* tokens, int64_t n, Featur
 
 namespace {
 
-// y += w * x as LibTorch's x86 embedding_bag kernel accumulates (one fused multiply-add per
-// element, in the same order), so that the sparse path's float64 logits are the forward()'s, to
-// the last bit where both round alike (the tests allow the sum's rounding); the fma instruction
-// where the CPU has it, std::fma's exact result elsewhere.
+// acc += w * x, one fused multiply-add per element, written out rather than left to the
+// compiler's contraction, so that every CPU gives the same bits: the fma instruction where the CPU
+// has it, std::fma's exact result elsewhere. float64 x: as LibTorch's x86 embedding_bag kernel
+// accumulates (in the same order), so that the sparse path's float64 logits are the forward()'s to
+// the last bit where both round alike (the tests allow the sum's rounding). float32 x: widened to
+// float64, the float32 weights' sums (in any order: see score_text).
 #if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("fma"))) void fma_row_native(double w, const double* x, double* y, int64_t K) {
-  for (int64_t k = 0; k < K; ++k) y[k] = __builtin_fma(w, x[k], y[k]);
+template <typename X>
+__attribute__((target("fma"))) void fma_row_native(double w, const X* x, double* acc, int64_t K) {
+  for (int64_t k = 0; k < K; ++k) acc[k] = __builtin_fma(w, static_cast<double>(x[k]), acc[k]);
 }
 bool cpu_has_fma() {
   return __builtin_cpu_supports("fma");
 }
 #else
-template <typename T>
-void fma_row_native(T w, const T* x, T* y, int64_t K) {
-  for (int64_t k = 0; k < K; ++k) y[k] = std::fma(w, x[k], y[k]);
+template <typename X>
+void fma_row_native(double w, const X* x, double* acc, int64_t K) {
+  for (int64_t k = 0; k < K; ++k) acc[k] = std::fma(w, static_cast<double>(x[k]), acc[k]);
 }
 bool cpu_has_fma() {
   return true;
 }  // std::fma is the instruction on these CPUs
 #endif
-template <typename T>
-void fma_row(T w, const T* x, T* y, int64_t K) {
+template <typename X>
+void fma_row(double w, const X* x, double* acc, int64_t K) {
   static const bool native = cpu_has_fma();
-  if (native) return fma_row_native(w, x, y, K);
-  for (int64_t k = 0; k < K; ++k) y[k] = std::fma(w, x[k], y[k]);
-}
-
-// acc += w * x, x float32 widened to float64: the float32 weights' sums (any order: see score_text).
-#if defined(__x86_64__) || defined(__i386__)
-// One fused multiply-add each, written out (not left to the compiler's contraction), so that
-// every CPU gives the same bits: the instruction with AVX2, std::fma's exact result elsewhere.
-__attribute__((target("avx2,fma"))) void widen_axpy_avx2(double w, const float* x, double* acc, int64_t K) {
-  for (int64_t k = 0; k < K; ++k) acc[k] = __builtin_fma(w, static_cast<double>(x[k]), acc[k]);
-}
-void widen_axpy(double w, const float* x, double* acc, int64_t K) {
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2) return widen_axpy_avx2(w, x, acc, K);
+  if (native) return fma_row_native(w, x, acc, K);
   for (int64_t k = 0; k < K; ++k) acc[k] = std::fma(w, static_cast<double>(x[k]), acc[k]);
 }
-#else
-void widen_axpy(double w, const float* x, double* acc, int64_t K) {
-  for (int64_t k = 0; k < K; ++k) acc[k] = std::fma(w, static_cast<double>(x[k]), acc[k]);
-}
-#endif
 
 }  // namespace
 
@@ -162,7 +147,7 @@ void score_text(const TfIdfTable& table, const int32_t* tokens, int64_t n, const
   for (size_t e = 0; e < std::min(kAhead, cols.size()); ++e) fetch(e);
   for (size_t e = 0; e < cols.size(); ++e) {
     if (e + kAhead < cols.size()) fetch(e + kAhead);
-    widen_axpy(values[e], W + static_cast<int64_t>(cols[e]) * K, acc.data(), K);
+    fma_row(values[e], W + static_cast<int64_t>(cols[e]) * K, acc.data(), K);
   }
   for (int64_t k = 0; k < K; ++k)
     out[k] = static_cast<float>(acc[static_cast<size_t>(k)] + static_cast<double>(bias[k]));
