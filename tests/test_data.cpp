@@ -587,6 +587,13 @@ TEST_CASE("jieba: segmentation identical to python3-jieba's lcut(HMM=False)", "[
   CHECK_THAT(result, Contains(std::to_string(texts.size()) + " of " + std::to_string(texts.size()) + " lines identical"));
   write_file(dir.file("bad.txt"), "词 12\n坏行\n");
   REQUIRE_THROWS_WITH(ltk::JiebaTokenizer(dir.file("bad.txt"), ltk::Normalizer{}), Contains("bad.txt:2"));
+  // Found by fuzz-jieba_dict: frequencies whose sum passes int64 (signed overflow), and negative ones.
+  write_file(dir.file("huge.txt"), "甲 7953708281833659506\n乙 7953708281833659506\n");
+  REQUIRE_THROWS_WITH(ltk::JiebaTokenizer(dir.file("huge.txt"), ltk::Normalizer{}),
+                      Contains("huge.txt:2") && Contains("sum past"));
+  write_file(dir.file("negative.txt"), "甲 5\n乙 -3\n");
+  REQUIRE_THROWS_WITH(ltk::JiebaTokenizer(dir.file("negative.txt"), ltk::Normalizer{}),
+                      Contains("negative.txt:2") && Contains("negative"));
 }
 
 TEST_CASE("jieba: a word listed twice keeps its last frequency and a dictionary outgrows its first table",

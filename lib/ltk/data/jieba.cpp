@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
@@ -105,6 +106,12 @@ JiebaTokenizer::JiebaTokenizer(const std::string& dict_path, Normalizer normaliz
     const auto [end, ec] = std::from_chars(count.data(), count.data() + count.size(), f);
     if (count.empty() || ec != std::errc() || end != count.data() + count.size())
       throw DataError(fmt::format("{}:{}: expected 'word frequency [tag]'", dict_path, line_no));
+    if (f < 0)
+      throw DataError(
+          fmt::format("{}:{}: the frequency {} is negative: a word's count must be 0 or more", dict_path, line_no, f));
+    if (__builtin_add_overflow(total, f, &total))
+      throw DataError(fmt::format("{}:{}: the frequencies sum past {}: scale the dictionary's counts down", dict_path,
+                                  line_no, std::numeric_limits<int64_t>::max()));
     const std::string_view text = line.substr(0, space);
     const size_t at = words_text_.size();
     ends.clear();
@@ -121,7 +128,6 @@ JiebaTokenizer::JiebaTokenizer(const std::string& dict_path, Normalizer normaliz
       Slot& slot = entry(h, word, e);
       if (e == ends.back()) slot.freq = f;
     }
-    total += f;
     ++words_;
   }
   if (total <= 0) throw DataError(dict_path + ": the dictionary holds no word with a frequency");
