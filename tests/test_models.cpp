@@ -833,6 +833,16 @@ TEST_CASE("tasks: write_prediction writes prediction(scores, top_k).dump()'s byt
     if (out != nlohmann::json(ltk::task_detail::round6(x)).dump()) FAIL("k = " << k << ": " << out);
   }
   std::mt19937_64 rng(5);
+  // Probabilities between the multiples (ltk-predict writes them from their 6-digit rounding), the
+  // ends and -0.0.
+  std::uniform_real_distribution<double> near_unit(-2e-6, 1 + 2e-6);
+  for (int i = 0; i < 200000; ++i) {
+    const double x =
+        i < 4 ? std::vector<double>{-0.0, -4e-7, 0.9999996, 1e-300}[static_cast<size_t>(i)] : near_unit(rng);
+    out.clear();
+    ltk::task_detail::append_round6(out, x);
+    REQUIRE(out == nlohmann::json(ltk::task_detail::round6(x)).dump());
+  }
   std::uniform_real_distribution<double> wide(-1e12, 1e12);
   for (int i = 0; i < 20000; ++i) {
     const double x = i % 2 ? wide(rng) : wide(rng) * 1e-12;

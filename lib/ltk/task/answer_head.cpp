@@ -16,10 +16,57 @@ double round6(double x) {
   return std::round(x * 1e6) / 1e6;
 }
 
+namespace {
+
+// Whether dump() writes r = n / 1e6 (0 <= n <= 1e6) as n's decimal digits. Grisu2 writes the
+// shortest decimal inside r's rounding interval narrowed by a few 2^-64 parts of it, so it misses
+// n / 1e6 (writing "0.0006489999999999999" for 649) when n / 1e6 lies within about 1/1000 of an ulp
+// of the interval's edge: this answers yes only when it lies within 0.49 ulp of r (about 98% of
+// n). fma gives n - r * 1e6 exactly; the test checks every n against dump().
+bool dump_writes_digits(int64_t n, double r) {
+  const double error = std::fma(-r, 1e6, static_cast<double>(n));
+  const double ulp = std::nextafter(r, 2.0) - r;
+  return std::fabs(error) < 0.49 * ulp * 1e6;
+}
+
+// n / 1e6 for 0 <= n <= 1e6 (a probability rounded to 6 decimals) as dump() writes it when
+// dump_writes_digits(): n's digits in fixed notation down to 1e-4 and as "d.ddde-0k" below ("0.0",
+// "1.0", "0.000123", "1.2e-05").
+void append_micro(std::string& out, int64_t n) {
+  if (n == 1000000) {
+    out += "1.0";
+    return;
+  }
+  char f[6];  // 0.f[0]f[1]...f[5]
+  for (int i = 5; i >= 0; --i, n /= 10) f[i] = static_cast<char>('0' + n % 10);
+  int last = 5;
+  while (last > 0 && f[last] == '0') --last;
+  int first = 0;
+  while (first < last && f[first] == '0') ++first;
+  if (first < 4) {  // 0.000ddd and longer
+    out += "0.";
+    out.append(f, static_cast<size_t>(last + 1));
+    return;
+  }
+  out += f[first];  // 1e-05 .. 9.9e-05, 1e-06 .. 9e-06
+  if (last > first) {
+    out += '.';
+    out.append(f + first + 1, static_cast<size_t>(last - first));
+  }
+  out += first == 4 ? "e-05" : "e-06";
+}
+
+}  // namespace
+
 void append_round6(std::string& out, double x) {
   // nlohmann::json's own number writer (Grisu2, as dump() calls it): the same bytes as the JSON
   // objects ltk-serve and ltk::Classifier answer with.
-  const double r = round6(x);
+  const double scaled = std::round(x * 1e6);
+  const double r = scaled / 1e6;  // round6(x)
+  if (scaled >= 0 && scaled <= 1e6 && !std::signbit(scaled) && dump_writes_digits(static_cast<int64_t>(scaled), r)) {
+    append_micro(out, static_cast<int64_t>(scaled));  // scores: their digits, without Grisu2
+    return;
+  }
   if (!std::isfinite(r)) {
     out += "null";
     return;
