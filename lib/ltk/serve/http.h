@@ -1,5 +1,5 @@
-// HTTP/1.1 for ltk-serve: its server (http.cpp, an epoll event loop of ltk's own, on
-// http_parse.h) and a client for tests and tools (http_client.cpp, on Debian's cpp-httplib, the one
+// HTTP/1.1 for ltk-serve: its server (http.cpp and http_connections.cpp, an epoll event loop of
+// ltk's own, on http_parse.h) and a client for tests and tools (http_client.cpp, on Debian's cpp-httplib, the one
 // file that includes httplib.h, compiled with the flags Debian built it with, outside the
 // precompiled header). This header is free of both and of LibTorch.
 #pragma once

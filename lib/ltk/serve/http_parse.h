@@ -1,5 +1,5 @@
 // HTTP/1.1 requests as bytes arrive (RFC 9112): the request head, a chunked body, a compressed
-// body. No sockets and no LibTorch here: the event loop in http.cpp feeds these what it reads, and
+// body. No sockets and no LibTorch here: the event loop (http_connections.cpp) feeds these what it reads, and
 // the tests feed them bytes directly.
 #pragma once
 
