@@ -214,6 +214,7 @@ NgramIds::NgramIds(const NgramTokenizer& tokenizer, const Vocabulary& vocab, siz
 
 void NgramIds::clear() {
   words_ = TokenIndex();
+  words_room_ = 0;
   ids_.clear();
   ends_.assign(1, 0);
 }
@@ -248,7 +249,10 @@ void NgramIds::ids(std::string_view text, std::vector<int32_t>& out) {
     // the word is numbered.
     make_room(ids_, found_.size());
     make_room(ends_, 1);
-    words_.reserve(words_.size() + 1);
+    if (words_.size() + 1 > words_room_) {  // geometric: reserve(size + 1) would copy its arrays each word
+      words_room_ = std::max(words_.size() + 1, std::max<size_t>(256, 2 * words_room_));
+      words_.reserve(words_room_);
+    }
     ids_.insert(ids_.end(), found_.begin(), found_.end());
     try {
       words_.insert(word);

@@ -94,6 +94,7 @@ class NgramIds {
   const Vocabulary& vocab_;
   size_t max_words_, max_ids_;
   TokenIndex words_;  // the kept words: word w's ids are ids_[ends_[w], ends_[w + 1])
+  size_t words_room_ = 0;  // words_ reserved for this many words
   std::vector<int32_t> ids_;
   std::vector<size_t> ends_;
   std::string scratch_, norm_scratch_;
