@@ -272,8 +272,8 @@ int main(int argc, char** argv) {
         "checkpoint", "best, last, step-N, or a weights file", cxxopts::value<std::string>()->default_value("best"))(
         "device", "override the run's device (cpu, cuda, cuda:N)", cxxopts::value<std::string>()->default_value(""))(
         "threads",
-        "threads (0 = all cores): LibTorch's, or for a linear run ltk's own, which tokenise, score and "
-        "write the texts in parallel",
+        "threads (0 = all cores): LibTorch's (default 1), or for a linear run ltk's own, which tokenise, "
+        "score and write the texts in parallel (default: all cores)",
         cxxopts::value<int64_t>()->default_value("1"))(
         "batch-size",
         "texts per batch (default 256; 1 when reading a terminal or pipe, so that each line is "
@@ -298,6 +298,10 @@ int main(int argc, char** argv) {
     if (o.top_k < 0) throw ltk::UsageError("--top-k must be >= 0");
     const int64_t requested = args["threads"].as<int64_t>();
     if (requested < 0) throw ltk::UsageError("--threads must be >= 0 (0 = all cores)");
+    // A linear run's own threads (no OpenMP pool spinning on a busy core): all cores unless given.
+    const int own_threads = args.count("threads") && requested > 0
+                                ? static_cast<int>(requested)
+                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const std::string run_dir = args["run"].as<std::string>(), checkpoint = args["checkpoint"].as<std::string>(),
                       device = args["device"].as<std::string>();
 #ifdef LTK_PREDICT_LIBTORCH
@@ -305,8 +309,7 @@ int main(int argc, char** argv) {
     // only for a model that runs on them: a linear run's texts go through ltk's own threads.
     ltk::apply_threads(1);
     ltk::infer::Predictor predictor(ltk::load_run(run_dir, checkpoint, device));
-    o.threads = predictor.scores_rows() ? static_cast<int>(requested ? requested : std::thread::hardware_concurrency())
-                                        : ltk::apply_threads(requested);
+    o.threads = predictor.scores_rows() ? own_threads : ltk::apply_threads(requested);
     const auto& data = predictor.run().config.data;
     if (!data.text_pair_column.empty() || !data.text_pair_field.empty()) {
       if (o.format != "jsonl")
@@ -330,7 +333,7 @@ int main(int argc, char** argv) {
       }
     }
     if (!linear) run_libtorch_build(argv, why);
-    o.threads = static_cast<int>(requested ? requested : std::thread::hardware_concurrency());
+    o.threads = own_threads;
     if (!o.pair_field.empty()) throw ltk::UsageError("--pair-field: this run was not trained on sentence pairs");
     MaskedLm masked_lm = nullptr;
 #endif
