@@ -7,12 +7,12 @@
 #include <iostream>
 #include <map>
 #include <optional>
-#include <thread>
 
 #include "app.h"
 #include "ltk/config/config.h"
 #include "ltk/core/files.h"
 #include "ltk/core/log.h"
+#include "ltk/core/parallel.h"
 #include "ltk/core/strings.h"
 #include "ltk/data/dataset.h"
 #include "ltk/data/formats.h"
@@ -305,7 +305,7 @@ int cmd_encode(int argc, char** argv) {
   if (args.count("split")) o.splits = args["split"].as<std::vector<std::string>>();
   const int threads = args["threads"].as<int>();
   if (threads < 0) throw ltk::UsageError("--threads must be 0 (every core) or more");
-  o.threads = threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  o.threads = threads > 0 ? threads : ltk::usable_cores();
   const int piece_mb = args["piece-mb"].as<int>();
   if (piece_mb < 1 || piece_mb > 4096) throw ltk::UsageError("--piece-mb must be in 1..4096");
   o.piece_bytes = static_cast<size_t>(piece_mb) << 20;

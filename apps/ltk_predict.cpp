@@ -13,7 +13,6 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
-#include <thread>
 
 #include "app.h"
 #include "ltk/core/parallel.h"
@@ -274,7 +273,7 @@ int main(int argc, char** argv) {
         "threads",
         "threads (0 = all cores): LibTorch's (default 1), or for a linear run ltk's own, which tokenise, "
         "score and write the texts in parallel (default: all cores)",
-        cxxopts::value<int64_t>()->default_value("1"))(
+        cxxopts::value<int64_t>())(
         "batch-size",
         "texts per batch (default 256; 1 when reading a terminal or pipe, so that each line is "
         "answered at once)",
@@ -296,12 +295,10 @@ int main(int argc, char** argv) {
     o.top_k = args["top-k"].as<int64_t>();
     o.pair_field = args["pair-field"].as<std::string>();
     if (o.top_k < 0) throw ltk::UsageError("--top-k must be >= 0");
-    const int64_t requested = args["threads"].as<int64_t>();
+    const int64_t requested = args.count("threads") ? args["threads"].as<int64_t>() : 1;
     if (requested < 0) throw ltk::UsageError("--threads must be >= 0 (0 = all cores)");
     // A linear run's own threads (no OpenMP pool spinning on a busy core): all cores unless given.
-    const int own_threads = args.count("threads") && requested > 0
-                                ? static_cast<int>(requested)
-                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int own_threads = args.count("threads") && requested > 0 ? static_cast<int>(requested) : ltk::usable_cores();
     const std::string run_dir = args["run"].as<std::string>(), checkpoint = args["checkpoint"].as<std::string>(),
                       device = args["device"].as<std::string>();
 #ifdef LTK_PREDICT_LIBTORCH

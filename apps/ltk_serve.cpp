@@ -13,6 +13,7 @@
 #include "app.h"
 #include "ltk/core/files.h"
 #include "ltk/core/log.h"
+#include "ltk/core/parallel.h"
 #include "ltk/core/runtime.h"
 #include "ltk/serve/server.h"
 
@@ -171,7 +172,7 @@ int main(int argc, char** argv) {
     o.http.max_body = static_cast<size_t>(max_body);
     const int per_worker = ltk::apply_threads(args["threads"].as<int64_t>());
     // Workers x threads stays within the cores unless both were asked for.
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int cores = ltk::usable_cores();
     o.workers = args["workers"].as<int>();
     if (o.workers < 0 || o.workers > 256) throw ltk::UsageError("--workers must be in 0..256");
     if (o.workers == 0)

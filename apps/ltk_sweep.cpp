@@ -5,12 +5,12 @@
 
 #include <filesystem>
 #include <iostream>
-#include <thread>
 
 #include "app.h"
 #include "ltk/config/config.h"
 #include "ltk/core/files.h"
 #include "ltk/core/log.h"
+#include "ltk/core/parallel.h"
 #include "ltk/core/runtime.h"
 #include "ltk/core/strings.h"
 #include "ltk/models/registry.h"
@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
     o.seed = args["seed"].as<uint64_t>();
     o.eta = args["eta"].as<int64_t>();
     o.min_epochs = args["min-epochs"].as<int64_t>();
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int cores = ltk::usable_cores();
     ltk::sweep::RunOptions run;
     run.jobs = args["jobs"].as<int>();
     if (run.jobs < 1) throw ltk::UsageError("--jobs must be >= 1");

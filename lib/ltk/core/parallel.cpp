@@ -1,5 +1,7 @@
 #include "ltk/core/parallel.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <exception>
 #include <system_error>
@@ -49,6 +51,13 @@ void parallel_chunks(int64_t n, int threads, int64_t grain, const std::function<
   for (auto& t : pool) t.join();
   for (auto& failure : failures)
     if (failure) std::rethrow_exception(failure);
+}
+
+int usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 }  // namespace ltk

@@ -13,4 +13,8 @@ namespace ltk {
 /// inside a chunk, it runs fn(0, n) in place.
 void parallel_chunks(int64_t n, int threads, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+/// The cores this process may run on (its CPU affinity: taskset, a cpuset), at least 1; what
+/// "all cores" means for ltk's threads. (A cgroup CPU quota is not counted: give --threads there.)
+int usable_cores();
+
 }  // namespace ltk

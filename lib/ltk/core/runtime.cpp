@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <fstream>
 #include <string>
-#include <thread>
 
 #include "ltk/core/error.h"
+#include "ltk/core/parallel.h"
 
 namespace ltk {
 
@@ -40,7 +40,7 @@ torch::Device resolve_device(const std::string& spec, const std::string& key) {
 int apply_threads(int64_t requested) {
   if (requested < 0) throw ConfigError("config key 'threads' must be >= 0 (0 = all cores)");
   int n = static_cast<int>(requested);
-  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  if (n == 0) n = usable_cores();
   torch::set_num_threads(n);
   // OpenBLAS keeps a thread count of its own: make it agree.
   using SetThreadsFn = void (*)(int);

@@ -250,8 +250,9 @@ void NgramIds::ids(std::string_view text, std::vector<int32_t>& out) {
     make_room(ids_, found_.size());
     make_room(ends_, 1);
     if (words_.size() + 1 > words_room_) {  // geometric: reserve(size + 1) would copy its arrays each word
-      words_room_ = std::max(words_.size() + 1, std::max<size_t>(256, 2 * words_room_));
-      words_.reserve(words_room_);
+      const size_t room = std::min(max_words_, std::max(words_.size() + 1, std::max<size_t>(256, 2 * words_room_)));
+      words_.reserve(room);  // (counted once reserved: a throw leaves the old room)
+      words_room_ = room;
     }
     ids_.insert(ids_.end(), found_.begin(), found_.end());
     try {

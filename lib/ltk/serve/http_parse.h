@@ -1,6 +1,6 @@
 // HTTP/1.1 requests as bytes arrive (RFC 9112): the request head, a chunked body, a compressed
-// body. No sockets and no LibTorch here: the event loop (http_connections.cpp) feeds these what it reads, and
-// the tests feed them bytes directly.
+// body. No sockets and no LibTorch here: each connection's reading (http_connections.cpp) feeds
+// these what it reads, and the tests feed them bytes directly.
 #pragma once
 
 #include <cstddef>

@@ -4,7 +4,6 @@
 #include <torch/cuda.h>
 
 #include <filesystem>
-#include <thread>
 
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
 #include "ltk/core/log.h"
+#include "ltk/core/parallel.h"
 #include "ltk/core/runtime.h"
 #include "ltk/core/stop.h"
 #include "ltk/data/shards.h"
@@ -39,7 +39,7 @@ int64_t threads_of(const Config& config, const dist::Group* group) {
   if (config.threads != 0 || !group) return config.threads;
   int64_t local = group->world();
   if (const char* v = std::getenv("LOCAL_WORLD_SIZE")) local = std::max<int64_t>(1, std::atoll(v));
-  return std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()) / local);
+  return std::max<int64_t>(1, static_cast<int64_t>(usable_cores()) / local);
 }
 
 // Everything that can fail on the config is checked before the run directory is touched.
