@@ -55,6 +55,25 @@ echo "packages: $(basename "$deb") $(basename "$dev")"
 dpkg-deb -x "$deb" "$work/root"
 got=$("$work/root/usr/bin/ltk-predict" --run "$work/run" < "$work/texts.txt" 2>/dev/null | labels)
 [[ $got == "sport food tech" ]] || fail "the packaged ltk-predict said '$got'"
+# Its LibTorch-free path: a linear run trained by the installed ltk-train, answered by the packaged
+# ltk-predict with ltk-predict-torch taken away (a hand-off to it would fail), as ltk-predict-torch
+# answers it.
+printf '{"data": {"train": "%s", "valid": "%s"}, "task": {"type": "multiclass"}, "model": {"type": "linear"}, "output_dir": "%s"}\n' \
+  "$work/train.tsv" "$work/train.tsv" "$work/linear_run" > "$work/linear.json"
+OMP_NUM_THREADS=1 "$work/prefix/bin/ltk-train" -c "$work/linear.json" 2>"$work/linear.log" ||
+  { cat "$work/linear.log" >&2; fail "the installed ltk-train on a linear config"; }
+torch_build="$work/root/usr/lib/ltk/ltk-predict-torch"
+[[ -x $torch_build ]] || fail "the package has no usr/lib/ltk/ltk-predict-torch"
+"$torch_build" --run "$work/linear_run" < "$work/texts.txt" > "$work/linear_torch.out" 2>/dev/null ||
+  fail "the packaged ltk-predict-torch on the linear run"
+mv "$torch_build" "$work/ltk-predict-torch.away"
+"$work/root/usr/bin/ltk-predict" --run "$work/linear_run" < "$work/texts.txt" > "$work/linear.out" 2>"$work/linear.err" ||
+  { cat "$work/linear.err" >&2; fail "the packaged ltk-predict, without ltk-predict-torch, on the linear run"; }
+mv "$work/ltk-predict-torch.away" "$torch_build"
+got=$(labels < "$work/linear.out")
+[[ $got == "sport food tech" ]] || fail "the packaged ltk-predict said '$got' on the linear run"
+cmp -s "$work/linear.out" "$work/linear_torch.out" || fail "the packaged ltk-predict and ltk-predict-torch answer the linear run differently"
+echo "packaged ltk-predict without LibTorch on a linear run: $got"
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
 declare -A named=()
