@@ -135,6 +135,9 @@ def main():
     ap.add_argument("--port", type=int, default=18500)
     ap.add_argument("--copies", type=int, default=COPIES, help="copies of the test texts ltk-predict reads")
     ap.add_argument("--workers", type=int, default=1, help="ltk-serve's model workers (one thread each)")
+    ap.add_argument("--artifacts", default="",
+                    help="also serve these deploy artifacts of each run (ltk-eval --quantize P, its accuracy "
+                         "check on data.valid), e.g. bf16,int8; Flask keeps the float32 model")
     ap.add_argument("--out", default="bench_serve",
                     help="docs/OUT.json; any other name than bench_serve writes docs/OUT.md instead of the "
                          "serving section of docs/benchmarks.md")
@@ -157,12 +160,21 @@ def main():
         export = os.path.join(tmp, "export-" + name)
         subprocess.run([os.path.join(BIN, "ltk-eval"), "--run", run, "--export", export], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for kind, max_batch in (("ltk", 1), ("ltk", 8), ("ltk", 64), ("flask", 0)):
-            label = {("ltk", 1): "ltk-serve --max-batch 1", ("ltk", 8): "ltk-serve --max-batch 8",
-                     ("ltk", 64): "ltk-serve (dynamic batching, 64 / 5 ms)",
-                     ("flask", 0): "Flask + gunicorn (%d sync workers)" % (2 * os.cpu_count() + 1)}[(kind, max_batch)]
+        servers = [("ltk", 1, run, "ltk-serve --max-batch 1"), ("ltk", 8, run, "ltk-serve --max-batch 8"),
+                   ("ltk", 64, run, "ltk-serve (dynamic batching, 64 / 5 ms)")]
+        for precision in filter(None, a.artifacts.split(",")):
+            artifact = os.path.join(tmp, f"{name}-{precision}")
+            made = subprocess.run([os.path.join(BIN, "ltk-eval"), "--run", run, "--quantize", precision, "--out",
+                                   artifact, "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True)
+            if made.returncode != 0:
+                print(f"bench_serve: no {precision} artifact of {run}: {made.stderr.strip()}", file=sys.stderr)
+                continue
+            servers.append(("ltk", 64, artifact, f"ltk-serve, {precision} artifact (dynamic batching, 64 / 5 ms)"))
+        servers.append(("flask", 0, run, "Flask + gunicorn (%d sync workers)" % (2 * os.cpu_count() + 1)))
+        for kind, max_batch, served, label in servers:
             port += 1
-            s = Server(kind, run, export, port, max_batch, tmp, a.workers)
+            s = Server(kind, served, export, port, max_batch, tmp, a.workers)
             try:
                 wait_ready(port, s.proc, first_body)
                 for c in conns:
@@ -213,6 +225,7 @@ def main():
     finally:
         s.stop()
     result["ltk_workers"] = a.workers
+    result["artifacts"] = a.artifacts
     json.dump(result, open(os.path.join(ROOT, "docs", a.out + ".json"), "w"), indent=1)
     write_markdown(result, a.out)
     print(json.dumps(result))
@@ -225,20 +238,30 @@ def write_markdown(r, out="bench_serve"):
              f"One text per request, the {r['texts']} test texts of fortunes_en in turn; {r['seconds']} s per row after "
              "a 2 s warm-up. The same model on both sides: Flask loads `ltk-eval --export`'s weights into "
              "bench/ltk_torch.py's module and answers with the same JSON. One LibTorch/PyTorch thread per model "
-             f"(ltk-serve: {r.get('ltk_workers', 1)} model worker(s) of one thread; gunicorn: one per worker).", "",
-             "| model | server | connections | requests/s | p50 ms | p99 ms | errors | model thread busy |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"(ltk-serve: {r.get('ltk_workers', 1)} model worker(s) of one thread; gunicorn: one per worker)."
+             + (" The artifact rows serve `ltk-eval --quantize`'s artifact of the same run (accepted by its accuracy "
+                "check on the run's validation split); Flask serves the float32 model in every row."
+                if r.get("artifacts") else ""), "",
+             "| model | server | connections | requests/s | vs Flask | p50 ms | p99 ms | errors | model thread busy |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    flask = {(x["model"], x["connections"]): x["rps"] for x in r["rows"] if x["server"].startswith("Flask")}
     for x in r["rows"]:
         busy = f"{100 * x['model_busy_share']:.0f}%" if "model_busy_share" in x else ""
-        lines.append(f"| {x['model']} | {x['server']} | {x['connections']} | {x['rps']:.0f} | {x['p50_ms']:.2f} | "
-                     f"{x['p99_ms']:.2f} | {x['errors']} | {busy} |")
+        ref = flask.get((x["model"], x["connections"]))
+        ratio = f"{x['rps'] / ref:.2f}x" if ref and not x["server"].startswith("Flask") else ""
+        lines.append(f"| {x['model']} | {x['server']} | {x['connections']} | {x['rps']:.0f} | {ratio} | "
+                     f"{x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['errors']} | {busy} |")
     lines += ["", "32 texts per request, 8 connections, against `ltk-predict --input` on a file of the same texts "
-              f"({r.get('copies', COPIES)} copies, one thread, the whole process):", "", "| model | server | texts/s | p50 ms | p99 ms | ltk-predict texts/s | share |",
-              "|---|---|---|---|---|---|---|"]
+              f"({r.get('copies', COPIES)} copies, one thread, the whole process, the float32 run):", "",
+              "| model | server | texts/s | vs Flask | p50 ms | p99 ms | ltk-predict texts/s | share |",
+              "|---|---|---|---|---|---|---|---|"]
+    flask = {x["model"]: x["texts_per_s"] for x in r["batched"] if x["server"].startswith("Flask")}
     for x in r["batched"]:
         ref = r["predict_file"][x["model"]]
-        lines.append(f"| {x['model']} | {x['server']} | {x['texts_per_s']:.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | "
-                     f"{ref:.0f} | {100 * x['texts_per_s'] / ref:.0f}% |")
+        vs = flask.get(x["model"])
+        ratio = f"{x['texts_per_s'] / vs:.2f}x" if vs and not x["server"].startswith("Flask") else ""
+        lines.append(f"| {x['model']} | {x['server']} | {x['texts_per_s']:.0f} | {ratio} | {x['p50_ms']:.2f} | "
+                     f"{x['p99_ms']:.2f} | {ref:.0f} | {100 * x['texts_per_s'] / ref:.0f}% |")
     m = r["rss"]
     lines += ["", f"Memory: ltk-serve ({m['model']}, dynamic batching) RSS {m['before_mb']:.1f} MB after its warm-up, "
               f"{m['after_mb']:.1f} MB after {m['requests']} more requests at 64 connections (after each 5 s round: "
