@@ -1,9 +1,10 @@
 #include "ltk/models/bert.h"
 
+#include <ATen/autocast_mode.h>
+#include <ATen/ops/_transformer_encoder_layer_fwd.h>
 #include <fmt/format.h>
 #include <torch/nn/init.h>
 #include <torch/version.h>
-#include <ATen/ops/_transformer_encoder_layer_fwd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -25,6 +26,19 @@ torch::Tensor activate(const torch::Tensor& x, const std::string& act) {
   if (act == "gelu") return torch::gelu(x);
   if (act == "gelu_new") return torch::gelu(x, "tanh");
   return torch::relu(x);
+}
+
+/// m(x), computed in float32 and rounded once for a bf16 input in CPU inference (a bf16 artifact):
+/// LibTorch 1.13's bf16 layer_norm kernel on the CPU is 2-4.5x slower than converting to float32,
+/// normalising and converting back (python3-torch, rows of 128 to 768), and rounds more. Training
+/// and autocast keep the module's own computation.
+torch::Tensor layer_norm(torch::nn::LayerNorm m, const torch::Tensor& x) {
+  if (x.scalar_type() != torch::kBFloat16 || !x.is_cpu() || torch::GradMode::is_enabled() ||
+      at::autocast::is_cpu_enabled())
+    return m->forward(x);
+  return torch::layer_norm(x.to(torch::kFloat), m->options.normalized_shape(), m->weight.to(torch::kFloat),
+                           m->bias.to(torch::kFloat), m->options.eps())
+      .to(torch::kBFloat16);
 }
 
 /// One encoder layer, post-LayerNorm, with Hugging Face's module names (attention.self.query,
@@ -92,9 +106,9 @@ class BertLayerImpl : public torch::nn::Module {
     auto probs = attention_dropout->forward(torch::softmax(scores, -1));
     auto context = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H});
 #endif
-    auto a = attention_norm->forward(dropout->forward(dense(attention_dense, context)) + x);
+    auto a = layer_norm(attention_norm, dropout->forward(dense(attention_dense, context)) + x);
     auto h = activate(dense(intermediate_dense, a), act_);
-    return output_norm->forward(dropout->forward(dense(output_dense, h)) + a);
+    return layer_norm(output_norm, dropout->forward(dense(output_dense, h)) + a);
   }
 
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, attention_dense{nullptr}, intermediate_dense{nullptr},
@@ -186,7 +200,7 @@ torch::Tensor BertEncoderImpl::forward(const Batch& batch) {
   auto types = batch.token_types.defined() ? batch.token_types : torch::zeros({B, T}, opts);
   auto x = word_embeddings->forward(batch.ids) + token_type_embeddings->forward(types);
   x = x + position_embeddings->forward(torch::arange(T, opts)).unsqueeze(0);
-  x = embeddings_dropout->forward(embeddings_norm->forward(x));
+  x = embeddings_dropout->forward(layer_norm(embeddings_norm, x));
   auto padding = batch.mask.logical_not();
   auto additive = torch::zeros({B, 1, 1, T}, x.options()).masked_fill(padding.view({B, 1, 1, T}), lowest(x.scalar_type()));
   for (const auto& l : *layer) x = l->as<BertLayer>()->forward(x, additive, padding);
@@ -261,7 +275,7 @@ torch::Tensor BertMaskedLMImpl::forward(const Batch& batch) {
     throw TrainError("a masked-LM model predicts the positions the task selected (batch.labels); none are given");
   auto hidden = bert->forward(batch);
   auto selected = hidden.index({batch.labels != MaskedLmIgnore});  // [M, H]
-  auto h = transform_norm->forward(activate(transform->forward(selected), bert->config.hidden_act));
+  auto h = layer_norm(transform_norm, activate(transform->forward(selected), bert->config.hidden_act));
   return torch::nn::functional::linear(h, bert->word_embeddings->weight, bias);  // decoder tied to the embeddings
 }
 
