@@ -58,14 +58,15 @@ got=$("$work/root/usr/bin/ltk-predict" --run "$work/run" < "$work/texts.txt" 2>/
 # Its LibTorch-free path: a linear run trained by the installed ltk-train, answered by the packaged
 # ltk-predict with ltk-predict-torch taken away (a hand-off to it would fail), as ltk-predict-torch
 # answers it.
-printf '{"data": {"train": "%s", "valid": "%s"}, "task": {"type": "multiclass"}, "model": {"type": "linear"}, "output_dir": "%s"}\n' \
-  "$work/train.tsv" "$work/train.tsv" "$work/linear_run" > "$work/linear.json"
+python3 -c 'import json, sys; w = sys.argv[1]; print(json.dumps({"data": {"train": w + "/train.tsv", "valid": w + "/train.tsv"},
+  "task": {"type": "multiclass"}, "model": {"type": "linear"}, "output_dir": w + "/linear_run"}))' "$work" > "$work/linear.json"
 OMP_NUM_THREADS=1 "$work/prefix/bin/ltk-train" -c "$work/linear.json" 2>"$work/linear.log" ||
   { cat "$work/linear.log" >&2; fail "the installed ltk-train on a linear config"; }
 torch_build="$work/root/usr/lib/ltk/ltk-predict-torch"
 [[ -x $torch_build ]] || fail "the package has no usr/lib/ltk/ltk-predict-torch"
-"$torch_build" --run "$work/linear_run" < "$work/texts.txt" > "$work/linear_torch.out" 2>/dev/null ||
-  fail "the packaged ltk-predict-torch on the linear run"
+[[ ! -e $work/root/usr/bin/ltk-predict-torch ]] || fail "the package has a second ltk-predict-torch in usr/bin"
+"$torch_build" --run "$work/linear_run" < "$work/texts.txt" > "$work/linear_torch.out" 2>"$work/linear_torch.err" ||
+  { cat "$work/linear_torch.err" >&2; fail "the packaged ltk-predict-torch on the linear run"; }
 mv "$torch_build" "$work/ltk-predict-torch.away"
 "$work/root/usr/bin/ltk-predict" --run "$work/linear_run" < "$work/texts.txt" > "$work/linear.out" 2>"$work/linear.err" ||
   { cat "$work/linear.err" >&2; fail "the packaged ltk-predict, without ltk-predict-torch, on the linear run"; }
