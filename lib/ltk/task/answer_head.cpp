@@ -63,7 +63,7 @@ void append_round6(std::string& out, double x) {
   // objects ltk-serve and ltk::Classifier answer with.
   const double scaled = std::round(x * 1e6);
   const double r = scaled / 1e6;  // round6(x)
-  if (scaled >= 0 && scaled <= 1e6 && !std::signbit(scaled) && dump_writes_digits(static_cast<int64_t>(scaled), r)) {
+  if (scaled <= 1e6 && !std::signbit(scaled) && dump_writes_digits(static_cast<int64_t>(scaled), r)) {
     append_micro(out, static_cast<int64_t>(scaled));  // scores: their digits, without Grisu2
     return;
   }
