@@ -1,4 +1,5 @@
 // CLI tests: run the real apps on tiny configs and check outputs, exit codes and error text.
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -1364,6 +1365,51 @@ TEST_CASE("cli: ltk-predict answers a linear run without LibTorch - the bytes lt
       CHECK(fast.out == slow.out);
     }
     if (c.type != "multiclass") continue;
+    // ltk-eval scores the run as ltk-predict does: with every label of the valid split wrong, each
+    // text is a bad case whose confidence in badcases.tsv is ltk-predict's score, to the digit (the
+    // float bits behind them: "linear: evaluation scores a linear run as ltk-predict does").
+    std::string wrong, texts;
+    {
+      std::istringstream in(ltk::test::read_text(dir.file("multiclass_valid.tsv")));
+      for (std::string line; std::getline(in, line);) {
+        const size_t tab = line.find('\t');
+        const std::string label = line.substr(0, tab);
+        wrong += (label == "sport" ? "food" : label == "food" ? "tech" : "sport") + line.substr(tab) + "\n";
+        texts += line.substr(tab + 1) + "\n";
+      }
+    }
+    ltk::test::write_file(dir.file("wrong.tsv"), wrong);
+    auto ev = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("wrong.tsv") + "' --out '" +
+                                      dir.file("wrong_eval") + "'");
+    INFO(ev.err);
+    REQUIRE(ev.code == 0);
+    auto answered = alone("--run '" + run + "'", texts);
+    REQUIRE(answered.code == 0);
+    std::map<std::string, nlohmann::json> answer_of;
+    {
+      std::istringstream text_in(texts), answer_in(answered.out);
+      for (std::string text, answer; std::getline(text_in, text) && std::getline(answer_in, answer);)
+        answer_of[text] = nlohmann::json::parse(answer);
+    }
+    std::istringstream bad(ltk::test::read_text(dir.file("wrong_eval/wrong/badcases.tsv")));
+    int compared = 0;
+    for (std::string line; std::getline(bad, line);) {
+      std::vector<std::string> f;
+      for (size_t at = 0;;) {
+        const size_t tab = line.find('\t', at);
+        f.push_back(line.substr(at, tab == std::string::npos ? std::string::npos : tab - at));
+        if (tab == std::string::npos) break;
+        at = tab + 1;
+      }
+      if (f.at(0) == "text") continue;  // the header
+      INFO(line);
+      REQUIRE(f.size() == 5);
+      REQUIRE(answer_of.count(f[0]) == 1);
+      CHECK(answer_of[f[0]]["label"] == f[2]);
+      CHECK(fmt::format("{:.6f}", answer_of[f[0]]["score"].get<double>()) == f[3]);
+      ++compared;
+    }
+    CHECK(compared >= 10);
     // Thousands of lines: parsed, answered and written in slices on each thread, in order.
     std::string many = "\xEF\xBB\xBF";  // a byte-order mark, dropped from line 1
     for (int copy = 0; copy < 700; ++copy) many += input;

@@ -1044,6 +1044,66 @@ TEST_CASE("linear: forward_rows scores every text as forward() does, on every ta
   }
 }
 
+TEST_CASE("linear: evaluation scores a linear run as ltk-predict does - the same float bits on every task",
+          "[models][linear][eval]") {
+  // ltk-eval's figures (badcases.tsv's scores) come from predict(); ltk-predict's from the answer
+  // head's float64 scores of forward_rows' logits. LibTorch's float32 softmax and sigmoid round
+  // otherwise, which moved printed scores in the 6th decimal.
+  auto s = linear_setup({{"type", "linear"}, {"ngram_range", {1, 2}}}, tfidf_corpus());
+  auto& linear = dynamic_cast<ltk::LinearImpl&>(*s.model);
+  torch::manual_seed(17);
+  {
+    torch::NoGradGuard no_grad;
+    linear.weight->weight.normal_(0, 3);
+    linear.bias.normal_(0, 1);
+  }
+  auto labels = ltk::LabelMap::from_labels({"x", "y", "z"});
+  ltk::TaskConfig mc, bc, ml, rc;
+  mc.type = "multiclass";
+  bc.type = "binary";
+  ml.type = "multilabel";
+  rc.type = "regression";
+  ltk::MulticlassTask multiclass(mc, labels);
+  const auto binary_labels = ltk::LabelMap::from_labels({"n", "p"});
+  ltk::BinaryTask binary(bc, binary_labels);
+  ltk::MultilabelTask multilabel(ml, labels);
+  const ltk::RegressionTask regression(rc);
+  multiclass.set_temperature({1.7});
+  multilabel.set_temperature({0.8, 1.3, 2.1});
+  std::vector<int64_t> all(static_cast<size_t>(s.data.size()));
+  std::iota(all.begin(), all.end(), 0);
+  int64_t differ_from_libtorch = 0;
+  for (const ltk::Task* task :
+       std::initializer_list<const ltk::Task*>{&multiclass, &binary, &multilabel, &regression}) {
+    INFO(task->type());
+    const int64_t width = task->num_outputs();
+    const ltk::AnswerHead head = ltk::answer_head(*task, task->type() == "binary" ? binary_labels : labels);
+    torch::Tensor logits;
+    {
+      torch::NoGradGuard no_grad;
+      logits = linear.forward_rows(s.data, all).narrow(1, 0, width).contiguous();
+    }
+    // predict() narrows nothing: a model of this task's width.
+    auto scored = ltk::predict(linear, *task, s.data, 7, torch::kCPU, s.vocab.size());
+    REQUIRE(scored.scores.defined());
+    auto scores = task->type() == "multiclass" || task->type() == "multilabel" ? scored.scores
+                                                                               : scored.scores.narrow(1, 0, width);
+    scores = scores.contiguous();
+    REQUIRE(scores.size(0) == s.data.size());
+    std::vector<float> want(static_cast<size_t>(width));
+    const auto libtorch = task->scores(logits).contiguous();
+    for (int64_t i = 0; i < s.data.size(); ++i) {
+      head.scores(logits.data_ptr<float>() + i * width, want.data());
+      for (int64_t k = 0; k < width; ++k) {
+        CHECK(scores[i][k].item<float>() == want[static_cast<size_t>(k)]);
+        differ_from_libtorch += libtorch[i][k].item<float>() != want[static_cast<size_t>(k)];
+      }
+    }
+  }
+  // The case this test is for: LibTorch's float32 scores differ from them somewhere.
+  CHECK(differ_from_libtorch > 0);
+}
+
 TEST_CASE("int8: each weight row quantized to -127..127 within half its scale, an all-zero row keeps scale 1",
           "[models][quantize]") {
   if (!ltk::int8_unavailable().empty()) LTK_SKIP(ltk::int8_unavailable());  // (the layer is packed too)

@@ -116,7 +116,8 @@ Predictions predict_samples(TextModel& model, const Task& task, const TextDatase
           out.loss_sum += task.per_sample_loss(outputs, targets_like(labels, outputs)).sum().item<double>();
           targets.push_back(labels);
         }
-        scores.push_back((raw_outputs ? outputs : task.scores(outputs)).to(torch::kFloat));
+        // Scored as ltk-predict scores them (float64, row by row): the same figures in badcases.tsv.
+        scores.push_back(raw_outputs ? outputs.to(torch::kFloat) : task.row_scores(outputs));
         continue;
       }
     }

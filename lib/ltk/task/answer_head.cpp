@@ -220,14 +220,14 @@ void AnswerHead::check(const std::string& where) const {
       throw Error(where + ": a temperature of " + std::to_string(t) + " (must be > 0)");
 }
 
-void AnswerHead::scores(const float* logits, float* out) const {
-  const int64_t K = width();
+void answer_scores(const std::string& type, const std::vector<double>& temperature, const float* logits, int64_t K,
+                   float* out) {
   auto z = [&](int64_t k) {
     const double t = temperature.empty() ? 1.0 : temperature[temperature.size() == 1 ? 0 : static_cast<size_t>(k)];
     return static_cast<double>(logits[k]) / t;
   };
   if (type == "regression") {
-    out[0] = logits[0];
+    std::copy(logits, logits + K, out);
   } else if (type == "multiclass") {
     double top = z(0), sum = 0;
     for (int64_t k = 1; k < K; ++k) top = std::max(top, z(k));
@@ -236,6 +236,10 @@ void AnswerHead::scores(const float* logits, float* out) const {
   } else {  // binary, multilabel: each output on its own
     for (int64_t k = 0; k < K; ++k) out[k] = static_cast<float>(1.0 / (1.0 + std::exp(-z(k))));
   }
+}
+
+void AnswerHead::scores(const float* logits, float* out) const {
+  answer_scores(type, temperature, logits, width(), out);
 }
 
 void AnswerHead::write(const float* scores, int64_t top_k, std::string& out) const {

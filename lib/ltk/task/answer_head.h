@@ -40,6 +40,13 @@ void write_multilabel_answer(const LabelMap& labels, const std::vector<double>& 
                              int64_t top_k, std::string& out);
 void write_regression_answer(const float* scores, std::string& out);
 
+/// The scores of one text's K logits into `out`, as a task of type `type` gives them: the logits
+/// divided by the temperature (one, one per output, or none when empty), then softmax
+/// (multiclass), sigmoid (binary, multilabel) or as they are (regression), computed in float64.
+/// ltk-predict's answers and ltk-eval's scores of a linear run both come from here.
+void answer_scores(const std::string& type, const std::vector<double>& temperature, const float* logits, int64_t K,
+                   float* out);
+
 /// task.positive_label's index among `labels` (1 when it is not set); ConfigError naming the key
 /// when it is not a label.
 int64_t positive_label_index(const TaskConfig& config, const LabelMap& labels);
@@ -64,9 +71,7 @@ struct AnswerHead {
   /// An Error naming `where` (the file they came from) unless the thresholds are one per output
   /// (binary, multilabel; none otherwise) and the temperature one, or one per output, each > 0.
   void check(const std::string& where) const;
-  /// The scores of one text's `width()` logits, into `out`: the logits divided by the
-  /// temperature, then softmax (multiclass), sigmoid (binary, multilabel) or as they are
-  /// (regression), computed in float64.
+  /// answer_scores() of one text's `width()` logits.
   void scores(const float* logits, float* out) const;
   /// The text's answer from its scores, appended to `out` (top_k > 0: also the k most probable
   /// labels as "top").

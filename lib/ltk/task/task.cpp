@@ -174,6 +174,19 @@ nlohmann::json Task::thresholds_json(const std::vector<std::string>& names) cons
   return j;
 }
 
+torch::Tensor Task::row_scores(const torch::Tensor& outputs) const {
+  const std::string& t = type();
+  if (outputs.dim() != 2 || (t != "multiclass" && t != "binary" && t != "multilabel" && t != "regression"))
+    return scores(outputs);
+  const torch::Tensor logits = outputs.to(torch::kCPU, torch::kFloat).contiguous();
+  torch::Tensor out = torch::empty_like(logits);
+  const int64_t K = logits.size(1);
+  const float* in = logits.data_ptr<float>();
+  float* to = out.data_ptr<float>();
+  for (int64_t r = 0; r < logits.size(0); ++r) answer_scores(t, temperature_, in + r * K, K, to + r * K);
+  return out;
+}
+
 torch::Tensor Task::calibrated(const torch::Tensor& outputs) const {
   if (temperature_.empty()) return outputs;
   if (temperature_.size() == 1) return outputs / temperature_[0];

@@ -62,6 +62,10 @@ class Task {
   virtual torch::Tensor per_sample_loss(const torch::Tensor& outputs, const torch::Tensor& targets) const = 0;
   /// Probabilities (class tasks) or values (regression), [B, K].
   virtual torch::Tensor scores(const torch::Tensor& outputs) const = 0;
+  /// scores() of a multiclass, binary, multilabel or regression task computed row by row in
+  /// float64 (answer_scores()), as float32 on the CPU: the scores ltk-predict gives a linear run,
+  /// to the bit. A masked-LM task's are scores().
+  torch::Tensor row_scores(const torch::Tensor& outputs) const;
   /// One prediction as a JSON object, from a row of scores().
   virtual nlohmann::ordered_json prediction(const float* scores) const = 0;
   /// prediction() with "top" added, the k most probable labels (ties in label order), when
