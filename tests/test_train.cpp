@@ -1496,6 +1496,50 @@ TEST_CASE("shards: the bytes do not depend on the thread count or the piece size
       for (int64_t k = 0; k < x.size(); ++k) REQUIRE(x[k] == y[k]);
     }
   }
+  {
+    // Pieces are parsed where they are encoded, once the header is known. A CSV whose header comes
+    // after blank lines, in pieces of a few rows (the first hold no row, and are parsed in order
+    // until the header is read), gives the bytes of one piece on one thread; with two bad rows far
+    // apart, the error is the first one's on any thread count.
+    std::string csv = "\n\n\n\nlabel,text\n", bad_csv;
+    std::istringstream in(shard_corpus("multiclass", 3000, 8));
+    int row = 0;
+    for (std::string line; std::getline(in, line); ++row) {
+      const size_t tab = line.find('\t');
+      std::string text = line.substr(tab + 1);
+      for (size_t q = 0; (q = text.find('"', q)) != std::string::npos; q += 2) text.insert(q, 1, '"');
+      const std::string record = line.substr(0, tab) + ",\"" + text + (row % 7 == 0 ? "\nsecond line" : "") + "\"\n";
+      csv += record;
+      bad_csv += row == 1200 || row == 2500 ? "zzz\n" : record;  // a record without its text
+    }
+    ltk::test::write_file(dir.file("train.csv"), csv);
+    ltk::test::write_file(dir.file("bad.csv"), "label,text\n" + bad_csv);
+    ltk::Config csv_config = shard_config(dir, "multiclass", {{"header", true}, {"label_column", "label"}});
+    csv_config.data.train = dir.file("train.csv");
+    csv_config.data.valid.clear();
+    std::vector<nlohmann::json> csv_files;
+    for (auto [threads, piece] : {std::pair<int, size_t>{1, 8 << 20}, {3, 7}, {2, 300}}) {
+      ltk::EncodeShardsOptions o;
+      o.out = dir.file("c" + std::to_string(csv_files.size()));
+      o.threads = threads;
+      o.piece_bytes = piece;
+      REQUIRE(ltk::encode_shards(csv_config, o).at(0).samples == 3000);
+      csv_files.push_back(ltk::read_shard_manifest(o.out + "/train")["files"]);
+    }
+    CHECK(csv_files[0] == csv_files[1]);
+    CHECK(csv_files[0] == csv_files[2]);
+    csv_config.data.train = dir.file("bad.csv");
+    for (int threads : {1, 3}) {
+      ltk::EncodeShardsOptions o;
+      o.out = dir.file("bad" + std::to_string(threads));
+      o.threads = threads;
+      o.piece_bytes = 2000;
+      // line 2 + 1200 rows, 1 in 7 of them two lines long
+      REQUIRE_THROWS_WITH(ltk::encode_shards(csv_config, o),
+                          Contains("bad.csv:" + std::to_string(2 + 1200 + (1200 + 6) / 7)) && Contains("column"));
+      CHECK_FALSE(std::filesystem::exists(o.out + "/train.partial"));
+    }
+  }
   // Encoding again needs --overwrite; a leftover .partial is replaced; a failure removes its .partial.
   ltk::EncodeShardsOptions o;
   o.out = dir.file("s0");

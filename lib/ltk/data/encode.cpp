@@ -105,7 +105,7 @@ namespace {
 
 /// The id of class `name`; a DataError naming the file and line when the model has no such label.
 int64_t class_id_of(const LabelMap& labels, std::string_view name, const std::string& source, int64_t line) {
-  int64_t id = labels.find(std::string(name));
+  int64_t id = labels.find(name);
   if (id < 0) {
     std::vector<std::string> known = labels.names();
     std::string listed = known.size() <= 20 ? quoted_list(known) : fmt::format("{} labels", known.size());
@@ -419,6 +419,9 @@ std::pair<TokenCounter, TextDataset> count_and_encode(const std::vector<Example>
                                                       const Tokenizer& tokenizer, const TargetEncoder* targets,
                                                       const EncodeOptions& options) {
   TokenCounter counter;
+  // Room for a distinct token in eight texts (a piece of short texts holds about that many):
+  // the table then grows a few times, not from its smallest size.
+  counter.reserve(std::min<size_t>(examples.size() / 8 + 64, size_t{1} << 20));
   TextDataset data = encode_with(
       examples, source, tokenizer,
       [&](const std::vector<std::string_view>& tokens, std::vector<int32_t>& out) { counter.add_all(tokens, out); },

@@ -21,13 +21,6 @@ namespace {
 
 // Where a reader is in a file read in pieces: the lines before the piece, and a delimited file's
 // header and columns.
-struct ReadState {
-  int64_t line = 0;
-  bool first = true;
-  std::vector<std::string> header;
-  int64_t li = -1, ti = -1, pi = -1;
-};
-
 struct Column {
   int64_t index = -1;
   std::string name;
@@ -435,15 +428,13 @@ ReadResult read_examples(const std::string& path, const ReaderOptions& o) {
   return result;
 }
 
-int64_t read_examples_in_pieces(const std::string& path, const ReaderOptions& o, size_t piece_bytes,
-                                const std::function<void(ReadResult&)>& f) {
-  const std::string format = resolve_format(path, o.format);
+void read_raw_pieces(const std::string& path, const std::string& format, size_t piece_bytes,
+                     const std::function<void(RawPiece&)>& f) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (!file) throw DataError(path + ": cannot open: " + std::strerror(errno));
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(file, &std::fclose);
-  ReadState state;
   std::string buffer;
-  int64_t examples = 0;
+  int64_t line = 0;
   bool first = true, eof = false;
   while (!eof || !buffer.empty()) {
     if (!eof) {  // fill to piece_bytes (more while no record ends in the buffer)
@@ -458,19 +449,58 @@ int64_t read_examples_in_pieces(const std::string& path, const ReaderOptions& o,
     }
     size_t end = eof ? buffer.size() : piece_end(buffer, format == "csv");
     if (end == 0) {
-      check_line_size(buffer.size(), path, state.line + 1);
+      check_line_size(buffer.size(), path, line + 1);
       continue;  // one record longer than the buffer so far: read on
     }
-    std::string piece = buffer.substr(0, end);
-    buffer.erase(0, end);
-    const size_t offset = first ? piece.size() - utf8::strip_bom(piece).size() : 0;
+    RawPiece piece;
+    piece.line = line;
+    // The piece takes the buffer; what follows its last record starts the next one.
+    std::string rest = buffer.substr(end);
+    buffer.resize(end);
+    piece.bytes.swap(buffer);
+    buffer.swap(rest);
+    piece.offset = first ? piece.bytes.size() - utf8::strip_bom(piece.bytes).size() : 0;
     first = false;
-    ReadResult result;
-    read_piece(piece, offset, format, path, o, result, state);
-    state.line += static_cast<int64_t>(std::count(piece.begin(), piece.end(), '\n'));
+    piece.lines = static_cast<int64_t>(std::count(piece.bytes.begin(), piece.bytes.end(), '\n'));
+    line += piece.lines;
+    f(piece);
+  }
+}
+
+PieceParser::PieceParser(std::string path, const ReaderOptions& options)
+    : path_(std::move(path)), format_(resolve_format(path_, options.format)), options_(options) {}
+
+bool PieceParser::ready() const {
+  return (format_ != "tsv" && format_ != "csv") || (!state_.first && state_.li >= 0);
+}
+
+ReadResult PieceParser::parse_in_order(const RawPiece& piece) {
+  ReadResult result;
+  result.examples.reserve(static_cast<size_t>(piece.lines) + 1);
+  state_.line = piece.line;
+  read_piece(piece.bytes, piece.offset, format_, path_, options_, result, state_);
+  return result;
+}
+
+ReadResult PieceParser::parse(const RawPiece& piece) const {
+  if (!ready()) throw Error("PieceParser::parse before the first pieces were parsed in order");
+  ReadResult result;
+  result.examples.reserve(static_cast<size_t>(piece.lines) + 1);  // (a record a line at most)
+  ReadState state = state_;
+  state.line = piece.line;
+  read_piece(piece.bytes, piece.offset, format_, path_, options_, result, state);
+  return result;
+}
+
+int64_t read_examples_in_pieces(const std::string& path, const ReaderOptions& o, size_t piece_bytes,
+                                const std::function<void(ReadResult&)>& f) {
+  PieceParser parser(path, o);
+  int64_t examples = 0;
+  read_raw_pieces(path, parser.format(), piece_bytes, [&](RawPiece& piece) {
+    ReadResult result = parser.parse_in_order(piece);
     examples += static_cast<int64_t>(result.examples.size());
     f(result);
-  }
+  });
   if (examples == 0)
     throw DataError(path + ": no examples (the file is empty, has only blank lines, or every row was bad)");
   return examples;

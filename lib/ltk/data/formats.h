@@ -44,6 +44,47 @@ ReaderOptions reader_options(const DataConfig& data, const TaskConfig& task);
 /// Reads `path` in the chosen format.
 ReadResult read_examples(const std::string& path, const ReaderOptions& options);
 
+/// What the rows before a piece of a file established: its last line, a CSV/TSV header and the
+/// columns it names.
+struct ReadState {
+  int64_t line = 0;  ///< the line before the next piece's first
+  bool first = true;
+  std::vector<std::string> header;
+  int64_t li = -1, ti = -1, pi = -1;
+};
+
+/// A piece of a file cut at a record's end (a line, or a CSV record whose quotes may hold line
+/// breaks), read but not parsed yet.
+struct RawPiece {
+  std::string bytes;
+  size_t offset = 0;  ///< where its records start (past the file's byte-order mark)
+  int64_t line = 0;   ///< the line before its first
+  int64_t lines = 0;  ///< the line breaks in it
+};
+
+/// Reads `path` (in `format`, resolved) in pieces of about `piece_bytes`, calling `f` with each in
+/// file order; the pieces are parsed by a PieceParser, on any thread.
+void read_raw_pieces(const std::string& path, const std::string& format, size_t piece_bytes,
+                     const std::function<void(RawPiece&)>& f);
+
+/// Parses the pieces of one file: the first ones in file order (parse_in_order) until the state
+/// they set is known (ready(): a header and its columns; at once for JSONL and text), then any
+/// piece on any thread in any order (parse() only reads the parser). The examples, line numbers
+/// and errors are read_examples'.
+class PieceParser {
+ public:
+  PieceParser(std::string path, const ReaderOptions& options);
+  bool ready() const;
+  ReadResult parse_in_order(const RawPiece& piece);
+  ReadResult parse(const RawPiece& piece) const;
+  const std::string& format() const { return format_; }
+
+ private:
+  std::string path_, format_;
+  ReaderOptions options_;
+  ReadState state_;
+};
+
 /// Reads `path` in pieces of about `piece_bytes` (each cut at a record's end: a line, or a CSV
 /// record whose quotes may hold line breaks), calling `f` with each piece's examples in file
 /// order, so a file of any size is read in bounded memory. The examples, line numbers and errors

@@ -17,7 +17,7 @@ LabelMap LabelMap::from_labels(const std::vector<std::string>& labels) {
   std::set<std::string> unique(labels.begin(), labels.end());
   LabelMap m;
   for (const auto& l : unique) {
-    m.index_[l] = static_cast<int64_t>(m.names_.size());
+    m.index_.insert(l);
     m.names_.push_back(l);
   }
   return m;
@@ -34,8 +34,8 @@ LabelMap LabelMap::load(const std::string& path) {
     if (utf8::find_invalid(line) != std::string_view::npos)
       throw DataError(fmt::format("{}:{}: a label must be UTF-8 text", path, line_no));
     std::string l(line);
-    if (m.index_.count(l)) throw DataError(fmt::format("{}:{}: duplicate label '{}'", path, line_no, l));
-    m.index_[l] = static_cast<int64_t>(m.names_.size());
+    if (m.index_.find(l) >= 0) throw DataError(fmt::format("{}:{}: duplicate label '{}'", path, line_no, l));
+    m.index_.insert(l);
     m.names_.push_back(l);
   }
   if (m.names_.empty()) throw DataError(path + ": no labels");
@@ -46,11 +46,6 @@ void LabelMap::save(const std::string& path) const {
   std::string out;
   for (const auto& n : names_) out += n + '\n';
   write_file_atomic(path, out);
-}
-
-int64_t LabelMap::find(const std::string& label) const {
-  auto it = index_.find(label);
-  return it == index_.end() ? -1 : it->second;
 }
 
 }  // namespace ltk

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "ltk/data/token_index.h"
 
 namespace ltk {
 
@@ -17,14 +19,14 @@ class LabelMap {
   void save(const std::string& path) const;
 
   /// The id of `label`, or -1.
-  int64_t find(const std::string& label) const;
+  int64_t find(std::string_view label) const { return index_.find(label); }
   const std::string& name(int64_t id) const { return names_.at(static_cast<size_t>(id)); }
   int64_t size() const { return static_cast<int64_t>(names_.size()); }
   const std::vector<std::string>& names() const { return names_; }
 
  private:
   std::vector<std::string> names_;
-  std::map<std::string, int64_t> index_;
+  TokenIndex index_;  ///< ids as names_'s (looked up once a sample when data is encoded)
 };
 
 }  // namespace ltk

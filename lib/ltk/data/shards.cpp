@@ -313,8 +313,9 @@ nlohmann::json ShardWriter::finish(nlohmann::json manifest, const Vocabulary& vo
   manifest["encoded_by"] = std::string("ltk ") + version();
   manifest["word_flags"] = words_ != nullptr;
   if (seconds_) manifest["pairs"] = true;
-  // Each file synced and digested on one of `threads` threads, the largest first (ids.bin is
-  // most of a shard: the others are done beside it).
+  // Each file synced, and digested, on `threads` threads, the largest first: ids.bin is most of
+  // a shard, so its sync (the disk) and its digest (the page cache) run at once, and the others
+  // beside them.
   std::vector<const char*> names = file_names(words_ != nullptr, seconds_ != nullptr);
   std::vector<std::string> paths, digests(names.size());
   for (const char* name : names) paths.push_back((fs::path(partial_) / name).string());
@@ -324,9 +325,12 @@ nlohmann::json ShardWriter::finish(nlohmann::json manifest, const Vocabulary& vo
                    [&](size_t a, size_t b) { return fs::file_size(paths[a]) > fs::file_size(paths[b]); });
   std::atomic<size_t> next{0};
   parallel_chunks(threads, threads, 1, [&](int64_t, int64_t) {
-    for (size_t k; (k = next.fetch_add(1)) < order.size();) {
-      sync_path(paths[order[k]]);
-      digests[order[k]] = file_digest(paths[order[k]]);
+    for (size_t k; (k = next.fetch_add(1)) < 2 * order.size();) {
+      const size_t file = order[k / 2];
+      if (k % 2 == 0)
+        sync_path(paths[file]);
+      else
+        digests[file] = file_digest(paths[file]);
     }
   });
   for (size_t k = 0; k < names.size(); ++k)

@@ -131,10 +131,12 @@ namespace {
 struct AsciiClass {
   enum Kind : unsigned char { word, separator, punctuation };
   Kind of[128];
+  bool word_byte[256] = {};  ///< of[b] == word, for any byte (false from 0x80)
   AsciiClass() {
     for (int b = 0; b < 128; ++b) {
       bool alnum = (b >= 'a' && b <= 'z') || (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z');
       of[b] = alnum ? word : (is_unicode_space(b) || is_control(b)) ? separator : punctuation;
+      word_byte[b] = of[b] == word;
     }
   }
 };
@@ -151,7 +153,8 @@ void BasicTokenizer::tokenize(std::string_view text, std::string& scratch,
     if (start != std::string_view::npos) tokens.push_back(s.substr(start, end - start));
     start = std::string_view::npos;
   };
-  while (i < s.size()) {
+  const size_t n = s.size();
+  while (i < n) {
     size_t here = i;
     auto b = static_cast<unsigned char>(s[i]);
     if (b < 0x80) {  // ASCII fast path
@@ -159,6 +162,7 @@ void BasicTokenizer::tokenize(std::string_view text, std::string& scratch,
       switch (kAsciiClass.of[b]) {
         case AsciiClass::word:
           if (start == std::string_view::npos) start = here;
+          while (i < n && kAsciiClass.word_byte[static_cast<unsigned char>(s[i])]) ++i;  // the rest of the run
           break;
         case AsciiClass::separator: flush(here); break;
         case AsciiClass::punctuation:

@@ -40,6 +40,11 @@ class TokenCounter {
     counts_[static_cast<size_t>(id)] += n - 1;
     return id;
   }
+  /// Room for `n` distinct tokens without growing the table.
+  void reserve(size_t n) {
+    index_.reserve(n);
+    counts_.reserve(n);
+  }
   size_t size() const { return counts_.size(); }
   std::string_view token(int32_t id) const { return index_.token_at(id); }
   int64_t count(int32_t id) const { return counts_[static_cast<size_t>(id)]; }

@@ -19,6 +19,7 @@
 #include "ltk/data/formats.h"
 #include "ltk/data/jieba.h"
 #include "ltk/data/shards.h"
+#include "ltk/data/token_index.h"
 #include "ltk/models/linear.h"
 #include "ltk/task/task.h"
 
@@ -66,12 +67,19 @@ struct PieceLabels {
 
 PieceLabels piece_labels(const TaskConfig& task, const std::vector<Example>& examples) {
   PieceLabels out;
-  std::set<std::string> known;
+  TokenIndex known;
+  auto see = [&](std::string_view n) {
+    known.insert(n);
+    if (out.first_seen.size() < known.size()) out.first_seen.emplace_back(n);  // it was new
+  };
   std::vector<std::string> scratch;
   for (const auto& e : examples) {
+    if (task.type != "multilabel") {  // (the label as it is: label_names without a copy)
+      see(e.label);
+      continue;
+    }
     label_names(task, e, scratch);
-    for (auto& n : scratch)
-      if (known.insert(n).second) out.first_seen.push_back(n);
+    for (auto& n : scratch) see(n);
   }
   out.map = LabelMap::from_labels(out.first_seen);
   return out;
@@ -99,34 +107,60 @@ struct SplitJob {
   std::string split, path, dir;
 };
 
-/// Streams one split's file in pieces: each piece is encoded by `prepare(examples)` on a thread of
-/// its own (up to options.threads pieces at once, while the next is read and parsed), and the
+/// Streams one split's file in pieces: each piece is parsed and encoded by `prepare(examples)` on
+/// a thread of its own (up to options.threads pieces at once, while the next is read), and the
 /// results are handed to `commit(result)` one at a time in the file's order, so what is written
-/// does not depend on the thread count. Fills the counts.
+/// (and the first error) does not depend on the thread count. Fills the counts.
 template <typename Prepare, typename Commit>
 EncodedSplit stream_split(const SplitJob& job, Prepare&& prepare, Commit&& commit) {
   using Result = decltype(prepare(std::declval<const std::vector<Example>&>()));
+  struct Parsed {  // (the examples themselves are freed where they were made)
+    int64_t samples = 0, skipped = 0;
+    std::string first_skip;
+    Result result;
+  };
+  auto parsed = [](ReadResult& read, Result result) {
+    return Parsed{static_cast<int64_t>(read.examples.size()), read.skipped, std::move(read.first_skip),
+                  std::move(result)};
+  };
+  // The first pieces are parsed here, in order, until the header and its columns are known; the
+  // others where they are encoded (parsing is a good part of the work, and the examples then
+  // stay on the thread that made them). (Declared before `pending`, whose tasks read it until
+  // they end, also when an error unwinds this.)
+  PieceParser parser(job.path, reader_options(job.config.data, job.config.task));
   EncodedSplit r{job.split, job.dir, job.path};
   std::string first_skip;
-  std::deque<std::future<Result>> pending;
+  std::deque<std::future<Parsed>> pending;
   const auto most = static_cast<size_t>(std::max(1, job.options.threads));
   auto commit_first = [&] {
-    Result done = pending.front().get();
+    Parsed done = pending.front().get();
     pending.pop_front();
-    commit(done);
+    if (done.skipped && r.skipped == 0) first_skip = done.first_skip;
+    r.skipped += done.skipped;
+    r.samples += done.samples;
+    commit(done.result);
   };
-  read_examples_in_pieces(job.path, reader_options(job.config.data, job.config.task), job.options.piece_bytes,
-                          [&](ReadResult& piece) {
-                            throw_if_stop_requested();
-                            if (piece.skipped && r.skipped == 0) first_skip = piece.first_skip;
-                            r.skipped += piece.skipped;
-                            r.samples += static_cast<int64_t>(piece.examples.size());
-                            auto examples = std::make_shared<std::vector<Example>>(std::move(piece.examples));
-                            while (pending.size() >= most) commit_first();
-                            pending.push_back(
-                                std::async(std::launch::async, [&prepare, examples] { return prepare(*examples); }));
-                          });
+  read_raw_pieces(job.path, parser.format(), job.options.piece_bytes, [&](RawPiece& raw) {
+    throw_if_stop_requested();
+    while (pending.size() >= most) commit_first();
+    if (!parser.ready()) {
+      auto read = std::make_shared<ReadResult>(parser.parse_in_order(raw));
+      pending.push_back(std::async(std::launch::async, [&prepare, &parsed, read] {
+        Result result = prepare(read->examples);
+        return parsed(*read, std::move(result));
+      }));
+      return;
+    }
+    auto piece = std::make_shared<RawPiece>(std::move(raw));
+    pending.push_back(std::async(std::launch::async, [&prepare, &parser, &parsed, piece] {
+      ReadResult read = parser.parse(*piece);
+      Result result = prepare(read.examples);
+      return parsed(read, std::move(result));
+    }));
+  });
   while (!pending.empty()) commit_first();
+  if (r.samples == 0)
+    throw DataError(job.path + ": no examples (the file is empty, has only blank lines, or every row was bad)");
   if (r.skipped)
     log::warn("[encode] {}: skipped {} bad row(s) (data.on_bad_row is \"skip\"); the first: {}", job.path, r.skipped,
               first_skip);
