@@ -289,7 +289,7 @@ int cmd_encode(int argc, char** argv) {
       "split", "train, valid or test (repeatable; default every split the config names)",
       cxxopts::value<std::vector<std::string>>())("out", "the directory the shards go to",
                                                   cxxopts::value<std::string>())(
-      "threads", "pieces tokenised at once, while the next is read and parsed (0: every core)",
+      "threads", "pieces parsed and tokenised at once, while the next is read (0: every core)",
       cxxopts::value<int>()->default_value("0"))("piece-mb", "MiB of input read and encoded at a time",
                                                  cxxopts::value<int>()->default_value("8"))(
       "overwrite", "replace shards already in OUT")("h,help", "show this help");

@@ -1083,7 +1083,7 @@ TEST_CASE("linear: evaluation scores a linear run as ltk-predict does - the same
       torch::NoGradGuard no_grad;
       logits = linear.forward_rows(s.data, all).narrow(1, 0, width).contiguous();
     }
-    // predict() narrows nothing: a model of this task's width.
+    // The model has 3 outputs: binary and regression read the first (predict() scores them all).
     auto scored = ltk::predict(linear, *task, s.data, 7, torch::kCPU, s.vocab.size());
     REQUIRE(scored.scores.defined());
     auto scores = task->type() == "multiclass" || task->type() == "multilabel" ? scored.scores

@@ -19,8 +19,6 @@ namespace ltk {
 
 namespace {
 
-// Where a reader is in a file read in pieces: the lines before the piece, and a delimited file's
-// header and columns.
 struct Column {
   int64_t index = -1;
   std::string name;
@@ -467,6 +465,16 @@ void read_raw_pieces(const std::string& path, const std::string& format, size_t 
   }
 }
 
+namespace {
+
+/// Room for a piece's examples: a record a line at most, and no more than one in 32 bytes (a piece
+/// of blank lines reserves no more than a piece of short texts would use).
+size_t examples_room(const RawPiece& piece) {
+  return std::min(static_cast<size_t>(piece.lines), piece.bytes.size() / 32) + 1;
+}
+
+}  // namespace
+
 PieceParser::PieceParser(std::string path, const ReaderOptions& options)
     : path_(std::move(path)), format_(resolve_format(path_, options.format)), options_(options) {}
 
@@ -476,7 +484,7 @@ bool PieceParser::ready() const {
 
 ReadResult PieceParser::parse_in_order(const RawPiece& piece) {
   ReadResult result;
-  result.examples.reserve(static_cast<size_t>(piece.lines) + 1);
+  result.examples.reserve(examples_room(piece));
   state_.line = piece.line;
   read_piece(piece.bytes, piece.offset, format_, path_, options_, result, state_);
   return result;
@@ -485,7 +493,7 @@ ReadResult PieceParser::parse_in_order(const RawPiece& piece) {
 ReadResult PieceParser::parse(const RawPiece& piece) const {
   if (!ready()) throw Error("PieceParser::parse before the first pieces were parsed in order");
   ReadResult result;
-  result.examples.reserve(static_cast<size_t>(piece.lines) + 1);  // (a record a line at most)
+  result.examples.reserve(examples_room(piece));
   ReadState state = state_;
   state.line = piece.line;
   read_piece(piece.bytes, piece.offset, format_, path_, options_, result, state);

@@ -176,8 +176,10 @@ nlohmann::json Task::thresholds_json(const std::vector<std::string>& names) cons
 
 torch::Tensor Task::row_scores(const torch::Tensor& outputs) const {
   const std::string& t = type();
-  if (outputs.dim() != 2 || (t != "multiclass" && t != "binary" && t != "multilabel" && t != "regression"))
-    return scores(outputs);
+  const size_t temperatures = temperature_.size();
+  if (outputs.dim() != 2 || (t != "multiclass" && t != "binary" && t != "multilabel" && t != "regression") ||
+      (temperatures > 1 && static_cast<int64_t>(temperatures) != outputs.size(1)))
+    return scores(outputs);  // (a temperature per output that does not fit: LibTorch's error names the shapes)
   const torch::Tensor logits = outputs.to(torch::kCPU, torch::kFloat).contiguous();
   torch::Tensor out = torch::empty_like(logits);
   const int64_t K = logits.size(1);

@@ -125,25 +125,27 @@ EncodedSplit stream_split(const SplitJob& job, Prepare&& prepare, Commit&& commi
   };
   // The first pieces are parsed here, in order, until the header and its columns are known; the
   // others where they are encoded (parsing is a good part of the work, and the examples then
-  // stay on the thread that made them). (Declared before `pending`, whose tasks read it until
-  // they end, also when an error unwinds this.)
+  // stay on the thread that made them), except with one thread: this thread parses the next piece
+  // while that one encodes. (Declared before `pending`, whose tasks read it until they end, also
+  // when an error unwinds this.)
   PieceParser parser(job.path, reader_options(job.config.data, job.config.task));
   EncodedSplit r{job.split, job.dir, job.path};
   std::string first_skip;
   std::deque<std::future<Parsed>> pending;
   const auto most = static_cast<size_t>(std::max(1, job.options.threads));
   auto commit_first = [&] {
-    Parsed done = pending.front().get();
-    pending.pop_front();
+    std::future<Parsed> first = std::move(pending.front());
+    pending.pop_front();  // (before get(): a piece's error leaves the others pending, to be drained)
+    Parsed done = first.get();
     if (done.skipped && r.skipped == 0) first_skip = done.first_skip;
     r.skipped += done.skipped;
     r.samples += done.samples;
     commit(done.result);
   };
-  read_raw_pieces(job.path, parser.format(), job.options.piece_bytes, [&](RawPiece& raw) {
+  auto each_piece = [&](RawPiece& raw) {
     throw_if_stop_requested();
     while (pending.size() >= most) commit_first();
-    if (!parser.ready()) {
+    if (!parser.ready() || most == 1) {
       auto read = std::make_shared<ReadResult>(parser.parse_in_order(raw));
       pending.push_back(std::async(std::launch::async, [&prepare, &parsed, read] {
         Result result = prepare(read->examples);
@@ -157,7 +159,13 @@ EncodedSplit stream_split(const SplitJob& job, Prepare&& prepare, Commit&& commi
       Result result = prepare(read.examples);
       return parsed(read, std::move(result));
     }));
-  });
+  };
+  try {
+    read_raw_pieces(job.path, parser.format(), job.options.piece_bytes, each_piece);
+  } catch (const DataError&) {
+    while (!pending.empty()) commit_first();  // a bad row before the reader's own error is reported first
+    throw;
+  }
   while (!pending.empty()) commit_first();
   if (r.samples == 0)
     throw DataError(job.path + ": no examples (the file is empty, has only blank lines, or every row was bad)");
