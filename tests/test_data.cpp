@@ -90,6 +90,26 @@ TEST_CASE("tokenizer: basic splits words and punctuation, CJK per character, low
   CHECK(basic.tokenize("").empty());
   ltk::BasicTokenizer keep(false);
   CHECK(keep.tokenize("Hi THERE") == V{"Hi", "THERE"});
+  // A text of ASCII bytes is lowercased and split in one pass; any text gives the tokens of the
+  // two passes: lowercase_utf8, then the same tokenizer without lowercasing. Random texts of
+  // letters, digits, punctuation, spaces and control bytes, some with a non-ASCII byte anywhere
+  // (which sends the text down the general path), reusing one scratch string whatever its size.
+  std::mt19937 rng(29);
+  const std::string bytes = "aZqM09 _-.,;!?'\"\t\n\r\x01\x7f()[]{}@#";
+  const std::vector<std::string> others = {"\xC3\x89", "\xE2\x80\x94", "\xE4\xB8\xAD", "\xC2\xA0"};
+  std::string scratch, lowered, scratch2;
+  std::vector<std::string_view> one_pass, two_passes;
+  for (int t = 0; t < 3000; ++t) {
+    std::string text;
+    const int n = static_cast<int>(rng() % 40);
+    for (int k = 0; k < n; ++k) text += bytes[rng() % bytes.size()];
+    if (t % 3 == 0 && n > 0) text.insert(rng() % text.size(), others[rng() % others.size()]);
+    basic.tokenize(text, scratch, one_pass);
+    ltk::lowercase_utf8(text, lowered);
+    keep.tokenize(lowered, scratch2, two_passes);
+    INFO(text);
+    REQUIRE(one_pass == two_passes);
+  }
 }
 
 TEST_CASE("tokenizer: whitespace and char", "[data][tokenizer]") {

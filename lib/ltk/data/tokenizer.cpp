@@ -142,10 +142,52 @@ struct AsciiClass {
 };
 const AsciiClass kAsciiClass;
 
+/// BasicTokenizer::tokenize of a text of ASCII bytes with lowercasing (and no other
+/// normalisation), in one pass: each byte lowercased into `scratch` as it is classified. False,
+/// with nothing kept, at the first byte that is not ASCII (the text then takes the general path).
+bool tokenize_ascii_lowercased(std::string_view text, std::string& scratch, std::vector<std::string_view>& tokens) {
+  tokens.clear();
+  const size_t n = text.size();
+  if (scratch.size() < n) scratch.resize(n);
+  char* out = scratch.data();
+  size_t start = std::string_view::npos;
+  auto flush = [&](size_t end) {
+    if (start != std::string_view::npos) tokens.emplace_back(out + start, end - start);
+    start = std::string_view::npos;
+  };
+  for (size_t i = 0; i < n;) {
+    const auto b = static_cast<unsigned char>(text[i]);
+    if (b >= 0x80) return false;
+    out[i] = static_cast<char>(b >= 'A' && b <= 'Z' ? b + 32 : b);
+    switch (kAsciiClass.of[b]) {
+      case AsciiClass::word: {
+        if (start == std::string_view::npos) start = i;
+        for (++i; i < n && kAsciiClass.word_byte[static_cast<unsigned char>(text[i])]; ++i) {  // the rest of the run
+          const auto c = static_cast<unsigned char>(text[i]);
+          out[i] = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+        continue;
+      }
+      case AsciiClass::separator:
+        flush(i);
+        break;
+      case AsciiClass::punctuation:
+        flush(i);
+        tokens.emplace_back(out + i, 1);
+        break;
+    }
+    ++i;
+  }
+  flush(n);
+  return true;
+}
+
 }  // namespace
 
 void BasicTokenizer::tokenize(std::string_view text, std::string& scratch,
                               std::vector<std::string_view>& tokens) const {
+  if (norm_.lowercase && !norm_.nfkc && !norm_.strip_accents && tokenize_ascii_lowercased(text, scratch, tokens))
+    return;  // (most English texts)
   tokens.clear();
   std::string_view s = norm_.apply(text, scratch);
   size_t i = 0, start = std::string_view::npos;
