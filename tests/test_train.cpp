@@ -1499,8 +1499,9 @@ TEST_CASE("shards: the bytes do not depend on the thread count or the piece size
   {
     // Pieces are parsed where they are encoded, once the header is known. A CSV whose header comes
     // after blank lines, in pieces of a few rows (the first hold no row, and are parsed in order
-    // until the header is read), gives the bytes of one piece on one thread; with two bad rows far
-    // apart, the error is the first one's on any thread count.
+    // until the header is read), gives the bytes of one piece on one thread; with bad rows in
+    // neighbouring pieces (encoded at once) and far apart, the error is the first one's on any
+    // thread count.
     std::string csv = "\n\n\n\nlabel,text\n", bad_csv;
     std::istringstream in(shard_corpus("multiclass", 3000, 8));
     int row = 0;
@@ -1510,7 +1511,7 @@ TEST_CASE("shards: the bytes do not depend on the thread count or the piece size
       for (size_t q = 0; (q = text.find('"', q)) != std::string::npos; q += 2) text.insert(q, 1, '"');
       const std::string record = line.substr(0, tab) + ",\"" + text + (row % 7 == 0 ? "\nsecond line" : "") + "\"\n";
       csv += record;
-      bad_csv += row == 1200 || row == 2500 ? "zzz\n" : record;  // a record without its text
+      bad_csv += row == 1200 || row == 1230 || row == 2500 ? "zzz\n" : record;  // a record without its text
     }
     ltk::test::write_file(dir.file("train.csv"), csv);
     ltk::test::write_file(dir.file("bad.csv"), "label,text\n" + bad_csv);

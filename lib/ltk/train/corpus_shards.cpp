@@ -133,7 +133,9 @@ EncodedSplit stream_split(const SplitJob& job, Prepare&& prepare, Commit&& commi
   std::string first_skip;
   std::deque<std::future<Parsed>> pending;
   const auto most = static_cast<size_t>(std::max(1, job.options.threads));
+  bool committing = false;  // (an error then is a piece's: the pieces after it are not drained)
   auto commit_first = [&] {
+    committing = true;
     std::future<Parsed> first = std::move(pending.front());
     pending.pop_front();  // (before get(): a piece's error leaves the others pending, to be drained)
     Parsed done = first.get();
@@ -141,18 +143,21 @@ EncodedSplit stream_split(const SplitJob& job, Prepare&& prepare, Commit&& commi
     r.skipped += done.skipped;
     r.samples += done.samples;
     commit(done.result);
+    committing = false;
   };
   auto each_piece = [&](RawPiece& raw) {
     throw_if_stop_requested();
-    while (pending.size() >= most) commit_first();
     if (!parser.ready() || most == 1) {
+      // Parsed before waiting for a free thread: with one, while the piece before it is encoded.
       auto read = std::make_shared<ReadResult>(parser.parse_in_order(raw));
+      while (pending.size() >= most) commit_first();
       pending.push_back(std::async(std::launch::async, [&prepare, &parsed, read] {
         Result result = prepare(read->examples);
         return parsed(*read, std::move(result));
       }));
       return;
     }
+    while (pending.size() >= most) commit_first();
     auto piece = std::make_shared<RawPiece>(std::move(raw));
     pending.push_back(std::async(std::launch::async, [&prepare, &parser, &parsed, piece] {
       ReadResult read = parser.parse(*piece);
@@ -163,7 +168,10 @@ EncodedSplit stream_split(const SplitJob& job, Prepare&& prepare, Commit&& commi
   try {
     read_raw_pieces(job.path, parser.format(), job.options.piece_bytes, each_piece);
   } catch (const DataError&) {
-    while (!pending.empty()) commit_first();  // a bad row before the reader's own error is reported first
+    // The reader's own error, or a piece parsed here: the pieces pending come before it, and a
+    // bad row in them is reported first.
+    if (!committing)
+      while (!pending.empty()) commit_first();
     throw;
   }
   while (!pending.empty()) commit_first();
