@@ -634,6 +634,23 @@ std::vector<ltk::Example> tfidf_corpus() {
   return out;
 }
 
+/// One task of each type an answer head takes: multiclass and multilabel over x, y and z, binary
+/// over n and p, regression.
+struct EveryTask {
+  static ltk::TaskConfig of(const char* type) {
+    ltk::TaskConfig c;
+    c.type = type;
+    return c;
+  }
+  const ltk::LabelMap labels = ltk::LabelMap::from_labels({"x", "y", "z"});
+  const ltk::LabelMap binary_labels = ltk::LabelMap::from_labels({"n", "p"});
+  ltk::MulticlassTask multiclass{of("multiclass"), labels};
+  ltk::BinaryTask binary{of("binary"), binary_labels};
+  ltk::MultilabelTask multilabel{of("multilabel"), labels};
+  ltk::RegressionTask regression{of("regression")};
+  std::vector<const ltk::Task*> all() const { return {&multiclass, &binary, &multilabel, &regression}; }
+};
+
 }  // namespace
 
 TEST_CASE("linear: tf-idf features equal scikit-learn's TfidfVectorizer to 1e-6", "[models][linear][parity]") {
@@ -991,19 +1008,9 @@ TEST_CASE("linear: forward_rows scores every text as forward() does, on every ta
       // softmax nor sigmoid moves faster; a regression's value is its logit; float32 adds its
       // rounding), so each number printed, rounded to 6 decimals, by at most 1e-6 more; a label may
       // differ only where two of the row's scores, or a score and the 0.5 threshold, are that close.
-      auto labels = ltk::LabelMap::from_labels({"x", "y", "z"});
-      ltk::TaskConfig mc, bc, ml, rc;
-      mc.type = "multiclass";
-      bc.type = "binary";
-      ml.type = "multilabel";
-      rc.type = "regression";
-      const ltk::MulticlassTask multiclass(mc, labels);
-      const ltk::BinaryTask binary(bc, ltk::LabelMap::from_labels({"n", "p"}));
-      const ltk::MultilabelTask multilabel(ml, labels);
-      const ltk::RegressionTask regression(rc);
+      const EveryTask tasks;
       int64_t compared = 0;
-      for (const ltk::Task* task :
-           std::initializer_list<const ltk::Task*>{&multiclass, &binary, &multilabel, &regression}) {
+      for (const ltk::Task* task : tasks.all()) {
         const int64_t width = task->num_outputs();
         auto a = task->scores(rows.narrow(1, 0, width)).to(torch::kFloat).contiguous();
         auto b = task->scores(reference.narrow(1, 0, width)).to(torch::kFloat).contiguous();
@@ -1057,27 +1064,16 @@ TEST_CASE("linear: evaluation scores a linear run as ltk-predict does - the same
     linear.weight->weight.normal_(0, 3);
     linear.bias.normal_(0, 1);
   }
-  auto labels = ltk::LabelMap::from_labels({"x", "y", "z"});
-  ltk::TaskConfig mc, bc, ml, rc;
-  mc.type = "multiclass";
-  bc.type = "binary";
-  ml.type = "multilabel";
-  rc.type = "regression";
-  ltk::MulticlassTask multiclass(mc, labels);
-  const auto binary_labels = ltk::LabelMap::from_labels({"n", "p"});
-  ltk::BinaryTask binary(bc, binary_labels);
-  ltk::MultilabelTask multilabel(ml, labels);
-  const ltk::RegressionTask regression(rc);
-  multiclass.set_temperature({1.7});
-  multilabel.set_temperature({0.8, 1.3, 2.1});
+  EveryTask tasks;
+  tasks.multiclass.set_temperature({1.7});
+  tasks.multilabel.set_temperature({0.8, 1.3, 2.1});
   std::vector<int64_t> all(static_cast<size_t>(s.data.size()));
   std::iota(all.begin(), all.end(), 0);
   int64_t differ_from_libtorch = 0;
-  for (const ltk::Task* task :
-       std::initializer_list<const ltk::Task*>{&multiclass, &binary, &multilabel, &regression}) {
+  for (const ltk::Task* task : tasks.all()) {
     INFO(task->type());
     const int64_t width = task->num_outputs();
-    const ltk::AnswerHead head = ltk::answer_head(*task, task->type() == "binary" ? binary_labels : labels);
+    const ltk::AnswerHead head = ltk::answer_head(*task, task->type() == "binary" ? tasks.binary_labels : tasks.labels);
     torch::Tensor logits;
     {
       torch::NoGradGuard no_grad;
