@@ -20,6 +20,7 @@
 #include "ltk/data/wordpiece.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/io/checkpoint.h"
+#include "ltk/models/bert.h"
 #include "ltk/models/bow.h"
 #include "ltk/models/linear.h"
 #include "ltk/models/quantize.h"
@@ -573,20 +574,59 @@ TEST_CASE("wordpiece vocabulary: learnt from texts, specials first, continuation
   REQUIRE_THROWS_WITH(ltk::train_wordpiece(texts, ltk::WordPieceTrainOptions{5}), Contains("special"));
 }
 
-TEST_CASE("bert: inference (the fused encoder layer) gives the training path's outputs", "[models][bert]") {
-  for (const char* act : {"gelu", "relu"}) {
-    INFO(act);
-    nlohmann::json section = {{"type", "bert"}, {"hidden_size", 16}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-                              {"intermediate_size", 32}, {"max_position_embeddings", 16}, {"hidden_act", act}};
-    torch::manual_seed(9);
-    auto model = ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{30, 3, 0, nullptr});
-    model->eval();
-    auto batch = batch_of({{2, 9, 8, 7, 3}, {2, 5, 3}, {2, 11, 12, 13, 14, 15, 3}});
-    auto reference = model->forward(batch).detach();  // grad mode on: the plain path
-    torch::NoGradGuard no_grad;
-    auto fused = model->forward(batch);
-    CHECK(torch::allclose(fused, reference, 1e-5, 1e-6));
-  }
+TEST_CASE(
+    "bert: inference (the fused layer, real tokens alone, the last layer at [CLS] alone) gives the training path's "
+    "outputs",
+    "[models][bert]") {
+  // Padded batches take the path of real tokens alone; a batch without padding takes the fused
+  // layer in float32; a [CLS] pooler runs the last layer for [CLS] alone. float64 on every path
+  // but the fused layer's (float32 only) must agree with the training path to rounding.
+  const std::vector<std::vector<int64_t>> padded = {{2, 9, 8, 7, 3}, {2, 5, 3}, {2, 11, 12, 13, 14, 15, 3}};
+  const std::vector<std::vector<int64_t>> full = {{2, 9, 8, 7, 3}, {2, 5, 3, 4, 4}};
+  for (const char* act : {"gelu", "relu", "gelu_new"})
+    for (const char* pooling : {"cls", "mean"})
+      for (auto dtype : {torch::kFloat, torch::kDouble})
+        for (const auto* rows : {&padded, &full}) {
+          INFO(act << " " << pooling << " " << c10::toString(dtype) << " rows " << rows->size());
+          nlohmann::json section = {{"type", "bert"},          {"hidden_size", 16},
+                                    {"num_hidden_layers", 3},  {"num_attention_heads", 4},
+                                    {"intermediate_size", 32}, {"max_position_embeddings", 16},
+                                    {"hidden_act", act},       {"pooling", pooling}};
+          torch::manual_seed(9);
+          auto model = ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{30, 3, 0, nullptr});
+          model->to(dtype);
+          model->eval();
+          auto* bert = dynamic_cast<ltk::BertClassifierImpl*>(model.get());
+          REQUIRE(bert);
+          auto batch = batch_of(*rows);
+          auto reference = model->forward(batch).detach();  // grad mode on: the training path
+          auto hidden_reference = bert->bert->forward(batch).detach();
+          torch::NoGradGuard no_grad;
+          auto out = model->forward(batch);
+          auto hidden = bert->bert->forward(batch);
+          const double rtol = dtype == torch::kDouble ? 1e-12 : 1e-5, atol = dtype == torch::kDouble ? 1e-13 : 1e-6;
+          CHECK(torch::allclose(out, reference, rtol, atol));
+          // Every real position's hidden state, and [CLS]'s from first_token.
+          auto real = batch.mask.unsqueeze(2).to(dtype);
+          CHECK(torch::allclose(hidden * real, hidden_reference * real, rtol, atol));
+          CHECK(torch::allclose(bert->bert->first_token(batch), hidden_reference.select(1, 0), rtol, atol));
+        }
+}
+
+TEST_CASE("bert: a sample without a real token leaves the others' inference outputs as they are", "[models][bert]") {
+  nlohmann::json section = {{"type", "bert"},           {"hidden_size", 16},       {"num_hidden_layers", 2},
+                            {"num_attention_heads", 4}, {"intermediate_size", 32}, {"max_position_embeddings", 16}};
+  torch::manual_seed(4);
+  auto model = ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{30, 3, 0, nullptr});
+  model->to(torch::kDouble);
+  model->eval();
+  auto with_empty = batch_of({{2, 9, 8, 7, 3}, {}, {2, 5, 3}});
+  auto without = batch_of({{2, 9, 8, 7, 3}, {2, 5, 3}});
+  torch::NoGradGuard no_grad;
+  auto a = model->forward(with_empty);
+  auto b = model->forward(without);
+  CHECK(torch::isfinite(a).all().item<bool>());
+  CHECK(torch::allclose(a.index_select(0, torch::tensor({0, 2})), b, 1e-12, 1e-13));
 }
 
 namespace {

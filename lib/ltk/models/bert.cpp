@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "ltk/core/error.h"
+#include "ltk/models/derived.h"
 
 namespace ltk {
 
@@ -26,15 +27,44 @@ torch::Tensor activate(const torch::Tensor& x, const std::string& act) {
 /// m(x), computed in float32 and rounded once for a bf16 input in CPU inference (a bf16 artifact):
 /// LibTorch 1.13's bf16 layer_norm kernel on the CPU is 2-4.5x slower than converting to float32,
 /// normalising and converting back (python3-torch, rows of 128 to 768), and rounds more. Training
-/// and autocast keep the module's own computation.
-torch::Tensor layer_norm(torch::nn::LayerNorm m, const torch::Tensor& x) {
+/// and autocast keep the module's own computation. `weights`: where the float32 copies of m's
+/// weight and bias are kept (else made at each call).
+torch::Tensor layer_norm(torch::nn::LayerNorm m, const torch::Tensor& x, DerivedTensor* weights = nullptr) {
   if (x.scalar_type() != torch::kBFloat16 || !x.is_cpu() || torch::GradMode::is_enabled() ||
       at::autocast::is_cpu_enabled())
     return m->forward(x);
-  return torch::layer_norm(x.to(torch::kFloat), m->options.normalized_shape(), m->weight.to(torch::kFloat),
-                           m->bias.to(torch::kFloat), m->options.eps())
+  auto as_float = [&](const torch::Tensor& t, int i) {
+    auto make = [&t] { return t.to(torch::kFloat); };
+    return weights ? weights[i].get({t}, make) : make();
+  };
+  return torch::layer_norm(x.to(torch::kFloat), m->options.normalized_shape(), as_float(m->weight, 0),
+                           as_float(m->bias, 1), m->options.eps())
       .to(torch::kBFloat16);
 }
+
+/// The attention of q, k, v [B, heads, T, d] under additive_mask [B, 1, 1, T]: context [B, T, H].
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                     const torch::Tensor& additive_mask, torch::nn::Dropout& dropout, bool training) {
+  const int64_t B = q.size(0), T = q.size(2), H = q.size(1) * q.size(3);
+#if TORCH_VERSION_MAJOR >= 2
+  // LibTorch 2.x: the fused kernel (flash / memory-efficient attention on a GPU).
+  const double p = training ? dropout->options.p() : 0.0;
+  return at::scaled_dot_product_attention(q, k, v, additive_mask, p).transpose(1, 2).reshape({B, T, H});
+#else
+  (void)training;
+  auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(q.size(3))) + additive_mask;
+  auto probs = dropout->forward(torch::softmax(scores, -1));
+  return torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H});
+#endif
+}
+
+/// The shape of a batch whose real tokens alone go through the encoder layers (inference).
+struct PackedBatch {
+  int64_t B = 0, T = 0;
+  int64_t N = 0;           ///< real tokens
+  torch::Tensor real;      ///< [N] int64: each real token's position in the flattened [B * T]
+  torch::Tensor additive;  ///< [B, 1, 1, T]: 0 on real keys, the dtype's lowest on padding
+};
 
 /// One encoder layer, post-LayerNorm, with Hugging Face's module names (attention.self.query,
 /// attention.output.dense, attention.output.LayerNorm, intermediate.dense, output.dense,
@@ -61,49 +91,62 @@ class BertLayerImpl : public torch::nn::Module {
     attention_dropout = register_module("attention_dropout", torch::nn::Dropout(c.attention_probs_dropout_prob));
   }
 
-  /// x [B, T, H]; additive_mask [B, 1, 1, T] (0 on real keys, the dtype's lowest on padding);
-  /// padding [B, T] true on padding.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& additive_mask, const torch::Tensor& padding) {
+  /// Training and autocast: x [B, T, H]; additive_mask [B, 1, 1, T] (0 on real keys, the dtype's
+  /// lowest on padding).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& additive_mask) {
     const int64_t B = x.size(0), T = x.size(1), H = x.size(2), d = H / heads_;
-    if (!is_training() && !torch::GradMode::is_enabled() && act_ != "gelu_new" && x.scalar_type() == torch::kFloat &&
-        (!int8 || int8->empty())) {
-      // Inference: LibTorch's fused encoder layer (the kernel nn.TransformerEncoderLayer's fast
-      // path runs), the same post-LayerNorm computation with q, k, v in one projection.
-      auto qkv_weight = torch::cat({query->weight, key->weight, value->weight});
-      auto qkv_bias = torch::cat({query->bias, key->bias, value->bias});
-      // A sample that is all padding (never one with [CLS]) attends to its first position rather
-      // than to nothing, which the fused kernel would turn into NaN.
-      auto keys = padding.clone();
-      keys.select(1, 0).fill_(false);
-      return at::_transformer_encoder_layer_fwd(
-          x, H, heads_, qkv_weight, qkv_bias, attention_dense->weight, attention_dense->bias, act_ == "gelu",
-          /*norm_first=*/false, attention_norm->options.eps(), attention_norm->weight, attention_norm->bias,
-          output_norm->weight, output_norm->bias, intermediate_dense->weight, intermediate_dense->bias,
-          output_dense->weight, output_dense->bias, keys, /*mask_type=*/1);
-    }
     auto heads = [&](const torch::Tensor& t) { return t.view({B, T, heads_, d}).transpose(1, 2); };
-    auto dense = [&](torch::nn::Linear& m, const torch::Tensor& in) {  // int8 in a deploy artifact
-      return int8 && !int8->empty() ? int8->forward(*m, in) : m->forward(in);
-    };
-    torch::Tensor q, k, v;
-    if (qkv_int8) {
-      auto qkv = int8_linear(x, *qkv_int8).split(H, -1);
-      q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
+    auto context = attend(heads(query->forward(x)), heads(key->forward(x)), heads(value->forward(x)), additive_mask,
+                          attention_dropout, is_training());
+    auto a = attention_norm->forward(dropout->forward(attention_dense->forward(context)) + x);
+    auto h = activate(intermediate_dense->forward(a), act_);
+    return output_norm->forward(dropout->forward(output_dense->forward(h)) + a);
+  }
+
+  /// float32 inference on a batch without padding: LibTorch's fused encoder layer (the kernel
+  /// nn.TransformerEncoderLayer's fast path runs), the same computation with q, k, v in one
+  /// projection. x [B, T, H].
+  torch::Tensor forward_fused(const torch::Tensor& x, const torch::Tensor& padding) {
+    auto [qkv_weight, qkv_bias] = qkv_params();
+    return at::_transformer_encoder_layer_fwd(
+        x, x.size(2), heads_, qkv_weight, qkv_bias, attention_dense->weight, attention_dense->bias, act_ == "gelu",
+        /*norm_first=*/false, attention_norm->options.eps(), attention_norm->weight, attention_norm->bias,
+        output_norm->weight, output_norm->bias, intermediate_dense->weight, intermediate_dense->bias,
+        output_dense->weight, output_dense->bias, padding, /*mask_type=*/1);
+  }
+
+  /// Inference on the real tokens alone (any dtype, int8 layers included): x [R, H] holds the
+  /// batch's N real tokens, then R - N rows that are computed and ignored (rows rounded up for
+  /// oneDNN, see pad_rows). Attention alone sees the padded [B, T] layout, its inputs scattered
+  /// there and its output gathered back, so padding costs nothing in the dense layers.
+  /// `first_rows` [B] (the rows of the samples' first tokens), when given: every row is attended
+  /// to, but only the first tokens attend and go on, [B, H] (the last layer under a [CLS] pooler).
+  torch::Tensor forward_packed(const torch::Tensor& x, const PackedBatch& p, const torch::Tensor& first_rows = {}) {
+    const int64_t H = x.size(1), R = x.size(0), d = H / heads_;
+    auto qkv = project_qkv(x);  // [R, 3H]
+    auto spread = torch::zeros({p.B * p.T, 3 * H}, qkv.options()).index_copy_(0, p.real, qkv.narrow(0, 0, p.N));
+    auto heads = [&](const torch::Tensor& t, int64_t T) { return t.reshape({p.B, T, heads_, d}).transpose(1, 2); };
+    auto parts = spread.split(H, -1);
+    torch::Tensor context, residual;
+    if (first_rows.defined()) {
+      auto first_queries = spread.view({p.B, p.T, 3 * H}).select(1, 0).narrow(1, 0, H);
+      context = attend(heads(first_queries, 1), heads(parts[1], p.T), heads(parts[2], p.T), p.additive,
+                       attention_dropout, false)
+                    .reshape({p.B, H});
+      residual = x.index_select(0, first_rows);
     } else {
-      q = heads(dense(query, x)), k = heads(dense(key, x)), v = heads(dense(value, x));
+      context = torch::zeros({R, H}, spread.options());
+      auto real_rows = context.narrow(0, 0, p.N);
+      torch::index_select_out(
+          real_rows,
+          attend(heads(parts[0], p.T), heads(parts[1], p.T), heads(parts[2], p.T), p.additive, attention_dropout, false)
+              .reshape({p.B * p.T, H}),
+          0, p.real);
+      residual = x;
     }
-#if TORCH_VERSION_MAJOR >= 2
-    // LibTorch 2.x: the fused kernel (flash / memory-efficient attention on a GPU).
-    const double p = is_training() ? attention_dropout->options.p() : 0.0;
-    auto context = at::scaled_dot_product_attention(q, k, v, additive_mask, p).transpose(1, 2).reshape({B, T, H});
-#else
-    auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(d)) + additive_mask;
-    auto probs = attention_dropout->forward(torch::softmax(scores, -1));
-    auto context = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H});
-#endif
-    auto a = layer_norm(attention_norm, dropout->forward(dense(attention_dense, context)) + x);
+    auto a = layer_norm(attention_norm, dense(attention_dense, context).add_(residual), norm_cache_[0]);
     auto h = activate(dense(intermediate_dense, a), act_);
-    return layer_norm(output_norm, dropout->forward(dense(output_dense, h)) + a);
+    return layer_norm(output_norm, dense(output_dense, h).add_(a), norm_cache_[1]);
   }
 
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, attention_dense{nullptr}, intermediate_dense{nullptr},
@@ -114,8 +157,39 @@ class BertLayerImpl : public torch::nn::Module {
   std::shared_ptr<const Int8Linear> qkv_int8;  ///< query, key and value in one (BertEncoderImpl::fuse_int8)
 
  private:
+  /// The query, key and value weights and biases as one projection, concatenated once.
+  std::pair<torch::Tensor, torch::Tensor> qkv_params() {
+    auto make = [](std::vector<torch::Tensor> parts) {
+      torch::NoGradGuard no_grad;
+      return torch::cat(parts);
+    };
+    return {qkv_weight_.get({query->weight, key->weight, value->weight},
+                            [&] {
+                              return make({query->weight, key->weight, value->weight});
+                            }),
+            qkv_bias_.get({query->bias, key->bias, value->bias}, [&] {
+              return make({query->bias, key->bias, value->bias});
+            })};
+  }
+
+  torch::Tensor project_qkv(const torch::Tensor& x) {
+    if (qkv_int8) return int8_linear(x, *qkv_int8);
+    if (int8 && int8->find(*query))
+      return torch::cat({int8->forward(*query, x), int8->forward(*key, x), int8->forward(*value, x)}, 1);
+    auto [w, b] = qkv_params();
+    return torch::addmm(b, x, w.t());
+  }
+
+  /// A Linear layer on rows x [R, in]: int8 in a deploy artifact, else one addmm (bias included).
+  torch::Tensor dense(torch::nn::Linear& m, const torch::Tensor& x) const {
+    if (int8 && int8->find(*m)) return int8->forward(*m, x);
+    return torch::addmm(m->bias, x, m->weight.t());
+  }
+
   int64_t heads_;
   std::string act_;
+  DerivedTensor qkv_weight_, qkv_bias_;
+  DerivedTensor norm_cache_[2][2];  ///< float32 weight and bias of attention_norm and output_norm
 };
 TORCH_MODULE(BertLayer);
 
@@ -126,6 +200,18 @@ double lowest(torch::ScalarType t) {
     case torch::kHalf: return -65504.0;
     default: return -3.38e38;  // bfloat16
   }
+}
+
+/// rows [N, H] with zero rows appended up to a multiple of 16, or above 256 rows of a sixteenth of
+/// the power of two at or above N: oneDNN builds a bf16 kernel for each matrix shape and keeps
+/// 1,024 of them, and a server's batches hold every count of real tokens in turn. 8 shapes per
+/// doubling, at most 12.5% more rows.
+torch::Tensor pad_rows(const torch::Tensor& rows) {
+  const int64_t N = rows.size(0);
+  int64_t step = 16;
+  while (step * 16 < N) step *= 2;
+  const int64_t R = (N + step - 1) / step * step;
+  return R == N ? rows : torch::constant_pad_nd(rows, {0, 0, 0, R - N});
 }
 
 }  // namespace
@@ -154,6 +240,32 @@ BertEncoderImpl::BertEncoderImpl(const BertConfig& c, bool with_pooler) : config
 }
 
 torch::Tensor BertEncoderImpl::forward(const Batch& batch) {
+  return run(batch, false);
+}
+
+torch::Tensor BertEncoderImpl::first_token(const Batch& batch) {
+  return run(batch, true);
+}
+
+torch::Tensor BertEncoderImpl::run(const Batch& batch, bool first_only) {
+  const int64_t T = batch.ids.size(1);
+  const int64_t bucket = ((T + kBucket - 1) / kBucket) * kBucket;
+  if (word_embeddings->weight.scalar_type() != torch::kBFloat16 || !batch.ids.is_cpu() ||
+      torch::GradMode::is_enabled() || bucket == T || bucket > config.max_position_embeddings)
+    return encode(batch, first_only);
+  auto pad = [&](const torch::Tensor& t, int64_t value) {
+    return t.defined() ? torch::constant_pad_nd(t, {0, bucket - T}, value) : t;
+  };
+  Batch padded = batch;
+  padded.ids = pad(batch.ids, config.pad_token_id);
+  padded.mask = pad(batch.mask, 0);
+  padded.token_types = pad(batch.token_types, 0);
+  padded.continues = pad(batch.continues, 0);
+  auto out = encode(padded, first_only);
+  return first_only ? out : out.narrow(1, 0, T);
+}
+
+torch::Tensor BertEncoderImpl::embed(const Batch& batch) {
   const int64_t B = batch.ids.size(0), T = batch.ids.size(1);
   if (T > config.max_position_embeddings)
     throw TrainError(fmt::format("a batch of {} tokens per sample exceeds the model's max_position_embeddings {}; set "
@@ -170,12 +282,48 @@ torch::Tensor BertEncoderImpl::forward(const Batch& batch) {
   auto opts = torch::TensorOptions().dtype(torch::kLong).device(batch.ids.device());
   auto types = batch.token_types.defined() ? batch.token_types : torch::zeros({B, T}, opts);
   auto x = word_embeddings->forward(batch.ids) + token_type_embeddings->forward(types);
-  x = x + position_embeddings->forward(torch::arange(T, opts)).unsqueeze(0);
-  x = embeddings_dropout->forward(layer_norm(embeddings_norm, x));
+  return x + position_embeddings->forward(torch::arange(T, opts)).unsqueeze(0);
+}
+
+torch::Tensor BertEncoderImpl::encode(const Batch& batch, bool first_only) {
+  const int64_t B = batch.ids.size(0), T = batch.ids.size(1), H = config.hidden_size;
+  auto x = embed(batch);
   auto padding = batch.mask.logical_not();
   auto additive = torch::zeros({B, 1, 1, T}, x.options()).masked_fill(padding.view({B, 1, 1, T}), lowest(x.scalar_type()));
-  for (const auto& l : *layer) x = l->as<BertLayer>()->forward(x, additive, padding);
-  return x;
+  auto result = [&](const torch::Tensor& hidden) { return first_only ? hidden.select(1, 0) : hidden; };
+  const bool inference = !is_training() && !torch::GradMode::is_enabled() && !at::autocast::is_cpu_enabled() &&
+                         !at::autocast::is_enabled();
+  if (!inference && int8.empty()) {  // training, autocast: every position, dropout
+    x = embeddings_dropout->forward(layer_norm(embeddings_norm, x));
+    for (const auto& l : *layer) x = l->as<BertLayer>()->forward(x, additive);
+    return result(x);
+  }
+  PackedBatch p{B, T, 0, batch.mask.reshape({-1}).nonzero().squeeze(1), additive};
+  p.N = p.real.size(0);
+  // The first tokens' rows, when only they are wanted from the last layer and every sample has one.
+  torch::Tensor first_rows;
+  if (first_only && B > 0 && batch.mask.select(1, 0).all().item<bool>()) {
+    auto lengths = batch.mask.sum(1);
+    first_rows = lengths.cumsum(0) - lengths;
+  }
+  const int64_t L = static_cast<int64_t>(layer->size());
+  int64_t i = 0;
+  torch::Tensor rows;
+  if (p.N == B * T && x.scalar_type() == torch::kFloat && config.hidden_act != "gelu_new" && int8.empty()) {
+    x = layer_norm(embeddings_norm, x);
+    for (; i < L - (first_rows.defined() ? 1 : 0); ++i) x = layer[i]->as<BertLayer>()->forward_fused(x, padding);
+    if (i == L) return result(x);
+    rows = x.reshape({B * T, H});
+  } else {
+    rows = x.reshape({B * T, H}).index_select(0, p.real);
+    if (x.scalar_type() == torch::kBFloat16 && x.is_cpu()) rows = pad_rows(rows);
+    rows = layer_norm(embeddings_norm, rows);
+  }
+  for (; i < L; ++i)
+    rows = layer[i]->as<BertLayer>()->forward_packed(rows, p, i == L - 1 ? first_rows : torch::Tensor());
+  if (first_rows.defined() && L > 0) return rows;
+  return result(
+      torch::zeros({B * T, H}, rows.options()).index_copy_(0, p.real, rows.narrow(0, 0, p.N)).view({B, T, H}));
 }
 
 torch::Tensor BertEncoderImpl::pool(const torch::Tensor& hidden, const Batch& batch) {
@@ -192,8 +340,10 @@ BertClassifierImpl::BertClassifierImpl(const BertConfig& c, int64_t num_outputs)
 }
 
 torch::Tensor BertClassifierImpl::forward(const Batch& batch) {
-  auto hidden = bert->forward(batch);
-  auto out = classifier->forward(dropout->forward(bert->pool(hidden, batch)));
+  // A [CLS] pooler needs the last layer at [CLS] alone (BertEncoderImpl::first_token).
+  auto pooled = bert->config.pooling == "cls" ? torch::tanh(bert->pooler->forward(bert->first_token(batch)))
+                                              : bert->pool(bert->forward(batch), batch);
+  auto out = classifier->forward(dropout->forward(pooled));
   return out.scalar_type() == torch::kBFloat16 ? out.to(torch::kFloat) : out;  // scores and losses in float32
 }
 

@@ -47,6 +47,8 @@ class BertEncoderImpl : public torch::nn::Module {
   explicit BertEncoderImpl(const BertConfig& config, bool with_pooler = true);
   /// Hidden states [B, T, H] of a batch (token types 0 when the batch has none).
   torch::Tensor forward(const Batch& batch);
+  /// forward(batch)[:, 0], [B, H]; in inference the last layer runs for the first tokens alone.
+  torch::Tensor first_token(const Batch& batch);
   /// The pooled vector [B, H]: the pooler on [CLS], or the mean over the real tokens.
   torch::Tensor pool(const torch::Tensor& hidden, const Batch& batch);
   /// Levels below the head of a model's parameter `name` (TextModel::level): the embeddings
@@ -64,6 +66,15 @@ class BertEncoderImpl : public torch::nn::Module {
   /// After `int8` is filled: each layer's query, key and value as one int8 layer (one call, the
   /// activations quantized once; each row keeps its scale, so the values are the three layers').
   void fuse_int8();
+
+ private:
+  /// bf16 CPU inference pads a batch's length up to a multiple of this: oneDNN builds (and caches,
+  /// 1,024 at most) a kernel per matrix shape, and a server's batches of every length in turn
+  /// rebuilt them (measured: half float32's requests/s at 8 connections).
+  static constexpr int64_t kBucket = 16;
+  torch::Tensor run(const Batch& batch, bool first_only);
+  torch::Tensor embed(const Batch& batch);  ///< the embeddings' sum [B, T, H], before their LayerNorm
+  torch::Tensor encode(const Batch& batch, bool first_only);
 };
 TORCH_MODULE(BertEncoder);
 
