@@ -22,6 +22,8 @@ packages=(
   # ltk-serve: its HTTP client for tests and tools (cpp-httplib, found through its pkg-config file);
   # the server's decoding of gzip/deflate and brotli request bodies.
   libcpp-httplib-dev pkg-config zlib1g-dev libbrotli-dev
+  # ltk-serve's allocator (apps/CMakeLists.txt: LTK_TCMALLOC).
+  libtcmalloc-minimal4
   # Distributed training: Gloo's headers (c10d's CPU backend; the library comes with libtorch).
   libgloo-dev
 )
