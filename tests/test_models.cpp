@@ -574,43 +574,93 @@ TEST_CASE("wordpiece vocabulary: learnt from texts, specials first, continuation
   REQUIRE_THROWS_WITH(ltk::train_wordpiece(texts, ltk::WordPieceTrainOptions{5}), Contains("special"));
 }
 
+namespace {
+
+/// BERT's hidden states [B, T, H] computed the plain way from a model's parameters (every position,
+/// an additive mask on padded keys, no dropout): the reference of ltk's BERT paths.
+torch::Tensor reference_bert_hidden(ltk::TextModel& model, const ltk::Batch& batch, const std::string& act,
+                                    int64_t heads) {
+  std::map<std::string, torch::Tensor> w;
+  for (const auto& p : model.named_parameters()) w[p.key()] = p.value().detach();
+  auto get = [&](const std::string& name) {
+    REQUIRE(w.count(name));
+    return w.at(name);
+  };
+  const int64_t B = batch.ids.size(0), T = batch.ids.size(1), H = get("bert.embeddings.word_embeddings.weight").size(1);
+  auto ln = [&](const torch::Tensor& x, const std::string& name) {
+    return torch::layer_norm(x, {H}, get(name + ".weight"), get(name + ".bias"), 1e-12);
+  };
+  auto linear = [&](const torch::Tensor& x, const std::string& name) {
+    return torch::matmul(x, get(name + ".weight").t()) + get(name + ".bias");
+  };
+  auto x = get("bert.embeddings.word_embeddings.weight").index_select(0, batch.ids.flatten()).view({B, T, H}) +
+           get("bert.embeddings.position_embeddings.weight").narrow(0, 0, T).unsqueeze(0) +
+           get("bert.embeddings.token_type_embeddings.weight")[0];
+  x = ln(x, "bert.embeddings.LayerNorm");
+  auto additive = batch.mask.logical_not().view({B, 1, 1, T}).to(x.dtype()) * -1e30;
+  const int64_t d = H / heads;
+  for (int64_t l = 0; w.count("bert.encoder.layer." + std::to_string(l) + ".attention.self.query.weight"); ++l) {
+    const std::string n = "bert.encoder.layer." + std::to_string(l);
+    auto split = [&](const torch::Tensor& t) { return t.view({B, T, heads, d}).transpose(1, 2); };
+    auto q = split(linear(x, n + ".attention.self.query")), k = split(linear(x, n + ".attention.self.key")),
+         v = split(linear(x, n + ".attention.self.value"));
+    auto probs = torch::softmax(torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(d)) + additive, -1);
+    auto context = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H});
+    auto a = ln(linear(context, n + ".attention.output.dense") + x, n + ".attention.output.LayerNorm");
+    auto h = linear(a, n + ".intermediate.dense");
+    h = act == "relu" ? torch::relu(h) : act == "gelu" ? torch::gelu(h) : torch::gelu(h, "tanh");
+    x = ln(linear(h, n + ".output.dense") + a, n + ".output.LayerNorm");
+  }
+  return x;
+}
+
+}  // namespace
+
 TEST_CASE(
-    "bert: inference (the fused layer, real tokens alone, the last layer at [CLS] alone) gives the training path's "
-    "outputs",
+    "bert: training and inference (the fused layer, real tokens alone, the last layer at [CLS] alone) give the plain "
+    "computation's outputs",
     "[models][bert]") {
-  // Padded batches take the path of real tokens alone; a batch without padding takes the fused
-  // layer in float32; a [CLS] pooler runs the last layer for [CLS] alone. float64 on every path
-  // but the fused layer's (float32 only) must agree with the training path to rounding.
+  // ltk computes the dense layers on a padded batch's real tokens alone, the last layer at [CLS]
+  // alone under a [CLS] pooler, and in float32 inference without padding LibTorch's fused layer.
+  // Each, with grad mode on and off, must give a plain padded computation's outputs: float64 to
+  // rounding (the fused layer is float32 only), float32 within float32's rounding.
   const std::vector<std::vector<int64_t>> padded = {{2, 9, 8, 7, 3}, {2, 5, 3}, {2, 11, 12, 13, 14, 15, 3}};
   const std::vector<std::vector<int64_t>> full = {{2, 9, 8, 7, 3}, {2, 5, 3, 4, 4}};
   for (const char* act : {"gelu", "relu", "gelu_new"})
     for (const char* pooling : {"cls", "mean"})
       for (auto dtype : {torch::kFloat, torch::kDouble})
-        for (const auto* rows : {&padded, &full}) {
-          INFO(act << " " << pooling << " " << c10::toString(dtype) << " rows " << rows->size());
-          nlohmann::json section = {{"type", "bert"},          {"hidden_size", 16},
-                                    {"num_hidden_layers", 3},  {"num_attention_heads", 4},
-                                    {"intermediate_size", 32}, {"max_position_embeddings", 16},
-                                    {"hidden_act", act},       {"pooling", pooling}};
-          torch::manual_seed(9);
-          auto model = ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{30, 3, 0, nullptr});
-          model->to(dtype);
-          model->eval();
-          auto* bert = dynamic_cast<ltk::BertClassifierImpl*>(model.get());
-          REQUIRE(bert);
-          auto batch = batch_of(*rows);
-          auto reference = model->forward(batch).detach();  // grad mode on: the training path
-          auto hidden_reference = bert->bert->forward(batch).detach();
-          torch::NoGradGuard no_grad;
-          auto out = model->forward(batch);
-          auto hidden = bert->bert->forward(batch);
-          const double rtol = dtype == torch::kDouble ? 1e-12 : 1e-5, atol = dtype == torch::kDouble ? 1e-13 : 1e-6;
-          CHECK(torch::allclose(out, reference, rtol, atol));
-          // Every real position's hidden state, and [CLS]'s from first_token.
-          auto real = batch.mask.unsqueeze(2).to(dtype);
-          CHECK(torch::allclose(hidden * real, hidden_reference * real, rtol, atol));
-          CHECK(torch::allclose(bert->bert->first_token(batch), hidden_reference.select(1, 0), rtol, atol));
-        }
+        for (const auto* rows : {&padded, &full})
+          for (bool grad : {true, false}) {
+            INFO(act << " " << pooling << " " << c10::toString(dtype) << " rows " << rows->size() << " grad " << grad);
+            nlohmann::json section = {{"type", "bert"},          {"hidden_size", 16},
+                                      {"num_hidden_layers", 3},  {"num_attention_heads", 4},
+                                      {"intermediate_size", 32}, {"max_position_embeddings", 16},
+                                      {"hidden_act", act},       {"pooling", pooling}};
+            torch::manual_seed(9);
+            auto model = ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{30, 3, 0, nullptr});
+            model->to(dtype);
+            model->eval();  // no dropout
+            auto* bert = dynamic_cast<ltk::BertClassifierImpl*>(model.get());
+            REQUIRE(bert);
+            auto batch = batch_of(*rows);
+            auto hidden_reference = reference_bert_hidden(*model, batch, act, 4);
+            auto pooled = std::string(pooling) == "cls"
+                              ? torch::tanh(torch::matmul(hidden_reference.select(1, 0),
+                                                          bert->bert->pooler->weight.detach().t()) +
+                                            bert->bert->pooler->bias.detach())
+                              : bert->bert->pool(hidden_reference, batch);
+            auto reference =
+                torch::matmul(pooled, bert->classifier->weight.detach().t()) + bert->classifier->bias.detach();
+            torch::AutoGradMode mode(grad);
+            auto out = model->forward(batch).detach();
+            auto hidden = bert->bert->forward(batch).detach();
+            const double rtol = dtype == torch::kDouble ? 1e-12 : 1e-5, atol = dtype == torch::kDouble ? 1e-12 : 1e-5;
+            CHECK(torch::allclose(out, reference, rtol, atol));
+            // Every real position's hidden state, and [CLS]'s from first_token.
+            auto real = batch.mask.unsqueeze(2).to(dtype);
+            CHECK(torch::allclose(hidden * real, hidden_reference * real, rtol, atol));
+            CHECK(torch::allclose(bert->bert->first_token(batch).detach(), hidden_reference.select(1, 0), rtol, atol));
+          }
 }
 
 TEST_CASE("bert: a sample without a real token leaves the others' inference outputs as they are", "[models][bert]") {

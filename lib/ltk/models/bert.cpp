@@ -91,18 +91,6 @@ class BertLayerImpl : public torch::nn::Module {
     attention_dropout = register_module("attention_dropout", torch::nn::Dropout(c.attention_probs_dropout_prob));
   }
 
-  /// Training and autocast: x [B, T, H]; additive_mask [B, 1, 1, T] (0 on real keys, the dtype's
-  /// lowest on padding).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& additive_mask) {
-    const int64_t B = x.size(0), T = x.size(1), H = x.size(2), d = H / heads_;
-    auto heads = [&](const torch::Tensor& t) { return t.view({B, T, heads_, d}).transpose(1, 2); };
-    auto context = attend(heads(query->forward(x)), heads(key->forward(x)), heads(value->forward(x)), additive_mask,
-                          attention_dropout, is_training());
-    auto a = attention_norm->forward(dropout->forward(attention_dense->forward(context)) + x);
-    auto h = activate(intermediate_dense->forward(a), act_);
-    return output_norm->forward(dropout->forward(output_dense->forward(h)) + a);
-  }
-
   /// float32 inference on a batch without padding: LibTorch's fused encoder layer (the kernel
   /// nn.TransformerEncoderLayer's fast path runs), the same computation with q, k, v in one
   /// projection. x [B, T, H].
@@ -115,14 +103,23 @@ class BertLayerImpl : public torch::nn::Module {
         output_dense->weight, output_dense->bias, padding, /*mask_type=*/1);
   }
 
-  /// Inference on the real tokens alone (any dtype, int8 layers included): x [R, H] holds the
-  /// batch's N real tokens, then R - N rows that are computed and ignored (rows rounded up for
-  /// oneDNN, see pad_rows). Attention alone sees the padded [B, T] layout, its inputs scattered
-  /// there and its output gathered back, so padding costs nothing in the dense layers.
-  /// `first_rows` [B] (the rows of the samples' first tokens), when given: every row is attended
-  /// to, but only the first tokens attend and go on, [B, H] (the last layer under a [CLS] pooler).
+  /// The layer on the batch's real tokens alone (training, autocast and inference; int8 layers
+  /// included): x [R, H] holds the batch's N real tokens, then R - N rows that are computed and
+  /// ignored (rows rounded up for oneDNN in bf16 inference, see pad_rows). Attention alone sees the
+  /// padded [B, T] layout, its inputs scattered there and its output gathered back, so that padding
+  /// costs nothing in the dense layers. `first_rows` [B] (the rows of the samples' first tokens),
+  /// when given: every row is attended to, but only the first tokens attend and go on, [B, H] (the
+  /// last layer under a [CLS] pooler).
   torch::Tensor forward_packed(const torch::Tensor& x, const PackedBatch& p, const torch::Tensor& first_rows = {}) {
     const int64_t H = x.size(1), R = x.size(0), d = H / heads_;
+    // In place where nothing is recorded for backward and no autocast mixes dtypes (bf16 + float32
+    // gives float32 there, as the module's own computation does).
+    const bool in_place =
+        !torch::GradMode::is_enabled() && !at::autocast::is_cpu_enabled() && !at::autocast::is_enabled();
+    auto residual_add = [&](torch::Tensor out, const torch::Tensor& residual) {
+      out = dropout->forward(out);
+      return in_place ? out.add_(residual) : out + residual;
+    };
     auto qkv = project_qkv(x);  // [R, 3H]
     auto spread = torch::zeros({p.B * p.T, 3 * H}, qkv.options()).index_copy_(0, p.real, qkv.narrow(0, 0, p.N));
     auto heads = [&](const torch::Tensor& t, int64_t T) { return t.reshape({p.B, T, heads_, d}).transpose(1, 2); };
@@ -131,22 +128,20 @@ class BertLayerImpl : public torch::nn::Module {
     if (first_rows.defined()) {
       auto first_queries = spread.view({p.B, p.T, 3 * H}).select(1, 0).narrow(1, 0, H);
       context = attend(heads(first_queries, 1), heads(parts[1], p.T), heads(parts[2], p.T), p.additive,
-                       attention_dropout, false)
+                       attention_dropout, is_training())
                     .reshape({p.B, H});
       residual = x.index_select(0, first_rows);
     } else {
-      context = torch::zeros({R, H}, spread.options());
-      auto real_rows = context.narrow(0, 0, p.N);
-      torch::index_select_out(
-          real_rows,
-          attend(heads(parts[0], p.T), heads(parts[1], p.T), heads(parts[2], p.T), p.additive, attention_dropout, false)
-              .reshape({p.B * p.T, H}),
-          0, p.real);
+      context = attend(heads(parts[0], p.T), heads(parts[1], p.T), heads(parts[2], p.T), p.additive, attention_dropout,
+                       is_training())
+                    .reshape({p.B * p.T, H})
+                    .index_select(0, p.real);
+      if (R > p.N) context = torch::constant_pad_nd(context, {0, 0, 0, R - p.N});
       residual = x;
     }
-    auto a = layer_norm(attention_norm, dense(attention_dense, context).add_(residual), norm_cache_[0]);
+    auto a = layer_norm(attention_norm, residual_add(dense(attention_dense, context), residual), norm_cache_[0]);
     auto h = activate(dense(intermediate_dense, a), act_);
-    return layer_norm(output_norm, dense(output_dense, h).add_(a), norm_cache_[1]);
+    return layer_norm(output_norm, residual_add(dense(output_dense, h), a), norm_cache_[1]);
   }
 
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, attention_dense{nullptr}, intermediate_dense{nullptr},
@@ -176,6 +171,9 @@ class BertLayerImpl : public torch::nn::Module {
     if (qkv_int8) return int8_linear(x, *qkv_int8);
     if (int8 && int8->find(*query))
       return torch::cat({int8->forward(*query, x), int8->forward(*key, x), int8->forward(*value, x)}, 1);
+    if (torch::GradMode::is_enabled())  // training: concatenated at each step, so that gradients flow
+      return torch::addmm(torch::cat({query->bias, key->bias, value->bias}), x,
+                          torch::cat({query->weight, key->weight, value->weight}).t());
     auto [w, b] = qkv_params();
     return torch::addmm(b, x, w.t());
   }
@@ -293,11 +291,6 @@ torch::Tensor BertEncoderImpl::encode(const Batch& batch, bool first_only) {
   auto result = [&](const torch::Tensor& hidden) { return first_only ? hidden.select(1, 0) : hidden; };
   const bool inference = !is_training() && !torch::GradMode::is_enabled() && !at::autocast::is_cpu_enabled() &&
                          !at::autocast::is_enabled();
-  if (!inference && int8.empty()) {  // training, autocast: every position, dropout
-    x = embeddings_dropout->forward(layer_norm(embeddings_norm, x));
-    for (const auto& l : *layer) x = l->as<BertLayer>()->forward(x, additive);
-    return result(x);
-  }
   PackedBatch p{B, T, 0, batch.mask.reshape({-1}).nonzero().squeeze(1), additive};
   p.N = p.real.size(0);
   // The first tokens' rows, when only they are wanted from the last layer and every sample has one.
@@ -309,15 +302,16 @@ torch::Tensor BertEncoderImpl::encode(const Batch& batch, bool first_only) {
   const int64_t L = static_cast<int64_t>(layer->size());
   int64_t i = 0;
   torch::Tensor rows;
-  if (p.N == B * T && x.scalar_type() == torch::kFloat && config.hidden_act != "gelu_new" && int8.empty()) {
+  if (inference && p.N == B * T && x.scalar_type() == torch::kFloat && config.hidden_act != "gelu_new" &&
+      int8.empty()) {
     x = layer_norm(embeddings_norm, x);
     for (; i < L - (first_rows.defined() ? 1 : 0); ++i) x = layer[i]->as<BertLayer>()->forward_fused(x, padding);
     if (i == L) return result(x);
     rows = x.reshape({B * T, H});
   } else {
     rows = x.reshape({B * T, H}).index_select(0, p.real);
-    if (x.scalar_type() == torch::kBFloat16 && x.is_cpu()) rows = pad_rows(rows);
-    rows = layer_norm(embeddings_norm, rows);
+    if (inference && x.scalar_type() == torch::kBFloat16 && x.is_cpu()) rows = pad_rows(rows);
+    rows = embeddings_dropout->forward(layer_norm(embeddings_norm, rows));
   }
   for (; i < L; ++i)
     rows = layer[i]->as<BertLayer>()->forward_packed(rows, p, i == L - 1 ? first_rows : torch::Tensor());
