@@ -617,13 +617,14 @@ torch::Tensor reference_bert_hidden(ltk::TextModel& model, const ltk::Batch& bat
 }  // namespace
 
 TEST_CASE(
-    "bert: training and inference (the fused layer, real tokens alone, the last layer at [CLS] alone) give the plain "
-    "computation's outputs",
+    "bert: the forward pass (the fused layer, real tokens alone, the last layer at [CLS] alone), with grad mode on "
+    "and off, gives the plain computation's outputs",
     "[models][bert]") {
   // ltk computes the dense layers on a padded batch's real tokens alone, the last layer at [CLS]
   // alone under a [CLS] pooler, and in float32 inference without padding LibTorch's fused layer.
-  // Each, with grad mode on and off, must give a plain padded computation's outputs: float64 to
-  // rounding (the fused layer is float32 only), float32 within float32's rounding.
+  // Each, with grad mode on (the path training takes; its gradients are test_parity's, against
+  // PyTorch) and off, must give a plain padded computation's outputs: float64 to rounding (the
+  // fused layer is float32 only), float32 within float32's rounding.
   const std::vector<std::vector<int64_t>> padded = {{2, 9, 8, 7, 3}, {2, 5, 3}, {2, 11, 12, 13, 14, 15, 3}};
   const std::vector<std::vector<int64_t>> full = {{2, 9, 8, 7, 3}, {2, 5, 3, 4, 4}};
   for (const char* act : {"gelu", "relu", "gelu_new"})
@@ -661,6 +662,45 @@ TEST_CASE(
             CHECK(torch::allclose(hidden * real, hidden_reference * real, rtol, atol));
             CHECK(torch::allclose(bert->bert->first_token(batch).detach(), hidden_reference.select(1, 0), rtol, atol));
           }
+}
+
+TEST_CASE("bert: weights changed in place, loaded or converted after a forward pass are the ones the next one uses",
+          "[models][bert]") {
+  // Inference keeps query, key and value as one matrix (and a bf16 model's LayerNorm weights in
+  // float32) between calls: a step, a load or a conversion of the weights must not leave it stale.
+  nlohmann::json section = {{"type", "bert"},           {"hidden_size", 16},       {"num_hidden_layers", 2},
+                            {"num_attention_heads", 4}, {"intermediate_size", 32}, {"max_position_embeddings", 16}};
+  torch::manual_seed(5);
+  auto model = ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{30, 3, 0, nullptr});
+  model->eval();
+  auto* bert = dynamic_cast<ltk::BertClassifierImpl*>(model.get());
+  REQUIRE(bert);
+  auto batch = batch_of({{2, 9, 8, 7, 3}, {2, 5, 3}});
+  auto full = batch_of({{2, 9, 8, 7, 3}, {2, 5, 3, 4, 4}});  // no padding: the fused layer in float32
+  auto check = [&](const std::string& when, torch::Dtype dtype) {
+    INFO(when);
+    torch::NoGradGuard no_grad;
+    for (const auto* b : {&batch, &full}) {
+      auto reference = reference_bert_hidden(*model, *b, "gelu", 4);
+      auto real = b->mask.unsqueeze(2).to(dtype);
+      const double tol = dtype == torch::kFloat ? 1e-5 : 1e-12;
+      CHECK(torch::allclose(bert->bert->forward(*b).to(dtype) * real, reference.to(dtype) * real, tol, tol));
+    }
+  };
+  check("first call", torch::kFloat);
+  {
+    torch::NoGradGuard no_grad;
+    auto layer0 = bert->bert->layer[0];
+    for (auto& p : layer0->named_parameters()) p.value().add_(0.05);  // an optimiser step: the version moves
+  }
+  check("after an in-place step", torch::kFloat);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->named_parameters()) p.value().set_data(p.value().detach().clone().mul_(0.9));
+  }
+  check("after the storages are replaced", torch::kFloat);
+  model->to(torch::kDouble);
+  check("after a conversion to float64", torch::kDouble);
 }
 
 TEST_CASE("bert: a sample without a real token leaves the others' inference outputs as they are", "[models][bert]") {

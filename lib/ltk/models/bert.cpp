@@ -58,7 +58,7 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
 #endif
 }
 
-/// The shape of a batch whose real tokens alone go through the encoder layers (inference).
+/// The shape of a batch whose real tokens alone go through the encoder layers.
 struct PackedBatch {
   int64_t B = 0, T = 0;
   int64_t N = 0;           ///< real tokens

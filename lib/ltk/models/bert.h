@@ -47,7 +47,7 @@ class BertEncoderImpl : public torch::nn::Module {
   explicit BertEncoderImpl(const BertConfig& config, bool with_pooler = true);
   /// Hidden states [B, T, H] of a batch (token types 0 when the batch has none).
   torch::Tensor forward(const Batch& batch);
-  /// forward(batch)[:, 0], [B, H]; in inference the last layer runs for the first tokens alone.
+  /// forward(batch)[:, 0], [B, H]: the last layer runs for the first tokens alone.
   torch::Tensor first_token(const Batch& batch);
   /// The pooled vector [B, H]: the pooler on [CLS], or the mean over the real tokens.
   torch::Tensor pool(const torch::Tensor& hidden, const Batch& batch);

@@ -3,6 +3,7 @@
 // the batching of texts in batcher.cpp.
 #include "ltk/serve/server.h"
 
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <chrono>
@@ -34,6 +35,15 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 HttpResponse with_version(HttpResponse r, int64_t version) {
   r.headers.emplace_back("X-Model-Version", std::to_string(version));
   return r;
+}
+
+/// Hands the allocator's free pages back to the system: tcmalloc's when ltk-serve runs on it
+/// (apps/CMakeLists.txt, looked up at run time), glibc's otherwise.
+void release_free_memory() {
+  static auto* tcmalloc_release =
+      reinterpret_cast<void (*)()>(dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory"));
+  if (tcmalloc_release) tcmalloc_release();
+  malloc_trim(0);
 }
 
 }  // namespace
@@ -120,11 +130,12 @@ ReloadResult Server::reload(const std::string& run_dir, const std::string& check
     log::warn("reload of {} ({}) failed, still serving version {}: {}", dir, which, old->version, r.error);
   }
   metrics_.reload(r.ok);
-  // The old model is freed here, or by the last request it answers; either way glibc keeps the
-  // pages in the arena of the thread that loaded it (one of many handler threads): handing them
-  // back keeps RSS flat over a reload every few seconds (+70 MB a reload without it, soak_serve.sh).
+  // The old model is freed here, or by the last request it answers; either way the allocator
+  // keeps the pages (glibc: in the arena of the thread that loaded it, one of many handler
+  // threads): handing them back keeps RSS flat over a reload every few seconds (+70 MB a reload
+  // without it, soak_serve.sh).
   old.reset();
-  malloc_trim(0);
+  release_free_memory();
   r.seconds = seconds_since(t0);
   return r;
 }
