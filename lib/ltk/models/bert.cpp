@@ -18,10 +18,11 @@ namespace {
 
 constexpr int64_t MaskedLmIgnore = -100;  // the targets of unselected positions (MaskedLmTask::kIgnore)
 
-torch::Tensor activate(const torch::Tensor& x, const std::string& act) {
-  if (act == "gelu") return torch::gelu(x);
-  if (act == "gelu_new") return torch::gelu(x, "tanh");
-  return torch::relu(x);
+/// act(x); in place when `in_place` (x is a fresh tensor nothing else reads, and nothing is recorded).
+torch::Tensor activate(torch::Tensor x, const std::string& act, bool in_place = false) {
+  const char* approximate = act == "gelu_new" ? "tanh" : "none";
+  if (act == "relu") return in_place ? x.relu_() : torch::relu(x);
+  return in_place ? torch::gelu_(x, approximate) : torch::gelu(x, approximate);
 }
 
 /// m(x), computed in float32 and rounded once for a bf16 input in CPU inference (a bf16 artifact):
@@ -52,8 +53,16 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   return at::scaled_dot_product_attention(q, k, v, additive_mask, p).transpose(1, 2).reshape({B, T, H});
 #else
   (void)training;
-  auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(q.size(3))) + additive_mask;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  auto scores = torch::matmul(q, k.transpose(-1, -2));
+  // In place where nothing is recorded and no autocast mixes dtypes: the scores [B, heads, T, T]
+  // are the largest tensor of a long batch (32 MB for 256 texts of 128 tokens, 2 heads).
+  if (!torch::GradMode::is_enabled() && !at::autocast::is_cpu_enabled() && !at::autocast::is_enabled())
+    scores.mul_(scale).add_(additive_mask);
+  else
+    scores = scores * scale + additive_mask;
   auto probs = dropout->forward(torch::softmax(scores, -1));
+  scores = torch::Tensor();  // freed before the context is made
   return torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H});
 #endif
 }
@@ -120,8 +129,11 @@ class BertLayerImpl : public torch::nn::Module {
       out = dropout->forward(out);
       return in_place ? out.add_(residual) : out + residual;
     };
-    auto qkv = project_qkv(x);  // [R, 3H]
-    auto spread = torch::zeros({p.B * p.T, 3 * H}, qkv.options()).index_copy_(0, p.real, qkv.narrow(0, 0, p.N));
+    // Each large intermediate is let go as soon as the next one is made (a batch's peak memory).
+    auto spread = [&] {
+      auto qkv = project_qkv(x);  // [R, 3H]
+      return torch::zeros({p.B * p.T, 3 * H}, qkv.options()).index_copy_(0, p.real, qkv.narrow(0, 0, p.N));
+    }();
     auto heads = [&](const torch::Tensor& t, int64_t T) { return t.reshape({p.B, T, heads_, d}).transpose(1, 2); };
     auto parts = spread.split(H, -1);
     torch::Tensor context, residual;
@@ -139,9 +151,14 @@ class BertLayerImpl : public torch::nn::Module {
       if (R > p.N) context = torch::constant_pad_nd(context, {0, 0, 0, R - p.N});
       residual = x;
     }
+    parts.clear();
+    spread.reset();
     auto a = layer_norm(attention_norm, residual_add(dense(attention_dense, context), residual), norm_cache_[0]);
-    auto h = activate(dense(intermediate_dense, a), act_);
-    return layer_norm(output_norm, residual_add(dense(output_dense, h), a), norm_cache_[1]);
+    context.reset();
+    auto h = activate(dense(intermediate_dense, a), act_, in_place);
+    auto out = dense(output_dense, h);
+    h.reset();
+    return layer_norm(output_norm, residual_add(out, a), norm_cache_[1]);
   }
 
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, attention_dense{nullptr}, intermediate_dense{nullptr},
@@ -263,8 +280,8 @@ torch::Tensor BertEncoderImpl::run(const Batch& batch, bool first_only) {
   return first_only ? out : out.narrow(1, 0, T);
 }
 
-torch::Tensor BertEncoderImpl::embed(const Batch& batch) {
-  const int64_t B = batch.ids.size(0), T = batch.ids.size(1);
+torch::Tensor BertEncoderImpl::embed(const Batch& batch, const torch::Tensor& real) {
+  const int64_t T = batch.ids.size(1);
   if (T > config.max_position_embeddings)
     throw TrainError(fmt::format("a batch of {} tokens per sample exceeds the model's max_position_embeddings {}; set "
                                  "data.max_len to at most {}",
@@ -277,22 +294,24 @@ torch::Tensor BertEncoderImpl::embed(const Batch& batch) {
                                    "the model's own vocab.txt)",
                                    lo.item<int64_t>() < 0 ? lo.item<int64_t>() : hi.item<int64_t>(), config.vocab_size));
   }
-  auto opts = torch::TensorOptions().dtype(torch::kLong).device(batch.ids.device());
-  auto types = batch.token_types.defined() ? batch.token_types : torch::zeros({B, T}, opts);
-  auto x = word_embeddings->forward(batch.ids) + token_type_embeddings->forward(types);
-  return x + position_embeddings->forward(torch::arange(T, opts)).unsqueeze(0);
+  // The real tokens alone: their ids, token types and positions, summed in Hugging Face's order.
+  auto x = word_embeddings->forward(batch.ids.reshape({-1}).index_select(0, real));
+  x = batch.token_types.defined()
+          ? x + token_type_embeddings->forward(batch.token_types.reshape({-1}).index_select(0, real))
+          : x + token_type_embeddings->weight[0];
+  return x + position_embeddings->forward(real.remainder(T));
 }
 
 torch::Tensor BertEncoderImpl::encode(const Batch& batch, bool first_only) {
   const int64_t B = batch.ids.size(0), T = batch.ids.size(1), H = config.hidden_size;
-  auto x = embed(batch);
   auto padding = batch.mask.logical_not();
-  auto additive = torch::zeros({B, 1, 1, T}, x.options()).masked_fill(padding.view({B, 1, 1, T}), lowest(x.scalar_type()));
+  PackedBatch p{B, T, 0, batch.mask.reshape({-1}).nonzero().squeeze(1), {}};
+  p.N = p.real.size(0);
+  auto x = embed(batch, p.real);  // [N, H]
+  p.additive = torch::zeros({B, 1, 1, T}, x.options()).masked_fill(padding.view({B, 1, 1, T}), lowest(x.scalar_type()));
   auto result = [&](const torch::Tensor& hidden) { return first_only ? hidden.select(1, 0) : hidden; };
   const bool inference = !is_training() && !torch::GradMode::is_enabled() && !at::autocast::is_cpu_enabled() &&
                          !at::autocast::is_enabled();
-  PackedBatch p{B, T, 0, batch.mask.reshape({-1}).nonzero().squeeze(1), additive};
-  p.N = p.real.size(0);
   // The first tokens' rows, when only they are wanted from the last layer and every sample has one.
   torch::Tensor first_rows;
   if (first_only && B > 0 && batch.mask.select(1, 0).all().item<bool>()) {
@@ -304,12 +323,12 @@ torch::Tensor BertEncoderImpl::encode(const Batch& batch, bool first_only) {
   torch::Tensor rows;
   if (inference && p.N == B * T && x.scalar_type() == torch::kFloat && config.hidden_act != "gelu_new" &&
       int8.empty()) {
-    x = layer_norm(embeddings_norm, x);
+    x = layer_norm(embeddings_norm, x).view({B, T, H});  // every position is real, in order
     for (; i < L - (first_rows.defined() ? 1 : 0); ++i) x = layer[i]->as<BertLayer>()->forward_fused(x, padding);
     if (i == L) return result(x);
     rows = x.reshape({B * T, H});
   } else {
-    rows = x.reshape({B * T, H}).index_select(0, p.real);
+    rows = x;
     if (inference && x.scalar_type() == torch::kBFloat16 && x.is_cpu()) rows = pad_rows(rows);
     rows = embeddings_dropout->forward(layer_norm(embeddings_norm, rows));
   }

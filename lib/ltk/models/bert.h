@@ -73,7 +73,8 @@ class BertEncoderImpl : public torch::nn::Module {
   /// rebuilt them (measured: half float32's requests/s at 8 connections).
   static constexpr int64_t kBucket = 16;
   torch::Tensor run(const Batch& batch, bool first_only);
-  torch::Tensor embed(const Batch& batch);  ///< the embeddings' sum [B, T, H], before their LayerNorm
+  /// The embeddings' sum [N, H] of the real tokens at `real` (flattened positions), before their LayerNorm.
+  torch::Tensor embed(const Batch& batch, const torch::Tensor& real);
   torch::Tensor encode(const Batch& batch, bool first_only);
 };
 TORCH_MODULE(BertEncoder);
