@@ -593,9 +593,10 @@ torch::Tensor reference_bert_hidden(ltk::TextModel& model, const ltk::Batch& bat
   auto linear = [&](const torch::Tensor& x, const std::string& name) {
     return torch::matmul(x, get(name + ".weight").t()) + get(name + ".bias");
   };
+  auto types = batch.token_types.defined() ? batch.token_types : torch::zeros({B, T}, torch::kLong);
   auto x = get("bert.embeddings.word_embeddings.weight").index_select(0, batch.ids.flatten()).view({B, T, H}) +
-           get("bert.embeddings.position_embeddings.weight").narrow(0, 0, T).unsqueeze(0) +
-           get("bert.embeddings.token_type_embeddings.weight")[0];
+           get("bert.embeddings.token_type_embeddings.weight").index_select(0, types.flatten()).view({B, T, H}) +
+           get("bert.embeddings.position_embeddings.weight").narrow(0, 0, T).unsqueeze(0);
   x = ln(x, "bert.embeddings.LayerNorm");
   auto additive = batch.mask.logical_not().view({B, 1, 1, T}).to(x.dtype()) * -1e30;
   const int64_t d = H / heads;
@@ -644,6 +645,11 @@ TEST_CASE(
             auto* bert = dynamic_cast<ltk::BertClassifierImpl*>(model.get());
             REQUIRE(bert);
             auto batch = batch_of(*rows);
+            if (rows == &padded) {  // a sentence pair's token types: 1 from the middle of each text on
+              batch.token_types =
+                  (torch::arange(batch.ids.size(1)).unsqueeze(0) >= batch.lengths.unsqueeze(1) / 2).to(torch::kLong) *
+                  batch.mask.to(torch::kLong);
+            }
             auto hidden_reference = reference_bert_hidden(*model, batch, act, 4);
             auto pooled = std::string(pooling) == "cls"
                               ? torch::tanh(torch::matmul(hidden_reference.select(1, 0),

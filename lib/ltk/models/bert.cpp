@@ -53,14 +53,14 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   return at::scaled_dot_product_attention(q, k, v, additive_mask, p).transpose(1, 2).reshape({B, T, H});
 #else
   (void)training;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  const double root = std::sqrt(static_cast<double>(q.size(3)));  // divided by, as Hugging Face does
   auto scores = torch::matmul(q, k.transpose(-1, -2));
   // In place where nothing is recorded and no autocast mixes dtypes: the scores [B, heads, T, T]
   // are the largest tensor of a long batch (32 MB for 256 texts of 128 tokens, 2 heads).
   if (!torch::GradMode::is_enabled() && !at::autocast::is_cpu_enabled() && !at::autocast::is_enabled())
-    scores.mul_(scale).add_(additive_mask);
+    scores.div_(root).add_(additive_mask);
   else
-    scores = scores * scale + additive_mask;
+    scores = scores / root + additive_mask;
   auto probs = dropout->forward(torch::softmax(scores, -1));
   scores = torch::Tensor();  // freed before the context is made
   return torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H});
