@@ -18,6 +18,12 @@ namespace {
 
 constexpr int64_t MaskedLmIgnore = -100;  // the targets of unselected positions (MaskedLmTask::kIgnore)
 
+/// Nothing is recorded for backward and no autocast mixes dtypes: in-place ops and the cached and
+/// converted weights of inference may be used.
+bool plain_inference() {
+  return !torch::GradMode::is_enabled() && !at::autocast::is_cpu_enabled() && !at::autocast::is_enabled();
+}
+
 /// act(x); in place when `in_place` (x is a fresh tensor nothing else reads, and nothing is recorded).
 torch::Tensor activate(torch::Tensor x, const std::string& act, bool in_place = false) {
   const char* approximate = act == "gelu_new" ? "tanh" : "none";
@@ -31,9 +37,7 @@ torch::Tensor activate(torch::Tensor x, const std::string& act, bool in_place = 
 /// and autocast keep the module's own computation. `weights`: where the float32 copies of m's
 /// weight and bias are kept (else made at each call).
 torch::Tensor layer_norm(torch::nn::LayerNorm m, const torch::Tensor& x, DerivedTensor* weights = nullptr) {
-  if (x.scalar_type() != torch::kBFloat16 || !x.is_cpu() || torch::GradMode::is_enabled() ||
-      at::autocast::is_cpu_enabled())
-    return m->forward(x);
+  if (x.scalar_type() != torch::kBFloat16 || !x.is_cpu() || !plain_inference()) return m->forward(x);
   auto as_float = [&](const torch::Tensor& t, int i) {
     auto make = [&t] { return t.to(torch::kFloat); };
     return weights ? weights[i].get({t}, make) : make();
@@ -57,7 +61,7 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   auto scores = torch::matmul(q, k.transpose(-1, -2));
   // In place where nothing is recorded and no autocast mixes dtypes: the scores [B, heads, T, T]
   // are the largest tensor of a long batch (32 MB for 256 texts of 128 tokens, 2 heads).
-  if (!torch::GradMode::is_enabled() && !at::autocast::is_cpu_enabled() && !at::autocast::is_enabled())
+  if (plain_inference())
     scores.div_(root).add_(additive_mask);
   else
     scores = scores / root + additive_mask;
@@ -123,8 +127,7 @@ class BertLayerImpl : public torch::nn::Module {
     const int64_t H = x.size(1), R = x.size(0), d = H / heads_;
     // In place where nothing is recorded for backward and no autocast mixes dtypes (bf16 + float32
     // gives float32 there, as the module's own computation does).
-    const bool in_place =
-        !torch::GradMode::is_enabled() && !at::autocast::is_cpu_enabled() && !at::autocast::is_enabled();
+    const bool in_place = plain_inference();
     auto residual_add = [&](torch::Tensor out, const torch::Tensor& residual) {
       out = dropout->forward(out);
       return in_place ? out.add_(residual) : out + residual;
@@ -310,8 +313,7 @@ torch::Tensor BertEncoderImpl::encode(const Batch& batch, bool first_only) {
   auto x = embed(batch, p.real);  // [N, H]
   p.additive = torch::zeros({B, 1, 1, T}, x.options()).masked_fill(padding.view({B, 1, 1, T}), lowest(x.scalar_type()));
   auto result = [&](const torch::Tensor& hidden) { return first_only ? hidden.select(1, 0) : hidden; };
-  const bool inference = !is_training() && !torch::GradMode::is_enabled() && !at::autocast::is_cpu_enabled() &&
-                         !at::autocast::is_enabled();
+  const bool inference = !is_training() && plain_inference();
   // The first tokens' rows, when only they are wanted from the last layer and every sample has one.
   torch::Tensor first_rows;
   if (first_only && B > 0 && batch.mask.select(1, 0).all().item<bool>()) {
