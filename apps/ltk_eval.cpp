@@ -140,6 +140,7 @@ int quantize(const cxxopts::ParseResult& args, int64_t batch_size) {
   ltk::quantize_run(quantized, precision);
   if (batch_size == 0) batch_size = reference.config.trainer.eval_batch_size;
   auto a = score_file(reference, data, batch_size, args["format"].as<std::string>());
+  ltk::calibrate_run(quantized, data, batch_size, args["format"].as<std::string>());
   auto b = score_file(quantized, data, batch_size, args["format"].as<std::string>());
   auto check = ltk::compare_deploy(*reference.task, a, b);
   check.data = data;

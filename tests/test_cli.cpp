@@ -169,7 +169,7 @@ TEST_CASE("cli: ltk-eval prints a table on stderr and JSON on stdout", "[cli]") 
   ltk::test::write_file(run + "/ltk.json", R"({"ltk_version": "9.0.0", "commit": "x", "run_format": 99})");
   auto newer = run_app("ltk-eval", "--run '" + run + "' --data '" + dir.file("valid.tsv") + "'");
   CHECK(newer.code == 1);
-  CHECK_THAT(newer.err, Contains("ltk 9.0.0 (run format 99)") && Contains("reads run formats up to 2"));
+  CHECK_THAT(newer.err, Contains("ltk 9.0.0 (run format 99)") && Contains("reads run formats up to 3"));
 }
 
 TEST_CASE("cli: ltk-predict answers one JSON line per input line, in order", "[cli]") {
@@ -590,8 +590,8 @@ TEST_CASE(
     auto deploy = nlohmann::json::parse(ltk::test::read_text(dir.file(p + "/deploy.json")));
     CHECK(deploy["precision"] == p);
     CHECK(deploy["check"]["agreement"] == j["agreement"]);
-    // Run format 2: an ltk that predates artifacts refuses it rather than misreading it.
-    CHECK(nlohmann::json::parse(ltk::test::read_text(dir.file(p + "/ltk.json")))["run_format"] == 2);
+    // Run format 3: an ltk that predates artifacts (or their int8 ranges) refuses it rather than misreading it.
+    CHECK(nlohmann::json::parse(ltk::test::read_text(dir.file(p + "/ltk.json")))["run_format"] == 3);
     // Not float32 weights: --export and a second --quantize refuse, naming what to give instead.
     auto exported = run_app("ltk-eval", "--run '" + dir.file(p) + "' --export '" + dir.file("exported") + "'");
     CHECK(exported.code == 2);
@@ -610,6 +610,11 @@ TEST_CASE(
   CHECK(int8[query + ".weight_int8"].sizes().vec() == std::vector<int64_t>{16, 16});
   CHECK(int8[query + ".weight_scale"].sizes().vec() == std::vector<int64_t>{16});
   CHECK(int8.count(query + ".weight") == 0);
+  // Calibrated on the check's data (run format 3): the activations' [lo, hi] of each int8 layer.
+  REQUIRE(int8.count(query + ".input_range"));
+  CHECK(int8[query + ".input_range"].sizes().vec() == std::vector<int64_t>{2});
+  CHECK(int8[query + ".input_range"][0].item<float>() < 0);
+  CHECK(int8[query + ".input_range"][1].item<float>() > 0);
   CHECK(int8["classifier.weight"].scalar_type() == torch::kFloat);
   for (auto& [name, t] : ltk::read_weights(dir.file("bf16/checkpoints/deploy/weights.pt")))
     CHECK(t.scalar_type() == torch::kBFloat16);

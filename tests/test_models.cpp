@@ -1294,6 +1294,62 @@ TEST_CASE(
   }
 }
 
+TEST_CASE(
+    "int8: a calibrated layer clamps its inputs to the range its calibration saw and quantizes every call alike - "
+    "a row's result no longer depends on the rows beside it",
+    "[models][quantize]") {
+  if (!ltk::int8_unavailable().empty()) LTK_SKIP(ltk::int8_unavailable());
+  torch::manual_seed(11);
+  auto w = torch::randn({19, 33}) * 0.2, b = torch::randn({19});
+  auto layer = ltk::quantize_linear(w, b);
+  CHECK(!layer.fixed_range());
+  auto calibrating = torch::randn({40, 33}) * 1.5 + 0.3;
+  {
+    ltk::Int8Calibration calibration;
+    CHECK_THROWS_WITH(ltk::Int8Calibration(), Contains("one calibration at a time"));
+    CHECK(calibration.range(layer) == std::pair<float, float>{0, 0});  // never ran
+    ltk::int8_linear(calibrating.narrow(0, 0, 25), layer);
+    ltk::int8_linear(calibrating.narrow(0, 25, 15), layer);
+    auto [lo, hi] = calibration.range(layer);
+    CHECK(lo == calibrating.min().item<float>());  // over every call
+    CHECK(hi == calibrating.max().item<float>());
+    layer.lo = lo;
+    layer.hi = hi;
+  }
+  REQUIRE(layer.fixed_range());
+  // 7-bit activations wherever the CPU is: the bound and the identities hold with either.
+  const bool reduce_range = ltk::int8_reduce_range();
+  const double levels = reduce_range ? 127 : 255, sx = (layer.hi - layer.lo) / levels;
+  // Inputs inside the range: off by at most a step of the fixed range, whatever their own range.
+  auto inside = torch::rand({30, 33}) * (layer.hi - layer.lo) * 0.5 + layer.lo * 0.5;
+  auto exact = torch::nn::functional::linear(inside.to(torch::kDouble), w.to(torch::kDouble), b.to(torch::kDouble));
+  auto wq = layer.weight_int8.to(torch::kDouble) * layer.scale.to(torch::kDouble).unsqueeze(1);
+  auto xd = inside.to(torch::kDouble);
+  auto bound = sx * wq.abs().sum(1).unsqueeze(0) +
+               torch::matmul(xd.abs(), (layer.scale.to(torch::kDouble) / 2).unsqueeze(0).expand({33, 19})) +
+               1e-5 * torch::matmul(xd.abs(), w.to(torch::kDouble).abs().t());
+  auto y = ltk::int8_linear(inside, layer, reduce_range);
+  CHECK(((y.to(torch::kDouble) - exact).abs() - bound).max().item<double>() <= 0);
+  // Each row alone gives its row of the batch, bit for bit: the scale is the range's, not the batch's.
+  for (int64_t r : {0, 7, 29})
+    CHECK(torch::equal(ltk::int8_linear(inside.narrow(0, r, 1), layer, reduce_range), y[r].unsqueeze(0)));
+  // A layer with its own range per call gives a lone row another result (the test would pass unfixed otherwise).
+  auto dynamic = layer;
+  dynamic.lo = dynamic.hi = 0;
+  CHECK(!torch::equal(ltk::int8_linear(inside.narrow(0, 7, 1), dynamic, reduce_range),
+                      ltk::int8_linear(inside, dynamic, reduce_range)[7].unsqueeze(0)));
+  // Inputs outside the range are clamped to it; 1,500 rows go in two calls, each row as it would alone.
+  auto wide = torch::randn({1500, 33}) * 4;
+  auto clamped = wide.clamp(layer.lo, layer.hi);
+  auto y_wide = ltk::int8_linear(wide, layer, reduce_range);
+  CHECK(torch::equal(y_wide, ltk::int8_linear(clamped, layer, reduce_range)));
+  // (Calls of other row counts run other kernels, whose float32 dequantization of the same int32
+  // sums may round otherwise: a few roundings of 2^-24 each, against 1.5e-2 here for a range per call.)
+  auto alone = ltk::int8_linear(clamped.narrow(0, 1400, 5), layer, reduce_range);
+  auto magnitude = torch::matmul(clamped.narrow(0, 1400, 5).abs(), wq.abs().t().to(torch::kFloat)) + b.abs();
+  CHECK(((y_wide.narrow(0, 1400, 5) - alone).abs() - std::ldexp(1.0, -20) * magnitude).max().item<float>() <= 0);
+}
+
 TEST_CASE("int8: stored values and scales are checked, an unpaired or mistyped entry names the tensor",
           "[models][quantize]") {
   auto bias = torch::zeros({2});
@@ -1307,10 +1363,16 @@ TEST_CASE("int8: stored values and scales are checked, an unpaired or mistyped e
   CHECK_THROWS_WITH(ltk::take_int8(stored, "w.pt"), Contains("w.pt: a.weight_int8 has no a.weight_scale"));
   stored = {{"a.weight_int8", values}, {"a.weight_scale", scale.to(torch::kDouble)}};
   CHECK_THROWS_AS(ltk::take_int8(stored, "w.pt"), ltk::CheckpointError);
+  stored = {{"a.input_range", torch::tensor({-1.0f, 1.0f})}, {"a.bias", bias}};
+  CHECK_THROWS_WITH(ltk::take_int8(stored, "w.pt"), Contains("w.pt: a.input_range has no a.weight_int8"));
+  stored = {
+      {"a.weight_int8", values}, {"a.weight_scale", scale}, {"a.input_range", torch::tensor({-1.0f, 0.0f, 1.0f})}};
+  CHECK_THROWS_WITH(ltk::take_int8(stored, "w.pt"), Contains("a.input_range should be float32 [2]"));
   stored = {{"a.weight_int8", values}, {"a.weight_scale", scale * 2}, {"a.bias", bias}};
   auto taken = ltk::take_int8(stored, "w.pt");
   REQUIRE(taken.size() == 1);
   CHECK(taken[0].first == "a");
+  CHECK(!taken[0].second.range.defined());  // an artifact of run format 2: each call's own range
   REQUIRE(stored.size() == 2);
   CHECK(stored[1].first == "a.weight");
   CHECK(torch::equal(stored[1].second, torch::full({2, 3}, 2.0)));
@@ -1334,6 +1396,11 @@ TEST_CASE(
     torch::NoGradGuard no_grad;
     auto reference = model->forward(batch);
     ltk::quantizable(*model, "bert").quantize(precision);
+    if (precision == "int8") {  // calibrated, as ltk-eval --quantize does, on the batch itself
+      ltk::Int8Calibration calibration;
+      model->forward(batch);
+      ltk::quantizable(*model, "bert").fix_int8_ranges(calibration);
+    }
     auto out = model->forward(batch);
     CHECK(out.scalar_type() == torch::kFloat);
     CHECK(!torch::equal(out, reference));
@@ -1346,6 +1413,17 @@ TEST_CASE(
       CHECK(!by_name.count("bert.encoder.layer.0.intermediate.dense.weight"));
       CHECK(by_name.at("bert.pooler.dense.weight").scalar_type() == torch::kFloat);
       CHECK(ltk::quantizable(*model, "bert").int8_layers().replaced_weights().size() == 12);
+      // Each has its range; query, key and value, one input, the same one.
+      int64_t ranges = 0;
+      for (const auto& [name, t] : tensors)
+        ranges += name.size() > 12 && name.substr(name.size() - 12) == ".input_range";
+      CHECK(ranges == 12);
+      const std::string self = "bert.encoder.layer.1.attention.self.";
+      const auto& range = by_name.at(self + "query.input_range");
+      CHECK(range[0].item<float>() < 0);
+      CHECK(range[1].item<float>() > 0);
+      CHECK(torch::equal(by_name.at(self + "key.input_range"), range));
+      CHECK(torch::equal(by_name.at(self + "value.input_range"), range));
     } else {
       for (const auto& [name, t] : tensors) CHECK(t.scalar_type() == torch::kBFloat16);
     }
@@ -1366,8 +1444,19 @@ TEST_CASE(
     CHECK(torch::equal(loaded->forward(batch), out));
     if (precision == "int8") {  // a damaged artifact: the head stored as int8, which no bert artifact holds
       auto head = ltk::quantize_linear(torch::ones({3, 16}), torch::Tensor());
-      CHECK_THROWS_WITH(ltk::quantizable(*loaded, "bert").load_int8({{"classifier", {head.weight_int8, head.scale}}}),
-                        Contains("classifier.weight_int8: only the encoder layers"));
+      CHECK_THROWS_WITH(
+          ltk::quantizable(*loaded, "bert").load_int8({{"classifier", {head.weight_int8, head.scale, {}}}}),
+          Contains("classifier.weight_int8: only the encoder layers"));
+      auto query = ltk::quantize_linear(torch::ones({16, 16}), torch::Tensor());
+      const std::string name = "bert.encoder.layer.0.attention.self.query";
+      auto fresh = ltk::build_model(config, ltk::ModelContext{20, 3, 0, nullptr});
+      CHECK_THROWS_WITH(ltk::quantizable(*fresh, "bert")
+                            .load_int8({{name, {query.weight_int8, query.scale, torch::tensor({0.5f, 1.0f})}}}),
+                        Contains(name + ".input_range: [0.5, 1] is no range"));
+      // What it loaded is what it stores: the ranges too.
+      auto again = ltk::deploy_tensors(*loaded, "int8");
+      CHECK(std::count_if(again.begin(), again.end(),
+                          [](const auto& t) { return t.first.find(".input_range") != std::string::npos; }) == 12);
     }
   }
   auto bow = ltk::build_model(ltk::resolve_model_config({{"type", "bow"}}), ltk::ModelContext{20, 3, 0, nullptr});

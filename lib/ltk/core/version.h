@@ -8,8 +8,9 @@ namespace ltk {
 
 /// The newest run-directory format this ltk writes; it reads runs of this format or older. Raised
 /// when a run directory changes in a way an older ltk would misread. 2: deploy artifacts
-/// (ltk-eval --quantize: deploy.json, bf16 or int8 weights).
-inline constexpr int kRunFormat = 2;
+/// (ltk-eval --quantize: deploy.json, bf16 or int8 weights); 3: int8 layers' calibrated activation
+/// ranges (NAME.input_range).
+inline constexpr int kRunFormat = 3;
 /// The format of the runs ltk-train writes (an older ltk reads them).
 inline constexpr int kTrainedRunFormat = 1;
 

@@ -111,6 +111,13 @@ void quantize_run(LoadedRun& run, const std::string& precision) {
   run.precision = precision;
 }
 
+void calibrate_run(LoadedRun& run, const std::string& path, int64_t batch_size, const std::string& format) {
+  if (run.precision != "int8") return;
+  Int8Calibration calibration;
+  score_file(run, path, batch_size, format);
+  quantizable(*run.model, run.config.model.type).fix_int8_ranges(calibration);
+}
+
 DeployCheck compare_deploy(const Task& task, const ScoredFile& reference, const ScoredFile& candidate) {
   DeployCheck c;
   c.samples = reference.predictions.samples;

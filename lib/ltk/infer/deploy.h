@@ -1,12 +1,13 @@
 // Deploy artifacts (ltk-eval --quantize): a run's model in bf16 or int8, scored against the
 // float32 model on labelled data, and written only when its accuracy holds. The artifact is a run
-// directory that ltk-eval, ltk-predict and ltk-serve load as any other (run format 2):
+// directory that ltk-eval, ltk-predict and ltk-serve load as any other (run format 3):
 //   config.json, vocab.txt, labels.txt, task.json, the tokenizer's file   copied from the run
 //   deploy.json          {"precision": "bf16" | "int8", "source_run", "source_checkpoint", "check"}
 //   checkpoints/best.json, last.json -> checkpoints/deploy/weights.pt
 // weights.pt holds every tensor by its run name: bf16 tensors for "bf16"; for "int8" the float32
 // ones, except that each quantized Linear layer NAME stores NAME.weight_int8 (int8 [out, in]) and
-// NAME.weight_scale (float32 [out]) in place of NAME.weight = weight_int8 * weight_scale per row.
+// NAME.weight_scale (float32 [out]) in place of NAME.weight = weight_int8 * weight_scale per row,
+// and NAME.input_range (float32 [lo, hi]: its activations' calibrated range; run format 3).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -39,6 +40,10 @@ struct DeployCheck {
 /// needs accuracy: multiclass, binary, multilabel), int8 off the CPU or without the onednn
 /// engine, bf16 on a CPU without native bf16 (where it is slower than float32).
 void quantize_run(LoadedRun& run, const std::string& precision);
+
+/// Fixes an int8 `run`'s activation ranges (Int8Linear::lo, hi) to those its layers meet on the
+/// labelled file `path`, scored once with each call's own range; nothing for another precision.
+void calibrate_run(LoadedRun& run, const std::string& path, int64_t batch_size, const std::string& format = "");
 
 /// Compares the float32 run's scores with the artifact's on the same file.
 DeployCheck compare_deploy(const Task& task, const ScoredFile& reference, const ScoredFile& candidate);

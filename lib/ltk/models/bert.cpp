@@ -367,14 +367,18 @@ void BertEncoderImpl::fuse_int8() {
     auto* l = m->as<BertLayer>();
     const Int8Linear *q = int8.find(*l->query), *k = int8.find(*l->key), *v = int8.find(*l->value);
     if (!q || !k || !v) continue;
-    l->qkv_int8 = std::make_shared<const Int8Linear>(pack_linear(
-        torch::cat({q->weight_int8, k->weight_int8, v->weight_int8}), torch::cat({q->scale, k->scale, v->scale}),
-        torch::cat({l->query->bias, l->key->bias, l->value->bias}), "query, key and value"));
+    auto fused = pack_linear(torch::cat({q->weight_int8, k->weight_int8, v->weight_int8}),
+                             torch::cat({q->scale, k->scale, v->scale}),
+                             torch::cat({l->query->bias, l->key->bias, l->value->bias}), "query, key and value");
+    if (q->fixed_range() && k->fixed_range() && v->fixed_range()) {  // (one input: the same range, as calibrated)
+      fused.lo = std::min({q->lo, k->lo, v->lo});
+      fused.hi = std::max({q->hi, k->hi, v->hi});
+    }
+    l->qkv_int8 = std::make_shared<const Int8Linear>(std::move(fused));
   }
 }
 
-void BertClassifierImpl::load_int8(
-    const std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>>& stored) {
+void BertClassifierImpl::load_int8(const StoredInt8Layers& stored) {
   for (const auto& [name, values] : stored)
     if (name.rfind("bert.encoder.layer.", 0) != 0)
       throw CheckpointError(name +
@@ -382,6 +386,21 @@ void BertClassifierImpl::load_int8(
                             "the file is damaged, make it again with ltk-eval --quantize int8");
   bert->int8.load(*this, stored);
   bert->fuse_int8();
+}
+
+void BertClassifierImpl::fix_int8_ranges(const Int8Calibration& calibration) {
+  auto& int8 = bert->int8;
+  int8.set_ranges(calibration);
+  // Query, key and value ran as one layer: theirs is its range.
+  for (const auto& m : *bert->layer) {
+    auto* l = m->as<BertLayer>();
+    if (!l->qkv_int8) continue;
+    auto [lo, hi] = calibration.range(*l->qkv_int8);
+    if (!(lo < hi)) continue;
+    for (auto* linear : {l->query.get(), l->key.get(), l->value.get()}) int8.set_range(*linear, lo, hi);
+  }
+  bert->fuse_int8();
+  int8.set_ranges(calibration);  // (the primitive cache, now that query, key and value are fixed too)
 }
 
 void BertClassifierImpl::quantize(const std::string& precision) {

@@ -88,7 +88,8 @@ class BertClassifierImpl : public TextModel, public Quantizable {
   /// run on one vector per sample, stay float).
   void quantize(const std::string& precision) override;
   Int8Layers& int8_layers() override { return bert->int8; }
-  void load_int8(const std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>>& stored) override;
+  void load_int8(const StoredInt8Layers& stored) override;
+  void fix_int8_ranges(const Int8Calibration& calibration) override;
   bool is_head(const std::string& name) const override { return name.rfind("classifier.", 0) == 0; }
   int64_t level(const std::string& name) const override;
   int64_t num_levels() const override { return bert->config.num_hidden_layers + 1; }

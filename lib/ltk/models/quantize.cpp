@@ -8,9 +8,11 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <map>
-#include <mutex>
 
 #include "ltk/core/blas.h"
 #include "ltk/core/error.h"
@@ -21,6 +23,7 @@ namespace {
 
 const char* const kValues = ".weight_int8";
 const char* const kScales = ".weight_scale";
+const char* const kRange = ".input_range";
 
 bool ends_with(const std::string& s, const std::string& end) {
   return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
@@ -30,17 +33,35 @@ bool ends_with(const std::string& s, const std::string& end) {
 void use_onednn() {
   if (const std::string why = int8_unavailable(); !why.empty()) throw ConfigError(why);
   static std::once_flag once;
-  std::call_once(once, [] {
-    at::globalContext().setQEngine(at::QEngine::ONEDNN);
-    // LibTorch 1.13's onednn dynamic linear builds a primitive for each call's activation scale,
-    // which oneDNN's primitive cache (1,024 by default) then keeps and never reuses: 330 MB more
-    // peak RSS on a 2-layer, 128-wide BERT's evaluation, at the same speed with 16 (measured). The
-    // cache is sized down unless the user sized it; looked up at run time, as a LibTorch that
-    // links oneDNN statically does not export it.
-    if (!std::getenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY") && !std::getenv("DNNL_PRIMITIVE_CACHE_CAPACITY"))
-      if (auto* set = reinterpret_cast<int (*)(int)>(dlsym(RTLD_DEFAULT, "dnnl_set_primitive_cache_capacity"))) set(16);
-  });
+  std::call_once(once, [] { at::globalContext().setQEngine(at::QEngine::ONEDNN); });
   if (at::globalContext().qEngine() != at::QEngine::ONEDNN) at::globalContext().setQEngine(at::QEngine::ONEDNN);
+}
+
+std::atomic<bool> g_small_cache{false};
+std::atomic<Int8Calibration*> g_calibration{nullptr};
+
+/// LibTorch 1.13's onednn dynamic linear builds a primitive for each call's activation scale, which
+/// oneDNN's primitive cache (1,024 by default) then keeps and never reuses: 330 MB more peak RSS on
+/// a 2-layer, 128-wide BERT's evaluation, at the same speed with 16 (measured). The cache holds 16
+/// while layers run with their own ranges, its own capacity once every layer's range is fixed (a
+/// model's layers and row counts need a primitive each then, used again and again). Left alone
+/// when the user sized it; looked up at run time, as a LibTorch that links oneDNN statically does
+/// not export it.
+void small_primitive_cache(bool small) {
+  if (g_small_cache.load() == small) return;
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (g_small_cache.load() == small) return;
+  g_small_cache = small;
+  if (std::getenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY") || std::getenv("DNNL_PRIMITIVE_CACHE_CAPACITY")) return;
+  static auto* set = reinterpret_cast<int (*)(int)>(dlsym(RTLD_DEFAULT, "dnnl_set_primitive_cache_capacity"));
+  static auto* get = reinterpret_cast<int (*)(int*)>(dlsym(RTLD_DEFAULT, "dnnl_get_primitive_cache_capacity"));
+  static const int original = [] {
+    int capacity = 1024;
+    if (get) get(&capacity);
+    return capacity;
+  }();
+  if (set) set(small ? 16 : original);
 }
 
 c10::IValue prepack(const torch::Tensor& weight_int8, const torch::Tensor& scale, const torch::Tensor& bias) {
@@ -101,22 +122,61 @@ Int8Linear pack_linear(torch::Tensor values, torch::Tensor scale, const torch::T
   return l;
 }
 
+Int8Calibration::Int8Calibration() {
+  Int8Calibration* none = nullptr;
+  if (!g_calibration.compare_exchange_strong(none, this)) throw Error("int8: one calibration at a time");
+}
+
+Int8Calibration::~Int8Calibration() {
+  g_calibration = nullptr;
+}
+
+std::pair<float, float> Int8Calibration::range(const Int8Linear& layer) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = seen_.find(&layer);
+  return it == seen_.end() ? std::pair<float, float>{0, 0} : it->second;
+}
+
+void Int8Calibration::record(const Int8Linear& layer, const torch::Tensor& x) {
+  if (x.numel() == 0) return;
+  auto [low, high] = torch::aminmax(x);
+  const float lo = std::min(low.item<float>(), 0.0f), hi = std::max(high.item<float>(), 0.0f);
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto [it, added] = seen_.try_emplace(&layer, lo, hi);
+  if (!added) it->second = {std::min(it->second.first, lo), std::max(it->second.second, hi)};
+}
+
 torch::Tensor int8_linear(const torch::Tensor& x, const Int8Linear& layer, bool reduce_range) {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_dynamic", "");
   // onednn builds a kernel for each new number of rows (about 20 ms each, measured: more than a
   // length-sorted evaluation's whole int8 compute). Rows go in chunks of kChunk, the last padded
   // with zero rows to a power of two from 64: five shapes per layer in all. Zero rows leave the
-  // activations' range as it is (it always holds 0), so the real rows come out as unpadded.
+  // activations' range as it is (it always holds 0), so the real rows come out as unpadded. With a
+  // fixed range, one more row holds its ends, so that the engine finds the same range every call.
   constexpr int64_t kChunk = 1024, kSmallest = 64;
   const int64_t K = x.size(-1), M = x.numel() / std::max<int64_t>(K, 1);
+  const bool fixed = layer.fixed_range();
   auto in = x.to(torch::kFloat).reshape({M, K});
+  if (auto* calibration = g_calibration.load()) calibration->record(layer, in);
+  if (!fixed) small_primitive_cache(true);
   std::vector<torch::Tensor> parts;
-  for (int64_t start = 0; start < M || parts.empty(); start += kChunk) {
-    const int64_t rows = std::min(kChunk, M - start);
+  for (int64_t start = 0; start < M || parts.empty(); start += kChunk - fixed) {
+    const int64_t rows = std::min(kChunk - fixed, M - start);
     int64_t padded = kSmallest;
-    while (padded < rows) padded *= 2;
+    while (padded < rows + fixed) padded *= 2;
     auto part = in.narrow(0, start, rows);
-    if (padded != rows) part = torch::cat({part, torch::zeros({padded - rows, K}, part.options())});
+    if (fixed) {
+      auto buffer = torch::empty({padded, K}, part.options());
+      auto head = buffer.narrow(0, 0, rows);
+      torch::clamp_out(head, part, layer.lo, layer.hi);
+      buffer.narrow(0, rows, padded - rows).zero_();
+      float* ends = buffer.data_ptr<float>() + rows * K;
+      ends[0] = layer.lo;
+      ends[1] = layer.hi;
+      part = buffer;
+    } else if (padded != rows) {
+      part = torch::cat({part, torch::zeros({padded - rows, K}, part.options())});
+    }
     torch::jit::Stack stack{part.contiguous(), layer.packed, reduce_range};
     op.callBoxed(&stack);
     parts.push_back(stack.at(0).toTensor().narrow(0, 0, rows));
@@ -140,23 +200,54 @@ void Int8Layers::quantize(torch::nn::Module& model, const std::function<bool(con
   }
 }
 
-void Int8Layers::load(torch::nn::Module& model,
-                      const std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>>& stored) {
-  for (const auto& [name, vs] : stored) {
+void Int8Layers::load(torch::nn::Module& model, const StoredInt8Layers& stored) {
+  bool all_fixed = true;
+  for (const auto& [name, layer] : stored) {
     auto* linear = linear_of(model, name);
     if (!linear)
       throw CheckpointError(name + kValues + ": the model has no Linear layer " + name +
                             "; the artifact was made for another model");
-    if (vs.first.sizes() != linear->weight.sizes())
+    if (layer.values.sizes() != linear->weight.sizes())
       throw CheckpointError(fmt::format("{}{}: [{}] values for a layer of [{}]", name, kValues,
-                                        fmt::join(vs.first.sizes(), ", "), fmt::join(linear->weight.sizes(), ", ")));
-    add(name, *linear, pack_linear(vs.first, vs.second, linear->bias, name));
+                                        fmt::join(layer.values.sizes(), ", "),
+                                        fmt::join(linear->weight.sizes(), ", ")));
+    auto packed = pack_linear(layer.values, layer.scale, linear->bias, name);
+    if (layer.range.defined()) {
+      const float lo = layer.range[0].item<float>(), hi = layer.range[1].item<float>();
+      if (!(std::isfinite(lo) && std::isfinite(hi) && lo <= 0 && hi >= 0))
+        throw CheckpointError(
+            fmt::format("{}{}: [{}, {}] is no range [lo, hi] with lo <= 0 <= hi; the artifact "
+                        "is damaged, make it again with ltk-eval --quantize int8",
+                        name, kRange, lo, hi));
+      packed.lo = lo;
+      packed.hi = hi;
+    }
+    all_fixed = all_fixed && packed.fixed_range();
+    add(name, *linear, std::move(packed));
   }
+  if (all_fixed && !stored.empty()) small_primitive_cache(false);
 }
 
 const Int8Linear* Int8Layers::find(const torch::nn::LinearImpl& linear) const {
   auto it = layers_.find(&linear);
   return it == layers_.end() ? nullptr : &it->second.second;
+}
+
+void Int8Layers::set_range(const torch::nn::LinearImpl& linear, float lo, float hi) {
+  auto it = layers_.find(&linear);
+  if (it == layers_.end()) throw Error("int8: set_range on a layer that is not int8");
+  it->second.second.lo = lo;
+  it->second.second.hi = hi;
+}
+
+void Int8Layers::set_ranges(const Int8Calibration& calibration) {
+  bool all_fixed = true;
+  for (auto& [module, entry] : layers_) {
+    auto [lo, hi] = calibration.range(entry.second);
+    if (lo < hi) entry.second.lo = lo, entry.second.hi = hi;
+    all_fixed = all_fixed && entry.second.fixed_range();
+  }
+  if (all_fixed && !layers_.empty()) small_primitive_cache(false);
 }
 
 torch::Tensor Int8Layers::forward(torch::nn::LinearImpl& linear, const torch::Tensor& x) const {
@@ -169,6 +260,8 @@ std::vector<std::pair<std::string, torch::Tensor>> Int8Layers::tensors() const {
   for (const auto& [module, entry] : layers_) {
     out.emplace_back(entry.first + kValues, entry.second.weight_int8);
     out.emplace_back(entry.first + kScales, entry.second.scale);
+    if (entry.second.fixed_range())
+      out.emplace_back(entry.first + kRange, torch::tensor({entry.second.lo, entry.second.hi}, torch::kFloat));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;
@@ -181,30 +274,40 @@ std::vector<std::string> Int8Layers::replaced_weights() const {
   return out;
 }
 
-std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>> take_int8(
-    std::vector<std::pair<std::string, torch::Tensor>>& stored, const std::string& path) {
-  std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> pairs;
+StoredInt8Layers take_int8(std::vector<std::pair<std::string, torch::Tensor>>& stored, const std::string& path) {
+  std::map<std::string, StoredInt8> layers;
   std::vector<std::pair<std::string, torch::Tensor>> rest;
+  auto base = [](const std::string& name, const char* end) { return name.substr(0, name.size() - std::strlen(end)); };
   for (auto& [name, t] : stored) {
     if (ends_with(name, kValues))
-      pairs[name.substr(0, name.size() - std::string(kValues).size())].first = t;
+      layers[base(name, kValues)].values = t;
     else if (ends_with(name, kScales))
-      pairs[name.substr(0, name.size() - std::string(kScales).size())].second = t;
+      layers[base(name, kScales)].scale = t;
+    else if (ends_with(name, kRange))
+      layers[base(name, kRange)].range = t;
     else
       rest.emplace_back(std::move(name), std::move(t));
   }
-  std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>> out;
-  for (auto& [name, vs] : pairs) {
-    if (!vs.first.defined() || !vs.second.defined())
-      throw CheckpointError(path + ": " + name + (vs.first.defined() ? kValues : kScales) + " has no " + name +
-                            (vs.first.defined() ? kScales : kValues) + "; the artifact is damaged");
+  StoredInt8Layers out;
+  for (auto& [name, layer] : layers) {
+    if (!layer.values.defined() || !layer.scale.defined())
+      throw CheckpointError(path + ": " + name +
+                            (layer.values.defined()  ? kValues
+                             : layer.scale.defined() ? kScales
+                                                     : kRange) +
+                            " has no " + name + (layer.values.defined() ? kScales : kValues) +
+                            "; the artifact is damaged");
     // Checked here too: the dequantized weight below must not read a wrong-typed tensor.
-    if (vs.first.scalar_type() != torch::kChar || vs.second.scalar_type() != torch::kFloat || vs.first.dim() != 2 ||
-        vs.second.dim() != 1 || vs.second.size(0) != vs.first.size(0))
+    if (layer.values.scalar_type() != torch::kChar || layer.scale.scalar_type() != torch::kFloat ||
+        layer.values.dim() != 2 || layer.scale.dim() != 1 || layer.scale.size(0) != layer.values.size(0))
       throw CheckpointError(path + ": " + name + kValues + " / " + name + kScales +
                             " should be int8 [out, in] and float32 [out]; the artifact is damaged");
-    rest.emplace_back(name + ".weight", vs.first.to(torch::kFloat) * vs.second.unsqueeze(1));
-    out.emplace_back(name, std::move(vs));
+    if (layer.range.defined() &&
+        (layer.range.scalar_type() != torch::kFloat || layer.range.sizes() != at::IntArrayRef{2}))
+      throw CheckpointError(path + ": " + name + kRange +
+                            " should be float32 [2], the activations' [lo, hi]; the artifact is damaged");
+    rest.emplace_back(name + ".weight", layer.values.to(torch::kFloat) * layer.scale.unsqueeze(1));
+    out.emplace_back(name, std::move(layer));
   }
   stored = std::move(rest);
   return out;

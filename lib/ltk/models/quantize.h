@@ -11,6 +11,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include <functional>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -33,6 +34,37 @@ struct Int8Linear {
   torch::Tensor weight_int8;  ///< [out, in] int8, in -127..127
   torch::Tensor scale;        ///< [out] float32, > 0
   c10::IValue packed;         ///< the engine's prepacked weight and bias
+  /// The activations' range [lo, hi], lo <= 0 <= hi, when it is fixed (calibrated: ltk-eval
+  /// --quantize int8 measures it on its check data): the inputs are clamped to it, and every call
+  /// quantizes them with the same scale, so that onednn reuses one kernel where it builds one per
+  /// scale otherwise (3-6x the matrix product's time, measured). lo == hi: each call's own range.
+  float lo = 0, hi = 0;
+  bool fixed_range() const { return lo < hi && weight_int8.size(1) >= 2; }
+};
+
+/// An int8 layer as an artifact stores it (take_int8): values, scales and, when calibrated, the
+/// activations' range (float32 [2]; undefined otherwise).
+struct StoredInt8 {
+  torch::Tensor values, scale, range;
+};
+using StoredInt8Layers = std::vector<std::pair<std::string, StoredInt8>>;
+
+/// While one lives, int8_linear records the range of each layer's inputs, as run with their own
+/// range (ltk-eval --quantize int8 calibrating on its check data). One at a time.
+class Int8Calibration {
+ public:
+  Int8Calibration();
+  ~Int8Calibration();
+  Int8Calibration(const Int8Calibration&) = delete;
+  Int8Calibration& operator=(const Int8Calibration&) = delete;
+  /// The range [min(inputs, 0), max(inputs, 0)] `layer` was called on; {0, 0} if never.
+  std::pair<float, float> range(const Int8Linear& layer) const;
+  /// (int8_linear's) `x` went into `layer`.
+  void record(const Int8Linear& layer, const torch::Tensor& x);
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_map<const Int8Linear*, std::pair<float, float>> seen_;
 };
 
 /// Quantizes a float weight [out, in] row by row: scale = max|row| / 127 (1 for an all-zero row),
@@ -42,9 +74,10 @@ Int8Linear quantize_linear(const torch::Tensor& weight, const torch::Tensor& bia
 /// scales [out], each finite and > 0; CheckpointError naming `name` otherwise).
 Int8Linear pack_linear(torch::Tensor weight_int8, torch::Tensor scale, const torch::Tensor& bias,
                        const std::string& name);
-/// x W^T + b for float32 x [..., in]: float32 [..., out]. The activations are quantized per call of
-/// the engine, over up to 1,024 rows of x at a time: a row's result can depend on the rows beside it
-/// (as with PyTorch's dynamic quantization), within the format's error.
+/// x W^T + b for float32 x [..., in]: float32 [..., out]. With a fixed range, x is clamped to it and
+/// quantized with its scale. Otherwise the activations are quantized per call of the engine, over
+/// up to 1,024 rows of x at a time: a row's result can depend on the rows beside it (as with
+/// PyTorch's dynamic quantization), within the format's error.
 torch::Tensor int8_linear(const torch::Tensor& x, const Int8Linear& layer, bool reduce_range = int8_reduce_range());
 
 /// The int8 layers of a model, by module. Filled once, then only read (model threads share it).
@@ -53,17 +86,21 @@ class Int8Layers {
   /// Quantizes the Linear modules of `model` whose dotted names `select` accepts. Their float
   /// weights are released (the packed copy is what runs).
   void quantize(torch::nn::Module& model, const std::function<bool(const std::string&)>& select);
-  /// Builds the layers an artifact stores (`stored`: name -> int8 values and scales, as
-  /// take_int8() returned them), on the modules of `model` whose biases are already loaded.
-  void load(torch::nn::Module& model,
-            const std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>>& stored);
+  /// Builds the layers an artifact stores (as take_int8() returned them), on the modules of
+  /// `model` whose biases are already loaded.
+  void load(torch::nn::Module& model, const StoredInt8Layers& stored);
   /// The int8 layer of `linear`, or null.
   const Int8Linear* find(const torch::nn::LinearImpl& linear) const;
+  /// Fixes the range of `linear`'s int8 layer (lo == hi: each call's own again).
+  void set_range(const torch::nn::LinearImpl& linear, float lo, float hi);
+  /// Fixes each layer's range to the one `calibration` saw it run on (those it never saw keep theirs).
+  void set_ranges(const Int8Calibration& calibration);
   /// The layer's output: int8 when it is one of these, its own forward otherwise.
   torch::Tensor forward(torch::nn::LinearImpl& linear, const torch::Tensor& x) const;
   bool empty() const { return layers_.empty(); }
-  /// What an artifact stores in place of each layer's float weight: "NAME.weight_int8" (int8) and
-  /// "NAME.weight_scale" (float32), NAME the module's dotted name.
+  /// What an artifact stores in place of each layer's float weight: "NAME.weight_int8" (int8),
+  /// "NAME.weight_scale" (float32) and, when fixed, "NAME.input_range" (float32 [lo, hi]), NAME the
+  /// module's dotted name.
   std::vector<std::pair<std::string, torch::Tensor>> tensors() const;
   /// The dotted names of the float weights the layers replace ("NAME.weight").
   std::vector<std::string> replaced_weights() const;
@@ -73,12 +110,11 @@ class Int8Layers {
   std::unordered_map<const torch::nn::Module*, std::pair<std::string, Int8Linear>> layers_;
 };
 
-/// Takes an int8 artifact's "NAME.weight_int8" / "NAME.weight_scale" pairs out of `stored` and
-/// puts "NAME.weight" (the dequantized values, float32) in their place, so that the weights load
-/// and are checked by name and shape as any run's; returns the pairs by NAME. An unpaired entry is
-/// a CheckpointError naming `path`.
-std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>> take_int8(
-    std::vector<std::pair<std::string, torch::Tensor>>& stored, const std::string& path);
+/// Takes an int8 artifact's "NAME.weight_int8" / "NAME.weight_scale" pairs (and "NAME.input_range"
+/// where stored) out of `stored` and puts "NAME.weight" (the dequantized values, float32) in their
+/// place, so that the weights load and are checked by name and shape as any run's; returns the
+/// layers by NAME. An unpaired or malformed entry is a CheckpointError naming `path`.
+StoredInt8Layers take_int8(std::vector<std::pair<std::string, torch::Tensor>>& stored, const std::string& path);
 
 /// A model that runs in a deploy precision implements this beside TextModel.
 class Quantizable {
@@ -90,8 +126,9 @@ class Quantizable {
   /// The int8 layers (empty unless quantized to int8).
   virtual Int8Layers& int8_layers() = 0;
   /// Builds the int8 layers an artifact stores (Int8Layers::load), once the rest is loaded.
-  virtual void load_int8(
-      const std::vector<std::pair<std::string, std::pair<torch::Tensor, torch::Tensor>>>& stored) = 0;
+  virtual void load_int8(const StoredInt8Layers& stored) = 0;
+  /// Fixes the int8 layers' activation ranges to those `calibration` saw (Int8Layers::set_ranges).
+  virtual void fix_int8_ranges(const Int8Calibration& calibration) = 0;
 };
 
 /// The model as a Quantizable, or a ConfigError naming `model_type` and what can be quantized.
