@@ -204,9 +204,10 @@ int main(int argc, char** argv) {
          cxxopts::value<std::vector<std::string>>())
         ("export", "write the checkpoint for Python into DIR (weights.pt, model.json, vocab.txt, labels.txt)",
          cxxopts::value<std::string>())
-        ("quantize", "write the run's model in bf16 or int8 to --out DIR, a run ltk-eval, ltk-predict and ltk-serve "
-                     "load, after checking it against the float32 model on --data (default: the run's data.valid); "
-                     "refused (exit 3) when accuracy drops more than --max-drop", cxxopts::value<std::string>())
+        ("quantize", "write the run's model in bf16 (bert, transformer, textcnn, rnn) or int8 (bert; its activation "
+                     "ranges calibrated on --data) to --out DIR, a run ltk-eval, ltk-predict and ltk-serve load, after "
+                     "checking it against the float32 model on --data (default: the run's data.valid); refused "
+                     "(exit 3) when accuracy drops more than --max-drop", cxxopts::value<std::string>())
         ("max-drop", "points of accuracy a --quantize artifact may lose", cxxopts::value<double>()->default_value("0.5"))
         ("export-hf", "write a bert run as a Hugging Face directory DIR (config.json, vocab.txt, "
                       "tokenizer_config.json, model.safetensors)", cxxopts::value<std::string>())

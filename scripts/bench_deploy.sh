@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deploy artifacts (ltk-eval --quantize) on real corpora: a small BERT (2 layers x 128, 2 heads,
 # feed-forward 512, max_len 64, a WordPiece vocabulary of 4,000 learnt from the training split)
-# trained from scratch on fortunes_en and fortunes_zh, then made into int8 and bf16 artifacts that
+# trained from scratch on fortunes_en and fortunes_zh, and where the CPU has native bf16 the
+# textcnn, rnn and transformer of configs/ on fortunes_en, then made into int8 and bf16 artifacts that
 # the check accepts or refuses on the validation split (--max-drop 0.5). Each model is scored on the
 # test split: accuracy, ltk-eval's model pass (the second pass over the file, warm), ltk-predict's
 # whole process (loading included) and its peak RSS, and the weights' size. Writes
@@ -16,6 +17,36 @@ trap 'rm -rf "$tmp"' EXIT
 precisions=(int8)
 grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo && precisions+=(bf16)
 rows=""
+# measure NAME RUN CORPUS PRECISION...: the float32 run and its artifacts, one table row each.
+measure() {
+  local name=$1 trained=$2 corpus=$3
+  shift 3
+  cp "data/$corpus/test.tsv" "$tmp/test2.tsv"
+  cut -f2 "data/$corpus/test.tsv" > "$tmp/texts.txt"
+  for p in fp32 "$@"; do
+    run="$trained"
+    check='{}'
+    if [[ $p != fp32 ]]; then
+      run="$trained-$p"
+      set +e
+      check=$(build/bin/ltk-eval --run "$trained" --quantize "$p" --out "$run" --json --threads "$threads" \
+        2> "$tmp/$p.log")
+      code=$?
+      set -e
+      if [[ $code == 3 ]]; then rows+="$name $p refused $(echo "$check" | tr -d ' ')"$'\n'; continue; fi
+      [[ $code == 0 ]] || { cat "$tmp/$p.log" >&2; exit 1; }
+    fi
+    # Two passes over the test split: the second is the warm model pass.
+    eval_json=$(build/bin/ltk-eval --run "$run" --data "data/$corpus/test.tsv" --data "$tmp/test2.tsv" --json \
+      --out "$tmp/eval-$p" --threads "$threads" 2> /dev/null | tail -1 | tr -d ' ')
+    start=$(date +%s.%N)
+    OMP_NUM_THREADS=$threads /usr/bin/time -f "%M" -o "$tmp/rss" build/bin/ltk-predict --run "$run" \
+      --input "$tmp/texts.txt" --threads "$threads" > /dev/null
+    predict_s=$(echo "$(date +%s.%N) - $start" | bc)
+    weights=$(stat -c %s "$(ls "$run"/checkpoints/*/weights.pt | head -1)")
+    rows+="$name $p $(echo "$check" | tr -d ' ') $eval_json $predict_s $(cat "$tmp/rss") $weights $(wc -l < "$tmp/texts.txt")"$'\n'
+  done
+}
 for corpus in fortunes_en fortunes_zh; do
   [[ -f data/$corpus/train.tsv ]] || ./scripts/data.sh "$corpus"
   cat > "$tmp/$corpus.json" <<JSON
@@ -28,32 +59,16 @@ for corpus in fortunes_en fortunes_zh; do
  "trainer": {"epochs": $epochs, "batch_size": 32, "bucket_pool": 50, "log_every": 1000}}
 JSON
   build/bin/ltk-train --config "$tmp/$corpus.json" 2> "$tmp/$corpus.train.log"
-  cp "data/$corpus/test.tsv" "$tmp/test2.tsv"
-  cut -f2 "data/$corpus/test.tsv" > "$tmp/texts.txt"
-  for p in fp32 "${precisions[@]}"; do
-    run="$tmp/$corpus"
-    check='{}'
-    if [[ $p != fp32 ]]; then
-      run="$tmp/$corpus-$p"
-      set +e
-      check=$(build/bin/ltk-eval --run "$tmp/$corpus" --quantize "$p" --out "$run" --json --threads "$threads" \
-        2> "$tmp/$p.log")
-      code=$?
-      set -e
-      if [[ $code == 3 ]]; then rows+="$corpus $p refused $(echo "$check" | tr -d ' ')"$'\n'; continue; fi
-      [[ $code == 0 ]] || { cat "$tmp/$p.log" >&2; exit 1; }
-    fi
-    # Two passes over the test split: the second is the warm model pass.
-    eval_json=$(build/bin/ltk-eval --run "$run" --data "data/$corpus/test.tsv" --data "$tmp/test2.tsv" --json \
-      --out "$tmp/eval-$p" --threads "$threads" 2> /dev/null | tail -1 | tr -d ' ')
-    start=$(date +%s.%N)
-    OMP_NUM_THREADS=$threads /usr/bin/time -f "%M" -o "$tmp/rss" build/bin/ltk-predict --run "$run" \
-      --input "$tmp/texts.txt" --threads "$threads" > /dev/null
-    predict_s=$(echo "$(date +%s.%N) - $start" | bc)
-    weights=$(stat -c %s "$(ls "$run"/checkpoints/*/weights.pt | head -1)")
-    rows+="$corpus $p $(echo "$check" | tr -d ' ') $eval_json $predict_s $(cat "$tmp/rss") $weights $(wc -l < "$tmp/texts.txt")"$'\n'
-  done
+  measure "$corpus/bert" "$tmp/$corpus" "$corpus" "${precisions[@]}"
 done
+# The other models with a deploy precision (bf16 alone), from their example configs.
+if [[ " ${precisions[*]} " == *" bf16 "* ]]; then
+  for model in textcnn rnn transformer; do
+    build/bin/ltk-train --config "configs/fortunes_$model.json" --set "output_dir=$tmp/$model" \
+      --set "trainer.epochs=$epochs" --set "threads=$threads" 2> "$tmp/$model.train.log"
+    measure "fortunes_en/$model" "$tmp/$model" fortunes_en bf16
+  done
+fi
 python3 - "$rows" "$epochs" "$threads" <<'PY' | tee docs/bench_deploy.md
 import json, subprocess, sys
 rows, epochs, threads = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -62,11 +77,12 @@ flags = subprocess.run("grep -m1 '^flags' /proc/cpuinfo", shell=True, capture_ou
 native = [f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
 print("# Deploy artifacts: int8 and bf16 against float32 (scripts/bench_deploy.sh)\n")
 print(f"A BERT of 2 layers x 128 (2 heads, feed-forward 512, max_len 64, WordPiece 4,000) trained from scratch for "
-      f"{epochs} epochs on each corpus, {threads} threads; artifacts made by `ltk-eval --quantize` with the check on "
+      f"{epochs} epochs on each corpus, and the textcnn, rnn and transformer of configs/fortunes_MODEL.json "
+      f"for {epochs} epochs on fortunes_en (bf16 alone: their deploy precision), {threads} threads; artifacts made by `ltk-eval --quantize` with the check on "
       f"the validation split (--max-drop 0.5), every figure below on the test split. CPU: {cpu} "
       f"({', '.join(native) or 'no native bf16 or VNNI'}). The model pass is ltk-eval's second pass over the file "
       f"(warm); ltk-predict's time is its whole process, loading included.\n")
-print("| corpus | weights | check on valid: accuracy (float32 -> artifact), agreement, largest probability change | "
+print("| corpus/model | weights | check on valid: accuracy (float32 -> artifact), agreement, largest probability change | "
       "test accuracy | model pass, samples/s | ltk-predict whole process, s | peak RSS MB | weights MB |")
 print("|---|---|---|---|---|---|---|---|")
 base = {}

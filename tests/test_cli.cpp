@@ -629,6 +629,22 @@ TEST_CASE(
   auto bow = run_app("ltk-eval", "--run '" + trained_run(other) + "' --quantize int8 --out '" + dir.file("x") + "'");
   CHECK(bow.code == 2);
   CHECK_THAT(bow.err, Contains("model type 'bow' has no deploy precision"));
+  // A textcnn run (as rnn and transformer ones): bf16 alone.
+  auto cnn_train = run_app("ltk-train", "--config '" + ltk::test::toy_config(other) + "' --overwrite --set " +
+                                            R"('model={"type": "textcnn", "embed_dim": 8, "channels": 4}')");
+  INFO(cnn_train.err);
+  REQUIRE(cnn_train.code == 0);
+  auto cnn8 = run_app("ltk-eval", "--run '" + other.file("run") + "' --quantize int8 --out '" + dir.file("x") + "'");
+  CHECK(cnn8.code == 2);
+  CHECK_THAT(cnn8.err, Contains("this model type takes --quantize bf16"));
+  auto cnn16 = run_app(
+      "ltk-eval", "--run '" + other.file("run") + "' --quantize bf16 --out '" + dir.file("cnn") + "' --max-drop 100",
+      "", "", env);
+  INFO(cnn16.err);
+  REQUIRE(cnn16.code == 0);
+  auto cnn_predict = run_app("ltk-predict", "--run '" + dir.file("cnn") + "'", "goal match team\n", "", env);
+  CHECK(cnn_predict.code == 0);
+  CHECK_THAT(cnn_predict.out, Contains("\"label\":"));
   CHECK(run_app("ltk-eval", "--run '" + run + "' --quantize int8 --out '" + dir.file("x") + "' --max-drop -1").code ==
         2);
   CHECK(run_app("ltk-eval", "--run '" + run + "' --quantize int8").code == 2);

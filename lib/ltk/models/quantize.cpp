@@ -313,11 +313,27 @@ StoredInt8Layers take_int8(std::vector<std::pair<std::string, torch::Tensor>>& s
   return out;
 }
 
+void Bf16Deploy::quantize(const std::string& precision) {
+  if (precision == "int8")
+    throw ConfigError(
+        "--quantize int8 quantizes the Linear layers of a bert model's encoder; this model type takes --quantize bf16");
+  if (precision != "bf16") throw ConfigError("deploy precision '" + precision + "': give bf16");
+  dynamic_cast<torch::nn::Module&>(*this).to(torch::kBFloat16);
+}
+
+void Bf16Deploy::load_int8(const StoredInt8Layers& stored) {
+  if (!stored.empty())
+    throw CheckpointError(stored[0].first +
+                          ".weight_int8: only bert artifacts hold int8 layers; the file is damaged or made for "
+                          "another model");
+}
+
 Quantizable& quantizable(TextModel& model, const std::string& model_type) {
   if (auto* q = dynamic_cast<Quantizable*>(&model)) return *q;
   throw ConfigError("model type '" + model_type +
-                    "' has no deploy precision yet; ltk-eval --quantize takes bert "
-                    "classification runs (the linear model already predicts at C++ speed in float32)");
+                    "' has no deploy precision; ltk-eval --quantize takes bert (int8 or bf16), transformer, textcnn "
+                    "and rnn (bf16) classification runs (the linear model already predicts at C++ speed in float32, "
+                    "bow's embedding bag has no bf16 kernel)");
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> deploy_tensors(TextModel& model, const std::string& precision) {

@@ -131,6 +131,24 @@ class Quantizable {
   virtual void fix_int8_ranges(const Int8Calibration& calibration) = 0;
 };
 
+/// The deploy precision of a model without int8 layers (textcnn, rnn, transformer): bf16, every
+/// floating tensor converted (its forward returns float32 outputs: float32_outputs()).
+class Bf16Deploy : public Quantizable {
+ public:
+  void quantize(const std::string& precision) override;
+  Int8Layers& int8_layers() override { return none_; }
+  void load_int8(const StoredInt8Layers& stored) override;
+  void fix_int8_ranges(const Int8Calibration&) override {}
+
+ private:
+  Int8Layers none_;
+};
+
+/// A model's outputs as float32 (scores and losses are computed in float32): bf16 ones converted.
+inline torch::Tensor float32_outputs(const torch::Tensor& out) {
+  return out.scalar_type() == torch::kBFloat16 ? out.to(torch::kFloat) : out;
+}
+
 /// The model as a Quantizable, or a ConfigError naming `model_type` and what can be quantized.
 Quantizable& quantizable(TextModel& model, const std::string& model_type);
 

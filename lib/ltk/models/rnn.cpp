@@ -61,7 +61,7 @@ torch::Tensor RnnImpl::forward(const Batch& batch) {
       pooled = (padded * real.to(padded.dtype())).sum(1) / lengths.to(padded.device()).unsqueeze(1).to(padded.dtype());
     }
   }
-  return output->forward(dropout->forward(pooled));
+  return float32_outputs(output->forward(dropout->forward(pooled)));
 }
 
 nlohmann::json resolve_rnn(JsonReader& r) {

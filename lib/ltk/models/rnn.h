@@ -10,6 +10,7 @@
 
 #include "ltk/config/config.h"
 #include "ltk/config/json_reader.h"
+#include "ltk/models/quantize.h"
 #include "ltk/models/text_model.h"
 
 namespace ltk {
@@ -34,7 +35,7 @@ struct RnnOptions {
   TORCH_ARG(double, dropout) = 0.0;
 };
 
-class RnnImpl : public TextModel {
+class RnnImpl : public TextModel, public Bf16Deploy {
  public:
   explicit RnnImpl(const RnnOptions& options);
   void reset();

@@ -40,7 +40,7 @@ torch::Tensor TextCnnImpl::forward(const Batch& batch) {
     y = y.masked_fill(~keep.unsqueeze(1), -std::numeric_limits<float>::infinity());
     pooled.push_back(std::get<0>(y.max(2)));
   }
-  return output->forward(dropout->forward(torch::cat(pooled, 1)));
+  return float32_outputs(output->forward(dropout->forward(torch::cat(pooled, 1))));
 }
 
 nlohmann::json resolve_textcnn(JsonReader& r) {

@@ -11,6 +11,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "ltk/config/json_reader.h"
+#include "ltk/models/quantize.h"
 #include "ltk/models/text_model.h"
 
 namespace ltk {
@@ -29,7 +30,7 @@ struct TextCnnOptions {
   TORCH_ARG(double, dropout) = 0.5;
 };
 
-class TextCnnImpl : public TextModel {
+class TextCnnImpl : public TextModel, public Bf16Deploy {
  public:
   explicit TextCnnImpl(const TextCnnOptions& options);
   void reset();

@@ -1,7 +1,12 @@
 #include "ltk/models/transformer.h"
 
 #include <fmt/format.h>
+#include <torch/nn/functional/dropout.h>
+#include <torch/nn/functional/linear.h>
 #include <torch/nn/init.h>
+
+#include <cmath>
+#include <limits>
 
 #include "ltk/core/error.h"
 #include "ltk/models/embeddings.h"
@@ -21,7 +26,25 @@ EncoderLayerImpl::EncoderLayerImpl(int64_t dim, int64_t heads, int64_t ff_dim, d
   dropout2 = register_module("dropout2", torch::nn::Dropout(p));
 }
 
+// LibTorch 1.13's attention masks padded keys in float32 and float64 alone, and takes no per-sample
+// mask otherwise: a bf16 model (a deploy artifact) computes it here, as its multi_head_attention_forward
+// does (the query scaled by head_dim^-1/2 after its projection).
+torch::Tensor EncoderLayerImpl::attend_bf16(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
+  const int64_t T = x.size(0), B = x.size(1), E = x.size(2), heads = self_attn->options.num_heads(), d = E / heads;
+  auto qkv = torch::nn::functional::linear(x, self_attn->in_proj_weight, self_attn->in_proj_bias).chunk(3, -1);
+  auto split = [&](const torch::Tensor& t) { return t.reshape({T, B * heads, d}).transpose(0, 1); };  // [B*h, T, d]
+  auto q = split(qkv[0] * (1.0 / std::sqrt(static_cast<double>(d))));
+  auto scores = torch::bmm(q, split(qkv[1]).transpose(1, 2)).view({B, heads, T, T});
+  scores = scores.masked_fill(key_padding_mask.view({B, 1, 1, T}), -std::numeric_limits<float>::infinity());
+  auto p = torch::nn::functional::dropout(
+      torch::softmax(scores.view({B * heads, T, T}), -1),
+      torch::nn::functional::DropoutFuncOptions().p(self_attn->options.dropout()).training(is_training()));
+  auto out = torch::bmm(p, split(qkv[2])).transpose(0, 1).reshape({T, B, E});
+  return self_attn->out_proj->forward(out);
+}
+
 torch::Tensor EncoderLayerImpl::attend(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
+  if (x.scalar_type() == torch::kBFloat16) return dropout1->forward(attend_bf16(x, key_padding_mask));
   auto out = std::get<0>(self_attn->forward(x, x, x, key_padding_mask, /*need_weights=*/false));
   return dropout1->forward(out);
 }
@@ -90,7 +113,7 @@ torch::Tensor TransformerImpl::forward(const Batch& batch) {
     auto w = real.unsqueeze(2).to(x.dtype());
     pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0);
   }
-  return output->forward(dropout->forward(pooled));
+  return float32_outputs(output->forward(dropout->forward(pooled)));
 }
 
 int64_t TransformerImpl::level(const std::string& name) const {

@@ -13,6 +13,7 @@
 
 #include "ltk/config/config.h"
 #include "ltk/config/json_reader.h"
+#include "ltk/models/quantize.h"
 #include "ltk/models/text_model.h"
 
 namespace ltk {
@@ -55,12 +56,13 @@ class EncoderLayerImpl : public torch::nn::Module {
 
  private:
   torch::Tensor attend(const torch::Tensor& x, const torch::Tensor& key_padding_mask);
+  torch::Tensor attend_bf16(const torch::Tensor& x, const torch::Tensor& key_padding_mask);
   torch::Tensor feed_forward(const torch::Tensor& x);
   bool norm_first_, gelu_;
 };
 TORCH_MODULE(EncoderLayer);
 
-class TransformerImpl : public TextModel {
+class TransformerImpl : public TextModel, public Bf16Deploy {
  public:
   explicit TransformerImpl(const TransformerOptions& options);
   void reset();
