@@ -1,5 +1,6 @@
 #include "ltk/models/transformer.h"
 
+#include <ATen/autocast_mode.h>
 #include <fmt/format.h>
 #include <torch/nn/functional/dropout.h>
 #include <torch/nn/functional/linear.h>
@@ -27,13 +28,13 @@ EncoderLayerImpl::EncoderLayerImpl(int64_t dim, int64_t heads, int64_t ff_dim, d
 }
 
 // LibTorch 1.13's attention masks padded keys in float32 and float64 alone, and takes no per-sample
-// mask otherwise: a bf16 model (a deploy artifact) computes it here, as its multi_head_attention_forward
-// does (the query scaled by head_dim^-1/2 after its projection).
+// mask otherwise: bf16 scores are computed here, as its multi_head_attention_forward does (the query
+// scaled by head_dim^-1/2 after its projection), the products autocast where autocast is on.
 torch::Tensor EncoderLayerImpl::attend_bf16(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
   const int64_t T = x.size(0), B = x.size(1), E = x.size(2), heads = self_attn->options.num_heads(), d = E / heads;
   auto qkv = torch::nn::functional::linear(x, self_attn->in_proj_weight, self_attn->in_proj_bias).chunk(3, -1);
   auto split = [&](const torch::Tensor& t) { return t.reshape({T, B * heads, d}).transpose(0, 1); };  // [B*h, T, d]
-  auto q = split(qkv[0] * (1.0 / std::sqrt(static_cast<double>(d))));
+  auto q = split(qkv[0] * std::pow(static_cast<double>(d), -0.5));
   auto scores = torch::bmm(q, split(qkv[1]).transpose(1, 2)).view({B, heads, T, T});
   scores = scores.masked_fill(key_padding_mask.view({B, 1, 1, T}), -std::numeric_limits<float>::infinity());
   auto p = torch::nn::functional::dropout(
@@ -44,7 +45,11 @@ torch::Tensor EncoderLayerImpl::attend_bf16(const torch::Tensor& x, const torch:
 }
 
 torch::Tensor EncoderLayerImpl::attend(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
-  if (x.scalar_type() == torch::kBFloat16) return dropout1->forward(attend_bf16(x, key_padding_mask));
+  // bf16 scores: a bf16 model's (a deploy artifact), or float32 weights under autocast (trainer.precision bf16).
+  const bool autocast = x.is_cuda()
+                            ? at::autocast::is_enabled() && at::autocast::get_autocast_gpu_dtype() == torch::kBFloat16
+                            : at::autocast::is_cpu_enabled();
+  if (x.scalar_type() == torch::kBFloat16 || autocast) return dropout1->forward(attend_bf16(x, key_padding_mask));
   auto out = std::get<0>(self_attn->forward(x, x, x, key_padding_mask, /*need_weights=*/false));
   return dropout1->forward(out);
 }

@@ -13,9 +13,6 @@ namespace {
 // Why a run cannot train in bf16 whatever the hardware, or null.
 const char* fp32_only(const Config& config, const c10::Device& device) {
   const std::string& model = config.model.type;
-  if (model == "transformer")
-    return "the transformer model's attention (LibTorch 1.13's MultiheadAttention) masks padding with a kernel "
-           "that has no bf16 (the bert model runs in bf16)";
   if (model == "rnn" && device.is_cuda())
     return "LibTorch 1.13 autocasts cuDNN's LSTM and GRU to fp16, not bf16, and ltk has no gradient scaler";
   if (model == "linear")

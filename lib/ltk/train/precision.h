@@ -15,10 +15,9 @@ namespace ltk {
 /// hardware lacks native bf16 (a CPU without AVX512_BF16 or AMX) is a ConfigError naming the key;
 /// "auto" is bf16 where it is native (a CPU with it, CUDA) and fp32 elsewhere, with a warning.
 /// "fp16" is refused (it needs a CUDA device and a gradient scaler). bf16 with trainer.dtype
-/// float64 is refused by the config check. Runs that cannot use bf16 whatever the hardware (the
-/// transformer model, whose LibTorch attention has no bf16 padding mask; the rnn model on CUDA,
-/// autocast to fp16 there; the linear model; regression, whose output bf16 would round) train in
-/// fp32: "bf16" is an error naming the reason, "auto" a warning.
+/// float64 is refused by the config check. Runs that cannot use bf16 whatever the hardware (the rnn
+/// model on CUDA, autocast to fp16 there; the linear model; regression, whose output bf16 would
+/// round) train in fp32: "bf16" is an error naming the reason, "auto" a warning.
 std::string resolve_precision(const Config& config, const c10::Device& device);
 
 /// Autocast to bf16 on `device` for its lifetime (as torch.autocast(device, torch.bfloat16)): matrix
