@@ -668,6 +668,39 @@ TEST_CASE(
   CHECK(!std::filesystem::exists(dir.file("int8/eval")));
   CHECK(!std::filesystem::exists(dir.file("x")));
 
+  // Refused (exit 3, nothing written): a model that int8 ruins and float32 does not. Hidden unit 0
+  // is made dead (zero in every LayerNorm, and in the value projection), and each Linear layer that
+  // reads it weighs it 10^4: float32 multiplies that by 0, while int8 rounds every other weight of
+  // the row (scale 10^4 / 127) to 0, so attention and the feed-forward inputs carry nothing.
+  std::filesystem::copy(run, dir.file("outlier"), std::filesystem::copy_options::recursive);
+  const std::string weights = ltk::RunDirectory::open(dir.file("outlier")).checkpoint("best");
+  auto tensors = ltk::read_weights(weights);
+  {
+    torch::NoGradGuard no_grad;
+    auto ends = [](const std::string& name, const std::string& end) {
+      return name.size() >= end.size() && name.compare(name.size() - end.size(), end.size(), end) == 0;
+    };
+    for (auto& [name, t] : tensors) {
+      if (name.find("LayerNorm.") != std::string::npos) t[0] = 0;
+      if (ends(name, "attention.self.value.weight")) t[0].zero_();
+      if (ends(name, "attention.self.value.bias")) t[0] = 0;
+    }
+    for (auto& [name, t] : tensors)
+      for (const char* layer : {"query", "key", "value", "attention.output.dense", "intermediate.dense"})
+        if (ends(name, std::string(layer) + ".weight")) t.select(1, 0).fill_(1e4);
+  }
+  ltk::save_tensors(tensors, weights);
+  auto outlier_fp32 = run_app("ltk-eval", "--run '" + dir.file("outlier") + "' --data '" + valid + "' --json");
+  REQUIRE(outlier_fp32.code == 0);
+  REQUIRE(nlohmann::json::parse(outlier_fp32.out)["accuracy"].get<double>() > 0.5);  // float32 still learnt it
+  auto refused =
+      run_app("ltk-eval", "--run '" + dir.file("outlier") + "' --quantize int8 --out '" + dir.file("x") + "' --json");
+  INFO(refused.err);
+  CHECK(refused.code == 3);
+  CHECK_THAT(refused.err, Contains("ltk-eval: refused: accuracy fell from") && Contains("nothing was written"));
+  CHECK(nlohmann::json::parse(refused.out)["written"] == false);
+  CHECK(!std::filesystem::exists(dir.file("x")));
+
   // The check: the same model agrees with itself; one whose head is damaged (negated) after
   // quantization is refused, with the accuracy it lost.
   auto a = ltk::load_run(run), b = ltk::load_run(run);
