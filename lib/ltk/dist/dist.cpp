@@ -18,12 +18,13 @@
 
 #include <atomic>
 #include <cerrno>
-#include <optional>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "ltk/core/log.h"
@@ -143,6 +144,10 @@ struct Group::Impl {
 };
 
 Group::Group(const Launch& launch, double timeout_s) : launch_(launch), timeout_s_(timeout_s), impl_(new Impl) {
+  // A rank that exits closes its sockets; a write to one (rank 0's store answering it, a collective)
+  // must fail with EPIPE and be reported, not raise SIGPIPE, which ended rank 0 without a word (exit
+  // 141, seen in CI while rank 1 failed on its data).
+  std::signal(SIGPIPE, SIG_IGN);
   const std::string where = fmt::format("{}:{}", launch.master_addr, launch.master_port);
   g_attempt = launch.restart;
   c10d::TCPStoreOptions opts;
