@@ -12,6 +12,7 @@
 #include "ltk/core/files.h"
 #include "ltk/core/runtime.h"
 #include "ltk/data/formats.h"
+#include "ltk/data/shards.h"
 #include "ltk/eval/badcases.h"
 #include "ltk/eval/evaluator.h"
 #include "ltk/eval/report.h"
@@ -125,6 +126,8 @@ int quantize(const cxxopts::ParseResult& args, int64_t batch_size) {
     return ltk::load_run(args["run"].as<std::string>(), args["checkpoint"].as<std::string>(),
                          args["device"].as<std::string>());
   };
+  if (args.count("calibrate") && precision != "int8")
+    throw ltk::UsageError("--calibrate sets the int8 activation ranges: it goes with --quantize int8");
   const std::string out = ltk::check_deploy_dir(args["out"].as<std::string>());  // before the work, not after
   auto reference = load();
   std::string data = reference.config.data.valid;
@@ -139,14 +142,29 @@ int quantize(const cxxopts::ParseResult& args, int64_t batch_size) {
   auto quantized = load();
   ltk::quantize_run(quantized, precision);
   if (batch_size == 0) batch_size = reference.config.trainer.eval_batch_size;
-  auto a = score_file(reference, data, batch_size, args["format"].as<std::string>());
-  ltk::calibrate_run(quantized, data, batch_size, args["format"].as<std::string>());
-  auto b = score_file(quantized, data, batch_size, args["format"].as<std::string>());
+  const std::string format = args["format"].as<std::string>();
+  auto a = score_file(reference, data, batch_size, format);
+  ltk::CalibrationData calibration;
+  if (precision == "int8") {
+    // Not the check's data: the check then meets inputs outside the ranges, clamped, as the artifact will.
+    std::string calibrate = args.count("calibrate") ? args["calibrate"].as<std::string>() : reference.config.data.train;
+    if (!args.count("calibrate") && (calibrate.empty() || !fs::exists(calibrate) || ltk::is_shard(calibrate))) {
+      std::cerr << "ltk-eval: the run's data.train (" << (calibrate.empty() ? "none" : calibrate)
+                << ") is not a raw file here: the int8 ranges are calibrated on the check's data, which the check "
+                   "then cannot catch clamping on; pass --calibrate FILE (texts like the training data)\n";
+      calibrate = data;
+    }
+    calibration = ltk::calibrate_run(quantized, calibrate, batch_size);
+    std::cerr << fmt::format("int8 activation ranges calibrated on {} sample(s) of {}\n", calibration.samples,
+                             calibration.data);
+  }
+  auto b = score_file(quantized, data, batch_size, format);
   auto check = ltk::compare_deploy(*reference.task, a, b);
   check.data = data;
   nlohmann::json j = check.to_json();
   j["precision"] = precision;
   j["max_drop"] = max_drop;
+  if (calibration.samples) j["calibration"] = calibration.to_json();
   std::cerr << fmt::format(
       "== {} on {} ({} samples)\n  float32: accuracy {:.4f}\n  {:<7}: accuracy {:.4f} ({:+.2f} points)\n  the same "
       "prediction on {:.2f}% of the samples; the largest probability change {:.4f}\n",
@@ -159,7 +177,7 @@ int quantize(const cxxopts::ParseResult& args, int64_t batch_size) {
     if (args.count("json")) std::cout << j.dump() << std::endl;
     return 3;
   }
-  const uint64_t bytes = ltk::write_deploy_run(quantized, check, out);
+  const uint64_t bytes = ltk::write_deploy_run(quantized, check, out, calibration);
   const uint64_t float_bytes = fs::file_size(reference.checkpoint_path);
   std::cerr << fmt::format(
       "wrote {} ({} weights: {:.1f} MB, float32 {:.1f} MB); ltk-eval, ltk-predict and ltk-serve "
@@ -205,10 +223,13 @@ int main(int argc, char** argv) {
         ("export", "write the checkpoint for Python into DIR (weights.pt, model.json, vocab.txt, labels.txt)",
          cxxopts::value<std::string>())
         ("quantize", "write the run's model in bf16 (bert, transformer, textcnn, rnn) or int8 (bert; its activation "
-                     "ranges calibrated on --data) to --out DIR, a run ltk-eval, ltk-predict and ltk-serve load, after "
+                     "ranges calibrated on --calibrate) to --out DIR, a run ltk-eval, ltk-predict and ltk-serve load, after "
                      "checking it against the float32 model on --data (default: the run's data.valid); refused "
                      "(exit 3) when accuracy drops more than --max-drop", cxxopts::value<std::string>())
         ("max-drop", "points of accuracy a --quantize artifact may lose", cxxopts::value<double>()->default_value("0.5"))
+        ("calibrate", "with --quantize int8: the file whose texts calibrate the activation ranges, in the run's data "
+                      "format, labels optional (default: the run's data.train, at most 4,096 of its samples spread "
+                      "over it)", cxxopts::value<std::string>())
         ("export-hf", "write a bert run as a Hugging Face directory DIR (config.json, vocab.txt, "
                       "tokenizer_config.json, model.safetensors)", cxxopts::value<std::string>())
         ("h,help", "show this help");

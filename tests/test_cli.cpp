@@ -589,6 +589,14 @@ TEST_CASE(
     CHECK_THAT(predict.out, Contains("\"label\":\"sport\"") && Contains("\"label\":\"tech\""));
     auto deploy = nlohmann::json::parse(ltk::test::read_text(dir.file(p + "/deploy.json")));
     CHECK(deploy["precision"] == p);
+    if (p == "int8") {  // calibrated on the run's training split, not on the check's data
+      CHECK(deploy["calibration"]["data"] == dir.file("train.tsv"));
+      CHECK(deploy["calibration"]["samples"].get<int64_t>() > 0);
+      CHECK(j["calibration"] == deploy["calibration"]);
+      CHECK_THAT(q.err, Contains("int8 activation ranges calibrated on"));
+    } else {
+      CHECK(!deploy.contains("calibration"));
+    }
     CHECK(deploy["check"]["agreement"] == j["agreement"]);
     // Run format 3: an ltk that predates artifacts (or their int8 ranges) refuses it rather than misreading it.
     CHECK(nlohmann::json::parse(ltk::test::read_text(dir.file(p + "/ltk.json")))["run_format"] == 3);
@@ -648,6 +656,10 @@ TEST_CASE(
   CHECK(run_app("ltk-eval", "--run '" + run + "' --quantize int8 --out '" + dir.file("x") + "' --max-drop -1").code ==
         2);
   CHECK(run_app("ltk-eval", "--run '" + run + "' --quantize int8").code == 2);
+  auto calibrate16 = run_app(
+      "ltk-eval", "--run '" + run + "' --quantize bf16 --calibrate '" + valid + "' --out '" + dir.file("x") + "'");
+  CHECK(calibrate16.code == 2);
+  CHECK_THAT(calibrate16.err, Contains("it goes with --quantize int8"));
   auto onto_run = run_app("ltk-eval", "--run '" + run + "' --quantize int8 --out '" + run + "'");
   CHECK(onto_run.code == 2);
   CHECK_THAT(onto_run.err, Contains("which an export does not write"));
@@ -661,10 +673,11 @@ TEST_CASE(
   CHECK(ltk::test::read_text(dir.file("mine/checkpoints/notes.txt")) == "mine");
   // An artifact is replaced by the next --quantize, its eval/ (ltk-eval's output) included.
   REQUIRE(std::filesystem::exists(dir.file("int8/eval")));
-  auto again8 =
-      run_app("ltk-eval", "--run '" + run + "' --quantize int8 --out '" + dir.file("int8") + "' --max-drop 100");
+  auto again8 = run_app("ltk-eval", "--run '" + run + "' --quantize int8 --out '" + dir.file("int8") +
+                                        "' --max-drop 100 --calibrate '" + valid + "'");
   INFO(again8.err);
   CHECK(again8.code == 0);
+  CHECK(nlohmann::json::parse(ltk::test::read_text(dir.file("int8/deploy.json")))["calibration"]["data"] == valid);
   CHECK(!std::filesystem::exists(dir.file("int8/eval")));
   CHECK(!std::filesystem::exists(dir.file("x")));
 

@@ -1317,7 +1317,7 @@ TEST_CASE(
     layer.hi = hi;
   }
   REQUIRE(layer.fixed_range());
-  // 7-bit activations wherever the CPU is: the bound and the identities hold with either.
+  // 8-bit activations with VNNI, 7-bit without (int8_reduce_range()): the bound and identities hold with either.
   const bool reduce_range = ltk::int8_reduce_range();
   const double levels = reduce_range ? 127 : 255, sx = (layer.hi - layer.lo) / levels;
   // Inputs inside the range: off by at most a step of the fixed range, whatever their own range.

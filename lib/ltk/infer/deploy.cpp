@@ -50,7 +50,8 @@ nlohmann::ordered_json prediction_label(const Task& task, const float* row) {
   return p.contains("labels") ? p["labels"] : p.contains("label") ? p["label"] : nlohmann::ordered_json();
 }
 
-void write_artifact(const LoadedRun& run, const DeployCheck& check, const std::string& tmp) {
+void write_artifact(const LoadedRun& run, const DeployCheck& check, const CalibrationData& calibration,
+                    const std::string& tmp) {
   for (const char* name : kCopied)
     if (fs::exists(run.dir.file(name))) write_file_atomic(tmp + "/" + name, read_file(run.dir.file(name)));
   write_task_json(run, tmp + "/task.json");
@@ -63,6 +64,7 @@ void write_artifact(const LoadedRun& run, const DeployCheck& check, const std::s
                            {"source_run", fs::absolute(run.dir.path()).lexically_normal().string()},
                            {"source_checkpoint", run.checkpoint_path},
                            {"check", check.to_json()}};
+  if (calibration.samples) deploy["calibration"] = calibration.to_json();
   write_file_atomic(tmp + "/deploy.json", deploy.dump(2) + "\n");
   write_file_atomic(
       tmp + "/ltk.json",
@@ -111,11 +113,19 @@ void quantize_run(LoadedRun& run, const std::string& precision) {
   run.precision = precision;
 }
 
-void calibrate_run(LoadedRun& run, const std::string& path, int64_t batch_size, const std::string& format) {
-  if (run.precision != "int8") return;
+CalibrationData calibrate_run(LoadedRun& run, const std::string& path, int64_t batch_size, const std::string& format,
+                              int64_t max_samples) {
+  if (run.precision != "int8") return {};
+  auto examples = read_labelled(run, path, format, /*labelled=*/false);
+  if (examples.empty()) throw DataError(path + ": no sample to calibrate the int8 activation ranges on");
+  const size_t step = (examples.size() + static_cast<size_t>(max_samples) - 1) / static_cast<size_t>(max_samples);
+  std::vector<Example> chosen;
+  for (size_t i = 0; i < examples.size(); i += step) chosen.push_back(std::move(examples[i]));
+  auto data = run.encode(chosen, path, /*labelled=*/false);
   Int8Calibration calibration;
-  score_file(run, path, batch_size, format);
+  predict(*run.model, *run.task, data, batch_size, run.device, run.vocab.size());
   quantizable(*run.model, run.config.model.type).fix_int8_ranges(calibration);
+  return {path, static_cast<int64_t>(chosen.size())};
 }
 
 DeployCheck compare_deploy(const Task& task, const ScoredFile& reference, const ScoredFile& candidate) {
@@ -157,7 +167,8 @@ std::string check_deploy_dir(const std::string& given) {
   return dir;
 }
 
-uint64_t write_deploy_run(const LoadedRun& run, const DeployCheck& check, const std::string& given) {
+uint64_t write_deploy_run(const LoadedRun& run, const DeployCheck& check, const std::string& given,
+                          const CalibrationData& calibration) {
   if (run.precision == "fp32") throw Error("write_deploy_run: the run is not quantized");
   const std::string dir = check_deploy_dir(given);
   const std::string tmp = dir + ".ltk-tmp";
@@ -166,7 +177,7 @@ uint64_t write_deploy_run(const LoadedRun& run, const DeployCheck& check, const 
   fs::create_directories(tmp, ec);
   if (ec) throw Error("cannot create " + tmp + ": " + ec.message());
   try {
-    write_artifact(run, check, tmp);
+    write_artifact(run, check, calibration, tmp);
   } catch (...) {
     remove_tree(tmp);  // (a full disk: the partial artifact goes, an earlier one stays)
     throw;

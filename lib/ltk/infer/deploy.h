@@ -2,7 +2,8 @@
 // float32 model on labelled data, and written only when its accuracy holds. The artifact is a run
 // directory that ltk-eval, ltk-predict and ltk-serve load as any other (run format 3):
 //   config.json, vocab.txt, labels.txt, task.json, the tokenizer's file   copied from the run
-//   deploy.json          {"precision": "bf16" | "int8", "source_run", "source_checkpoint", "check"}
+//   deploy.json          {"precision": "bf16" | "int8", "source_run", "source_checkpoint", "check",
+//                         "calibration" (int8: {"data", "samples"})}
 //   checkpoints/best.json, last.json -> checkpoints/deploy/weights.pt
 // weights.pt holds every tensor by its run name: bf16 tensors for "bf16"; for "int8" the float32
 // ones, except that each quantized Linear layer NAME stores NAME.weight_int8 (int8 [out, in]) and
@@ -41,9 +42,18 @@ struct DeployCheck {
 /// engine, bf16 on a CPU without native bf16 (where it is slower than float32).
 void quantize_run(LoadedRun& run, const std::string& precision);
 
-/// Fixes an int8 `run`'s activation ranges (Int8Linear::lo, hi) to those its layers meet on the
-/// labelled file `path`, scored once with each call's own range; nothing for another precision.
-void calibrate_run(LoadedRun& run, const std::string& path, int64_t batch_size, const std::string& format = "");
+/// What an int8 artifact's activation ranges were calibrated on.
+struct CalibrationData {
+  std::string data;     ///< the file
+  int64_t samples = 0;  ///< how many of its samples (spread over it evenly)
+  nlohmann::json to_json() const { return {{"data", data}, {"samples", samples}}; }
+};
+
+/// Fixes an int8 `run`'s activation ranges (Int8Linear::lo, hi) to those its layers meet on at
+/// most `max_samples` samples of the labelled file `path` (every k-th, spread over the file), run
+/// once with each call's own range. Nothing (samples 0) for another precision.
+CalibrationData calibrate_run(LoadedRun& run, const std::string& path, int64_t batch_size,
+                              const std::string& format = "", int64_t max_samples = 4096);
 
 /// Compares the float32 run's scores with the artifact's on the same file.
 DeployCheck compare_deploy(const Task& task, const ScoredFile& reference, const ScoredFile& candidate);
@@ -52,8 +62,9 @@ DeployCheck compare_deploy(const Task& task, const ScoredFile& reference, const 
 /// earlier --quantize wrote (it is replaced whole). Returns it without trailing slashes.
 std::string check_deploy_dir(const std::string& dir);
 
-/// Writes the quantized `run` as an artifact into `dir` (check_deploy_dir), with `check` in
-/// deploy.json. Returns the weights file's size.
-uint64_t write_deploy_run(const LoadedRun& run, const DeployCheck& check, const std::string& dir);
+/// Writes the quantized `run` as an artifact into `dir` (check_deploy_dir), with `check` (and
+/// `calibration`, when it has samples) in deploy.json. Returns the weights file's size.
+uint64_t write_deploy_run(const LoadedRun& run, const DeployCheck& check, const std::string& dir,
+                          const CalibrationData& calibration = {});
 
 }  // namespace ltk

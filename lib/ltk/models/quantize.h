@@ -1,10 +1,11 @@
 // Deploy precision (ltk-eval --quantize): a trained float32 model converted for inference, either
-// to bf16 weights or to int8 Linear layers by dynamic quantization (as PyTorch's
-// quantize_dynamic): each weight row int8 with its own scale (symmetric), each call's activations
-// quantized by the engine from their range. LibTorch 1.13's C++ API has no quantize_dynamic: the
-// weights are prepacked and multiplied through the dispatcher's quantized::linear_prepack and
-// quantized::linear_dynamic, on the onednn engine (the other engine Debian's LibTorch has, QNNPACK,
-// was 7x slower than float32 on x86, and FBGEMM is not built).
+// to bf16 weights or to int8 Linear layers (as PyTorch's quantize_dynamic): each weight row int8
+// with its own scale (symmetric); the activations quantized by the engine, with a calibrated range
+// fixed per layer (Int8Calibration; an artifact made before has none: each call's own range then).
+// LibTorch 1.13's C++ API has no quantize_dynamic: the weights are prepacked and multiplied
+// through the dispatcher's quantized::linear_prepack and quantized::linear_dynamic, on the onednn
+// engine (the other engine Debian's LibTorch has, QNNPACK, was 7x slower than float32 on x86, and
+// FBGEMM is not built).
 #pragma once
 
 #include <ATen/core/ivalue.h>
@@ -50,7 +51,9 @@ struct StoredInt8 {
 using StoredInt8Layers = std::vector<std::pair<std::string, StoredInt8>>;
 
 /// While one lives, int8_linear records the range of each layer's inputs, as run with their own
-/// range (ltk-eval --quantize int8 calibrating on its check data). One at a time.
+/// range (ltk-eval --quantize int8 calibrating). One at a time, process-wide: no other int8 model
+/// may run while it lives (its layers would be recorded too, and a call still recording when it
+/// goes would write into freed memory).
 class Int8Calibration {
  public:
   Int8Calibration();

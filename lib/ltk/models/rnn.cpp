@@ -58,7 +58,10 @@ torch::Tensor RnnImpl::forward(const Batch& batch) {
     if (options.pooling() == "max") {
       pooled = std::get<0>(padded.masked_fill(~real, -std::numeric_limits<float>::infinity()).max(1));
     } else {
-      pooled = (padded * real.to(padded.dtype())).sum(1) / lengths.to(padded.device()).unsqueeze(1).to(padded.dtype());
+      // (A bf16 model's sums and counts divided in float32: bf16 holds whole numbers up to 256 alone.)
+      const auto acc = torch::promote_types(padded.scalar_type(), torch::kFloat);
+      pooled = ((padded * real.to(padded.dtype())).sum(1).to(acc) / lengths.to(padded.device()).unsqueeze(1).to(acc))
+                   .to(padded.dtype());
     }
   }
   return float32_outputs(output->forward(dropout->forward(pooled)));

@@ -115,8 +115,10 @@ torch::Tensor TransformerImpl::forward(const Batch& batch) {
   if (cls.defined()) {
     pooled = x.select(1, 0);
   } else {
+    // (A bf16 model's sums and counts divided in float32: bf16 holds whole numbers up to 256 alone.)
+    const auto acc = torch::promote_types(x.scalar_type(), torch::kFloat);
     auto w = real.unsqueeze(2).to(x.dtype());
-    pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0);
+    pooled = ((x * w).sum(1).to(acc) / real.sum(1).unsqueeze(1).to(acc).clamp_min(1.0)).to(x.dtype());
   }
   return float32_outputs(output->forward(dropout->forward(pooled)));
 }
