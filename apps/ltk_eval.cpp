@@ -148,13 +148,21 @@ int quantize(const cxxopts::ParseResult& args, int64_t batch_size) {
   if (precision == "int8") {
     // Not the check's data: the check then meets inputs outside the ranges, clamped, as the artifact will.
     std::string calibrate = args.count("calibrate") ? args["calibrate"].as<std::string>() : reference.config.data.train;
+    std::string what = args.count("calibrate") ? "--calibrate " + calibrate : "the run's data.train " + calibrate;
+    std::string calibrate_format;  // the run's data.format (auto: by extension)
     if (!args.count("calibrate") && (calibrate.empty() || !fs::exists(calibrate) || ltk::is_shard(calibrate))) {
       std::cerr << "ltk-eval: the run's data.train (" << (calibrate.empty() ? "none" : calibrate)
                 << ") is not a raw file here: the int8 ranges are calibrated on the check's data, which the check "
                    "then cannot catch clamping on; pass --calibrate FILE (texts like the training data)\n";
       calibrate = data;
+      what = "the check's data " + data;
+      calibrate_format = format;
     }
-    calibration = ltk::calibrate_run(quantized, calibrate, batch_size);
+    try {
+      calibration = ltk::calibrate_run(quantized, calibrate, batch_size, calibrate_format);
+    } catch (const ltk::DataError& e) {
+      throw ltk::DataError(fmt::format("calibrating the int8 ranges on {}: {}", what, e.what()));
+    }
     std::cerr << fmt::format("int8 activation ranges calibrated on {} sample(s) of {}\n", calibration.samples,
                              calibration.data);
   }
@@ -228,8 +236,8 @@ int main(int argc, char** argv) {
                      "(exit 3) when accuracy drops more than --max-drop", cxxopts::value<std::string>())
         ("max-drop", "points of accuracy a --quantize artifact may lose", cxxopts::value<double>()->default_value("0.5"))
         ("calibrate", "with --quantize int8: the file whose texts calibrate the activation ranges, in the run's data "
-                      "format, labels optional (default: the run's data.train, at most 4,096 of its samples spread "
-                      "over it)", cxxopts::value<std::string>())
+                      "format (auto: by extension), labels may be empty (default: the run's data.train; at most "
+                      "4,096 samples spread over the file)", cxxopts::value<std::string>())
         ("export-hf", "write a bert run as a Hugging Face directory DIR (config.json, vocab.txt, "
                       "tokenizer_config.json, model.safetensors)", cxxopts::value<std::string>())
         ("h,help", "show this help");
@@ -253,6 +261,8 @@ int main(int argc, char** argv) {
     if (batch_size < 0) throw ltk::UsageError("--batch-size must be >= 1");
     if (args.count("compare")) return compare(args, batch_size);
     if (!args.count("run")) throw ltk::UsageError("--run is required");
+    if (args.count("calibrate") && !args.count("quantize"))
+      throw ltk::UsageError("--calibrate sets the int8 activation ranges: it goes with --quantize int8");
     if (args.count("quantize")) return quantize(args, batch_size);
     if (!args.count("data") && !args.count("export") && !args.count("export-hf"))
       throw ltk::UsageError("--data (or --export, --export-hf) is required");

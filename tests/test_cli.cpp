@@ -660,6 +660,25 @@ TEST_CASE(
       "ltk-eval", "--run '" + run + "' --quantize bf16 --calibrate '" + valid + "' --out '" + dir.file("x") + "'");
   CHECK(calibrate16.code == 2);
   CHECK_THAT(calibrate16.err, Contains("it goes with --quantize int8"));
+  auto calibrate_alone = run_app("ltk-eval", "--run '" + run + "' --data '" + valid + "' --calibrate '" + valid + "'");
+  CHECK(calibrate_alone.code == 2);
+  CHECK_THAT(calibrate_alone.err, Contains("it goes with --quantize int8"));
+  auto calibrate_missing = run_app("ltk-eval", "--run '" + run + "' --quantize int8 --calibrate '" +
+                                                   dir.file("missing.tsv") + "' --out '" + dir.file("x") + "'");
+  CHECK(calibrate_missing.code != 0);
+  CHECK_THAT(calibrate_missing.err, Contains("calibrating the int8 ranges on --calibrate " + dir.file("missing.tsv")));
+  // A run whose training file is gone: calibrated on the check's data, with a warning saying what that costs.
+  std::filesystem::copy(run, dir.file("moved"), std::filesystem::copy_options::recursive);
+  auto moved_config = nlohmann::json::parse(ltk::test::read_text(dir.file("moved/config.json")));
+  moved_config["data"]["train"] = dir.file("gone.tsv");
+  ltk::test::write_file(dir.file("moved/config.json"), moved_config.dump());
+  auto moved = run_app("ltk-eval", "--run '" + dir.file("moved") + "' --quantize int8 --max-drop 100 --out '" +
+                                       dir.file("moved-int8") + "'");
+  INFO(moved.err);
+  CHECK(moved.code == 0);
+  CHECK_THAT(moved.err, Contains("is not a raw file here") && Contains("pass --calibrate FILE"));
+  CHECK(nlohmann::json::parse(ltk::test::read_text(dir.file("moved-int8/deploy.json")))["calibration"]["data"] ==
+        valid);
   auto onto_run = run_app("ltk-eval", "--run '" + run + "' --quantize int8 --out '" + run + "'");
   CHECK(onto_run.code == 2);
   CHECK_THAT(onto_run.err, Contains("which an export does not write"));

@@ -144,9 +144,10 @@ struct Group::Impl {
 };
 
 Group::Group(const Launch& launch, double timeout_s) : launch_(launch), timeout_s_(timeout_s), impl_(new Impl) {
-  // A rank that exits closes its sockets; a write to one (rank 0's store answering it, a collective)
-  // must fail with EPIPE and be reported, not raise SIGPIPE, which ended rank 0 without a word (exit
-  // 141, seen in CI while rank 1 failed on its data).
+  // A rank that exits closes its sockets; a write to one (Gloo's; the store's sends already pass
+  // MSG_NOSIGNAL) must fail with EPIPE and be reported, not raise SIGPIPE, which ended rank 0
+  // without a word (exit 141, seen in CI while rank 1 failed on its data). Not restored: a group
+  // whose collective failed is let go of with its threads still running (Impl::drop_group).
   std::signal(SIGPIPE, SIG_IGN);
   const std::string where = fmt::format("{}:{}", launch.master_addr, launch.master_port);
   g_attempt = launch.restart;

@@ -42,7 +42,8 @@ Launch launch_from_env();
 
 /// A process group: rendezvous through a TCPStore held by rank 0 at MASTER_ADDR:MASTER_PORT, then
 /// Gloo over TCP. Each rank also sends a heartbeat to the store, so that a failed collective can
-/// name the rank that was lost.
+/// name the rank that was lost. Making one ignores SIGPIPE for the rest of the process: a write to
+/// a peer that exited fails (EPIPE) and is reported instead of ending the rank silently.
 class Group {
  public:
   /// Joins the group; DistError when the port is taken (rank 0), the master cannot be reached or

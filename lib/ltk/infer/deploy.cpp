@@ -116,16 +116,18 @@ void quantize_run(LoadedRun& run, const std::string& precision) {
 CalibrationData calibrate_run(LoadedRun& run, const std::string& path, int64_t batch_size, const std::string& format,
                               int64_t max_samples) {
   if (run.precision != "int8") return {};
+  if (max_samples < 1) throw Error("calibrate_run: max_samples must be >= 1");
   auto examples = read_labelled(run, path, format, /*labelled=*/false);
   if (examples.empty()) throw DataError(path + ": no sample to calibrate the int8 activation ranges on");
-  const size_t step = (examples.size() + static_cast<size_t>(max_samples) - 1) / static_cast<size_t>(max_samples);
+  // k samples at i * n / k: spread evenly over the file, all of them when it holds at most k.
+  const size_t n = examples.size(), k = std::min(n, static_cast<size_t>(max_samples));
   std::vector<Example> chosen;
-  for (size_t i = 0; i < examples.size(); i += step) chosen.push_back(std::move(examples[i]));
+  for (size_t i = 0; i < k; ++i) chosen.push_back(std::move(examples[i * n / k]));
   auto data = run.encode(chosen, path, /*labelled=*/false);
   Int8Calibration calibration;
   predict(*run.model, *run.task, data, batch_size, run.device, run.vocab.size());
   quantizable(*run.model, run.config.model.type).fix_int8_ranges(calibration);
-  return {path, static_cast<int64_t>(chosen.size())};
+  return {fs::absolute(path).lexically_normal().string(), static_cast<int64_t>(chosen.size())};
 }
 
 DeployCheck compare_deploy(const Task& task, const ScoredFile& reference, const ScoredFile& candidate) {

@@ -44,14 +44,14 @@ void quantize_run(LoadedRun& run, const std::string& precision);
 
 /// What an int8 artifact's activation ranges were calibrated on.
 struct CalibrationData {
-  std::string data;     ///< the file
+  std::string data;     ///< the file (absolute)
   int64_t samples = 0;  ///< how many of its samples (spread over it evenly)
   nlohmann::json to_json() const { return {{"data", data}, {"samples", samples}}; }
 };
 
 /// Fixes an int8 `run`'s activation ranges (Int8Linear::lo, hi) to those its layers meet on at
-/// most `max_samples` samples of the labelled file `path` (every k-th, spread over the file), run
-/// once with each call's own range. Nothing (samples 0) for another precision.
+/// most `max_samples` samples of the file `path` (read as the run's data, labels optional; spread
+/// evenly over it), run once with each call's own range. Nothing (samples 0) for another precision.
 CalibrationData calibrate_run(LoadedRun& run, const std::string& path, int64_t batch_size,
                               const std::string& format = "", int64_t max_samples = 4096);
 

@@ -19,7 +19,7 @@ std::vector<Example> read_labelled(const LoadedRun& run, const std::string& path
   auto options = reader_options(run.config.data, run.config.task);
   // Eval files may come in another format; "auto" keeps the run's own when it named one.
   options.format = format.empty() || format == "auto" ? run.config.data.format : format;
-  options.require_label = labelled;
+  if (!labelled) options.require_label = false;  // (else as the run's task reads its data: mlm needs none)
   auto read = read_examples(path, options);
   if (read.skipped) std::cerr << path << ": skipped " << read.skipped << " bad row(s); the first: " << read.first_skip << "\n";
   return std::move(read.examples);

@@ -22,8 +22,8 @@ struct ScoredFile {
 };
 
 /// The examples of `path` (in `format`; "" or "auto": the run's own data.format), read as the run
-/// reads its data, labelled unless `labelled` is false (a label may be missing then). A shard is
-/// refused (it holds no texts); skipped rows are told on stderr.
+/// reads its data (labelled where its task needs labels), a label allowed to be missing when
+/// `labelled` is false. A shard is refused (it holds no texts); skipped rows are told on stderr.
 std::vector<Example> read_labelled(const LoadedRun& run, const std::string& path, const std::string& format = "",
                                    bool labelled = true);
 
