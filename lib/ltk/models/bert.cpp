@@ -390,8 +390,7 @@ void BertClassifierImpl::load_int8(const StoredInt8Layers& stored) {
 
 void BertClassifierImpl::fix_int8_ranges(const Int8Calibration& calibration) {
   auto& int8 = bert->int8;
-  int8.set_ranges(calibration);
-  // Query, key and value ran as one layer: theirs is its range.
+  // Query, key and value ran as one layer: theirs is its range (the calibration saw them not apart).
   for (const auto& m : *bert->layer) {
     auto* l = m->as<BertLayer>();
     if (!l->qkv_int8) continue;
@@ -399,8 +398,8 @@ void BertClassifierImpl::fix_int8_ranges(const Int8Calibration& calibration) {
     if (!(lo < hi)) continue;
     for (auto* linear : {l->query.get(), l->key.get(), l->value.get()}) int8.set_range(*linear, lo, hi);
   }
+  int8.set_ranges(calibration);  // the other layers; keeps those it never saw as they are
   bert->fuse_int8();
-  int8.set_ranges(calibration);  // (the primitive cache, now that query, key and value are fixed too)
 }
 
 void BertClassifierImpl::quantize(const std::string& precision) {
