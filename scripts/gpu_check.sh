@@ -18,6 +18,19 @@ done
 echo "== GPU-trained rnn on cuda, then on the cpu (the same figures expected)"
 build-gpu/bin/ltk-eval --run runs/gpu_rnn --data data/fortunes_en/test.tsv --device cuda 2>&1 | head -2
 build-gpu/bin/ltk-eval --run runs/gpu_rnn --data data/fortunes_en/test.tsv --device cpu 2>&1 | head -2
+# trainer.precision on the GPU: a BERT-base-shaped encoder (12 x 768, from scratch, its own
+# wordpiece vocabulary) fine-tuned for one epoch in fp32, bf16 and fp16 (autocast with ltk's loss
+# scaler, which the CPU tests check against PyTorch's GradScaler but no GPU has run yet): samples/s,
+# the loss scale and skipped steps, and test accuracy, to compare with fp32's.
+base='{"type": "bert", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+  "intermediate_size": 3072, "max_position_embeddings": 128}'
+for p in fp32 bf16 fp16; do
+  echo "== BERT-base shape, trainer.precision $p"
+  build-gpu/bin/ltk-train --config configs/fortunes_bert.json --set model="$base" \
+    --set data.tokenizer='{"type": "wordpiece", "vocab_size": 8000}' --set trainer.epochs=1 \
+    --set trainer.precision="$p" --set device=cuda --set output_dir="runs/gpu_bert_$p" --overwrite 2>&1 |
+    grep -E "\[precision\]|\[train\] (done|loss scale)|\[test\]|accuracy" | head -8
+done
 # The Hugging Face fixtures of tests/test_io.cpp (reported as skipped until they are committed): made
 # wherever transformers is installed, as on the device machine.
 if "$py" -c 'import transformers' 2>/dev/null; then

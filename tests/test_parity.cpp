@@ -10,8 +10,9 @@
 // agreement to 1e-9 holds on any x86-64 CPU by construction and still catches any real
 // difference (a wrong formula is off by far more). One float32 smoke case checks the model in the
 // dtype it trains in, with a tolerance derived from the operations (see kFloat32Tolerance).
-#include <catch2/catch.hpp>
+#include <torch/optim/sgd.h>
 #include <torch/serialize.h>
+#include <catch2/catch.hpp>
 
 #include <filesystem>
 
@@ -19,8 +20,9 @@
 #include "ltk/core/files.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/models/registry.h"
-#include "ltk/train/optim.h"
 #include "ltk/task/task.h"
+#include "ltk/train/grad_scaler.h"
+#include "ltk/train/optim.h"
 #include "test_util.h"
 
 using nlohmann::json;
@@ -236,4 +238,84 @@ TEST_CASE("parity: every model, task and optimiser matches PyTorch in Python", "
   CHECK(status == 0);
   CHECK_THAT(output, Catch::Matchers::Contains(std::to_string(all.size()) + " of " + std::to_string(all.size()) +
                                                " cases agree"));
+}
+
+namespace {
+
+// One loss-scaling scenario of the check against PyTorch's GradScaler: weights, the initial scale
+// and growth interval, each step's inputs, and ltk's trajectory. The loss (w1 . x1 + w2 . x2) is
+// linear in the weights, so each gradient is its input times the scale, exactly, and the update
+// (SGD, lr 1/8, momentum 1/2) is exact too: agreement is equality.
+json loss_scale_scenario(const std::string& name, double init_scale, int64_t growth_interval,
+                         const std::vector<std::pair<std::vector<double>, std::vector<double>>>& steps) {
+  auto encode = [](const std::vector<double>& xs) {
+    json out = json::array();
+    for (double x : xs)
+      out.push_back(std::isnan(x) ? json("nan") : std::isinf(x) ? json(x > 0 ? "inf" : "-inf") : json(x));
+    return out;
+  };
+  auto list = [](const torch::Tensor& t) {
+    json out = json::array();
+    for (int64_t i = 0; i < t.numel(); ++i) out.push_back(static_cast<double>(t[i].item<float>()));
+    return out;
+  };
+  json scenario = {{"name", name},      {"init_scale", init_scale}, {"growth_interval", growth_interval},
+                   {"lr", 0.125},       {"momentum", 0.5},          {"w1", {0.5, -0.25, 1.0, 2.0}},
+                   {"w2", {1.5, -3.0}}, {"steps", json::array()},   {"ltk", json::array()}};
+  auto w1 = torch::tensor({0.5f, -0.25f, 1.f, 2.f}).requires_grad_();
+  auto w2 = torch::tensor({1.5f, -3.f}).requires_grad_();
+  torch::optim::SGD opt({w1, w2}, torch::optim::SGDOptions(0.125).momentum(0.5));
+  ltk::GradScaler scaler(ltk::GradScalerOptions{init_scale, 2.0, 0.5, growth_interval});
+  for (const auto& [x1, x2] : steps) {
+    scenario["steps"].push_back({{"x1", encode(x1)}, {"x2", encode(x2)}});
+    opt.zero_grad();
+    auto loss = (w1 * torch::tensor(std::vector<float>(x1.begin(), x1.end()))).sum() +
+                (w2 * torch::tensor(std::vector<float>(x2.begin(), x2.end()))).sum();
+    scaler.scale(loss).backward();
+    const bool finite = scaler.unscale({w1, w2});
+    if (finite) opt.step();
+    scaler.update(!finite);
+    scenario["ltk"].push_back({{"scale", static_cast<double>(scaler.current())},
+                               {"growth", scaler.growth_tracker()},
+                               {"stepped", finite},
+                               {"w1", list(w1.detach())},
+                               {"w2", list(w2.detach())}});
+  }
+  return scenario;
+}
+
+}  // namespace
+
+TEST_CASE("parity: the fp16 loss scaler matches PyTorch's GradScaler step for step", "[parity][precision]") {
+  const double big = std::ldexp(1.0, 107), nan = std::nan(""), inf = INFINITY;
+  auto normal = [](int k) {
+    return std::pair<std::vector<double>, std::vector<double>>{{1.0 + k, -2.0, 3.0 - k, 0.5}, {-1.0, 2.0 * k}};
+  };
+  // 2^20, growing every 3 good steps: at 2^21 an input of 2^107 overflows float32 (2^128) and the
+  // step is skipped; at 2^20 it does not; a NaN or an inf in either gradient is skipped too.
+  std::vector<std::pair<std::vector<double>, std::vector<double>>> a;
+  for (int k = 1; k <= 13; ++k) a.push_back(normal(k));
+  a[3].first[1] = big;
+  a[4].first[1] = big;
+  a[5].second[0] = nan;
+  a[9].first[2] = inf;
+  a[11].second[1] = -inf;
+  // From 2^126, growing at every step: 2^127, then never to inf (inputs below 1: nothing overflows).
+  std::vector<std::pair<std::vector<double>, std::vector<double>>> b(4, {{0.5, -0.25, 0.5, 0.125}, {0.25, -0.5}});
+  json spec = {{"scenarios",
+                {loss_scale_scenario("overflow and non-finite gradients", std::ldexp(1.0, 20), 3, a),
+                 loss_scale_scenario("growth capped below inf", std::ldexp(1.0, 126), 1, b)}}};
+  ltk::test::TempDir dir;
+  ltk::write_file_atomic(dir.file("scaler.json"), spec.dump());
+  const std::string log = dir.file("scaler.log");
+  const std::string cmd = "/usr/bin/python3 -O '" LTK_SOURCE_DIR "/tests/parity/check_grad_scaler.py' '" +
+                          dir.file("scaler.json") + "' >'" + log + "' 2>&1";
+  const int status = std::system(cmd.c_str());
+  const std::string output = ltk::test::read_text(log);
+  INFO(output);
+  CHECK(status == 0);
+  CHECK_THAT(output, Catch::Matchers::Contains("17 of 17 steps agree"));
+  // The scenario does what it says: skips at the overflow, the NaN and both infs; 2^127 at the end.
+  CHECK_THAT(output, Catch::Matchers::Contains("13 steps, 4 skipped"));
+  CHECK_THAT(output, Catch::Matchers::Contains("4 steps, 0 skipped, final scale 1.70141e+38"));
 }

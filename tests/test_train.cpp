@@ -942,11 +942,126 @@ TEST_CASE("trainer.precision bf16: autocast where bf16 is native, float32 weight
   // fp16, and bf16 with float64 weights: errors naming the key.
   auto fp16 = ltk::test::run_app("ltk-train", "--config '" + cfg + "' --overwrite --set trainer.precision=fp16");
   CHECK(fp16.code != 0);
-  CHECK_THAT(fp16.err, Contains("trainer.precision") && Contains("fp16"));
+  CHECK_THAT(fp16.err, Contains("trainer.precision") && Contains("fp16") && Contains("CUDA"));
   auto f64 = ltk::test::run_app(
       "ltk-train", "--config '" + cfg + "' --set trainer.precision=bf16 --set trainer.dtype=float64 --dump-config");
   CHECK(f64.code != 0);
   CHECK_THAT(f64.err, Contains("trainer.precision") && Contains("float64"));
+}
+
+TEST_CASE("loss scaling (fp16): the scale backs off and grows as PyTorch's GradScaler, and is restored",
+          "[train][precision]") {
+  // The scaler alone: growth after growth_interval good steps, never to inf; backoff on overflow.
+  ltk::GradScaler scaler(ltk::GradScalerOptions{std::ldexp(1.0, 126), 2.0, 0.5, 2});
+  scaler.update(false);
+  CHECK(scaler.growth_tracker() == 1);
+  scaler.update(false);
+  CHECK(scaler.current() == std::ldexp(1.f, 127));
+  scaler.update(false);
+  scaler.update(false);  // 2^128 is inf in float32: the scale stays
+  CHECK(scaler.current() == std::ldexp(1.f, 127));
+  CHECK(scaler.growth_tracker() == 0);
+  scaler.update(true);
+  CHECK(scaler.current() == std::ldexp(1.f, 126));
+  auto p = torch::ones({3}, torch::requires_grad());
+  p.mutable_grad() = torch::tensor({1.f, 0.5f, -0.25f}) * std::ldexp(1.f, 126);
+  CHECK(scaler.unscale({p, torch::zeros({2}, torch::requires_grad())}));  // one without a gradient
+  CHECK(torch::equal(p.grad(), torch::tensor({1.f, 0.5f, -0.25f})));
+  p.mutable_grad() = torch::tensor({1.f, NAN, 1.f});
+  CHECK_FALSE(scaler.unscale({p}));
+  p.mutable_grad() = torch::tensor({1.f, -INFINITY, 1.f});
+  CHECK_FALSE(scaler.unscale({p}));
+  CHECK_THROWS_WITH(scaler.restore(0.0, 0), Contains("state.loss_scale"));
+  CHECK_THROWS_WITH(scaler.restore(65536.0, 2), Contains("state.loss_scale_growth"));
+  CHECK_THROWS_AS(ltk::GradScaler(ltk::GradScalerOptions{65536.0, 0.5}), ltk::Error);
+
+  TempDir dir;
+  // The trainer, in fp32 with a scaler (what fp16 uses on CUDA): its gradients overflow, so the
+  // step is skipped, its weights unchanged, and the scale halved until they do not. An embedding of
+  // 1e35 and a zero output layer: the output's gradient is scale/3 * 1e35 at most, finite below
+  // scale 1.02e4 (float32 ends at 3.4e38) and not above.
+  ltk::Config config = ltk::load_config(ltk::test::toy_config(dir));
+  auto run_dir = ltk::RunDirectory::create(config.output_dir, false);
+  auto model = ltk::build_model(config.model, ltk::ModelContext{10, 3, 0});
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : model->named_parameters()) item.value().fill_(item.key() == "embedding.weight" ? 1e35 : 0.0);
+  }
+  ltk::MulticlassTask task(3, "mean");
+  ltk::Trainer trainer(config, model, task, torch::kCPU, run_dir, 10);
+  trainer.set_grad_scaler({});
+  ltk::Batch b;
+  b.ids = torch::tensor({2, 3, 4, 5}, torch::kLong).view({2, 2});
+  b.lengths = torch::tensor({2, 2}, torch::kLong);
+  b.mask = torch::ones({2, 2}, torch::kBool);
+  b.labels = torch::tensor({0, 2}, torch::kLong);
+  b.indices = torch::tensor({0, 1}, torch::kLong);
+  for (double expected : {32768.0, 16384.0, 8192.0}) {
+    trainer.train_step(b, 1);
+    CHECK(trainer.state().loss_scale == expected);
+    for (auto& item : model->named_parameters()) {
+      const float largest = item.value().abs().max().item<float>();
+      if (item.key() != "embedding.weight") CHECK(largest == 0.f);
+    }
+  }
+  trainer.train_step(b, 4);  // 8192 / 3 * 1e35 = 2.7e38: the step is taken (Adam moves the bias)
+  CHECK(trainer.state().loss_scale == 8192.0);
+  CHECK(trainer.state().loss_scale_growth == 1);
+  const float moved = model->named_parameters()["output.bias"].abs().max().item<float>();
+  CHECK(moved > 0.f);
+
+  // Where nothing overflows, training with a scaler (powers of two) equals training without one,
+  // bit for bit: accumulated micro-batches, clipping (which sees the unscaled gradients) and Adam.
+  // Paused after epoch 1 and resumed, it ends with the same weights, scale and growth count.
+  ltk::TextDataset data;
+  data.set_source("mem", ltk::TargetKind::class_id, 3);
+  std::mt19937 rng(5);
+  for (int i = 0; i < 20; ++i) {
+    std::vector<int32_t> ids;
+    for (int k = 0; k < 2 + i % 4; ++k) ids.push_back(static_cast<int32_t>(2 + (rng() % 8)));
+    data.add(ids, static_cast<int64_t>(ids.size()), {(ids[0] + i) % 3}, 0.f, i + 1);
+  }
+  struct Result {
+    std::vector<torch::Tensor> weights;
+    ltk::TrainState state;
+  };
+  auto train = [&](const std::string& name, bool scaled, int64_t until_epoch, bool resume) {
+    ltk::Config c = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file(name), "trainer.epochs=3",
+                                                                  "trainer.accumulate=2", "trainer.clip_norm=0.05"});
+    auto run = resume ? ltk::RunDirectory::open(c.output_dir) : ltk::RunDirectory::create(c.output_dir, false);
+    if (!resume) {  // what RunDirectory::open asks of a run (ltk-train writes them)
+      ltk::write_file_atomic(run.config_path(), ltk::to_json(c).dump());
+      ltk::write_file_atomic(run.file("vocab.txt"), "");
+    }
+    torch::manual_seed(11);
+    auto m = ltk::build_model(c.model, ltk::ModelContext{10, 3, 0});
+    ltk::Trainer t(c, m, task, torch::kCPU, run, 10);
+    if (scaled) t.set_grad_scaler(ltk::GradScalerOptions{65536.0, 2.0, 0.5, 2});
+    if (resume) t.restore(run.checkpoint_dir("last"));
+    t.set_until_epoch(until_epoch);
+    auto summary = t.fit(data, nullptr);
+    CHECK(summary.overflow_skipped == 0);
+    std::vector<torch::Tensor> w;
+    for (auto& param : m->parameters()) w.push_back(param.detach().clone());
+    return Result{w, t.state()};
+  };
+  const Result plain = train("plain", false, 0, false), scaled = train("scaled", true, 0, false);
+  train("paused", true, 1, false);
+  const Result resumed = train("paused", true, 0, true);
+  REQUIRE(plain.weights.size() == scaled.weights.size());
+  for (size_t i = 0; i < plain.weights.size(); ++i) {
+    CHECK(torch::equal(plain.weights[i], scaled.weights[i]));
+    CHECK(torch::equal(scaled.weights[i], resumed.weights[i]));
+  }
+  // 2 steps an epoch (20 samples, batch 8, accumulate 2), 6 in all: the scale doubled every 2 good
+  // steps. A resume that lost the scale would end at 2^18 or with another growth count.
+  CHECK(scaled.state.step == 6);
+  CHECK(scaled.state.loss_scale == 65536.0 * 8);
+  CHECK(resumed.state.loss_scale == scaled.state.loss_scale);
+  CHECK(resumed.state.loss_scale_growth == scaled.state.loss_scale_growth);
+  CHECK(plain.state.loss_scale == 0.0);
+  auto records = ltk::test::read_text(dir.file("scaled/metrics.jsonl"));
+  CHECK_THAT(records, Contains("\"loss_scale\":"));
 }
 
 // ---- shards (ltk-data encode) ----

@@ -338,7 +338,7 @@ void read_trainer(JsonReader r, TrainerConfig& t) {
   r.finish();
   if (t.precision != "fp32" && t.dtype == "float64")
     config_fail("trainer.precision", "\"" + t.precision +
-                                         "\" trains float32 weights in bf16 matrix products; "
+                                         "\" trains float32 weights in reduced-precision matrix products; "
                                          "trainer.dtype \"float64\" asks for float64 ones: set one of them back");
 }
 

@@ -45,10 +45,9 @@ torch::Tensor EncoderLayerImpl::attend_bf16(const torch::Tensor& x, const torch:
 }
 
 torch::Tensor EncoderLayerImpl::attend(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
-  // bf16 scores: a bf16 model's (a deploy artifact), or float32 weights under autocast (trainer.precision bf16).
-  const bool autocast = x.is_cuda()
-                            ? at::autocast::is_enabled() && at::autocast::get_autocast_gpu_dtype() == torch::kBFloat16
-                            : at::autocast::is_cpu_enabled();
+  // Reduced-precision scores: a bf16 model's (a deploy artifact), or float32 weights under autocast
+  // (trainer.precision bf16, or fp16 on CUDA).
+  const bool autocast = x.is_cuda() ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
   if (x.scalar_type() == torch::kBFloat16 || autocast) return dropout1->forward(attend_bf16(x, key_padding_mask));
   auto out = std::get<0>(self_attn->forward(x, x, x, key_padding_mask, /*need_weights=*/false));
   return dropout1->forward(out);

@@ -87,6 +87,7 @@ TrainState read_checkpoint_meta(const std::string& path) {
   if (s.bad_evals < 0) bad = "bad_evals";
   if (s.nonfinite_skipped < 0) bad = "nonfinite_skipped";
   if (s.world < 1) bad = "world";
+  if (s.overflow_skipped < 0) bad = "overflow_skipped";
   for (const auto& [value, step] : s.kept)
     if (step < 0) bad = "kept";
   if (!bad.empty()) throw CheckpointError(path + " is damaged: state." + bad + " is out of range");
@@ -115,6 +116,9 @@ void Trainer::restore(const std::string& dir) {
   load_weights(*model_, dir + "/weights.pt");
   load_optimizer(*optimizer_, dir + "/optim.pt");
   state_ = saved;
+  // A run that trained with a loss scaler goes on with its scale (one saved before it had one, or
+  // a checkpoint of a run without one, starts from the initial scale).
+  if (scaler_ && state_.loss_scale > 0) scaler_->restore(state_.loss_scale, state_.loss_scale_growth);
   c10::Dict<std::string, torch::Tensor> rng = read_rng_states(dir + "/state.pt");
   if (group_ && group_->rank() > 0) {  // this rank's own generator (rng_cpu is rank 0's)
     const std::string mine = "rng_cpu_rank" + std::to_string(group_->rank());

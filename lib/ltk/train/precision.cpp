@@ -10,16 +10,16 @@ namespace ltk {
 
 namespace {
 
-// Why a run cannot train in bf16 whatever the hardware, or null.
-const char* fp32_only(const Config& config, const c10::Device& device) {
+// Why a run cannot train in `precision` ("bf16", "fp16") whatever the hardware, or null.
+const char* fp32_only(const Config& config, const c10::Device& device, const std::string& precision) {
   const std::string& model = config.model.type;
-  if (model == "rnn" && device.is_cuda())
-    return "LibTorch 1.13 autocasts cuDNN's LSTM and GRU to fp16, not bf16, and ltk has no gradient scaler";
+  if (model == "rnn" && device.is_cuda() && precision == "bf16")
+    return "LibTorch 1.13 autocasts cuDNN's LSTM and GRU to fp16, not bf16 (\"fp16\" trains it)";
   if (model == "linear")
-    return "the linear model has no matrix product to run in bf16 (its features are an embedding bag, or the "
-           "dual_cd solver's float64)";
+    return "the linear model has no matrix product to run in reduced precision (its features are an embedding "
+           "bag, or the dual_cd solver's float64)";
   if (config.task.type == "regression")
-    return "a regression output in bf16 keeps about 3 significant digits of the target";
+    return "a regression output in bf16 or fp16 keeps about 3 significant digits of the target";
   return nullptr;
 }
 
@@ -28,16 +28,16 @@ const char* fp32_only(const Config& config, const c10::Device& device) {
 std::string resolve_precision(const Config& config, const c10::Device& device) {
   const std::string& p = config.trainer.precision;
   if (p == "fp32") return "fp32";
-  if (p == "fp16")
+  if (p == "fp16" && !device.is_cuda())
     throw ConfigError(
-        "config key 'trainer.precision': \"fp16\" needs a CUDA device and a gradient scaler, which "
-        "ltk does not have yet; use \"bf16\" (CUDA, or a CPU with AVX512_BF16 or AMX) or \"fp32\"");
-  if (const char* why = fp32_only(config, device)) {
-    if (p == "bf16")
-      throw ConfigError(std::string("config key 'trainer.precision': \"bf16\": ") + why + "; train in \"fp32\"");
+        "config key 'trainer.precision': \"fp16\" needs a CUDA device (LibTorch 1.13 autocasts a CPU to bf16 "
+        "alone); on a CPU use \"bf16\" (AVX512_BF16 or AMX) or \"fp32\"");
+  if (const char* why = fp32_only(config, device, p == "auto" ? "bf16" : p)) {
+    if (p != "auto") throw ConfigError("config key 'trainer.precision': \"" + p + "\": " + why + "; train in \"fp32\"");
     log::warn("[precision] trainer.precision \"auto\": {}; training in fp32", why);
     return "fp32";
   }
+  if (p == "fp16") return "fp16";  // on CUDA, with a gradient scaler
   const bool native = device.is_cuda() || cpu_has_native_bf16();
   if (native) return "bf16";
   if (p == "bf16")
@@ -50,13 +50,16 @@ std::string resolve_precision(const Config& config, const c10::Device& device) {
   return "fp32";
 }
 
-AutocastGuard::AutocastGuard(bool enabled, const c10::Device& device) : enabled_(enabled), cuda_(device.is_cuda()) {
+AutocastGuard::AutocastGuard(bool enabled, const c10::Device& device, c10::ScalarType dtype)
+    : enabled_(enabled), cuda_(device.is_cuda()) {
   if (!enabled_) return;
+  if (dtype != at::kBFloat16 && !(cuda_ && dtype == at::kHalf))
+    throw Error("AutocastGuard: autocast to bf16, or to fp16 on CUDA; not to " + std::string(c10::toString(dtype)));
   if (cuda_) {
     was_enabled_ = at::autocast::is_enabled();
     was_dtype_ = at::autocast::get_autocast_gpu_dtype();
     at::autocast::set_enabled(true);
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_autocast_gpu_dtype(dtype);
   } else {
     was_enabled_ = at::autocast::is_cpu_enabled();
     was_dtype_ = at::autocast::get_autocast_cpu_dtype();

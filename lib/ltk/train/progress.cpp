@@ -44,12 +44,13 @@ void Trainer::log_progress(int64_t total_steps, int64_t per_epoch, bool force) {
   int64_t in_epoch = (state_.batch_pos + tc.accumulate - 1) / tc.accumulate;
   log::info("[train] epoch {}/{} step {}/{} ({}/{} in epoch) loss {:.4f} lr {:.3g} {:.0f} samples/s", state_.epoch,
             tc.epochs, state_.step, total_steps, in_epoch, per_epoch, loss, current_lr_, sps);
-  run_.append_metrics({{"kind", "train"},
-                       {"epoch", state_.epoch},
-                       {"step", state_.step},
-                       {"loss", loss},
-                       {"lr", current_lr_},
-                       {"samples_per_s", sps}});
+  nlohmann::json record = {{"kind", "train"}, {"epoch", state_.epoch}, {"step", state_.step},
+                           {"loss", loss},    {"lr", current_lr_},     {"samples_per_s", sps}};
+  if (scaler_) {  // fp16: the loss scale and the steps its overflows skipped so far
+    record["loss_scale"] = scaler_->current();
+    record["overflow_skipped"] = state_.overflow_skipped;
+  }
+  run_.append_metrics(record);
   state_.window_loss = 0;
   state_.window_steps = 0;
   window_samples_ = 0;

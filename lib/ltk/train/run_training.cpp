@@ -126,6 +126,9 @@ void log_fitted(const TrainSummary& summary) {
   log::info("[train] done: {} steps in {:.1f}s ({:.0f} samples/s), best: epoch {} step {}{}", summary.steps,
             summary.seconds, summary.samples_per_s, summary.best_epoch, summary.best_step,
             summary.early_stopped ? " (stopped early)" : "");
+  if (summary.loss_scale > 0)
+    log::info("[train] loss scale {:g} at the end; {} step(s) skipped because the fp16 gradients overflowed",
+              summary.loss_scale, summary.overflow_skipped);
   // Where the time went: the batches (the loader) should be a small share of the steps.
   const double step_seconds = summary.seconds - summary.data_seconds - summary.eval_seconds;
   log::info(

@@ -34,7 +34,10 @@ nlohmann::json TrainState::to_json() const {
           {"last_epoch_loss", last_epoch_loss},
           {"metrics_bytes", metrics_bytes},
           {"validation_pending", validation_pending},
-          {"world", world}};
+          {"world", world},
+          {"loss_scale", loss_scale},
+          {"loss_scale_growth", loss_scale_growth},
+          {"overflow_skipped", overflow_skipped}};
 }
 
 namespace {
@@ -86,6 +89,9 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   // Absent in runs made before they existed.
   s.validation_pending = j.contains("validation_pending") ? field<bool>(j, "validation_pending") : false;
   s.world = j.contains("world") ? field<int64_t>(j, "world") : 1;
+  s.loss_scale = j.contains("loss_scale") ? field<double>(j, "loss_scale") : 0.0;
+  s.loss_scale_growth = j.contains("loss_scale_growth") ? field<int64_t>(j, "loss_scale_growth") : 0;
+  s.overflow_skipped = j.contains("overflow_skipped") ? field<int64_t>(j, "overflow_skipped") : 0;
   return s;
 }
 

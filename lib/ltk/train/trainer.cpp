@@ -28,27 +28,48 @@ Trainer::Trainer(const Config& config, std::shared_ptr<TextModel> model, const T
   metric_ = task_.selection_metric(config_.trainer.select_metric);
   higher_better_ = Task::selection_higher_better(metric_, config_.trainer.select_mode);
   current_lr_ = config_.optimizer.lr;
-  bf16_ = resolve_precision(config_, device_) == "bf16";
-  if (bf16_)
+  const std::string precision = resolve_precision(config_, device_);
+  autocast_ = precision != "fp32";
+  if (precision == "fp16") {
+    autocast_dtype_ = torch::kHalf;
+    set_grad_scaler(GradScalerOptions{});
+  }
+  if (autocast_)
     log::info(
-        "[precision] bf16 autocast on {}: matrix products in bf16; weights, gradients, optimiser state and "
-        "the loss in float32; validation in float32",
-        device_.is_cuda() ? "CUDA" : "a CPU with native bf16");
+        "[precision] {} autocast on {}: matrix products in {}; weights, gradients, optimiser state and "
+        "the loss in float32{}; validation in float32",
+        precision, device_.is_cuda() ? "CUDA" : "a CPU with native bf16", precision,
+        scaler_ ? ", scaled by a dynamic loss scale (a step whose gradients overflow is skipped)" : "");
+}
+
+void Trainer::set_grad_scaler(const GradScalerOptions& options) {
+  scaler_.emplace(options);
+  state_.loss_scale = scaler_->current();
+  state_.loss_scale_growth = 0;
+}
+
+bool Trainer::unscale_gradients() {
+  if (!scaler_) return true;
+  const bool finite = scaler_->unscale(model_->parameters());
+  scaler_->update(!finite);
+  state_.loss_scale = scaler_->current();
+  state_.loss_scale_growth = scaler_->growth_tracker();
+  return finite;
 }
 
 double Trainer::train_step(const Batch& batch, int64_t step) {
   double loss = 0;
-  if (micro_step(batch, 1.0, /*first=*/true, step, loss)) optimizer_->step();  // 5. update
+  if (micro_step(batch, 1.0, /*first=*/true, step, loss) && unscale_gradients()) optimizer_->step();  // 5. update
   return loss;
 }
 
 bool Trainer::micro_step(const Batch& batch, double scale, bool first, int64_t step, double& loss_out) {
   torch::Tensor outputs;
   {
-    AutocastGuard autocast(bf16_, device_);
+    AutocastGuard autocast(autocast_, device_, autocast_dtype_);
     outputs = model_->forward(batch);  // 1. output
   }
-  if (bf16_ && outputs.is_floating_point()) outputs = outputs.to(torch::kFloat);  // the loss in float32
+  if (autocast_ && outputs.is_floating_point()) outputs = outputs.to(torch::kFloat);  // the loss in float32
   auto loss = task_.loss(outputs, targets_like(batch.labels, outputs));  // 2. loss
   check_scalar_loss(loss);                           //    a scalar (P4)
   if (auto penalty = model_->penalty(batch); penalty.defined()) {
@@ -71,7 +92,8 @@ bool Trainer::micro_step(const Batch& batch, double scale, bool first, int64_t s
                                  batch.size() > 16 ? ",..." : ""));
   }
   if (first) optimizer_->zero_grad();                // 3. clear gradients
-  (scale == 1.0 ? loss : loss * scale).backward();   // 4. backward
+  if (scale != 1.0) loss = loss * scale;
+  (scaler_ ? scaler_->scale(loss) : loss).backward();  // 4. backward (fp16: of the loss times its scale)
   return true;
 }
 
@@ -183,6 +205,16 @@ bool Trainer::step(const TextDataset& train, const TextDataset* valid, const Epo
     ++state_.nonfinite_skipped;
     log::warn("[train] step {}: non-finite loss, batch skipped ({} so far)", state_.step + 1, state_.nonfinite_skipped);
     if (dist_stop) request_stop(dist_stop);  // every rank saw it: the next step's sync stops them all
+    return true;
+  }
+  // fp16: the gradients divided by the loss scale before clipping; every rank holds the same
+  // averaged gradients, so every rank skips alike.
+  if (!unscale_gradients()) {
+    optimizer_->zero_grad();
+    ++state_.overflow_skipped;
+    log::debug("[train] step {}: the gradients overflowed in fp16; step skipped, loss scale lowered to {}",
+               state_.step + 1, scaler_->current());
+    if (dist_stop) request_stop(dist_stop);
     return true;
   }
   clip_gradients(model_->parameters(), tc.clip_norm, tc.clip_value);  // of the averaged gradients
@@ -322,6 +354,8 @@ void Trainer::summarize(TrainSummary& summary, double start, int64_t samples_at_
   summary.best_metric = state_.best_value;
   summary.early_stopped = state_.early_stopped;
   summary.nonfinite_skipped = state_.nonfinite_skipped;
+  summary.overflow_skipped = state_.overflow_skipped;
+  summary.loss_scale = scaler_ ? scaler_->current() : 0.0;
   summary.seconds = now_s() - start;
   summary.sync_bytes = sync_bytes_;
   summary.samples_per_s =

@@ -12,8 +12,9 @@
 #include "ltk/data/dataset.h"
 #include "ltk/io/run_dir.h"
 #include "ltk/models/text_model.h"
-#include "ltk/train/optim.h"
 #include "ltk/task/task.h"
+#include "ltk/train/grad_scaler.h"
+#include "ltk/train/optim.h"
 
 namespace ltk {
 
@@ -35,6 +36,8 @@ struct TrainSummary {
   double sync_bytes = 0;       ///< distributed: gradient bytes all-reduced per step
   double last_train_loss = 0;  ///< mean loss over the last epoch's steps
   int64_t nonfinite_skipped = 0;
+  int64_t overflow_skipped = 0;  ///< with a loss scaler (fp16): steps skipped because the gradients overflowed
+  double loss_scale = 0;         ///< with a loss scaler: its scale at the end (0 without one)
   bool early_stopped = false;
   int interrupted = 0;         ///< the signal that stopped training early, or 0
   bool paused = false;         ///< stopped at the end of Trainer::set_until_epoch's epoch, checkpointed
@@ -75,6 +78,11 @@ struct TrainState {
   uint64_t metrics_bytes = 0;  ///< size of metrics.jsonl when the checkpoint was written
   bool validation_pending = false;  ///< stopped during this step's validation: resume runs it first
   int64_t world = 1;  ///< the processes that trained (a checkpoint resumes with as many)
+  /// With a loss scaler (fp16): its scale and good steps in a row, and the steps skipped because
+  /// the gradients overflowed; loss_scale 0 without one.
+  double loss_scale = 0;
+  int64_t loss_scale_growth = 0;
+  int64_t overflow_skipped = 0;
 
   nlohmann::json to_json() const;
   static TrainState from_json(const nlohmann::json& j);
@@ -98,6 +106,12 @@ class Trainer {
   /// TrainSummary::paused: a resumed run goes on exactly as one never paused (ltk-sweep's
   /// successive halving trains its trials a rung at a time this way).
   void set_until_epoch(int64_t epoch) { until_epoch_ = epoch; }
+
+  /// Scales the loss before backward and unscales the gradients before clipping and the step,
+  /// skipping a step whose gradients overflowed (trainer.precision "fp16" sets one up; in fp32 a
+  /// scaler with powers of two changes nothing where nothing overflows, which the tests check).
+  /// Before restore(), which brings back the checkpoint's scale.
+  void set_grad_scaler(const GradScalerOptions& options);
 
   /// Trains until trainer.epochs are done, early stopping triggers or a stop is requested.
   TrainSummary fit(const TextDataset& train, const TextDataset* valid);
@@ -144,6 +158,9 @@ class Trainer {
   bool micro_step(const Batch& batch, double scale, bool first, int64_t step, double& loss_out);
   void validate_and_checkpoint(const TextDataset* valid, bool evaluate);
   void write_checkpoint(bool improved);
+  /// With a loss scaler: unscales the gradients and updates the scale; false when they overflowed
+  /// (the step must be skipped). True without one.
+  bool unscale_gradients();
   /// Distributed: combines the ranks' step (loss, weights, non-finite and stop flags) and averages
   /// the gradients; returns false when the step is skipped (a non-finite loss on some rank).
   struct StepSync {
@@ -168,7 +185,9 @@ class Trainer {
   std::string metric_;
   bool higher_better_ = true;
   double current_lr_ = 0;
-  bool bf16_ = false;                    ///< trainer.precision resolved: the forward pass under bf16 autocast
+  bool autocast_ = false;  ///< trainer.precision resolved to bf16 or fp16: the forward pass under autocast
+  c10::ScalarType autocast_dtype_ = c10::ScalarType::BFloat16;
+  std::optional<GradScaler> scaler_;     ///< fp16's, or a test's
   std::vector<double> lr_group_scales_;  // each optimiser group's lr over optimizer.lr
   int64_t last_checkpoint_step_ = -1;
   int64_t until_epoch_ = 0;
