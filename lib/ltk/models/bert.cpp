@@ -18,33 +18,11 @@ namespace {
 
 constexpr int64_t MaskedLmIgnore = -100;  // the targets of unselected positions (MaskedLmTask::kIgnore)
 
-/// Nothing is recorded for backward and no autocast mixes dtypes: in-place ops and the cached and
-/// converted weights of inference may be used.
-bool plain_inference() {
-  return !torch::GradMode::is_enabled() && !at::autocast::is_cpu_enabled() && !at::autocast::is_enabled();
-}
-
 /// act(x); in place when `in_place` (x is a fresh tensor nothing else reads, and nothing is recorded).
 torch::Tensor activate(torch::Tensor x, const std::string& act, bool in_place = false) {
   const char* approximate = act == "gelu_new" ? "tanh" : "none";
   if (act == "relu") return in_place ? x.relu_() : torch::relu(x);
   return in_place ? torch::gelu_(x, approximate) : torch::gelu(x, approximate);
-}
-
-/// m(x), computed in float32 and rounded once for a bf16 input in CPU inference (a bf16 artifact):
-/// LibTorch 1.13's bf16 layer_norm kernel on the CPU is 2-4.5x slower than converting to float32,
-/// normalising and converting back (python3-torch, rows of 128 to 768), and rounds more. Training
-/// and autocast keep the module's own computation. `weights`: where the float32 copies of m's
-/// weight and bias are kept (else made at each call).
-torch::Tensor layer_norm(torch::nn::LayerNorm m, const torch::Tensor& x, DerivedTensor* weights = nullptr) {
-  if (x.scalar_type() != torch::kBFloat16 || !x.is_cpu() || !plain_inference()) return m->forward(x);
-  auto as_float = [&](const torch::Tensor& t, int i) {
-    auto make = [&t] { return t.to(torch::kFloat); };
-    return weights ? weights[i].get({t}, make) : make();
-  };
-  return torch::layer_norm(x.to(torch::kFloat), m->options.normalized_shape(), as_float(m->weight, 0),
-                           as_float(m->bias, 1), m->options.eps())
-      .to(torch::kBFloat16);
 }
 
 /// The attention of q, k, v [B, heads, T, d] under additive_mask [B, 1, 1, T]: context [B, T, H].

@@ -1,6 +1,7 @@
 #include "ltk/models/quantize.h"
 
 #include <ATen/Context.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/_make_per_channel_quantized_tensor.h>
 #include <fmt/format.h>
@@ -319,6 +320,47 @@ void Bf16Deploy::quantize(const std::string& precision) {
         "--quantize int8 quantizes the Linear layers of a bert model's encoder; this model type takes --quantize bf16");
   if (precision != "bf16") throw ConfigError("deploy precision '" + precision + "': give bf16");
   dynamic_cast<torch::nn::Module&>(*this).to(torch::kBFloat16);
+}
+
+bool plain_inference() {
+  return !torch::GradMode::is_enabled() && !at::autocast::is_cpu_enabled() && !at::autocast::is_enabled();
+}
+
+torch::Tensor layer_norm(torch::nn::LayerNorm m, const torch::Tensor& x, DerivedTensor* weights) {
+  if (x.scalar_type() != torch::kBFloat16 || !x.is_cpu() || !plain_inference()) return m->forward(x);
+  auto as_float = [&](const torch::Tensor& t, int i) {
+    auto make = [&t] { return t.to(torch::kFloat); };
+    return weights ? weights[i].get({t}, make) : make();
+  };
+  return torch::layer_norm(x.to(torch::kFloat), m->options.normalized_shape(), as_float(m->weight, 0),
+                           as_float(m->bias, 1), m->options.eps())
+      .to(torch::kBFloat16);
+}
+
+std::optional<Batch> Bf16Deploy::rounded_bf16_batch(const torch::Tensor& weight, const Batch& batch,
+                                                    int64_t max_length) {
+  if (weight.scalar_type() != torch::kBFloat16 || !batch.ids.is_cpu() || !plain_inference() || batch.ids.dim() != 2)
+    return std::nullopt;
+  const int64_t B = batch.ids.size(0), T = batch.ids.size(1);
+  int64_t b = 1;
+  while (b < B && b < 8) b *= 2;
+  if (b < B) b = (B + 7) / 8 * 8;
+  int64_t t = (T + 15) / 16 * 16;
+  if (max_length > 0 && t > max_length) t = std::max(T, max_length);
+  if (B == 0 || (b == B && t == T)) return std::nullopt;
+  auto rows = [&](const torch::Tensor& x) { return x.defined() ? torch::constant_pad_nd(x, {0, b - B}, 0) : x; };
+  auto grid = [&](const torch::Tensor& x) {
+    return x.defined() ? torch::constant_pad_nd(x, {0, t - T, 0, b - B}, 0) : x;
+  };
+  Batch out;
+  out.ids = grid(batch.ids);  // id 0 at padding: masked, whatever it is
+  out.mask = grid(batch.mask);
+  out.token_types = grid(batch.token_types);
+  out.continues = grid(batch.continues);
+  out.lengths = rows(batch.lengths);
+  out.labels = rows(batch.labels);
+  out.indices = rows(batch.indices);
+  return out;
 }
 
 void Bf16Deploy::load_int8(const StoredInt8Layers& stored) {

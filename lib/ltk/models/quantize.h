@@ -10,14 +10,17 @@
 
 #include <ATen/core/ivalue.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
 
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "ltk/models/derived.h"
 #include "ltk/models/text_model.h"
 
 namespace ltk {
@@ -143,9 +146,33 @@ class Bf16Deploy : public Quantizable {
   void load_int8(const StoredInt8Layers& stored) override;
   void fix_int8_ranges(const Int8Calibration&) override {}
 
+ protected:
+  /// For a bf16 model in CPU inference (`weight` one of its bf16 weights, `batch` on the CPU,
+  /// nothing recorded, no autocast): `batch` with its samples rounded up (to a power of two up to
+  /// 8, then a multiple of 8) by empty samples and its length to a multiple of 16 (not past
+  /// `max_length`, 0: no limit) by padding. oneDNN builds a bf16 kernel for each shape and keeps
+  /// 1,024: a server's batches, of every (samples, length) in turn, built new ones at each batch
+  /// (half float32's requests/s). The models mask padding and empty samples, so each real sample's
+  /// output is its own; the caller keeps the first batch.size() rows. nullopt when there is nothing
+  /// to round (shapes already rounded, float32, training).
+  static std::optional<Batch> rounded_bf16_batch(const torch::Tensor& weight, const Batch& batch,
+                                                 int64_t max_length = 0);
+
  private:
   Int8Layers none_;
 };
+
+/// Nothing is recorded for backward and no autocast mixes dtypes: in-place ops and the cached and
+/// converted weights of inference may be used.
+bool plain_inference();
+
+/// m(x), computed in float32 and rounded once for a bf16 input in CPU inference (a bf16 artifact):
+/// LibTorch 1.13's bf16 layer_norm kernel on the CPU is 2-4.5x slower than converting to float32,
+/// normalising and converting back (python3-torch, rows of 128 to 768), and rounds more (a bf16
+/// transformer's server spent a third of its time there). Training and autocast keep the module's
+/// own computation. `weights`: two slots where the float32 copies of m's weight and bias are kept
+/// (else made at each call).
+torch::Tensor layer_norm(torch::nn::LayerNorm m, const torch::Tensor& x, DerivedTensor* weights = nullptr);
 
 /// A model's outputs as float32 (scores and losses are computed in float32): bf16 ones converted.
 inline torch::Tensor float32_outputs(const torch::Tensor& out) {

@@ -33,6 +33,7 @@ void RnnImpl::reset() {
 }
 
 torch::Tensor RnnImpl::forward(const Batch& batch) {
+  if (auto rounded = rounded_bf16_batch(embedding->weight, batch)) return forward(*rounded).narrow(0, 0, batch.size());
   auto x = embedding->forward(batch.ids);
   // An empty sample is fed one padding step: packing needs every length >= 1.
   auto lengths = batch.lengths.clamp_min(1).to(torch::kCPU);

@@ -20,6 +20,7 @@ void TextCnnImpl::reset() {
 }
 
 torch::Tensor TextCnnImpl::forward(const Batch& batch) {
+  if (auto rounded = rounded_bf16_batch(embedding->weight, batch)) return forward(*rounded).narrow(0, 0, batch.size());
   int64_t kmax = *std::max_element(options.kernel_sizes().begin(), options.kernel_sizes().end());
   // Zero vectors at padded positions: whatever the pad row holds, padding contributes nothing.
   auto x = embedding->forward(batch.ids);  // [B, T, E]

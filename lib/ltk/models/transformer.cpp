@@ -61,11 +61,11 @@ torch::Tensor EncoderLayerImpl::feed_forward(const torch::Tensor& x) {
 
 torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
   if (norm_first_) {
-    auto y = x + attend(norm1->forward(x), key_padding_mask);
-    return y + feed_forward(norm2->forward(y));
+    auto y = x + attend(layer_norm(norm1, x, norm_cache_[0]), key_padding_mask);
+    return y + feed_forward(layer_norm(norm2, y, norm_cache_[1]));
   }
-  auto y = norm1->forward(x + attend(x, key_padding_mask));
-  return norm2->forward(y + feed_forward(y));
+  auto y = layer_norm(norm1, x + attend(x, key_padding_mask), norm_cache_[0]);
+  return layer_norm(norm2, y + feed_forward(y), norm_cache_[1]);
 }
 
 TransformerImpl::TransformerImpl(const TransformerOptions& options_) : options(options_) { reset(); }
@@ -87,6 +87,8 @@ void TransformerImpl::reset() {
 }
 
 torch::Tensor TransformerImpl::forward(const Batch& batch) {
+  if (auto rounded = rounded_bf16_batch(embedding->weight, batch, options.max_positions()))
+    return forward(*rounded).narrow(0, 0, batch.size());
   const int64_t B = batch.ids.size(0);
   int64_t T = batch.ids.size(1);
   if (T > options.max_positions())
@@ -108,7 +110,7 @@ torch::Tensor TransformerImpl::forward(const Batch& batch) {
   auto key_padding_mask = attendable.logical_not();
   x = x.transpose(0, 1);  // [T, B, E]
   for (const auto& layer : *layers) x = layer->as<EncoderLayer>()->forward(x, key_padding_mask);
-  if (norm) x = norm->forward(x);
+  if (norm) x = layer_norm(norm, x, norm_cache_);
   x = x.transpose(0, 1);  // [B, T, E]
   torch::Tensor pooled;
   if (cls.defined()) {

@@ -52,6 +52,7 @@ class EncoderLayerImpl : public torch::nn::Module {
   torch::nn::MultiheadAttention self_attn{nullptr};
   torch::nn::Linear linear1{nullptr}, linear2{nullptr};
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  DerivedTensor norm_cache_[2][2];  ///< bf16 inference: float32 weight and bias of norm1 and norm2
   torch::nn::Dropout dropout{nullptr}, dropout1{nullptr}, dropout2{nullptr};
 
  private:
@@ -75,6 +76,7 @@ class TransformerImpl : public TextModel, public Bf16Deploy {
   torch::Tensor cls;
   torch::nn::ModuleList layers{nullptr};
   torch::nn::LayerNorm norm{nullptr};
+  DerivedTensor norm_cache_[2];  ///< bf16 inference: the final norm's float32 weight and bias
   torch::nn::Dropout dropout{nullptr};
   torch::nn::Linear output{nullptr};
 };
