@@ -971,6 +971,16 @@ TEST_CASE("loss scaling (fp16): the scale backs off and grows as PyTorch's GradS
   CHECK_FALSE(scaler.unscale({p}));
   p.mutable_grad() = torch::tensor({1.f, -INFINITY, 1.f});
   CHECK_FALSE(scaler.unscale({p}));
+  {  // a sparse gradient (model.sparse embeddings): its values, coalesced
+    torch::nn::Embedding table(torch::nn::EmbeddingOptions(6, 2).sparse(true));
+    (table(torch::tensor({1, 3, 1}, torch::kLong)).sum() * scaler.current()).backward();
+    REQUIRE(table->weight.grad().is_sparse());
+    CHECK(scaler.unscale({table->weight}));
+    CHECK(torch::equal(table->weight.grad().to_dense(),
+                       torch::tensor({{0.f, 0.f}, {2.f, 2.f}, {0.f, 0.f}, {1.f, 1.f}, {0.f, 0.f}, {0.f, 0.f}})));
+    (table(torch::tensor({2}, torch::kLong)).sum() * INFINITY).backward();
+    CHECK_FALSE(scaler.unscale({table->weight}));
+  }
   CHECK_THROWS_WITH(scaler.restore(0.0, 0), Contains("state.loss_scale"));
   CHECK_THROWS_WITH(scaler.restore(65536.0, 2), Contains("state.loss_scale_growth"));
   CHECK_THROWS_AS(ltk::GradScaler(ltk::GradScalerOptions{65536.0, 0.5}), ltk::Error);
@@ -1036,7 +1046,7 @@ TEST_CASE("loss scaling (fp16): the scale backs off and grows as PyTorch's GradS
     torch::manual_seed(11);
     auto m = ltk::build_model(c.model, ltk::ModelContext{10, 3, 0});
     ltk::Trainer t(c, m, task, torch::kCPU, run, 10);
-    if (scaled) t.set_grad_scaler(ltk::GradScalerOptions{65536.0, 2.0, 0.5, 2});
+    if (scaled) t.set_grad_scaler(ltk::GradScalerOptions{65536.0, 2.0, 0.5, 4});
     if (resume) t.restore(run.checkpoint_dir("last"));
     t.set_until_epoch(until_epoch);
     auto summary = t.fit(data, nullptr);
@@ -1053,15 +1063,54 @@ TEST_CASE("loss scaling (fp16): the scale backs off and grows as PyTorch's GradS
     CHECK(torch::equal(plain.weights[i], scaled.weights[i]));
     CHECK(torch::equal(scaled.weights[i], resumed.weights[i]));
   }
-  // 2 steps an epoch (20 samples, batch 8, accumulate 2), 6 in all: the scale doubled every 2 good
-  // steps. A resume that lost the scale would end at 2^18 or with another growth count.
+  // 2 steps an epoch (20 samples, batch 8, accumulate 2), 6 in all: the scale doubled at the 4th
+  // good step, and counts 2 since. A resume that lost the scale and the count (2 at the pause) would
+  // end with a count of 0.
   CHECK(scaled.state.step == 6);
-  CHECK(scaled.state.loss_scale == 65536.0 * 8);
+  CHECK(scaled.state.loss_scale == 65536.0 * 2);
+  CHECK(scaled.state.loss_scale_growth == 2);
   CHECK(resumed.state.loss_scale == scaled.state.loss_scale);
   CHECK(resumed.state.loss_scale_growth == scaled.state.loss_scale_growth);
   CHECK(plain.state.loss_scale == 0.0);
-  auto records = ltk::test::read_text(dir.file("scaled/metrics.jsonl"));
-  CHECK_THAT(records, Contains("\"loss_scale\":"));
+
+  // fit(): the same 1e35 embedding and zero output layer, every label 0, so that the output's
+  // gradient is scale * 2/3 * 1e35: 65536 to 8192 overflow (4 steps skipped, their samples consumed),
+  // 4096 does not; Adam then moves the bias toward label 0 and the gradient only shrinks. 9 batches
+  // (3 epochs of 20 samples, batch 8): 5 steps taken. The count is in the summary, the records and
+  // the checkpoint.
+  ltk::TextDataset zeros;
+  zeros.set_source("mem", ltk::TargetKind::class_id, 3);
+  for (int i = 0; i < 20; ++i) zeros.add({2, 3}, 2, {0}, 0.f, i + 1);
+  ltk::Config oc = ltk::load_config(ltk::test::toy_config(dir),
+                                    {"output_dir=" + dir.file("overflow"), "trainer.epochs=3", "trainer.log_every=1"});
+  auto orun = ltk::RunDirectory::create(oc.output_dir, false);
+  auto om = ltk::build_model(oc.model, ltk::ModelContext{10, 3, 0});
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : om->named_parameters()) item.value().fill_(item.key() == "embedding.weight" ? 1e35 : 0.0);
+  }
+  ltk::Trainer ot(oc, om, task, torch::kCPU, orun, 10);
+  ot.set_grad_scaler({});
+  auto osum = ot.fit(zeros, nullptr);
+  CHECK(osum.overflow_skipped == 4);
+  CHECK(osum.steps == 5);
+  CHECK(osum.loss_scale == 4096.0);
+  CHECK(ot.state().samples_seen == 20 * 3 - (8 + 8 + 4 + 8));  // the skipped batches' samples are not counted
+  CHECK_THAT(ltk::test::read_text(dir.file("overflow/metrics.jsonl")),
+             Contains("\"loss_scale\":4096.0") && Contains("\"overflow_skipped\":4"));
+  // A long run of skipped steps stops the run, saying so (gradients that hold an inf whatever the
+  // scale would otherwise halve it to 0, where unscaling makes them all NaN): from 2^127 the same
+  // setup overflows down to 2^12, more than 50 steps in a row.
+  ltk::Config nc = ltk::load_config(ltk::test::toy_config(dir), {"output_dir=" + dir.file("inf"), "trainer.epochs=20"});
+  auto nrun = ltk::RunDirectory::create(nc.output_dir, false);
+  auto nm = ltk::build_model(nc.model, ltk::ModelContext{10, 3, 0});
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : nm->named_parameters()) item.value().fill_(item.key() == "embedding.weight" ? 1e35 : 0.0);
+  }
+  ltk::Trainer nt(nc, nm, task, torch::kCPU, nrun, 10);
+  nt.set_grad_scaler(ltk::GradScalerOptions{std::ldexp(1.0, 127), 2.0, 0.5, 2000});
+  CHECK_THROWS_WITH(nt.fit(zeros, nullptr), Contains("overflowed at 50 steps in a row") && Contains("bf16"));
 }
 
 // ---- shards (ltk-data encode) ----

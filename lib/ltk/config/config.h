@@ -156,7 +156,7 @@ struct TrainerConfig {
   std::string dtype = "float32";  ///< float32 | float64: the weights' type (float64 for numerical checks)
   /// fp32 | bf16 (autocast: matrix products in bf16, float32 weights and optimiser state; needs
   /// native bf16: a CPU with AVX512_BF16 or AMX, or CUDA) | auto (bf16 where native, else fp32)
-  /// | fp16 (refused: needs CUDA and a gradient scaler)
+  /// | fp16 (CUDA: autocast to fp16 with a dynamic loss scale, GradScaler; refused on a CPU)
   std::string precision = "fp32";
   double dist_timeout_s = 300;    ///< distributed: the longest any collective (and the rendezvous) waits
   double dist_bucket_mb = 25;     ///< distributed: gradients are all-reduced in buffers of this size

@@ -348,7 +348,12 @@ std::optional<Batch> Bf16Deploy::rounded_bf16_batch(const torch::Tensor& weight,
   int64_t t = (T + 15) / 16 * 16;
   if (max_length > 0 && t > max_length) t = std::max(T, max_length);
   if (B == 0 || (b == B && t == T)) return std::nullopt;
-  auto rows = [&](const torch::Tensor& x) { return x.defined() ? torch::constant_pad_nd(x, {0, b - B}, 0) : x; };
+  auto rows = [&](const torch::Tensor& x) {  // rows appended, whatever the tensor's other dimensions
+    if (!x.defined()) return x;
+    std::vector<int64_t> pad(static_cast<size_t>(2 * x.dim()), 0);
+    pad.back() = b - B;
+    return torch::constant_pad_nd(x, pad, 0);
+  };
   auto grid = [&](const torch::Tensor& x) {
     return x.defined() ? torch::constant_pad_nd(x, {0, t - T, 0, b - B}, 0) : x;
   };

@@ -28,8 +28,9 @@ EncoderLayerImpl::EncoderLayerImpl(int64_t dim, int64_t heads, int64_t ff_dim, d
 }
 
 // LibTorch 1.13's attention masks padded keys in float32 and float64 alone, and takes no per-sample
-// mask otherwise: bf16 scores are computed here, as its multi_head_attention_forward does (the query
-// scaled by head_dim^-1/2 after its projection), the products autocast where autocast is on.
+// mask otherwise: bf16 scores (and fp16 ones under CUDA autocast) are computed here, as its
+// multi_head_attention_forward does (the query scaled by head_dim^-1/2 after its projection), the products autocast
+// where autocast is on.
 torch::Tensor EncoderLayerImpl::attend_bf16(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
   const int64_t T = x.size(0), B = x.size(1), E = x.size(2), heads = self_attn->options.num_heads(), d = E / heads;
   auto qkv = torch::nn::functional::linear(x, self_attn->in_proj_weight, self_attn->in_proj_bias).chunk(3, -1);

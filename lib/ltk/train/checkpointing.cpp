@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 #include <torch/serialize.h>
 
+#include <cmath>
 #include <filesystem>
 #include <set>
 
@@ -88,6 +89,8 @@ TrainState read_checkpoint_meta(const std::string& path) {
   if (s.nonfinite_skipped < 0) bad = "nonfinite_skipped";
   if (s.world < 1) bad = "world";
   if (s.overflow_skipped < 0) bad = "overflow_skipped";
+  if (!(s.loss_scale >= 0) || !std::isfinite(s.loss_scale)) bad = "loss_scale";
+  if (s.loss_scale_growth < 0) bad = "loss_scale_growth";
   for (const auto& [value, step] : s.kept)
     if (step < 0) bad = "kept";
   if (!bad.empty()) throw CheckpointError(path + " is damaged: state." + bad + " is out of range");
@@ -119,6 +122,10 @@ void Trainer::restore(const std::string& dir) {
   // A run that trained with a loss scaler goes on with its scale (one saved before it had one, or
   // a checkpoint of a run without one, starts from the initial scale).
   if (scaler_ && state_.loss_scale > 0) scaler_->restore(state_.loss_scale, state_.loss_scale_growth);
+  if (scaler_) {
+    state_.loss_scale = scaler_->current();
+    state_.loss_scale_growth = scaler_->growth_tracker();
+  }
   c10::Dict<std::string, torch::Tensor> rng = read_rng_states(dir + "/state.pt");
   if (group_ && group_->rank() > 0) {  // this rank's own generator (rng_cpu is rank 0's)
     const std::string mine = "rng_cpu_rank" + std::to_string(group_->rank());

@@ -30,8 +30,12 @@ bool GradScaler::unscale(const std::vector<torch::Tensor>& params) const {
   std::vector<torch::Tensor> finite;
   torch::NoGradGuard no_grad;
   for (const auto& p : params) {
-    const torch::Tensor& g = p.grad();
+    torch::Tensor g = p.grad();
     if (!g.defined()) continue;
+    if (g.is_sparse()) {  // (model.sparse embeddings) its values, once coalesced, as PyTorch does
+      if (!g.is_coalesced()) const_cast<torch::Tensor&>(p).mutable_grad() = g = g.coalesce();
+      g = g._values();
+    }
     finite.push_back(torch::isfinite(g).all());
     if (inv != 1.f) g.mul_(static_cast<double>(inv));
   }

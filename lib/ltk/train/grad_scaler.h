@@ -29,8 +29,8 @@ class GradScaler {
   /// `loss` times the scale (the tensor to call backward on).
   torch::Tensor scale(const torch::Tensor& loss) const;
 
-  /// Divides every defined gradient of `params` by the scale, in place; true when all of them are
-  /// finite (the step may go ahead). One host synchronisation.
+  /// Divides every defined gradient of `params` by the scale, in place (a sparse one coalesced
+  /// first); true when all of them are finite (the step may go ahead). One host synchronisation.
   bool unscale(const std::vector<torch::Tensor>& params) const;
 
   /// After a step (`overflowed`: unscale returned false and the step was skipped): backs off, or

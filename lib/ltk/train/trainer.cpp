@@ -42,6 +42,25 @@ Trainer::Trainer(const Config& config, std::shared_ptr<TextModel> model, const T
         scaler_ ? ", scaled by a dynamic loss scale (a step whose gradients overflow is skipped)" : "");
 }
 
+void Trainer::note_overflow() {
+  // A few skips while the scale settles are normal (2^16 is usually too high at first); one in a
+  // hundred afterwards is reported, and a long run of them means no scale helps: the gradients
+  // hold an inf or a NaN of their own (a halved scale reaches 0, which would turn them all NaN).
+  const int64_t n = state_.overflow_skipped;
+  const float scale = scaler_->current();
+  if (n <= 3 || n % 100 == 0)
+    log::warn(
+        "[train] step {}: the fp16 gradients overflowed; step skipped, loss scale lowered to {:g} ({} skipped "
+        "so far)",
+        state_.step + 1, scale, n);
+  if (++overflow_run_ >= kMaxOverflowRun || !(scale >= kMinLossScale))
+    throw TrainError(fmt::format(
+        "the fp16 gradients overflowed at {} steps in a row (the loss scale is down to {:g}): they hold an inf or a "
+        "NaN whatever the scale. Lower optimizer.lr, set trainer.clip_norm, check the data, or train in \"bf16\" "
+        "or \"fp32\" (trainer.precision)",
+        overflow_run_, scale));
+}
+
 void Trainer::set_grad_scaler(const GradScalerOptions& options) {
   scaler_.emplace(options);
   state_.loss_scale = scaler_->current();
@@ -209,14 +228,16 @@ bool Trainer::step(const TextDataset& train, const TextDataset* valid, const Epo
   }
   // fp16: the gradients divided by the loss scale before clipping; every rank holds the same
   // averaged gradients, so every rank skips alike.
+  // A skipped step is not a step (as Hugging Face's Trainer): the schedule, eval_every and
+  // checkpoint_every count the steps taken; its samples are consumed.
   if (!unscale_gradients()) {
     optimizer_->zero_grad();
     ++state_.overflow_skipped;
-    log::debug("[train] step {}: the gradients overflowed in fp16; step skipped, loss scale lowered to {}",
-               state_.step + 1, scaler_->current());
+    note_overflow();
     if (dist_stop) request_stop(dist_stop);
     return true;
   }
+  overflow_run_ = 0;
   clip_gradients(model_->parameters(), tc.clip_norm, tc.clip_value);  // of the averaged gradients
   current_lr_ = schedule.at(state_.step, state_.plateau_scale);
   set_lr(*optimizer_, current_lr_, lr_group_scales_);

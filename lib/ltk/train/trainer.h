@@ -161,6 +161,11 @@ class Trainer {
   /// With a loss scaler: unscales the gradients and updates the scale; false when they overflowed
   /// (the step must be skipped). True without one.
   bool unscale_gradients();
+  /// A step skipped for overflow: warns now and then, and stops (TrainError) after
+  /// kMaxOverflowRun of them in a row or a scale below kMinLossScale.
+  void note_overflow();
+  static constexpr int64_t kMaxOverflowRun = 50;  ///< 2^16 halved 50 times: 2^-34
+  static constexpr float kMinLossScale = 1.0f / (1 << 24);
   /// Distributed: combines the ranks' step (loss, weights, non-finite and stop flags) and averages
   /// the gradients; returns false when the step is skipped (a non-finite loss on some rank).
   struct StepSync {
@@ -188,6 +193,7 @@ class Trainer {
   bool autocast_ = false;  ///< trainer.precision resolved to bf16 or fp16: the forward pass under autocast
   c10::ScalarType autocast_dtype_ = c10::ScalarType::BFloat16;
   std::optional<GradScaler> scaler_;     ///< fp16's, or a test's
+  int64_t overflow_run_ = 0;             ///< steps skipped for overflow in a row
   std::vector<double> lr_group_scales_;  // each optimiser group's lr over optimizer.lr
   int64_t last_checkpoint_step_ = -1;
   int64_t until_epoch_ = 0;
