@@ -1386,7 +1386,7 @@ TEST_CASE(
   nlohmann::json section = {{"type", "bert"},           {"hidden_size", 16},       {"num_hidden_layers", 2},
                             {"num_attention_heads", 2}, {"intermediate_size", 32}, {"max_position_embeddings", 16}};
   auto config = ltk::resolve_model_config(section);
-  auto batch = batch_of({{2, 7, 9, 11, 3}, {2, 5, 3}, {2, 12, 13, 14, 15, 16, 3}});
+  auto batch = batch_of({{2, 7, 9, 11, 3}, {2, 5, 3}, {2, 12, 13, 14, 15, 16, 17, 18, 19, 3}});
   ltk::test::TempDir dir;
   for (const std::string precision : {"int8", "bf16"}) {
     INFO(precision);
@@ -1467,7 +1467,7 @@ TEST_CASE(
     "deploy precision: a textcnn, rnn or transformer model in bf16 answers in float32 near its float32 answers, and "
     "saved and loaded exactly as before - int8 is refused",
     "[models][quantize]") {
-  auto batch = batch_of({{2, 7, 9, 11, 3}, {2, 5, 3}, {2, 12, 13, 14, 15, 16, 3}});
+  auto batch = batch_of({{2, 7, 9, 11, 3}, {2, 5, 3}, {2, 12, 13, 14, 15, 16, 17, 18, 19, 3}});
   ltk::test::TempDir dir;
   for (const nlohmann::json& section :
        {nlohmann::json{{"type", "textcnn"}, {"embed_dim", 16}, {"channels", 8}},
@@ -1493,12 +1493,12 @@ TEST_CASE(
     model->eval();
     torch::NoGradGuard no_grad;
     auto reference = model->forward(batch);
-    // The batch as bf16 inference rounds it (below): 3 samples to 4 by an empty one, length 7 to 16
+    // The batch as bf16 inference rounds it (below): 3 samples to 4 by an empty one, length 10 to 16
     // (12 where max_positions caps it). In float32 that padding changes no real sample's answer
     // beyond the summation order (the models mask it).
     const int64_t rounded =
         std::min<int64_t>(16, section["max_positions"].is_number() ? section["max_positions"].get<int64_t>() : 16);
-    auto rounded_by_hand = batch_of({{2, 7, 9, 11, 3}, {2, 5, 3}, {2, 12, 13, 14, 15, 16, 3}, {}}, rounded);
+    auto rounded_by_hand = batch_of({{2, 7, 9, 11, 3}, {2, 5, 3}, {2, 12, 13, 14, 15, 16, 17, 18, 19, 3}, {}}, rounded);
     CHECK(torch::allclose(model->forward(rounded_by_hand).narrow(0, 0, 3), reference, 1e-5, 1e-6));
     auto& q = ltk::quantizable(*model, section["type"]);
     CHECK_THROWS_WITH(q.quantize("int8"), Contains("this model type takes --quantize bf16"));

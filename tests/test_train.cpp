@@ -837,6 +837,9 @@ TEST_CASE("trainer.precision bf16: autocast where bf16 is native, float32 weight
   } catch (const std::runtime_error&) {
   }
   CHECK_FALSE(at::autocast::is_cpu_enabled());
+  // fp16 autocast is CUDA's alone (LibTorch 1.13 autocasts a CPU to bf16): refused, state untouched.
+  CHECK_THROWS_WITH(ltk::AutocastGuard(true, torch::kCPU, torch::kHalf), Contains("fp16 on CUDA"));
+  CHECK_FALSE(at::autocast::is_cpu_enabled());
   CHECK(at::autocast::increment_nesting() == 1);
   at::autocast::decrement_nesting();
   ltk::test::TempDir dir;

@@ -149,8 +149,9 @@ class Bf16Deploy : public Quantizable {
  protected:
   /// For a bf16 model in CPU inference (`weight` one of its bf16 weights, `batch` on the CPU,
   /// nothing recorded, no autocast): `batch` with its samples rounded up (to a power of two up to
-  /// 8, then a multiple of 8) by empty samples and its length to a multiple of 16 (not past
-  /// `max_length`, 0: no limit) by padding. oneDNN builds a bf16 kernel for each shape and keeps
+  /// 8, then a multiple of 8) by empty samples and its length (to a multiple of 8, and past 64 of an
+  /// eighth of the power of two above it: at most 12.5% more; not past `max_length`, 0: no limit)
+  /// by padding. oneDNN builds a bf16 kernel for each shape and keeps
   /// 1,024: a server's batches, of every (samples, length) in turn, built new ones at each batch
   /// (half float32's requests/s). The models mask padding and empty samples, so each real sample's
   /// output is its own; the caller keeps the first batch.size() rows. nullopt when there is nothing
