@@ -1518,6 +1518,11 @@ TEST_CASE(
     // one per (samples, length): the batch rounded by hand answers the same, bit for bit (the same
     // computation); a batch of 9 samples (rounded to 16) answers 9 rows.
     CHECK(torch::equal(model->forward(rounded_by_hand).narrow(0, 0, 3), out));
+    if (section["max_positions"].is_number()) {  // too long for the model: refused as in float32
+      const auto too_long = section["max_positions"].get<size_t>() + 1;
+      CHECK_THROWS_WITH(model->forward(batch_of({std::vector<int64_t>(too_long, 4), {2, 3}})),
+                        Contains("exceeds model.max_positions"));
+    }
     auto nine = model->forward(batch_of(std::vector<std::vector<int64_t>>(9, {2, 5, 3})));
     REQUIRE(nine.size(0) == 9);
     CHECK(torch::equal(nine[8], nine[0]));
@@ -1531,6 +1536,31 @@ TEST_CASE(
     ltk::load_weights(*loaded, dir.file("bf16.pt"), ltk::read_weights(dir.file("bf16.pt")));
     CHECK(torch::equal(loaded->forward(batch), out));
   }
+}
+
+TEST_CASE("deploy precision: a bf16 batch's shape is rounded to few sizes, by less than an eighth past 128",
+          "[models][quantize]") {
+  using Shape = std::pair<int64_t, int64_t>;
+  CHECK(ltk::bf16_batch_shape(0, 5) == Shape{0, 8});
+  for (auto [samples, rounded] :
+       std::vector<Shape>{{1, 1}, {3, 4}, {5, 8}, {8, 8}, {9, 16}, {17, 24}, {64, 64}, {65, 72}})
+    CHECK(ltk::bf16_batch_shape(samples, 1).first == rounded);
+  for (auto [length, rounded] :
+       std::vector<Shape>{{1, 8}, {8, 8}, {9, 16}, {64, 64}, {65, 72}, {128, 128}, {129, 144}, {300, 320}})
+    CHECK(ltk::bf16_batch_shape(1, length).second == rounded);
+  // max_length: never past it; a length already past it is left for the model to refuse.
+  CHECK(ltk::bf16_batch_shape(3, 10, 12) == Shape{4, 12});
+  CHECK(ltk::bf16_batch_shape(3, 5, 12) == Shape{4, 8});
+  CHECK(ltk::bf16_batch_shape(3, 13, 12) == Shape{4, 13});
+  std::set<int64_t> lengths;
+  for (int64_t length = 1; length <= 1024; ++length) {
+    const auto [b, t] = ltk::bf16_batch_shape(3, length);
+    REQUIRE(t >= length);
+    if (length > 128) REQUIRE(t - length < length / 8);
+    REQUIRE(ltk::bf16_batch_shape(b, t) == Shape{b, t});  // a rounded batch is left as it is
+    lengths.insert(t);
+  }
+  CHECK(lengths.size() == 16 + 8 * 3);  // up to 128 by 8, then 8 sizes per doubling
 }
 
 TEST_CASE("tasks: the LibTorch-free answer head scores as the task does - temperature - thresholds - positive label",

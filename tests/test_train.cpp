@@ -983,6 +983,11 @@ TEST_CASE("loss scaling (fp16): the scale backs off and grows as PyTorch's GradS
                        torch::tensor({{0.f, 0.f}, {2.f, 2.f}, {0.f, 0.f}, {1.f, 1.f}, {0.f, 0.f}, {0.f, 0.f}})));
     (table(torch::tensor({2}, torch::kLong)).sum() * INFINITY).backward();
     CHECK_FALSE(scaler.unscale({table->weight}));
+    // Four entries of 2^126 for one row, each finite: their sum, 2^128, is not (so it is checked
+    // coalesced).
+    table->weight.mutable_grad() = torch::Tensor();
+    (table(torch::tensor({4, 4, 4, 4}, torch::kLong)).sum() * scaler.current()).backward();
+    CHECK_FALSE(scaler.unscale({table->weight}));
   }
   CHECK_THROWS_WITH(scaler.restore(0.0, 0), Contains("state.loss_scale"));
   CHECK_THROWS_WITH(scaler.restore(65536.0, 2), Contains("state.loss_scale_growth"));

@@ -337,18 +337,24 @@ torch::Tensor layer_norm(torch::nn::LayerNorm m, const torch::Tensor& x, Derived
       .to(torch::kBFloat16);
 }
 
+std::pair<int64_t, int64_t> bf16_batch_shape(int64_t samples, int64_t length, int64_t max_length) {
+  int64_t b = 1;
+  while (b < samples && b < 8) b *= 2;
+  if (b < samples) b = (samples + 7) / 8 * 8;
+  if (max_length > 0 && length > max_length) return {b, length};  // the model refuses it: no padding
+  int64_t step = 8;  // a sixteenth of the power of two at or above the length, at least 8
+  while (step * 16 < length) step *= 2;
+  int64_t t = (length + step - 1) / step * step;
+  if (max_length > 0 && t > max_length) t = max_length;
+  return {samples == 0 ? 0 : b, t};
+}
+
 std::optional<Batch> Bf16Deploy::rounded_bf16_batch(const torch::Tensor& weight, const Batch& batch,
                                                     int64_t max_length) {
   if (weight.scalar_type() != torch::kBFloat16 || !batch.ids.is_cpu() || !plain_inference() || batch.ids.dim() != 2)
     return std::nullopt;
   const int64_t B = batch.ids.size(0), T = batch.ids.size(1);
-  int64_t b = 1;
-  while (b < B && b < 8) b *= 2;
-  if (b < B) b = (B + 7) / 8 * 8;
-  int64_t step = 8;  // an eighth of the power of two at or above T, at least 8: at most 12.5% more past 64
-  while (step * 8 < T) step *= 2;
-  int64_t t = (T + step - 1) / step * step;
-  if (max_length > 0 && t > max_length) t = std::max(T, max_length);
+  const auto [b, t] = bf16_batch_shape(B, T, max_length);
   if (B == 0 || (b == B && t == T)) return std::nullopt;
   auto rows = [&](const torch::Tensor& x) {  // rows appended, whatever the tensor's other dimensions
     if (!x.defined()) return x;

@@ -148,10 +148,8 @@ class Bf16Deploy : public Quantizable {
 
  protected:
   /// For a bf16 model in CPU inference (`weight` one of its bf16 weights, `batch` on the CPU,
-  /// nothing recorded, no autocast): `batch` with its samples rounded up (to a power of two up to
-  /// 8, then a multiple of 8) by empty samples and its length (to a multiple of 8, and past 64 of an
-  /// eighth of the power of two above it: at most 12.5% more; not past `max_length`, 0: no limit)
-  /// by padding. oneDNN builds a bf16 kernel for each shape and keeps
+  /// nothing recorded, no autocast): `batch` rounded to bf16_batch_shape() by empty samples and
+  /// padding. oneDNN builds a bf16 kernel for each shape and keeps
   /// 1,024: a server's batches, of every (samples, length) in turn, built new ones at each batch
   /// (half float32's requests/s). The models mask padding and empty samples, so each real sample's
   /// output is its own; the caller keeps the first batch.size() rows. nullopt when there is nothing
@@ -162,6 +160,12 @@ class Bf16Deploy : public Quantizable {
  private:
   Int8Layers none_;
 };
+
+/// The shape a bf16 model's inference batch of `samples` x `length` is rounded to: samples to a
+/// power of two up to 8, then a multiple of 8; the length to a multiple of 8, and past 128 of a
+/// sixteenth of the power of two at or above it (under 12.5% more), not past `max_length` (0: no
+/// limit; a length already past it is left as it is, for the model to refuse).
+std::pair<int64_t, int64_t> bf16_batch_shape(int64_t samples, int64_t length, int64_t max_length = 0);
 
 /// Nothing is recorded for backward and no autocast mixes dtypes: in-place ops and the cached and
 /// converted weights of inference may be used.

@@ -53,12 +53,28 @@ void Trainer::note_overflow() {
         "[train] step {}: the fp16 gradients overflowed; step skipped, loss scale lowered to {:g} ({} skipped "
         "so far)",
         state_.step + 1, scale, n);
-  if (++overflow_run_ >= kMaxOverflowRun || !(scale >= kMinLossScale))
-    throw TrainError(fmt::format(
-        "the fp16 gradients overflowed at {} steps in a row (the loss scale is down to {:g}): they hold an inf or a "
-        "NaN whatever the scale. Lower optimizer.lr, set trainer.clip_norm, check the data, or train in \"bf16\" "
-        "or \"fp32\" (trainer.precision)",
-        overflow_run_, scale));
+  const char* advice =
+      "Lower optimizer.lr, set trainer.clip_norm, check the data, or train in \"bf16\" or \"fp32\" "
+      "(trainer.precision)";
+  if (++overflow_run_ >= kMaxOverflowRun)
+    throw TrainError(
+        fmt::format("the fp16 gradients overflowed at {} steps in a row (the loss scale is down to "
+                    "{:g}): they hold an inf or a NaN whatever the scale. {}",
+                    overflow_run_, scale, advice));
+  if (!(scale >= kMinLossScale))
+    throw TrainError(
+        fmt::format("the fp16 loss scale has fallen to {:g} after {} steps skipped for overflow in all: "
+                    "the gradients overflow whatever the scale. {}",
+                    scale, n, advice));
+}
+
+bool Trainer::stop_at(int sig, const TextDataset* valid, TrainSummary& summary) {
+  if (last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, false);
+  log::progress_done();
+  log::warn("[train] stopped by signal {} at step {}; checkpoint written. Resume with: ltk-train --resume {}", sig,
+            state_.step, run_.path());
+  summary.interrupted = sig;
+  return false;
 }
 
 void Trainer::set_grad_scaler(const GradScalerOptions& options) {
@@ -224,6 +240,7 @@ bool Trainer::step(const TextDataset& train, const TextDataset* valid, const Epo
     ++state_.nonfinite_skipped;
     log::warn("[train] step {}: non-finite loss, batch skipped ({} so far)", state_.step + 1, state_.nonfinite_skipped);
     if (dist_stop) request_stop(dist_stop);  // every rank saw it: the next step's sync stops them all
+    if (int sig = group_ ? 0 : stop_signal()) return stop_at(sig, valid, summary);  // (a run of skips)
     return true;
   }
   // fp16: the gradients divided by the loss scale before clipping; every rank holds the same
@@ -235,6 +252,7 @@ bool Trainer::step(const TextDataset& train, const TextDataset* valid, const Epo
     ++state_.overflow_skipped;
     note_overflow();
     if (dist_stop) request_stop(dist_stop);
+    if (int sig = group_ ? 0 : stop_signal()) return stop_at(sig, valid, summary);
     return true;
   }
   overflow_run_ = 0;
@@ -260,14 +278,7 @@ bool Trainer::step(const TextDataset& train, const TextDataset* valid, const Epo
   }
   summary.eval_seconds += now_s() - t_eval;
   if (state_.early_stopped) return false;
-  if (int sig = group_ ? dist_stop : stop_signal()) {
-    if (last_checkpoint_step_ != state_.step) validate_and_checkpoint(valid, false);
-    log::progress_done();
-    log::warn("[train] stopped by signal {} at step {}; checkpoint written. Resume with: ltk-train --resume {}", sig,
-              state_.step, run_.path());
-    summary.interrupted = sig;
-    return false;
-  }
+  if (int sig = group_ ? dist_stop : stop_signal()) return stop_at(sig, valid, summary);
   return true;
 }
 

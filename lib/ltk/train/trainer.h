@@ -162,10 +162,13 @@ class Trainer {
   /// (the step must be skipped). True without one.
   bool unscale_gradients();
   /// A step skipped for overflow: warns now and then, and stops (TrainError) after
-  /// kMaxOverflowRun of them in a row or a scale below kMinLossScale.
+  /// kMaxOverflowRun of them in a row, or when skips spread out have halved the scale below
+  /// kMinLossScale (at 0, unscaling would turn every gradient NaN).
   void note_overflow();
   static constexpr int64_t kMaxOverflowRun = 50;  ///< 2^16 halved 50 times: 2^-34
-  static constexpr float kMinLossScale = 1.0f / (1 << 24);
+  static constexpr float kMinLossScale = 0x1p-64f;
+  /// A stop request (signal `sig`) honoured: a checkpoint unless this step has one; returns false.
+  bool stop_at(int sig, const TextDataset* valid, TrainSummary& summary);
   /// Distributed: combines the ranks' step (loss, weights, non-finite and stop flags) and averages
   /// the gradients; returns false when the step is skipped (a non-finite loss on some rank).
   struct StepSync {
