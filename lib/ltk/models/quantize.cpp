@@ -354,7 +354,8 @@ std::optional<Batch> Bf16Deploy::rounded_bf16_batch(const torch::Tensor& weight,
   if (weight.scalar_type() != torch::kBFloat16 || !batch.ids.is_cpu() || !plain_inference() || batch.ids.dim() != 2)
     return std::nullopt;
   const int64_t B = batch.ids.size(0), T = batch.ids.size(1);
-  const auto [b, t] = bf16_batch_shape(B, T, max_length);
+  const auto shape = bf16_batch_shape(B, T, max_length);
+  const int64_t b = shape.first, t = shape.second;  // (not a structured binding: the lambdas below capture them)
   if (B == 0 || (b == B && t == T)) return std::nullopt;
   auto rows = [&](const torch::Tensor& x) {  // rows appended, whatever the tensor's other dimensions
     if (!x.defined()) return x;
