@@ -312,6 +312,18 @@ class PickleWalk {
       case 'e':
         pop_mark();
         return true;  // SETITEMS, APPENDS
+      case 'd':
+      case 'l':  // DICT, LIST (protocol 0; LibTorch reads them): the items since the mark, one value
+        // (walked on, so that a string after them is checked too: found by the fuzz tests, 4 GB)
+        pop_mark();
+        stack_.emplace_back();
+        return true;
+      case '1':
+        pop_mark();
+        return true;  // POP_MARK
+      case '2':
+        stack_.push_back(stack_.empty() ? PickleValue{} : stack_.back());
+        return true;  // DUP
       default:
         return false;
     }
