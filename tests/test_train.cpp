@@ -952,6 +952,32 @@ TEST_CASE("trainer.precision bf16: autocast where bf16 is native, float32 weight
   CHECK_THAT(f64.err, Contains("trainer.precision") && Contains("float64"));
 }
 
+TEST_CASE("trainer.precision auto: fp32 on a CPU where bf16 was measured to train no faster", "[train][precision]") {
+  ltk::test::TempDir dir;
+  const std::string cfg = ltk::test::toy_config(dir);
+  setenv("LTK_NATIVE_BF16", "1", 1);
+  const torch::Device cpu(torch::kCPU);
+  auto precision = [&](const std::vector<std::string>& sets) {
+    std::vector<std::string> all = sets;
+    all.push_back("trainer.precision=auto");
+    return ltk::resolve_precision(ltk::load_config(cfg, all), cpu);
+  };
+  const std::string bert = R"(model={"type": "bert", "num_hidden_layers": 1, "num_attention_heads": 2, )"
+                           R"("intermediate_size": 64, "max_position_embeddings": 32, "hidden_size": )";
+  CHECK(precision({}) == "bf16");  // the toy config's bow
+  CHECK(precision({R"(model={"type": "textcnn", "embed_dim": 16})"}) == "bf16");
+  CHECK(precision({R"(model={"type": "rnn", "embed_dim": 16, "hidden_dim": 16})"}) == "fp32");
+  CHECK(precision({bert + std::to_string(ltk::kAutoBf16MinBertWidth / 2) + "}", "data.max_len=16"}) == "fp32");
+  CHECK(precision({bert + std::to_string(ltk::kAutoBf16MinBertWidth) + "}", "data.max_len=16"}) == "bf16");
+  // Asked for by name, bf16 trains them all the same.
+  CHECK(ltk::resolve_precision(ltk::load_config(cfg, {R"(model={"type": "rnn", "embed_dim": 16, "hidden_dim": 16})",
+                                                      "trainer.precision=bf16"}),
+                               cpu) == "bf16");
+  setenv("LTK_NATIVE_BF16", "0", 1);
+  CHECK(precision({}) == "fp32");
+  unsetenv("LTK_NATIVE_BF16");
+}
+
 TEST_CASE("loss scaling (fp16): the scale backs off and grows as PyTorch's GradScaler, and is restored",
           "[train][precision]") {
   // The scaler alone: growth after growth_interval good steps, never to inf; backoff on overflow.

@@ -23,6 +23,20 @@ const char* fp32_only(const Config& config, const c10::Device& device, const std
   return nullptr;
 }
 
+// Why "auto" keeps a run in fp32 on a CPU with native bf16, or null: the models whose training
+// bf16 autocast did not speed up there (scripts/bench_precision.sh, docs/bench_precision.md).
+const char* auto_keeps_fp32_on_cpu(const Config& config) {
+  const std::string& model = config.model.type;
+  if (model == "rnn")
+    return "bf16 autocast trains the rnn model no faster on a CPU (measured: 1.01x at 1 thread, 0.86x at 2; "
+           "docs/bench_precision.md)";
+  if (model == "bert" && config.model.options.value("hidden_size", int64_t{0}) < kAutoBf16MinBertWidth)
+    return "bf16 autocast trains a BERT narrower than 256 no faster on a CPU, its matrices too small for the "
+           "conversions to pay (measured at hidden_size 128: 1.08x at 1 thread, 0.98x at 2; at 256: 1.4x; "
+           "docs/bench_precision.md)";
+  return nullptr;
+}
+
 }  // namespace
 
 std::string resolve_precision(const Config& config, const c10::Device& device) {
@@ -39,6 +53,12 @@ std::string resolve_precision(const Config& config, const c10::Device& device) {
   }
   if (p == "fp16") return "fp16";  // on CUDA, with a gradient scaler
   const bool native = device.is_cuda() || cpu_has_native_bf16();
+  if (native && p == "auto" && !device.is_cuda()) {
+    if (const char* why = auto_keeps_fp32_on_cpu(config)) {
+      log::info("[precision] trainer.precision \"auto\": {}; training in fp32 (\"bf16\" trains in it anyway)", why);
+      return "fp32";
+    }
+  }
   if (native) return "bf16";
   if (p == "bf16")
     throw ConfigError(
