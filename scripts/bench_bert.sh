@@ -4,7 +4,9 @@
 # texts in the same batch order (no shuffling, no length bucketing on either side), 2 threads each,
 # run one after the other in this invocation; then ltk-predict's inference samples/s. The texts are
 # fortunes_en's training texts rewritten as word ids, so that both sides see identical ids without
-# a WordPiece tokenizer in Python. Writes docs/bench_bert.md. Run it alone.
+# a WordPiece tokenizer in Python. Writes docs/bench_bert.md (BENCH_OUT=FILE: there instead; BENCH_JSON=FILE:
+# the ratios as JSON too). LTK_NATIVE_BF16=0 skips the bf16 rows (scripts/bench_isa.sh sets it to play a CPU
+# without native bf16). Run it alone.
 #   scripts/bench_bert.sh [samples=1024] [threads=2]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,10 @@ n="${1:-1024}"
 threads="${2:-2}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+out="${BENCH_OUT:-docs/bench_bert.md}"
+native_bf16() {
+  if [[ -n "${LTK_NATIVE_BF16:-}" ]]; then [[ "$LTK_NATIVE_BF16" != 0 ]]; else grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo; fi
+}
 [[ -f data/fortunes_en/train.tsv ]] || ./scripts/data.sh fortunes_en
 # Every distinct lowercase word of the texts becomes a vocabulary entry of its own (no ## pieces).
 python3 - "$n" "$tmp" <<'PY'
@@ -42,7 +48,7 @@ ltk_s=$(echo "$ltk_line" | grep -o '[0-9.]*s$' | tr -d s)
 tokens=$(grep -o 'train: [0-9]* samples, [0-9]* tokens' "$tmp/run/train.log" | awk '{print $4}')
 # The same run under trainer.precision "bf16" (autocast), where the CPU computes bf16 natively.
 bf16_s=0
-if grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo; then
+if native_bf16; then
   build/bin/ltk-train --config "$tmp/bert.json" --set trainer.precision=bf16 --set output_dir="$tmp/run_bf16" \
     2> "$tmp/bf16.log"
   bf16_s=$(grep -o 'done: [0-9]* steps in [0-9.]*s' "$tmp/run_bf16/train.log" | grep -o '[0-9.]*s$' | tr -d s)
@@ -57,7 +63,7 @@ predict_s=$(echo "$(date +%s.%N) - $start" | bc)
 declare -A art_s art_rss art_mb
 for p in int8 bf16; do
   art_s[$p]=0 art_rss[$p]=0 art_mb[$p]=0
-  [[ $p == bf16 ]] && ! grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo && continue
+  [[ $p == bf16 ]] && ! native_bf16 && continue
   build/bin/ltk-eval --run "$tmp/run" --quantize $p --out "$tmp/$p" --data "$tmp/data.tsv" --max-drop 100 \
     --threads "$threads" 2> "$tmp/$p.log" || { cat "$tmp/$p.log" >&2; exit 1; }
   art_mb[$p]=$(stat -c %s "$tmp/$p/checkpoints/deploy/weights.pt")
@@ -71,11 +77,12 @@ float_mb="$(stat -c %s "$(ls "$tmp"/run/checkpoints/step-*/weights.pt | head -1)
 py=$(/usr/bin/python3 bench/bench_bert.py "$tmp/data.tsv" "$tmp/vocab.txt" 128 32 "$threads")
 python3 - "$n" "$tokens" "$ltk_s" "$(cat "$tmp/ltk.rss")" "$predict_s" "$py" "$threads" "$bf16_s" \
   "${art_s[int8]} ${art_rss[int8]} ${art_mb[int8]}" "${art_s[bf16]} ${art_rss[bf16]} ${art_mb[bf16]}" "$float_mb" \
-  <<'PY' | tee docs/bench_bert.md
+  "${BENCH_JSON:-}" <<'PY' | tee "$out"
 import json, subprocess, sys
 n, tokens, ltk_s, rss_kb, predict_s, py, threads, bf16_s = sys.argv[1:9]
 artifacts = {p: [float(v) for v in sys.argv[i].split()] for p, i in (("int8", 9), ("bf16", 10))}
 float_mb, float_rss = int(sys.argv[11].split()[0]) / 1e6, int(sys.argv[11].split()[1]) / 1024
+json_out = sys.argv[12]
 n, tokens, ltk_s, predict_s, py, bf16_s = int(n), int(tokens), float(ltk_s), float(predict_s), json.loads(py), float(bf16_s)
 cpu = subprocess.run("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2", shell=True, capture_output=True, text=True).stdout.strip()
 print("# BERT fine-tuning throughput (scripts/bench_bert.sh)\n")
@@ -100,4 +107,12 @@ for p, (s, rss, size) in artifacts.items():
 print(f"\nltk-predict's whole process on the same texts: float32 run, weights {float_mb:.1f} MB, peak RSS {float_rss:.0f} MB" +
       "".join(f"; {p} artifact {n/s:.1f} samples/s, weights {size/1e6:.1f} MB, peak RSS {rss/1024:.0f} MB"
               for p, (s, rss, size) in artifacts.items() if s > 0) + ".")
+if json_out:
+    ratios = {"train_fp32": n / ltk_s / py["train_samples_per_s"], "infer_fp32": n / predict_s / py["infer_samples_per_s"],
+              "train_bf16": n / bf16_s / py["train_samples_per_s"] if bf16_s > 0 else None,
+              "py_train_samples_per_s": py["train_samples_per_s"], "py_infer_samples_per_s": py["infer_samples_per_s"],
+              "ltk_train_samples_per_s": n / ltk_s, "ltk_infer_samples_per_s": n / predict_s}
+    for p, (s, rss, size) in artifacts.items():
+        ratios[f"infer_{p}"] = n / s / py["infer_samples_per_s"] if s > 0 else None
+    json.dump(ratios, open(json_out, "w"))
 PY
