@@ -115,6 +115,37 @@ TEST_CASE("blas: the strongest kernel a CPU runs, and how kernels rank", "[core]
   CHECK(ltk::openblas_core_rank("SomeFutureCore") == -1);
 }
 
+TEST_CASE("cpu: a oneDNN instruction-set cap in the environment turns native bf16 and VNNI off", "[core][blas]") {
+  for (const char* cap : {"", "ALL", "AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX512_CORE_FP16", "NOT_AN_ISA"})
+    CHECK(ltk::onednn_cap_allows_bf16(cap));
+  for (const char* cap : {"SSE41", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"})
+    CHECK_FALSE(ltk::onednn_cap_allows_bf16(cap));
+  for (const char* cap :
+       {"", "ALL", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_AMX", "NOT_AN_ISA"})
+    CHECK(ltk::onednn_cap_allows_vnni(cap));
+  for (const char* cap : {"SSE41", "AVX", "AVX2", "AVX512_CORE"}) CHECK_FALSE(ltk::onednn_cap_allows_vnni(cap));
+  // Read as oneDNN reads it: ONEDNN_ first, then DNNL_, in any case.
+  unsetenv("LTK_NATIVE_BF16");
+  unsetenv("LTK_VNNI");
+  setenv("DNNL_MAX_CPU_ISA", "avx2", 1);
+  CHECK(ltk::onednn_isa_cap() == "AVX2");
+  // Whatever this CPU has, oneDNN held to AVX2 computes neither bf16 nor int8 dot products natively.
+  CHECK_FALSE(ltk::cpu_has_native_bf16());
+  CHECK_FALSE(ltk::cpu_has_vnni());
+  CHECK_FALSE(ltk::why_no_native_bf16().empty());
+  setenv("ONEDNN_MAX_CPU_ISA", "ALL", 1);
+  CHECK(ltk::onednn_isa_cap() == "ALL");
+  setenv("LTK_NATIVE_BF16", "1", 1);  // the override wins over everything
+  setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+  CHECK(ltk::cpu_has_native_bf16());
+  setenv("LTK_NATIVE_BF16", "0", 1);
+  CHECK_THAT(ltk::why_no_native_bf16(), Contains("LTK_NATIVE_BF16=0"));
+  unsetenv("LTK_NATIVE_BF16");
+  unsetenv("ONEDNN_MAX_CPU_ISA");
+  unsetenv("DNNL_MAX_CPU_ISA");
+  CHECK(ltk::onednn_isa_cap().empty());
+}
+
 TEST_CASE("blas: the kernel decision from CPU, chosen kernel and environment", "[core][blas]") {
   struct Row {
     ltk::CpuFeatures cpu;

@@ -976,6 +976,12 @@ TEST_CASE("trainer.precision auto: fp32 on a CPU where bf16 was measured to trai
   setenv("LTK_NATIVE_BF16", "0", 1);
   CHECK(precision({}) == "fp32");
   unsetenv("LTK_NATIVE_BF16");
+  // oneDNN held below bf16 by the environment: bf16 is refused as on a CPU without it, saying why.
+  setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+  CHECK(precision({}) == "fp32");
+  CHECK_THROWS_WITH(ltk::resolve_precision(ltk::load_config(cfg, {"trainer.precision=bf16"}), cpu),
+                    Contains("trainer.precision") && Contains("AVX512_BF16"));
+  unsetenv("ONEDNN_MAX_CPU_ISA");
 }
 
 TEST_CASE("loss scaling (fp16): the scale backs off and grows as PyTorch's GradScaler, and is restored",

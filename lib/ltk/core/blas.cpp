@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <sstream>
 #include <string>
@@ -102,13 +103,64 @@ CpuFeatures detect_cpu_features() {
   return f;
 }
 
-bool cpu_has_native_bf16() {
-  if (const char* forced = std::getenv("LTK_NATIVE_BF16"); forced && *forced) return std::string(forced) != "0";
+namespace {
+
+// oneDNN's instruction sets in increasing order (oneDNN 2.x's names for its cap).
+constexpr const char* kOnednnIsas[] = {"SSE41",
+                                       "AVX",
+                                       "AVX2",
+                                       "AVX2_VNNI",
+                                       "AVX2_VNNI_2",
+                                       "AVX512_CORE",
+                                       "AVX512_CORE_VNNI",
+                                       "AVX512_CORE_BF16",
+                                       "AVX512_CORE_FP16",
+                                       "AVX512_CORE_AMX",
+                                       "AVX512_CORE_AMX_FP16"};
+
+// The cap's place in kOnednnIsas; -1 for none (unset, "ALL" or a name oneDNN does not know).
+int onednn_isa_rank(const std::string& cap) {
+  for (int i = 0; i < static_cast<int>(std::size(kOnednnIsas)); ++i)
+    if (cap == kOnednnIsas[i]) return i;
+  return -1;
+}
+
+}  // namespace
+
+std::string onednn_isa_cap() {
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (!cap || !*cap) cap = std::getenv("DNNL_MAX_CPU_ISA");
+  std::string out = cap ? cap : "";
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool onednn_cap_allows_bf16(const std::string& cap) {
+  const int rank = onednn_isa_rank(cap);
+  return rank < 0 || rank >= onednn_isa_rank("AVX512_CORE_BF16");
+}
+
+bool onednn_cap_allows_vnni(const std::string& cap) {
+  const int rank = onednn_isa_rank(cap);
+  return rank < 0 || cap == "AVX2_VNNI" || cap == "AVX2_VNNI_2" || rank >= onednn_isa_rank("AVX512_CORE_VNNI");
+}
+
+std::string why_no_native_bf16() {
+  if (const char* forced = std::getenv("LTK_NATIVE_BF16"); forced && *forced)
+    return std::string(forced) != "0" ? "" : "LTK_NATIVE_BF16=0 in the environment says this CPU has no native bf16";
   static const bool native = [] {
     const CpuFeatures f = detect_cpu_features();
     return f.avx512_bf16 || f.amx_bf16;
   }();
-  return native;
+  if (!native) return "this CPU has no native bf16 (no AVX512_BF16 or AMX in /proc/cpuinfo)";
+  if (const std::string cap = onednn_isa_cap(); !onednn_cap_allows_bf16(cap))
+    return "the environment caps oneDNN at " + cap +
+           " (ONEDNN_MAX_CPU_ISA or DNNL_MAX_CPU_ISA), below AVX512_CORE_BF16: it will not use this CPU's native bf16";
+  return "";
+}
+
+bool cpu_has_native_bf16() {
+  return why_no_native_bf16().empty();
 }
 
 bool cpu_has_vnni() {
@@ -117,7 +169,7 @@ bool cpu_has_vnni() {
     const CpuFeatures f = detect_cpu_features();
     return f.avx512_vnni || f.avx_vnni || f.amx_int8;
   }();
-  return vnni;
+  return vnni && onednn_cap_allows_vnni(onednn_isa_cap());
 }
 
 std::string best_openblas_core(const CpuFeatures& cpu) {

@@ -23,15 +23,28 @@ struct CpuFeatures {
 /// This CPU's features (with the operating system's support for their registers).
 CpuFeatures detect_cpu_features();
 
-/// Whether this CPU computes bf16 natively (AVX512_BF16 or AMX-BF16), where bf16 autocast pays.
-/// The environment variable LTK_NATIVE_BF16 (0 or 1) overrides the answer, so that tests run the
-/// fallback and the fast path on any CPU.
+/// Whether this CPU computes bf16 natively (AVX512_BF16 or AMX-BF16), where bf16 autocast pays,
+/// and oneDNN may use it (ONEDNN_MAX_CPU_ISA or DNNL_MAX_CPU_ISA, read as oneDNN reads them, does not
+/// hold it below AVX512_CORE_BF16). The environment variable LTK_NATIVE_BF16 (0 or 1) overrides the
+/// answer, so that tests run the fallback and the fast path on any CPU.
 bool cpu_has_native_bf16();
+/// Why bf16 is not native here, for an error or a warning ("" when it is).
+std::string why_no_native_bf16();
 
-/// Whether this CPU multiplies int8 with int32 accumulation (AVX512_VNNI, AVX_VNNI or AMX-INT8).
+/// Whether this CPU multiplies int8 with int32 accumulation (AVX512_VNNI, AVX_VNNI or AMX-INT8) and
+/// oneDNN may use it (its instruction-set cap is not below AVX2_VNNI or AVX512_CORE_VNNI).
 /// Without it, int8 kernels sum pairs of u8 x s8 products in int16, which saturates when both
 /// operands use the full range. LTK_VNNI (0 or 1) overrides the answer.
 bool cpu_has_vnni();
+
+/// oneDNN's instruction-set cap from the environment (ONEDNN_MAX_CPU_ISA, else DNNL_MAX_CPU_ISA),
+/// upper-cased; "" when neither is set.
+std::string onednn_isa_cap();
+/// Whether a cap (a value of ONEDNN_MAX_CPU_ISA; "" or "ALL": none) lets oneDNN use bf16
+/// instructions, and int8 dot products (VNNI). A name oneDNN does not know caps nothing, as in
+/// oneDNN.
+bool onednn_cap_allows_bf16(const std::string& cap);
+bool onednn_cap_allows_vnni(const std::string& cap);
 
 /// The strongest OpenBLAS kernel family the CPU runs: "SkylakeX" (AVX-512 F/BW/DQ/VL), "Haswell"
 /// (AVX2 + FMA), "Sandybridge" (AVX), or "" (nothing beyond what every x86-64 runs).

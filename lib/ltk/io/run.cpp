@@ -50,10 +50,8 @@ void load_model_weights(LoadedRun& run, std::vector<std::pair<std::string, torch
   Quantizable& q = quantizable(*run.model, run.config.model.type);
   if (run.precision == "bf16") {
     if (run.device.is_cpu() && !cpu_has_native_bf16())
-      log::warn(
-          "{} holds bf16 weights, and this CPU has no native bf16 (AVX512_BF16 or AMX): it runs, slowly; the "
-          "float32 run it was made from is faster here",
-          run.dir.path());
+      log::warn("{} holds bf16 weights, and {}: it runs, slowly; the float32 run it was made from is faster here",
+                run.dir.path(), why_no_native_bf16());
     q.quantize("bf16");
     load_weights(*run.model, run.checkpoint_path, std::move(stored));
     return;

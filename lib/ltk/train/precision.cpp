@@ -52,7 +52,8 @@ std::string resolve_precision(const Config& config, const c10::Device& device) {
     return "fp32";
   }
   if (p == "fp16") return "fp16";  // on CUDA, with a gradient scaler
-  const bool native = device.is_cuda() || cpu_has_native_bf16();
+  const std::string no_bf16 = device.is_cuda() ? "" : why_no_native_bf16();
+  const bool native = no_bf16.empty();
   if (native && p == "auto" && !device.is_cuda()) {
     if (const char* why = auto_keeps_fp32_on_cpu(config)) {
       log::info("[precision] trainer.precision \"auto\": {}; training in fp32 (\"bf16\" trains in it anyway)", why);
@@ -61,12 +62,11 @@ std::string resolve_precision(const Config& config, const c10::Device& device) {
   }
   if (native) return "bf16";
   if (p == "bf16")
-    throw ConfigError(
-        "config key 'trainer.precision': \"bf16\" needs native bf16, which this CPU lacks (no "
-        "AVX512_BF16 or AMX in /proc/cpuinfo): emulated, it would be slower than fp32; use \"fp32\", "
-        "or \"auto\" for bf16 where the hardware has it");
-  log::warn(
-      "[precision] trainer.precision \"auto\": this CPU has no native bf16 (AVX512_BF16 or AMX); training in fp32");
+    throw ConfigError("config key 'trainer.precision': \"bf16\" needs native bf16 (AVX512_BF16 or AMX), and " +
+                      no_bf16 +
+                      ": emulated, it would be slower than fp32; use \"fp32\", or \"auto\" for bf16 where the "
+                      "hardware has it");
+  log::warn("[precision] trainer.precision \"auto\": {}; training in fp32", no_bf16);
   return "fp32";
 }
 
