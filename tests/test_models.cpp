@@ -25,6 +25,7 @@
 #include "ltk/models/linear.h"
 #include "ltk/models/quantize.h"
 #include "ltk/models/registry.h"
+#include "ltk/models/textcnn.h"
 #include "ltk/task/task.h"
 #include "ltk/task/task_util.h"
 #include "ltk/train/optim.h"
@@ -235,6 +236,40 @@ TEST_CASE("padding invariance: every model gives a sample the same output alone 
     CHECK(torch::allclose(alone[0], wide[0], 1e-5, 1e-6));
     CHECK(torch::isfinite(model->forward(batch_of({{}, {3}}))).all().item<bool>());  // an empty sample
   }
+}
+
+TEST_CASE("textcnn: inference convolves by one GEMM over every tap - LibTorch's conv1d's features, new weights too",
+          "[models][textcnn]") {
+  auto model = model_from({{"type", "textcnn"}, {"embed_dim", 6}, {"kernel_sizes", {1, 2, 5}}, {"channels", 4}});
+  auto* cnn = dynamic_cast<ltk::TextCnnImpl*>(model.get());
+  REQUIRE(cnn);
+  model->eval();
+  for (auto dtype : {torch::kDouble, torch::kFloat})
+    for (int64_t batch : {1, 2, 7, 60})  // 60 x 9 rows: three slices of the GEMM's rows
+      for (int64_t length : {5, 9}) {    // the widest kernel's width, and more
+        INFO(c10::toString(dtype) << " batch " << batch << " length " << length);
+        model->to(dtype);
+        torch::manual_seed(batch * 10 + length);
+        auto lengths = torch::randint(1, length + 1, {batch}, torch::kLong);
+        auto x = torch::randn({batch, length, 6}, torch::TensorOptions().dtype(dtype)) *
+                 (torch::arange(length).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2).to(dtype);
+        torch::NoGradGuard no_grad;
+        auto reference = cnn->pooled_by_conv(x, lengths);
+        auto pooled = cnn->pooled_by_gemm(x, lengths);
+        REQUIRE(pooled.sizes() == reference.sizes());
+        // Sums of 6 x 5 products at most: float64 to 1e-12, float32 within its rounding of such sums.
+        const double tol = dtype == torch::kDouble ? 1e-12 : 1e-5;
+        CHECK(torch::allclose(pooled, reference, tol, tol));
+        // Weights changed in place are the ones the next call uses (the stacked taps are rebuilt).
+        cnn->convs[1]->as<torch::nn::Conv1d>()->weight.neg_();
+        CHECK(torch::allclose(cnn->pooled_by_gemm(x, lengths), cnn->pooled_by_conv(x, lengths), tol, tol));
+      }
+  // The whole model: inference (the GEMM) gives training's forward pass (LibTorch's conv1d), float64.
+  model->to(torch::kDouble);
+  auto batch = batch_of({{9, 8, 7, 6, 5, 4, 3, 2}, {4, 7, 9}, {11}});
+  auto trained = model->forward(batch).detach();
+  torch::NoGradGuard no_grad;
+  CHECK(torch::allclose(model->forward(batch), trained, 1e-12, 1e-12));
 }
 
 TEST_CASE("models: config errors name the key", "[models][config]") {

@@ -11,6 +11,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "ltk/config/json_reader.h"
+#include "ltk/models/derived.h"
 #include "ltk/models/quantize.h"
 #include "ltk/models/text_model.h"
 
@@ -36,11 +37,24 @@ class TextCnnImpl : public TextModel, public Bf16Deploy {
   void reset();
   torch::Tensor forward(const Batch& batch) override;
 
+  /// The pooled features [B, C * kernels] of `x` [B, T, E] (embedded, padding zeroed, T at least the
+  /// widest kernel) by LibTorch's conv1d: training, autocast, CUDA and bf16.
+  torch::Tensor pooled_by_conv(const torch::Tensor& x, const torch::Tensor& lengths);
+  /// The same by one matrix product of the batch's positions with every tap of every convolution,
+  /// then shifted sums: float CPU inference of more than one sample. LibTorch 1.13 sends a float conv1d of more than
+  /// one sample to oneDNN, which reorders the weights at each call and builds a kernel for each (samples, length)
+  /// shape, and one sample alone to its im2col path, so that a server's small batches cost more per text than texts one
+  /// at a time; here every batch is one GEMM of [B * T, E] x [E, C * sum(kernel sizes)], without an im2col copy.
+  torch::Tensor pooled_by_gemm(const torch::Tensor& x, const torch::Tensor& lengths);
+
   TextCnnOptions options;
   torch::nn::Embedding embedding{nullptr};
   torch::nn::ModuleList convs{nullptr};
   torch::nn::Dropout dropout{nullptr};
   torch::nn::Linear output{nullptr};
+
+ private:
+  DerivedTensor taps_;  ///< pooled_by_gemm's weights, [C * sum(kernel sizes), E]
 };
 TORCH_MODULE(TextCnn);
 
