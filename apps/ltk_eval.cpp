@@ -2,6 +2,7 @@
 // report, compares two runs, or exports a checkpoint for Python.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -169,15 +170,20 @@ int quantize(const cxxopts::ParseResult& args, int64_t batch_size) {
   auto b = score_file(quantized, data, batch_size, format);
   auto check = ltk::compare_deploy(*reference.task, a, b);
   check.data = data;
+  check.batch_size = batch_size;
+  // The float32 pass again, after the artifact's: the first pass of the process pays its warm-up.
+  check.reference_seconds = std::min(check.reference_seconds, score_file(reference, data, batch_size, format).seconds);
   nlohmann::json j = check.to_json();
   j["precision"] = precision;
   j["max_drop"] = max_drop;
   if (calibration.samples) j["calibration"] = calibration.to_json();
   std::cerr << fmt::format(
       "== {} on {} ({} samples)\n  float32: accuracy {:.4f}\n  {:<7}: accuracy {:.4f} ({:+.2f} points)\n  the same "
-      "prediction on {:.2f}% of the samples; the largest probability change {:.4f}\n",
+      "prediction on {:.2f}% of the samples; the largest probability change {:.4f}\n  the model's pass in "
+      "batches of {}: float32 {:.3f}s, {} {:.3f}s ({:.2f}x float32's speed; serving's small batches may differ)\n",
       precision, data, check.samples, check.reference_accuracy, precision, check.accuracy, -check.drop(),
-      100 * check.agreement, check.max_probability_change);
+      100 * check.agreement, check.max_probability_change, batch_size, check.reference_seconds, precision,
+      check.seconds, check.seconds > 0 ? check.reference_seconds / check.seconds : 0.0);
   const std::string why = check.refusal(max_drop);
   if (!why.empty()) {
     std::cerr << "ltk-eval: refused: " << why << "\n";

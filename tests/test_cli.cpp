@@ -577,6 +577,10 @@ TEST_CASE(
     CHECK(j["reference_accuracy"].get<double>() == float_accuracy);
     CHECK(j["agreement"].get<double>() > 0.5);
     CHECK(j["weights_bytes"].get<int64_t>() < j["reference_weights_bytes"].get<int64_t>());
+    CHECK(j["reference_seconds"].get<double>() > 0);  // both passes timed, and told
+    CHECK(j["seconds"].get<double>() > 0);
+    CHECK(j["batch_size"].get<int64_t>() > 0);
+    CHECK_THAT(q.err, Contains("the model's pass in batches of") && Contains("x float32's speed"));
     CHECK_THAT(q.err, Contains("wrote " + dir.file(p)));
     // The artifact is a run: scored as the check scored it, and answered by ltk-predict.
     auto e = run_app("ltk-eval", "--run '" + dir.file(p) + "' --data '" + valid + "' --json", "", "", env);

@@ -88,7 +88,10 @@ nlohmann::json DeployCheck::to_json() const {
           {"accuracy", accuracy},
           {"drop_points", drop()},
           {"agreement", agreement},
-          {"max_probability_change", max_probability_change}};
+          {"max_probability_change", max_probability_change},
+          {"reference_seconds", reference_seconds},
+          {"seconds", seconds},
+          {"batch_size", batch_size}};
 }
 
 void quantize_run(LoadedRun& run, const std::string& precision) {
@@ -147,6 +150,8 @@ DeployCheck compare_deploy(const Task& task, const ScoredFile& reference, const 
     same += prediction_label(task, a.data_ptr<float>() + i * k) == prediction_label(task, b.data_ptr<float>() + i * k);
   c.agreement = n ? static_cast<double>(same) / static_cast<double>(n) : 1.0;
   c.max_probability_change = a.numel() ? (a - b).abs().max().item<double>() : 0.0;
+  c.reference_seconds = reference.seconds;
+  c.seconds = candidate.seconds;
   return c;
 }
 
