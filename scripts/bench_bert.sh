@@ -15,8 +15,12 @@ threads="${2:-2}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 out="${BENCH_OUT:-docs/bench_bert.md}"
+# As ltk decides it: LTK_NATIVE_BF16, else the CPU's flags and oneDNN's instruction-set cap.
 native_bf16() {
-  if [[ -n "${LTK_NATIVE_BF16:-}" ]]; then [[ "$LTK_NATIVE_BF16" != 0 ]]; else grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo; fi
+  if [[ -n "${LTK_NATIVE_BF16:-}" ]]; then [[ "$LTK_NATIVE_BF16" != 0 ]]; return; fi
+  local cap="${ONEDNN_MAX_CPU_ISA:-${DNNL_MAX_CPU_ISA:-}}"
+  case "${cap^^}" in SSE41 | AVX | AVX2 | AVX2_VNNI | AVX2_VNNI_2 | AVX512_CORE | AVX512_CORE_VNNI) return 1 ;; esac
+  grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo
 }
 [[ -f data/fortunes_en/train.tsv ]] || ./scripts/data.sh fortunes_en
 # Every distinct lowercase word of the texts becomes a vocabulary entry of its own (no ## pieces).

@@ -120,21 +120,40 @@ TEST_CASE("cpu: a oneDNN instruction-set cap in the environment turns native bf1
     CHECK(ltk::onednn_cap_allows_bf16(cap));
   for (const char* cap : {"SSE41", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"})
     CHECK_FALSE(ltk::onednn_cap_allows_bf16(cap));
-  for (const char* cap :
-       {"", "ALL", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_AMX", "NOT_AN_ISA"})
-    CHECK(ltk::onednn_cap_allows_vnni(cap));
-  for (const char* cap : {"SSE41", "AVX", "AVX2", "AVX512_CORE"}) CHECK_FALSE(ltk::onednn_cap_allows_vnni(cap));
+  ltk::CpuFeatures avx512_vnni = avx512(), avx_vnni = avx2(), amx = avx512();
+  avx512_vnni.avx512_vnni = true;  // Cascade Lake
+  avx_vnni.avx_vnni = true;        // Alder Lake: AVX-VNNI without AVX-512
+  amx.amx_int8 = true;
+  for (const auto& cpu : {avx512_vnni, avx_vnni, amx})
+    for (const char* cap : {"", "ALL", "NOT_AN_ISA"}) CHECK(ltk::onednn_cap_allows_vnni(cap, cpu));
+  for (const char* cap : {"", "AVX512_CORE_VNNI", "AVX2_VNNI"}) CHECK_FALSE(ltk::onednn_cap_allows_vnni(cap, avx512()));
+  for (const char* cap : {"AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_AMX"}) {
+    CHECK(ltk::onednn_cap_allows_vnni(cap, avx512_vnni));
+    CHECK(ltk::onednn_cap_allows_vnni(cap, amx));
+    CHECK_FALSE(ltk::onednn_cap_allows_vnni(cap, avx_vnni));  // the AVX2 branch is not under them
+  }
+  for (const char* cap : {"AVX2_VNNI", "AVX2_VNNI_2"}) {
+    CHECK(ltk::onednn_cap_allows_vnni(cap, avx_vnni));
+    CHECK_FALSE(ltk::onednn_cap_allows_vnni(cap, avx512_vnni));  // nor the AVX-512 one under these
+  }
+  for (const char* cap : {"SSE41", "AVX", "AVX2", "AVX512_CORE"})
+    for (const auto& cpu : {avx512_vnni, avx_vnni, amx}) CHECK_FALSE(ltk::onednn_cap_allows_vnni(cap, cpu));
   // Read as oneDNN reads it: ONEDNN_ first, then DNNL_, in any case.
   unsetenv("LTK_NATIVE_BF16");
   unsetenv("LTK_VNNI");
   setenv("DNNL_MAX_CPU_ISA", "avx2", 1);
-  CHECK(ltk::onednn_isa_cap() == "AVX2");
+  CHECK(ltk::onednn_isa_cap().value == "AVX2");
+  CHECK(ltk::onednn_isa_cap().variable == "DNNL_MAX_CPU_ISA");
   // Whatever this CPU has, oneDNN held to AVX2 computes neither bf16 nor int8 dot products natively.
   CHECK_FALSE(ltk::cpu_has_native_bf16());
   CHECK_FALSE(ltk::cpu_has_vnni());
   CHECK_FALSE(ltk::why_no_native_bf16().empty());
+  const ltk::CpuFeatures here = ltk::detect_cpu_features();
+  if (here.avx512_bf16 || here.amx_bf16)  // the cap is the reason here, and named
+    CHECK_THAT(ltk::why_no_native_bf16(), Contains("DNNL_MAX_CPU_ISA=AVX2"));
   setenv("ONEDNN_MAX_CPU_ISA", "ALL", 1);
-  CHECK(ltk::onednn_isa_cap() == "ALL");
+  CHECK(ltk::onednn_isa_cap().value == "ALL");
+  CHECK(ltk::onednn_isa_cap().variable == "ONEDNN_MAX_CPU_ISA");
   setenv("LTK_NATIVE_BF16", "1", 1);  // the override wins over everything
   setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
   CHECK(ltk::cpu_has_native_bf16());
@@ -143,7 +162,7 @@ TEST_CASE("cpu: a oneDNN instruction-set cap in the environment turns native bf1
   unsetenv("LTK_NATIVE_BF16");
   unsetenv("ONEDNN_MAX_CPU_ISA");
   unsetenv("DNNL_MAX_CPU_ISA");
-  CHECK(ltk::onednn_isa_cap().empty());
+  CHECK(ltk::onednn_isa_cap().variable.empty());
 }
 
 TEST_CASE("blas: the kernel decision from CPU, chosen kernel and environment", "[core][blas]") {

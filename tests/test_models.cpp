@@ -245,8 +245,10 @@ TEST_CASE("textcnn: inference convolves by one GEMM over every tap - LibTorch's 
   REQUIRE(cnn);
   model->eval();
   for (auto dtype : {torch::kDouble, torch::kFloat})
-    for (int64_t batch : {1, 2, 7, 60})  // 60 x 9 rows: three slices of the GEMM's rows
-      for (int64_t length : {5, 9}) {    // the widest kernel's width, and more
+    // 60 x 9 rows: three slices of the GEMM's rows; 37 x 7 = 259: a last slice without a whole
+    // window of width 5; length 5: the widest kernel's width.
+    for (int64_t batch : {1, 2, 7, 37, 60})
+      for (int64_t length : {5, 7, 9}) {
         INFO(c10::toString(dtype) << " batch " << batch << " length " << length);
         model->to(dtype);
         torch::manual_seed(batch * 10 + length);

@@ -127,11 +127,15 @@ int onednn_isa_rank(const std::string& cap) {
 
 }  // namespace
 
-std::string onednn_isa_cap() {
-  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
-  if (!cap || !*cap) cap = std::getenv("DNNL_MAX_CPU_ISA");
-  std::string out = cap ? cap : "";
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+OnednnCap onednn_isa_cap() {
+  OnednnCap out;
+  for (const char* variable : {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"})
+    if (const char* value = std::getenv(variable); value && *value) {
+      out.variable = variable;
+      out.value = value;
+      break;
+    }
+  for (char& c : out.value) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return out;
 }
 
@@ -140,9 +144,12 @@ bool onednn_cap_allows_bf16(const std::string& cap) {
   return rank < 0 || rank >= onednn_isa_rank("AVX512_CORE_BF16");
 }
 
-bool onednn_cap_allows_vnni(const std::string& cap) {
+bool onednn_cap_allows_vnni(const std::string& cap, const CpuFeatures& cpu) {
   const int rank = onednn_isa_rank(cap);
-  return rank < 0 || cap == "AVX2_VNNI" || cap == "AVX2_VNNI_2" || rank >= onednn_isa_rank("AVX512_CORE_VNNI");
+  if (rank < 0) return cpu.avx512_vnni || cpu.avx_vnni || cpu.amx_int8;
+  // Two branches: the AVX2 one (AVX-VNNI) is not inside the AVX-512 one, nor the other way.
+  if (cap == "AVX2_VNNI" || cap == "AVX2_VNNI_2") return cpu.avx_vnni;
+  return rank >= onednn_isa_rank("AVX512_CORE_VNNI") && (cpu.avx512_vnni || cpu.amx_int8);
 }
 
 std::string why_no_native_bf16() {
@@ -153,9 +160,10 @@ std::string why_no_native_bf16() {
     return f.avx512_bf16 || f.amx_bf16;
   }();
   if (!native) return "this CPU has no native bf16 (no AVX512_BF16 or AMX in /proc/cpuinfo)";
-  if (const std::string cap = onednn_isa_cap(); !onednn_cap_allows_bf16(cap))
-    return "the environment caps oneDNN at " + cap +
-           " (ONEDNN_MAX_CPU_ISA or DNNL_MAX_CPU_ISA), below AVX512_CORE_BF16: it will not use this CPU's native bf16";
+  if (const OnednnCap cap = onednn_isa_cap(); !onednn_cap_allows_bf16(cap.value))
+    return cap.variable + "=" + cap.value +
+           " in the environment holds oneDNN below AVX512_CORE_BF16, so that it does "
+           "not use this CPU's native bf16";
   return "";
 }
 
@@ -165,11 +173,8 @@ bool cpu_has_native_bf16() {
 
 bool cpu_has_vnni() {
   if (const char* forced = std::getenv("LTK_VNNI"); forced && *forced) return std::string(forced) != "0";
-  static const bool vnni = [] {
-    const CpuFeatures f = detect_cpu_features();
-    return f.avx512_vnni || f.avx_vnni || f.amx_int8;
-  }();
-  return vnni && onednn_cap_allows_vnni(onednn_isa_cap());
+  static const CpuFeatures cpu = detect_cpu_features();
+  return onednn_cap_allows_vnni(onednn_isa_cap().value, cpu);
 }
 
 std::string best_openblas_core(const CpuFeatures& cpu) {

@@ -37,14 +37,19 @@ std::string why_no_native_bf16();
 /// operands use the full range. LTK_VNNI (0 or 1) overrides the answer.
 bool cpu_has_vnni();
 
-/// oneDNN's instruction-set cap from the environment (ONEDNN_MAX_CPU_ISA, else DNNL_MAX_CPU_ISA),
-/// upper-cased; "" when neither is set.
-std::string onednn_isa_cap();
-/// Whether a cap (a value of ONEDNN_MAX_CPU_ISA; "" or "ALL": none) lets oneDNN use bf16
-/// instructions, and int8 dot products (VNNI). A name oneDNN does not know caps nothing, as in
-/// oneDNN.
+/// oneDNN's instruction-set cap from the environment: the variable set (ONEDNN_MAX_CPU_ISA, else
+/// DNNL_MAX_CPU_ISA; "" when neither is) and its value, upper-cased (oneDNN reads it in any case).
+struct OnednnCap {
+  std::string variable, value;
+};
+OnednnCap onednn_isa_cap();
+/// Whether a cap (a value of ONEDNN_MAX_CPU_ISA, upper-cased; "" or "ALL": none) lets oneDNN use
+/// bf16 instructions. Names from oneDNN 2.x and 3.x; one oneDNN does not know caps nothing there.
 bool onednn_cap_allows_bf16(const std::string& cap);
-bool onednn_cap_allows_vnni(const std::string& cap);
+/// Whether oneDNN under a cap computes int8 dot products with VNNI on `cpu`: the AVX2_VNNI caps
+/// with AVX-VNNI, AVX512_CORE_VNNI and above with AVX512_VNNI or AMX-INT8 (two branches, neither
+/// inside the other), any VNNI of the CPU without a cap.
+bool onednn_cap_allows_vnni(const std::string& cap, const CpuFeatures& cpu);
 
 /// The strongest OpenBLAS kernel family the CPU runs: "SkylakeX" (AVX-512 F/BW/DQ/VL), "Haswell"
 /// (AVX2 + FMA), "Sandybridge" (AVX), or "" (nothing beyond what every x86-64 runs).

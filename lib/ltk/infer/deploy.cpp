@@ -108,8 +108,9 @@ void quantize_run(LoadedRun& run, const std::string& precision) {
     if (!run.device.is_cpu()) throw ConfigError("--quantize int8 runs on the CPU: pass --device cpu");
     if (auto why = int8_unavailable(); !why.empty()) throw ConfigError("--quantize int8: " + why);
   } else if (run.device.is_cpu() && !cpu_has_native_bf16()) {
-    throw ConfigError("--quantize bf16: " + why_no_native_bf16() +
-                      "; without it bf16 is slower than float32: use --quantize int8");
+    throw ConfigError(
+        "--quantize bf16: " + why_no_native_bf16() +
+        "; without it bf16 is slower than float32: serve the float32 run (or, for bert, --quantize int8)");
   }
   q.quantize(precision);
   run.precision = precision;

@@ -36,9 +36,9 @@ torch::Tensor TextCnnImpl::forward(const Batch& batch) {
 namespace {
 
 // Max over the valid positions of `y` [B, P, C] (position t is valid when its window starts inside
-// the sample; at least one per sample): [B, C].
-torch::Tensor max_over_valid(const torch::Tensor& y, const torch::Tensor& lengths, int64_t k) {
-  auto valid = torch::clamp_min(lengths - k + 1, 1).to(y.device());
+// the sample, and inside the batch's T - k + 1 windows; at least one per sample): [B, C].
+torch::Tensor max_over_valid(const torch::Tensor& y, const torch::Tensor& lengths, int64_t k, int64_t windows) {
+  auto valid = torch::clamp(lengths - k + 1, 1, std::max<int64_t>(1, windows)).to(y.device());
   auto positions = torch::arange(y.size(1), torch::TensorOptions().dtype(torch::kLong).device(y.device()));
   auto keep = positions.unsqueeze(0) < valid.unsqueeze(1);  // [B, P]
   return std::get<0>(y.masked_fill(~keep.unsqueeze(2), -std::numeric_limits<float>::infinity()).max(1));
@@ -52,12 +52,14 @@ torch::Tensor TextCnnImpl::pooled_by_conv(const torch::Tensor& x, const torch::T
   size_t i = 0;
   for (const auto& module : *convs) {
     auto y = torch::relu(module->as<torch::nn::Conv1d>()->forward(channels_first)).transpose(1, 2);  // [B, P, C]
-    pooled.push_back(max_over_valid(y, lengths, options.kernel_sizes()[i++]));
+    const int64_t k = options.kernel_sizes()[i++];
+    pooled.push_back(max_over_valid(y, lengths, k, x.size(1) - k + 1));
   }
   return torch::cat(pooled, 1);
 }
 
 torch::Tensor TextCnnImpl::pooled_by_gemm(const torch::Tensor& x, const torch::Tensor& lengths) {
+  if (x.size(0) == 0) return pooled_by_conv(x, lengths);
   const int64_t B = x.size(0), T = x.size(1), E = x.size(2), C = options.channels(), N = B * T;
   // Every tap of every convolution as a row block: tap j of a width-k kernel holds its weights
   // [C, E] at position j of the window.
@@ -100,7 +102,7 @@ torch::Tensor TextCnnImpl::pooled_by_gemm(const torch::Tensor& x, const torch::T
     const int64_t k = options.kernel_sizes()[i];
     auto& y = responses[i];
     y.narrow(0, N - k + 1, k - 1).zero_();
-    pooled.push_back(max_over_valid(torch::relu_(y).view({B, T, C}), lengths, k));
+    pooled.push_back(max_over_valid(torch::relu_(y).view({B, T, C}), lengths, k, T - k + 1));
   }
   return torch::cat(pooled, 1);
 }

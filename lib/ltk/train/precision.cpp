@@ -56,7 +56,9 @@ std::string resolve_precision(const Config& config, const c10::Device& device) {
   const bool native = no_bf16.empty();
   if (native && p == "auto" && !device.is_cuda()) {
     if (const char* why = auto_keeps_fp32_on_cpu(config)) {
-      log::info("[precision] trainer.precision \"auto\": {}; training in fp32 (\"bf16\" trains in it anyway)", why);
+      log::info(
+          "[precision] trainer.precision \"auto\": {}; training in fp32 (set \"bf16\" to train in bf16 regardless)",
+          why);
       return "fp32";
     }
   }
@@ -64,7 +66,7 @@ std::string resolve_precision(const Config& config, const c10::Device& device) {
   if (p == "bf16")
     throw ConfigError("config key 'trainer.precision': \"bf16\" needs native bf16 (AVX512_BF16 or AMX), and " +
                       no_bf16 +
-                      ": emulated, it would be slower than fp32; use \"fp32\", or \"auto\" for bf16 where the "
+                      ". Emulated, bf16 would be slower than fp32; use \"fp32\", or \"auto\" for bf16 where the "
                       "hardware has it");
   log::warn("[precision] trainer.precision \"auto\": {}; training in fp32", no_bf16);
   return "fp32";
