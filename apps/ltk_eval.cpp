@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 
 #include "app.h"
 #include "ltk/core/files.h"
@@ -173,17 +174,33 @@ int quantize(const cxxopts::ParseResult& args, int64_t batch_size) {
   check.batch_size = batch_size;
   // The float32 pass again, after the artifact's: the first pass of the process pays its warm-up.
   check.reference_seconds = std::min(check.reference_seconds, score_file(reference, data, batch_size, format).seconds);
+  // One text at a time too (a server's quiet stream), on the first texts: each model twice, taking
+  // the faster pass, so that neither pays alone for its kernels' first build (oneDNN's, per shape).
+  check.single_texts = std::min<int64_t>(256, a.data.num_texts());
+  check.reference_single_seconds = check.single_seconds = std::numeric_limits<double>::infinity();
+  for (int pass = 0; pass < 2; ++pass) {
+    check.reference_single_seconds =
+        std::min(check.reference_single_seconds, ltk::one_at_a_time_seconds(reference, a.data, check.single_texts));
+    check.single_seconds =
+        std::min(check.single_seconds, ltk::one_at_a_time_seconds(quantized, b.data, check.single_texts));
+  }
   nlohmann::json j = check.to_json();
   j["precision"] = precision;
   j["max_drop"] = max_drop;
   if (calibration.samples) j["calibration"] = calibration.to_json();
+  auto per_text = [&](double seconds) {
+    return check.single_texts ? 1e3 * seconds / static_cast<double>(check.single_texts) : 0.0;
+  };
   std::cerr << fmt::format(
       "== {} on {} ({} samples)\n  float32: accuracy {:.4f}\n  {:<7}: accuracy {:.4f} ({:+.2f} points)\n  the same "
       "prediction on {:.2f}% of the samples; the largest probability change {:.4f}\n  the model's pass in "
-      "batches of {}: float32 {:.3f}s, {} {:.3f}s ({:.2f}x float32's speed; serving's small batches may differ)\n",
+      "batches of {}: float32 {:.3f}s, {} {:.3f}s ({:.2f}x float32's speed)\n  one text at a time ({} texts): "
+      "float32 {:.2f} ms a text, {} {:.2f} ms ({:.2f}x)\n",
       precision, data, check.samples, check.reference_accuracy, precision, check.accuracy, -check.drop(),
       100 * check.agreement, check.max_probability_change, batch_size, check.reference_seconds, precision,
-      check.seconds, check.seconds > 0 ? check.reference_seconds / check.seconds : 0.0);
+      check.seconds, check.seconds > 0 ? check.reference_seconds / check.seconds : 0.0, check.single_texts,
+      per_text(check.reference_single_seconds), precision, per_text(check.single_seconds),
+      check.single_seconds > 0 ? check.reference_single_seconds / check.single_seconds : 0.0);
   const std::string why = check.refusal(max_drop);
   if (!why.empty()) {
     std::cerr << "ltk-eval: refused: " << why << "\n";

@@ -580,7 +580,11 @@ TEST_CASE(
     CHECK(j["reference_seconds"].get<double>() > 0);  // both passes timed, and told
     CHECK(j["seconds"].get<double>() > 0);
     CHECK(j["batch_size"].get<int64_t>() > 0);
-    CHECK_THAT(q.err, Contains("the model's pass in batches of") && Contains("x float32's speed"));
+    CHECK(j["single_texts"].get<int64_t>() > 0);  // and one text at a time
+    CHECK(j["reference_single_seconds"].get<double>() > 0);
+    CHECK(j["single_seconds"].get<double>() > 0);
+    CHECK_THAT(q.err, Contains("the model's pass in batches of") && Contains("x float32's speed") &&
+                          Contains("one text at a time ("));
     CHECK_THAT(q.err, Contains("wrote " + dir.file(p)));
     // The artifact is a run: scored as the check scored it, and answered by ltk-predict.
     auto e = run_app("ltk-eval", "--run '" + dir.file(p) + "' --data '" + valid + "' --json", "", "", env);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 
@@ -10,6 +11,8 @@
 #include "ltk/core/error.h"
 #include "ltk/core/files.h"
 #include "ltk/core/version.h"
+#include "ltk/eval/evaluator.h"
+#include "ltk/infer/predictor.h"
 #include "ltk/io/checkpoint.h"
 #include "ltk/models/quantize.h"
 
@@ -91,7 +94,10 @@ nlohmann::json DeployCheck::to_json() const {
           {"max_probability_change", max_probability_change},
           {"reference_seconds", reference_seconds},
           {"seconds", seconds},
-          {"batch_size", batch_size}};
+          {"batch_size", batch_size},
+          {"single_texts", single_texts},
+          {"reference_single_seconds", reference_single_seconds},
+          {"single_seconds", single_seconds}};
 }
 
 void quantize_run(LoadedRun& run, const std::string& precision) {
@@ -131,6 +137,15 @@ CalibrationData calibrate_run(LoadedRun& run, const std::string& path, int64_t b
   predict(*run.model, *run.task, data, batch_size, run.device, run.vocab.size());
   quantizable(*run.model, run.config.model.type).fix_int8_ranges(calibration);
   return {fs::absolute(path).lexically_normal().string(), static_cast<int64_t>(chosen.size())};
+}
+
+double one_at_a_time_seconds(const LoadedRun& run, const TextDataset& data, int64_t texts) {
+  texts = std::min(texts, data.num_texts());
+  std::vector<TextDataset> singles(static_cast<size_t>(texts));
+  for (int64_t t = 0; t < texts; ++t) infer::append_text(singles[static_cast<size_t>(t)], data, t);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const auto& one : singles) predict(*run.model, *run.task, one, 1, run.device, run.vocab.size());
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 DeployCheck compare_deploy(const Task& task, const ScoredFile& reference, const ScoredFile& candidate) {

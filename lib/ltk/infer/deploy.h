@@ -32,6 +32,10 @@ struct DeployCheck {
   /// for the process's warm-up alone) and the artifact's; 0 when not timed.
   double reference_seconds = 0, seconds = 0;
   int64_t batch_size = 0;  ///< the batches they ran in
+  /// The same for the file's first `single_texts` texts one at a time (batches of one, as a server
+  /// answers a quiet stream), where batching cannot help: each the faster of two passes.
+  int64_t single_texts = 0;
+  double reference_single_seconds = 0, single_seconds = 0;
 
   /// Accuracy lost, in points (negative: gained).
   double drop() const { return 100.0 * (reference_accuracy - accuracy); }
@@ -59,6 +63,9 @@ struct CalibrationData {
 /// evenly over it), run once with each call's own range. Nothing (samples 0) for another precision.
 CalibrationData calibrate_run(LoadedRun& run, const std::string& path, int64_t batch_size,
                               const std::string& format = "", int64_t max_samples = 4096);
+
+/// Seconds `run`'s model takes over the first `texts` texts of `data` one at a time (batches of one).
+double one_at_a_time_seconds(const LoadedRun& run, const TextDataset& data, int64_t texts);
 
 /// Compares the float32 run's scores with the artifact's on the same file.
 DeployCheck compare_deploy(const Task& task, const ScoredFile& reference, const ScoredFile& candidate);
