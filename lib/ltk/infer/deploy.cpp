@@ -1,5 +1,6 @@
 #include "ltk/infer/deploy.h"
 
+#include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -143,6 +144,7 @@ double one_at_a_time_seconds(const LoadedRun& run, const TextDataset& data, int6
   texts = std::min(texts, data.num_texts());
   std::vector<TextDataset> singles(static_cast<size_t>(texts));
   for (int64_t t = 0; t < texts; ++t) infer::append_text(singles[static_cast<size_t>(t)], data, t);
+  c10::InferenceMode inference;  // as ltk-serve's model threads run it
   const auto t0 = std::chrono::steady_clock::now();
   for (const auto& one : singles) predict(*run.model, *run.task, one, 1, run.device, run.vocab.size());
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

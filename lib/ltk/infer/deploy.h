@@ -28,8 +28,8 @@ struct DeployCheck {
   double agreement = 0;                         ///< the fraction of samples both predict alike
   double max_probability_change = 0;            ///< the largest |p - p_float32| over every sample and label
   /// The model's pass over the file (batches, forward, scores), in seconds: the float32 model's
-  /// (the faster of two passes, one before the artifact's and one after, so that neither pays
-  /// for the process's warm-up alone) and the artifact's; 0 when not timed.
+  /// and the artifact's, each the faster of two passes (the first pays the process's warm-up or the
+  /// artifact's first kernel builds); 0 when not timed.
   double reference_seconds = 0, seconds = 0;
   int64_t batch_size = 0;  ///< the batches they ran in
   /// The same for the file's first `single_texts` texts one at a time (batches of one, as a server
