@@ -105,7 +105,7 @@ CpuFeatures detect_cpu_features() {
 
 namespace {
 
-// oneDNN's instruction sets in increasing order (oneDNN 2.x's names for its cap).
+// oneDNN's instruction sets in increasing order: the names its cap takes, 2.x's and 3.x's.
 constexpr const char* kOnednnIsas[] = {"SSE41",
                                        "AVX",
                                        "AVX2",
