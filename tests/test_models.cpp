@@ -1,6 +1,7 @@
-#include <catch2/catch.hpp>
+#include <ATen/Parallel.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
+#include <catch2/catch.hpp>
 
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
@@ -700,6 +701,16 @@ TEST_CASE(
             auto hidden = bert->bert->forward(batch).detach();
             const double rtol = dtype == torch::kDouble ? 1e-12 : 1e-5, atol = dtype == torch::kDouble ? 1e-12 : 1e-5;
             CHECK(torch::allclose(out, reference, rtol, atol));
+            // Inference: the direct path on plain arrays (bert_direct.h) takes these batches; LibTorch's
+            // operators must give the same outputs when it is turned off.
+            auto direct = ltk::try_bert_direct(bert->direct_weights(), batch, bert->direct_max_tokens());
+            CHECK(direct.defined() == !grad);
+            if (!grad) {
+              CHECK(torch::allclose(direct, reference, rtol, atol));
+              bert->bert->direct_max_tokens = 0;
+              CHECK(torch::allclose(model->forward(batch).detach(), reference, rtol, atol));
+              bert->bert->direct_max_tokens = ltk::BertEncoderImpl::kDirectMaxTokens;
+            }
             // Every real position's hidden state, and [CLS]'s from first_token.
             auto real = batch.mask.unsqueeze(2).to(dtype);
             CHECK(torch::allclose(hidden * real, hidden_reference * real, rtol, atol));
@@ -744,6 +755,57 @@ TEST_CASE("bert: weights changed in place, loaded or converted after a forward p
   check("after the storages are replaced", torch::kFloat);
   model->to(torch::kDouble);
   check("after a conversion to float64", torch::kDouble);
+}
+
+TEST_CASE("bert: the direct path declines what it cannot take, and LibTorch's operators answer it", "[models][bert]") {
+  nlohmann::json section = {{"type", "bert"},           {"hidden_size", 16},       {"num_hidden_layers", 2},
+                            {"num_attention_heads", 4}, {"intermediate_size", 32}, {"max_position_embeddings", 16}};
+  torch::manual_seed(6);
+  auto model = ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{30, 3, 0, nullptr});
+  model->to(torch::kDouble);
+  model->eval();
+  auto* bert = dynamic_cast<ltk::BertClassifierImpl*>(model.get());
+  REQUIRE(bert);
+  REQUIRE(ltk::blas_has_gemm());
+  const auto batch = batch_of({{2, 9, 8, 7, 3}, {2, 5, 3}});  // 8 real tokens
+  auto taken = [&](const ltk::Batch& b, int64_t max_tokens) {
+    return ltk::try_bert_direct(bert->direct_weights(), b, max_tokens).defined();
+  };
+  torch::NoGradGuard no_grad;
+  REQUIRE(taken(batch, 8));
+  CHECK(bert->padding_free(8));
+  CHECK_FALSE(taken(batch, 7));  // more tokens than it may take
+  {
+    torch::AutoGradMode grad(true);  // a graph to record: training's path
+    CHECK_FALSE(taken(batch, 8));
+  }
+  auto first_padded = batch;  // a sample whose first position is padding: no [CLS] row to pool
+  first_padded.mask = first_padded.mask.clone();
+  first_padded.mask[1][0] = false;
+  CHECK_FALSE(taken(first_padded, 100));
+  CHECK(torch::isfinite(model->forward(first_padded)).all().item<bool>());
+  auto outside = batch;  // an id outside the vocabulary: LibTorch's path says so
+  outside.ids = outside.ids.clone();
+  outside.ids[0][2] = 30;
+  CHECK_FALSE(taken(outside, 100));
+  CHECK_THROWS_WITH(model->forward(outside), Contains("outside the model's vocabulary of 30"));
+  // Several intra-op threads: LibTorch's operators beyond kDirectMaxTokensThreaded tokens.
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  CHECK(bert->direct_max_tokens() == ltk::BertEncoderImpl::kDirectMaxTokensThreaded);
+  CHECK_FALSE(bert->padding_free(ltk::BertEncoderImpl::kDirectMaxTokensThreaded + 1));
+  at::set_num_threads(threads);
+  CHECK(bert->padding_free(ltk::BertEncoderImpl::kDirectMaxTokensThreaded + 1));
+  // A bf16 or int8 deploy artifact runs LibTorch's (and oneDNN's) kernels.
+  model->to(torch::kFloat);
+  CHECK(bert->padding_free(8));
+  auto bf16 = ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{30, 3, 0, nullptr});
+  dynamic_cast<ltk::Quantizable&>(*bf16).quantize("bf16");
+  auto* bf16_bert = dynamic_cast<ltk::BertClassifierImpl*>(bf16.get());
+  CHECK_FALSE(bf16_bert->padding_free(8));
+  CHECK_FALSE(ltk::try_bert_direct(bf16_bert->direct_weights(), batch, 100).defined());
+  bert->quantize("int8");
+  CHECK_FALSE(bert->padding_free(8));
 }
 
 TEST_CASE("bert: a sample without a real token leaves the others' inference outputs as they are", "[models][bert]") {

@@ -16,6 +16,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "ltk/core/error.h"
@@ -215,6 +216,49 @@ BlasDecision decide_blas_core(const CpuFeatures& cpu, const std::string& chosen,
                          "OPENBLAS_CORETYPE={} (LTK_BLAS_CORETYPE=keep turns this off)",
                          chosen, best, best);
   return d;
+}
+
+namespace {
+
+constexpr int kCblasRowMajor = 101, kCblasNoTrans = 111, kCblasTrans = 112;
+
+template <typename T>
+using CblasGemm = void (*)(int, int, int, int, int, int, T, const T*, int, const T*, int, T, T*, int);
+
+template <typename T>
+CblasGemm<T> cblas_gemm_symbol() {
+  // Looked up once: the BLAS is loaded with LibTorch, before main, and stays.
+  static const auto fn = blas_symbol<CblasGemm<T>>(std::is_same_v<T, float> ? "cblas_sgemm" : "cblas_dgemm");
+  return fn;
+}
+
+template <typename T>
+bool gemm(bool b_transposed, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b, int64_t ldb,
+          T beta, T* c, int64_t ldc) {
+  const auto fn = cblas_gemm_symbol<T>();
+  constexpr int64_t kMax = std::numeric_limits<int>::max();
+  if (!fn || std::max({m, n, k, lda, ldb, ldc}) > kMax || std::min({m, n, k}) < 0) return false;
+  if (m == 0 || n == 0) return true;
+  auto i = [](int64_t v) { return static_cast<int>(v); };
+  fn(kCblasRowMajor, kCblasNoTrans, b_transposed ? kCblasTrans : kCblasNoTrans, i(m), i(n), i(k), alpha, a, i(lda), b,
+     i(ldb), beta, c, i(ldc));
+  return true;
+}
+
+}  // namespace
+
+bool blas_gemm(bool b_transposed, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  return gemm(b_transposed, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+bool blas_gemm(bool b_transposed, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+               const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  return gemm(b_transposed, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+bool blas_has_gemm() {
+  return cblas_gemm_symbol<float>() && cblas_gemm_symbol<double>();
 }
 
 bool blas_gemm_is_correct() {

@@ -8,6 +8,7 @@
 // OPENBLAS_CORETYPE set.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace ltk {
@@ -74,6 +75,17 @@ struct BlasDecision {
 /// process: it never re-executes twice). A null pointer is an unset variable.
 BlasDecision decide_blas_core(const CpuFeatures& cpu, const std::string& chosen, const char* openblas_coretype,
                               const char* ltk_blas_coretype, const char* reexec_guard);
+
+/// C = alpha * A * op(B) + beta * C on row-major arrays, by the loaded BLAS's cblas_sgemm or
+/// cblas_dgemm (op(B) = B^T when `b_transposed`): A [m, k] with rows `lda` apart, op(B) [k, n], C
+/// [m, n]. False, with nothing done, when the BLAS has no such function or a size or stride does
+/// not fit its 32-bit integers; the caller then computes another way.
+bool blas_gemm(bool b_transposed, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+bool blas_gemm(bool b_transposed, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+               const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
+/// Whether blas_gemm can run here (the loaded BLAS has cblas_sgemm and cblas_dgemm).
+bool blas_has_gemm();
 
 /// Checks a small single-precision GEMM of the loaded BLAS against a plain loop in double; true
 /// when every element is within the rounding bound of its dot product (or no BLAS is loaded).

@@ -26,9 +26,13 @@ void check_token_ids(const Batch& batch, int64_t vocab_size, const TextDataset& 
 }
 
 void check_same_device(const torch::nn::Module& model, const torch::Device& device) {
-  // Run before every batch of ltk-serve's: the names (a string per parameter) only on a mismatch.
-  const auto parameters = model.parameters();
-  if (std::all_of(parameters.begin(), parameters.end(), [&](const auto& p) { return p.device() == device; })) return;
+  // Run before every batch of ltk-serve's: each module's own parameters, without their names
+  // (parameters() builds a string per parameter: 2.5% of a BERT server's time); the names only on a mismatch.
+  bool same = true;
+  model.apply([&](const torch::nn::Module& m) {
+    for (const auto& p : m.parameters(/*recurse=*/false)) same = same && p.device() == device;
+  });
+  if (same) return;
   for (const auto& p : model.named_parameters())
     if (p.value().device() != device)
       throw TrainError(fmt::format("parameter {} of the model is on {} but the batches go to {}; move the model "

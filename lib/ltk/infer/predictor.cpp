@@ -103,6 +103,11 @@ std::vector<nlohmann::ordered_json> Predictor::answer(const TextDataset& data, c
   std::iota(order.begin(), order.end(), int64_t{0});
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return data.length(a) < data.length(b); });
   std::vector<torch::Tensor> rows(static_cast<size_t>(n));
+  // A model that computes no padding (BERT's direct path) takes them as one batch: a server's batch
+  // of a few texts of different lengths was split in two or three model calls.
+  int64_t all_real = 0;
+  for (int64_t i = 0; i < n; ++i) all_real += std::max<int64_t>(1, data.length(i));
+  const bool one_batch = n <= batch_size && run_.model->padding_free(all_real);
   // Windows (data.long_text "window"): their logits, pooled per text before they are scored.
   const bool windows = data.windowed();
   for (size_t start = 0; start < order.size();) {
@@ -110,7 +115,7 @@ std::vector<nlohmann::ordered_json> Predictor::answer(const TextDataset& data, c
     int64_t real = 0;
     while (end < order.size() && static_cast<int64_t>(end - start) < batch_size) {
       const int64_t len = std::max<int64_t>(1, data.length(order[end])), count = static_cast<int64_t>(end - start) + 1;
-      if (end > start && len * count > (real + len) * 5 / 4 + 4 * count) break;
+      if (end > start && !one_batch && len * count > (real + len) * 5 / 4 + 4 * count) break;
       real += len;
       ++end;
     }

@@ -1,5 +1,6 @@
 #include "ltk/models/bert.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/ops/_transformer_encoder_layer_fwd.h>
 #include <fmt/format.h>
@@ -9,6 +10,7 @@
 #include <cmath>
 #include <limits>
 
+#include "ltk/core/blas.h"
 #include "ltk/core/error.h"
 #include "ltk/models/derived.h"
 
@@ -213,6 +215,7 @@ torch::Tensor pad_rows(const torch::Tensor& rows) {
 }  // namespace
 
 BertEncoderImpl::BertEncoderImpl(const BertConfig& c, bool with_pooler) : config(c) {
+  if (!bert_direct_enabled()) direct_max_tokens = 0;
   const int64_t H = c.hidden_size;
   auto embeddings = register_module("embeddings", std::make_shared<torch::nn::Module>());
   word_embeddings = embeddings->register_module(
@@ -333,11 +336,51 @@ BertClassifierImpl::BertClassifierImpl(const BertConfig& c, int64_t num_outputs)
 }
 
 torch::Tensor BertClassifierImpl::forward(const Batch& batch) {
+  if (!is_training() && bert->int8.empty()) {
+    auto logits = try_bert_direct(direct_weights(), batch, direct_max_tokens());
+    if (logits.defined()) return logits;
+  }
   // A [CLS] pooler needs the last layer at [CLS] alone (BertEncoderImpl::first_token).
   auto pooled = bert->config.pooling == "cls" ? torch::tanh(bert->pooler->forward(bert->first_token(batch)))
                                               : bert->pool(bert->forward(batch), batch);
   auto out = classifier->forward(dropout->forward(pooled));
   return out.scalar_type() == torch::kBFloat16 ? out.to(torch::kFloat) : out;  // scores and losses in float32
+}
+
+int64_t BertClassifierImpl::direct_max_tokens() const {
+  const int64_t max_tokens = bert->direct_max_tokens;
+  return at::get_num_threads() > 1 ? std::min(max_tokens, BertEncoderImpl::kDirectMaxTokensThreaded) : max_tokens;
+}
+
+bool BertClassifierImpl::padding_free(int64_t real_tokens) const {
+  const auto& w = bert->word_embeddings->weight;
+  return bert->int8.empty() && w.is_cpu() && (w.scalar_type() == torch::kFloat || w.scalar_type() == torch::kDouble) &&
+         real_tokens <= direct_max_tokens() && bert_direct_enabled() && blas_has_gemm();
+}
+
+BertDirectWeights BertClassifierImpl::direct_weights() const {
+  auto dense = [](const torch::nn::Linear& m) { return BertDirectWeights::Dense{m->weight, m->bias}; };
+  auto norm = [](const torch::nn::LayerNorm& m) {
+    return BertDirectWeights::Norm{m->weight, m->bias, m->options.eps()};
+  };
+  const auto& e = *bert;
+  BertDirectWeights w;
+  w.word = e.word_embeddings->weight;
+  w.position = e.position_embeddings->weight;
+  w.token_type = e.token_type_embeddings->weight;
+  w.embeddings_norm = norm(e.embeddings_norm);
+  for (const auto& m : *e.layer) {
+    const auto* l = m->as<BertLayer>();
+    w.layers.push_back({dense(l->query), dense(l->key), dense(l->value), dense(l->attention_dense),
+                        dense(l->intermediate_dense), dense(l->output_dense), norm(l->attention_norm),
+                        norm(l->output_norm)});
+  }
+  if (e.pooler) w.pooler = dense(e.pooler);
+  w.classifier = dense(classifier);
+  w.heads = e.config.num_attention_heads;
+  w.act = e.config.hidden_act;
+  w.pooling = e.config.pooling;
+  return w;
 }
 
 void BertEncoderImpl::fuse_int8() {

@@ -14,6 +14,7 @@
 
 #include "ltk/config/config.h"
 #include "ltk/config/json_reader.h"
+#include "ltk/models/bert_direct.h"
 #include "ltk/models/quantize.h"
 #include "ltk/models/text_model.h"
 
@@ -63,6 +64,15 @@ class BertEncoderImpl : public torch::nn::Module {
   torch::nn::Linear pooler{nullptr};
   /// The encoder layers' Linear layers in int8 (a deploy artifact's); empty: float.
   Int8Layers int8;
+  /// float32 and float64 inference of batches of at most this many real tokens runs on plain arrays
+  /// (bert_direct.h), larger ones with LibTorch's operators; 0 (or LTK_BERT_DIRECT=0 in the
+  /// environment): always LibTorch's. With more than one intra-op thread, at most
+  /// kDirectMaxTokensThreaded: beyond about 640 tokens (16 fortunes) LibTorch's operators, each
+  /// spread over the threads, were measured faster on 2 cores; on one thread the direct path was
+  /// faster at every size (batches of 1 to 256 texts: 1.1-1.6x).
+  int64_t direct_max_tokens = kDirectMaxTokens;
+  static constexpr int64_t kDirectMaxTokens = int64_t{1} << 40;
+  static constexpr int64_t kDirectMaxTokensThreaded = 512;
   /// After `int8` is filled: each layer's query, key and value as one int8 layer (one call, the
   /// activations quantized once; each row keeps its scale, so the values are the three layers').
   void fuse_int8();
@@ -93,6 +103,13 @@ class BertClassifierImpl : public TextModel, public Quantizable {
   bool is_head(const std::string& name) const override { return name.rfind("classifier.", 0) == 0; }
   int64_t level(const std::string& name) const override;
   int64_t num_levels() const override { return bert->config.num_hidden_layers + 1; }
+  /// The weights as bert_direct.h reads them.
+  BertDirectWeights direct_weights() const;
+  /// Whether the direct path takes a batch of `real_tokens` (float32 or float64 weights on the CPU, no
+  /// int8 layers, within direct_max_tokens for the intra-op threads now set).
+  bool padding_free(int64_t real_tokens) const override;
+  /// The most tokens the direct path takes now: direct_max_tokens, capped with several intra-op threads.
+  int64_t direct_max_tokens() const;
 
   BertEncoder bert{nullptr};
   torch::nn::Dropout dropout{nullptr};

@@ -39,6 +39,11 @@ class TextModel : public torch::nn::Module {
   /// tf-idf rows as sparse dot products on the CPU, on the LibTorch threads.
   virtual torch::Tensor forward_rows(const TextDataset& data, const std::vector<int64_t>& indices) { return {}; }
 
+  /// Whether inference of one batch of `real_tokens` tokens in all costs nothing for its padding
+  /// (BERT's direct path computes each text's own tokens alone), so that a caller need not split
+  /// it into batches of similar lengths. Most models compute every padded position: false.
+  virtual bool padding_free(int64_t real_tokens) const { return false; }
+
   /// Whether parameter `name` belongs to the task head (optimizer.head_lr).
   virtual bool is_head(const std::string& name) const { return name.rfind("output.", 0) == 0; }
   /// Layer-wise learning-rate decay (optimizer.layer_decay): how many levels parameter `name`
