@@ -704,8 +704,8 @@ TEST_CASE(
             // Inference: the direct path on plain arrays (bert_direct.h) takes these batches; LibTorch's
             // operators must give the same outputs when it is turned off.
             auto direct = ltk::try_bert_direct(bert->direct_weights(), batch, bert->direct_max_tokens());
-            CHECK(direct.defined() == !grad);
-            if (!grad) {
+            CHECK(direct.defined() == (!grad && ltk::bert_direct_enabled() && ltk::blas_has_gemm()));
+            if (direct.defined()) {
               CHECK(torch::allclose(direct, reference, rtol, atol));
               bert->bert->direct_max_tokens = 0;
               CHECK(torch::allclose(model->forward(batch).detach(), reference, rtol, atol));
@@ -766,7 +766,8 @@ TEST_CASE("bert: the direct path declines what it cannot take, and LibTorch's op
   model->eval();
   auto* bert = dynamic_cast<ltk::BertClassifierImpl*>(model.get());
   REQUIRE(bert);
-  REQUIRE(ltk::blas_has_gemm());
+  if (!ltk::bert_direct_enabled()) LTK_SKIP("LTK_BERT_DIRECT=0 in the environment");
+  if (!ltk::blas_has_gemm()) LTK_SKIP("the loaded BLAS has no cblas_sgemm and cblas_dgemm");
   const auto batch = batch_of({{2, 9, 8, 7, 3}, {2, 5, 3}});  // 8 real tokens
   auto taken = [&](const ltk::Batch& b, int64_t max_tokens) {
     return ltk::try_bert_direct(bert->direct_weights(), b, max_tokens).defined();
@@ -789,13 +790,20 @@ TEST_CASE("bert: the direct path declines what it cannot take, and LibTorch's op
   outside.ids[0][2] = 30;
   CHECK_FALSE(taken(outside, 100));
   CHECK_THROWS_WITH(model->forward(outside), Contains("outside the model's vocabulary of 30"));
+  auto outside_padding = batch;  // even at a padded position, as LibTorch's path checks every id
+  outside_padding.ids = outside_padding.ids.clone();
+  outside_padding.ids[1][4] = 30;
+  CHECK_FALSE(taken(outside_padding, 100));
+  CHECK_THROWS_WITH(model->forward(outside_padding), Contains("outside the model's vocabulary of 30"));
+  CHECK_FALSE(taken(batch_of({{}, {}}), 100));  // no position at all
   // Several intra-op threads: LibTorch's operators beyond kDirectMaxTokensThreaded tokens.
   const int threads = at::get_num_threads();
   at::set_num_threads(2);
   CHECK(bert->direct_max_tokens() == ltk::BertEncoderImpl::kDirectMaxTokensThreaded);
   CHECK_FALSE(bert->padding_free(ltk::BertEncoderImpl::kDirectMaxTokensThreaded + 1));
-  at::set_num_threads(threads);
+  at::set_num_threads(1);
   CHECK(bert->padding_free(ltk::BertEncoderImpl::kDirectMaxTokensThreaded + 1));
+  at::set_num_threads(threads);
   // A bf16 or int8 deploy artifact runs LibTorch's (and oneDNN's) kernels.
   model->to(torch::kFloat);
   CHECK(bert->padding_free(8));
@@ -804,8 +812,71 @@ TEST_CASE("bert: the direct path declines what it cannot take, and LibTorch's op
   auto* bf16_bert = dynamic_cast<ltk::BertClassifierImpl*>(bf16.get());
   CHECK_FALSE(bf16_bert->padding_free(8));
   CHECK_FALSE(ltk::try_bert_direct(bf16_bert->direct_weights(), batch, 100).defined());
+  if (!ltk::int8_unavailable().empty()) LTK_SKIP(ltk::int8_unavailable());
   bert->quantize("int8");
   CHECK_FALSE(bert->padding_free(8));
+}
+
+TEST_CASE(
+    "bert: the direct path on weights far from their init, masks with holes, and one large batch between small "
+    "ones gives LibTorch's outputs",
+    "[models][bert]") {
+  // At the init's spread (0.02) attention is nearly uniform and a logit is about 0.01: a wrong scale
+  // or position would hide under float32's rounding. Weights of spread 0.5 make every step count.
+  if (!ltk::bert_direct_enabled()) LTK_SKIP("LTK_BERT_DIRECT=0 in the environment");
+  if (!ltk::blas_has_gemm()) LTK_SKIP("the loaded BLAS has no cblas_sgemm and cblas_dgemm");
+  for (const char* pooling : {"cls", "mean"}) {
+    INFO(pooling);
+    nlohmann::json section = {{"type", "bert"},           {"hidden_size", 16},       {"num_hidden_layers", 2},
+                              {"num_attention_heads", 2}, {"intermediate_size", 32}, {"max_position_embeddings", 64},
+                              {"pooling", pooling}};
+    torch::manual_seed(8);
+    auto model = ltk::build_model(ltk::resolve_model_config(section), ltk::ModelContext{40, 3, 0, nullptr});
+    auto* bert = dynamic_cast<ltk::BertClassifierImpl*>(model.get());
+    REQUIRE(bert);
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.normal_(0.0, 0.5);
+    model->to(torch::kDouble);
+    model->eval();
+    auto small = batch_of({{2, 9, 8, 7, 3}, {2, 5, 3}, {2, 30, 31, 32, 33, 34, 35, 3}});
+    auto holes = small;  // real tokens at positions 0, 2, 3: positions are columns, not ranks
+    holes.mask = holes.mask.clone();
+    holes.mask[0][1] = false;
+    holes.mask[2][4] = false;
+    std::vector<std::vector<int64_t>> rows;  // 120 texts of 40 tokens: past the 4 MB a thread keeps
+    for (int64_t i = 0; i < 120; ++i) {
+      std::vector<int64_t> r(40);
+      for (int64_t t = 0; t < 40; ++t) r[static_cast<size_t>(t)] = 1 + (i * 7 + t * 3) % 39;
+      rows.push_back(r);
+    }
+    auto large = batch_of(rows);
+    auto libtorch = [&](const ltk::Batch& b) {
+      bert->bert->direct_max_tokens = 0;
+      auto out = model->forward(b);
+      bert->bert->direct_max_tokens = ltk::BertEncoderImpl::kDirectMaxTokens;
+      return out;
+    };
+    for (const auto* b : {&small, &holes, &large, &small, &holes}) {
+      auto reference = libtorch(*b);
+      REQUIRE(reference.abs().max().item<double>() > 0.5);  // logits far from zero: the spread took
+      auto direct = ltk::try_bert_direct(bert->direct_weights(), *b, bert->direct_max_tokens());
+      REQUIRE(direct.defined());
+      // float64: the same sums in other orders, with LayerNorm's and softmax's few operations a value.
+      CHECK(torch::allclose(direct, reference, 1e-10, 1e-10));
+    }
+    // float32 against float64: the dot products (at most 32 terms) and normalisations of two layers
+    // each round at float32's 6e-8 relative; 1e-4 of the logits' scale is over 100 times that.
+    model->to(torch::kFloat);
+    for (const auto* b : {&small, &holes, &large}) {
+      auto direct32 = ltk::try_bert_direct(bert->direct_weights(), *b, bert->direct_max_tokens());
+      REQUIRE(direct32.defined());
+      model->to(torch::kDouble);
+      auto reference = libtorch(*b);
+      model->to(torch::kFloat);
+      const double scale = reference.abs().max().item<double>();
+      CHECK((direct32.to(torch::kDouble) - reference).abs().max().item<double>() <= 1e-4 * scale);
+    }
+  }
 }
 
 TEST_CASE("bert: a sample without a real token leaves the others' inference outputs as they are", "[models][bert]") {

@@ -238,6 +238,10 @@ bool gemm(bool b_transposed, int64_t m, int64_t n, int64_t k, T alpha, const T* 
   const auto fn = cblas_gemm_symbol<T>();
   constexpr int64_t kMax = std::numeric_limits<int>::max();
   if (!fn || std::max({m, n, k, lda, ldb, ldc}) > kMax || std::min({m, n, k}) < 0) return false;
+  // Row-major strides below a row's length: the BLAS would print an error and compute nothing.
+  if (lda < std::max<int64_t>(1, k) || ldb < std::max<int64_t>(1, b_transposed ? k : n) ||
+      ldc < std::max<int64_t>(1, n))
+    return false;
   if (m == 0 || n == 0) return true;
   auto i = [](int64_t v) { return static_cast<int>(v); };
   fn(kCblasRowMajor, kCblasNoTrans, b_transposed ? kCblasTrans : kCblasNoTrans, i(m), i(n), i(k), alpha, a, i(lda), b,

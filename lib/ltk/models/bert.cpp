@@ -151,8 +151,8 @@ class BertLayerImpl : public torch::nn::Module {
   const Int8Layers* int8 = nullptr;            ///< the encoder's
   std::shared_ptr<const Int8Linear> qkv_int8;  ///< query, key and value in one (BertEncoderImpl::fuse_int8)
 
- private:
-  /// The query, key and value weights and biases as one projection, concatenated once.
+  /// The query, key and value weights and biases as one projection, concatenated once (and again
+  /// only when one of them changed).
   std::pair<torch::Tensor, torch::Tensor> qkv_params() {
     auto make = [](std::vector<torch::Tensor> parts) {
       torch::NoGradGuard no_grad;
@@ -167,6 +167,7 @@ class BertLayerImpl : public torch::nn::Module {
             })};
   }
 
+ private:
   torch::Tensor project_qkv(const torch::Tensor& x) {
     if (qkv_int8) return int8_linear(x, *qkv_int8);
     if (int8 && int8->find(*query))
@@ -336,7 +337,10 @@ BertClassifierImpl::BertClassifierImpl(const BertConfig& c, int64_t num_outputs)
 }
 
 torch::Tensor BertClassifierImpl::forward(const Batch& batch) {
-  if (!is_training() && bert->int8.empty()) {
+  // (The dtype first: direct_weights() joins query, key and value, which a bf16 model would keep for nothing.)
+  const auto dtype = bert->word_embeddings->weight.scalar_type();
+  if (!is_training() && !bert->is_training() && bert->int8.empty() &&
+      (dtype == torch::kFloat || dtype == torch::kDouble)) {
     auto logits = try_bert_direct(direct_weights(), batch, direct_max_tokens());
     if (logits.defined()) return logits;
   }
@@ -358,7 +362,7 @@ bool BertClassifierImpl::padding_free(int64_t real_tokens) const {
          real_tokens <= direct_max_tokens() && bert_direct_enabled() && blas_has_gemm();
 }
 
-BertDirectWeights BertClassifierImpl::direct_weights() const {
+BertDirectWeights BertClassifierImpl::direct_weights() {
   auto dense = [](const torch::nn::Linear& m) { return BertDirectWeights::Dense{m->weight, m->bias}; };
   auto norm = [](const torch::nn::LayerNorm& m) {
     return BertDirectWeights::Norm{m->weight, m->bias, m->options.eps()};
@@ -370,9 +374,13 @@ BertDirectWeights BertClassifierImpl::direct_weights() const {
   w.token_type = e.token_type_embeddings->weight;
   w.embeddings_norm = norm(e.embeddings_norm);
   for (const auto& m : *e.layer) {
-    const auto* l = m->as<BertLayer>();
-    w.layers.push_back({dense(l->query), dense(l->key), dense(l->value), dense(l->attention_dense),
-                        dense(l->intermediate_dense), dense(l->output_dense), norm(l->attention_norm),
+    auto* l = m->as<BertLayer>();
+    auto [qkv_weight, qkv_bias] = l->qkv_params();
+    w.layers.push_back({{qkv_weight, qkv_bias},
+                        dense(l->attention_dense),
+                        dense(l->intermediate_dense),
+                        dense(l->output_dense),
+                        norm(l->attention_norm),
                         norm(l->output_norm)});
   }
   if (e.pooler) w.pooler = dense(e.pooler);

@@ -67,9 +67,10 @@ class BertEncoderImpl : public torch::nn::Module {
   /// float32 and float64 inference of batches of at most this many real tokens runs on plain arrays
   /// (bert_direct.h), larger ones with LibTorch's operators; 0 (or LTK_BERT_DIRECT=0 in the
   /// environment): always LibTorch's. With more than one intra-op thread, at most
-  /// kDirectMaxTokensThreaded: beyond about 640 tokens (16 fortunes) LibTorch's operators, each
-  /// spread over the threads, were measured faster on 2 cores; on one thread the direct path was
-  /// faster at every size (batches of 1 to 256 texts: 1.1-1.6x).
+  /// kDirectMaxTokensThreaded: the direct path's loops run on the calling thread (only the BLAS's
+  /// GEMMs and the GELU use the others), and beyond about 640 tokens (16 fortunes) LibTorch's
+  /// operators, each spread over the threads, were measured faster on 2 cores; on one thread the
+  /// direct path was faster at every size (batches of 1 to 256 texts: 1.06-1.6x).
   int64_t direct_max_tokens = kDirectMaxTokens;
   static constexpr int64_t kDirectMaxTokens = int64_t{1} << 40;
   static constexpr int64_t kDirectMaxTokensThreaded = 512;
@@ -104,7 +105,7 @@ class BertClassifierImpl : public TextModel, public Quantizable {
   int64_t level(const std::string& name) const override;
   int64_t num_levels() const override { return bert->config.num_hidden_layers + 1; }
   /// The weights as bert_direct.h reads them.
-  BertDirectWeights direct_weights() const;
+  BertDirectWeights direct_weights();
   /// Whether the direct path takes a batch of `real_tokens` (float32 or float64 weights on the CPU, no
   /// int8 layers, within direct_max_tokens for the intra-op threads now set).
   bool padding_free(int64_t real_tokens) const override;

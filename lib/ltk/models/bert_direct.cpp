@@ -1,6 +1,5 @@
 #include "ltk/models/bert_direct.h"
 
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/gelu.h>
@@ -35,6 +34,9 @@ bool real_tokens(const Batch& batch, const BertDirectWeights& w, int64_t max_tok
   const int64_t* id = ids.data_ptr<int64_t>();
   const int64_t* type = types.defined() ? types.data_ptr<int64_t>() : nullptr;
   const int64_t vocab = w.word.size(0), type_vocab = w.token_type.size(0);
+  // Every id, padded positions' too: LibTorch's path refuses a batch with any id outside the table.
+  for (int64_t i = 0; i < B * T; ++i)
+    if (id[i] < 0 || id[i] >= vocab) return false;
   for (int64_t b = 0; b < B; ++b) {
     if (!m[b * T]) return false;
     out.start.push_back(static_cast<int64_t>(out.id.size()));
@@ -42,7 +44,7 @@ bool real_tokens(const Batch& batch, const BertDirectWeights& w, int64_t max_tok
       const int64_t i = b * T + t;
       if (!m[i]) continue;
       const int64_t ty = type ? type[i] : 0;
-      if (id[i] < 0 || id[i] >= vocab || ty < 0 || ty >= type_vocab) return false;
+      if (ty < 0 || ty >= type_vocab) return false;
       out.id.push_back(id[i]);
       out.type.push_back(ty);
       out.position.push_back(t);
@@ -75,21 +77,12 @@ void dense(const BertDirectWeights::Dense& d, const T* x, int64_t rows, int64_t 
   gemm<T>(true, rows, out, in, x, x_stride, ptr<T>(d.weight), in, T(1), y, y_stride);
 }
 
-/// Rows [0, rows) split over LibTorch's intra-op threads, in slices of at least kRowGrain.
-constexpr int64_t kRowGrain = 32;
-template <typename F>
-void for_rows(int64_t rows, const F& f) {
-  at::parallel_for(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) f(r);
-  });
-}
-
 /// LayerNorm of (x + residual) for each row of x [rows, H], in place; the moments in double.
 /// residual(r): row r's residual, or null for none.
 template <typename T, typename Residual>
 void add_and_norm(const BertDirectWeights::Norm& n, T* x, int64_t rows, int64_t H, const Residual& residual) {
   const T *g = ptr<T>(n.weight), *b = ptr<T>(n.bias);
-  for_rows(rows, [&](int64_t r) {
+  for (int64_t r = 0; r < rows; ++r) {
     T* v = x + r * H;
     if (const T* add = residual(r))
       for (int64_t i = 0; i < H; ++i) v[i] += add[i];
@@ -99,7 +92,7 @@ void add_and_norm(const BertDirectWeights::Norm& n, T* x, int64_t rows, int64_t 
     for (int64_t i = 0; i < H; ++i) var += (v[i] - mean) * (v[i] - mean);
     const double rstd = 1.0 / std::sqrt(var / static_cast<double>(H) + n.eps);
     for (int64_t i = 0; i < H; ++i) v[i] = static_cast<T>((v[i] - mean) * rstd) * g[i] + b[i];
-  });
+  }
 }
 
 /// The softmax of each row of s [rows, n], in place (scaled by 1/root first).
@@ -198,13 +191,13 @@ class Forward {
   void embed() {
     T* x = Scratch<T>::get(s_.x, N_ * H_);
     const T *word = ptr<T>(w_.word), *type = ptr<T>(w_.token_type), *position = ptr<T>(w_.position);
-    for_rows(N_, [&](int64_t r) {
+    for (int64_t r = 0; r < N_; ++r) {
       const T* a = word + tok_.id[r] * H_;
       const T* b = type + tok_.type[r] * H_;
       const T* c = position + tok_.position[r] * H_;
       T* v = x + r * H_;
       for (int64_t i = 0; i < H_; ++i) v[i] = (a[i] + b[i]) + c[i];
-    });
+    }
     add_and_norm<T>(w_.embeddings_norm, x, N_, H_, [](int64_t) { return static_cast<const T*>(nullptr); });
   }
 
@@ -221,24 +214,19 @@ class Forward {
     T* h = Scratch<T>::get(s_.h, Q * I);
     T* out = Scratch<T>::get(s_.next, Q * H);
     const T* x = s_.x.data();
-    dense<T>(l.query, x, N, H, qkv, H3);
-    dense<T>(l.key, x, N, H, qkv + H, H3);
-    dense<T>(l.value, x, N, H, qkv + 2 * H, H3);
+    dense<T>(l.qkv, x, N, H, qkv, H3);
     const T root = static_cast<T>(std::sqrt(static_cast<double>(d)));
-    // Each sample attends over its own tokens; the samples split over the threads.
-    at::parallel_for(0, B_, 1, [&](int64_t begin, int64_t end) {
-      auto& scores = Scratch<T>::of_this_thread().scores;  // (this thread's: one of LibTorch's)
-      for (int64_t b = begin; b < end; ++b) {
-        const int64_t s = tok_.start[b], n = tok_.length[b], nq = firsts_only ? 1 : n, out_row = firsts_only ? b : s;
-        T* p = Scratch<T>::get(scores, nq * n);
-        for (int64_t head = 0; head < heads; ++head) {
-          const T* q = qkv + s * H3 + head * d;
-          gemm<T>(true, nq, n, d, q, H3, q + H, H3, T(0), p, n);
-          softmax_rows<T>(p, nq, n, root);
-          gemm<T>(false, nq, d, n, p, n, q + 2 * H, H3, T(0), context + out_row * H + head * d, H);
-        }
+    // Each sample attends over its own tokens.
+    for (int64_t b = 0; b < B_; ++b) {
+      const int64_t s = tok_.start[b], n = tok_.length[b], nq = firsts_only ? 1 : n, out_row = firsts_only ? b : s;
+      T* p = Scratch<T>::get(s_.scores, nq * n);
+      for (int64_t head = 0; head < heads; ++head) {
+        const T* q = qkv + s * H3 + head * d;
+        gemm<T>(true, nq, n, d, q, H3, q + H, H3, T(0), p, n);
+        softmax_rows<T>(p, nq, n, root);
+        gemm<T>(false, nq, d, n, p, n, q + 2 * H, H3, T(0), context + out_row * H + head * d, H);
       }
-    });
+    }
     dense<T>(l.attention_output, context, Q, H, a, H);
     add_and_norm<T>(l.attention_norm, a, Q, H, [&](int64_t r) { return x + (firsts_only ? tok_.start[r] : r) * H; });
     dense<T>(l.intermediate, a, Q, H, h, I);
@@ -277,7 +265,7 @@ bool weights_apply(const BertDirectWeights& w) {
     return false;
   if (w.heads <= 0 || w.word.size(1) % w.heads != 0) return false;
   return std::all_of(w.layers.begin(), w.layers.end(), [&](const BertDirectWeights::Layer& l) {
-    return dense_ok(l.query) && dense_ok(l.key) && dense_ok(l.value) && dense_ok(l.attention_output) &&
+    return dense_ok(l.qkv) && l.qkv.weight.size(0) == 3 * w.word.size(1) && dense_ok(l.attention_output) &&
            dense_ok(l.intermediate) && dense_ok(l.output) && norm_ok(l.attention_norm) && norm_ok(l.output_norm);
   });
 }
@@ -294,11 +282,12 @@ bool bert_direct_enabled() {
 
 torch::Tensor try_bert_direct(const BertDirectWeights& w, const Batch& batch, int64_t max_tokens) {
   if (max_tokens <= 0 || !plain_inference() || !blas_has_gemm() || !weights_apply(w)) return {};
-  if (!batch.ids.defined() || !batch.mask.defined() || !batch.ids.is_cpu() || batch.ids.dim() != 2 ||
-      batch.ids.size(0) == 0 || batch.ids.scalar_type() != torch::kLong || batch.mask.scalar_type() != torch::kBool ||
+  if (!batch.ids.defined() || !batch.mask.defined() || !batch.ids.is_cpu() || !batch.mask.is_cpu() ||
+      batch.ids.dim() != 2 || batch.ids.size(0) == 0 || batch.ids.size(1) == 0 ||
+      batch.ids.scalar_type() != torch::kLong || batch.mask.scalar_type() != torch::kBool ||
       batch.mask.sizes() != batch.ids.sizes() ||
-      (batch.token_types.defined() &&
-       (batch.token_types.sizes() != batch.ids.sizes() || batch.token_types.scalar_type() != torch::kLong)))
+      (batch.token_types.defined() && (!batch.token_types.is_cpu() || batch.token_types.sizes() != batch.ids.sizes() ||
+                                       batch.token_types.scalar_type() != torch::kLong)))
     return {};
   Tokens tokens;
   if (!real_tokens(batch, w, max_tokens, tokens)) return {};

@@ -16,7 +16,8 @@
 
 namespace ltk {
 
-/// The weights of a BertClassifier, as its modules hold them (no copy).
+/// The weights of a BertClassifier, as its modules hold them (no copy but the joined query, key and
+/// value, which the model keeps).
 struct BertDirectWeights {
   struct Dense {
     torch::Tensor weight, bias;  ///< [out, in], [out]
@@ -26,7 +27,8 @@ struct BertDirectWeights {
     double eps = 1e-12;
   };
   struct Layer {
-    Dense query, key, value, attention_output, intermediate, output;
+    Dense qkv;  ///< query, key and value as one projection: [3H, H], [3H]
+    Dense attention_output, intermediate, output;
     Norm attention_norm, output_norm;
   };
   torch::Tensor word, position, token_type;  ///< the embedding tables
