@@ -105,9 +105,11 @@ std::vector<nlohmann::ordered_json> Predictor::answer(const TextDataset& data, c
   std::vector<torch::Tensor> rows(static_cast<size_t>(n));
   // A model that computes no padding (BERT's direct path) takes them as one batch: a server's batch
   // of a few texts of different lengths was split in two or three model calls.
-  int64_t all_real = 0;
-  for (int64_t i = 0; i < n; ++i) all_real += std::max<int64_t>(1, data.length(i));
-  const bool one_batch = n <= batch_size && run_.model->padding_free(all_real);
+  const bool one_batch = n <= batch_size && run_.model->padding_free([&] {
+    int64_t real = 0;
+    for (int64_t i = 0; i < n; ++i) real += std::max<int64_t>(1, data.length(i));
+    return real;
+  }());
   // Windows (data.long_text "window"): their logits, pooled per text before they are scored.
   const bool windows = data.windowed();
   for (size_t start = 0; start < order.size();) {

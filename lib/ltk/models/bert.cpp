@@ -337,10 +337,8 @@ BertClassifierImpl::BertClassifierImpl(const BertConfig& c, int64_t num_outputs)
 }
 
 torch::Tensor BertClassifierImpl::forward(const Batch& batch) {
-  // (The dtype first: direct_weights() joins query, key and value, which a bf16 model would keep for nothing.)
-  const auto dtype = bert->word_embeddings->weight.scalar_type();
-  if (!is_training() && !bert->is_training() && bert->int8.empty() &&
-      (dtype == torch::kFloat || dtype == torch::kDouble)) {
+  // (Checked before direct_weights(), which joins query, key and value: a bf16 model would keep them for nothing.)
+  if (!is_training() && !bert->is_training() && direct_may_run()) {
     auto logits = try_bert_direct(direct_weights(), batch, direct_max_tokens());
     if (logits.defined()) return logits;
   }
@@ -356,10 +354,14 @@ int64_t BertClassifierImpl::direct_max_tokens() const {
   return at::get_num_threads() > 1 ? std::min(max_tokens, BertEncoderImpl::kDirectMaxTokensThreaded) : max_tokens;
 }
 
-bool BertClassifierImpl::padding_free(int64_t real_tokens) const {
+bool BertClassifierImpl::direct_may_run() const {
   const auto& w = bert->word_embeddings->weight;
   return bert->int8.empty() && w.is_cpu() && (w.scalar_type() == torch::kFloat || w.scalar_type() == torch::kDouble) &&
-         real_tokens <= direct_max_tokens() && bert_direct_enabled() && blas_has_gemm();
+         bert->direct_max_tokens > 0 && blas_has_gemm();
+}
+
+bool BertClassifierImpl::padding_free(int64_t real_tokens) const {
+  return direct_may_run() && real_tokens <= direct_max_tokens();
 }
 
 BertDirectWeights BertClassifierImpl::direct_weights() {
@@ -473,48 +475,5 @@ int64_t BertEncoderImpl::level(const std::string& name) const {
 int64_t BertMaskedLMImpl::level(const std::string& name) const { return bert->level(name); }
 
 int64_t BertClassifierImpl::level(const std::string& name) const { return bert->level(name); }
-
-std::shared_ptr<TextModel> build_bert(const nlohmann::json& options, const ModelContext& context) {
-  BertConfig c = bert_config_from(options);
-  if (c.vocab_size == 0) c.vocab_size = context.vocab_size;
-  if (c.vocab_size != context.vocab_size)
-    throw ConfigError(fmt::format("config key 'model.vocab_size': the model has {} token embeddings (config.json) but "
-                                  "its vocabulary ({}) has {} tokens; they must agree",
-                                  c.vocab_size, options.value("pretrained_dir", std::string()) + "/vocab.txt",
-                                  context.vocab_size));
-  if (c.pad_token_id >= c.vocab_size)
-    throw ConfigError(fmt::format("config key 'model.pad_token_id': {} is not below vocab_size {}", c.pad_token_id,
-                                  c.vocab_size));
-  std::shared_ptr<TextModel> model;
-  torch::nn::Embedding word_embeddings{nullptr};
-  if (context.masked_lm) {
-    BertMaskedLM m(c);
-    word_embeddings = m->bert->word_embeddings;
-    model = m.ptr();
-  } else {
-    BertClassifier m(c, context.num_outputs);
-    word_embeddings = m->bert->word_embeddings;
-    model = m.ptr();
-  }
-  // Hugging Face's initialisation: normal(0, initializer_range) weights and embeddings, zero
-  // biases and padding row, LayerNorm 1 and 0. A pretrained directory then overwrites the encoder.
-  const double range = options.at("initializer_range").get<double>();
-  torch::NoGradGuard no_grad;
-  for (auto& p : model->named_parameters()) {
-    const std::string& name = p.key();
-    if (name.size() >= 16 && name.compare(name.size() - 16, 16, "LayerNorm.weight") == 0) p.value().fill_(1.0);
-    else if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) p.value().zero_();
-    else p.value().normal_(0.0, range);
-  }
-  word_embeddings->weight[c.pad_token_id].zero_();
-  const int64_t frozen = options.at("freeze_layers").get<int64_t>();
-  for (auto& p : model->named_parameters()) {
-    const int64_t level = model->level(p.key());
-    bool embeddings = level == c.num_hidden_layers + 1;
-    bool low_layer = p.key().rfind("bert.encoder.layer.", 0) == 0 && c.num_hidden_layers - level < frozen;
-    if ((embeddings && options.at("freeze_embeddings").get<bool>()) || low_layer) p.value().set_requires_grad(false);
-  }
-  return model;
-}
 
 }  // namespace ltk

@@ -115,6 +115,11 @@ class BertClassifierImpl : public TextModel, public Quantizable {
   BertEncoder bert{nullptr};
   torch::nn::Dropout dropout{nullptr};
   torch::nn::Linear classifier{nullptr};
+
+ private:
+  /// Whether the direct path may take this model's inference: float32 or float64 weights on the CPU,
+  /// no int8 layers, direct_max_tokens above 0, a BLAS with GEMM (the batch is try_bert_direct's to judge).
+  bool direct_may_run() const;
 };
 TORCH_MODULE(BertClassifier);
 

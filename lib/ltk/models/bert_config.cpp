@@ -1,7 +1,7 @@
 // The bert model section of a config: read and checked (resolve_bert), completed from a Hugging
 // Face directory's config.json and tokenizer_config.json (read_hf_config, complete_bert), checked
-// against the data (check_bert), and turned into the architecture (bert_config_from). The modules
-// themselves are in bert.cpp.
+// against the data (check_bert), turned into the architecture (bert_config_from), and the model
+// built from it with Hugging Face's initialisation (build_bert). The modules themselves are in bert.cpp.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -228,6 +228,52 @@ void complete_bert(const nlohmann::json& options, const nlohmann::json& document
   // Fine-tuning buckets by length (docs/sweeps.md: 3.0x faster on fortunes_en, accuracy within
   // the seeds' noise); masked-LM pretraining packs its texts instead.
   if (!written(document, {"trainer", "bucket_pool"}) && config.task.type != "mlm") config.trainer.bucket_pool = 50;
+}
+
+std::shared_ptr<TextModel> build_bert(const nlohmann::json& options, const ModelContext& context) {
+  BertConfig c = bert_config_from(options);
+  if (c.vocab_size == 0) c.vocab_size = context.vocab_size;
+  if (c.vocab_size != context.vocab_size)
+    throw ConfigError(
+        fmt::format("config key 'model.vocab_size': the model has {} token embeddings (config.json) but "
+                    "its vocabulary ({}) has {} tokens; they must agree",
+                    c.vocab_size, options.value("pretrained_dir", std::string()) + "/vocab.txt", context.vocab_size));
+  if (c.pad_token_id >= c.vocab_size)
+    throw ConfigError(
+        fmt::format("config key 'model.pad_token_id': {} is not below vocab_size {}", c.pad_token_id, c.vocab_size));
+  std::shared_ptr<TextModel> model;
+  torch::nn::Embedding word_embeddings{nullptr};
+  if (context.masked_lm) {
+    BertMaskedLM m(c);
+    word_embeddings = m->bert->word_embeddings;
+    model = m.ptr();
+  } else {
+    BertClassifier m(c, context.num_outputs);
+    word_embeddings = m->bert->word_embeddings;
+    model = m.ptr();
+  }
+  // Hugging Face's initialisation: normal(0, initializer_range) weights and embeddings, zero
+  // biases and padding row, LayerNorm 1 and 0. A pretrained directory then overwrites the encoder.
+  const double range = options.at("initializer_range").get<double>();
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) {
+    const std::string& name = p.key();
+    if (name.size() >= 16 && name.compare(name.size() - 16, 16, "LayerNorm.weight") == 0)
+      p.value().fill_(1.0);
+    else if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0)
+      p.value().zero_();
+    else
+      p.value().normal_(0.0, range);
+  }
+  word_embeddings->weight[c.pad_token_id].zero_();
+  const int64_t frozen = options.at("freeze_layers").get<int64_t>();
+  for (auto& p : model->named_parameters()) {
+    const int64_t level = model->level(p.key());
+    bool embeddings = level == c.num_hidden_layers + 1;
+    bool low_layer = p.key().rfind("bert.encoder.layer.", 0) == 0 && c.num_hidden_layers - level < frozen;
+    if ((embeddings && options.at("freeze_embeddings").get<bool>()) || low_layer) p.value().set_requires_grad(false);
+  }
+  return model;
 }
 
 }  // namespace ltk

@@ -3,6 +3,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/gelu.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
@@ -63,8 +64,11 @@ const T* ptr(const torch::Tensor& t) {
 template <typename T>
 void gemm(bool b_transposed, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T beta,
           T* c, int64_t ldc) {
-  if (!blas_gemm(b_transposed, m, n, k, T(1), a, lda, b, ldb, beta, c, ldc))
-    throw Error("the BLAS's GEMM refused a product of BERT's direct path");  // sizes are checked before
+  if (!blas_gemm(b_transposed, m, n, k, T(1), a, lda, b, ldb, beta, c, ldc))  // (sizes are checked before)
+    throw Error(
+        fmt::format("BERT's direct path: the BLAS refused a {}x{}x{} matrix product; set LTK_BERT_DIRECT=0 in "
+                    "the environment to run LibTorch's operators instead, and report this as a bug",
+                    m, n, k));
 }
 
 /// y [rows, out] (rows `y_stride` apart) = x [rows, in] (rows `x_stride` apart) W^T + b, the bias
